@@ -1,0 +1,249 @@
+//! Requests: `{"secret", "op", "data"}` or `{"secret", "uid", "data"}`.
+
+use serde_json::{Map, Value};
+use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// A secret as sent on the wire. Never printed, zeroed when dropped.
+#[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The bytes, for a constant-time comparison or for sending.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A parsed request. `data` is `Value::Null` when the key is missing or null.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// A new operation.
+    New {
+        /// The socket secret, if the client sent one.
+        secret: Option<Secret>,
+        /// The operation name.
+        op: String,
+        /// The operation's data.
+        data: Value,
+    },
+    /// The next step of an operation held for out-of-channel authorization.
+    Continue {
+        /// The socket secret, if the client sent one.
+        secret: Option<Secret>,
+        /// The uid from the pending response.
+        uid: String,
+        /// The step's data, e.g. `{"code": "123456"}`.
+        data: Value,
+    },
+}
+
+/// Why a line is not a request. Every variant answers `bad_request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not valid UTF-8 JSON (the parser's message, which never echoes input).
+    NotJson(String),
+    /// Valid JSON that is not an object.
+    NotObject,
+    /// A known key has the wrong type.
+    WrongType(&'static str, &'static str),
+    /// Both `op` and `uid`.
+    Both,
+    /// Neither `op` nor `uid`.
+    Neither,
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::NotJson(e) => write!(f, "Invalid message, could not decode JSON: {e}"),
+            RequestError::NotObject => f.write_str("Invalid message: not a JSON object"),
+            RequestError::WrongType(k, t) => write!(f, "Invalid message: '{k}' must be {t}"),
+            RequestError::Both => f.write_str("Invalid message: 'op' and 'uid' are exclusive"),
+            RequestError::Neither => f.write_str("Invalid message: operation not found"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+impl Request {
+    /// Parse one request line (without its newline). Unknown keys are ignored.
+    pub fn parse(line: &[u8]) -> Result<Request, RequestError> {
+        let value: Value = serde_json::from_slice(line).map_err(|e| {
+            // serde_json's messages name a position and a category, never the input.
+            RequestError::NotJson(e.to_string())
+        })?;
+        let Value::Object(mut map) = value else {
+            return Err(RequestError::NotObject);
+        };
+        let secret = take_string(&mut map, "secret")?.map(Secret);
+        let op = take_string(&mut map, "op")?;
+        let uid = take_string(&mut map, "uid")?;
+        let data = map.remove("data").unwrap_or(Value::Null);
+        match (op, uid) {
+            (Some(op), None) => Ok(Request::New { secret, op, data }),
+            (None, Some(uid)) => Ok(Request::Continue { secret, uid, data }),
+            (Some(_), Some(_)) => Err(RequestError::Both),
+            (None, None) => Err(RequestError::Neither),
+        }
+    }
+
+    /// The secret the client sent, if any.
+    pub fn secret(&self) -> Option<&Secret> {
+        match self {
+            Request::New { secret, .. } | Request::Continue { secret, .. } => secret.as_ref(),
+        }
+    }
+
+    /// Encode as a wire line (with its trailing newline).
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut map = Map::new();
+        let (secret, data) = match self {
+            Request::New { secret, op, data } => {
+                map.insert("op".into(), Value::String(op.clone()));
+                (secret, data)
+            }
+            Request::Continue { secret, uid, data } => {
+                map.insert("uid".into(), Value::String(uid.clone()));
+                (secret, data)
+            }
+        };
+        if let Some(s) = secret {
+            map.insert("secret".into(), Value::String(s.0.clone()));
+        }
+        map.insert("data".into(), data.clone());
+        let mut out = serde_json::to_vec(&Value::Object(map)).expect("a JSON value serialises");
+        out.push(b'\n');
+        out
+    }
+}
+
+fn take_string(
+    map: &mut Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<String>, RequestError> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(mut other) => {
+            // A mistyped secret may still be a secret: wipe what we can.
+            if key == "secret" {
+                other.take();
+            }
+            Err(RequestError::WrongType(key, "a string"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn python_client_request_parses() {
+        let r = Request::parse(br#"{"secret": "123456", "op": "whoami", "data": null}"#).unwrap();
+        match r {
+            Request::New { secret, op, data } => {
+                assert_eq!(secret.unwrap().expose(), "123456");
+                assert_eq!(op, "whoami");
+                assert_eq!(data, Value::Null);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn continue_request_parses_and_unknown_keys_are_ignored() {
+        let r = Request::parse(br#"{"uid": "abc", "data": {"code": "1"}, "x": [1]}"#).unwrap();
+        match r {
+            Request::Continue { secret, uid, data } => {
+                assert!(secret.is_none());
+                assert_eq!(uid, "abc");
+                assert_eq!(data, json!({"code": "1"}));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_requests_are_rejected_with_a_reason() {
+        assert!(matches!(
+            Request::parse(b"{"),
+            Err(RequestError::NotJson(_))
+        ));
+        assert!(matches!(
+            Request::parse(b"\xff\xfe"),
+            Err(RequestError::NotJson(_))
+        ));
+        assert_eq!(
+            Request::parse(b"[1,2]").unwrap_err(),
+            RequestError::NotObject
+        );
+        assert_eq!(
+            Request::parse(b"\"op\"").unwrap_err(),
+            RequestError::NotObject
+        );
+        assert_eq!(
+            Request::parse(br#"{"op": 1}"#).unwrap_err(),
+            RequestError::WrongType("op", "a string")
+        );
+        assert_eq!(
+            Request::parse(br#"{"secret": {"a": 1}, "op": "x"}"#).unwrap_err(),
+            RequestError::WrongType("secret", "a string")
+        );
+        assert_eq!(
+            Request::parse(br#"{"op": "a", "uid": "b"}"#).unwrap_err(),
+            RequestError::Both
+        );
+        assert_eq!(
+            Request::parse(br#"{"secret": "s"}"#).unwrap_err(),
+            RequestError::Neither
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let mut line = String::from(r#"{"op": "x", "data": "#);
+        line.push_str(&"[".repeat(100_000));
+        line.push_str(&"]".repeat(100_000));
+        line.push('}');
+        assert!(matches!(
+            Request::parse(line.as_bytes()),
+            Err(RequestError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn error_messages_never_echo_the_secret() {
+        let e = Request::parse(br#"{"secret": "hunter2-very-secret", "op": 7}"#).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"));
+        let e = Request::parse(br#"{"secret": "hunter2-very-secret" "op": "x"}"#).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(!format!("{:?}", Secret::new("hunter2")).contains("hunter2"));
+    }
+
+    #[test]
+    fn to_line_round_trips() {
+        let r = Request::New {
+            secret: Some(Secret::new("s")),
+            op: "o".into(),
+            data: json!({"a": 1}),
+        };
+        let line = r.to_line();
+        assert_eq!(line.last(), Some(&b'\n'));
+        let back = Request::parse(&line[..line.len() - 1]).unwrap();
+        assert!(matches!(back, Request::New { op, .. } if op == "o"));
+    }
+}

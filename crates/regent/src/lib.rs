@@ -1,0 +1,28 @@
+//! Regent: let unprivileged programs ask a privileged service to do a fixed set of
+//! narrow system tasks, and nothing else.
+//!
+//! Where to look:
+//! - a request is **authenticated, authorized and executed** in
+//!   [`server::pipeline`](crate::server) (see its module docs for the steps);
+//! - who the caller is: [`identity`] (kernel credentials, never the client's word);
+//! - who may call what: [`policy`] (a pure decision);
+//! - writing operations in Rust: [`operation`], registered in a [`registry`];
+//! - the wire format: the `regent-proto` crate, re-exported as [`proto`];
+//! - calling a service: [`client`].
+
+pub mod builtin;
+pub mod client;
+pub mod error;
+pub mod identity;
+pub mod operation;
+pub mod policy;
+pub mod registry;
+pub mod server;
+
+pub use error::Error;
+pub use identity::Caller;
+pub use operation::{Authorization, Context, OpError, Operation};
+pub use policy::{AllowRule, Principal};
+pub use regent_proto as proto;
+pub use registry::OpOptions;
+pub use server::{Limits, Service, ShutdownHandle};

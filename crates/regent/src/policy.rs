@@ -1,0 +1,185 @@
+//! Who may call what: a decision computed from the caller and the rule, no I/O.
+//!
+//! An operation may carry an [`AllowRule`]: callers matching any listed user or any
+//! listed group are allowed; everyone else is denied. An operation without a rule is
+//! open to every caller who can reach the socket and holds the secret. Names are
+//! compared with the names the user database gave for the caller's kernel ids.
+
+use crate::identity::Caller;
+use std::fmt;
+
+/// A user or group, by name or numeric id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// By name, e.g. `www-data`.
+    Name(String),
+    /// By numeric id, e.g. `33`.
+    Id(u32),
+}
+
+impl Principal {
+    /// Parse `"33"` as an id and anything else as a name.
+    pub fn parse(s: &str) -> Principal {
+        match s.parse::<u32>() {
+            Ok(id) => Principal::Id(id),
+            Err(_) => Principal::Name(s.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Principal::Name(n) => f.write_str(n),
+            Principal::Id(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+impl From<&str> for Principal {
+    fn from(s: &str) -> Self {
+        Principal::parse(s)
+    }
+}
+
+impl From<u32> for Principal {
+    fn from(id: u32) -> Self {
+        Principal::Id(id)
+    }
+}
+
+/// Users and groups allowed to call an operation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowRule {
+    /// Allowed users.
+    pub users: Vec<Principal>,
+    /// Allowed groups (primary or supplementary membership).
+    pub groups: Vec<Principal>,
+}
+
+impl AllowRule {
+    /// A rule allowing these users.
+    pub fn users<P: Into<Principal>>(users: impl IntoIterator<Item = P>) -> Self {
+        AllowRule {
+            users: users.into_iter().map(Into::into).collect(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// A rule allowing these groups.
+    pub fn groups<P: Into<Principal>>(groups: impl IntoIterator<Item = P>) -> Self {
+        AllowRule {
+            users: Vec::new(),
+            groups: groups.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Add groups to a rule.
+    pub fn and_groups<P: Into<Principal>>(mut self, groups: impl IntoIterator<Item = P>) -> Self {
+        self.groups.extend(groups.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// The outcome of a policy check.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The caller may proceed.
+    Allow,
+    /// The caller may not; the reason is for the log, never for the client.
+    Deny(String),
+}
+
+impl Decision {
+    /// True for [`Decision::Allow`].
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow)
+    }
+}
+
+/// Decide whether `caller` may call an operation guarded by `rule`.
+pub fn decide(rule: Option<&AllowRule>, caller: &Caller) -> Decision {
+    let Some(rule) = rule else {
+        return Decision::Allow;
+    };
+    let user_match = rule.users.iter().any(|p| match p {
+        Principal::Id(id) => *id == caller.uid,
+        Principal::Name(n) => caller.user.as_deref() == Some(n.as_str()),
+    });
+    let group_match = rule.groups.iter().any(|p| match p {
+        Principal::Id(id) => caller.in_group(*id),
+        Principal::Name(n) => caller.in_group_named(n),
+    });
+    if user_match || group_match {
+        Decision::Allow
+    } else {
+        Decision::Deny(format!(
+            "user {} (uid {}) is not among the allowed users or groups",
+            caller.user_or_uid(),
+            caller.uid
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(uid: u32, user: &str, groups: &[(u32, &str)]) -> Caller {
+        Caller {
+            pid: Some(42),
+            uid,
+            gid: groups.first().map(|g| g.0).unwrap_or(uid),
+            user: Some(user.into()),
+            groups: groups.iter().map(|g| g.0).collect(),
+            group_names: groups.iter().map(|g| g.1.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn no_rule_allows_everyone() {
+        assert_eq!(decide(None, &caller(1000, "alice", &[])), Decision::Allow);
+    }
+
+    #[test]
+    fn users_by_name_and_by_id() {
+        let rule = AllowRule::users(["www-data", "1001"]);
+        assert!(decide(Some(&rule), &caller(33, "www-data", &[])).is_allowed());
+        assert!(decide(Some(&rule), &caller(1001, "bob", &[])).is_allowed());
+        assert!(!decide(Some(&rule), &caller(1000, "alice", &[])).is_allowed());
+        // A user *named* like an allowed uid is not that uid.
+        assert!(!decide(Some(&rule), &caller(5, "1001", &[])).is_allowed());
+    }
+
+    #[test]
+    fn groups_by_name_and_by_id_including_supplementary() {
+        let rule = AllowRule::groups(["admin"]).and_groups([27u32]);
+        assert!(decide(
+            Some(&rule),
+            &caller(1000, "alice", &[(1000, "alice"), (50, "admin")])
+        )
+        .is_allowed());
+        assert!(decide(
+            Some(&rule),
+            &caller(1001, "bob", &[(1001, "bob"), (27, "sudo")])
+        )
+        .is_allowed());
+        assert!(!decide(Some(&rule), &caller(1002, "eve", &[(1002, "eve")])).is_allowed());
+    }
+
+    #[test]
+    fn an_empty_rule_denies_everyone() {
+        let rule = AllowRule::default();
+        assert!(!decide(Some(&rule), &caller(0, "root", &[(0, "root")])).is_allowed());
+    }
+
+    #[test]
+    fn deny_reason_names_the_caller() {
+        let rule = AllowRule::users(["root"]);
+        match decide(Some(&rule), &caller(1000, "alice", &[])) {
+            Decision::Deny(r) => assert!(r.contains("alice") && r.contains("1000")),
+            Decision::Allow => panic!("allowed"),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! One connection: read request lines within the limits, answer each in turn.
+//!
+//! - a line longer than `max_line` gets `too_large` and the connection closes;
+//! - a started line must finish within `line_timeout`, else the connection closes;
+//! - between requests the connection may idle for `idle_timeout`, then it closes;
+//! - on shutdown, an idle connection closes at once; a request in progress finishes.
+//!
+//! Each connection is its own task, so a slow client or a slow operation holds up
+//! nobody else.
+
+use super::{Limits, Shared};
+use crate::identity::Caller;
+use regent_proto::{ErrorCode, FrameError, LineBuffer, Response};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{timeout_at, Instant};
+
+/// Why reading the next line ended without one.
+enum ReadEnd {
+    /// Clean close between requests, idle timeout, or shutdown.
+    Closed,
+    /// Closed or stalled mid-line.
+    Broken,
+    /// Over the size limit.
+    TooLarge,
+}
+
+async fn next_line<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut LineBuffer,
+    limits: &Limits,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Vec<u8>, ReadEnd> {
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut deadline = Instant::now() + limits.idle_timeout;
+    let mut started = buf.has_partial();
+    if started {
+        deadline = Instant::now() + limits.line_timeout;
+    }
+    loop {
+        match buf.next_line() {
+            Ok(Some(line)) => return Ok(line),
+            Ok(None) => {}
+            Err(FrameError::TooLarge) => return Err(ReadEnd::TooLarge),
+            Err(FrameError::Truncated) => return Err(ReadEnd::Broken),
+        }
+        if !started && buf.has_partial() {
+            started = true;
+            deadline = Instant::now() + limits.line_timeout;
+        }
+        let want = buf.room().min(chunk.len());
+        let read = tokio::select! {
+            r = timeout_at(deadline, reader.read(&mut chunk[..want])) => r,
+            _ = shutdown.changed(), if !started => return Err(ReadEnd::Closed),
+        };
+        match read {
+            Err(_elapsed) => {
+                return Err(if started {
+                    ReadEnd::Broken
+                } else {
+                    ReadEnd::Closed
+                })
+            }
+            Ok(Err(_)) => return Err(ReadEnd::Broken),
+            Ok(Ok(0)) => {
+                return Err(if buf.finish().is_err() {
+                    ReadEnd::Broken
+                } else {
+                    ReadEnd::Closed
+                })
+            }
+            Ok(Ok(n)) => buf.extend(&chunk[..n]),
+        }
+    }
+}
+
+/// Serve one connection until it closes.
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    caller: Arc<Caller>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut buf = LineBuffer::new(shared.limits.max_line);
+    loop {
+        if *shutdown.borrow() && !buf.has_partial() {
+            break;
+        }
+        let line = match next_line(&mut reader, &mut buf, &shared.limits, &mut shutdown).await {
+            Ok(line) => line,
+            Err(ReadEnd::TooLarge) => {
+                tracing::warn!(
+                    uid = caller.uid,
+                    pid = caller.pid,
+                    "request over the size limit; closing"
+                );
+                let _ = writer
+                    .write_all(&Response::error(ErrorCode::TooLarge).to_line())
+                    .await;
+                let _ = writer.shutdown().await;
+                break;
+            }
+            Err(ReadEnd::Broken) => {
+                tracing::debug!(uid = caller.uid, "connection broken or stalled mid-line");
+                break;
+            }
+            Err(ReadEnd::Closed) => break,
+        };
+        let response = shared.handle(&caller, &line).await;
+        if writer.write_all(&response.to_line()).await.is_err() {
+            break;
+        }
+    }
+}

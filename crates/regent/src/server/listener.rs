@@ -1,0 +1,169 @@
+//! Creating the listening socket safely.
+//!
+//! The socket is bound under a temporary name in the target directory, given its
+//! mode, owner and group, and only then renamed onto the configured path, so there
+//! is no moment when it exists with the wrong permissions. An existing file at the
+//! path is replaced only if it is a socket nobody is listening on; a live service
+//! or a non-socket file is an error. The directory must not be writable by anyone
+//! but root or the service's own user, unless it is sticky (like /tmp).
+
+use crate::error::Error;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+/// How the socket file is created.
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    /// Where.
+    pub path: PathBuf,
+    /// File mode, default 0660.
+    pub mode: u32,
+    /// Owner uid, default: the service's.
+    pub owner: Option<u32>,
+    /// Group gid, default: the service's.
+    pub group: Option<u32>,
+}
+
+impl SocketOptions {
+    /// Options for `path` with mode 0660.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SocketOptions {
+            path: path.into(),
+            mode: 0o660,
+            owner: None,
+            group: None,
+        }
+    }
+}
+
+fn check_parent(dir: &Path) -> Result<(), Error> {
+    let meta = fs::metadata(dir)
+        .map_err(|e| Error::io(format!("socket directory {}", dir.display()), e))?;
+    if !meta.is_dir() {
+        return Err(Error::Unsafe(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(Error::Unsafe(format!(
+            "socket directory {} is owned by uid {}, not root or the service (uid {me})",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode();
+    let sticky = mode & 0o1000 != 0;
+    if mode & 0o022 != 0 && !sticky {
+        return Err(Error::Unsafe(format!(
+            "socket directory {} is writable by group or others (mode {:o}): another user could replace the socket",
+            dir.display(),
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// Bind the socket as the options say.
+pub fn bind(opts: &SocketOptions) -> Result<UnixListener, Error> {
+    let path = &opts.path;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating socket directory {}", dir.display()), e))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io(format!("setting mode of {}", dir.display()), e))?;
+    }
+    check_parent(&dir)?;
+
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => match UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(Error::Unsafe(format!(
+                    "another service is already listening on {}",
+                    path.display()
+                )))
+            }
+            Err(_) => { /* stale: the rename below replaces it atomically */ }
+        },
+        Ok(_) => {
+            return Err(Error::Unsafe(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("inspecting {}", path.display()), e)),
+    }
+
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::Config(format!("socket path {} has no file name", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    let listener =
+        UnixListener::bind(&tmp).map_err(|e| Error::io(format!("binding {}", tmp.display()), e))?;
+    let result = (|| {
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(opts.mode & 0o777))
+            .map_err(|e| Error::io(format!("setting mode of {}", tmp.display()), e))?;
+        if opts.owner.is_some() || opts.group.is_some() {
+            std::os::unix::fs::chown(&tmp, opts.owner, opts.group)
+                .map_err(|e| Error::io(format!("setting owner of {}", tmp.display()), e))?;
+        }
+        fs::rename(&tmp, path)
+            .map_err(|e| Error::io(format!("moving socket to {}", path.display()), e))
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_with_mode_and_replaces_a_stale_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("r.sock");
+        let mut opts = SocketOptions::new(&path);
+        opts.mode = 0o600;
+        let l = bind(&opts).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        // Live: refused.
+        let e = bind(&opts).unwrap_err();
+        assert!(e.to_string().contains("already listening"), "{e}");
+        drop(l);
+        // Stale: replaced.
+        let _l2 = bind(&opts).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_regular_file_and_an_unsafe_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("file");
+        fs::write(&path, "x").unwrap();
+        let e = bind(&SocketOptions::new(&path)).unwrap_err();
+        assert!(e.to_string().contains("not a socket"), "{e}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "x");
+
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let e = bind(&SocketOptions::new(dir.path().join("s"))).unwrap_err();
+        assert!(e.to_string().contains("writable by group or others"), "{e}");
+    }
+}

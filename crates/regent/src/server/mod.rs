@@ -1,0 +1,294 @@
+//! The service: a listener on a Unix socket, a task per connection, and the
+//! request pipeline ([`pipeline`]) that authenticates, authorizes and executes.
+//!
+//! ```no_run
+//! # use regent::{Service, operation::*};
+//! # struct WhoAmI;
+//! # impl Operation for WhoAmI { type Data = (); type Output = String;
+//! #   async fn perform(&self, c: Context, _: ()) -> Result<String, OpError> { Ok(c.caller.user_or_uid()) } }
+//! # async fn run() -> Result<(), regent::Error> {
+//! Service::builder("/run/regent/regent.sock")
+//!     .secret_str("123456")
+//!     .register("whoami", WhoAmI)?
+//!     .build()?
+//!     .run()
+//!     .await
+//! # }
+//! ```
+
+pub mod audit;
+mod connection;
+mod gate;
+pub mod listener;
+mod pending;
+mod pipeline;
+
+pub use gate::{RateLimiter, SharedSecret};
+pub use listener::SocketOptions;
+
+use crate::error::Error;
+use crate::identity::IdentityResolver;
+use crate::operation::Operation;
+use crate::registry::{OpOptions, Registry};
+use regent_proto::{ErrorCode, Response};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// Connection limits (see `PROTOCOL.md`, Framing).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest request line.
+    pub max_line: usize,
+    /// Time to finish a started line.
+    pub line_timeout: Duration,
+    /// Idle time between requests.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more get `busy`.
+    pub max_connections: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line: regent_proto::DEFAULT_MAX_LINE,
+            line_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub(crate) registry: Registry,
+    pub(crate) secret: Option<SharedSecret>,
+    pub(crate) limiter: RateLimiter,
+    pub(crate) limits: Limits,
+}
+
+/// Builds a [`Service`].
+pub struct ServiceBuilder {
+    socket: SocketOptions,
+    registry: Registry,
+    secret: Option<SharedSecret>,
+    limits: Limits,
+}
+
+impl ServiceBuilder {
+    /// Set the socket's mode (default 0660).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.socket.mode = mode;
+        self
+    }
+
+    /// Set the socket's owner and group ids.
+    pub fn owner(mut self, uid: Option<u32>, gid: Option<u32>) -> Self {
+        self.socket.owner = uid;
+        self.socket.group = gid;
+        self
+    }
+
+    /// Require this secret on every request.
+    pub fn secret(mut self, secret: SharedSecret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// Require this secret (convenience for examples; prefer a file).
+    pub fn secret_str(self, secret: &str) -> Self {
+        self.secret(SharedSecret::new(secret))
+    }
+
+    /// Set the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Register an operation with default options.
+    pub fn register<O: Operation>(self, name: &str, op: O) -> Result<Self, Error> {
+        self.register_with(name, op, OpOptions::default())
+    }
+
+    /// Register an operation with options.
+    pub fn register_with<O: Operation>(
+        mut self,
+        name: &str,
+        op: O,
+        options: OpOptions,
+    ) -> Result<Self, Error> {
+        self.registry.register(name, op, options)?;
+        Ok(self)
+    }
+
+    /// Use a prepared registry (the daemon builds one from its config).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Finish.
+    pub fn build(self) -> Result<Service, Error> {
+        Ok(Service {
+            socket: self.socket,
+            shared: Arc::new(Shared {
+                registry: self.registry,
+                secret: self.secret,
+                limiter: RateLimiter::default(),
+                limits: self.limits,
+            }),
+        })
+    }
+}
+
+/// A Regent service.
+pub struct Service {
+    socket: SocketOptions,
+    shared: Arc<Shared>,
+}
+
+/// Stops a running service: its `Drop` does nothing; call [`ShutdownHandle::shutdown`].
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<watch::Sender<bool>>);
+
+impl ShutdownHandle {
+    /// Stop accepting, let requests in flight finish, then return from `serve`.
+    pub fn shutdown(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Service {
+    /// Start building a service on `socket`.
+    pub fn builder(socket: impl AsRef<Path>) -> ServiceBuilder {
+        ServiceBuilder {
+            socket: SocketOptions::new(socket.as_ref()),
+            registry: Registry::new(),
+            secret: None,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> &PathBuf {
+        &self.socket.path
+    }
+
+    /// Bind the socket (with its mode, owner and group).
+    pub fn bind(&self) -> Result<std::os::unix::net::UnixListener, Error> {
+        listener::bind(&self.socket)
+    }
+
+    /// Bind, serve until SIGTERM or SIGINT, finish requests in flight, remove the socket.
+    pub async fn run(self) -> Result<(), Error> {
+        let std_listener = self.bind()?;
+        let (tx, rx) = watch::channel(false);
+        let handle = ShutdownHandle(Arc::new(tx));
+        let h = handle.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: finishing requests in flight");
+            h.shutdown();
+        });
+        let path = self.socket.path.clone();
+        let result = self.serve(std_listener, rx).await;
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    /// Serve on a bound listener until `shutdown` turns true.
+    pub async fn serve(
+        self,
+        listener: std::os::unix::net::UnixListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("setting the listener non-blocking", e))?;
+        let listener = UnixListener::from_std(listener)
+            .map_err(|e| Error::io("registering the listener", e))?;
+        let shared = self.shared;
+        let identities = IdentityResolver::default();
+        let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        tracing::info!(socket = %self.socket.path.display(), operations = shared.registry.len(), "listening");
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = shutdown.changed() => break,
+            };
+            let (stream, _) = match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let cred = match stream.peer_cred() {
+                Ok(c) => c,
+                Err(e) => {
+                    // No kernel identity: deny by closing.
+                    tracing::warn!(error = %e, "no peer credentials; closing");
+                    continue;
+                }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let line = Response::error(ErrorCode::Busy).to_line();
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
+                });
+                continue;
+            };
+            let caller = Arc::new(identities.resolve(cred.pid(), cred.uid(), cred.gid()));
+            let shared = shared.clone();
+            let rx = shutdown.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                connection::serve(shared, stream, caller, rx).await;
+                drop(permit);
+                drop(done);
+            });
+        }
+        drop(listener);
+        drop(done_tx);
+        let grace = shared.limits.shutdown_grace;
+        if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+            tracing::warn!("requests still in flight after {grace:?}; exiting anyway");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// Bind and serve in the background; returns the shutdown handle and the task.
+    /// Convenient for tests and for embedding.
+    pub fn spawn(
+        self,
+    ) -> Result<(ShutdownHandle, tokio::task::JoinHandle<Result<(), Error>>), Error> {
+        let listener = self.bind()?;
+        let (tx, rx) = watch::channel(false);
+        let handle = ShutdownHandle(Arc::new(tx));
+        let task = tokio::spawn(self.serve(listener, rx));
+        Ok((handle, task))
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,147 @@
+//! One request, start to finish: this is where a request is authenticated,
+//! authorized and executed.
+//!
+//! 1. **parse** the line (`bad_request`);
+//! 2. **rate limit**: a caller with too many recent failures is answered at once
+//!    (`rate_limited`), nobody sleeps;
+//! 3. **authenticate**: the socket secret, in constant time (`permission_denied`);
+//! 4. **resolve** the operation (`unknown_operation`) — reserved `regent.*` names
+//!    are the service's own ([`crate::builtin`]);
+//! 5. **authorize** the caller by the operation's policy (`permission_denied`);
+//! 6. **validate** the data (`invalid_data`);
+//! 7. **out-of-channel stages**, if the operation requires them (pending);
+//! 8. **execute** within the operation's concurrency and time limits.
+//!
+//! Every request leaves exactly one audit record.
+
+use super::audit::Audit;
+use super::Shared;
+use crate::identity::Caller;
+use crate::operation::{Authorization, Context};
+use crate::policy::{decide, Decision};
+use crate::registry::{Entry, RESERVED_PREFIX};
+use regent_proto::{ErrorCode, Request, Response};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Shared {
+    /// Answer one request line from `caller`.
+    pub(crate) async fn handle(&self, caller: &Arc<Caller>, line: &[u8]) -> Response {
+        let mut audit = Audit::start(caller);
+        let response = self.process(caller, line, &mut audit).await;
+        audit.finish(&response);
+        response
+    }
+
+    async fn process(&self, caller: &Arc<Caller>, line: &[u8], audit: &mut Audit) -> Response {
+        let request = match Request::parse(line) {
+            Ok(r) => r,
+            Err(e) => return Response::error_with(ErrorCode::BadRequest, e.to_string()),
+        };
+
+        if self.limiter.check(&caller.uid).is_err() {
+            return Response::error(ErrorCode::RateLimited);
+        }
+
+        if let Some(secret) = &self.secret {
+            if !secret.verify(request.secret().map(|s| s.expose())) {
+                self.limiter.record_failure(&caller.uid);
+                audit.note("wrong or missing secret");
+                return Response::error(ErrorCode::PermissionDenied);
+            }
+        }
+
+        match request {
+            Request::New { op, data, .. } => {
+                audit.op(&op);
+                if op.starts_with(RESERVED_PREFIX) {
+                    return crate::builtin::handle(self, caller, &op, data, audit).await;
+                }
+                let Some(entry) = self.registry.get(&op) else {
+                    return Response::error(ErrorCode::UnknownOperation);
+                };
+                self.new_request(caller, &op, entry, data, audit).await
+            }
+            Request::Continue { uid, data, .. } => {
+                audit.op("(continue)");
+                self.continue_request(caller, &uid, data, audit).await
+            }
+        }
+    }
+
+    async fn new_request(
+        &self,
+        caller: &Arc<Caller>,
+        op: &str,
+        entry: &Entry,
+        data: Value,
+        audit: &mut Audit,
+    ) -> Response {
+        if let Decision::Deny(why) = decide(entry.options.allow.as_ref(), caller) {
+            audit.note(&why);
+            return Response::error(ErrorCode::PermissionDenied);
+        }
+        let checked = match entry.op.check(data) {
+            Ok(c) => c,
+            Err(invalid) => {
+                return Response::error_with(ErrorCode::InvalidData, invalid.to_string())
+            }
+        };
+        audit.data(&checked.redacted);
+
+        let mut stages = entry.options.auth.clone();
+        match entry.op.authorize(caller, &checked.data) {
+            Authorization::Allow => {}
+            Authorization::Deny(why) => {
+                audit.note(&why);
+                return Response::error(ErrorCode::PermissionDenied);
+            }
+            Authorization::Require(more) => {
+                for s in more {
+                    if !stages.contains(&s) {
+                        stages.push(s);
+                    }
+                }
+            }
+        }
+        if !stages.is_empty() {
+            return self.hold(caller, op, entry, checked, stages, audit).await;
+        }
+        self.execute(caller, op, entry, checked.data).await
+    }
+
+    /// Run an operation on checked data within its limits.
+    pub(crate) async fn execute(
+        &self,
+        caller: &Arc<Caller>,
+        op: &str,
+        entry: &Entry,
+        data: Value,
+    ) -> Response {
+        let _permit = match &entry.gate {
+            Some(gate) => match gate.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => return Response::error(ErrorCode::Busy),
+            },
+            None => None,
+        };
+        let timeout = entry.options.timeout;
+        let ctx = Context {
+            caller: caller.clone(),
+            op: op.to_string(),
+            deadline: Instant::now() + timeout,
+        };
+        let fut = entry.op.clone().perform(ctx, data);
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(value)) => Response::Done(value),
+            Ok(Err(e)) => {
+                if let crate::operation::OpError::Internal(detail) = &e {
+                    tracing::error!(op, detail = %detail, "operation fault");
+                }
+                Response::error_with(e.code(), e.client_message())
+            }
+            Err(_) => Response::error(ErrorCode::Timeout),
+        }
+    }
+}

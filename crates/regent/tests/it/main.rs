@@ -1,0 +1,5 @@
+//! Integration tests: a real service on a temporary Unix socket, real clients.
+//! One test binary; helpers in `util`.
+
+mod core;
+mod util;
