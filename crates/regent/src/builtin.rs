@@ -2,21 +2,64 @@
 //!
 //! - `regent.ops`: the operations this caller may call, with descriptions and
 //!   parameters. Operations the caller may not call are not listed.
+//! - `regent.pending`, `regent.approve` (`{"id"}`), `regent.deny` (`{"id",
+//!   "reason"?}`): the administrator channel. Open only to root and to members of
+//!   the configured admin group, by kernel identity; every decision is recorded in
+//!   the store and in the audit log.
 
 use crate::identity::Caller;
 use crate::policy::decide;
 use crate::server::audit::Audit;
+use crate::server::pending::caller_id;
 use crate::server::Shared;
 use regent_proto::{ErrorCode, Response};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decide {
+    id: String,
+    reason: Option<String>,
+}
+
+fn is_admin(shared: &Shared, caller: &Caller) -> bool {
+    caller.uid == 0
+        || shared
+            .admin_group
+            .as_ref()
+            .is_some_and(|g| group_matches(g, caller))
+}
+
+fn admin_error(e: regent_auth::AuthError) -> Response {
+    use regent_auth::AuthError as E;
+    match e {
+        E::RequestNotFound(_) => Response::error_with(ErrorCode::NotFound, e.to_string()),
+        E::NotAwaitingApproval { .. } => {
+            Response::error_with(ErrorCode::OperationFailed, e.to_string())
+        }
+        E::OwnRequest(_) => Response::error_with(ErrorCode::PermissionDenied, e.to_string()),
+        other => {
+            tracing::error!(error = %other, "administrator decision failed");
+            Response::error(ErrorCode::Internal)
+        }
+    }
+}
+
+fn group_matches(g: &regent_config::Principal, caller: &Caller) -> bool {
+    match g {
+        regent_config::Principal::Id(id) => caller.in_group(*id),
+        regent_config::Principal::Name(n) => caller.in_group_named(n),
+    }
+}
 
 pub(crate) async fn handle(
     shared: &Shared,
     caller: &Arc<Caller>,
     op: &str,
-    _data: Value,
-    _audit: &mut Audit,
+    data: Value,
+    audit: &mut Audit,
 ) -> Response {
     match op {
         "regent.ops" => {
@@ -35,6 +78,44 @@ pub(crate) async fn handle(
                 })
                 .collect();
             Response::Done(Value::Array(ops))
+        }
+        "regent.pending" | "regent.approve" | "regent.deny" => {
+            if !is_admin(shared, caller) {
+                audit.note("not an administrator");
+                return Response::error(ErrorCode::PermissionDenied);
+            }
+            let Some(flow) = &shared.flow else {
+                return Response::error_with(
+                    ErrorCode::OperationFailed,
+                    "this service has no pending store",
+                );
+            };
+            if op == "regent.pending" {
+                return match flow.list_waiting() {
+                    Ok(list) => Response::Done(serde_json::to_value(list).unwrap_or(Value::Null)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "listing pending requests");
+                        Response::error(ErrorCode::Internal)
+                    }
+                };
+            }
+            let d: Decide = match crate::operation::decode(data) {
+                Ok(d) => d,
+                Err(e) => return Response::error_with(ErrorCode::InvalidData, e.to_string()),
+            };
+            audit.data(&json!({"id": d.id, "reason": d.reason}));
+            let by = caller_id(caller);
+            let result = if op == "regent.approve" {
+                flow.approve(&d.id, &by, shared.allow_self_approval)
+            } else {
+                flow.deny(&d.id, &by, d.reason.clone())
+            };
+            match result {
+                Ok(()) => Response::Done(
+                    json!({"id": d.id, "decision": if op == "regent.approve" { "approved" } else { "denied" }}),
+                ),
+                Err(e) => admin_error(e),
+            }
         }
         _ => Response::error(ErrorCode::UnknownOperation),
     }

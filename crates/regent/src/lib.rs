@@ -12,6 +12,8 @@
 
 pub mod builtin;
 pub mod client;
+pub mod command;
+pub mod daemon;
 pub mod error;
 pub mod identity;
 pub mod operation;
@@ -23,6 +25,9 @@ pub use error::Error;
 pub use identity::Caller;
 pub use operation::{Authorization, Context, OpError, Operation};
 pub use policy::{AllowRule, Principal};
+pub use regent_auth as auth;
+pub use regent_config as config;
+pub use regent_exec as exec;
 pub use regent_proto as proto;
 pub use registry::OpOptions;
 pub use server::{Limits, Service, ShutdownHandle};

@@ -6,45 +6,36 @@
 //! compared with the names the user database gave for the caller's kernel ids.
 
 use crate::identity::Caller;
-use std::fmt;
 
-/// A user or group, by name or numeric id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// By name, e.g. `www-data`.
-    Name(String),
-    /// By numeric id, e.g. `33`.
-    Id(u32),
+pub use regent_config::Principal;
+
+/// Anything that names a user or group: `"www-data"`, `"33"`, `33`.
+pub trait ToPrincipal {
+    /// The principal.
+    fn to_principal(self) -> Principal;
 }
 
-impl Principal {
-    /// Parse `"33"` as an id and anything else as a name.
-    pub fn parse(s: &str) -> Principal {
-        match s.parse::<u32>() {
-            Ok(id) => Principal::Id(id),
-            Err(_) => Principal::Name(s.to_string()),
-        }
+impl ToPrincipal for &str {
+    fn to_principal(self) -> Principal {
+        Principal::parse(self).unwrap_or_else(|_| Principal::Name(self.to_string()))
     }
 }
 
-impl fmt::Display for Principal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Principal::Name(n) => f.write_str(n),
-            Principal::Id(i) => write!(f, "{i}"),
-        }
+impl ToPrincipal for String {
+    fn to_principal(self) -> Principal {
+        self.as_str().to_principal()
     }
 }
 
-impl From<&str> for Principal {
-    fn from(s: &str) -> Self {
-        Principal::parse(s)
+impl ToPrincipal for u32 {
+    fn to_principal(self) -> Principal {
+        Principal::Id(self)
     }
 }
 
-impl From<u32> for Principal {
-    fn from(id: u32) -> Self {
-        Principal::Id(id)
+impl ToPrincipal for Principal {
+    fn to_principal(self) -> Principal {
+        self
     }
 }
 
@@ -57,26 +48,36 @@ pub struct AllowRule {
     pub groups: Vec<Principal>,
 }
 
+impl From<&regent_config::AllowDecl> for AllowRule {
+    fn from(d: &regent_config::AllowDecl) -> Self {
+        AllowRule {
+            users: d.users.clone(),
+            groups: d.groups.clone(),
+        }
+    }
+}
+
 impl AllowRule {
     /// A rule allowing these users.
-    pub fn users<P: Into<Principal>>(users: impl IntoIterator<Item = P>) -> Self {
+    pub fn users<P: ToPrincipal>(users: impl IntoIterator<Item = P>) -> Self {
         AllowRule {
-            users: users.into_iter().map(Into::into).collect(),
+            users: users.into_iter().map(ToPrincipal::to_principal).collect(),
             groups: Vec::new(),
         }
     }
 
     /// A rule allowing these groups.
-    pub fn groups<P: Into<Principal>>(groups: impl IntoIterator<Item = P>) -> Self {
+    pub fn groups<P: ToPrincipal>(groups: impl IntoIterator<Item = P>) -> Self {
         AllowRule {
             users: Vec::new(),
-            groups: groups.into_iter().map(Into::into).collect(),
+            groups: groups.into_iter().map(ToPrincipal::to_principal).collect(),
         }
     }
 
     /// Add groups to a rule.
-    pub fn and_groups<P: Into<Principal>>(mut self, groups: impl IntoIterator<Item = P>) -> Self {
-        self.groups.extend(groups.into_iter().map(Into::into));
+    pub fn and_groups<P: ToPrincipal>(mut self, groups: impl IntoIterator<Item = P>) -> Self {
+        self.groups
+            .extend(groups.into_iter().map(ToPrincipal::to_principal));
         self
     }
 }
@@ -103,10 +104,10 @@ pub fn decide(rule: Option<&AllowRule>, caller: &Caller) -> Decision {
     let Some(rule) = rule else {
         return Decision::Allow;
     };
-    let user_match = rule.users.iter().any(|p| match p {
-        Principal::Id(id) => *id == caller.uid,
-        Principal::Name(n) => caller.user.as_deref() == Some(n.as_str()),
-    });
+    let user_match = rule
+        .users
+        .iter()
+        .any(|p| p.matches(caller.user.as_deref(), caller.uid));
     let group_match = rule.groups.iter().any(|p| match p {
         Principal::Id(id) => caller.in_group(*id),
         Principal::Name(n) => caller.in_group_named(n),

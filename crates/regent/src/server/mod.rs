@@ -18,18 +18,22 @@
 
 pub mod audit;
 mod connection;
-mod gate;
 pub mod listener;
-mod pending;
+pub(crate) mod pending;
 mod pipeline;
 
-pub use gate::{RateLimiter, SharedSecret};
 pub use listener::SocketOptions;
+use regent_auth::RateLimiter;
+pub use regent_auth::SharedSecret;
 
 use crate::error::Error;
 use crate::identity::IdentityResolver;
 use crate::operation::Operation;
 use crate::registry::{OpOptions, Registry};
+use regent_auth::{
+    AuthFlow, AuthMethod, FlowOptions, Mailer, MethodRegistry, SmtpConfig, TotpStore,
+};
+use regent_config::Principal;
 use regent_proto::{ErrorCode, Response};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,8 +73,11 @@ impl Default for Limits {
 pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) secret: Option<SharedSecret>,
-    pub(crate) limiter: RateLimiter,
+    pub(crate) limiter: RateLimiter<u32>,
     pub(crate) limits: Limits,
+    pub(crate) flow: Option<AuthFlow>,
+    pub(crate) admin_group: Option<Principal>,
+    pub(crate) allow_self_approval: bool,
 }
 
 /// Builds a [`Service`].
@@ -79,6 +86,12 @@ pub struct ServiceBuilder {
     registry: Registry,
     secret: Option<SharedSecret>,
     limits: Limits,
+    store: Option<PathBuf>,
+    flow: Option<AuthFlow>,
+    methods: Vec<Arc<dyn AuthMethod>>,
+    mailer: Option<SmtpConfig>,
+    admin_group: Option<Principal>,
+    allow_self_approval: bool,
 }
 
 impl ServiceBuilder {
@@ -101,9 +114,12 @@ impl ServiceBuilder {
         self
     }
 
-    /// Require this secret (convenience for examples; prefer a file).
+    /// Require this secret (convenience for examples and tests; prefer a file).
+    ///
+    /// # Panics
+    /// If the secret is empty.
     pub fn secret_str(self, secret: &str) -> Self {
-        self.secret(SharedSecret::new(secret))
+        self.secret(SharedSecret::from_string(secret.to_string()).expect("a non-empty secret"))
     }
 
     /// Set the limits.
@@ -134,15 +150,101 @@ impl ServiceBuilder {
         self
     }
 
-    /// Finish.
+    /// Keep held requests (and TOTP enrolments) in this SQLite file, created
+    /// root-only. Needed by any operation with out-of-channel stages.
+    pub fn pending_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = Some(path.into());
+        self
+    }
+
+    /// Send emailed codes through this SMTP server (enables the `email` method).
+    pub fn smtp(mut self, smtp: SmtpConfig) -> Self {
+        self.mailer = Some(smtp);
+        self
+    }
+
+    /// Add a custom out-of-channel method (see [`regent_auth::AuthMethod`]).
+    pub fn auth_method(mut self, method: Arc<dyn AuthMethod>) -> Self {
+        self.methods.push(method);
+        self
+    }
+
+    /// Use a prepared engine instead of [`ServiceBuilder::pending_store`].
+    pub fn auth_flow(mut self, flow: AuthFlow) -> Self {
+        self.flow = Some(flow);
+        self
+    }
+
+    /// Members of this group may list, approve and deny held requests (root always may).
+    pub fn admin_group(mut self, group: Principal) -> Self {
+        self.admin_group = Some(group);
+        self
+    }
+
+    /// Allow an administrator to approve their own request (default: refused).
+    pub fn allow_self_approval(mut self, allow: bool) -> Self {
+        self.allow_self_approval = allow;
+        self
+    }
+
+    /// Finish: open the pending store if one was given, and check that every
+    /// stage an operation declares has a method.
     pub fn build(self) -> Result<Service, Error> {
+        let mut flow = self.flow;
+        if flow.is_none() {
+            if let Some(path) = &self.store {
+                let totp = TotpStore::open(path)
+                    .map_err(|e| Error::Config(format!("TOTP store {}: {e}", path.display())))?;
+                let mailer = match &self.mailer {
+                    Some(cfg) => Some(Arc::new(
+                        Mailer::new(cfg).map_err(|e| Error::Config(e.to_string()))?,
+                    )),
+                    None => None,
+                };
+                let mut methods = MethodRegistry::with_builtins(Some(Arc::new(totp)), mailer, 6);
+                for m in self.methods {
+                    methods.register(m);
+                }
+                flow = Some(
+                    AuthFlow::open(path, methods, FlowOptions::default()).map_err(|e| {
+                        Error::Config(format!("pending store {}: {e}", path.display()))
+                    })?,
+                );
+            }
+        }
+        for (name, entry) in self.registry.iter() {
+            if entry.options.auth.is_empty() {
+                continue;
+            }
+            match &flow {
+                None => {
+                    return Err(Error::Config(format!(
+                        "operation {name} requires {} but no pending store is configured",
+                        entry.options.auth.join(", ")
+                    )))
+                }
+                Some(f) => f
+                    .check_stages(&entry.options.auth)
+                    .map_err(|e| Error::Config(format!("operation {name}: {e}")))?,
+            }
+        }
+        if let Some(f) = &flow {
+            match f.purge_expired() {
+                Ok(n) if n > 0 => tracing::info!(purged = n, "expired pending requests removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired pending requests"),
+            }
+        }
         Ok(Service {
             socket: self.socket,
             shared: Arc::new(Shared {
                 registry: self.registry,
                 secret: self.secret,
-                limiter: RateLimiter::default(),
+                limiter: RateLimiter::new(Default::default()),
                 limits: self.limits,
+                flow,
+                admin_group: self.admin_group,
+                allow_self_approval: self.allow_self_approval,
             }),
         })
     }
@@ -173,6 +275,12 @@ impl Service {
             registry: Registry::new(),
             secret: None,
             limits: Limits::default(),
+            store: None,
+            flow: None,
+            methods: Vec::new(),
+            mailer: None,
+            admin_group: None,
+            allow_self_approval: false,
         }
     }
 

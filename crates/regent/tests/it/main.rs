@@ -2,4 +2,5 @@
 //! One test binary; helpers in `util`.
 
 mod core;
+mod interop;
 mod util;

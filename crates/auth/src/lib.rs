@@ -1,0 +1,45 @@
+//! Regent's out-of-channel authorization.
+//!
+//! The unprivileged caller is assumed compromised, so a risky operation can be held
+//! until a second factor or a person confirms it (`shared/PROTOCOL.md`, "Pending
+//! operations"). This crate holds the building blocks and the engine the service
+//! calls; it knows nothing about sockets or operations beyond their names and data.
+//!
+//! - [`secret`]: the socket's shared secret, verified in constant time;
+//! - [`ratelimit`]: a per-caller failure limiter that answers at once, never sleeps;
+//! - [`totp`]: RFC 6238 codes, enrollment (URI and terminal QR code), per-user store;
+//! - [`otp`]: one-time numeric codes for email, stored salted and hashed;
+//! - [`email`]: SMTP delivery of those codes;
+//! - [`store`]: the persistent pending-request store and decisions audit (SQLite);
+//! - [`method`]: the [`AuthMethod`] trait and the built-in `totp`, `email`, `approval`;
+//! - [`flow`]: [`AuthFlow`], the engine: start, resume, list, approve, deny.
+
+pub mod db;
+pub mod email;
+pub mod error;
+pub mod flow;
+pub mod method;
+pub mod otp;
+pub mod random;
+pub mod ratelimit;
+pub mod secret;
+pub mod store;
+pub mod totp;
+
+pub use email::{Mailer, SmtpConfig, SmtpSecurity};
+pub use error::AuthError;
+pub use flow::{
+    AuthFlow, CallerId, FlowOptions, FlowOutcome, HookDecision, PendingSummary, StageHook,
+    StageReport, StartRequest,
+};
+pub use method::{
+    ApprovalMethod, AuthMethod, Check, EmailMethod, MethodError, MethodRegistry, StageContext,
+    StageStart, TotpMethod,
+};
+pub use ratelimit::{RateLimitConfig, RateLimiter};
+pub use secret::SharedSecret;
+pub use store::{Decision, PendingStore};
+pub use totp::{Enrollment, TotpCheck, TotpSecret, TotpStore};
+
+/// A result whose error is this crate's [`AuthError`].
+pub type Result<T, E = AuthError> = std::result::Result<T, E>;

@@ -1,0 +1,600 @@
+//! The persistent pending-request store and the decisions audit, in the root-only
+//! SQLite database (see [`crate::db`]).
+//!
+//! A record holds exactly what will run (operation and validated data), who asked,
+//! the stages and where the request is in them, and the current stage's state. The
+//! current stage's uid is stored only as its SHA-256. Changes that consume a uid are
+//! compare-and-set on that hash, so a uid is used once even under races.
+
+use crate::flow::CallerId;
+use crate::{db, AuthError, Result};
+use data_encoding::HEXLOWER;
+use regent_proto::PendingInfo;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The SHA-256 of a uid, hex: what the store keeps instead of the uid.
+pub fn uid_hash(uid: &str) -> String {
+    HEXLOWER.encode(&Sha256::digest(uid.as_bytes()))
+}
+
+/// Milliseconds since the Unix epoch (0 before it, saturating far after).
+pub fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The time `ms` milliseconds after the Unix epoch.
+pub fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Where a pending request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordStatus {
+    /// Waiting on its current stage.
+    Pending,
+    /// An administrator denied it; the next poll answers `denied`.
+    Denied,
+    /// Its challenge could not be delivered; the next poll answers `operation_failed`.
+    Failed,
+}
+
+impl RecordStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RecordStatus::Pending => "pending",
+            RecordStatus::Denied => "denied",
+            RecordStatus::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Option<RecordStatus> {
+        match s {
+            "pending" => Some(RecordStatus::Pending),
+            "denied" => Some(RecordStatus::Denied),
+            "failed" => Some(RecordStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One pending request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingRecord {
+    /// Stable id shown to administrators.
+    pub request_id: String,
+    /// SHA-256 (hex) of the current stage's uid.
+    pub stage_uid_hash: String,
+    /// The operation to run.
+    pub op: String,
+    /// Its validated data: exactly what runs.
+    pub data: Value,
+    /// The data with secret parameters redacted, for display and email.
+    pub display_data: Value,
+    /// Who asked.
+    pub caller: CallerId,
+    /// Approver email addresses.
+    pub approvers: Vec<String>,
+    /// The stages' method names, in order.
+    pub stages: Vec<String>,
+    /// The current stage.
+    pub stage_index: usize,
+    /// The current stage's state (method-specific JSON).
+    pub stage_state: Value,
+    /// The pending response for the current stage.
+    pub pending_info: PendingInfo,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Failed attempts after which the request is dropped.
+    pub max_attempts: u32,
+    /// When the request was made.
+    pub created_at: SystemTime,
+    /// When it expires.
+    pub expires_at: SystemTime,
+    /// Where it stands.
+    pub status: RecordStatus,
+    /// Why it was denied or failed (a sentence safe to show the caller).
+    pub status_reason: Option<String>,
+}
+
+impl PendingRecord {
+    /// The current stage's method name.
+    pub fn stage(&self) -> &str {
+        self.stages
+            .get(self.stage_index)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// An administrator's decision, as audited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The request decided.
+    pub request_id: String,
+    /// Its operation.
+    pub op: String,
+    /// Who had asked (uid).
+    pub caller_uid: u32,
+    /// Who had asked (name), if known.
+    pub caller_user: Option<String>,
+    /// `approved` or `denied`.
+    pub decision: String,
+    /// Who decided (uid).
+    pub by_uid: u32,
+    /// Who decided (name), if known.
+    pub by_user: Option<String>,
+    /// The reason given, if any.
+    pub reason: Option<String>,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// The pending store. Thread-safe; every write is durable when it returns.
+pub struct PendingStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for PendingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+const COLUMNS: &str =
+    "request_id, stage_uid_hash, op, data, display_data, caller_uid, caller_gid, caller_pid,
+    caller_user, approvers, stages, stage_index, stage_state, pending_info, attempts, max_attempts,
+    created_at, expires_at, status, status_reason";
+
+fn json_text(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).expect("JSON values serialise")
+}
+
+fn corrupt(id: &str, what: &str, e: impl std::fmt::Display) -> AuthError {
+    AuthError::Corrupt {
+        id: id.to_string(),
+        reason: format!("{what}: {e}"),
+    }
+}
+
+struct RawRecord {
+    cols: (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        Option<i64>,
+        Option<String>,
+        String,
+    ),
+    rest: (
+        String,
+        i64,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+        String,
+        Option<String>,
+    ),
+}
+
+fn raw(r: &Row<'_>) -> rusqlite::Result<RawRecord> {
+    Ok(RawRecord {
+        cols: (
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+        ),
+        rest: (
+            r.get(10)?,
+            r.get(11)?,
+            r.get(12)?,
+            r.get(13)?,
+            r.get(14)?,
+            r.get(15)?,
+            r.get(16)?,
+            r.get(17)?,
+            r.get(18)?,
+            r.get(19)?,
+        ),
+    })
+}
+
+fn decode(r: RawRecord) -> Result<PendingRecord> {
+    let (request_id, stage_uid_hash, op, data, display_data, uid, gid, pid, user, approvers) =
+        r.cols;
+    let (stages, index, state, info, attempts, max_attempts, created, expires, status, reason) =
+        r.rest;
+    let id = request_id.as_str();
+    let json =
+        |what: &str, s: &str| serde_json::from_str::<Value>(s).map_err(|e| corrupt(id, what, e));
+    Ok(PendingRecord {
+        data: json("data", &data)?,
+        display_data: json("display_data", &display_data)?,
+        caller: CallerId {
+            uid: u32::try_from(uid).map_err(|e| corrupt(id, "caller_uid", e))?,
+            gid: u32::try_from(gid).map_err(|e| corrupt(id, "caller_gid", e))?,
+            pid: pid.and_then(|p| i32::try_from(p).ok()),
+            user,
+        },
+        approvers: serde_json::from_str(&approvers).map_err(|e| corrupt(id, "approvers", e))?,
+        stages: serde_json::from_str(&stages).map_err(|e| corrupt(id, "stages", e))?,
+        stage_index: usize::try_from(index).map_err(|e| corrupt(id, "stage_index", e))?,
+        stage_state: json("stage_state", &state)?,
+        pending_info: serde_json::from_str(&info).map_err(|e| corrupt(id, "pending_info", e))?,
+        attempts: u32::try_from(attempts).map_err(|e| corrupt(id, "attempts", e))?,
+        max_attempts: u32::try_from(max_attempts).map_err(|e| corrupt(id, "max_attempts", e))?,
+        created_at: from_ms(created),
+        expires_at: from_ms(expires),
+        status: RecordStatus::parse(&status).ok_or_else(|| corrupt(id, "status", &status))?,
+        status_reason: reason,
+        stage_uid_hash,
+        op,
+        request_id,
+    })
+}
+
+impl PendingStore {
+    /// Open (creating root-only if missing) the database at `path`.
+    pub fn open(path: &Path) -> Result<PendingStore> {
+        Ok(PendingStore {
+            conn: Mutex::new(db::open(path)?),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Insert a new record; `false` if its request id or uid hash is taken.
+    pub fn insert(&self, r: &PendingRecord) -> Result<bool> {
+        let n = self.conn().execute(
+            &format!("INSERT OR IGNORE INTO pending ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                      ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
+            params![
+                r.request_id,
+                r.stage_uid_hash,
+                r.op,
+                json_text(&r.data),
+                json_text(&r.display_data),
+                r.caller.uid,
+                r.caller.gid,
+                r.caller.pid,
+                r.caller.user,
+                json_text(&r.approvers),
+                json_text(&r.stages),
+                r.stage_index as i64,
+                json_text(&r.stage_state),
+                json_text(&r.pending_info),
+                r.attempts,
+                r.max_attempts,
+                to_ms(r.created_at),
+                to_ms(r.expires_at),
+                r.status.as_str(),
+                r.status_reason,
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn one(&self, where_clause: &str, key: &str) -> Result<Option<PendingRecord>> {
+        let conn = self.conn();
+        let raw = conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM pending WHERE {where_clause} = ?1"),
+                params![key],
+                raw,
+            )
+            .optional()?;
+        raw.map(decode).transpose()
+    }
+
+    /// The record whose current uid has this hash.
+    pub fn by_uid_hash(&self, hash: &str) -> Result<Option<PendingRecord>> {
+        self.one("stage_uid_hash", hash)
+    }
+
+    /// The record with this request id.
+    pub fn by_request_id(&self, request_id: &str) -> Result<Option<PendingRecord>> {
+        self.one("request_id", request_id)
+    }
+
+    /// Every record, oldest first.
+    pub fn list(&self) -> Result<Vec<PendingRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM pending ORDER BY created_at, request_id"
+        ))?;
+        let raws = stmt
+            .query_map([], raw)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raws.into_iter().map(decode).collect()
+    }
+
+    /// Move to another stage, consuming the current uid: set a new uid hash, stage
+    /// list, index, state and pending response, and reset the attempts. `false`
+    /// if the record is gone or its uid already changed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn advance(
+        &self,
+        request_id: &str,
+        old_hash: &str,
+        new_hash: &str,
+        stages: &[String],
+        index: usize,
+        state: &Value,
+        info: &PendingInfo,
+    ) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE pending SET stage_uid_hash = ?3, stages = ?4, stage_index = ?5, stage_state = ?6,
+                 pending_info = ?7, attempts = 0
+             WHERE request_id = ?1 AND stage_uid_hash = ?2 AND status = 'pending'",
+            params![request_id, old_hash, new_hash, json_text(&stages), index as i64, json_text(state), json_text(info)],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Count a failed attempt at the stage with this uid hash; the new count, or
+    /// `None` if the record is gone or has moved on.
+    pub fn add_attempt(&self, request_id: &str, hash: &str) -> Result<Option<u32>> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE pending SET attempts = attempts + 1 WHERE request_id = ?1 AND stage_uid_hash = ?2",
+            params![request_id, hash],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let a: i64 = conn.query_row(
+            "SELECT attempts FROM pending WHERE request_id = ?1",
+            params![request_id],
+            |r| r.get(0),
+        )?;
+        Ok(Some(u32::try_from(a).unwrap_or(u32::MAX)))
+    }
+
+    /// Mark the record failed (its challenge could not be delivered), if it is
+    /// still at the stage with this uid hash.
+    pub fn mark_failed(&self, request_id: &str, hash: &str, reason: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "UPDATE pending SET status = 'failed', status_reason = ?3
+             WHERE request_id = ?1 AND stage_uid_hash = ?2 AND status = 'pending'",
+            params![request_id, hash, reason],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Record an approval: set the state of stage `index` and audit it, in one
+    /// transaction. `false` if the record is gone, decided or at another stage.
+    pub fn approve(&self, index: usize, state: &Value, decision: &Decision) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE pending SET stage_state = ?3 WHERE request_id = ?1 AND stage_index = ?2 AND status = 'pending'",
+            params![decision.request_id, index as i64, json_text(state)],
+        )?;
+        if n == 1 {
+            insert_decision(&tx, decision)?;
+            tx.commit()?;
+        }
+        Ok(n == 1)
+    }
+
+    /// Record a denial: mark the record denied with the reason and audit it, in
+    /// one transaction. `false` if the record is gone or already decided.
+    pub fn deny(&self, decision: &Decision) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE pending SET status = 'denied', status_reason = ?2 WHERE request_id = ?1 AND status = 'pending'",
+            params![decision.request_id, decision.reason],
+        )?;
+        if n == 1 {
+            insert_decision(&tx, decision)?;
+            tx.commit()?;
+        }
+        Ok(n == 1)
+    }
+
+    /// Delete a record; whether it existed.
+    pub fn delete(&self, request_id: &str) -> Result<bool> {
+        Ok(self.conn().execute(
+            "DELETE FROM pending WHERE request_id = ?1",
+            params![request_id],
+        )? == 1)
+    }
+
+    /// Delete a record only if its current uid hash is `hash` (consumes the uid
+    /// atomically); whether it did.
+    pub fn take(&self, request_id: &str, hash: &str) -> Result<bool> {
+        Ok(self.conn().execute(
+            "DELETE FROM pending WHERE request_id = ?1 AND stage_uid_hash = ?2",
+            params![request_id, hash],
+        )? == 1)
+    }
+
+    /// Delete every record expired at `now`; how many.
+    pub fn purge_expired(&self, now: SystemTime) -> Result<usize> {
+        Ok(self.conn().execute(
+            "DELETE FROM pending WHERE expires_at <= ?1",
+            params![to_ms(now)],
+        )?)
+    }
+
+    /// The audited decisions, oldest first, for one request or all.
+    pub fn decisions(&self, request_id: Option<&str>) -> Result<Vec<Decision>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT request_id, op, caller_uid, caller_user, decision, by_uid, by_user, reason, at
+             FROM decisions WHERE ?1 IS NULL OR request_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![request_id], |r| {
+            Ok(Decision {
+                request_id: r.get(0)?,
+                op: r.get(1)?,
+                caller_uid: r.get(2)?,
+                caller_user: r.get(3)?,
+                decision: r.get(4)?,
+                by_uid: r.get(5)?,
+                by_user: r.get(6)?,
+                reason: r.get(7)?,
+                at: from_ms(r.get(8)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+fn insert_decision(conn: &Connection, d: &Decision) -> Result<()> {
+    conn.execute(
+        "INSERT INTO decisions (request_id, op, caller_uid, caller_user, decision, by_uid, by_user, reason, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![d.request_id, d.op, d.caller_uid, d.caller_user, d.decision, d.by_uid, d.by_user, d.reason, to_ms(d.at)],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn record(id: &str, uid: &str, expires_in: Duration) -> PendingRecord {
+        let now = SystemTime::now();
+        PendingRecord {
+            request_id: id.into(),
+            stage_uid_hash: uid_hash(uid),
+            op: "restart".into(),
+            data: json!({"service": "nginx"}),
+            display_data: json!({"service": "nginx"}),
+            caller: CallerId {
+                uid: 1000,
+                gid: 1000,
+                pid: Some(42),
+                user: Some("alice".into()),
+            },
+            approvers: vec!["admin@example.org".into()],
+            stages: vec!["email".into(), "approval".into()],
+            stage_index: 0,
+            stage_state: json!({"k": 1}),
+            pending_info: PendingInfo {
+                pending: "email".into(),
+                message: "Enter the code".into(),
+                expires_at: "2030-01-01T00:00:00Z".into(),
+                extra: Default::default(),
+            },
+            attempts: 0,
+            max_attempts: 5,
+            created_at: from_ms(to_ms(now)),
+            expires_at: from_ms(to_ms(now + expires_in)),
+            status: RecordStatus::Pending,
+            status_reason: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_cas_and_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PendingStore::open(&dir.path().join("p.db")).unwrap();
+        let r = record("req1", "uid-one", Duration::from_secs(600));
+        assert!(s.insert(&r).unwrap());
+        assert!(!s.insert(&r).unwrap(), "duplicate id refused");
+        assert_eq!(s.by_uid_hash(&uid_hash("uid-one")).unwrap().unwrap(), r);
+        assert_eq!(s.by_request_id("req1").unwrap().unwrap(), r);
+        assert!(s.by_uid_hash(&uid_hash("uid-two")).unwrap().is_none());
+
+        assert_eq!(
+            s.add_attempt("req1", &uid_hash("uid-one")).unwrap(),
+            Some(1)
+        );
+        assert_eq!(s.add_attempt("req1", &uid_hash("stale")).unwrap(), None);
+        let info = r.pending_info.clone();
+        assert!(s
+            .advance(
+                "req1",
+                &uid_hash("uid-one"),
+                &uid_hash("uid-two"),
+                &r.stages,
+                1,
+                &json!(null),
+                &info
+            )
+            .unwrap());
+        assert!(!s
+            .advance(
+                "req1",
+                &uid_hash("uid-one"),
+                &uid_hash("uid-3"),
+                &r.stages,
+                1,
+                &json!(null),
+                &info
+            )
+            .unwrap());
+        let got = s.by_uid_hash(&uid_hash("uid-two")).unwrap().unwrap();
+        assert_eq!(
+            (got.stage_index, got.attempts, got.stage()),
+            (1, 0, "approval")
+        );
+
+        let d = Decision {
+            request_id: "req1".into(),
+            op: "restart".into(),
+            caller_uid: 1000,
+            caller_user: Some("alice".into()),
+            decision: "denied".into(),
+            by_uid: 0,
+            by_user: Some("root".into()),
+            reason: Some("no".into()),
+            at: from_ms(to_ms(SystemTime::now())),
+        };
+        assert!(s.deny(&d).unwrap());
+        assert!(!s.deny(&d).unwrap(), "already decided");
+        let got = s.by_request_id("req1").unwrap().unwrap();
+        assert_eq!(
+            (got.status, got.status_reason.as_deref()),
+            (RecordStatus::Denied, Some("no"))
+        );
+        assert_eq!(s.decisions(None).unwrap(), vec![d.clone()]);
+        assert_eq!(s.decisions(Some("other")).unwrap(), vec![]);
+
+        let old = record("req2", "uid-old", Duration::ZERO);
+        assert!(s.insert(&old).unwrap());
+        assert_eq!(
+            s.purge_expired(SystemTime::now() + Duration::from_millis(1))
+                .unwrap(),
+            1
+        );
+        assert!(s.by_request_id("req2").unwrap().is_none());
+        assert_eq!(s.list().unwrap().len(), 1);
+        assert!(s.take("req1", &uid_hash("uid-two")).unwrap());
+        assert!(s.list().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,516 @@
+//! The engine end to end over a real SQLite file: TOTP, approval, denial, attempt
+//! limits, foreign and expired uids, hooks, and a custom method.
+
+use async_trait::async_trait;
+use regent_auth::method::{Check, MethodError, StageContext, StageStart};
+use regent_auth::{
+    AuthError, AuthFlow, AuthMethod, CallerId, FlowOptions, FlowOutcome, HookDecision,
+    MethodRegistry, StageHook, StageReport, StartRequest, TotpStore,
+};
+use regent_proto::ErrorCode;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn alice() -> CallerId {
+    CallerId {
+        uid: 1000,
+        gid: 1000,
+        pid: Some(4242),
+        user: Some("alice".into()),
+    }
+}
+fn mallory() -> CallerId {
+    CallerId {
+        uid: 1001,
+        gid: 1001,
+        pid: Some(666),
+        user: Some("mallory".into()),
+    }
+}
+fn root() -> CallerId {
+    CallerId {
+        uid: 0,
+        gid: 0,
+        pid: Some(1),
+        user: Some("root".into()),
+    }
+}
+
+/// A custom method: the right response is the code "open-sesame".
+struct Passphrase;
+
+#[async_trait]
+impl AuthMethod for Passphrase {
+    fn name(&self) -> &str {
+        "passphrase"
+    }
+    async fn begin(&self, _ctx: &StageContext<'_>) -> Result<StageStart, MethodError> {
+        Ok(StageStart::new(json!({}), "Say the passphrase"))
+    }
+    async fn check(
+        &self,
+        _ctx: &StageContext<'_>,
+        _s: &Value,
+        response: &Value,
+    ) -> Result<Check, MethodError> {
+        Ok(match response.get("code").and_then(Value::as_str) {
+            Some("open-sesame") => Check::Passed,
+            Some("never") => Check::Denied(Some("told to deny".into())),
+            _ => Check::Failed,
+        })
+    }
+}
+
+fn registry(totp: Option<Arc<TotpStore>>) -> MethodRegistry {
+    let mut r = MethodRegistry::with_builtins(totp, None, 6);
+    assert!(r.register(Arc::new(Passphrase)).is_none());
+    r
+}
+
+fn open(path: &Path) -> AuthFlow {
+    AuthFlow::open(path, registry(None), FlowOptions::default()).unwrap()
+}
+
+fn request(stages: &[&str]) -> StartRequest {
+    StartRequest {
+        op: "restart".into(),
+        data: json!({"service": "nginx"}),
+        display_data: json!({"service": "nginx"}),
+        caller: alice(),
+        stages: stages.iter().map(|s| s.to_string()).collect(),
+        ttl: Duration::from_secs(600),
+        max_attempts: 3,
+        approvers: vec![],
+    }
+}
+
+fn pending(o: FlowOutcome) -> (String, regent_proto::PendingInfo) {
+    match o {
+        FlowOutcome::Pending { uid, info } => (uid, info),
+        other => panic!("expected pending, got {other:?}"),
+    }
+}
+
+fn error(o: &FlowOutcome) -> (ErrorCode, String) {
+    match o {
+        FlowOutcome::Error { code, message } => (*code, message.clone()),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn assert_run(o: FlowOutcome) -> String {
+    match o {
+        FlowOutcome::Run {
+            op,
+            data,
+            request_id,
+        } => {
+            assert_eq!(op, "restart");
+            assert_eq!(
+                data,
+                json!({"service": "nginx"}),
+                "the stored data runs, never later data"
+            );
+            request_id
+        }
+        other => panic!("expected run, got {other:?}"),
+    }
+}
+
+fn code(c: &str) -> Value {
+    json!({ "code": c })
+}
+
+#[tokio::test]
+async fn totp_stage_accepts_once_and_refuses_replay_and_wrong_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.db");
+    let totp = Arc::new(TotpStore::open(&db).unwrap());
+    let enrollment = totp.begin_enroll("alice").unwrap();
+    // Enroll with a code from 5 minutes ago so that "now" is a fresh step.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    totp.confirm_enroll_at(
+        &enrollment,
+        &enrollment.secret().code_at(now - 300),
+        now - 300,
+    )
+    .unwrap();
+    let flow = AuthFlow::open(&db, registry(Some(totp.clone())), FlowOptions::default()).unwrap();
+
+    let (uid, info) = pending(flow.start(request(&["totp"])).await);
+    assert_eq!(info.pending, "totp");
+    assert!(info.expires_at.ends_with('Z'));
+    assert!(uid.len() >= 22);
+
+    let good = enrollment.secret().code_at(now);
+    let wrong = format!(
+        "{:06}",
+        (good.parse::<u32>().unwrap() + 500_000) % 1_000_000
+    );
+    let (c, msg) = error(&flow.resume(&uid, &alice(), &code(&wrong), None).await);
+    assert_eq!(c, ErrorCode::AuthFailed, "{msg}");
+    assert!(!msg.contains(&wrong));
+    // Data sent later is ignored: the stored data runs.
+    let mut resp = code(&good);
+    resp["service"] = json!("sshd");
+    assert_run(flow.resume(&uid, &alice(), &resp, None).await);
+    // The uid is consumed.
+    assert_eq!(
+        error(&flow.resume(&uid, &alice(), &code(&good), None).await).0,
+        ErrorCode::NotFound
+    );
+
+    // The same code on a new request is a replay (unless the clock ticked to a
+    // new step, in which case the old code is one step old and was used anyway).
+    let (uid2, _) = pending(flow.start(request(&["totp"])).await);
+    let (c, _) = error(&flow.resume(&uid2, &alice(), &code(&good), None).await);
+    assert_eq!(c, ErrorCode::AuthFailed);
+
+    // Mallory is not enrolled: the request cannot even start.
+    let mut req = request(&["totp"]);
+    req.caller = mallory();
+    assert_eq!(error(&flow.start(req).await).0, ErrorCode::OperationFailed);
+}
+
+#[tokio::test]
+async fn wrong_codes_are_counted_and_the_limit_drops_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = open(&dir.path().join("auth.db"));
+    let (uid, _) = pending(flow.start(request(&["passphrase"])).await);
+    for left in ["2 attempts left", "1 attempt left"] {
+        let outcome = flow.resume(&uid, &alice(), &code("nope"), None).await;
+        assert!(outcome.is_failure());
+        let (c, msg) = error(&outcome);
+        assert_eq!(c, ErrorCode::AuthFailed);
+        assert!(msg.contains(left), "{msg}");
+        assert_eq!(flow.list_waiting().unwrap().len(), 1);
+    }
+    // Two wrong so far; the third drops it.
+    let (c, msg) = error(&flow.resume(&uid, &alice(), &code("nope"), None).await);
+    assert_eq!(c, ErrorCode::AuthFailed);
+    assert!(msg.contains("dropped"), "{msg}");
+    assert_eq!(
+        error(
+            &flow
+                .resume(&uid, &alice(), &code("open-sesame"), None)
+                .await
+        )
+        .0,
+        ErrorCode::NotFound
+    );
+    assert!(flow.list_waiting().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn foreign_unknown_used_and_expired_uids_answer_one_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = open(&dir.path().join("auth.db"));
+    let (uid, _) = pending(flow.start(request(&["passphrase"])).await);
+
+    let foreign = flow
+        .resume(&uid, &mallory(), &code("open-sesame"), None)
+        .await;
+    let unknown = flow
+        .resume(
+            "AAAAAAAAAAAAAAAAAAAAAA",
+            &alice(),
+            &code("open-sesame"),
+            None,
+        )
+        .await;
+    assert_eq!(foreign, unknown, "one answer for all");
+    assert_eq!(error(&foreign).0, ErrorCode::NotFound);
+    assert!(foreign.is_failure());
+    // Mallory's try neither consumed the uid nor counted an attempt.
+    assert_eq!(flow.list_waiting().unwrap()[0].attempts, 0);
+    assert_run(
+        flow.resume(&uid, &alice(), &code("open-sesame"), None)
+            .await,
+    );
+    let used = flow
+        .resume(&uid, &alice(), &code("open-sesame"), None)
+        .await;
+    assert_eq!(used, unknown);
+
+    let mut req = request(&["passphrase"]);
+    req.ttl = Duration::from_millis(300);
+    let (uid, _) = pending(flow.start(req).await);
+    assert_eq!(flow.list_waiting().unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let expired = flow
+        .resume(&uid, &alice(), &code("open-sesame"), None)
+        .await;
+    assert_eq!(expired, unknown);
+    // Expired rows are purged.
+    let mut req = request(&["passphrase"]);
+    req.ttl = Duration::from_millis(100);
+    let _ = pending(flow.start(req).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(flow.list_waiting().unwrap().is_empty());
+    assert!(
+        flow.store().list().unwrap().is_empty(),
+        "purged from the database"
+    );
+}
+
+#[tokio::test]
+async fn approval_polls_until_approved_and_refuses_self_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = open(&dir.path().join("auth.db"));
+    let (uid, info) = pending(flow.start(request(&["approval"])).await);
+    assert_eq!(info.pending, "approval");
+    let id = info.extra["request_id"].as_str().unwrap().to_string();
+
+    // Polling answers the same pending response with the same uid.
+    let again = flow.resume(&uid, &alice(), &Value::Null, None).await;
+    assert_eq!(
+        again,
+        FlowOutcome::Pending {
+            uid: uid.clone(),
+            info: info.clone()
+        }
+    );
+
+    let waiting = flow.list_waiting().unwrap();
+    assert_eq!(waiting.len(), 1);
+    let w = &waiting[0];
+    assert_eq!(
+        (w.request_id.as_str(), w.op.as_str(), w.stage.as_str()),
+        (id.as_str(), "restart", "approval")
+    );
+    assert!(w.awaiting_approval && !w.approved);
+    assert_eq!(w.caller, alice());
+
+    // Alice may not approve her own request unless allowed.
+    assert!(matches!(
+        flow.approve(&id, &alice(), false),
+        Err(AuthError::OwnRequest(_))
+    ));
+    assert!(matches!(
+        flow.approve("nosuchid", &root(), false),
+        Err(AuthError::RequestNotFound(_))
+    ));
+    assert!(matches!(
+        flow.resume(&uid, &alice(), &Value::Null, None).await,
+        FlowOutcome::Pending { .. }
+    ));
+    flow.approve(&id, &root(), false).unwrap();
+    assert!(flow.list_waiting().unwrap()[0].approved);
+    assert_eq!(
+        assert_run(flow.resume(&uid, &alice(), &Value::Null, None).await),
+        id
+    );
+
+    let audit = flow.decisions(Some(&id)).unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (
+            audit[0].decision.as_str(),
+            audit[0].by_uid,
+            audit[0].caller_uid
+        ),
+        ("approved", 0, 1000)
+    );
+
+    // Allowed self-approval works.
+    let (uid, info) = pending(flow.start(request(&["approval"])).await);
+    flow.approve(info.extra["request_id"].as_str().unwrap(), &alice(), true)
+        .unwrap();
+    assert_run(flow.resume(&uid, &alice(), &Value::Null, None).await);
+}
+
+#[tokio::test]
+async fn denial_reaches_the_caller_with_its_reason_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = open(&dir.path().join("auth.db"));
+    let (uid, info) = pending(flow.start(request(&["passphrase", "approval"])).await);
+    let id = info.extra["request_id"].as_str().unwrap().to_string();
+    // Not an approval stage yet: approve is refused, deny works at any stage.
+    assert!(matches!(
+        flow.approve(&id, &root(), false),
+        Err(AuthError::NotAwaitingApproval { .. })
+    ));
+    flow.deny(&id, &root(), Some("not during business hours\n".into()))
+        .unwrap();
+    assert!(flow.list_waiting().unwrap().is_empty());
+    assert!(matches!(
+        flow.deny(&id, &root(), None),
+        Err(AuthError::RequestNotFound(_))
+    ));
+    let (c, msg) = error(
+        &flow
+            .resume(&uid, &alice(), &code("open-sesame"), None)
+            .await,
+    );
+    assert_eq!(c, ErrorCode::Denied);
+    assert!(msg.contains("not during business hours"), "{msg}");
+    assert_eq!(
+        error(&flow.resume(&uid, &alice(), &Value::Null, None).await).0,
+        ErrorCode::NotFound
+    );
+    let audit = flow.decisions(None).unwrap();
+    assert_eq!(audit[0].decision, "denied");
+    assert_eq!(
+        audit[0].reason.as_deref(),
+        Some("not during business hours")
+    );
+
+    // A method may deny too.
+    let (uid, _) = pending(flow.start(request(&["passphrase"])).await);
+    let (c, msg) = error(&flow.resume(&uid, &alice(), &code("never"), None).await);
+    assert_eq!(c, ErrorCode::Denied);
+    assert!(msg.contains("told to deny"));
+}
+
+#[tokio::test]
+async fn stages_chain_with_a_new_uid_each_and_unknown_methods_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = open(&dir.path().join("auth.db"));
+    let (uid1, info1) = pending(flow.start(request(&["passphrase", "approval"])).await);
+    assert_eq!(
+        (info1.extra["stage"].clone(), info1.extra["stages"].clone()),
+        (json!(1), json!(2))
+    );
+    let (uid2, info2) = pending(
+        flow.resume(&uid1, &alice(), &code("open-sesame"), None)
+            .await,
+    );
+    assert_ne!(uid1, uid2);
+    assert_eq!(info2.pending, "approval");
+    assert_eq!(info2.extra["request_id"], info1.extra["request_id"]);
+    assert_eq!(
+        error(
+            &flow
+                .resume(&uid1, &alice(), &code("open-sesame"), None)
+                .await
+        )
+        .0,
+        ErrorCode::NotFound
+    );
+    flow.approve(info2.extra["request_id"].as_str().unwrap(), &root(), false)
+        .unwrap();
+    assert_run(flow.resume(&uid2, &alice(), &Value::Null, None).await);
+
+    assert_eq!(
+        error(&flow.start(request(&["carrier-pigeon"])).await).0,
+        ErrorCode::Internal
+    );
+    // No stage at all: runs at once.
+    assert_run(flow.start(request(&[])).await);
+}
+
+struct Hook(HookDecision);
+
+impl StageHook for Hook {
+    fn after_stage(&self, report: &StageReport<'_>) -> HookDecision {
+        assert_eq!(report.op, "restart");
+        assert_eq!(report.data["service"], "nginx");
+        self.0.clone()
+    }
+}
+
+#[tokio::test]
+async fn hooks_can_skip_add_or_deny_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = open(&dir.path().join("auth.db"));
+
+    // Skip the approval: nginx restarts pass after the first stage.
+    let (uid, _) = pending(flow.start(request(&["passphrase", "approval"])).await);
+    let skip = Hook(HookDecision::ReplaceRemainingStages(vec![]));
+    assert_run(
+        flow.resume(&uid, &alice(), &code("open-sesame"), Some(&skip))
+            .await,
+    );
+
+    // Add an approval to a one-stage request.
+    let (uid, _) = pending(flow.start(request(&["passphrase"])).await);
+    let add = Hook(HookDecision::ReplaceRemainingStages(
+        vec!["approval".into()],
+    ));
+    let (_, info) = pending(
+        flow.resume(&uid, &alice(), &code("open-sesame"), Some(&add))
+            .await,
+    );
+    assert_eq!(info.pending, "approval");
+    assert_eq!(
+        flow.list_waiting().unwrap()[0].stages,
+        vec!["passphrase", "approval"]
+    );
+
+    let (uid, _) = pending(flow.start(request(&["passphrase"])).await);
+    let deny = Hook(HookDecision::Deny(Some("not this one".into())));
+    let (c, msg) = error(
+        &flow
+            .resume(&uid, &alice(), &code("open-sesame"), Some(&deny))
+            .await,
+    );
+    assert_eq!(c, ErrorCode::Denied);
+    assert!(msg.contains("not this one"));
+}
+
+/// A method whose check waits until released, to hold a request in flight.
+struct Gate(Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl AuthMethod for Gate {
+    fn name(&self) -> &str {
+        "gate"
+    }
+    async fn begin(&self, _ctx: &StageContext<'_>) -> Result<StageStart, MethodError> {
+        Ok(StageStart::new(json!({}), "wait"))
+    }
+    async fn check(
+        &self,
+        _ctx: &StageContext<'_>,
+        _s: &Value,
+        _r: &Value,
+    ) -> Result<Check, MethodError> {
+        self.0.notified().await;
+        Ok(Check::Failed)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_check_at_a_time_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let mut reg = registry(None);
+    reg.register(Arc::new(Gate(gate.clone())));
+    let flow =
+        Arc::new(AuthFlow::open(&dir.path().join("auth.db"), reg, FlowOptions::default()).unwrap());
+    let (uid, _) = pending(flow.start(request(&["gate"])).await);
+    let first = {
+        let (flow, uid) = (flow.clone(), uid.clone());
+        tokio::spawn(async move { flow.resume(&uid, &alice(), &code("x"), None).await })
+    };
+    // Wait until the first check holds the request.
+    let mut second = flow.resume(&uid, &alice(), &code("y"), None).await;
+    for _ in 0..200 {
+        if second.code() == Some(ErrorCode::Busy) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        second = flow.resume(&uid, &alice(), &code("y"), None).await;
+    }
+    assert_eq!(second.code(), Some(ErrorCode::Busy));
+    gate.notify_one();
+    assert_eq!(first.await.unwrap().code(), Some(ErrorCode::AuthFailed));
+}
+
+#[tokio::test]
+async fn requests_survive_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.db");
+    let flow = open(&db);
+    let (uid, info) = pending(flow.start(request(&["approval"])).await);
+    let id = info.extra["request_id"].as_str().unwrap().to_string();
+    drop(flow);
+    let flow = open(&db);
+    flow.approve(&id, &root(), false).unwrap();
+    assert_run(flow.resume(&uid, &alice(), &Value::Null, None).await);
+}

@@ -1,0 +1,248 @@
+//! `regent call` and `regent ops`: the caller's side.
+
+use crate::exit;
+use regent::client::{Client, ClientError, Outcome};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Where the service is and how to authenticate.
+#[derive(clap::Args, Clone)]
+pub struct Target {
+    /// The service's socket.
+    #[arg(
+        long,
+        short = 's',
+        env = "REGENT_SOCKET",
+        default_value = "/run/regent/regent.sock"
+    )]
+    pub socket: PathBuf,
+    /// Read the secret from this file (or set REGENT_SECRET; never on the command line).
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+}
+
+impl Target {
+    pub fn client(&self) -> Result<Client, String> {
+        let mut c = Client::new(&self.socket).timeout(Duration::from_secs(self.timeout.max(1)));
+        if let Some(s) = crate::secret::load(self.secret_file.as_deref())? {
+            c = c.secret(s.as_str());
+        }
+        Ok(c)
+    }
+}
+
+/// `regent call OP`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The operation's name (omit with --uid).
+    #[arg(required_unless_present = "uid")]
+    pub op: Option<String>,
+    /// The operation's data, as JSON.
+    #[arg(long, short = 'd')]
+    pub data: Option<String>,
+    /// Continue a pending operation with this uid instead of starting one.
+    #[arg(long, conflicts_with = "op")]
+    pub uid: Option<String>,
+    /// Submit this code for a pending totp/email stage (with --uid).
+    #[arg(long, requires = "uid")]
+    pub code: Option<String>,
+    /// Wait while a request is pending approval, polling with its uid.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the raw JSON response.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `regent ops`.
+#[derive(clap::Args)]
+pub struct OpsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+fn fail(msg: impl std::fmt::Display, status: u8) -> ExitCode {
+    eprintln!("regent: {msg}");
+    exit::code(status)
+}
+
+fn connection_failure(e: ClientError) -> ExitCode {
+    let status = match e {
+        ClientError::Protocol(_) | ClientError::Service { .. } => exit::FAILED,
+        _ => exit::CONNECTION,
+    };
+    fail(e, status)
+}
+
+fn raw_json(outcome: &Outcome) -> Value {
+    let r = match outcome.clone() {
+        Outcome::Done(v) => regent_proto::Response::Done(v),
+        Outcome::Pending { uid, info } => regent_proto::Response::Pending { uid, data: info },
+        Outcome::Error { code, message } => regent_proto::Response::Error {
+            error: message,
+            code,
+        },
+    };
+    r.to_value()
+}
+
+/// Print an outcome; return the exit status.
+fn report(outcome: &Outcome, json: bool) -> u8 {
+    if json {
+        println!("{}", raw_json(outcome));
+    }
+    match outcome {
+        Outcome::Done(v) => {
+            if !json {
+                match v {
+                    Value::String(s) => println!("{s}"),
+                    Value::Null => {}
+                    other => println!(
+                        "{}",
+                        serde_json::to_string_pretty(other).unwrap_or_default()
+                    ),
+                }
+            }
+            exit::OK
+        }
+        Outcome::Pending { uid, info } => {
+            if !json {
+                let method = info
+                    .get("pending")
+                    .and_then(Value::as_str)
+                    .unwrap_or("authorization");
+                let message = info.get("message").and_then(Value::as_str).unwrap_or("");
+                let until = info
+                    .get("expires_at")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?");
+                eprintln!("pending {method}: {message} (until {until})");
+                println!("{uid}");
+            }
+            exit::PENDING
+        }
+        Outcome::Error { code, message } => {
+            if !json {
+                let word = code.map(|c| c.as_str()).unwrap_or("error");
+                eprintln!("regent: {word}: {message}");
+            }
+            exit::for_code(*code)
+        }
+    }
+}
+
+pub fn call(args: Args) -> ExitCode {
+    let client = match args.target.client() {
+        Ok(c) => c,
+        Err(e) => return fail(e, exit::OTHER),
+    };
+    let data: Value = match &args.data {
+        None => Value::Null,
+        Some(text) => match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return fail(format!("--data is not JSON: {e}"), exit::INVALID),
+        },
+    };
+    let first = match (&args.uid, &args.code) {
+        (Some(uid), Some(code)) => client.resume(uid, serde_json::json!({ "code": code })),
+        (Some(uid), None) => client.resume(uid, data),
+        (None, _) => client.call(args.op.as_deref().unwrap_or_default(), data),
+    };
+    let mut outcome = match first {
+        Ok(o) => o,
+        Err(e) => return connection_failure(e),
+    };
+    if args.wait {
+        let spinner = Spinner::new();
+        while let Outcome::Pending { uid, info } = &outcome {
+            if info.get("pending").and_then(Value::as_str) != Some("approval") {
+                break;
+            }
+            spinner.tick(
+                info.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("waiting for approval"),
+            );
+            std::thread::sleep(Duration::from_millis(1000));
+            outcome = match client.resume(uid, Value::Null) {
+                Ok(o) => o,
+                Err(e) => return connection_failure(e),
+            };
+        }
+        spinner.clear();
+    }
+    exit::code(report(&outcome, args.json))
+}
+
+pub fn ops(args: OpsArgs) -> ExitCode {
+    let client = match args.target.client() {
+        Ok(c) => c,
+        Err(e) => return fail(e, exit::OTHER),
+    };
+    let outcome = match client.call("regent.ops", Value::Null) {
+        Ok(o) => o,
+        Err(e) => return connection_failure(e),
+    };
+    match (&outcome, args.json) {
+        (Outcome::Done(v), false) => {
+            for op in v.as_array().into_iter().flatten() {
+                let name = op["name"].as_str().unwrap_or("?");
+                let desc = op["description"].as_str().unwrap_or("");
+                println!("{name:<24} {desc}");
+                if let Some(params) = op["params"].as_object() {
+                    for (p, spec) in params {
+                        println!("    {p}: {spec}");
+                    }
+                }
+                if let Some(auth) = op["auth"].as_array().filter(|a| !a.is_empty()) {
+                    let stages: Vec<&str> = auth.iter().filter_map(Value::as_str).collect();
+                    println!("    requires: {}", stages.join(" then "));
+                }
+            }
+            exit::code(exit::OK)
+        }
+        _ => exit::code(report(&outcome, args.json)),
+    }
+}
+
+/// A one-line spinner on a terminal; silent otherwise.
+struct Spinner {
+    tty: bool,
+    start: Instant,
+}
+
+impl Spinner {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Spinner {
+            tty: std::io::stderr().is_terminal(),
+            start: Instant::now(),
+        }
+    }
+    fn tick(&self, message: &str) {
+        if self.tty {
+            const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+            let i = (self.start.elapsed().as_secs() % 4) as usize;
+            eprint!(
+                "\r{} {message} ({}s)",
+                FRAMES[i],
+                self.start.elapsed().as_secs()
+            );
+        }
+    }
+    fn clear(&self) {
+        if self.tty {
+            eprint!("\r\x1b[K");
+        }
+    }
+}

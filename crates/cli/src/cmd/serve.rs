@@ -1,0 +1,88 @@
+//! `regent serve --config FILE`: run the daemon.
+
+use crate::logging;
+use regent::server::SharedSecret;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `regent serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The TOML config.
+    #[arg(long, short = 'c', default_value = "/etc/regent/regent.toml")]
+    pub config: PathBuf,
+    /// Read the socket secret from standard input (instead of `secret_file`).
+    #[arg(long)]
+    pub secret_stdin: bool,
+    /// Log format (default: the config's `log_format`).
+    #[arg(long, value_enum)]
+    pub log_format: Option<logging::Format>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let config = match regent::config::load(&args.config) {
+        Ok(c) => c,
+        Err(diags) => {
+            eprintln!("{diags}");
+            eprintln!(
+                "regent: refusing to start: {} has errors (see `regent check`)",
+                args.config.display()
+            );
+            return ExitCode::from(crate::exit::INVALID);
+        }
+    };
+    let format = args.log_format.unwrap_or(match config.service.log_format {
+        regent::config::LogFormat::Text => logging::Format::Text,
+        regent::config::LogFormat::Json => logging::Format::Json,
+    });
+    logging::init(format);
+    let secret = match load_secret(&config, args.secret_stdin) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(crate::exit::OTHER);
+        }
+    };
+    if secret.is_none() {
+        tracing::warn!("no secret configured: any local user who can open the socket may call operations their policy allows");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::from(crate::exit::OTHER);
+        }
+    };
+    let result = runtime.block_on(async {
+        let service = regent::daemon::service(&config, secret)?;
+        service.run().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(crate::exit::OTHER)
+        }
+    }
+}
+
+/// The secret from stdin or the config's `secret_file`.
+pub fn load_secret(
+    config: &regent::config::Config,
+    stdin: bool,
+) -> Result<Option<SharedSecret>, String> {
+    if stdin {
+        return SharedSecret::from_reader(std::io::stdin().lock(), "standard input")
+            .map(Some)
+            .map_err(|e| e.to_string());
+    }
+    match &config.service.secret_file {
+        Some(path) => SharedSecret::from_file(path)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,46 @@
+//! `regent`: one command for callers and administrators. Thin over the library:
+//! each subcommand parses its arguments into validated settings and calls it.
+
+mod cmd;
+mod exit;
+mod logging;
+mod secret;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Let unprivileged programs ask a privileged service for narrow operations.
+#[derive(Parser)]
+#[command(name = "regent", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Call an operation on a running service.
+    Call(cmd::call::Args),
+    /// List the operations this caller may call.
+    Ops(cmd::call::OpsArgs),
+    /// Run the daemon from a TOML config.
+    Serve(cmd::serve::Args),
+    /// Validate a config and show what each operation runs with.
+    Check(cmd::check::Args),
+    /// Start a service with example operations on a temporary socket and call it.
+    Demo(cmd::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Call(a) => cmd::call::call(a),
+        Command::Ops(a) => cmd::call::ops(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Check(a) => cmd::check::run(a),
+        Command::Demo(a) => {
+            logging::init_quiet();
+            cmd::demo::run(a)
+        }
+    }
+}

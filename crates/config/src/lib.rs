@@ -1,0 +1,84 @@
+//! # regent-config
+//!
+//! The daemon face of Regent: privileged operations declared in TOML.
+//!
+//! This crate is pure: it reads a file (or takes a string), parses and validates
+//! it into a typed [`Config`], validates request `data` against an operation's
+//! declared parameters ([`validate_data`]) and renders command templates
+//! ([`Template::render`]). The only other I/O is the request-time path check
+//! ([`check_paths`], [`check_path_no_symlink_escape`]), which the server calls.
+//!
+//! Errors in a config are all reported at once, each with its line, column and
+//! key path ([`Diagnostics`]).
+//!
+//! Template rules (no shell anywhere): a template element renders to exactly one
+//! argv element; text and placeholders may be mixed inside one element
+//! (`"--to={ip}"`), which still renders as one element; `{caller.uid}`,
+//! `{caller.gid}` and `{caller.user}` come from the kernel identity; an element
+//! referring to an absent optional parameter is left out; secret parameters may
+//! only be passed on stdin.
+
+#![warn(missing_docs)]
+
+mod caps;
+mod data;
+mod diag;
+mod error;
+mod examples;
+mod model;
+mod net;
+mod param;
+mod paths;
+mod principal;
+mod reader;
+mod template;
+mod units;
+
+use std::path::Path;
+
+pub use caps::{canonical_capability, capability_number, CAPABILITIES};
+pub use data::{check_paths, validate_data, CallerVars, FieldError, ParamValue, Params};
+pub use diag::{Diagnostic, Diagnostics};
+pub use error::Error;
+pub use examples::{demo_config, demo_config_text, example_config};
+pub use model::{
+    AllowDecl, Config, ExecDecl, LimitsDecl, LogFormat, OnUnsupported, OperationDecl, OutputMode,
+    RunAs, SandboxDecl, ServiceConfig, SmtpDecl, SmtpSecurity, TcpDecl, AUTH_METHODS,
+    DEFAULT_COMMAND_PATH, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_OUTPUT, DEFAULT_PENDING_TTL,
+    DEFAULT_SOCKET, DEFAULT_STORE, DEFAULT_TIMEOUT,
+};
+pub use net::{check_hostname, is_public, non_public_reason};
+pub use param::{IpVersion, ParamKind, ParamSpec, Pattern, ValueKind, DEFAULT_STRING_MAX_LEN};
+pub use paths::{check_path_no_symlink_escape, normalize_path, MAX_PATH_LEN};
+pub use principal::Principal;
+pub use template::{is_valid_param_name, Placeholder, Template};
+pub use units::{parse_duration, parse_mode, parse_size};
+
+/// Largest config file accepted, in bytes.
+pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
+
+/// Reads, parses and validates the config file at `path`. Errors (including a
+/// file that cannot be read) come back as [`Diagnostics`] naming the file.
+pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+    let origin = path.display().to_string();
+    let fail = |message: String| {
+        Diagnostics(vec![Diagnostic {
+            origin: origin.clone(),
+            location: None,
+            path: String::new(),
+            message,
+        }])
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    if meta.len() > MAX_CONFIG_SIZE {
+        return Err(fail(format!("file is larger than {MAX_CONFIG_SIZE} bytes")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| fail("file is not valid UTF-8".into()))?;
+    parse(&text, &origin)
+}
+
+/// Parses and validates config text; `origin` names it in diagnostics.
+pub fn parse(text: &str, origin: &str) -> Result<Config, Diagnostics> {
+    reader::parse_config(text, origin)
+}

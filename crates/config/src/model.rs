@@ -1,0 +1,312 @@
+//! The typed, validated configuration: the `[service]` table and the declared
+//! operations. Built only by [`crate::parse`] / [`crate::load`] (or by hand in Rust).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::param::ParamSpec;
+use crate::principal::Principal;
+use crate::template::Template;
+
+/// Default socket path.
+pub const DEFAULT_SOCKET: &str = "/run/regent/regent.sock";
+/// Default pending-request store.
+pub const DEFAULT_STORE: &str = "/var/lib/regent/pending.db";
+/// Default fixed PATH for commands.
+pub const DEFAULT_COMMAND_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Default operation timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default captured-output limit per stream, in bytes.
+pub const DEFAULT_MAX_OUTPUT: usize = 1 << 20;
+/// Default lifetime of a pending request.
+pub const DEFAULT_PENDING_TTL: Duration = Duration::from_secs(600);
+/// Default number of wrong codes before a pending request is dropped.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Authorization methods the daemon knows.
+pub const AUTH_METHODS: &[&str] = &["totp", "email", "approval"];
+
+/// A whole config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `[service]` table.
+    pub service: ServiceConfig,
+    /// The `[operations.NAME]` tables, by name.
+    pub operations: BTreeMap<String, OperationDecl>,
+}
+
+impl Config {
+    /// An operation by name.
+    #[must_use]
+    pub fn operation(&self, name: &str) -> Option<&OperationDecl> {
+        self.operations.get(name)
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `[service]` table.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Unix socket path (`socket`).
+    pub socket: PathBuf,
+    /// Socket file mode (`socket_mode = "0660"`).
+    pub socket_mode: u32,
+    /// Socket owner (`socket_owner`), default: the service's user.
+    pub socket_owner: Option<Principal>,
+    /// Socket group (`socket_group`), default: the service's group.
+    pub socket_group: Option<Principal>,
+    /// File holding the socket secret (`secret_file`); none means no secret.
+    pub secret_file: Option<PathBuf>,
+    /// Longest request line in bytes (`max_line = "1M"`).
+    pub max_line: usize,
+    /// Time allowed to finish a started line (`line_timeout = "10s"`).
+    pub line_timeout: Duration,
+    /// Idle time allowed between requests (`idle_timeout = "60s"`).
+    pub idle_timeout: Duration,
+    /// Connections served at once (`max_connections`); beyond it: `busy`.
+    pub max_connections: usize,
+    /// `log_format = "text" | "json"`.
+    pub log_format: LogFormat,
+    /// SQLite store for pending requests (`store`).
+    pub store: PathBuf,
+    /// Group whose members may approve/deny/list pending requests, besides root.
+    pub admin_group: Option<Principal>,
+    /// Whether an administrator may approve their own request (default false).
+    pub allow_self_approval: bool,
+    /// The fixed PATH commands run with (`command_path`).
+    pub command_path: String,
+    /// Outgoing mail for the `email` method (`[service.smtp]`).
+    pub smtp: Option<SmtpDecl>,
+    /// TLS over TCP listener (`[service.tcp]`); not served yet: reserved for a later issue.
+    pub tcp: Option<TcpDecl>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            socket_mode: 0o660,
+            socket_owner: None,
+            socket_group: None,
+            secret_file: None,
+            max_line: 1 << 20,
+            line_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            log_format: LogFormat::Text,
+            store: PathBuf::from(DEFAULT_STORE),
+            admin_group: None,
+            allow_self_approval: false,
+            command_path: DEFAULT_COMMAND_PATH.to_string(),
+            smtp: None,
+            tcp: None,
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (default; port 587).
+    #[default]
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption (port 25); only sensible on loopback. Credentials are refused.
+    None,
+}
+
+/// The `[service.smtp]` table.
+#[derive(Debug, Clone)]
+pub struct SmtpDecl {
+    /// Server host name or address.
+    pub host: String,
+    /// Server port (default from `security`: 587, 465 or 25).
+    pub port: u16,
+    /// `security = "starttls" | "tls" | "none"`.
+    pub security: SmtpSecurity,
+    /// Envelope and header sender address.
+    pub from: String,
+    /// Root-only file with `username` and `password` lines; none: no authentication.
+    pub credentials_file: Option<PathBuf>,
+    /// Connect/send timeout (default 30s).
+    pub timeout: Duration,
+}
+
+/// The `[service.tcp]` table (reserved; the daemon should refuse it until served).
+#[derive(Debug, Clone)]
+pub struct TcpDecl {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Server private key (PEM).
+    pub key: PathBuf,
+    /// CA for client certificates; none: clients are not identified by certificate.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// What to return on success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputMode {
+    /// Trimmed stdout as a JSON string (default).
+    #[default]
+    Text,
+    /// Stdout parsed as JSON (not JSON: `operation_failed`).
+    Json,
+    /// `{"stdout", "stderr", "status"}`.
+    Full,
+}
+
+/// Who may call (or approve) an operation: a caller matching any user or any group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AllowDecl {
+    /// Allowed users.
+    pub users: Vec<Principal>,
+    /// Allowed groups (primary or supplementary).
+    pub groups: Vec<Principal>,
+}
+
+/// `run_as`: the user (and group) the command runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user.
+    pub user: Principal,
+    /// The group; none: the user's primary group.
+    pub group: Option<Principal>,
+}
+
+/// `sandbox`: a Landlock filesystem allowlist.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SandboxDecl {
+    /// Paths readable (and executable) beneath.
+    pub read: Vec<PathBuf>,
+    /// Paths readable and writable beneath.
+    pub write: Vec<PathBuf>,
+}
+
+/// `limits`: resource limits (rlimits) for the command.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LimitsDecl {
+    /// CPU time (RLIMIT_CPU; whole seconds, at least 1s).
+    pub cpu: Option<Duration>,
+    /// Address space in bytes (RLIMIT_AS).
+    pub memory: Option<u64>,
+    /// Open files (RLIMIT_NOFILE).
+    pub open_files: Option<u64>,
+    /// Processes of the run-as user (RLIMIT_NPROC).
+    pub processes: Option<u64>,
+}
+
+/// What to do when the kernel lacks a requested protection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUnsupported {
+    /// Refuse to run the operation (default).
+    #[default]
+    Refuse,
+    /// Run without it, logging a warning.
+    Warn,
+}
+
+/// Execution policy of an operation (least privilege).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecDecl {
+    /// `run_as`; none: the service's own user.
+    pub run_as: Option<RunAs>,
+    /// `capabilities`, canonical `CAP_*` names; none: not restricted by the config,
+    /// `Some(vec![])`: all dropped.
+    pub capabilities: Option<Vec<String>>,
+    /// `sandbox`; none: no filesystem sandbox.
+    pub sandbox: Option<SandboxDecl>,
+    /// `limits`.
+    pub limits: LimitsDecl,
+    /// `on_unsupported = "refuse" | "warn"`.
+    pub on_unsupported: OnUnsupported,
+    /// `concurrency`: runs at once; beyond it: `busy`.
+    pub concurrency: Option<usize>,
+}
+
+/// One `[operations.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct OperationDecl {
+    /// Human description.
+    pub description: String,
+    /// The argv template.
+    pub command: Template,
+    /// Declared parameters, by name.
+    pub params: BTreeMap<String, ParamSpec>,
+    /// Name of the parameter written to the command's stdin (the only way to pass a secret).
+    pub stdin: Option<String>,
+    /// Caller restriction; none: any caller that can connect (and knows the secret).
+    pub allow: Option<AllowDecl>,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// `output = "text" | "json" | "full"`.
+    pub output: OutputMode,
+    /// Captured bytes per stream.
+    pub max_output: usize,
+    /// Authorization stages, in order (`totp`, `email`, `approval`).
+    pub auth: Vec<String>,
+    /// Email addresses the `email` method sends codes to.
+    pub approvers: Vec<String>,
+    /// Who may approve with the `approval` method; none: root and `admin_group`.
+    pub approve: Option<AllowDecl>,
+    /// Lifetime of a pending request.
+    pub pending_ttl: Duration,
+    /// Wrong codes allowed before the request is dropped.
+    pub max_attempts: u32,
+    /// Execution policy.
+    pub exec: ExecDecl,
+}
+
+impl OperationDecl {
+    /// A minimal operation running `command` with defaults everywhere else.
+    #[must_use]
+    pub fn new(description: &str, command: Template) -> Self {
+        OperationDecl {
+            description: description.to_string(),
+            command,
+            params: BTreeMap::new(),
+            stdin: None,
+            allow: None,
+            timeout: DEFAULT_TIMEOUT,
+            output: OutputMode::Text,
+            max_output: DEFAULT_MAX_OUTPUT,
+            auth: Vec::new(),
+            approvers: Vec::new(),
+            approve: None,
+            pending_ttl: DEFAULT_PENDING_TTL,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            exec: ExecDecl::default(),
+        }
+    }
+
+    /// A JSON description for `regent ops`: description, params (with
+    /// constraints, never secret defaults) and auth stages.
+    #[must_use]
+    pub fn describe(&self) -> Value {
+        let params: serde_json::Map<String, Value> = self
+            .params
+            .iter()
+            .map(|(k, p)| (k.clone(), p.describe()))
+            .collect();
+        json!({
+            "description": self.description,
+            "params": params,
+            "auth": self.auth,
+        })
+    }
+}

@@ -1,0 +1,313 @@
+//! The confinement a process applies to itself: computed by [`Confinement::prepare`]
+//! before fork (may allocate, log, open files), applied by [`Confinement::apply`]
+//! after fork (async-signal-safe: raw system calls over prepared values only).
+//!
+//! Order of [`Confinement::apply`]: resource limits; bounding set (needs
+//! `CAP_SETPCAP`, so while still privileged); supplementary groups, gid;
+//! `PR_SET_KEEPCAPS` then uid (so the permitted set survives leaving uid 0);
+//! `capset` (effective = permitted = inheritable = declared); ambient set = declared;
+//! `no_new_privs`; Landlock. The ambient set is what carries the capabilities of a
+//! non-root user across `execve`; for root, the reduced bounding and inheritable
+//! sets cap what `execve` grants.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::caps::{self, Capability};
+use crate::error::ExecError;
+use crate::landlock;
+use crate::policy::{ExecPolicy, RunAs, Unsupported};
+use crate::sys;
+
+/// A step of [`Confinement::apply`], reported when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Step {
+    /// `setrlimit`.
+    Rlimit = 1,
+    /// Reducing the bounding set.
+    BoundingSet = 2,
+    /// `setgroups([])`.
+    Groups = 3,
+    /// `setresgid`.
+    Gid = 4,
+    /// `PR_SET_KEEPCAPS`.
+    KeepCaps = 5,
+    /// `setresuid`.
+    Uid = 6,
+    /// `capset`.
+    Capset = 7,
+    /// Setting the ambient set.
+    Ambient = 8,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    NoNewPrivs = 9,
+    /// `landlock_restrict_self`.
+    Landlock = 10,
+    /// Preparing the child (signal mask, fork of the supervisor).
+    Fork = 11,
+    /// `PR_SET_PDEATHSIG`.
+    DeathSignal = 12,
+}
+
+impl Step {
+    /// A short name for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Rlimit => "setrlimit",
+            Step::BoundingSet => "capability bounding set",
+            Step::Groups => "setgroups",
+            Step::Gid => "setresgid",
+            Step::KeepCaps => "PR_SET_KEEPCAPS",
+            Step::Uid => "setresuid",
+            Step::Capset => "capset",
+            Step::Ambient => "ambient capabilities",
+            Step::NoNewPrivs => "no_new_privs",
+            Step::Landlock => "landlock_restrict_self",
+            Step::Fork => "supervisor fork",
+            Step::DeathSignal => "PR_SET_PDEATHSIG",
+        }
+    }
+
+    fn from_u8(v: u8) -> Option<Step> {
+        const ALL: [Step; 12] = [
+            Step::Rlimit,
+            Step::BoundingSet,
+            Step::Groups,
+            Step::Gid,
+            Step::KeepCaps,
+            Step::Uid,
+            Step::Capset,
+            Step::Ambient,
+            Step::NoNewPrivs,
+            Step::Landlock,
+            Step::Fork,
+            Step::DeathSignal,
+        ];
+        ALL.iter().copied().find(|s| *s as u8 == v)
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed step and its errno (fixed size, so a forked child can report it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetupFailure {
+    /// Which step.
+    pub step: Step,
+    /// The errno.
+    pub errno: i32,
+}
+
+impl SetupFailure {
+    fn new(step: Step, e: io::Error) -> SetupFailure {
+        SetupFailure {
+            step,
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+
+    /// Five bytes: step, errno (little endian).
+    pub(crate) fn encode(self) -> [u8; 5] {
+        let e = self.errno.to_le_bytes();
+        [self.step as u8, e[0], e[1], e[2], e[3]]
+    }
+
+    /// The inverse of `encode`.
+    pub(crate) fn decode(b: &[u8]) -> Option<SetupFailure> {
+        let step = Step::from_u8(*b.first()?)?;
+        let errno = i32::from_le_bytes(b.get(1..5)?.try_into().ok()?);
+        Some(SetupFailure { step, errno })
+    }
+
+    /// As the crate's error.
+    pub fn into_error(self) -> ExecError {
+        ExecError::setup(self.step.as_str(), io::Error::from_raw_os_error(self.errno))
+    }
+}
+
+/// Maximum number of rlimits (cpu, memory, files, processes).
+const MAX_RLIMITS: usize = 4;
+
+/// Everything a process applies to itself to take on a policy's privileges,
+/// computed in advance.
+pub struct Confinement {
+    rlimits: [Option<(u32, u64, u64)>; MAX_RLIMITS],
+    caps: Option<u64>,
+    last_cap: u32,
+    run_as: Option<RunAs>,
+    no_new_privs: bool,
+    landlock: Option<OwnedFd>,
+}
+
+impl fmt::Debug for Confinement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Confinement")
+            .field("rlimits", &self.rlimits)
+            .field("caps", &self.caps.map(|m| format!("{m:#x}")))
+            .field("run_as", &self.run_as)
+            .field("no_new_privs", &self.no_new_privs)
+            .field("landlock", &self.landlock.is_some())
+            .finish()
+    }
+}
+
+impl Confinement {
+    /// Compute the confinement for `policy`: check the kernel supports it (refusing
+    /// or warning per `on_unsupported`), check this process holds the capabilities
+    /// to hand out, and build the Landlock ruleset. Not async-signal-safe.
+    pub fn prepare(policy: &ExecPolicy) -> Result<Confinement, ExecError> {
+        let warn_or_refuse = |feature: String| -> Result<(), ExecError> {
+            match policy.on_unsupported {
+                Unsupported::Refuse => Err(ExecError::Unsupported { feature }),
+                Unsupported::Warn => {
+                    tracing::warn!(%feature, "kernel lacks a requested protection; running without it");
+                    Ok(())
+                }
+            }
+        };
+
+        let last_cap =
+            caps::kernel_last_cap().map_err(|e| ExecError::setup("read cap_last_cap", e))?;
+        let caps = match &policy.capabilities {
+            None => None,
+            Some(list) => {
+                let mut mask = 0u64;
+                for cap in list {
+                    if cap.number() > last_cap {
+                        warn_or_refuse(format!(
+                            "capability {cap} (kernel knows up to {last_cap})"
+                        ))?;
+                    } else {
+                        mask |= cap.bit();
+                    }
+                }
+                let held = sys::capget().map_err(|e| ExecError::setup("capget", e))?;
+                let missing = mask & !held.permitted;
+                if missing != 0 {
+                    let names: Vec<String> = caps::caps_in(missing)
+                        .iter()
+                        .map(Capability::to_string)
+                        .collect();
+                    return Err(ExecError::setup(
+                        "capabilities",
+                        io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            format!("the service does not hold {}", names.join(", ")),
+                        ),
+                    ));
+                }
+                Some(mask)
+            }
+        };
+
+        let landlock = match &policy.landlock {
+            None => None,
+            Some(rules) => {
+                if !policy.no_new_privs {
+                    return Err(ExecError::Invalid {
+                        reason: "a Landlock sandbox requires no_new_privs".into(),
+                    });
+                }
+                match landlock::abi_version() {
+                    Some(abi) => Some(landlock::build_ruleset(rules, abi)?),
+                    None => {
+                        warn_or_refuse("Landlock (not available in this kernel)".into())?;
+                        None
+                    }
+                }
+            }
+        };
+
+        let l = &policy.limits;
+        let rlimits = [
+            l.cpu_seconds
+                .map(|s| (libc::RLIMIT_CPU, s, s.saturating_add(1))),
+            l.memory_bytes.map(|b| (libc::RLIMIT_AS, b, b)),
+            l.open_files.map(|n| (libc::RLIMIT_NOFILE, n, n)),
+            l.processes.map(|n| (libc::RLIMIT_NPROC, n, n)),
+        ];
+
+        Ok(Confinement {
+            rlimits,
+            caps,
+            last_cap,
+            run_as: policy.run_as,
+            no_new_privs: policy.no_new_privs,
+            landlock,
+        })
+    }
+
+    /// Apply to the calling process, which must be single-threaded (a forked child, or
+    /// a program that checked). Async-signal-safe.
+    pub fn apply(&self) -> Result<(), SetupFailure> {
+        for (res, soft, hard) in self.rlimits.iter().flatten() {
+            sys::set_rlimit(*res, *soft, *hard).map_err(|e| SetupFailure::new(Step::Rlimit, e))?;
+        }
+        if let Some(mask) = self.caps {
+            for cap in 0..=self.last_cap.min(63) {
+                if mask & (1u64 << cap) == 0 {
+                    sys::capbset_drop(cap).map_err(|e| SetupFailure::new(Step::BoundingSet, e))?;
+                }
+            }
+        }
+        if let Some(RunAs { uid, gid }) = self.run_as {
+            sys::clear_groups().map_err(|e| SetupFailure::new(Step::Groups, e))?;
+            sys::set_res_gid(gid).map_err(|e| SetupFailure::new(Step::Gid, e))?;
+            if self.caps.is_some() {
+                sys::set_keep_caps(true).map_err(|e| SetupFailure::new(Step::KeepCaps, e))?;
+            }
+            sys::set_res_uid(uid).map_err(|e| SetupFailure::new(Step::Uid, e))?;
+        }
+        if let Some(mask) = self.caps {
+            sys::capset(sys::CapSets {
+                effective: mask,
+                permitted: mask,
+                inheritable: mask,
+            })
+            .map_err(|e| SetupFailure::new(Step::Capset, e))?;
+            sys::ambient_clear_all().map_err(|e| SetupFailure::new(Step::Ambient, e))?;
+            for cap in 0..=self.last_cap.min(63) {
+                if mask & (1u64 << cap) != 0 {
+                    sys::ambient_raise(cap).map_err(|e| SetupFailure::new(Step::Ambient, e))?;
+                }
+            }
+            if self.run_as.is_some() {
+                sys::set_keep_caps(false).map_err(|e| SetupFailure::new(Step::KeepCaps, e))?;
+            }
+        }
+        if self.no_new_privs {
+            sys::set_no_new_privs().map_err(|e| SetupFailure::new(Step::NoNewPrivs, e))?;
+        }
+        if let Some(fd) = &self.landlock {
+            sys::landlock_restrict_self(fd.as_raw_fd())
+                .map_err(|e| SetupFailure::new(Step::Landlock, e))?;
+        }
+        Ok(())
+    }
+
+    /// True when a Landlock ruleset will be enforced.
+    pub fn has_landlock(&self) -> bool {
+        self.landlock.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_round_trips() {
+        let f = SetupFailure {
+            step: Step::Uid,
+            errno: libc::EPERM,
+        };
+        assert_eq!(SetupFailure::decode(&f.encode()), Some(f));
+        assert_eq!(SetupFailure::decode(&[0, 1, 0, 0, 0]), None);
+        assert_eq!(SetupFailure::decode(&[6, 1]), None);
+    }
+}

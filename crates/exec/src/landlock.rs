@@ -1,0 +1,91 @@
+//! Landlock rulesets, built in the parent before fork: the child only calls
+//! `landlock_restrict_self` on the prepared descriptor.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::error::ExecError;
+use crate::policy::LandlockRules;
+use crate::sys;
+
+const EXECUTE: u64 = 1 << 0;
+const WRITE_FILE: u64 = 1 << 1;
+const READ_FILE: u64 = 1 << 2;
+const READ_DIR: u64 = 1 << 3;
+const TRUNCATE: u64 = 1 << 14;
+const IOCTL_DEV: u64 = 1 << 15;
+
+/// Rights that make sense on a non-directory.
+const FILE_RIGHTS: u64 = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV;
+/// Rights granted on `read` paths.
+const READ_RIGHTS: u64 = EXECUTE | READ_FILE | READ_DIR;
+
+/// All filesystem rights known to Landlock ABI `abi`.
+pub(crate) fn handled_for_abi(abi: u32) -> u64 {
+    match abi {
+        0 => 0,
+        1 => (1 << 13) - 1,     // EXECUTE ..= MAKE_SYM
+        2 => (1 << 14) - 1,     // + REFER
+        3 | 4 => (1 << 15) - 1, // + TRUNCATE (4 adds network only)
+        _ => (1 << 16) - 1,     // + IOCTL_DEV (ABI 5+)
+    }
+}
+
+/// The Landlock ABI of this kernel, or `None` when Landlock is unavailable.
+pub fn abi_version() -> Option<u32> {
+    sys::landlock_abi().ok().filter(|&v| v >= 1)
+}
+
+/// Build the ruleset for `rules`. `Ok(None)` never happens here: the caller decides
+/// what to do when [`abi_version`] is `None`.
+pub(crate) fn build_ruleset(rules: &LandlockRules, abi: u32) -> Result<OwnedFd, ExecError> {
+    let handled = handled_for_abi(abi);
+    let ruleset = sys::landlock_create_ruleset(handled)
+        .map_err(|e| ExecError::setup("landlock_create_ruleset", e))?;
+    for path in &rules.read {
+        add_rule(&ruleset, path, READ_RIGHTS & handled)?;
+    }
+    for path in &rules.write {
+        add_rule(&ruleset, path, handled)?;
+    }
+    Ok(ruleset)
+}
+
+fn add_rule(ruleset: &OwnedFd, path: &Path, rights: u64) -> Result<(), ExecError> {
+    let step = || format!("landlock rule for {}", path.display());
+    if !path.is_absolute() {
+        return Err(ExecError::setup(
+            step(),
+            io::Error::new(io::ErrorKind::InvalidInput, "path must be absolute"),
+        ));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| ExecError::setup(step(), e))?;
+    let is_dir = file
+        .metadata()
+        .map_err(|e| ExecError::setup(step(), e))?
+        .is_dir();
+    let rights = if is_dir { rights } else { rights & FILE_RIGHTS };
+    sys::landlock_add_path_rule(ruleset.as_raw_fd(), file.as_raw_fd(), rights)
+        .map_err(|e| ExecError::setup(step(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_masks_grow() {
+        assert_eq!(handled_for_abi(1), 0x1fff);
+        assert_eq!(handled_for_abi(2), 0x3fff);
+        assert_eq!(handled_for_abi(3), 0x7fff);
+        assert_eq!(handled_for_abi(6), 0xffff);
+        assert_eq!(READ_RIGHTS & FILE_RIGHTS, EXECUTE | READ_FILE);
+    }
+}

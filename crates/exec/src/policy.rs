@@ -1,0 +1,185 @@
+//! What to run ([`CommandSpec`]) and under which declared policy ([`ExecPolicy`]).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::caps::Capability;
+
+/// The fixed `PATH` every command gets (and bare program names are resolved against).
+pub const FIXED_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One command: an argument vector (no shell) and optional secret input.
+#[derive(Clone, Default)]
+pub struct CommandSpec {
+    /// `argv[0]` is an absolute path or a bare name resolved against [`FIXED_PATH`].
+    pub argv: Vec<String>,
+    /// Bytes written to the command's stdin through a pipe (zeroed when dropped);
+    /// `None` gives `/dev/null`.
+    pub stdin: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl CommandSpec {
+    /// A command with no input.
+    pub fn new<I, S>(argv: I) -> CommandSpec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        CommandSpec {
+            argv: argv.into_iter().map(Into::into).collect(),
+            stdin: None,
+        }
+    }
+
+    /// The same command with `input` on its stdin.
+    pub fn with_stdin(mut self, input: Vec<u8>) -> CommandSpec {
+        self.stdin = Some(Zeroizing::new(input));
+        self
+    }
+}
+
+impl fmt::Debug for CommandSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CommandSpec")
+            .field("argv", &self.argv)
+            .field(
+                "stdin",
+                &self
+                    .stdin
+                    .as_ref()
+                    .map(|s| format!("<{} bytes redacted>", s.len())),
+            )
+            .finish()
+    }
+}
+
+/// Run as this user and group (supplementary groups are cleared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// A Landlock filesystem sandbox: everything not listed is denied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LandlockRules {
+    /// Readable (and executable) files and directory trees. The program and the
+    /// libraries it loads must be covered (e.g. `/usr`, `/lib`, `/etc`).
+    pub read: Vec<PathBuf>,
+    /// Readable and writable trees (create, remove, truncate; execute too).
+    pub write: Vec<PathBuf>,
+}
+
+/// Resource limits (each `None` leaves the inherited limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// `RLIMIT_CPU` seconds (soft; hard is one more, then SIGKILL).
+    pub cpu_seconds: Option<u64>,
+    /// `RLIMIT_AS` bytes of address space.
+    pub memory_bytes: Option<u64>,
+    /// `RLIMIT_NOFILE`: highest file descriptor number + 1.
+    pub open_files: Option<u64>,
+    /// `RLIMIT_NPROC`: processes of the target real uid (ignored by the kernel for
+    /// root and for holders of `CAP_SYS_ADMIN`/`CAP_SYS_RESOURCE`).
+    pub processes: Option<u64>,
+}
+
+impl ResourceLimits {
+    /// True when no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == ResourceLimits::default()
+    }
+}
+
+/// What to do when the kernel lacks a feature the policy asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unsupported {
+    /// Do not run; answer [`crate::ExecError::Unsupported`]. The default.
+    #[default]
+    Refuse,
+    /// Log a `tracing::warn!` and run without the missing protection.
+    Warn,
+}
+
+/// The declared execution policy of one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecPolicy {
+    /// Wall-clock limit; then SIGTERM to the whole tree, `kill_grace`, SIGKILL.
+    pub timeout: Duration,
+    /// Time between SIGTERM and SIGKILL (default 2 s).
+    pub kill_grace: Duration,
+    /// Bytes kept per output stream (default 1 MiB); the rest is read and dropped.
+    pub max_output: usize,
+    /// Run as another user/group; `None` keeps the service's.
+    pub run_as: Option<RunAs>,
+    /// `None`: inherit. `Some(list)`: exactly these capabilities in the effective,
+    /// permitted, inheritable and ambient sets, and a bounding set reduced to them.
+    pub capabilities: Option<Vec<Capability>>,
+    /// Set `no_new_privs` (default true; required with Landlock).
+    pub no_new_privs: bool,
+    /// Filesystem sandbox.
+    pub landlock: Option<LandlockRules>,
+    /// Resource limits.
+    pub limits: ResourceLimits,
+    /// Refuse (default) or warn when the kernel lacks a requested feature.
+    pub on_unsupported: Unsupported,
+}
+
+impl Default for ExecPolicy {
+    fn default() -> Self {
+        ExecPolicy {
+            timeout: Duration::from_secs(30),
+            kill_grace: Duration::from_secs(2),
+            max_output: 1024 * 1024,
+            run_as: None,
+            capabilities: None,
+            no_new_privs: true,
+            landlock: None,
+            limits: ResourceLimits::default(),
+            on_unsupported: Unsupported::Refuse,
+        }
+    }
+}
+
+/// The result of a command that ran to completion (whatever its exit status).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code, if it exited.
+    pub code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// Captured stdout (at most `max_output` bytes).
+    pub stdout: Vec<u8>,
+    /// Captured stderr (at most `max_output` bytes).
+    pub stderr: Vec<u8>,
+    /// More stdout was produced than kept.
+    pub stdout_truncated: bool,
+    /// More stderr was produced than kept.
+    pub stderr_truncated: bool,
+}
+
+impl ExecOutput {
+    /// Exited with status 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl fmt::Debug for ExecOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Output may be sensitive: show sizes, not contents.
+        f.debug_struct("ExecOutput")
+            .field("code", &self.code)
+            .field("signal", &self.signal)
+            .field("stdout_len", &self.stdout.len())
+            .field("stderr_len", &self.stderr.len())
+            .field("stdout_truncated", &self.stdout_truncated)
+            .field("stderr_truncated", &self.stderr_truncated)
+            .finish()
+    }
+}

@@ -1,0 +1,190 @@
+//! [`run`]: spawn one command under its policy, feed its stdin, capture its output
+//! within bounds, and stop its whole tree on timeout.
+
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::child::{Confinement, SetupFailure};
+use crate::error::ExecError;
+use crate::policy::{CommandSpec, ExecOutput, ExecPolicy, FIXED_PATH};
+use crate::resolve::resolve_program;
+use crate::supervisor::Hook;
+use crate::sys;
+
+/// How long after SIGTERM (beyond the grace) to wait for the supervisor before
+/// SIGKILLing its group directly.
+const SUPERVISOR_MARGIN: Duration = Duration::from_secs(5);
+
+/// Sends SIGTERM to the supervisor if the run is abandoned (future dropped) before
+/// the child was reaped; the supervisor then tears the tree down and tokio reaps it.
+struct AbandonGuard {
+    pid: Option<i32>,
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = sys::kill_process(pid, libc::SIGTERM);
+        }
+    }
+}
+
+/// Read `reader` to its end, keeping at most `max` bytes.
+async fn read_capped<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    max: usize,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    let Some(mut reader) = reader else {
+        return Ok((Vec::new(), false));
+    };
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            return Ok((kept, truncated));
+        }
+        let room = max.saturating_sub(kept.len());
+        if n > room {
+            truncated = true;
+        }
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+}
+
+/// Run `spec` under `policy`.
+///
+/// The environment is cleared (`PATH` fixed, `LANG=C.UTF-8`), the working directory
+/// is `/`, stdin is `/dev/null` unless `spec.stdin` is given, and no shell is
+/// involved. The command runs in its own process group under a per-run supervisor
+/// (see the `supervisor` module): when it exits, leftovers of its tree are stopped;
+/// on timeout, the whole tree gets SIGTERM, then SIGKILL after `kill_grace`, and the
+/// result is [`ExecError::Timeout`]. A non-zero exit is not an error: see
+/// [`ExecOutput::code`].
+pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, ExecError> {
+    let program = resolve_program(&spec.argv)?;
+    let name = spec.argv[0].clone();
+    let confinement = Confinement::prepare(policy)?;
+    let (report_read, report_write) =
+        sys::pipe_cloexec().map_err(|e| ExecError::setup("pipe", e))?;
+
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.arg0(&name)
+        .args(&spec.argv[1..])
+        .env_clear()
+        .env("PATH", FIXED_PATH)
+        .env("LANG", "C.UTF-8")
+        .current_dir("/")
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    let mut hook = Hook::new(
+        confinement,
+        policy.kill_grace,
+        sys::getpid(),
+        std::os::fd::AsRawFd::as_raw_fd(&report_write),
+    );
+    sys::register_pre_exec(&mut cmd, move || hook.run());
+    let spawned = cmd.spawn();
+    // Drops the hook in this process: closes the Landlock ruleset descriptor.
+    drop(cmd);
+    drop(report_write);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            let mut report = Vec::new();
+            let _ = std::fs::File::from(report_read).read_to_end(&mut report);
+            if let Some(failure) = SetupFailure::decode(&report) {
+                return Err(failure.into_error());
+            }
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return Err(ExecError::NotFound { program: name });
+            }
+            return Err(ExecError::Spawn {
+                program: name,
+                source: e,
+            });
+        }
+    };
+    drop(report_read);
+    let pid = child.id().map(|p| p as i32).ok_or_else(|| ExecError::Io {
+        what: "reading the child's pid",
+        source: std::io::Error::other("child already reaped"),
+    })?;
+    let mut guard = AbandonGuard { pid: Some(pid) };
+    tracing::debug!(program = %name, pid, "command started");
+
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let stdin = child.stdin.take();
+    let input = spec.stdin.as_ref();
+    let max = policy.max_output;
+    let feed = async move {
+        if let (Some(mut pipe), Some(data)) = (stdin, input) {
+            // The command may exit without reading: a broken pipe is not an error.
+            let _ = pipe.write_all(data).await;
+            let _ = pipe.shutdown().await;
+        }
+    };
+    let work = async {
+        let (status, out, err, ()) = tokio::join!(
+            child.wait(),
+            read_capped(stdout, max),
+            read_capped(stderr, max),
+            feed
+        );
+        (status, out, err)
+    };
+    match tokio::time::timeout(policy.timeout, work).await {
+        Ok((status, out, err)) => {
+            guard.pid = None;
+            let status = status.map_err(|e| ExecError::Io {
+                what: "waiting for the command",
+                source: e,
+            })?;
+            let (stdout, stdout_truncated) = out.map_err(|e| ExecError::Io {
+                what: "reading stdout",
+                source: e,
+            })?;
+            let (stderr, stderr_truncated) = err.map_err(|e| ExecError::Io {
+                what: "reading stderr",
+                source: e,
+            })?;
+            tracing::debug!(program = %name, pid, code = ?status.code(), signal = ?status.signal(), "command finished");
+            Ok(ExecOutput {
+                code: status.code(),
+                signal: status.signal(),
+                stdout,
+                stderr,
+                stdout_truncated,
+                stderr_truncated,
+            })
+        }
+        Err(_) => {
+            tracing::info!(program = %name, pid, timeout = ?policy.timeout, "command timed out; stopping its tree");
+            let _ = sys::kill_process(pid, libc::SIGTERM);
+            let bound = policy.kill_grace.saturating_add(SUPERVISOR_MARGIN);
+            if tokio::time::timeout(bound, child.wait()).await.is_err() {
+                tracing::warn!(pid, "supervisor did not finish; killing its process group");
+                let _ = sys::kill_group(pid, libc::SIGKILL);
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            guard.pid = None;
+            Err(ExecError::Timeout {
+                after: policy.timeout,
+            })
+        }
+    }
+}

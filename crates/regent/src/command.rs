@@ -1,0 +1,167 @@
+//! Operations declared in TOML: a validated command template, run without a shell.
+//!
+//! The request's data is validated against the declared parameters
+//! ([`regent_config::validate_data`]); each placeholder fills one whole argv element;
+//! `{caller.*}` comes from the kernel identity. The command runs through
+//! [`regent_exec::run`]: cleared environment, fixed PATH, stdin from /dev/null (or a
+//! secret parameter), output captured up to a limit, the operation's execution
+//! policy (user, capabilities, sandbox, limits), and a timeout that stops the whole
+//! process tree.
+
+use crate::operation::{
+    Authorization, BoxResult, Checked, Context, DynOperation, InvalidData, OpError, OpInfo,
+};
+use crate::Caller;
+use regent_config::{CallerVars, OperationDecl, OutputMode};
+use regent_exec::{CommandSpec, ExecError, ExecPolicy};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// How much of stderr a failure message carries.
+const STDERR_TAIL: usize = 2048;
+
+/// A command operation built from its declaration and resolved execution policy.
+pub struct CommandOperation {
+    name: String,
+    decl: OperationDecl,
+    policy: ExecPolicy,
+}
+
+impl CommandOperation {
+    /// Build from a declaration and an execution policy resolved at start-up.
+    pub fn new(name: &str, decl: OperationDecl, policy: ExecPolicy) -> Self {
+        CommandOperation {
+            name: name.to_string(),
+            decl,
+            policy,
+        }
+    }
+
+    /// The declaration.
+    pub fn decl(&self) -> &OperationDecl {
+        &self.decl
+    }
+
+    /// The execution policy.
+    pub fn policy(&self) -> &ExecPolicy {
+        &self.policy
+    }
+}
+
+fn invalid(e: regent_config::FieldError) -> InvalidData {
+    InvalidData::new(e.field.clone(), e.reason.clone())
+}
+
+fn tail(bytes: &[u8], n: usize) -> String {
+    let start = bytes.len().saturating_sub(n);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+}
+
+impl DynOperation for CommandOperation {
+    fn info(&self) -> OpInfo {
+        let d = self.decl.describe();
+        OpInfo {
+            description: self.decl.description.clone(),
+            params: d["params"].clone(),
+        }
+    }
+
+    fn check(&self, data: Value) -> Result<Checked, InvalidData> {
+        let params = regent_config::validate_data(&self.decl, &data).map_err(invalid)?;
+        Ok(Checked {
+            data: params.to_json(),
+            redacted: params.redacted(),
+        })
+    }
+
+    fn authorize(&self, _caller: &Caller, _data: &Value) -> Authorization {
+        Authorization::Allow
+    }
+
+    fn after_stage(
+        &self,
+        _caller: &Caller,
+        _data: &Value,
+        _stage: &str,
+        remaining: &[String],
+    ) -> Authorization {
+        if remaining.is_empty() {
+            Authorization::Allow
+        } else {
+            Authorization::Require(remaining.to_vec())
+        }
+    }
+
+    fn perform(self: Arc<Self>, ctx: Context, data: Value) -> BoxResult {
+        Box::pin(async move {
+            // Data was checked when the request arrived (possibly long ago, if it
+            // was held): check again, and resolve paths against the filesystem now.
+            let mut params = regent_config::validate_data(&self.decl, &data)
+                .map_err(|e| OpError::Invalid(invalid(e)))?;
+            regent_config::check_paths(&self.decl, &mut params)
+                .map_err(|e| OpError::Invalid(invalid(e)))?;
+            let caller = CallerVars {
+                uid: ctx.caller.uid,
+                gid: ctx.caller.gid,
+                user: ctx.caller.user_or_uid(),
+            };
+            let argv = self.decl.command.render(&params, &caller);
+            let mut spec = CommandSpec::new(argv);
+            if let Some(name) = &self.decl.stdin {
+                if let Some(value) = params.get(name) {
+                    let mut bytes = value.as_str().as_bytes().to_vec();
+                    bytes.push(b'\n');
+                    spec = spec.with_stdin(bytes);
+                }
+            }
+            let mut policy = self.policy.clone();
+            let remaining = ctx
+                .deadline
+                .saturating_duration_since(std::time::Instant::now());
+            policy.timeout = policy
+                .timeout
+                .min(remaining.max(std::time::Duration::from_millis(1)));
+            let out = match regent_exec::run(&spec, &policy).await {
+                Ok(out) => out,
+                Err(ExecError::Timeout { .. }) => return Err(OpError::Timeout),
+                Err(ExecError::NotFound { program }) => {
+                    return Err(OpError::failed(format!("command not found: {program}")))
+                }
+                Err(ExecError::Unsupported { feature }) => {
+                    tracing::error!(op = %self.name, %feature, "refusing to run without a sandbox feature");
+                    return Err(OpError::failed(format!(
+                        "refused: the kernel lacks {feature}"
+                    )));
+                }
+                Err(e) => return Err(OpError::Internal(format!("{}: {e}", self.name))),
+            };
+            if !out.success() {
+                let status = match (out.code, out.signal) {
+                    (Some(c), _) => format!("exit status {c}"),
+                    (None, Some(s)) => format!("killed by signal {s}"),
+                    _ => "failed".to_string(),
+                };
+                let err = tail(&out.stderr, STDERR_TAIL);
+                let msg = if err.is_empty() {
+                    format!("command failed ({status})")
+                } else {
+                    format!("command failed ({status}): {err}")
+                };
+                return Err(OpError::Failed(msg));
+            }
+            Ok(match self.decl.output {
+                OutputMode::Text => {
+                    Value::String(String::from_utf8_lossy(&out.stdout).trim().to_string())
+                }
+                OutputMode::Json => serde_json::from_slice(&out.stdout)
+                    .map_err(|e| OpError::failed(format!("command output is not JSON: {e}")))?,
+                OutputMode::Full => json!({
+                    "stdout": String::from_utf8_lossy(&out.stdout),
+                    "stderr": String::from_utf8_lossy(&out.stderr),
+                    "status": out.code,
+                    "truncated": out.stdout_truncated || out.stderr_truncated,
+                }),
+            })
+        })
+    }
+}

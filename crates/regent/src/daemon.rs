@@ -1,0 +1,173 @@
+//! The daemon face: turn a validated TOML [`Config`] into a running [`Service`].
+//!
+//! Everything that needs the system (user and group ids, capability names against
+//! this kernel) is resolved here, once, at start-up: a config that names a missing
+//! user fails to start instead of failing on the first request.
+
+use crate::command::CommandOperation;
+use crate::error::Error;
+use crate::policy::AllowRule;
+use crate::registry::{OpOptions, Registry};
+use crate::server::{Limits, SharedSecret};
+use crate::Service;
+use nix::unistd::{Gid, Group, Uid, User};
+use regent_config::{Config, ExecDecl, OnUnsupported, OperationDecl, Principal};
+use regent_exec::{Capability, ExecPolicy, LandlockRules, ResourceLimits, RunAs, Unsupported};
+use std::sync::Arc;
+
+/// Resolve a user to (uid, primary gid).
+pub fn resolve_user(p: &Principal) -> Result<(u32, u32), Error> {
+    let user = match p {
+        Principal::Name(n) => User::from_name(n),
+        Principal::Id(id) => User::from_uid(Uid::from_raw(*id)),
+    }
+    .map_err(|e| Error::Config(format!("looking up user {p}: {e}")))?;
+    match (user, p) {
+        (Some(u), _) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        // A numeric uid without a passwd entry is allowed; its group must be given.
+        (None, Principal::Id(id)) => Ok((*id, *id)),
+        (None, Principal::Name(n)) => Err(Error::Config(format!("no such user: {n}"))),
+    }
+}
+
+/// Resolve a group to its gid.
+pub fn resolve_group(p: &Principal) -> Result<u32, Error> {
+    match p {
+        Principal::Id(id) => Ok(*id),
+        Principal::Name(n) => Group::from_name(n)
+            .map_err(|e| Error::Config(format!("looking up group {n}: {e}")))?
+            .map(|g| g.gid.as_raw())
+            .ok_or_else(|| Error::Config(format!("no such group: {n}"))),
+    }
+}
+
+/// The execution policy an operation's declaration asks for.
+pub fn exec_policy(name: &str, decl: &OperationDecl) -> Result<ExecPolicy, Error> {
+    let ExecDecl {
+        run_as,
+        capabilities,
+        sandbox,
+        limits,
+        on_unsupported,
+        ..
+    } = &decl.exec;
+    let run_as = match run_as {
+        None => None,
+        Some(r) => {
+            let (uid, primary) = resolve_user(&r.user)?;
+            let gid = match &r.group {
+                Some(g) => resolve_group(g)?,
+                None => primary,
+            };
+            Some(RunAs { uid, gid })
+        }
+    };
+    let capabilities = match capabilities {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|c| {
+                    Capability::parse(c).map_err(|e| {
+                        Error::Config(format!("operation {name}: capability {c}: {e}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok(ExecPolicy {
+        timeout: decl.timeout,
+        max_output: decl.max_output,
+        run_as,
+        capabilities,
+        landlock: sandbox.as_ref().map(|s| LandlockRules {
+            read: s.read.clone(),
+            write: s.write.clone(),
+        }),
+        limits: ResourceLimits {
+            cpu_seconds: limits.cpu.map(|d| d.as_secs().max(1)),
+            memory_bytes: limits.memory,
+            open_files: limits.open_files,
+            processes: limits.processes,
+        },
+        on_unsupported: match on_unsupported {
+            OnUnsupported::Refuse => Unsupported::Refuse,
+            OnUnsupported::Warn => Unsupported::Warn,
+        },
+        ..ExecPolicy::default()
+    })
+}
+
+/// The options (policy, limits, stages) an operation's declaration asks for.
+pub fn op_options(decl: &OperationDecl) -> OpOptions {
+    OpOptions {
+        allow: decl.allow.as_ref().map(AllowRule::from),
+        // The command's own timeout is enforced by the executor, which stops the
+        // process tree; the outer limit leaves room for the kill grace.
+        timeout: decl.timeout + std::time::Duration::from_secs(5),
+        concurrency: decl.exec.concurrency,
+        pending_ttl: decl.pending_ttl,
+        max_attempts: decl.max_attempts,
+        approvers: decl.approvers.clone(),
+        auth: decl.auth.clone(),
+    }
+}
+
+/// Build the registry of command operations a config declares.
+pub fn registry(config: &Config) -> Result<Registry, Error> {
+    let mut registry = Registry::new();
+    for (name, decl) in &config.operations {
+        let policy = exec_policy(name, decl)?;
+        let op = CommandOperation::new(name, decl.clone(), policy);
+        registry.register_dyn(name, Arc::new(op), op_options(decl))?;
+    }
+    Ok(registry)
+}
+
+/// The connection limits a config declares.
+pub fn limits(config: &Config) -> Limits {
+    let s = &config.service;
+    Limits {
+        max_line: s.max_line,
+        line_timeout: s.line_timeout,
+        idle_timeout: s.idle_timeout,
+        max_connections: s.max_connections,
+        ..Limits::default()
+    }
+}
+
+/// Build a service from a config and its secret (read by the caller from
+/// `secret_file` or stdin).
+pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service, Error> {
+    let s = &config.service;
+    let owner = s
+        .socket_owner
+        .as_ref()
+        .map(resolve_user)
+        .transpose()?
+        .map(|(uid, _)| uid);
+    let group = s.socket_group.as_ref().map(resolve_group).transpose()?;
+    let mut b = Service::builder(&s.socket)
+        .mode(s.socket_mode)
+        .owner(owner, group)
+        .limits(limits(config))
+        .registry(registry(config)?);
+    if let Some(secret) = secret {
+        b = b.secret(secret);
+    }
+    b.build()
+}
+
+/// One line per operation: the privilege it will run with (for `regent check`).
+pub fn describe(config: &Config) -> Result<Vec<(String, String)>, Error> {
+    let _ = Gid::current();
+    config
+        .operations
+        .iter()
+        .map(|(name, decl)| {
+            Ok((
+                name.clone(),
+                regent_exec::describe(&exec_policy(name, decl)?),
+            ))
+        })
+        .collect()
+}
