@@ -29,6 +29,15 @@ enum Command {
     Check(cmd::check::Args),
     /// Start a service with example operations on a temporary socket and call it.
     Demo(cmd::demo::Args),
+    /// List requests waiting for out-of-channel authorization (administrators).
+    Pending(cmd::admin::PendingArgs),
+    /// Approve a waiting request (administrators).
+    Approve(cmd::admin::ApproveArgs),
+    /// Deny a waiting request (administrators).
+    Deny(cmd::admin::DenyArgs),
+    /// Manage TOTP second factors.
+    #[command(subcommand)]
+    Totp(cmd::totp::Command),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +47,10 @@ fn main() -> ExitCode {
         Command::Ops(a) => cmd::call::ops(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Check(a) => cmd::check::run(a),
+        Command::Pending(a) => cmd::admin::pending(a),
+        Command::Approve(a) => cmd::admin::approve(a),
+        Command::Deny(a) => cmd::admin::deny(a),
+        Command::Totp(c) => cmd::totp::run(c),
         Command::Demo(a) => {
             logging::init_quiet();
             cmd::demo::run(a)

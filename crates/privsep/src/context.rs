@@ -67,18 +67,34 @@ impl Context {
     /// effective, permitted, inheritable and ambient sets; the bounding set is reduced
     /// to them.
     pub const fn capabilities(self, caps: &'static [&'static str]) -> Context {
-        Context { capabilities: caps, ..self }
+        let (run_as, timeout) = (self.run_as, self.timeout);
+        self.rebuild(caps, run_as, timeout)
     }
 
     /// Run the helper as `uid`/`gid` (supplementary groups cleared).
     pub const fn run_as(self, uid: u32, gid: u32) -> Context {
-        Context { run_as: Some(RunAs { uid, gid }), ..self }
+        let (caps, timeout) = (self.capabilities, self.timeout);
+        self.rebuild(caps, Some(RunAs { uid, gid }), timeout)
     }
 
     /// Per-call time limit: past it the call's work is killed and the caller gets
     /// [`PrivsepError::Timeout`].
     pub const fn timeout(self, timeout: Duration) -> Context {
-        Context { timeout, ..self }
+        let (caps, run_as) = (self.capabilities, self.run_as);
+        self.rebuild(caps, run_as, timeout)
+    }
+
+    /// A copy with other settings (a `const` builder cannot drop `self`, whose
+    /// channel is still empty: forgetting it leaks nothing).
+    const fn rebuild(
+        self,
+        capabilities: &'static [&'static str],
+        run_as: Option<RunAs>,
+        timeout: Duration,
+    ) -> Context {
+        let name = self.name;
+        std::mem::forget(self);
+        Context { name, capabilities, run_as, timeout, channel: Mutex::new(None) }
     }
 
     /// The context's name.
@@ -120,12 +136,18 @@ impl Context {
         self.lock().as_ref().map(|c| c.helper_pid)
     }
 
-    /// Stop using the helper: closing the channel makes it exit.
+    /// Stop using the helper: closing the channel makes it exit; it is then reaped.
     pub fn stop(&self) {
         if let Some(mut channel) = self.lock().take() {
             let _ = channel.stream.shutdown(std::net::Shutdown::Both);
-            if let Some(mut child) = channel.child.take() {
-                let _ = child.wait();
+            match channel.child.take() {
+                Some(mut child) => {
+                    let _ = child.wait();
+                }
+                // A forked helper is our child: reap it.
+                None => {
+                    let _ = sys::wait_blocking(channel.helper_pid);
+                }
             }
         }
     }
@@ -298,6 +320,7 @@ impl Entrypoints {
                     let _ = child.kill();
                     let _ = child.wait();
                 } else {
+                    let _ = sys::kill_process(channel.helper_pid, libc::SIGKILL);
                     let _ = sys::wait_blocking(channel.helper_pid);
                 }
                 Err(start_err(e.to_string()))

@@ -10,7 +10,7 @@ use crate::policy::AllowRule;
 use crate::registry::{OpOptions, Registry};
 use crate::server::{Limits, SharedSecret};
 use crate::Service;
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Group, Uid, User};
 use regent_config::{Config, ExecDecl, OnUnsupported, OperationDecl, Principal};
 use regent_exec::{Capability, ExecPolicy, LandlockRules, ResourceLimits, RunAs, Unsupported};
 use std::sync::Arc;
@@ -146,20 +146,52 @@ pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service,
         .transpose()?
         .map(|(uid, _)| uid);
     let group = s.socket_group.as_ref().map(resolve_group).transpose()?;
+    if s.tcp.is_some() {
+        return Err(Error::Config(
+            "[service.tcp] is not supported by this version: remove it (encrypted TCP is planned)"
+                .into(),
+        ));
+    }
     let mut b = Service::builder(&s.socket)
         .mode(s.socket_mode)
         .owner(owner, group)
         .limits(limits(config))
-        .registry(registry(config)?);
+        .registry(registry(config)?)
+        .allow_self_approval(s.allow_self_approval);
     if let Some(secret) = secret {
         b = b.secret(secret);
+    }
+    if let Some(g) = &s.admin_group {
+        b = b.admin_group(g.clone());
+    }
+    if let Some(smtp) = &s.smtp {
+        b = b.smtp(smtp_config(smtp));
+    }
+    if config.operations.values().any(|d| !d.auth.is_empty()) {
+        b = b.pending_store(&s.store);
     }
     b.build()
 }
 
+/// The mailer's settings from the config's `[service.smtp]`.
+pub fn smtp_config(d: &regent_config::SmtpDecl) -> regent_auth::SmtpConfig {
+    use regent_auth::SmtpSecurity as A;
+    use regent_config::SmtpSecurity as C;
+    regent_auth::SmtpConfig {
+        host: d.host.clone(),
+        port: d.port,
+        security: match d.security {
+            C::StartTls => A::StartTls,
+            C::Tls => A::Tls,
+            C::None => A::None,
+        },
+        credentials_file: d.credentials_file.clone(),
+        from: d.from.clone(),
+    }
+}
+
 /// One line per operation: the privilege it will run with (for `regent check`).
 pub fn describe(config: &Config) -> Result<Vec<(String, String)>, Error> {
-    let _ = Gid::current();
     config
         .operations
         .iter()

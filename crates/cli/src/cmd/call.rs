@@ -10,17 +10,15 @@ use std::time::{Duration, Instant};
 /// Where the service is and how to authenticate.
 #[derive(clap::Args, Clone)]
 pub struct Target {
-    /// The service's socket.
-    #[arg(
-        long,
-        short = 's',
-        env = "REGENT_SOCKET",
-        default_value = "/run/regent/regent.sock"
-    )]
-    pub socket: PathBuf,
+    /// The service's socket (default: the config's, else /run/regent/regent.sock).
+    #[arg(long, short = 's', env = "REGENT_SOCKET")]
+    pub socket: Option<PathBuf>,
     /// Read the secret from this file (or set REGENT_SECRET; never on the command line).
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
+    /// Take the socket and secret file from this daemon config.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -28,8 +26,16 @@ pub struct Target {
 
 impl Target {
     pub fn client(&self) -> Result<Client, String> {
-        let mut c = Client::new(&self.socket).timeout(Duration::from_secs(self.timeout.max(1)));
-        if let Some(s) = crate::secret::load(self.secret_file.as_deref())? {
+        let mut socket = self.socket.clone();
+        let mut secret_file = self.secret_file.clone();
+        if let Some(path) = &self.config {
+            let config = regent::config::load(path).map_err(|d| format!("{d}"))?;
+            socket = socket.or(Some(config.service.socket));
+            secret_file = secret_file.or(config.service.secret_file);
+        }
+        let socket = socket.unwrap_or_else(|| PathBuf::from(regent::config::DEFAULT_SOCKET));
+        let mut c = Client::new(socket).timeout(Duration::from_secs(self.timeout.max(1)));
+        if let Some(s) = crate::secret::load(secret_file.as_deref())? {
             c = c.secret(s.as_str());
         }
         Ok(c)
@@ -71,12 +77,12 @@ pub struct OpsArgs {
     pub target: Target,
 }
 
-fn fail(msg: impl std::fmt::Display, status: u8) -> ExitCode {
+pub fn fail(msg: impl std::fmt::Display, status: u8) -> ExitCode {
     eprintln!("regent: {msg}");
     exit::code(status)
 }
 
-fn connection_failure(e: ClientError) -> ExitCode {
+pub fn connection_failure(e: ClientError) -> ExitCode {
     let status = match e {
         ClientError::Protocol(_) | ClientError::Service { .. } => exit::FAILED,
         _ => exit::CONNECTION,
@@ -97,7 +103,7 @@ fn raw_json(outcome: &Outcome) -> Value {
 }
 
 /// Print an outcome; return the exit status.
-fn report(outcome: &Outcome, json: bool) -> u8 {
+pub fn report(outcome: &Outcome, json: bool) -> u8 {
     if json {
         println!("{}", raw_json(outcome));
     }

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod admin;
 pub mod call;
 pub mod check;
 pub mod demo;
 pub mod serve;
+pub mod totp;

@@ -1,0 +1,335 @@
+//! Privileged contexts, end to end, as a real program (no test harness: the program
+//! must be single-threaded to fork its helpers and drop its own privileges). Must run
+//! as root. It forks helpers (one also through the helper-command path), drops itself
+//! to an unprivileged uid, and checks what each side can and cannot do.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use regent_privsep::{drop_privileges, helper_main, Context, PrivsepError, Start};
+use regent_proto::ErrorCode;
+use serde_json::{json, Value};
+
+const NOBODY: u32 = 65534;
+/// The main program's uid after dropping (no passwd entry needed).
+const MAIN_UID: u32 = 65533;
+
+static WRITER: Context = Context::new("writer").capabilities(&["CAP_DAC_OVERRIDE"]).run_as(NOBODY, NOBODY);
+static PLAIN: Context = Context::new("plain").capabilities(&[]).run_as(NOBODY, NOBODY);
+static VIA_COMMAND: Context = Context::new("via-command").capabilities(&["dac_override"]).run_as(NOBODY, NOBODY);
+static SPIN: Context = Context::new("spin").run_as(NOBODY, NOBODY).timeout(Duration::from_secs(1));
+static ORPHAN: Context = Context::new("orphan").run_as(NOBODY, NOBODY);
+static NEVER: Context = Context::new("never");
+
+macro_rules! file_ops {
+    ($module:ident, $ctx:path) => {
+        mod $module {
+            regent_privsep::entrypoints! {
+                context: $ctx;
+                registry: pub static EP;
+                /// Overwrite a file.
+                pub fn write_file(path: String, text: String) -> Result<(), String> {
+                    std::fs::write(&path, text).map_err(|e| e.to_string())
+                }
+                /// Read a file.
+                pub fn read_file(path: String) -> Result<String, String> {
+                    std::fs::read_to_string(&path).map_err(|e| e.to_string())
+                }
+                /// Remove a test directory.
+                pub fn remove_tree(path: String) -> Result<(), String> {
+                    std::fs::remove_dir_all(&path).map_err(|e| e.to_string())
+                }
+                /// The helper's own /proc/self/status.
+                pub fn status() -> String {
+                    std::fs::read_to_string("/proc/self/status").unwrap_or_default()
+                }
+            }
+        }
+    };
+}
+
+file_ops!(writer, crate::WRITER);
+file_ops!(plain, crate::PLAIN);
+file_ops!(via_command, crate::VIA_COMMAND);
+file_ops!(orphan, crate::ORPHAN);
+file_ops!(never, crate::NEVER);
+
+mod spin {
+    regent_privsep::entrypoints! {
+        context: crate::SPIN;
+        registry: pub static EP;
+        /// Start a child, record both pids, then never return.
+        pub fn spin(pidfile: String) -> () {
+            let child = std::process::Command::new("/bin/sleep").arg("1000").spawn().expect("sleep starts");
+            std::fs::write(&pidfile, format!("{} {}", std::process::id(), child.id())).expect("pidfile");
+            #[allow(clippy::empty_loop)]
+            loop {}
+        }
+        /// Answer at once.
+        pub fn quick(x: u32, y: Option<u32>) -> u32 {
+            x + y.unwrap_or(1)
+        }
+        /// Panic.
+        pub fn boom() -> () {
+            panic!("entrypoint panics on purpose")
+        }
+    }
+}
+
+type Check = Result<(), String>;
+
+fn ensure(cond: bool, what: impl Into<String>) -> Check {
+    if cond {
+        Ok(())
+    } else {
+        Err(what.into())
+    }
+}
+
+fn status_map(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Gone, or a zombie nobody reaped yet.
+fn is_dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(true),
+    }
+}
+
+fn wait_dead(pid: i32, within: Duration) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if is_dead(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    is_dead(pid)
+}
+
+struct Fixture {
+    dir: PathBuf,
+    protected: PathBuf,
+    pids: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = std::env::temp_dir().join(format!("regent-privsep-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let protected = dir.join("protected");
+    std::fs::write(&protected, "old\n").unwrap();
+    std::fs::set_permissions(&protected, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pids = dir.join("pids");
+    std::fs::create_dir_all(&pids).unwrap();
+    std::fs::set_permissions(&pids, std::fs::Permissions::from_mode(0o777)).unwrap();
+    Fixture { dir, protected, pids }
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// As root: a child program starts a helper and is killed; the helper must follow.
+fn helper_dies_with_its_parent() -> Check {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .arg("--parent-death-child")
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).map_err(|e| e.to_string())?;
+    let helper: i32 = line.trim().parse().map_err(|_| format!("bad line {line:?}"))?;
+    ensure(!is_dead(helper), "the helper was not running")?;
+    child.kill().map_err(|e| e.to_string())?;
+    child.wait().map_err(|e| e.to_string())?;
+    ensure(wait_dead(helper, Duration::from_secs(5)), format!("helper {helper} outlived its parent"))
+}
+
+fn main_cannot_write(f: &Fixture) -> Check {
+    let err = std::fs::OpenOptions::new().write(true).open(&f.protected).err();
+    ensure(err.as_ref().and_then(|e| e.raw_os_error()) == Some(libc::EACCES), format!("main opened it: {err:?}"))?;
+    let err = std::fs::read(&f.protected).err();
+    ensure(err.map(|e| e.kind()) == Some(std::io::ErrorKind::PermissionDenied), "main read it")
+}
+
+fn main_has_nothing() -> Check {
+    let st = status_map(&std::fs::read_to_string("/proc/self/status").unwrap());
+    for set in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
+        ensure(st[set] == "0000000000000000", format!("main {set} = {}", st[set]))?;
+    }
+    ensure(st["Uid"] == "65533\t65533\t65533\t65533", format!("main Uid {}", st["Uid"]))?;
+    ensure(st["Groups"].is_empty(), format!("main Groups {}", st["Groups"]))
+}
+
+fn writer_can_write(f: &Fixture) -> Check {
+    match writer::write_file(s(&f.protected), "new\n".into()) {
+        Ok(Ok(())) => {}
+        other => return Err(format!("write through the helper: {other:?}")),
+    }
+    let meta = std::fs::metadata(&f.protected).map_err(|e| e.to_string())?;
+    ensure(meta.uid() == 0 && meta.mode() & 0o777 == 0o600 && meta.len() == 4, format!("{meta:?}"))?;
+    match writer::read_file(s(&f.protected)) {
+        Ok(Ok(text)) => ensure(text == "new\n", format!("read back {text:?}")),
+        other => Err(format!("read through the helper: {other:?}")),
+    }
+}
+
+fn plain_cannot_write(f: &Fixture) -> Check {
+    match plain::write_file(s(&f.protected), "plain\n".into()) {
+        Ok(Err(e)) => ensure(e.contains("Permission denied"), e),
+        other => Err(format!("a helper without the capability wrote: {other:?}")),
+    }
+}
+
+fn helper_state(status: Result<String, PrivsepError>, caps: &str) -> Check {
+    let st = status_map(&status.map_err(|e| e.to_string())?);
+    for set in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
+        ensure(st[set] == caps, format!("helper {set} = {}", st[set]))?;
+    }
+    ensure(st["NoNewPrivs"] == "1", "helper NoNewPrivs")?;
+    ensure(st["Uid"] == "65534\t65534\t65534\t65534", format!("helper Uid {}", st["Uid"]))?;
+    ensure(st["Gid"] == "65534\t65534\t65534\t65534", format!("helper Gid {}", st["Gid"]))?;
+    ensure(st["Groups"].is_empty(), "helper Groups")
+}
+
+fn timeout_stops_the_work(f: &Fixture) -> Check {
+    let pidfile = f.pids.join("spin");
+    let started = Instant::now();
+    let result = spin::spin(s(&pidfile));
+    let elapsed = started.elapsed();
+    ensure(matches!(result, Err(PrivsepError::Timeout { .. })), format!("expected a timeout, got {result:?}"))?;
+    ensure(elapsed < Duration::from_secs(4), format!("took {elapsed:?}"))?;
+    let text = std::fs::read_to_string(&pidfile).map_err(|e| format!("no pidfile: {e}"))?;
+    let pids: Vec<i32> = text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    ensure(pids.len() == 2, format!("pidfile {text:?}"))?;
+    for pid in pids {
+        ensure(wait_dead(pid, Duration::from_secs(2)), format!("pid {pid} of the timed-out call is alive"))?;
+    }
+    match spin::quick(41, None) {
+        Ok(42) => {}
+        other => return Err(format!("the call after a timeout: {other:?}")),
+    }
+    ensure(matches!(spin::quick(1, Some(2)), Ok(3)), "optional argument")
+}
+
+fn failures_are_reported() -> Check {
+    let code = |r: Result<Value, PrivsepError>| match r {
+        Err(PrivsepError::Remote { code, .. }) => code,
+        _ => None,
+    };
+    ensure(
+        matches!(spin::boom(), Err(PrivsepError::Remote { code: Some(ErrorCode::OperationFailed), .. })),
+        "panic not reported",
+    )?;
+    ensure(code(WRITER.call("write_file", json!({"path": 1}))) == Some(ErrorCode::InvalidData), "bad type")?;
+    ensure(
+        code(WRITER.call("read_file", json!({"path": "/x", "extra": true}))) == Some(ErrorCode::InvalidData),
+        "unknown argument",
+    )?;
+    ensure(code(WRITER.call("rm_rf", json!({}))) == Some(ErrorCode::UnknownOperation), "unknown entrypoint")?;
+    ensure(matches!(never::status(), Err(PrivsepError::NotStarted { .. })), "never-started context")?;
+    ensure(matches!(spin::quick(1, None), Ok(2)), "context unusable after errors")
+}
+
+fn command_mode_works(f: &Fixture) -> Check {
+    let pid = VIA_COMMAND.helper_pid().ok_or("no helper pid")?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| e.to_string())?;
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    ensure(cmdline.contains("--regent-privsep-helper via-command"), format!("cmdline {cmdline:?}"))?;
+    match via_command::write_file(s(&f.protected), "cmd\n".into()) {
+        Ok(Ok(())) => {}
+        other => return Err(format!("write through the commanded helper: {other:?}")),
+    }
+    helper_state(via_command::status(), "0000000000000002")
+}
+
+fn stop_ends_the_helper() -> Check {
+    let pid = PLAIN.helper_pid().ok_or("no helper pid")?;
+    PLAIN.stop();
+    ensure(wait_dead(pid, Duration::from_secs(2)), "helper alive after stop")?;
+    ensure(matches!(plain::status(), Err(PrivsepError::NotStarted { .. })), "stopped context still answers")
+}
+
+fn parent_death_child() -> ExitCode {
+    let pid = orphan::EP.start(Start::Fork).expect("helper starts");
+    println!("{pid}");
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+fn main() -> ExitCode {
+    helper_main(&[&via_command::EP]);
+    if std::env::args().nth(1).as_deref() == Some("--parent-death-child") {
+        return parent_death_child();
+    }
+    if std::fs::read_to_string("/proc/self/status").map(|s| !s.contains("\nUid:\t0\t")).unwrap_or(true) {
+        eprintln!("privsep tests need root");
+        println!("0 passed, 1 failed");
+        return ExitCode::FAILURE;
+    }
+    let f = fixture();
+    let mut results: Vec<(&str, Check)> = Vec::new();
+    results.push(("helper_dies_with_its_parent", helper_dies_with_its_parent()));
+
+    // Start every helper while root and single-threaded.
+    let started = [
+        writer::EP.start(Start::Fork),
+        plain::EP.start(Start::Fork),
+        spin::EP.start(Start::Fork),
+        via_command::EP.start(Start::Command(&[])),
+    ];
+    for (i, r) in started.iter().enumerate() {
+        if let Err(e) = r {
+            results.push(("start", Err(format!("helper {i}: {e}"))));
+        }
+    }
+    results.push((
+        "already_started",
+        ensure(matches!(writer::EP.start(Start::Fork), Err(PrivsepError::AlreadyStarted { .. })), "second start"),
+    ));
+    results.push(("drop_privileges", drop_privileges(MAIN_UID, MAIN_UID).map_err(|e| e.to_string())));
+
+    results.push(("main_has_nothing", main_has_nothing()));
+    results.push(("main_cannot_write", main_cannot_write(&f)));
+    results.push(("writer_can_write", writer_can_write(&f)));
+    results.push(("writer_state", helper_state(writer::status(), "0000000000000002")));
+    results.push(("plain_cannot_write", plain_cannot_write(&f)));
+    results.push(("plain_state", helper_state(plain::status(), "0000000000000000")));
+    results.push(("timeout_stops_the_work", timeout_stops_the_work(&f)));
+    results.push(("failures_are_reported", failures_are_reported()));
+    results.push(("command_mode_works", command_mode_works(&f)));
+    results.push(("stop_ends_the_helper", stop_ends_the_helper()));
+    results.push(("main_still_cannot_write", main_cannot_write(&f)));
+
+    let mut failed = 0;
+    for (name, r) in &results {
+        match r {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(e) => {
+                failed += 1;
+                println!("test {name} ... FAILED: {e}");
+            }
+        }
+    }
+    // Root is gone: the helper with CAP_DAC_OVERRIDE cleans up.
+    let cleaned = writer::remove_tree(s(&f.dir));
+    results.push(("cleanup", ensure(matches!(cleaned, Ok(Ok(()))) && !f.dir.exists(), format!("{cleaned:?}"))));
+    println!("{} passed, {failed} failed", results.len() - failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
