@@ -42,7 +42,9 @@ fn main() -> ExitCode {
     helper_main(&[&MOTD_ENTRYPOINTS]);
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "/etc/motd".into());
-    let message = args.next().unwrap_or_else(|| "Welcome. This file was written by a privileged helper.\n".into());
+    let message = args
+        .next()
+        .unwrap_or_else(|| "Welcome. This file was written by a privileged helper.\n".into());
     let _ = MOTD_PATH.set(path.clone());
 
     let helper = match MOTD_ENTRYPOINTS.start(Start::Fork) {

@@ -94,7 +94,13 @@ impl Context {
     ) -> Context {
         let name = self.name;
         std::mem::forget(self);
-        Context { name, capabilities, run_as, timeout, channel: Mutex::new(None) }
+        Context {
+            name,
+            capabilities,
+            run_as,
+            timeout,
+            channel: Mutex::new(None),
+        }
     }
 
     /// The context's name.
@@ -116,7 +122,9 @@ impl Context {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| PrivsepError::Policy {
                 context: self.name,
-                source: ExecError::Invalid { reason: e.to_string() },
+                source: ExecError::Invalid {
+                    reason: e.to_string(),
+                },
             })?;
         Ok(ExecPolicy {
             timeout: self.timeout,
@@ -128,7 +136,9 @@ impl Context {
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Channel>> {
-        self.channel.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.channel
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The helper's pid, once started.
@@ -157,7 +167,9 @@ impl Context {
     /// [`crate::entrypoints!`] generates.
     pub fn call<R: DeserializeOwned>(&self, op: &str, data: Value) -> Result<R, PrivsepError> {
         let mut slot = self.lock();
-        let channel = slot.as_mut().ok_or(PrivsepError::NotStarted { context: self.name })?;
+        let channel = slot
+            .as_mut()
+            .ok_or(PrivsepError::NotStarted { context: self.name })?;
         let value = channel.call(self, op, data, self.timeout.saturating_add(CLIENT_MARGIN))?;
         Ok(serde_json::from_value(value)?)
     }
@@ -187,22 +199,45 @@ struct Channel {
 
 impl Channel {
     fn new(stream: UnixStream, helper_pid: i32, child: Option<Child>) -> Channel {
-        Channel { stream, buf: LineBuffer::new(MAX_LINE), helper_pid, child, broken: None }
+        Channel {
+            stream,
+            buf: LineBuffer::new(MAX_LINE),
+            helper_pid,
+            child,
+            broken: None,
+        }
     }
 
-    fn call(&mut self, ctx: &Context, op: &str, data: Value, wait: Duration) -> Result<Value, PrivsepError> {
+    fn call(
+        &mut self,
+        ctx: &Context,
+        op: &str,
+        data: Value,
+        wait: Duration,
+    ) -> Result<Value, PrivsepError> {
         if let Some(reason) = &self.broken {
-            return Err(PrivsepError::HelperGone { context: ctx.name, reason: reason.clone() });
+            return Err(PrivsepError::HelperGone {
+                context: ctx.name,
+                reason: reason.clone(),
+            });
         }
         match self.exchange(op, data, wait) {
             Ok(response) => match response {
                 Response::Done(value) => Ok(value),
-                Response::Error { code: Some(ErrorCode::Timeout), .. } => {
-                    Err(PrivsepError::Timeout { context: ctx.name, op: op.to_string(), after: ctx.timeout })
-                }
-                Response::Error { error, code } => {
-                    Err(PrivsepError::Remote { context: ctx.name, op: op.to_string(), code, message: error })
-                }
+                Response::Error {
+                    code: Some(ErrorCode::Timeout),
+                    ..
+                } => Err(PrivsepError::Timeout {
+                    context: ctx.name,
+                    op: op.to_string(),
+                    after: ctx.timeout,
+                }),
+                Response::Error { error, code } => Err(PrivsepError::Remote {
+                    context: ctx.name,
+                    op: op.to_string(),
+                    code,
+                    message: error,
+                }),
                 Response::Pending { .. } => Err(PrivsepError::Remote {
                     context: ctx.name,
                     op: op.to_string(),
@@ -213,15 +248,24 @@ impl Channel {
             Err(reason) => {
                 self.broken = Some(reason.clone());
                 let _ = self.stream.shutdown(std::net::Shutdown::Both);
-                Err(PrivsepError::HelperGone { context: ctx.name, reason })
+                Err(PrivsepError::HelperGone {
+                    context: ctx.name,
+                    reason,
+                })
             }
         }
     }
 
     /// One request and its response; `Err` means the channel is no longer usable.
     fn exchange(&mut self, op: &str, data: Value, wait: Duration) -> Result<Response, String> {
-        let request = Request::New { secret: None, op: op.to_string(), data };
-        self.stream.write_all(&request.to_line()).map_err(|e| format!("cannot send: {e}"))?;
+        let request = Request::New {
+            secret: None,
+            op: op.to_string(),
+            data,
+        };
+        self.stream
+            .write_all(&request.to_line())
+            .map_err(|e| format!("cannot send: {e}"))?;
         let deadline = Instant::now() + wait;
         let mut chunk = [0u8; 8192];
         loop {
@@ -236,14 +280,18 @@ impl Channel {
             if remaining.is_zero() {
                 return Err(format!("no answer within {wait:?}"));
             }
-            self.stream.set_read_timeout(Some(remaining)).map_err(|e| e.to_string())?;
+            self.stream
+                .set_read_timeout(Some(remaining))
+                .map_err(|e| e.to_string())?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err("the helper closed the channel".into()),
                 Ok(n) => self.buf.extend(&chunk[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) => {}
                 Err(e) => return Err(format!("cannot read: {e}")),
             }
@@ -276,8 +324,16 @@ pub struct Entrypoints {
 
 impl Entrypoints {
     /// Used by [`crate::entrypoints!`].
-    pub const fn new(context: &'static Context, names: &'static [&'static str], dispatch: Dispatch) -> Entrypoints {
-        Entrypoints { context, names, dispatch }
+    pub const fn new(
+        context: &'static Context,
+        names: &'static [&'static str],
+        dispatch: Dispatch,
+    ) -> Entrypoints {
+        Entrypoints {
+            context,
+            names,
+            dispatch,
+        }
     }
 
     /// The context.
@@ -301,10 +357,15 @@ impl Entrypoints {
         if slot.is_some() {
             return Err(PrivsepError::AlreadyStarted { context: ctx.name });
         }
-        let start_err = |reason: String| PrivsepError::Start { context: ctx.name, reason };
+        let start_err = |reason: String| PrivsepError::Start {
+            context: ctx.name,
+            reason,
+        };
         let mut channel = match how {
             Start::Fork => self.fork_helper()?,
-            Start::Command(prefix) => self.command_helper(prefix).map_err(|e| start_err(e.to_string()))?,
+            Start::Command(prefix) => self
+                .command_helper(prefix)
+                .map_err(|e| start_err(e.to_string()))?,
         };
         match channel.call(ctx, PING, Value::Null, START_WAIT) {
             Ok(answer) => {
@@ -331,9 +392,14 @@ impl Entrypoints {
     fn fork_helper(&'static self) -> Result<Channel, PrivsepError> {
         let ctx = self.context;
         let policy = ctx.policy()?;
-        let confinement =
-            Confinement::prepare(&policy).map_err(|source| PrivsepError::Policy { context: ctx.name, source })?;
-        let start_err = |e: io::Error| PrivsepError::Start { context: ctx.name, reason: e.to_string() };
+        let confinement = Confinement::prepare(&policy).map_err(|source| PrivsepError::Policy {
+            context: ctx.name,
+            source,
+        })?;
+        let start_err = |e: io::Error| PrivsepError::Start {
+            context: ctx.name,
+            reason: e.to_string(),
+        };
         let (ours, theirs) = UnixStream::pair().map_err(start_err)?;
         let parent = sys::getpid();
         match sys::fork_single_threaded().map_err(start_err)? {
@@ -369,6 +435,9 @@ impl Entrypoints {
 
 impl std::fmt::Debug for Entrypoints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Entrypoints").field("context", &self.context.name).field("names", &self.names).finish()
+        f.debug_struct("Entrypoints")
+            .field("context", &self.context.name)
+            .field("names", &self.names)
+            .finish()
     }
 }

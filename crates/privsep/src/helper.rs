@@ -25,16 +25,29 @@ use serde_json::json;
 use crate::context::{Entrypoints, MAX_LINE, PING};
 
 /// Entry of a forked helper: keep only the channel, confine, serve. Never returns.
-pub(crate) fn run_forked(ep: &Entrypoints, confinement: &Confinement, channel: UnixStream, parent: i32) -> ! {
+pub(crate) fn run_forked(
+    ep: &Entrypoints,
+    confinement: &Confinement,
+    channel: UnixStream,
+    parent: i32,
+) -> ! {
     let fd = channel.as_raw_fd();
     let mut keep = [0, 1, 2, fd];
     keep.sort_unstable();
     // Other contexts' channels and whatever else the program had open stay behind.
     let _ = sys::close_fds_except(&keep);
-    let Ok(reader) = channel.try_clone() else { sys::exit_now(1) };
-    let (input, mut output) = (File::from(OwnedFd::from(reader)), File::from(OwnedFd::from(channel)));
+    let Ok(reader) = channel.try_clone() else {
+        sys::exit_now(1)
+    };
+    let (input, mut output) = (
+        File::from(OwnedFd::from(reader)),
+        File::from(OwnedFd::from(channel)),
+    );
     if let Err(failure) = confinement.apply() {
-        let msg = format!("the helper could not take on its policy: {}", failure.into_error());
+        let msg = format!(
+            "the helper could not take on its policy: {}",
+            failure.into_error()
+        );
         let _ = output.write_all(&Response::error_with(ErrorCode::Internal, msg).to_line());
         sys::exit_now(1);
     }
@@ -54,11 +67,19 @@ pub(crate) fn run_commanded(ep: &Entrypoints) -> ! {
     };
     match sys::thread_count() {
         Ok(1) => {}
-        Ok(n) => fail(format!("must be single-threaded, found {n} threads (call helper_main first in main)")),
+        Ok(n) => fail(format!(
+            "must be single-threaded, found {n} threads (call helper_main first in main)"
+        )),
         Err(e) => fail(e.to_string()),
     }
-    let input = std::io::stdin().as_fd().try_clone_to_owned().unwrap_or_else(|e| fail(e.to_string()));
-    let output = std::io::stdout().as_fd().try_clone_to_owned().unwrap_or_else(|e| fail(e.to_string()));
+    let input = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .unwrap_or_else(|e| fail(e.to_string()));
+    let output = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .unwrap_or_else(|e| fail(e.to_string()));
     // Entrypoints printing to stdout must not corrupt the channel.
     if let Err(e) = sys::stdio_to_dev_null(&[0, 1]) {
         fail(e.to_string());
@@ -115,14 +136,18 @@ fn serve(ep: &Entrypoints, mut input: File, mut output: File) -> ! {
         };
         let response = match Request::parse(&line) {
             Err(e) => Response::error_with(ErrorCode::BadRequest, e.to_string()).to_line(),
-            Ok(Request::Continue { .. }) => {
-                Response::error_with(ErrorCode::BadRequest, "a privileged helper has no pending requests").to_line()
-            }
+            Ok(Request::Continue { .. }) => Response::error_with(
+                ErrorCode::BadRequest,
+                "a privileged helper has no pending requests",
+            )
+            .to_line(),
             Ok(Request::New { op, .. }) if op == PING => {
-                Response::Done(json!({"context": ep.context().name(), "pid": sys::getpid()})).to_line()
+                Response::Done(json!({"context": ep.context().name(), "pid": sys::getpid()}))
+                    .to_line()
             }
             Ok(Request::New { op, .. }) if !ep.names().contains(&op.as_str()) => {
-                Response::error_with(ErrorCode::UnknownOperation, format!("no entrypoint {op:?}")).to_line()
+                Response::error_with(ErrorCode::UnknownOperation, format!("no entrypoint {op:?}"))
+                    .to_line()
             }
             Ok(Request::New { op, data, .. }) => {
                 let timeout = ep.context().call_timeout();
@@ -157,7 +182,9 @@ fn call_in_worker(
     scratch: &mut ProcScratch,
 ) -> Option<Vec<u8>> {
     let internal = |what: &str| Some(Response::error_with(ErrorCode::Internal, what).to_line());
-    let Ok((r, w)) = sys::pipe_cloexec() else { return internal("cannot create a pipe") };
+    let Ok((r, w)) = sys::pipe_cloexec() else {
+        return internal("cannot create a pipe");
+    };
     let worker = match sys::fork_single_threaded() {
         Err(_) => return internal("cannot fork a worker"),
         Ok(Forked::Child) => {
@@ -169,8 +196,13 @@ fn call_in_worker(
             let _ = sys::set_parent_death_signal(libc::SIGKILL);
             let response = match catch_unwind(AssertUnwindSafe(|| ep.dispatch(op, data))) {
                 Ok(Some(response)) => response,
-                Ok(None) => Response::error_with(ErrorCode::UnknownOperation, format!("no entrypoint {op:?}")),
-                Err(_) => Response::error_with(ErrorCode::OperationFailed, "the entrypoint panicked"),
+                Ok(None) => Response::error_with(
+                    ErrorCode::UnknownOperation,
+                    format!("no entrypoint {op:?}"),
+                ),
+                Err(_) => {
+                    Response::error_with(ErrorCode::OperationFailed, "the entrypoint panicked")
+                }
             };
             sys::write_all_raw(w.as_raw_fd(), &response.to_line());
             sys::exit_now(0)
@@ -186,22 +218,38 @@ fn call_in_worker(
             Some(line)
         }
         Outcome::TimedOut => Some(
-            Response::error_with(ErrorCode::Timeout, format!("{op} ran past its time limit of {timeout:?} and was stopped"))
-                .to_line(),
+            Response::error_with(
+                ErrorCode::Timeout,
+                format!("{op} ran past its time limit of {timeout:?} and was stopped"),
+            )
+            .to_line(),
         ),
         Outcome::Died => {
             let how = match status {
-                Some(st) if libc::WIFSIGNALED(st) => format!("killed by signal {}", libc::WTERMSIG(st)),
+                Some(st) if libc::WIFSIGNALED(st) => {
+                    format!("killed by signal {}", libc::WTERMSIG(st))
+                }
                 Some(st) => format!("exited with status {}", libc::WEXITSTATUS(st)),
                 None => "vanished".into(),
             };
-            Some(Response::error_with(ErrorCode::OperationFailed, format!("the entrypoint died ({how})")).to_line())
+            Some(
+                Response::error_with(
+                    ErrorCode::OperationFailed,
+                    format!("the entrypoint died ({how})"),
+                )
+                .to_line(),
+            )
         }
         Outcome::ClientGone => None,
     }
 }
 
-fn wait_for_worker(mut from_worker: File, timeout: Duration, input: &mut File, inbuf: &mut LineBuffer) -> Outcome {
+fn wait_for_worker(
+    mut from_worker: File,
+    timeout: Duration,
+    input: &mut File,
+    inbuf: &mut LineBuffer,
+) -> Outcome {
     let deadline = Instant::now() + timeout;
     let mut answer = LineBuffer::new(MAX_LINE);
     let mut chunk = [0u8; 8192];
@@ -215,7 +263,10 @@ fn wait_for_worker(mut from_worker: File, timeout: Duration, input: &mut File, i
         if remaining.is_zero() {
             return Outcome::TimedOut;
         }
-        let Ok(ready) = sys::poll_readable(&[from_worker.as_raw_fd(), input.as_raw_fd()], Some(remaining)) else {
+        let Ok(ready) = sys::poll_readable(
+            &[from_worker.as_raw_fd(), input.as_raw_fd()],
+            Some(remaining),
+        ) else {
             return Outcome::Died;
         };
         if ready.get(1) == Some(&true) {

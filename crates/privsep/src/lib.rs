@@ -6,7 +6,9 @@
 //! for each entrypoint, a client function with the same arguments returning
 //! `Result<T, PrivsepError>`, and the registry the helper dispatches from.
 //!
-//! ```ignore
+//! ```no_run
+//! use regent_privsep::{Context, Start};
+//!
 //! static MOTD: Context = Context::new("motd").capabilities(&["CAP_DAC_OVERRIDE"]);
 //! regent_privsep::entrypoints! {
 //!     context: MOTD;
@@ -38,6 +40,9 @@
 //! Arguments and results must be owned serde types. Each call is a fork of the helper,
 //! so entrypoints keep no state between calls.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod context;
 mod error;
 mod helper;
@@ -57,7 +62,10 @@ pub fn helper_main(registries: &[&'static Entrypoints]) {
         return;
     }
     let name = args.next().unwrap_or_default();
-    match registries.iter().find(|ep| std::ffi::OsStr::new(ep.context().name()) == name) {
+    match registries
+        .iter()
+        .find(|ep| std::ffi::OsStr::new(ep.context().name()) == name)
+    {
         Some(ep) => helper::run_commanded(ep),
         None => {
             eprintln!("regent-privsep: no privileged context named {name:?}");
@@ -80,22 +88,32 @@ pub mod __private {
         match data {
             Value::Object(map) => Ok(map),
             Value::Null => Ok(Map::new()),
-            _ => Err(Response::error_with(ErrorCode::InvalidData, "data must be an object of named arguments")),
+            _ => Err(Response::error_with(
+                ErrorCode::InvalidData,
+                "data must be an object of named arguments",
+            )),
         }
     }
 
     /// Take and decode argument `name` (absent counts as `null`, so `Option` may be left out).
-    pub fn take_arg<T: DeserializeOwned>(map: &mut Map<String, Value>, name: &str) -> Result<T, Response> {
+    pub fn take_arg<T: DeserializeOwned>(
+        map: &mut Map<String, Value>,
+        name: &str,
+    ) -> Result<T, Response> {
         let value = map.remove(name).unwrap_or(Value::Null);
-        serde_json::from_value(value)
-            .map_err(|e| Response::error_with(ErrorCode::InvalidData, format!("argument {name:?}: {e}")))
+        serde_json::from_value(value).map_err(|e| {
+            Response::error_with(ErrorCode::InvalidData, format!("argument {name:?}: {e}"))
+        })
     }
 
     /// Refuse arguments the entrypoint does not take.
     pub fn no_extra(map: &Map<String, Value>) -> Result<(), Response> {
         match map.keys().next() {
             None => Ok(()),
-            Some(k) => Err(Response::error_with(ErrorCode::InvalidData, format!("unknown argument {k:?}"))),
+            Some(k) => Err(Response::error_with(
+                ErrorCode::InvalidData,
+                format!("unknown argument {k:?}"),
+            )),
         }
     }
 
@@ -103,20 +121,29 @@ pub mod __private {
     pub fn done<T: Serialize>(value: &T) -> Response {
         match serde_json::to_value(value) {
             Ok(v) => Response::Done(v),
-            Err(e) => Response::error_with(ErrorCode::Internal, format!("cannot encode the result: {e}")),
+            Err(e) => Response::error_with(
+                ErrorCode::Internal,
+                format!("cannot encode the result: {e}"),
+            ),
         }
     }
 }
 
 /// Declare a context's entrypoints.
 ///
-/// ```ignore
+/// ```
+/// static MOTD: regent_privsep::Context = regent_privsep::Context::new("motd");
 /// regent_privsep::entrypoints! {
 ///     context: MOTD;                          // a `static Context`
 ///     registry: pub static MOTD_ENTRYPOINTS;  // the generated `Entrypoints`
 ///     /// Docs go on the client function.
-///     pub fn update_motd(message: String) -> Result<(), String> { ... }
+///     pub fn update_motd(message: String) -> Result<(), String> {
+///         std::fs::write("/etc/motd", message).map_err(|e| e.to_string())
+///     }
 /// }
+/// // Not started: the client function says so instead of running anything.
+/// assert!(matches!(update_motd("hi".into()), Err(regent_privsep::PrivsepError::NotStarted { .. })));
+/// assert_eq!(MOTD_ENTRYPOINTS.names(), ["update_motd"]);
 /// ```
 ///
 /// Each `fn` becomes a client function with the same arguments that returns

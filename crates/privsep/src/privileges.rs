@@ -8,7 +8,10 @@ use regent_exec::{Capability, Confinement, ExecPolicy, RunAs};
 use crate::error::PrivsepError;
 
 fn failed(step: &str, source: io::Error) -> PrivsepError {
-    PrivsepError::Privileges { step: step.to_string(), source }
+    PrivsepError::Privileges {
+        step: step.to_string(),
+        source,
+    }
 }
 
 /// Become `uid`/`gid` for good: supplementary groups cleared, real, effective and
@@ -25,7 +28,9 @@ pub fn drop_privileges(uid: u32, gid: u32) -> Result<(), PrivsepError> {
         Ok(n) => {
             return Err(failed(
                 "thread check",
-                io::Error::other(format!("{n} threads: privileges would change for this thread only")),
+                io::Error::other(format!(
+                    "{n} threads: privileges would change for this thread only"
+                )),
             ))
         }
         Err(e) => return Err(failed("thread check", e)),
@@ -34,7 +39,10 @@ pub fn drop_privileges(uid: u32, gid: u32) -> Result<(), PrivsepError> {
     if held.effective & Capability::SETPCAP.bit() == 0 {
         return Err(failed(
             "capability bounding set",
-            io::Error::new(io::ErrorKind::PermissionDenied, "CAP_SETPCAP is needed to drop privileges"),
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "CAP_SETPCAP is needed to drop privileges",
+            ),
         ));
     }
     let policy = ExecPolicy {
@@ -43,8 +51,11 @@ pub fn drop_privileges(uid: u32, gid: u32) -> Result<(), PrivsepError> {
         no_new_privs: false,
         ..ExecPolicy::default()
     };
-    let confinement = Confinement::prepare(&policy).map_err(|e| failed("prepare", io::Error::other(e.to_string())))?;
-    confinement.apply().map_err(|f| failed(f.step.as_str(), io::Error::from_raw_os_error(f.errno)))?;
+    let confinement = Confinement::prepare(&policy)
+        .map_err(|e| failed("prepare", io::Error::other(e.to_string())))?;
+    confinement
+        .apply()
+        .map_err(|f| failed(f.step.as_str(), io::Error::from_raw_os_error(f.errno)))?;
     if uid != 0 && sys::set_res_uid(0).is_ok() {
         return Err(failed("verify", io::Error::other("root could be regained")));
     }

@@ -18,10 +18,18 @@ const NOBODY: u32 = 65534;
 /// The main program's uid after dropping (no passwd entry needed).
 const MAIN_UID: u32 = 65533;
 
-static WRITER: Context = Context::new("writer").capabilities(&["CAP_DAC_OVERRIDE"]).run_as(NOBODY, NOBODY);
-static PLAIN: Context = Context::new("plain").capabilities(&[]).run_as(NOBODY, NOBODY);
-static VIA_COMMAND: Context = Context::new("via-command").capabilities(&["dac_override"]).run_as(NOBODY, NOBODY);
-static SPIN: Context = Context::new("spin").run_as(NOBODY, NOBODY).timeout(Duration::from_secs(1));
+static WRITER: Context = Context::new("writer")
+    .capabilities(&["CAP_DAC_OVERRIDE"])
+    .run_as(NOBODY, NOBODY);
+static PLAIN: Context = Context::new("plain")
+    .capabilities(&[])
+    .run_as(NOBODY, NOBODY);
+static VIA_COMMAND: Context = Context::new("via-command")
+    .capabilities(&["dac_override"])
+    .run_as(NOBODY, NOBODY);
+static SPIN: Context = Context::new("spin")
+    .run_as(NOBODY, NOBODY)
+    .timeout(Duration::from_secs(1));
 static ORPHAN: Context = Context::new("orphan").run_as(NOBODY, NOBODY);
 static NEVER: Context = Context::new("never");
 
@@ -62,8 +70,9 @@ mod spin {
     regent_privsep::entrypoints! {
         context: crate::SPIN;
         registry: pub static EP;
-        /// Start a child, record both pids, then never return.
+        /// Start a child, record both pids, then never return (the helper must kill both).
         pub fn spin(pidfile: String) -> () {
+            #[allow(clippy::zombie_processes)]
             let child = std::process::Command::new("/bin/sleep").arg("1000").spawn().expect("sleep starts");
             std::fs::write(&pidfile, format!("{} {}", std::process::id(), child.id())).expect("pidfile");
             #[allow(clippy::empty_loop)]
@@ -101,7 +110,10 @@ fn status_map(text: &str) -> HashMap<String, String> {
 fn is_dead(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(true),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start().starts_with('Z'))
+            .unwrap_or(true),
     }
 }
 
@@ -123,16 +135,26 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    // dir (owned by nobody, so the helper can remove it from sticky /tmp)
+    //   locked/ (root, 0755)  protected (root, 0600)
+    //   pids/   (0777)        where the spinning entrypoint records its pids
     let dir = std::env::temp_dir().join(format!("regent-privsep-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let locked = dir.join("locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let protected = dir.join("protected");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let protected = locked.join("protected");
     std::fs::write(&protected, "old\n").unwrap();
     std::fs::set_permissions(&protected, std::fs::Permissions::from_mode(0o600)).unwrap();
     let pids = dir.join("pids");
     std::fs::create_dir_all(&pids).unwrap();
     std::fs::set_permissions(&pids, std::fs::Permissions::from_mode(0o777)).unwrap();
-    Fixture { dir, protected, pids }
+    Fixture {
+        dir,
+        protected,
+        pids,
+    }
 }
 
 fn s(p: &Path) -> String {
@@ -148,28 +170,54 @@ fn helper_dies_with_its_parent() -> Check {
         .spawn()
         .map_err(|e| e.to_string())?;
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).map_err(|e| e.to_string())?;
-    let helper: i32 = line.trim().parse().map_err(|_| format!("bad line {line:?}"))?;
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let helper: i32 = line
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad line {line:?}"))?;
     ensure(!is_dead(helper), "the helper was not running")?;
     child.kill().map_err(|e| e.to_string())?;
     child.wait().map_err(|e| e.to_string())?;
-    ensure(wait_dead(helper, Duration::from_secs(5)), format!("helper {helper} outlived its parent"))
+    ensure(
+        wait_dead(helper, Duration::from_secs(5)),
+        format!("helper {helper} outlived its parent"),
+    )
 }
 
 fn main_cannot_write(f: &Fixture) -> Check {
-    let err = std::fs::OpenOptions::new().write(true).open(&f.protected).err();
-    ensure(err.as_ref().and_then(|e| e.raw_os_error()) == Some(libc::EACCES), format!("main opened it: {err:?}"))?;
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f.protected)
+        .err();
+    ensure(
+        err.as_ref().and_then(|e| e.raw_os_error()) == Some(libc::EACCES),
+        format!("main opened it: {err:?}"),
+    )?;
     let err = std::fs::read(&f.protected).err();
-    ensure(err.map(|e| e.kind()) == Some(std::io::ErrorKind::PermissionDenied), "main read it")
+    ensure(
+        err.map(|e| e.kind()) == Some(std::io::ErrorKind::PermissionDenied),
+        "main read it",
+    )
 }
 
 fn main_has_nothing() -> Check {
     let st = status_map(&std::fs::read_to_string("/proc/self/status").unwrap());
     for set in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
-        ensure(st[set] == "0000000000000000", format!("main {set} = {}", st[set]))?;
+        ensure(
+            st[set] == "0000000000000000",
+            format!("main {set} = {}", st[set]),
+        )?;
     }
-    ensure(st["Uid"] == "65533\t65533\t65533\t65533", format!("main Uid {}", st["Uid"]))?;
-    ensure(st["Groups"].is_empty(), format!("main Groups {}", st["Groups"]))
+    ensure(
+        st["Uid"] == "65533\t65533\t65533\t65533",
+        format!("main Uid {}", st["Uid"]),
+    )?;
+    ensure(
+        st["Groups"].is_empty(),
+        format!("main Groups {}", st["Groups"]),
+    )
 }
 
 fn writer_can_write(f: &Fixture) -> Check {
@@ -178,7 +226,10 @@ fn writer_can_write(f: &Fixture) -> Check {
         other => return Err(format!("write through the helper: {other:?}")),
     }
     let meta = std::fs::metadata(&f.protected).map_err(|e| e.to_string())?;
-    ensure(meta.uid() == 0 && meta.mode() & 0o777 == 0o600 && meta.len() == 4, format!("{meta:?}"))?;
+    ensure(
+        meta.uid() == 0 && meta.mode() & 0o777 == 0o600 && meta.len() == 4,
+        format!("{meta:?}"),
+    )?;
     match writer::read_file(s(&f.protected)) {
         Ok(Ok(text)) => ensure(text == "new\n", format!("read back {text:?}")),
         other => Err(format!("read through the helper: {other:?}")),
@@ -198,8 +249,14 @@ fn helper_state(status: Result<String, PrivsepError>, caps: &str) -> Check {
         ensure(st[set] == caps, format!("helper {set} = {}", st[set]))?;
     }
     ensure(st["NoNewPrivs"] == "1", "helper NoNewPrivs")?;
-    ensure(st["Uid"] == "65534\t65534\t65534\t65534", format!("helper Uid {}", st["Uid"]))?;
-    ensure(st["Gid"] == "65534\t65534\t65534\t65534", format!("helper Gid {}", st["Gid"]))?;
+    ensure(
+        st["Uid"] == "65534\t65534\t65534\t65534",
+        format!("helper Uid {}", st["Uid"]),
+    )?;
+    ensure(
+        st["Gid"] == "65534\t65534\t65534\t65534",
+        format!("helper Gid {}", st["Gid"]),
+    )?;
     ensure(st["Groups"].is_empty(), "helper Groups")
 }
 
@@ -208,19 +265,34 @@ fn timeout_stops_the_work(f: &Fixture) -> Check {
     let started = Instant::now();
     let result = spin::spin(s(&pidfile));
     let elapsed = started.elapsed();
-    ensure(matches!(result, Err(PrivsepError::Timeout { .. })), format!("expected a timeout, got {result:?}"))?;
-    ensure(elapsed < Duration::from_secs(4), format!("took {elapsed:?}"))?;
+    ensure(
+        matches!(result, Err(PrivsepError::Timeout { .. })),
+        format!("expected a timeout, got {result:?}"),
+    )?;
+    ensure(
+        elapsed < Duration::from_secs(4),
+        format!("took {elapsed:?}"),
+    )?;
     let text = std::fs::read_to_string(&pidfile).map_err(|e| format!("no pidfile: {e}"))?;
-    let pids: Vec<i32> = text.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    let pids: Vec<i32> = text
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
     ensure(pids.len() == 2, format!("pidfile {text:?}"))?;
     for pid in pids {
-        ensure(wait_dead(pid, Duration::from_secs(2)), format!("pid {pid} of the timed-out call is alive"))?;
+        ensure(
+            wait_dead(pid, Duration::from_secs(2)),
+            format!("pid {pid} of the timed-out call is alive"),
+        )?;
     }
     match spin::quick(41, None) {
         Ok(42) => {}
         other => return Err(format!("the call after a timeout: {other:?}")),
     }
-    ensure(matches!(spin::quick(1, Some(2)), Ok(3)), "optional argument")
+    ensure(
+        matches!(spin::quick(1, Some(2)), Ok(3)),
+        "optional argument",
+    )
 }
 
 fn failures_are_reported() -> Check {
@@ -229,24 +301,46 @@ fn failures_are_reported() -> Check {
         _ => None,
     };
     ensure(
-        matches!(spin::boom(), Err(PrivsepError::Remote { code: Some(ErrorCode::OperationFailed), .. })),
+        matches!(
+            spin::boom(),
+            Err(PrivsepError::Remote {
+                code: Some(ErrorCode::OperationFailed),
+                ..
+            })
+        ),
         "panic not reported",
     )?;
-    ensure(code(WRITER.call("write_file", json!({"path": 1}))) == Some(ErrorCode::InvalidData), "bad type")?;
     ensure(
-        code(WRITER.call("read_file", json!({"path": "/x", "extra": true}))) == Some(ErrorCode::InvalidData),
+        code(WRITER.call("write_file", json!({"path": 1}))) == Some(ErrorCode::InvalidData),
+        "bad type",
+    )?;
+    ensure(
+        code(WRITER.call("read_file", json!({"path": "/x", "extra": true})))
+            == Some(ErrorCode::InvalidData),
         "unknown argument",
     )?;
-    ensure(code(WRITER.call("rm_rf", json!({}))) == Some(ErrorCode::UnknownOperation), "unknown entrypoint")?;
-    ensure(matches!(never::status(), Err(PrivsepError::NotStarted { .. })), "never-started context")?;
-    ensure(matches!(spin::quick(1, None), Ok(2)), "context unusable after errors")
+    ensure(
+        code(WRITER.call("rm_rf", json!({}))) == Some(ErrorCode::UnknownOperation),
+        "unknown entrypoint",
+    )?;
+    ensure(
+        matches!(never::status(), Err(PrivsepError::NotStarted { .. })),
+        "never-started context",
+    )?;
+    ensure(
+        matches!(spin::quick(1, None), Ok(2)),
+        "context unusable after errors",
+    )
 }
 
 fn command_mode_works(f: &Fixture) -> Check {
     let pid = VIA_COMMAND.helper_pid().ok_or("no helper pid")?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).map_err(|e| e.to_string())?;
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-    ensure(cmdline.contains("--regent-privsep-helper via-command"), format!("cmdline {cmdline:?}"))?;
+    ensure(
+        cmdline.contains("--regent-privsep-helper via-command"),
+        format!("cmdline {cmdline:?}"),
+    )?;
     match via_command::write_file(s(&f.protected), "cmd\n".into()) {
         Ok(Ok(())) => {}
         other => return Err(format!("write through the commanded helper: {other:?}")),
@@ -257,8 +351,14 @@ fn command_mode_works(f: &Fixture) -> Check {
 fn stop_ends_the_helper() -> Check {
     let pid = PLAIN.helper_pid().ok_or("no helper pid")?;
     PLAIN.stop();
-    ensure(wait_dead(pid, Duration::from_secs(2)), "helper alive after stop")?;
-    ensure(matches!(plain::status(), Err(PrivsepError::NotStarted { .. })), "stopped context still answers")
+    ensure(
+        wait_dead(pid, Duration::from_secs(2)),
+        "helper alive after stop",
+    )?;
+    ensure(
+        matches!(plain::status(), Err(PrivsepError::NotStarted { .. })),
+        "stopped context still answers",
+    )
 }
 
 fn parent_death_child() -> ExitCode {
@@ -274,7 +374,10 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--parent-death-child") {
         return parent_death_child();
     }
-    if std::fs::read_to_string("/proc/self/status").map(|s| !s.contains("\nUid:\t0\t")).unwrap_or(true) {
+    if std::fs::read_to_string("/proc/self/status")
+        .map(|s| !s.contains("\nUid:\t0\t"))
+        .unwrap_or(true)
+    {
         eprintln!("privsep tests need root");
         println!("0 passed, 1 failed");
         return ExitCode::FAILURE;
@@ -297,21 +400,46 @@ fn main() -> ExitCode {
     }
     results.push((
         "already_started",
-        ensure(matches!(writer::EP.start(Start::Fork), Err(PrivsepError::AlreadyStarted { .. })), "second start"),
+        ensure(
+            matches!(
+                writer::EP.start(Start::Fork),
+                Err(PrivsepError::AlreadyStarted { .. })
+            ),
+            "second start",
+        ),
     ));
-    results.push(("drop_privileges", drop_privileges(MAIN_UID, MAIN_UID).map_err(|e| e.to_string())));
+    results.push((
+        "drop_privileges",
+        drop_privileges(MAIN_UID, MAIN_UID).map_err(|e| e.to_string()),
+    ));
 
     results.push(("main_has_nothing", main_has_nothing()));
     results.push(("main_cannot_write", main_cannot_write(&f)));
     results.push(("writer_can_write", writer_can_write(&f)));
-    results.push(("writer_state", helper_state(writer::status(), "0000000000000002")));
+    results.push((
+        "writer_state",
+        helper_state(writer::status(), "0000000000000002"),
+    ));
     results.push(("plain_cannot_write", plain_cannot_write(&f)));
-    results.push(("plain_state", helper_state(plain::status(), "0000000000000000")));
+    results.push((
+        "plain_state",
+        helper_state(plain::status(), "0000000000000000"),
+    ));
     results.push(("timeout_stops_the_work", timeout_stops_the_work(&f)));
     results.push(("failures_are_reported", failures_are_reported()));
     results.push(("command_mode_works", command_mode_works(&f)));
     results.push(("stop_ends_the_helper", stop_ends_the_helper()));
     results.push(("main_still_cannot_write", main_cannot_write(&f)));
+
+    // Root is gone: the helper with CAP_DAC_OVERRIDE cleans up.
+    let cleaned = writer::remove_tree(s(&f.dir));
+    results.push((
+        "cleanup",
+        ensure(
+            matches!(cleaned, Ok(Ok(()))) && !f.dir.exists(),
+            format!("{cleaned:?}"),
+        ),
+    ));
 
     let mut failed = 0;
     for (name, r) in &results {
@@ -323,9 +451,6 @@ fn main() -> ExitCode {
             }
         }
     }
-    // Root is gone: the helper with CAP_DAC_OVERRIDE cleans up.
-    let cleaned = writer::remove_tree(s(&f.dir));
-    results.push(("cleanup", ensure(matches!(cleaned, Ok(Ok(()))) && !f.dir.exists(), format!("{cleaned:?}"))));
     println!("{} passed, {failed} failed", results.len() - failed);
     if failed == 0 {
         ExitCode::SUCCESS

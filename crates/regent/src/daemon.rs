@@ -203,3 +203,92 @@ pub fn describe(config: &Config) -> Result<Vec<(String, String)>, Error> {
         })
         .collect()
 }
+
+/// The capabilities the daemon must keep for its operations, or `None` when some
+/// operation inherits the service's privilege (declares no `capabilities`), in
+/// which case nothing can be dropped.
+///
+/// Besides the union of the operations' capabilities it keeps `CAP_SETPCAP` (a
+/// command's bounding set is reduced in the child), `CAP_KILL` (to stop a timed-out
+/// tree running as another user), and `CAP_SETUID`/`CAP_SETGID` when an operation
+/// runs as another user.
+pub fn needed_capabilities(config: &Config) -> Result<Option<Vec<Capability>>, Error> {
+    let mut keep: Vec<Capability> = vec![Capability::SETPCAP, Capability::KILL];
+    for (name, decl) in &config.operations {
+        let Some(caps) = &decl.exec.capabilities else {
+            return Ok(None);
+        };
+        for c in caps {
+            let cap = Capability::parse(c)
+                .map_err(|e| Error::Config(format!("operation {name}: {e}")))?;
+            if !keep.contains(&cap) {
+                keep.push(cap);
+            }
+        }
+        if decl.exec.run_as.is_some() {
+            for cap in [Capability::SETUID, Capability::SETGID] {
+                if !keep.contains(&cap) {
+                    keep.push(cap);
+                }
+            }
+        }
+    }
+    keep.sort_by_key(|c| c.number());
+    Ok(Some(keep))
+}
+
+/// Drop every capability no configured operation needs, from the effective,
+/// permitted, inheritable and bounding sets of this process. Call after binding
+/// the socket and opening the store, and before any other thread starts:
+/// capabilities belong to threads, so a multi-threaded process is refused.
+/// Returns what was kept, for the log.
+pub fn drop_service_privileges(config: &Config) -> Result<String, Error> {
+    let Some(keep) = needed_capabilities(config)? else {
+        let inheriting: Vec<&str> = config
+            .operations
+            .iter()
+            .filter(|(_, d)| d.exec.capabilities.is_none())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        return Ok(format!(
+            "keeping the service's full privilege: operation(s) {} declare no `capabilities`",
+            inheriting.join(", ")
+        ));
+    };
+    match regent_exec::sys::thread_count() {
+        Ok(1) => {}
+        Ok(n) => {
+            return Err(Error::Unsafe(format!(
+                "cannot drop capabilities with {n} threads running"
+            )))
+        }
+        Err(e) => return Err(Error::io("counting threads", e)),
+    }
+    let held = regent_exec::sys::capget().map_err(|e| Error::io("reading capabilities", e))?;
+    let keep: Vec<Capability> = keep
+        .into_iter()
+        .filter(|c| held.permitted & c.bit() != 0)
+        .collect();
+    let policy = ExecPolicy {
+        capabilities: Some(keep.clone()),
+        no_new_privs: false,
+        ..ExecPolicy::default()
+    };
+    let confinement = regent_exec::Confinement::prepare(&policy)
+        .map_err(|e| Error::Unsafe(format!("preparing to drop capabilities: {e}")))?;
+    confinement.apply().map_err(|f| {
+        Error::io(
+            format!("dropping capabilities at {}", f.step.as_str()),
+            std::io::Error::from_raw_os_error(f.errno),
+        )
+    })?;
+    let names: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
+    Ok(format!(
+        "kept only {}",
+        if names.is_empty() {
+            "no capabilities".into()
+        } else {
+            names.join(", ")
+        }
+    ))
+}

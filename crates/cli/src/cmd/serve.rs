@@ -46,6 +46,22 @@ pub fn run(args: Args) -> ExitCode {
     if secret.is_none() {
         tracing::warn!("no secret configured: any local user who can open the socket may call operations their policy allows");
     }
+    // Bind the socket and open the store while this process is still
+    // single-threaded, drop the capabilities no operation needs, and only then start
+    // the runtime's threads (capabilities belong to threads).
+    let prepared = regent::daemon::service(&config, secret).and_then(|service| {
+        let listener = service.bind()?;
+        let kept = regent::daemon::drop_service_privileges(&config)?;
+        Ok((service, listener, kept))
+    });
+    let (service, listener, kept) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(crate::exit::OTHER);
+        }
+    };
+    tracing::info!("privilege: {kept}");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,11 +72,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(crate::exit::OTHER);
         }
     };
-    let result = runtime.block_on(async {
-        let service = regent::daemon::service(&config, secret)?;
-        service.run().await
-    });
-    match result {
+    match runtime.block_on(service.run_on(listener)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

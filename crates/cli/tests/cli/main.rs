@@ -2,5 +2,6 @@
 //! processes, and genuinely unprivileged users created for the purpose.
 
 mod core;
+mod privilege;
 mod security;
 mod util;

@@ -297,6 +297,13 @@ impl Service {
     /// Bind, serve until SIGTERM or SIGINT, finish requests in flight, remove the socket.
     pub async fn run(self) -> Result<(), Error> {
         let std_listener = self.bind()?;
+        self.run_on(std_listener).await
+    }
+
+    /// Serve on an already bound listener (see [`Service::bind`]) until SIGTERM or
+    /// SIGINT, finish requests in flight, remove the socket. The daemon binds, drops
+    /// privileges, and only then starts its runtime and calls this.
+    pub async fn run_on(self, std_listener: std::os::unix::net::UnixListener) -> Result<(), Error> {
         let (tx, rx) = watch::channel(false);
         let handle = ShutdownHandle(Arc::new(tx));
         let h = handle.clone();

@@ -34,7 +34,7 @@ fn python() -> String {
         });
     assert!(
         out.status.success(),
-        "the Python Regent package is not importable by {python}: {}\ninstall it with: {PIP_HINT}",
+        "the Python Regent package is not importable by {python}: {}\ninstall it with: {PIP_HINT} (for this interpreter: {python} -m {PIP_HINT})",
         String::from_utf8_lossy(&out.stderr).trim()
     );
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();

@@ -1,0 +1,92 @@
+//! Least privilege through the daemon: each operation runs with exactly its
+//! declared privilege, and the daemon itself keeps only what its operations need.
+
+use crate::util::*;
+
+fn field(status: &str, name: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+        .trim()
+        .to_string()
+}
+
+fn hex(v: &str) -> u64 {
+    u64::from_str_radix(v, 16).unwrap()
+}
+
+const OPS: &str = r#"
+[operations.netadmin-as-nobody]
+description = "Reads its own status"
+command = ["cat", "/proc/self/status"]
+run_as = { user = "nobody" }
+capabilities = ["CAP_NET_ADMIN"]
+
+[operations.sandboxed]
+description = "Tries to read a file outside its sandbox"
+command = ["cat", "{dir}/outside/secret.txt"]
+capabilities = []
+sandbox = { read = ["/usr", "/lib", "/lib64", "/bin", "/etc"], write = [] }
+limits = { open_files = 32 }
+"#;
+
+const NET_ADMIN: u64 = 1 << 12;
+const KILL: u64 = 1 << 5;
+const SETGID: u64 = 1 << 6;
+const SETUID: u64 = 1 << 7;
+const SETPCAP: u64 = 1 << 8;
+
+#[test]
+fn an_operation_runs_with_exactly_its_declared_privilege() {
+    let d = Daemon::start("", OPS);
+    let o = d.cli(&["call", "netadmin-as-nobody"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let status = stdout(&o);
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert!(
+        field(&status, "Uid").starts_with(&format!("{nobody}\t")),
+        "{status}"
+    );
+    for set in ["CapEff", "CapPrm", "CapBnd", "CapAmb"] {
+        assert_eq!(hex(&field(&status, set)), NET_ADMIN, "{set} in {status}");
+    }
+    assert_eq!(field(&status, "NoNewPrivs"), "1");
+    assert_eq!(field(&status, "Groups"), "");
+}
+
+#[test]
+fn the_daemon_keeps_only_what_its_operations_need() {
+    let d = Daemon::start("", OPS);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let want = NET_ADMIN | KILL | SETGID | SETUID | SETPCAP;
+    for set in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(
+            hex(&field(&status, set)),
+            want,
+            "{set} of the daemon: {status}"
+        );
+    }
+    // Every thread of the daemon, not only the main one.
+    for task in std::fs::read_dir(format!("/proc/{}/task", d.pid())).unwrap() {
+        let s = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        assert_eq!(hex(&field(&s, "CapEff")), want, "a thread kept more: {s}");
+    }
+    assert!(d.log_text().contains("kept only"), "{}", d.log_text());
+}
+
+#[test]
+fn landlock_keeps_a_command_inside_its_sandbox() {
+    let d = Daemon::start("", OPS);
+    let outside = d.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "top secret").unwrap();
+    let o = d.cli(&["call", "sandboxed"]);
+    assert_eq!(code(&o), 5, "read outside the sandbox: {}", stdout(&o));
+    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("top secret"));
+}
