@@ -62,7 +62,7 @@ pub struct CodeMail<'a> {
     pub code: &'a str,
 }
 
-/// The default time allowed for one SMTP exchange.
+/// The default time allowed for sending one message.
 pub const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An SMTP client for code emails. Cheap to share behind an `Arc`.
@@ -71,6 +71,7 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     server: String,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -89,7 +90,8 @@ impl Mailer {
         Mailer::with_timeout(config, DEFAULT_SMTP_TIMEOUT)
     }
 
-    /// [`new`](Self::new) with a given time limit for one SMTP exchange.
+    /// [`new`](Self::new) with a given time limit for sending one message (the
+    /// whole SMTP exchange: a server that accepts and then stalls is given up on).
     pub fn with_timeout(config: &SmtpConfig, timeout: Duration) -> Result<Mailer> {
         let from: Mailbox = config
             .from
@@ -130,6 +132,7 @@ impl Mailer {
             transport: builder.build(),
             from,
             server,
+            timeout,
         })
     }
 
@@ -137,8 +140,9 @@ impl Mailer {
     /// [`AuthError::MailFailed`] is returned.
     pub async fn send_code(&self, to: &[String], mail: &CodeMail<'_>) -> Result<()> {
         let message = self.compose(to, mail)?;
-        match self.transport.send(message).await {
-            Ok(response) => {
+        let sent = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
+        match sent {
+            Ok(Ok(response)) => {
                 tracing::info!(
                     request_id = mail.request_id,
                     op = mail.op,
@@ -148,9 +152,14 @@ impl Mailer {
                 );
                 Ok(())
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::error!(request_id = mail.request_id, op = mail.op, server = %self.server,
                     error = %e, "sending the authorization email failed");
+                Err(AuthError::MailFailed)
+            }
+            Err(_) => {
+                tracing::error!(request_id = mail.request_id, op = mail.op, server = %self.server,
+                    timeout = ?self.timeout, "sending the authorization email timed out");
                 Err(AuthError::MailFailed)
             }
         }

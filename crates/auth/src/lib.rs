@@ -14,6 +14,8 @@
 //! - [`method`]: the [`AuthMethod`] trait and the built-in `totp`, `email`, `approval`;
 //! - [`flow`]: [`AuthFlow`], the engine: start, resume, list, approve, deny.
 
+#![warn(missing_docs)]
+
 pub mod db;
 pub mod email;
 pub mod error;
@@ -27,7 +29,7 @@ pub mod store;
 pub mod totp;
 
 pub use email::{Mailer, SmtpConfig, SmtpSecurity};
-pub use error::AuthError;
+pub use error::{AdminError, AuthError};
 pub use flow::{
     AuthFlow, CallerId, FlowOptions, FlowOutcome, HookDecision, PendingSummary, StageHook,
     StageReport, StartRequest,

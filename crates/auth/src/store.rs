@@ -165,67 +165,51 @@ fn corrupt(id: &str, what: &str, e: impl std::fmt::Display) -> AuthError {
     }
 }
 
+/// A row, still undecoded: SQLite errors stay apart from decoding errors.
 struct RawRecord {
-    cols: (
-        String,
-        String,
-        String,
-        String,
-        String,
-        i64,
-        i64,
-        Option<i64>,
-        Option<String>,
-        String,
-    ),
-    rest: (
-        String,
-        i64,
-        String,
-        String,
-        i64,
-        i64,
-        i64,
-        i64,
-        String,
-        Option<String>,
-    ),
+    text: [String; 10],
+    ints: [i64; 7],
+    pid: Option<i64>,
+    user: Option<String>,
+    reason: Option<String>,
 }
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<RawRecord> {
     Ok(RawRecord {
-        cols: (
+        // request_id, stage_uid_hash, op, data, display_data, approvers, stages,
+        // stage_state, pending_info, status
+        text: [
             r.get(0)?,
             r.get(1)?,
             r.get(2)?,
             r.get(3)?,
             r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-            r.get(7)?,
-            r.get(8)?,
             r.get(9)?,
-        ),
-        rest: (
             r.get(10)?,
-            r.get(11)?,
             r.get(12)?,
             r.get(13)?,
+            r.get(18)?,
+        ],
+        // caller_uid, caller_gid, stage_index, attempts, max_attempts, created_at, expires_at
+        ints: [
+            r.get(5)?,
+            r.get(6)?,
+            r.get(11)?,
             r.get(14)?,
             r.get(15)?,
             r.get(16)?,
             r.get(17)?,
-            r.get(18)?,
-            r.get(19)?,
-        ),
+        ],
+        pid: r.get(7)?,
+        user: r.get(8)?,
+        reason: r.get(19)?,
     })
 }
 
 fn decode(r: RawRecord) -> Result<PendingRecord> {
-    let (request_id, stage_uid_hash, op, data, display_data, uid, gid, pid, user, approvers) =
-        r.cols;
-    let (stages, index, state, info, attempts, max_attempts, created, expires, status, reason) =
-        r.rest;
+    let [request_id, stage_uid_hash, op, data, display_data, approvers, stages, state, info, status] =
+        r.text;
+    let [uid, gid, index, attempts, max_attempts, created, expires] = r.ints;
     let id = request_id.as_str();
     let json =
         |what: &str, s: &str| serde_json::from_str::<Value>(s).map_err(|e| corrupt(id, what, e));
@@ -235,8 +219,8 @@ fn decode(r: RawRecord) -> Result<PendingRecord> {
         caller: CallerId {
             uid: u32::try_from(uid).map_err(|e| corrupt(id, "caller_uid", e))?,
             gid: u32::try_from(gid).map_err(|e| corrupt(id, "caller_gid", e))?,
-            pid: pid.and_then(|p| i32::try_from(p).ok()),
-            user,
+            pid: r.pid.and_then(|p| i32::try_from(p).ok()),
+            user: r.user,
         },
         approvers: serde_json::from_str(&approvers).map_err(|e| corrupt(id, "approvers", e))?,
         stages: serde_json::from_str(&stages).map_err(|e| corrupt(id, "stages", e))?,
@@ -248,7 +232,7 @@ fn decode(r: RawRecord) -> Result<PendingRecord> {
         created_at: from_ms(created),
         expires_at: from_ms(expires),
         status: RecordStatus::parse(&status).ok_or_else(|| corrupt(id, "status", &status))?,
-        status_reason: reason,
+        status_reason: r.reason,
         stage_uid_hash,
         op,
         request_id,

@@ -453,8 +453,11 @@ async fn hooks_can_skip_add_or_deny_stages() {
     assert!(msg.contains("not this one"));
 }
 
-/// A method whose check waits until released, to hold a request in flight.
-struct Gate(Arc<tokio::sync::Notify>);
+/// A method whose check signals that it holds the request, then waits until released.
+struct Gate {
+    entered: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
 
 #[async_trait]
 impl AuthMethod for Gate {
@@ -470,7 +473,8 @@ impl AuthMethod for Gate {
         _s: &Value,
         _r: &Value,
     ) -> Result<Check, MethodError> {
-        self.0.notified().await;
+        self.entered.notify_one();
+        self.release.notified().await;
         Ok(Check::Failed)
     }
 }
@@ -478,9 +482,15 @@ impl AuthMethod for Gate {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_check_at_a_time_per_request() {
     let dir = tempfile::tempdir().unwrap();
-    let gate = Arc::new(tokio::sync::Notify::new());
+    let (entered, release) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
     let mut reg = registry(None);
-    reg.register(Arc::new(Gate(gate.clone())));
+    reg.register(Arc::new(Gate {
+        entered: entered.clone(),
+        release: release.clone(),
+    }));
     let flow =
         Arc::new(AuthFlow::open(&dir.path().join("auth.db"), reg, FlowOptions::default()).unwrap());
     let (uid, _) = pending(flow.start(request(&["gate"])).await);
@@ -488,18 +498,23 @@ async fn one_check_at_a_time_per_request() {
         let (flow, uid) = (flow.clone(), uid.clone());
         tokio::spawn(async move { flow.resume(&uid, &alice(), &code("x"), None).await })
     };
-    // Wait until the first check holds the request.
-    let mut second = flow.resume(&uid, &alice(), &code("y"), None).await;
-    for _ in 0..200 {
-        if second.code() == Some(ErrorCode::Busy) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        second = flow.resume(&uid, &alice(), &code("y"), None).await;
-    }
+    tokio::time::timeout(Duration::from_secs(20), entered.notified())
+        .await
+        .expect("the first check started");
+    // While the first check holds the request, a second one is turned away.
+    let second = flow.resume(&uid, &alice(), &code("y"), None).await;
     assert_eq!(second.code(), Some(ErrorCode::Busy));
-    gate.notify_one();
-    assert_eq!(first.await.unwrap().code(), Some(ErrorCode::AuthFailed));
+    release.notify_one();
+    let first = tokio::time::timeout(Duration::from_secs(20), first)
+        .await
+        .expect("released")
+        .unwrap();
+    assert_eq!(first.code(), Some(ErrorCode::AuthFailed));
+    assert_eq!(
+        flow.list_waiting().unwrap()[0].attempts,
+        1,
+        "the busy answer counted nothing"
+    );
 }
 
 #[tokio::test]

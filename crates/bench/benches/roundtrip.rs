@@ -1,9 +1,12 @@
 //! `cargo bench -p regent-bench`: the round-trip benchmark (see the crate README).
 //!
 //! Environment: `REGENT_BENCH_SECS` (measured seconds per figure, default 1),
-//! `REGENT_BENCH_ROUNDS` (default 3), `REGENT_SHARED` (the shared/ directory).
+//! `REGENT_BENCH_ROUNDS` (default 3), `REGENT_BENCH_VARIANTS` (our service's
+//! configurations, default `off:2,devnull:2`: audit log off|devnull : tokio worker
+//! threads, 0 = current-thread), `REGENT_BENCH_SERVER` (another build of
+//! `regent-bench-server`, to compare), `REGENT_SHARED` (the shared/ directory).
 
-use regent_bench::{run, BenchOptions};
+use regent_bench::{run, BenchOptions, Variant};
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,13 +22,24 @@ fn env_number(name: &str) -> Option<f64> {
 }
 
 fn main() {
-    let mut opts = BenchOptions::new(vec![env!("CARGO_BIN_EXE_regent-bench-server").into()]);
+    let server = std::env::var_os("REGENT_BENCH_SERVER")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_regent-bench-server").into());
+    let mut opts = BenchOptions::new(vec![server]);
     opts.workspace_root = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
     if let Some(s) = env_number("REGENT_BENCH_SECS") {
         opts.duration = Duration::from_secs_f64(s);
     }
     if let Some(r) = env_number("REGENT_BENCH_ROUNDS") {
         opts.rounds = r as usize;
+    }
+    if let Ok(list) = std::env::var("REGENT_BENCH_VARIANTS") {
+        match Variant::parse_list(&list) {
+            Ok(v) => opts.variants = v,
+            Err(e) => {
+                eprintln!("regent-bench: REGENT_BENCH_VARIANTS: {e}");
+                std::process::exit(2);
+            }
+        }
     }
     match run(&opts) {
         Ok(report) => println!("{report}"),

@@ -43,6 +43,70 @@ pub struct Variant {
     pub audit: AuditLog,
     /// Tokio worker threads (0: current-thread runtime).
     pub threads: usize,
+    /// Another server program for this variant (e.g. a build with a change, to
+    /// compare in one run); `None` uses [`BenchOptions::server_command`].
+    pub program: Option<PathBuf>,
+}
+
+impl Variant {
+    /// A variant labelled from its settings: `regent`, `regent, audit→null`, with
+    /// `, current-thread` or `, N threads` when not the default 2 workers.
+    pub fn new(audit: AuditLog, threads: usize) -> Variant {
+        let mut label = String::from("regent");
+        if audit == AuditLog::DevNull {
+            label.push_str(", audit→null");
+        }
+        match threads {
+            0 => label.push_str(", current-thread"),
+            2 => {}
+            n => label.push_str(&format!(", {n} threads")),
+        }
+        Variant {
+            label,
+            audit,
+            threads,
+            program: None,
+        }
+    }
+
+    /// The same variant served by `program`, labelled with its file name.
+    pub fn with_program(mut self, program: PathBuf) -> Variant {
+        let name = program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.label = format!("{} @{name}", self.label);
+        self.program = Some(program);
+        self
+    }
+
+    /// Parse a list like `off:2,devnull:2,off:0,off:2@/tmp/other-build` (audit log :
+    /// worker threads, 0 for the current-thread runtime; `@PROGRAM` for another
+    /// server binary).
+    pub fn parse_list(list: &str) -> Result<Vec<Variant>, String> {
+        list.split(',')
+            .map(|item| {
+                let (item, program) = match item.trim().split_once('@') {
+                    Some((i, p)) => (i, Some(PathBuf::from(p))),
+                    None => (item.trim(), None),
+                };
+                let (audit, threads) = item.split_once(':').unwrap_or((item, "2"));
+                let audit = match audit {
+                    "off" => AuditLog::Off,
+                    "devnull" => AuditLog::DevNull,
+                    other => return Err(format!("audit log off|devnull, not {other:?}")),
+                };
+                let threads = threads
+                    .parse()
+                    .map_err(|_| format!("worker threads must be a number, not {threads:?}"))?;
+                let v = Variant::new(audit, threads);
+                Ok(match program {
+                    Some(p) => v.with_program(p),
+                    None => v,
+                })
+            })
+            .collect()
+    }
 }
 
 /// What to run and how long.
@@ -84,16 +148,8 @@ impl BenchOptions {
             workspace_root: None,
             server_command,
             variants: vec![
-                Variant {
-                    label: "regent".into(),
-                    audit: AuditLog::Off,
-                    threads: 2,
-                },
-                Variant {
-                    label: "regent, audit→null".into(),
-                    audit: AuditLog::DevNull,
-                    threads: 2,
-                },
+                Variant::new(AuditLog::Off, 2),
+                Variant::new(AuditLog::DevNull, 2),
             ],
             duration: Duration::from_secs(1),
             rounds: 3,
@@ -328,7 +384,10 @@ fn start_servers(
             audit: v.audit,
             threads: v.threads,
         };
-        let mut argv = opts.server_command.clone();
+        let mut argv = match &v.program {
+            Some(p) => vec![p.clone().into_os_string()],
+            None => opts.server_command.clone(),
+        };
         argv.extend(args.to_args().into_iter().map(OsString::from));
         let s = ServerProc::start(
             &v.label,
@@ -424,6 +483,27 @@ fn attack(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn variants_parse_and_label_themselves() {
+        let v = Variant::parse_list("off:2, devnull:2,off:0,devnull").unwrap();
+        let labels: Vec<_> = v.iter().map(|v| v.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "regent",
+                "regent, audit→null",
+                "regent, current-thread",
+                "regent, audit→null"
+            ]
+        );
+        let v = Variant::parse_list("devnull:0@/tmp/x/other").unwrap();
+        assert_eq!(v[0].label, "regent, audit→null, current-thread @other");
+        assert_eq!(v[0].program.as_deref(), Some(Path::new("/tmp/x/other")));
+        assert!(Variant::parse_list("loud:2").is_err());
+        assert!(Variant::parse_list("off:x").is_err());
+    }
 
     #[test]
     fn the_request_line_is_60_bytes_like_uclients_default() {

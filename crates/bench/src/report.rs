@@ -78,14 +78,22 @@ pub struct AttackMeasured {
 }
 
 impl AttackMeasured {
+    fn per_round(&self) -> impl Iterator<Item = f64> + '_ {
+        self.quiet
+            .iter()
+            .zip(&self.attacked)
+            .map(|(q, a)| a.p50_us / q.p50_us)
+    }
+
     /// Median over rounds of (p50 under attack / p50 alone).
     pub fn slowdown(&self) -> f64 {
-        median(
-            self.quiet
-                .iter()
-                .zip(&self.attacked)
-                .map(|(q, a)| a.p50_us / q.p50_us),
-        )
+        median(self.per_round())
+    }
+
+    /// Median over rounds of this slowdown divided by `floor`'s in the same round:
+    /// how much worse than the slowdown the attackers' CPU use alone causes.
+    pub fn slowdown_vs(&self, floor: &AttackMeasured) -> f64 {
+        median(self.per_round().zip(floor.per_round()).map(|(a, b)| a / b))
     }
 }
 
@@ -173,10 +181,17 @@ impl fmt::Display for Report {
             self.rounds,
             self.duration.as_secs_f64()
         )?;
+        let w = self
+            .measured
+            .iter()
+            .map(|m| m.server.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(6);
         writeln!(f)?;
         writeln!(
             f,
-            "{:<22} {:<26} {:>10} {:>9} {:>9} {:>9} {:>6}  {:>8}",
+            "{:<w$} {:<26} {:>10} {:>9} {:>9} {:>9} {:>6}  {:>8}",
             "server", "mode", "req/s", "p50 µs", "p90 µs", "p99 µs", "errs", "vs bare"
         )?;
         let mut last_mode = None;
@@ -204,7 +219,7 @@ impl fmt::Display for Report {
             };
             writeln!(
                 f,
-                "{:<22} {:<26} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>6}  {:>8}",
+                "{:<w$} {:<26} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>6}  {:>8}",
                 m.server,
                 m.mode.to_string(),
                 fig.rps,
@@ -223,22 +238,40 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<22} {:>12} {:>14} {:>10} {:>16} {:>6}",
-            "server", "p50 alone µs", "p50 attacked µs", "slowdown", "attackers req/s", "errs"
+            "{:<w$} {:>12} {:>15} {:>9} {:>13} {:>16} {:>6}",
+            "server",
+            "p50 alone µs",
+            "p50 attacked µs",
+            "slowdown",
+            "vs bare's",
+            "attackers req/s",
+            "errs"
         )?;
+        let floor = self.attacks.iter().find(|a| a.server == self.bare);
         for a in &self.attacks {
             let quiet = median_figures(&a.quiet);
             let hit = median_figures(&a.attacked);
             let att = median_figures(&a.attackers);
+            let vs = match floor {
+                Some(b) if b.server != a.server => format!("{:.2}x", a.slowdown_vs(b)),
+                _ => String::new(),
+            };
             writeln!(
                 f,
-                "{:<22} {:>12.1} {:>14.1} {:>9.2}x {:>16.0} {:>6}",
+                "{:<w$} {:>12.1} {:>15.1} {:>8.2}x {:>13} {:>16.0} {:>6}",
                 a.server,
                 quiet.p50_us,
                 hit.p50_us,
                 a.slowdown(),
+                vs,
                 att.rps,
                 hit.errs
+            )?;
+        }
+        if floor.is_some() {
+            writeln!(
+                f,
+                "(the bare server's slowdown is the floor: what the attackers' own CPU use costs the caller on this machine)"
             )?;
         }
         writeln!(f)?;
@@ -246,7 +279,7 @@ impl fmt::Display for Report {
         for t in &self.targets {
             writeln!(
                 f,
-                "  {:<46} {:<22} {:>6.2}x  (target {} {:.1}x)  {}",
+                "  {:<46} {:<w$} {:>6.2}x  (target {} {:.1}x)  {}",
                 t.what,
                 t.server,
                 t.ratio,

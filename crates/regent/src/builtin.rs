@@ -32,6 +32,33 @@ fn is_admin(shared: &Shared, caller: &Caller) -> bool {
             .is_some_and(|g| group_matches(g, caller))
 }
 
+/// May `caller` approve or deny held requests for `op`? Root always; otherwise the
+/// operation's `approve` rule if it has one, else the admin group.
+fn may_decide(shared: &Shared, caller: &Caller, op: &str) -> bool {
+    if caller.uid == 0 {
+        return true;
+    }
+    match shared
+        .registry
+        .get(op)
+        .and_then(|e| e.options.approve.as_ref())
+    {
+        Some(rule) => decide(Some(rule), caller).is_allowed(),
+        None => is_admin(shared, caller),
+    }
+}
+
+/// May `caller` use the administrator channel at all?
+fn may_administer(shared: &Shared, caller: &Caller) -> bool {
+    is_admin(shared, caller)
+        || shared.registry.iter().any(|(_, e)| {
+            e.options
+                .approve
+                .as_ref()
+                .is_some_and(|r| decide(Some(r), caller).is_allowed())
+        })
+}
+
 fn admin_error(e: regent_auth::AuthError) -> Response {
     use regent_auth::AuthError as E;
     match e {
@@ -80,7 +107,7 @@ pub(crate) async fn handle(
             Response::Done(Value::Array(ops))
         }
         "regent.pending" | "regent.approve" | "regent.deny" => {
-            if !is_admin(shared, caller) {
+            if !may_administer(shared, caller) {
                 audit.note("not an administrator");
                 return Response::error(ErrorCode::PermissionDenied);
             }
@@ -92,7 +119,13 @@ pub(crate) async fn handle(
             };
             if op == "regent.pending" {
                 return match flow.list_waiting() {
-                    Ok(list) => Response::Done(serde_json::to_value(list).unwrap_or(Value::Null)),
+                    Ok(list) => {
+                        let visible: Vec<_> = list
+                            .into_iter()
+                            .filter(|r| may_decide(shared, caller, &r.op))
+                            .collect();
+                        Response::Done(serde_json::to_value(visible).unwrap_or(Value::Null))
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "listing pending requests");
                         Response::error(ErrorCode::Internal)
@@ -104,6 +137,31 @@ pub(crate) async fn handle(
                 Err(e) => return Response::error_with(ErrorCode::InvalidData, e.to_string()),
             };
             audit.data(&json!({"id": d.id, "reason": d.reason}));
+            // The request's operation decides who may approve it. An id the caller may
+            // not decide on answers like an unknown one.
+            let op_of = match flow.list_waiting() {
+                Ok(list) => list
+                    .into_iter()
+                    .find(|r| r.request_id == d.id)
+                    .map(|r| r.op),
+                Err(e) => {
+                    tracing::error!(error = %e, "listing pending requests");
+                    return Response::error(ErrorCode::Internal);
+                }
+            };
+            match &op_of {
+                Some(op_name) if may_decide(shared, caller, op_name) => {}
+                Some(op_name) => {
+                    audit.note(&format!("may not decide on {op_name} requests"));
+                    return Response::error(ErrorCode::PermissionDenied);
+                }
+                None => {
+                    return Response::error_with(
+                        ErrorCode::NotFound,
+                        format!("no pending request {:?}", d.id),
+                    )
+                }
+            }
             let by = caller_id(caller);
             let result = if op == "regent.approve" {
                 flow.approve(&d.id, &by, shared.allow_self_approval)

@@ -109,6 +109,7 @@ pub fn op_options(decl: &OperationDecl) -> OpOptions {
         max_attempts: decl.max_attempts,
         approvers: decl.approvers.clone(),
         auth: decl.auth.clone(),
+        approve: decl.approve.as_ref().map(AllowRule::from),
     }
 }
 
@@ -165,7 +166,7 @@ pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service,
         b = b.admin_group(g.clone());
     }
     if let Some(smtp) = &s.smtp {
-        b = b.smtp(smtp_config(smtp));
+        b = b.smtp_with_timeout(smtp_config(smtp), smtp.timeout);
     }
     if config.operations.values().any(|d| !d.auth.is_empty()) {
         b = b.pending_store(&s.store);

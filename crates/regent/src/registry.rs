@@ -27,6 +27,9 @@ pub struct OpOptions {
     pub approvers: Vec<String>,
     /// Stages every request must pass, before the operation's own `authorize`.
     pub auth: Vec<String>,
+    /// Who may approve or deny this operation's held requests. `None`: the
+    /// service's administrators (root and the admin group). Root always may.
+    pub approve: Option<AllowRule>,
 }
 
 impl Default for OpOptions {
@@ -39,6 +42,7 @@ impl Default for OpOptions {
             max_attempts: 5,
             approvers: Vec::new(),
             auth: Vec::new(),
+            approve: None,
         }
     }
 }
@@ -66,6 +70,11 @@ impl OpOptions {
     /// Require stages for every request.
     pub fn auth<S: Into<String>>(mut self, stages: impl IntoIterator<Item = S>) -> Self {
         self.auth = stages.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Who may approve this operation's held requests (instead of the admin group).
+    pub fn approve(mut self, rule: AllowRule) -> Self {
+        self.approve = Some(rule);
         self
     }
     /// Email approvers.

@@ -103,21 +103,28 @@ pub fn pending(args: PendingArgs) -> ExitCode {
                     .map(str::to_string)
                     .unwrap_or_else(|| caller["uid"].to_string());
                 let stage = r["stage"].as_str().unwrap_or("?");
-                let waiting = if r["awaiting_approval"].as_bool() == Some(true) {
-                    " (awaiting approval)"
+                let position = match (r["stage_index"].as_u64(), r["stages"].as_array()) {
+                    (Some(i), Some(all)) if all.len() > 1 => {
+                        format!(" ({} of {})", i + 1, all.len())
+                    }
+                    _ => String::new(),
+                };
+                let state = if r["approved"].as_bool() == Some(true) {
+                    ", approved: waiting for the caller"
+                } else if r["awaiting_approval"].as_bool() == Some(true) {
+                    ", awaiting approval"
                 } else {
-                    ""
+                    ", waiting for the caller's code"
                 };
                 println!(
-                    "{}  {}  by {} (uid {}, pid {})  age {}  stage {}{}\n    data: {}",
+                    "{}  {}  by {} (uid {}, pid {})  age {}  stage {stage}{position}{state}  until {}\n    data: {}",
                     r["request_id"].as_str().unwrap_or("?"),
                     r["op"].as_str().unwrap_or("?"),
                     who,
                     caller["uid"],
                     caller["pid"],
                     age(r["created_at"].as_str().unwrap_or("")),
-                    stage,
-                    waiting,
+                    r["expires_at"].as_str().unwrap_or("?"),
                     r["display_data"]
                 );
             }

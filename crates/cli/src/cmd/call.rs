@@ -52,7 +52,7 @@ pub struct Args {
     #[arg(long, short = 'd')]
     pub data: Option<String>,
     /// Continue a pending operation with this uid instead of starting one.
-    #[arg(long, conflicts_with = "op")]
+    #[arg(long, conflicts_with = "op", allow_hyphen_values = true)]
     pub uid: Option<String>,
     /// Submit this code for a pending totp/email stage (with --uid).
     #[arg(long, requires = "uid")]

@@ -61,6 +61,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(crate::exit::OTHER);
         }
     };
+    let _log_guard = logging::start_background_writer();
     tracing::info!("privilege: {kept}");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -18,12 +18,15 @@ pub const SECRET: &str = "e2e-secret-0123456789";
 pub fn regent() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("regent-e2e-bin-{}", std::process::id()));
+        // One fixed directory, refreshed by each run (copy, then rename into place).
+        let dir = std::env::temp_dir().join("regent-e2e-bin");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let dst = dir.join("regent");
-        std::fs::copy(env!("CARGO_BIN_EXE_regent"), &dst).unwrap();
-        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = dir.join(format!(".regent.{}", std::process::id()));
+        std::fs::copy(env!("CARGO_BIN_EXE_regent"), &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &dst).unwrap();
         dst
     })
 }

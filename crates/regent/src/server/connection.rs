@@ -29,10 +29,10 @@ enum ReadEnd {
 async fn next_line<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut LineBuffer,
+    chunk: &mut [u8],
     limits: &Limits,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Vec<u8>, ReadEnd> {
-    let mut chunk = vec![0u8; 16 * 1024];
     let mut deadline = Instant::now() + limits.idle_timeout;
     let mut started = buf.has_partial();
     if started {
@@ -86,11 +86,20 @@ pub(crate) async fn serve<S>(
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = LineBuffer::new(shared.limits.max_line);
+    let mut chunk = vec![0u8; 16 * 1024];
     loop {
         if *shutdown.borrow() && !buf.has_partial() {
             break;
         }
-        let line = match next_line(&mut reader, &mut buf, &shared.limits, &mut shutdown).await {
+        let line = match next_line(
+            &mut reader,
+            &mut buf,
+            &mut chunk,
+            &shared.limits,
+            &mut shutdown,
+        )
+        .await
+        {
             Ok(line) => line,
             Err(ReadEnd::TooLarge) => {
                 tracing::warn!(

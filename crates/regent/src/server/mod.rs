@@ -35,8 +35,10 @@ use regent_auth::{
 };
 use regent_config::Principal;
 use regent_proto::{ErrorCode, Response};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
@@ -53,6 +55,13 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections served at once; more get `busy`.
     pub max_connections: usize,
+    /// Connections one uid may hold at once; more get `busy`.
+    pub max_connections_per_uid: usize,
+    /// Hold a rate-limited caller's answer on its own connection for up to this
+    /// long (its remaining penalty). Zero (the default) answers `rate_limited` at
+    /// once. A hold stops a flood of bad secrets from taking the CPU that other
+    /// callers need; see the benchmark's attack figures.
+    pub rate_limit_hold: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
 }
@@ -64,6 +73,8 @@ impl Default for Limits {
             line_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
+            max_connections_per_uid: 64,
+            rate_limit_hold: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -89,7 +100,7 @@ pub struct ServiceBuilder {
     store: Option<PathBuf>,
     flow: Option<AuthFlow>,
     methods: Vec<Arc<dyn AuthMethod>>,
-    mailer: Option<SmtpConfig>,
+    mailer: Option<(SmtpConfig, Duration)>,
     admin_group: Option<Principal>,
     allow_self_approval: bool,
 }
@@ -158,8 +169,13 @@ impl ServiceBuilder {
     }
 
     /// Send emailed codes through this SMTP server (enables the `email` method).
-    pub fn smtp(mut self, smtp: SmtpConfig) -> Self {
-        self.mailer = Some(smtp);
+    pub fn smtp(self, smtp: SmtpConfig) -> Self {
+        self.smtp_with_timeout(smtp, Duration::from_secs(30))
+    }
+
+    /// [`ServiceBuilder::smtp`] with a limit on sending one message.
+    pub fn smtp_with_timeout(mut self, smtp: SmtpConfig, timeout: Duration) -> Self {
+        self.mailer = Some((smtp, timeout));
         self
     }
 
@@ -196,8 +212,9 @@ impl ServiceBuilder {
                 let totp = TotpStore::open(path)
                     .map_err(|e| Error::Config(format!("TOTP store {}: {e}", path.display())))?;
                 let mailer = match &self.mailer {
-                    Some(cfg) => Some(Arc::new(
-                        Mailer::new(cfg).map_err(|e| Error::Config(e.to_string()))?,
+                    Some((cfg, timeout)) => Some(Arc::new(
+                        Mailer::with_timeout(cfg, *timeout)
+                            .map_err(|e| Error::Config(e.to_string()))?,
                     )),
                     None => None,
                 };
@@ -333,6 +350,7 @@ impl Service {
         let identities = IdentityResolver::default();
         let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let per_uid_counts: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
         tracing::info!(socket = %self.socket.path.display(), operations = shared.registry.len(), "listening");
         loop {
             let accepted = tokio::select! {
@@ -356,7 +374,13 @@ impl Service {
                     continue;
                 }
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let per_uid = PerUid::acquire(
+                &per_uid_counts,
+                cred.uid(),
+                shared.limits.max_connections_per_uid,
+            );
+            let permit = slots.clone().try_acquire_owned();
+            let (Some(per_uid), Ok(permit)) = (per_uid, permit) else {
                 tokio::spawn(async move {
                     let mut stream = stream;
                     let line = Response::error(ErrorCode::Busy).to_line();
@@ -372,6 +396,7 @@ impl Service {
             tokio::spawn(async move {
                 connection::serve(shared, stream, caller, rx).await;
                 drop(permit);
+                drop(per_uid);
                 drop(done);
             });
         }
@@ -395,6 +420,39 @@ impl Service {
         let handle = ShutdownHandle(Arc::new(tx));
         let task = tokio::spawn(self.serve(listener, rx));
         Ok((handle, task))
+    }
+}
+
+/// A connection slot counted against one uid; released on drop.
+struct PerUid {
+    counts: Arc<Mutex<HashMap<u32, usize>>>,
+    uid: u32,
+}
+
+impl PerUid {
+    fn acquire(counts: &Arc<Mutex<HashMap<u32, usize>>>, uid: u32, max: usize) -> Option<PerUid> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(uid).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PerUid {
+            counts: counts.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for PerUid {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.uid);
+            }
+        }
     }
 }
 

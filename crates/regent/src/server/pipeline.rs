@@ -2,8 +2,9 @@
 //! authorized and executed.
 //!
 //! 1. **parse** the line (`bad_request`);
-//! 2. **rate limit**: a caller with too many recent failures is answered at once
-//!    (`rate_limited`), nobody sleeps;
+//! 2. **rate limit**: a caller with too many recent failures gets `rate_limited`
+//!    at once (or, with [`Limits::rate_limit_hold`](super::Limits), after holding
+//!    that caller's own connection for its penalty); nobody else ever waits;
 //! 3. **authenticate**: the socket secret, in constant time (`permission_denied`);
 //! 4. **resolve** the operation (`unknown_operation`) — reserved `regent.*` names
 //!    are the service's own ([`crate::builtin`]);
@@ -40,7 +41,13 @@ impl Shared {
             Err(e) => return Response::error_with(ErrorCode::BadRequest, e.to_string()),
         };
 
-        if self.limiter.check(&caller.uid).is_err() {
+        if let Err(wait) = self.limiter.check(&caller.uid) {
+            let hold = wait.min(self.limits.rate_limit_hold);
+            if !hold.is_zero() {
+                // Only this connection's task waits; connections per uid are capped,
+                // so a limited caller cannot hold everyone's slots.
+                tokio::time::sleep(hold).await;
+            }
             return Response::error(ErrorCode::RateLimited);
         }
 

@@ -66,6 +66,8 @@ impl Operation for Caller {
     }
 }
 
+/// A running test service; `dir` keeps the socket directory alive.
+#[allow(dead_code)]
 pub struct TestService {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
@@ -80,6 +82,7 @@ pub fn limits() -> Limits {
         idle_timeout: Duration::from_millis(800),
         max_connections: 64,
         shutdown_grace: Duration::from_secs(5),
+        ..Limits::default()
     }
 }
 
