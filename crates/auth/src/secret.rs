@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -143,14 +143,7 @@ pub(crate) fn check_protected(path: &Path, meta: &std::fs::Metadata, forbidden: 
             0o666 & !forbidden
         )));
     }
-    let euid = rustix::process::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
-        return Err(insecure(format!(
-            "owned by uid {}, neither root nor us",
-            meta.uid()
-        )));
-    }
-    Ok(())
+    crate::db::check_owner(&meta, insecure)
 }
 
 #[cfg(test)]

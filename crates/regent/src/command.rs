@@ -85,11 +85,7 @@ impl DynOperation for CommandOperation {
         _stage: &str,
         remaining: &[String],
     ) -> Authorization {
-        if remaining.is_empty() {
-            Authorization::Allow
-        } else {
-            Authorization::Require(remaining.to_vec())
-        }
+        Authorization::continue_with(remaining)
     }
 
     fn perform(self: Arc<Self>, ctx: Context, data: Value) -> BoxResult {

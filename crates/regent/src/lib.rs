@@ -3,7 +3,7 @@
 //!
 //! Where to look:
 //! - a request is **authenticated, authorized and executed** in
-//!   [`server::pipeline`](crate::server) (see its module docs for the steps);
+//!   [`server::pipeline`] (see its module docs for the steps);
 //! - who the caller is: [`identity`] (kernel credentials, never the client's word);
 //! - who may call what: [`policy`] (a pure decision);
 //! - writing operations in Rust: [`operation`], registered in a [`registry`];

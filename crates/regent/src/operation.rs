@@ -137,6 +137,17 @@ pub enum Authorization {
     Require(Vec<String>),
 }
 
+impl Authorization {
+    /// The default after a stage: run now if no stage remains, else require the rest.
+    pub fn continue_with(remaining: &[String]) -> Authorization {
+        if remaining.is_empty() {
+            Authorization::Allow
+        } else {
+            Authorization::Require(remaining.to_vec())
+        }
+    }
+}
+
 /// Shown by `regent ops`: what an operation is and what it takes.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OpInfo {
@@ -179,11 +190,7 @@ pub trait Operation: Send + Sync + 'static {
         _stage: &str,
         remaining: &[String],
     ) -> Authorization {
-        if remaining.is_empty() {
-            Authorization::Allow
-        } else {
-            Authorization::Require(remaining.to_vec())
-        }
+        Authorization::continue_with(remaining)
     }
 
     /// Do the work.

@@ -20,7 +20,7 @@ pub mod audit;
 mod connection;
 pub mod listener;
 pub(crate) mod pending;
-mod pipeline;
+pub mod pipeline;
 
 pub use listener::SocketOptions;
 use regent_auth::RateLimiter;
