@@ -143,7 +143,7 @@ pub(crate) fn check_protected(path: &Path, meta: &std::fs::Metadata, forbidden: 
             0o666 & !forbidden
         )));
     }
-    crate::db::check_owner(&meta, insecure)
+    crate::db::check_owner(meta, insecure)
 }
 
 #[cfg(test)]
