@@ -134,7 +134,18 @@ pub fn serve_noop(args: &ServerArgs, secret: &str) -> Result<(), String> {
             .build()
     }
     .map_err(|e| format!("starting the runtime: {e}"))?;
+    // `--threads 0`: what the daemon does, a single-threaded runtime per CPU
+    // accepting on the same socket.
+    let acceptors = if args.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    };
     let service = Service::builder(&args.socket)
+        .limits(regent::Limits {
+            acceptors,
+            ..regent::Limits::default()
+        })
         .mode(0o666)
         .secret_str(secret)
         .register(NOOP, Noop)

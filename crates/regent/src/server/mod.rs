@@ -42,7 +42,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
 /// Connection limits (see `PROTOCOL.md`, Framing).
 #[derive(Debug, Clone)]
@@ -57,6 +57,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections one uid may hold at once; more get `busy`.
     pub max_connections_per_uid: usize,
+    /// Accepting threads: 1 (the default) serves on the caller's runtime; more
+    /// start threads with their own single-threaded runtimes, each accepting on
+    /// the same socket (thread-per-core, no cross-thread wake-ups per request).
+    pub acceptors: usize,
     /// Hold a rate-limited caller's answer on its own connection for up to this
     /// long (its remaining penalty). Zero (the default) answers `rate_limited` at
     /// once. A hold stops a flood of bad secrets from taking the CPU that other
@@ -75,6 +79,7 @@ impl Default for Limits {
             max_connections: 512,
             max_connections_per_uid: 64,
             rate_limit_hold: Duration::ZERO,
+            acceptors: 1,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -339,26 +344,99 @@ impl Service {
     pub async fn serve(
         self,
         listener: std::os::unix::net::UnixListener,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) -> Result<(), Error> {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("setting the listener non-blocking", e))?;
+        let shared = self.shared;
+        let acceptor = Arc::new(Acceptor {
+            identities: IdentityResolver::default(),
+            slots: Arc::new(Semaphore::new(shared.limits.max_connections)),
+            per_uid: Arc::default(),
+            shared: shared.clone(),
+        });
+        tracing::info!(
+            socket = %self.socket.path.display(),
+            operations = shared.registry.len(),
+            acceptors = shared.limits.acceptors.max(1),
+            "listening"
+        );
+        // Thread-per-core: each extra acceptor is a thread with its own
+        // single-threaded runtime accepting on the same listening socket, so a
+        // connection is served start to finish on the thread that accepted it.
+        let mut threads = Vec::new();
+        for i in 1..shared.limits.acceptors.max(1) {
+            let l = listener
+                .try_clone()
+                .map_err(|e| Error::io("cloning the listener", e))?;
+            let a = acceptor.clone();
+            let rx = shutdown.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("starting an acceptor runtime", e))?;
+            let t = std::thread::Builder::new()
+                .name(format!("regent-acceptor-{i}"))
+                .spawn(move || runtime.block_on(a.accept_loop(l, rx)))
+                .map_err(|e| Error::io("starting an acceptor thread", e))?;
+            threads.push(t);
+        }
+        let result = acceptor.accept_loop(listener, shutdown).await;
+        for t in threads {
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || t.join())
+                .await
+                .unwrap_or(Ok(Ok(())))
+            {
+                tracing::warn!(error = %e, "acceptor thread");
+            }
+        }
+        tracing::info!("stopped");
+        result
+    }
+
+    /// Bind and serve in the background; returns the shutdown handle and the task.
+    /// Convenient for tests and for embedding.
+    pub fn spawn(
+        self,
+    ) -> Result<(ShutdownHandle, tokio::task::JoinHandle<Result<(), Error>>), Error> {
+        let listener = self.bind()?;
+        let (tx, rx) = watch::channel(false);
+        let handle = ShutdownHandle(Arc::new(tx));
+        let task = tokio::spawn(self.serve(listener, rx));
+        Ok((handle, task))
+    }
+}
+
+/// Accepts connections and serves each on the runtime it runs on.
+struct Acceptor {
+    shared: Arc<Shared>,
+    identities: IdentityResolver,
+    slots: Arc<Semaphore>,
+    per_uid: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+impl Acceptor {
+    /// Accept until `shutdown`, then wait (up to the grace) for this loop's
+    /// connections to finish their requests in flight.
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: std::os::unix::net::UnixListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
         let listener = UnixListener::from_std(listener)
             .map_err(|e| Error::io("registering the listener", e))?;
-        let shared = self.shared;
-        let identities = IdentityResolver::default();
-        let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
-        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        let per_uid_counts: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
-        tracing::info!(socket = %self.socket.path.display(), operations = shared.registry.len(), "listening");
+        let shared = &self.shared;
+        let mut connections = tokio::task::JoinSet::new();
         loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
                 _ = shutdown.changed() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             let (stream, _) = match accepted {
                 Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
@@ -375,13 +453,13 @@ impl Service {
                 }
             };
             let per_uid = PerUid::acquire(
-                &per_uid_counts,
+                &self.per_uid,
                 cred.uid(),
                 shared.limits.max_connections_per_uid,
             );
-            let permit = slots.clone().try_acquire_owned();
+            let permit = self.slots.clone().try_acquire_owned();
             let (Some(per_uid), Ok(permit)) = (per_uid, permit) else {
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let mut stream = stream;
                     let line = Response::error(ErrorCode::Busy).to_line();
                     let _ =
@@ -389,37 +467,22 @@ impl Service {
                 });
                 continue;
             };
-            let caller = Arc::new(identities.resolve(cred.pid(), cred.uid(), cred.gid()));
+            let caller = Arc::new(self.identities.resolve(cred.pid(), cred.uid(), cred.gid()));
             let shared = shared.clone();
             let rx = shutdown.clone();
-            let done = done_tx.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 connection::serve(shared, stream, caller, rx).await;
                 drop(permit);
                 drop(per_uid);
-                drop(done);
             });
         }
         drop(listener);
-        drop(done_tx);
         let grace = shared.limits.shutdown_grace;
-        if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
             tracing::warn!("requests still in flight after {grace:?}; exiting anyway");
         }
-        tracing::info!("stopped");
         Ok(())
-    }
-
-    /// Bind and serve in the background; returns the shutdown handle and the task.
-    /// Convenient for tests and for embedding.
-    pub fn spawn(
-        self,
-    ) -> Result<(ShutdownHandle, tokio::task::JoinHandle<Result<(), Error>>), Error> {
-        let listener = self.bind()?;
-        let (tx, rx) = watch::channel(false);
-        let handle = ShutdownHandle(Arc::new(tx));
-        let task = tokio::spawn(self.serve(listener, rx));
-        Ok((handle, task))
     }
 }
 
