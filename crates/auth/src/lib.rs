@@ -13,7 +13,7 @@
 //! - [`store`]: the persistent pending-request store and decisions audit (SQLite);
 //! - [`method`]: the [`AuthMethod`] trait and the built-in `totp`, `email`, `approval`;
 //! - [`flow`]: [`AuthFlow`], the engine: start, resume, list, approve, deny.
-
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod db;

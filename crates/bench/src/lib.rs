@@ -13,6 +13,7 @@
 //!
 //! then prints the figures, the ratios against the bare server, and the targets of
 //! the issue as PASS or MISS (a measurement, never a test failure).
+#![forbid(unsafe_code)]
 
 pub mod load;
 pub mod procs;

@@ -1,6 +1,7 @@
 //! `regent`: one command for callers and administrators. Thin over the library:
 //! each subcommand parses its arguments into validated settings and calls it.
 
+#![forbid(unsafe_code)]
 mod cmd;
 mod exit;
 mod logging;

@@ -17,7 +17,7 @@
 //! `{caller.gid}` and `{caller.user}` come from the kernel identity; an element
 //! referring to an absent optional parameter is left out; secret parameters may
 //! only be passed on stdin.
-
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod caps;

@@ -7,6 +7,7 @@
 //! - [`request`]: parsing a request line into a validated [`Request`];
 //! - [`response`]: the three response shapes and their JSON encoding;
 //! - [`framing`]: a sans-IO line buffer with a hard size cap (check, then parse).
+#![forbid(unsafe_code)]
 
 pub mod code;
 pub mod framing;

@@ -9,6 +9,7 @@
 //! - writing operations in Rust: [`operation`], registered in a [`registry`];
 //! - the wire format: the `regent-proto` crate, re-exported as [`proto`];
 //! - calling a service: [`client`].
+#![forbid(unsafe_code)]
 
 pub mod builtin;
 pub mod client;

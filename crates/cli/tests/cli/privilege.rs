@@ -90,3 +90,77 @@ fn landlock_keeps_a_command_inside_its_sandbox() {
     assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
     assert!(!stdout(&o).contains("top secret"));
 }
+
+/// The daemon as a non-root user holding only ambient capabilities (what systemd's
+/// `AmbientCapabilities=` gives it): it serves, and hands the operation exactly the
+/// capability it declares.
+#[test]
+fn the_daemon_runs_as_a_non_root_user_with_only_the_needed_capabilities() {
+    let (uid, gid) = user("regent-e2e-svc");
+    let (dir, socket, config, secret_file) = write_config("socket_mode = \"0666\"", OPS_NONROOT);
+    std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+    std::os::unix::fs::chown(&secret_file, Some(uid), Some(gid)).unwrap();
+    std::os::unix::fs::chown(&config, Some(uid), Some(gid)).unwrap();
+    let caps = "+net_admin,+setpcap,+kill";
+    let mut child = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg(format!("--inh-caps={caps}"))
+        .arg(format!("--ambient-caps={caps}"))
+        .arg(regent())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("daemon exited with {st}: {err}");
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "daemon did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let daemon = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    assert!(
+        field(&daemon, "Uid").starts_with(&format!("{uid}\t")),
+        "{daemon}"
+    );
+    assert_eq!(
+        hex(&field(&daemon, "CapEff")),
+        NET_ADMIN | SETPCAP | KILL,
+        "{daemon}"
+    );
+    let mut c = std::process::Command::new(regent());
+    c.args(["call", "netadmin", "--socket"])
+        .arg(&socket)
+        .arg("--secret-file")
+        .arg(&secret_file);
+    let o = run(c);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let status = stdout(&o);
+    assert!(
+        field(&status, "Uid").starts_with(&format!("{uid}\t")),
+        "{status}"
+    );
+    assert_eq!(hex(&field(&status, "CapEff")), NET_ADMIN, "{status}");
+    assert_eq!(hex(&field(&status, "CapBnd")), NET_ADMIN, "{status}");
+    drop(dir);
+}
+
+const OPS_NONROOT: &str = r#"
+[operations.netadmin]
+description = "Reads its own status, holding CAP_NET_ADMIN"
+command = ["cat", "/proc/self/status"]
+capabilities = ["CAP_NET_ADMIN"]
+"#;

@@ -359,3 +359,33 @@ async fn hostile_input_huge_strings_and_deep_nesting() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_acceptor_threads_serve_and_shut_down_gracefully() {
+    let mut l = limits();
+    l.acceptors = 3;
+    let s = start_with(l).await;
+    let client = AsyncClient::new(&s.path).secret(SECRET);
+    let calls: Vec<_> = (0..60)
+        .map(|i| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                c.call("echo", json!({"message": format!("m{i}")}))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for (i, c) in calls.into_iter().enumerate() {
+        assert_eq!(c.await.unwrap(), Outcome::Done(json!(format!("m{i}"))));
+    }
+    // A request in flight on whichever thread accepted it still finishes.
+    let in_flight = {
+        let c = client.clone();
+        tokio::spawn(async move { c.call("sleep", json!({"ms": 300})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.handle.shutdown();
+    assert_eq!(in_flight.await.unwrap().unwrap(), Outcome::Done(json!(300)));
+    s.task.await.unwrap().unwrap();
+}
