@@ -310,14 +310,7 @@ async fn connection_limit_answers_busy() {
 async fn graceful_shutdown_finishes_requests_in_flight() {
     let s = start().await;
     let client = AsyncClient::new(&s.path).secret(SECRET);
-    let in_flight = {
-        let c = client.clone();
-        tokio::spawn(async move { c.call("sleep", json!({"ms": 300})).await })
-    };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    s.handle.shutdown();
-    assert_eq!(in_flight.await.unwrap().unwrap(), Outcome::Done(json!(300)));
-    s.task.await.unwrap().unwrap();
+    shut_down_during_a_request(s, &client).await;
     // Nobody listens any more.
     match client.call("echo", json!({"message": "x"})).await {
         Err(ClientError::Refused(_)) | Err(ClientError::NoSocket(_)) => {}
@@ -380,6 +373,12 @@ async fn several_acceptor_threads_serve_and_shut_down_gracefully() {
         assert_eq!(c.await.unwrap(), Outcome::Done(json!(format!("m{i}"))));
     }
     // A request in flight on whichever thread accepted it still finishes.
+    shut_down_during_a_request(s, &client).await;
+}
+
+/// Start a 300 ms request, shut the service down while it runs, and check that the
+/// request still got its answer and the service stopped cleanly.
+async fn shut_down_during_a_request(s: TestService, client: &AsyncClient) {
     let in_flight = {
         let c = client.clone();
         tokio::spawn(async move { c.call("sleep", json!({"ms": 300})).await })
