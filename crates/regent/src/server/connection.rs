@@ -84,15 +84,17 @@ pub(crate) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    // A connection reads a request, then writes its answer, in turn: one stream
+    // serves both, with no lock around each read and write as a split would add.
+    let mut stream = stream;
     let mut buf = LineBuffer::new(shared.limits.max_line);
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut chunk = vec![0u8; 8 * 1024];
     loop {
         if *shutdown.borrow() && !buf.has_partial() {
             break;
         }
         let line = match next_line(
-            &mut reader,
+            &mut stream,
             &mut buf,
             &mut chunk,
             &shared.limits,
@@ -107,10 +109,10 @@ pub(crate) async fn serve<S>(
                     pid = caller.pid,
                     "request over the size limit; closing"
                 );
-                let _ = writer
+                let _ = stream
                     .write_all(&Response::error(ErrorCode::TooLarge).to_line())
                     .await;
-                let _ = writer.shutdown().await;
+                let _ = stream.shutdown().await;
                 break;
             }
             Err(ReadEnd::Broken) => {
@@ -120,7 +122,7 @@ pub(crate) async fn serve<S>(
             Err(ReadEnd::Closed) => break,
         };
         let response = shared.handle(&caller, &line).await;
-        if writer.write_all(&response.to_line()).await.is_err() {
+        if stream.write_all(&response.to_line()).await.is_err() {
             break;
         }
     }
