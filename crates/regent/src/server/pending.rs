@@ -88,7 +88,9 @@ impl Shared {
             approvers: entry.options.approvers.clone(),
         };
         match flow.start(request).await {
-            FlowOutcome::Run { op, data, .. } => self.execute(caller, &op, entry, data).await,
+            FlowOutcome::Run { op, data, .. } => {
+                self.execute(caller, &op, entry, data, false).await
+            }
             other => other
                 .to_response()
                 .unwrap_or_else(|| Response::error(ErrorCode::Internal)),
@@ -132,7 +134,7 @@ impl Shared {
                     audit.note(&why);
                     return Response::error(ErrorCode::PermissionDenied);
                 }
-                self.execute(caller, &op, entry, data).await
+                self.execute(caller, &op, entry, data, true).await
             }
             other => other
                 .to_response()

@@ -115,25 +115,37 @@ impl Shared {
         if !stages.is_empty() {
             return self.hold(caller, op, entry, checked, stages, audit).await;
         }
-        self.execute(caller, op, entry, checked.data).await
+        self.execute(caller, op, entry, checked.data, false).await
     }
 
     /// Run an operation on checked data within its limits.
+    ///
+    /// A new request finding the operation at its concurrency limit is answered
+    /// `busy`. An authorized held request (`wait_for_slot`) has been consumed by
+    /// its last stage, so it waits for a slot instead, within the operation's time
+    /// limit, rather than being lost.
     pub(crate) async fn execute(
         &self,
         caller: &Arc<Caller>,
         op: &str,
         entry: &Entry,
         data: Value,
+        wait_for_slot: bool,
     ) -> Response {
+        let timeout = entry.options.timeout;
         let _permit = match &entry.gate {
+            Some(gate) if wait_for_slot => {
+                match tokio::time::timeout(timeout, gate.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => Some(p),
+                    _ => return Response::error(ErrorCode::Busy),
+                }
+            }
             Some(gate) => match gate.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => return Response::error(ErrorCode::Busy),
             },
             None => None,
         };
-        let timeout = entry.options.timeout;
         let ctx = Context {
             caller: caller.clone(),
             op: op.to_string(),

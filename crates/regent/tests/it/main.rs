@@ -3,4 +3,5 @@
 
 mod core;
 mod interop;
+mod pending;
 mod util;
