@@ -78,6 +78,11 @@ pub struct ServiceConfig {
     pub idle_timeout: Duration,
     /// Connections served at once (`max_connections`); beyond it: `busy`.
     pub max_connections: usize,
+    /// Connections one caller uid may hold at once (`max_connections_per_uid`).
+    pub max_connections_per_uid: usize,
+    /// Hold a rate-limited caller's answer on its own connection for up to this
+    /// long (`rate_limit_hold`); zero, the default, answers at once.
+    pub rate_limit_hold: Duration,
     /// `log_format = "text" | "json"`.
     pub log_format: LogFormat,
     /// SQLite store for pending requests (`store`).
@@ -106,6 +111,8 @@ impl Default for ServiceConfig {
             line_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
+            max_connections_per_uid: 64,
+            rate_limit_hold: Duration::ZERO,
             log_format: LogFormat::Text,
             store: PathBuf::from(DEFAULT_STORE),
             admin_group: None,

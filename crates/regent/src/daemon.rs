@@ -132,6 +132,8 @@ pub fn limits(config: &Config) -> Limits {
         line_timeout: s.line_timeout,
         idle_timeout: s.idle_timeout,
         max_connections: s.max_connections,
+        max_connections_per_uid: s.max_connections_per_uid,
+        rate_limit_hold: s.rate_limit_hold,
         ..Limits::default()
     }
 }

@@ -219,3 +219,47 @@ fn sigterm_finishes_the_request_in_flight_then_removes_the_socket() {
     assert!(!d.socket.exists(), "socket left behind");
     assert!(d.log_text().contains("finishing requests in flight"));
 }
+
+/// `max_connections_per_uid` and `rate_limit_hold` from the config take effect.
+#[test]
+fn per_uid_connection_cap_and_rate_limit_hold() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+    let d = Daemon::start("max_connections_per_uid = 2\nrate_limit_hold = \"1s\"", OPS);
+    let line = |s: &mut UnixStream| {
+        let mut l = String::new();
+        BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut l)
+            .unwrap();
+        l
+    };
+    // Two idle connections from this uid are fine; the third is turned away.
+    let _a = UnixStream::connect(&d.socket).unwrap();
+    let _b = UnixStream::connect(&d.socket).unwrap();
+    let mut c = UnixStream::connect(&d.socket).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(line(&mut c).contains("\"busy\""));
+    drop((_a, _b));
+    std::thread::sleep(Duration::from_millis(100));
+    // Wrong secrets: the first few are answered at once, then the answer is held.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut held = Duration::ZERO;
+    for _ in 0..8 {
+        let t = Instant::now();
+        s.write_all(b"{\"secret\": \"wrong\", \"op\": \"greet\"}\n")
+            .unwrap();
+        let l = line(&mut s);
+        assert!(
+            l.contains("permission_denied") || l.contains("rate_limited"),
+            "{l}"
+        );
+        if l.contains("rate_limited") {
+            held = held.max(t.elapsed());
+        }
+    }
+    assert!(
+        held >= Duration::from_millis(500),
+        "rate-limited answers were not held: {held:?}"
+    );
+}

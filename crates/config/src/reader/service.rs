@@ -12,6 +12,8 @@ const SERVICE_KEYS: &[&str] = &[
     "line_timeout",
     "idle_timeout",
     "max_connections",
+    "max_connections_per_uid",
+    "rate_limit_hold",
     "log_format",
     "store",
     "admin_group",
@@ -87,6 +89,14 @@ pub(super) fn read_service(r: &mut Reader<'_>, f: &Field<'_, '_>) -> ServiceConf
     }
     if let Some(f) = t.get("max_connections") {
         s.max_connections = r.int_in(&f, 1, 1_000_000).unwrap_or(s.max_connections);
+    }
+    if let Some(f) = t.get("max_connections_per_uid") {
+        s.max_connections_per_uid = r
+            .int_in(&f, 1, 1_000_000)
+            .unwrap_or(s.max_connections_per_uid);
+    }
+    if let Some(f) = t.get("rate_limit_hold") {
+        s.rate_limit_hold = r.duration(&f, Duration::ZERO).unwrap_or(s.rate_limit_hold);
     }
     if let Some(f) = t.get("log_format") {
         s.log_format = r
