@@ -31,14 +31,20 @@ pub fn regent() -> &'static Path {
     })
 }
 
-/// A system user (and its group) for tests; created once, idempotently.
-pub fn user(name: &str) -> (u32, u32) {
+/// Serialises changes to the user and group databases across test threads and
+/// processes (useradd and usermod lock /etc/passwd themselves and fail when busy).
+fn users_lock() -> nix::fcntl::Flock<std::fs::File> {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open("/tmp/regent-e2e-users.lock")
         .unwrap();
-    let _g = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap()
+}
+
+/// A system user (and its group) for tests; created once, idempotently.
+pub fn user(name: &str) -> (u32, u32) {
+    let _g = users_lock();
     if nix::unistd::User::from_name(name).unwrap().is_none() {
         let st = Command::new("useradd")
             .args([
@@ -59,12 +65,7 @@ pub fn user(name: &str) -> (u32, u32) {
 
 /// A group with the given members (created once; members added idempotently).
 pub fn group_with(name: &str, members: &[&str]) -> u32 {
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open("/tmp/regent-e2e-users.lock")
-        .unwrap();
-    let _g = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let _g = users_lock();
     if nix::unistd::Group::from_name(name).unwrap().is_none() {
         assert!(Command::new("groupadd")
             .args(["--system", name])
