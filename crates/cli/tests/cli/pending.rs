@@ -113,6 +113,19 @@ fn assert_ran(o: &Output, out: &str) {
 }
 
 /// `regent pending --json` as root: the raw response, whose `data` is the list.
+/// Wait (up to 15 s) until a request is pending and return its id, as an
+/// administrator watching `regent pending` would find it.
+fn first_pending_id(d: &Daemon) -> String {
+    let t = Instant::now();
+    loop {
+        if let Some(r) = pending_list(d).first() {
+            return r["request_id"].as_str().unwrap().to_string();
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "never pending");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn pending_list(d: &Daemon) -> Vec<Value> {
     let o = d.cli(&["pending", "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -681,14 +694,7 @@ fn call_wait_returns_once_approved() {
             )
         });
         // Find the request as the administrator would, and approve it.
-        let t = Instant::now();
-        let id = loop {
-            if let Some(r) = pending_list(&d).first() {
-                break r["request_id"].as_str().unwrap().to_string();
-            }
-            assert!(t.elapsed() < Duration::from_secs(15), "never pending");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let id = first_pending_id(&d);
         // The caller is still waiting.
         std::thread::sleep(Duration::from_millis(1500));
         assert!(!waiter.is_finished(), "--wait returned before approval");
@@ -700,14 +706,7 @@ fn call_wait_returns_once_approved() {
     std::thread::scope(|s| {
         let waiter =
             s.spawn(|| caller.run(&d, &["call", "say", "--data", r#"{"msg":"no"}"#, "--wait"]));
-        let t = Instant::now();
-        let id = loop {
-            if let Some(r) = pending_list(&d).first() {
-                break r["request_id"].as_str().unwrap().to_string();
-            }
-            assert!(t.elapsed() < Duration::from_secs(15), "never pending");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let id = first_pending_id(&d);
         assert_eq!(code(&d.cli(&["deny", &id, "--reason", "nope"])), 0);
         let o = waiter.join().unwrap();
         assert_error(&o, 3, "denied");
