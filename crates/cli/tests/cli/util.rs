@@ -159,7 +159,12 @@ impl Daemon {
             .unwrap();
         self.child = Some(child);
         let t = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+        // Ready means the socket answers and the daemon has logged "listening",
+        // which it does only after dropping its privileges (the socket is bound
+        // before that, so a connect alone could race the drop).
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err()
+            || !self.log_text().contains("listening")
+        {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("daemon exited with {st}: {}", self.log_text());
             }
