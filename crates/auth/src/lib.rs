@@ -38,7 +38,7 @@ pub use method::{
     ApprovalMethod, AuthMethod, Check, EmailMethod, MethodError, MethodRegistry, StageContext,
     StageStart, TotpMethod,
 };
-pub use ratelimit::{RateLimitConfig, RateLimiter};
+pub use ratelimit::{Limited, RateLimitConfig, RateLimiter};
 pub use secret::SharedSecret;
 pub use store::{Decision, PendingStore};
 pub use totp::{Enrollment, TotpCheck, TotpSecret, TotpStore};

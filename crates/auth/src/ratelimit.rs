@@ -5,6 +5,10 @@
 //! `burst` times in a row, then once per `interval`; a limited key gets the time to
 //! wait at once, nobody is ever slept, and other keys are never slowed. Memory is
 //! bounded: at most `max_keys` keys are tracked, stale ones are evicted first.
+//!
+//! [`Limited::repeated`] tells a key that was already told to wait in this lockout
+//! and asks again anyway (a flood) from one asking for the first time, so that the
+//! service can answer the first at once and pace the flood on its own connection.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -33,13 +37,30 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// A key is limited: what [`RateLimiter::check`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Limited {
+    /// Time until the key may try again.
+    pub wait: Duration,
+    /// The key was already answered "limited" during this lockout and asks again.
+    pub repeated: bool,
+}
+
+/// Per key: the theoretical arrival time, the instant at which the key is back to
+/// a clean slate (limited while `tat > now + tolerance`), and whether the key has
+/// been told it is limited since it last got through.
+#[derive(Debug, Clone, Copy)]
+struct Slate {
+    tat: Instant,
+    told: bool,
+}
+
 /// A thread-safe per-key failure limiter.
 #[derive(Debug)]
 pub struct RateLimiter<K> {
     config: RateLimitConfig,
-    /// Per key, the theoretical arrival time: the instant at which the key is
-    /// back to a clean slate. A key is limited while `tat > now + tolerance`.
-    tats: Mutex<HashMap<K, Instant>>,
+    tats: Mutex<HashMap<K, Slate>>,
 }
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
@@ -65,25 +86,29 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         self.config.interval * (self.config.burst - 1)
     }
 
-    /// `Ok` if `key` may proceed now, else `Err(time to wait)`. Never blocks beyond
-    /// a short lock; a key without failures costs one hash lookup.
-    pub fn check(&self, key: &K) -> Result<(), Duration> {
+    /// `Ok` if `key` may proceed now, else `Err` with the time to wait. Never blocks
+    /// beyond a short lock; a key without failures costs one hash lookup.
+    pub fn check(&self, key: &K) -> Result<(), Limited> {
         self.check_at(key, Instant::now())
     }
 
     /// [`check`](Self::check) at a given instant.
-    pub fn check_at(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        let tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
-        match tats.get(key) {
-            None => Ok(()),
-            Some(&tat) => {
-                let allowed_until = now + self.tolerance();
-                if tat > allowed_until {
-                    Err(tat - allowed_until)
-                } else {
-                    Ok(())
-                }
-            }
+    pub fn check_at(&self, key: &K, now: Instant) -> Result<(), Limited> {
+        let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(slate) = tats.get_mut(key) else {
+            return Ok(());
+        };
+        let allowed_until = now + self.tolerance();
+        if slate.tat > allowed_until {
+            let repeated = slate.told;
+            slate.told = true;
+            Err(Limited {
+                wait: slate.tat - allowed_until,
+                repeated,
+            })
+        } else {
+            slate.told = false;
+            Ok(())
         }
     }
 
@@ -97,28 +122,31 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
         if !tats.contains_key(key) && tats.len() >= self.config.max_keys {
             // Evict keys back to a clean slate; if none, the least limited one.
-            tats.retain(|_, tat| *tat > now);
+            tats.retain(|_, slate| slate.tat > now);
             if tats.len() >= self.config.max_keys {
                 if let Some(k) = tats
                     .iter()
-                    .min_by_key(|(_, tat)| **tat)
+                    .min_by_key(|(_, slate)| slate.tat)
                     .map(|(k, _)| k.clone())
                 {
                     tats.remove(&k);
                 }
             }
         }
-        let tat = tats.entry(key.clone()).or_insert(now);
+        let slate = tats.entry(key.clone()).or_insert(Slate {
+            tat: now,
+            told: false,
+        });
         // Never let the debt grow past one interval beyond the limit: a limited key
         // waits at most `interval` after its last failure.
         let cap = now + self.tolerance() + self.config.interval;
-        *tat = ((*tat).max(now) + self.config.interval).min(cap);
+        slate.tat = (slate.tat.max(now) + self.config.interval).min(cap);
     }
 
     /// Forget every key whose slate is clean at `now` (also done lazily when full).
     pub fn evict_stale(&self, now: Instant) {
         let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
-        tats.retain(|_, tat| *tat > now);
+        tats.retain(|_, slate| slate.tat > now);
     }
 
     /// How many keys are tracked.
@@ -154,8 +182,13 @@ mod tests {
             assert!(l.check_at(&1000, t0).is_ok());
         }
         l.record_failure_at(&1000, t0);
-        let wait = l.check_at(&1000, t0).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(2));
+        let limited = l.check_at(&1000, t0).unwrap_err();
+        assert_eq!(limited.wait, Duration::from_secs(2));
+        assert!(!limited.repeated, "the first answer of a lockout");
+        let again = l
+            .check_at(&1000, t0 + Duration::from_millis(10))
+            .unwrap_err();
+        assert!(again.repeated, "asking again during the lockout");
         // Another key is not affected.
         assert!(l.check_at(&1001, t0).is_ok());
         // Just before the wait is over: still limited; after: allowed once more.
@@ -163,7 +196,8 @@ mod tests {
         let t1 = t0 + Duration::from_secs(2);
         assert!(l.check_at(&1000, t1).is_ok());
         l.record_failure_at(&1000, t1);
-        assert!(l.check_at(&1000, t1).is_err());
+        // Through once, so the next lockout's first answer is not a repeat.
+        assert!(!l.check_at(&1000, t1).unwrap_err().repeated);
         // Long after, the key is clean and evictable.
         let t2 = t1 + Duration::from_secs(60);
         assert!(l.check_at(&1000, t2).is_ok());
@@ -178,7 +212,7 @@ mod tests {
         for _ in 0..1000 {
             l.record_failure_at(&7, t0);
         }
-        assert!(l.check_at(&7, t0).unwrap_err() <= Duration::from_secs(2));
+        assert!(l.check_at(&7, t0).unwrap_err().wait <= Duration::from_secs(2));
     }
 
     #[test]

@@ -80,8 +80,10 @@ pub struct ServiceConfig {
     pub max_connections: usize,
     /// Connections one caller uid may hold at once (`max_connections_per_uid`).
     pub max_connections_per_uid: usize,
-    /// Hold a rate-limited caller's answer on its own connection for up to this
-    /// long (`rate_limit_hold`); zero, the default, answers at once.
+    /// Pace a flood (`rate_limit_hold`): a rate-limited caller's first answer goes
+    /// out at once; further requests during the same lockout are answered after up
+    /// to this long, held on the caller's own connection. Default 1 s; zero answers
+    /// every one at once.
     pub rate_limit_hold: Duration,
     /// `log_format = "text" | "json"`.
     pub log_format: LogFormat,
@@ -112,7 +114,7 @@ impl Default for ServiceConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
             max_connections_per_uid: 64,
-            rate_limit_hold: Duration::ZERO,
+            rate_limit_hold: Duration::from_secs(1),
             log_format: LogFormat::Text,
             store: PathBuf::from(DEFAULT_STORE),
             admin_group: None,

@@ -29,10 +29,19 @@ impl fmt::Display for FrameError {
 impl std::error::Error for FrameError {}
 
 /// Accumulates bytes and yields newline-terminated lines of at most `max_line` bytes.
+///
+/// Bytes arrive either copied in with [`extend`](Self::extend) or read straight into
+/// the buffer: [`spare`](Self::spare) lends the free space, [`commit`](Self::commit)
+/// counts what was read into it. Either way the buffer never holds more than one
+/// line's cap beyond what has been returned.
 #[derive(Debug)]
 pub struct LineBuffer {
+    /// Storage; `buf[..end]` holds data, the rest is initialised spare room that
+    /// only grows, so lending it never zeroes memory twice.
     buf: Vec<u8>,
-    /// Bytes at the front already scanned and known to hold no newline.
+    /// End of the data.
+    end: usize,
+    /// Bytes after `start` already scanned and known to hold no newline.
     scanned: usize,
     /// Start of the unconsumed data.
     start: usize,
@@ -43,7 +52,8 @@ impl LineBuffer {
     /// A buffer for lines of at most `max_line` bytes (newline excluded).
     pub fn new(max_line: usize) -> Self {
         LineBuffer {
-            buf: Vec::with_capacity(4096.min(max_line + 1)),
+            buf: Vec::new(),
+            end: 0,
             scanned: 0,
             start: 0,
             max_line,
@@ -57,7 +67,7 @@ impl LineBuffer {
 
     /// Bytes held that are not yet part of a returned line.
     pub fn pending_len(&self) -> usize {
-        self.buf.len() - self.start
+        self.end - self.start
     }
 
     /// True when part of a line has arrived (a line is "started").
@@ -73,14 +83,41 @@ impl LineBuffer {
             .max(1)
     }
 
-    /// Append bytes read from the peer.
-    pub fn extend(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
+    /// Drop consumed bytes when nothing is pending, so the buffer starts over.
+    fn reset_if_drained(&mut self) {
+        if self.start == self.end {
             self.start = 0;
+            self.end = 0;
             self.scanned = 0;
         }
+    }
+
+    /// Free space to read into: at least one byte, at most `max` and at most
+    /// [`room`](Self::room). Follow with [`commit`](Self::commit).
+    pub fn spare(&mut self, max: usize) -> &mut [u8] {
+        self.reset_if_drained();
+        let want = self.room().min(max.max(1));
+        if self.buf.len() < self.end + want {
+            self.buf.resize(self.end + want, 0);
+        }
+        &mut self.buf[self.end..self.end + want]
+    }
+
+    /// Count `n` bytes just read into [`spare`](Self::spare).
+    ///
+    /// # Panics
+    /// If `n` is more than the spare room lent.
+    pub fn commit(&mut self, n: usize) {
+        assert!(self.end + n <= self.buf.len(), "committed more than lent");
+        self.end += n;
+    }
+
+    /// Append bytes read from the peer.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.reset_if_drained();
+        self.buf.truncate(self.end);
         self.buf.extend_from_slice(bytes);
+        self.end = self.buf.len();
     }
 
     /// The next complete line without its `\n` (a trailing `\r` is kept and is
@@ -88,26 +125,27 @@ impl LineBuffer {
     /// `TooLarge` if the current line already exceeds the limit.
     pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
         let from = self.start + self.scanned;
-        match self.buf[from..].iter().position(|&b| b == b'\n') {
+        match self.buf[from..self.end].iter().position(|&b| b == b'\n') {
             Some(i) => {
-                let end = from + i;
-                if end - self.start > self.max_line {
+                let at = from + i;
+                if at - self.start > self.max_line {
                     return Err(FrameError::TooLarge);
                 }
-                let line = self.buf[self.start..end].to_vec();
-                self.start = end + 1;
+                let line = self.buf[self.start..at].to_vec();
+                self.start = at + 1;
                 self.scanned = 0;
-                if self.start == self.buf.len() {
-                    self.buf.clear();
+                if self.start == self.end {
                     self.start = 0;
+                    self.end = 0;
                 } else if self.start > 64 * 1024 {
-                    self.buf.drain(..self.start);
+                    self.buf.copy_within(self.start..self.end, 0);
+                    self.end -= self.start;
                     self.start = 0;
                 }
                 Ok(Some(line))
             }
             None => {
-                self.scanned = self.buf.len() - self.start;
+                self.scanned = self.end - self.start;
                 if self.scanned > self.max_line {
                     Err(FrameError::TooLarge)
                 } else {
@@ -185,5 +223,48 @@ mod tests {
         }
         b.extend(b"\n");
         assert_eq!(b.next_line().unwrap().unwrap().len(), 200_000);
+    }
+
+    #[test]
+    fn reading_in_place_frames_like_extend_and_stays_bounded() {
+        let input = b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n";
+        for step in 1..input.len() {
+            let mut b = LineBuffer::new(100);
+            let mut lines = Vec::new();
+            for piece in input.chunks(step) {
+                let spare = b.spare(piece.len());
+                let n = spare.len().min(piece.len());
+                spare[..n].copy_from_slice(&piece[..n]);
+                b.commit(n);
+                while let Some(l) = b.next_line().unwrap() {
+                    lines.push(l);
+                }
+            }
+            assert_eq!(lines.len(), 3, "step {step}");
+            assert_eq!(lines[2], b"{\"c\":3}".to_vec());
+            assert_eq!(b.finish(), Ok(()));
+        }
+        // An endless line: the spare room never lets the buffer pass the cap.
+        let mut b = LineBuffer::new(50);
+        let mut held = 0;
+        loop {
+            let spare = b.spare(8192);
+            assert!(held + spare.len() <= 51, "{held} + {}", spare.len());
+            spare.fill(b'x');
+            let n = spare.len();
+            b.commit(n);
+            held += n;
+            if b.next_line() == Err(FrameError::TooLarge) {
+                break;
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "committed more than lent")]
+    fn committing_more_than_lent_panics() {
+        let mut b = LineBuffer::new(10);
+        let n = b.spare(4).len();
+        b.commit(n + 1);
     }
 }

@@ -98,9 +98,50 @@ impl Response {
         }
     }
 
-    /// Encode as a wire line, newline included.
+    /// Encode as a wire line, newline included: the same bytes as serialising
+    /// [`to_value`](Self::to_value) (keys in sorted order), written directly.
     pub fn to_line(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec(&self.to_value()).expect("a JSON value serialises");
+        /// `{"data","success","uid"}`, in the key order of a JSON map.
+        #[derive(Serialize)]
+        struct Success<'a> {
+            data: &'a Value,
+            success: bool,
+            uid: Option<&'a str>,
+        }
+        /// `{"code","error"}`, in the key order of a JSON map.
+        #[derive(Serialize)]
+        struct Failure<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            code: Option<&'static str>,
+            error: &'a str,
+        }
+        let mut out = Vec::with_capacity(64);
+        let written = match self {
+            Response::Done(data) => serde_json::to_writer(
+                &mut out,
+                &Success {
+                    data,
+                    success: true,
+                    uid: None,
+                },
+            ),
+            Response::Pending { uid, data } => serde_json::to_writer(
+                &mut out,
+                &Success {
+                    data,
+                    success: true,
+                    uid: Some(uid),
+                },
+            ),
+            Response::Error { error, code } => serde_json::to_writer(
+                &mut out,
+                &Failure {
+                    code: code.map(|c| c.as_str()),
+                    error,
+                },
+            ),
+        };
+        written.expect("a JSON value serialises");
         out.push(b'\n');
         out
     }
@@ -143,6 +184,32 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_is_the_serialised_value() {
+        for r in [
+            Response::Done(json!("ok")),
+            Response::Done(Value::Null),
+            Response::Done(json!({"z": [1, {"b": "\u{0}\"\n"}], "a": 1.5})),
+            Response::Pending {
+                uid: "u-1".into(),
+                data: json!({"pending": "approval", "message": "wait"}),
+            },
+            Response::error(ErrorCode::RateLimited),
+            Response::error_with(ErrorCode::InvalidData, "field \"x\": bad\tvalue"),
+            Response::Error {
+                error: "from a Python service".into(),
+                code: None,
+            },
+        ] {
+            let mut want = serde_json::to_vec(&r.to_value()).unwrap();
+            want.push(b'\n');
+            assert_eq!(
+                String::from_utf8(r.to_line()).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn shapes_match_the_protocol() {

@@ -225,7 +225,11 @@ fn sigterm_finishes_the_request_in_flight_then_removes_the_socket() {
 fn per_uid_connection_cap_and_rate_limit_hold() {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
-    let d = Daemon::start("max_connections_per_uid = 2\nrate_limit_hold = \"1s\"", OPS);
+    // Not the default hold (1 s), so that the key is seen to take effect.
+    let d = Daemon::start(
+        "max_connections_per_uid = 2\nrate_limit_hold = \"600ms\"",
+        OPS,
+    );
     let line = |s: &mut UnixStream| {
         let mut l = String::new();
         BufReader::new(s.try_clone().unwrap())
@@ -241,10 +245,12 @@ fn per_uid_connection_cap_and_rate_limit_hold() {
     assert!(line(&mut c).contains("\"busy\""));
     drop((_a, _b));
     std::thread::sleep(Duration::from_millis(100));
-    // Wrong secrets: the first few are answered at once, then the answer is held.
+    // Wrong secrets: the first few are answered at once (permission_denied), then
+    // the lockout's first rate_limited at once too; asking again during the
+    // lockout is a flood, whose answers are held.
     let mut s = UnixStream::connect(&d.socket).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut held = Duration::ZERO;
+    let mut limited = Vec::new();
     for _ in 0..8 {
         let t = Instant::now();
         s.write_all(b"{\"secret\": \"wrong\", \"op\": \"greet\"}\n")
@@ -255,11 +261,17 @@ fn per_uid_connection_cap_and_rate_limit_hold() {
             "{l}"
         );
         if l.contains("rate_limited") {
-            held = held.max(t.elapsed());
+            limited.push(t.elapsed());
         }
     }
+    assert!(limited.len() >= 2, "{limited:?}");
     assert!(
-        held >= Duration::from_millis(500),
-        "rate-limited answers were not held: {held:?}"
+        limited[0] < Duration::from_millis(500),
+        "the first rate_limited answer was not at once: {limited:?}"
+    );
+    let held = limited[1..].iter().max().copied().unwrap_or_default();
+    assert!(
+        held >= Duration::from_millis(500) && held < Duration::from_millis(950),
+        "rate-limited answers not held for rate_limit_hold (600ms): {held:?}"
     );
 }

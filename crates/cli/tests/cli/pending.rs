@@ -818,11 +818,13 @@ fn a_caller_flooding_bad_codes_is_rate_limited_without_slowing_others() {
     let p = flooder.start(&d, "rotate", r#"{"key":"k"}"#);
     let wrong = wrong_code(&secret);
 
+    // The flooder loops on a wrong code for 4 s while a bystander calls.
     let done = std::sync::atomic::AtomicBool::new(false);
     let (flood, calm) = std::thread::scope(|s| {
         let flood = s.spawn(|| {
             let mut words: Vec<String> = Vec::new();
-            for _ in 0..200 {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(4) {
                 let o = flooder.code(&d, &p.uid, &wrong);
                 let e = stderr(&o);
                 let word = ["rate_limited", "auth_failed", "not_found"]
@@ -846,20 +848,26 @@ fn a_caller_flooding_bad_codes_is_rate_limited_without_slowing_others() {
         });
         (flood.join().unwrap(), calm.join().unwrap())
     });
-    let limited = flood.iter().filter(|w| *w == "rate_limited").count();
-    assert!(
-        limited >= 150,
-        "the flooder should be limited for most of 200 bad codes, got {limited}"
-    );
-    // The first failures were real checks, counted against the request.
+    // The first failures were real checks, counted against the request; then
+    // the lockout's first answer came at once and further ones were paced: a
+    // loop of CLI calls answered at once makes hundreds in 4 s.
     assert_eq!(flood[0], "auth_failed");
+    let first_limited = flood.iter().position(|w| w == "rate_limited");
+    assert!(
+        first_limited.is_some_and(|i| i <= 5),
+        "not rate-limited after the burst: {flood:?}"
+    );
+    assert!(
+        flood.len() < 40,
+        "the flood was not paced: {} answers in 4 s",
+        flood.len()
+    );
     let slowest = calm.iter().max().unwrap();
     assert!(
         *slowest < Duration::from_secs(1),
         "a bystander's call took {slowest:?} during the flood"
     );
-    // The flooder is still limited right after, the bystander is not.
-    assert_error(&flooder.poll(&d, &p.uid), 3, "rate_limited");
+    // Right after, the bystander is still served at once.
     assert_ran(&bystander.run(&d, &["call", "ping"]), "pong");
 }
 

@@ -16,6 +16,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
+/// The most read at once. Requests are small; a big one takes several reads.
+const READ_SIZE: usize = 4096;
+
 /// Why reading the next line ended without one.
 enum ReadEnd {
     /// Clean close between requests, idle timeout, or shutdown.
@@ -29,7 +32,6 @@ enum ReadEnd {
 async fn next_line<R: AsyncRead + Unpin>(
     reader: &mut R,
     buf: &mut LineBuffer,
-    chunk: &mut [u8],
     limits: &Limits,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Vec<u8>, ReadEnd> {
@@ -49,9 +51,10 @@ async fn next_line<R: AsyncRead + Unpin>(
             started = true;
             deadline = Instant::now() + limits.line_timeout;
         }
-        let want = buf.room().min(chunk.len());
+        // Read straight into the line buffer, never more than its cap allows.
+        let spare = buf.spare(READ_SIZE);
         let read = tokio::select! {
-            r = timeout_at(deadline, reader.read(&mut chunk[..want])) => r,
+            r = timeout_at(deadline, reader.read(spare)) => r,
             _ = shutdown.changed(), if !started => return Err(ReadEnd::Closed),
         };
         match read {
@@ -70,7 +73,7 @@ async fn next_line<R: AsyncRead + Unpin>(
                     ReadEnd::Closed
                 })
             }
-            Ok(Ok(n)) => buf.extend(&chunk[..n]),
+            Ok(Ok(n)) => buf.commit(n),
         }
     }
 }
@@ -88,20 +91,11 @@ pub(crate) async fn serve<S>(
     // serves both, with no lock around each read and write as a split would add.
     let mut stream = stream;
     let mut buf = LineBuffer::new(shared.limits.max_line);
-    let mut chunk = vec![0u8; 8 * 1024];
     loop {
         if *shutdown.borrow() && !buf.has_partial() {
             break;
         }
-        let line = match next_line(
-            &mut stream,
-            &mut buf,
-            &mut chunk,
-            &shared.limits,
-            &mut shutdown,
-        )
-        .await
-        {
+        let line = match next_line(&mut stream, &mut buf, &shared.limits, &mut shutdown).await {
             Ok(line) => line,
             Err(ReadEnd::TooLarge) => {
                 tracing::warn!(

@@ -37,12 +37,13 @@ use regent_config::Principal;
 use regent_proto::{ErrorCode, Response};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 /// Connection limits (see `PROTOCOL.md`, Framing).
 #[derive(Debug, Clone)]
@@ -61,10 +62,11 @@ pub struct Limits {
     /// start threads with their own single-threaded runtimes, each accepting on
     /// the same socket (thread-per-core, no cross-thread wake-ups per request).
     pub acceptors: usize,
-    /// Hold a rate-limited caller's answer on its own connection for up to this
-    /// long (its remaining penalty). Zero (the default) answers `rate_limited` at
-    /// once. A hold stops a flood of bad secrets from taking the CPU that other
-    /// callers need; see the benchmark's attack figures.
+    /// Pace a flood: a rate-limited caller gets its first `rate_limited` answer at
+    /// once, but each further request during the same lockout is answered after up
+    /// to this long (its remaining penalty), held on its own connection, so that a
+    /// caller looping on bad secrets cannot take the CPU other callers need (see
+    /// the benchmark's attack figures). Default 1 s; zero answers every one at once.
     pub rate_limit_hold: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
@@ -78,7 +80,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
             max_connections_per_uid: 64,
-            rate_limit_hold: Duration::ZERO,
+            rate_limit_hold: Duration::from_secs(1),
             acceptors: 1,
             shutdown_grace: Duration::from_secs(30),
         }
@@ -427,12 +429,18 @@ impl Acceptor {
         let listener = UnixListener::from_std(listener)
             .map_err(|e| Error::io("registering the listener", e))?;
         let shared = &self.shared;
-        let mut connections = tokio::task::JoinSet::new();
+        let connections = Tracker::default();
+        // A timer that is always armed on this runtime. Tokio's timer driver wakes
+        // its own thread (an eventfd write and an extra epoll round) whenever a new
+        // timer is due before every armed one; without this tick, each connection's
+        // idle timeout would be the only timer and cost that wake-up.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
+                _ = tick.tick() => continue,
                 _ = shutdown.changed() => break,
-                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             let (stream, _) = match accepted {
                 Ok(s) => s,
@@ -459,7 +467,9 @@ impl Acceptor {
             );
             let permit = self.slots.clone().try_acquire_owned();
             let (Some(per_uid), Ok(permit)) = (per_uid, permit) else {
-                connections.spawn(async move {
+                let live = connections.track();
+                tokio::spawn(async move {
+                    let _live = live;
                     let mut stream = stream;
                     let line = Response::error(ErrorCode::Busy).to_line();
                     let _ =
@@ -470,19 +480,66 @@ impl Acceptor {
             let caller = Arc::new(self.identities.resolve(cred.pid(), cred.uid(), cred.gid()));
             let shared = shared.clone();
             let rx = shutdown.clone();
-            connections.spawn(async move {
+            let live = connections.track();
+            tokio::spawn(async move {
                 connection::serve(shared, stream, caller, rx).await;
                 drop(permit);
                 drop(per_uid);
+                drop(live);
             });
         }
         drop(listener);
         let grace = shared.limits.shutdown_grace;
-        let drain = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, drain).await.is_err() {
+        if tokio::time::timeout(grace, connections.idle())
+            .await
+            .is_err()
+        {
             tracing::warn!("requests still in flight after {grace:?}; exiting anyway");
         }
         Ok(())
+    }
+}
+
+/// Counts the connection tasks an acceptor started, so that shutdown can wait
+/// for them: cheaper than a `JoinSet`, whose bookkeeping every connection would
+/// pay for although their results are never wanted.
+#[derive(Default)]
+struct Tracker(Arc<TrackerInner>);
+
+#[derive(Default)]
+struct TrackerInner {
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+/// One live task; dropping it (also while unwinding from a panic) counts it out.
+struct Tracked(Arc<TrackerInner>);
+
+impl Tracker {
+    fn track(&self) -> Tracked {
+        self.0.live.fetch_add(1, Ordering::AcqRel);
+        Tracked(self.0.clone())
+    }
+
+    /// Resolves once no tracked task is live.
+    async fn idle(&self) {
+        loop {
+            let notified = self.0.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.0.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! 1. **parse** the line (`bad_request`);
 //! 2. **rate limit**: a caller with too many recent failures gets `rate_limited`
-//!    at once (or, with [`Limits::rate_limit_hold`](super::Limits), after holding
-//!    that caller's own connection for its penalty); nobody else ever waits;
+//!    at once; one that keeps asking during its lockout is paced, its answers held
+//!    on its own connection for up to [`Limits::rate_limit_hold`](super::Limits);
+//!    nobody else ever waits;
 //! 3. **authenticate**: the socket secret, in constant time (`permission_denied`);
 //! 4. **resolve** the operation (`unknown_operation`) — reserved `regent.*` names
 //!    are the service's own ([`crate::builtin`]);
@@ -41,11 +42,17 @@ impl Shared {
             Err(e) => return Response::error_with(ErrorCode::BadRequest, e.to_string()),
         };
 
-        if let Err(wait) = self.limiter.check(&caller.uid) {
-            let hold = wait.min(self.limits.rate_limit_hold);
+        if let Err(limited) = self.limiter.check(&caller.uid) {
+            // The first answer of a lockout goes out at once. A caller that asks
+            // again while told to wait is flooding: its answer is held on its own
+            // connection (never a shared path; connections per uid are capped),
+            // which keeps the flood from taking everyone else's CPU.
+            let hold = if limited.repeated {
+                limited.wait.min(self.limits.rate_limit_hold)
+            } else {
+                std::time::Duration::ZERO
+            };
             if !hold.is_zero() {
-                // Only this connection's task waits; connections per uid are capped,
-                // so a limited caller cannot hold everyone's slots.
                 tokio::time::sleep(hold).await;
             }
             return Response::error(ErrorCode::RateLimited);
@@ -72,7 +79,10 @@ impl Shared {
             }
             Request::Continue { uid, data, .. } => {
                 audit.op("(continue)");
-                self.continue_request(caller, &uid, data, audit).await
+                // Boxed, as is `hold` below: the out-of-channel paths are large
+                // futures, and inline they would make every connection's task,
+                // moved on each spawn, that much bigger.
+                Box::pin(self.continue_request(caller, &uid, data, audit)).await
             }
         }
     }
@@ -113,7 +123,7 @@ impl Shared {
             }
         }
         if !stages.is_empty() {
-            return self.hold(caller, op, entry, checked, stages, audit).await;
+            return Box::pin(self.hold(caller, op, entry, checked, stages, audit)).await;
         }
         self.execute(caller, op, entry, checked.data, false).await
     }
