@@ -161,6 +161,15 @@ impl FlowOutcome {
         )
     }
 
+    /// Whether this outcome of [`AuthFlow::resume`] with `uid` says the request is
+    /// still waiting at the same stage (an administrator has not decided yet): the
+    /// pending response again, with the very uid presented. Any change of stage
+    /// issues a new uid, so this is exactly a poll that found nothing new; the
+    /// service rate-limits such polls.
+    pub fn is_still_waiting(&self, uid: &str) -> bool {
+        matches!(self, FlowOutcome::Pending { uid: same, .. } if same == uid)
+    }
+
     /// The error code, if this is an error.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
