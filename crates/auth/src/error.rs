@@ -89,6 +89,9 @@ pub enum AuthError {
         "request {0} was made by the approver themself; approving one's own request is not allowed"
     )]
     OwnRequest(String),
+    /// Store work on the blocking pool was cancelled (the runtime is stopping).
+    #[error("the pending store task was cancelled")]
+    StoreCancelled,
     /// A QR code could not be drawn.
     #[error("cannot draw the QR code: {0}")]
     Qr(String),

@@ -13,6 +13,11 @@
 //! `not_found`. One check runs at a time per request (a concurrent one answers
 //! `busy`), so parallel guesses cannot exceed the attempt limit.
 //!
+//! Store work (SQLite, behind the store's one connection lock) made by `start`
+//! and `resume` runs on tokio's blocking pool, never on an async worker; steps
+//! that must not be split (counting a wrong code and dropping the request at the
+//! limit) run in one blocking call.
+//!
 //! Deliveries (emails) run on a spawned task. `start`/`resume` wait for them up to
 //! [`FlowOptions::delivery_wait`]: a failure within that time drops the request and
 //! answers `operation_failed`; a later failure marks the record failed, and the next
@@ -159,6 +164,15 @@ impl FlowOutcome {
                 ..
             }
         )
+    }
+
+    /// Whether this outcome of [`AuthFlow::resume`] with `uid` says the request is
+    /// still waiting at the same stage (an administrator has not decided yet): the
+    /// pending response again, with the very uid presented. Any change of stage
+    /// issues a new uid, so this is exactly a poll that found nothing new; the
+    /// service rate-limits such polls.
+    pub fn is_still_waiting(&self, uid: &str) -> bool {
+        matches!(self, FlowOutcome::Pending { uid: same, .. } if same == uid)
     }
 
     /// The error code, if this is an error.
@@ -397,8 +411,10 @@ impl AuthFlow {
 
     /// Store a validated request and begin its first stage.
     pub async fn start(&self, req: StartRequest) -> FlowOutcome {
-        if let Err(e) = self.purge_expired() {
-            tracing::error!(error = %e, "purging expired requests failed");
+        match self.on_store(|s| s.purge_expired(SystemTime::now())).await {
+            Ok(n) if n > 0 => tracing::info!(count = n, "expired pending requests purged"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "purging expired requests failed"),
         }
         if let Err(e) = self.check_stages(&req.stages) {
             tracing::error!(op = %req.op, error = %e, "operation configured with an unknown method");
@@ -471,7 +487,18 @@ impl AuthFlow {
                 return FlowOutcome::internal();
             };
             record.stage_uid_hash = uid_hash(&u);
-            match self.store.insert(&record) {
+            let (inserted, back) = match self
+                .on_store(move |s| Ok((s.insert(&record), record)))
+                .await
+            {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::error!(error = %e, "storing a pending request failed");
+                    return FlowOutcome::internal();
+                }
+            };
+            record = back;
+            match inserted {
                 Ok(true) => {
                     uid = u;
                     break;
@@ -517,11 +544,13 @@ impl AuthFlow {
         tokio::spawn(async move {
             let result = delivery.await;
             if let Err(e) = &result {
-                match store.mark_failed(&id, &h, &e.message) {
-                    Ok(_) => {}
-                    Err(se) => {
-                        tracing::error!(request_id = %id, error = %se, "cannot mark a request failed")
-                    }
+                let reason = e.message.clone();
+                let marked = tokio::task::spawn_blocking(move || {
+                    store.mark_failed(&id, &h, &reason).map_err(|se| (id, se))
+                })
+                .await;
+                if let Ok(Err((id, se))) = marked {
+                    tracing::error!(request_id = %id, error = %se, "cannot mark a request failed")
                 }
             }
             let _ = tx.send(result);
@@ -538,10 +567,38 @@ impl AuthFlow {
             Ok(Ok(Err(e))) => FlowOutcome::from_method(e),
             Ok(Err(_)) => FlowOutcome::internal(),
         };
-        if let Err(e) = self.store.delete(request_id) {
+        let id = request_id.to_string();
+        if let Err(e) = self.on_store(move |s| s.delete(&id)).await {
             tracing::error!(request_id, error = %e, "cannot drop a failed request");
         }
         Some(failed)
+    }
+
+    /// Run `work` on the store on tokio's blocking pool, so that SQLite (and the
+    /// store's connection lock, which another request may hold) never stalls an
+    /// async worker. A panic in `work` is passed on.
+    async fn on_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&PendingStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || work(&store)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(AuthError::StoreCancelled),
+        }
+    }
+
+    /// Consume the request's current uid (a final answer), logging a failure.
+    async fn take_logged(&self, request_id: &str, hash: &str, what: &str) -> bool {
+        let (id, h) = (request_id.to_string(), hash.to_string());
+        match self.on_store(move |s| s.take(&id, &h)).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::error!(request_id, error = %e, "cannot drop a {what} request");
+                false
+            }
+        }
     }
 
     fn enter(&self, request_id: &str) -> Option<InFlight<'_>> {
@@ -563,7 +620,8 @@ impl AuthFlow {
         hook: Option<&dyn StageHook>,
     ) -> FlowOutcome {
         let hash = uid_hash(uid);
-        let rec = match self.store.by_uid_hash(&hash) {
+        let h = hash.clone();
+        let rec = match self.on_store(move |s| s.by_uid_hash(&h)).await {
             Ok(Some(r)) => r,
             Ok(None) => return FlowOutcome::not_found(),
             Err(e) => {
@@ -577,7 +635,8 @@ impl AuthFlow {
             return FlowOutcome::not_found();
         }
         if SystemTime::now() >= rec.expires_at {
-            let _ = self.store.delete(&rec.request_id);
+            let id = rec.request_id.clone();
+            let _ = self.on_store(move |s| s.delete(&id)).await;
             return FlowOutcome::not_found();
         }
         let Some(_guard) = self.enter(&rec.request_id) else {
@@ -586,19 +645,14 @@ impl AuthFlow {
                 "Another step of this request is in progress",
             );
         };
-        let take = |what: &str| {
-            if let Err(e) = self.store.take(&rec.request_id, &hash) {
-                tracing::error!(request_id = %rec.request_id, error = %e, "cannot drop a {what} request");
-            }
-        };
         match rec.status {
             RecordStatus::Pending => {}
             RecordStatus::Denied => {
-                take("denied");
+                self.take_logged(&rec.request_id, &hash, "denied").await;
                 return denied(rec.status_reason.as_deref());
             }
             RecordStatus::Failed => {
-                take("failed");
+                self.take_logged(&rec.request_id, &hash, "failed").await;
                 let msg = rec
                     .status_reason
                     .clone()
@@ -625,19 +679,30 @@ impl AuthFlow {
                 info: rec.pending_info,
             },
             Ok(Check::Denied(reason)) => {
-                take("denied");
+                self.take_logged(&rec.request_id, &hash, "denied").await;
                 tracing::info!(request_id = %rec.request_id, stage = rec.stage(), "request denied by its method");
                 denied(clean_reason(reason).as_deref())
             }
-            Ok(Check::Failed) => self.failed_attempt(&rec, &hash),
+            Ok(Check::Failed) => self.failed_attempt(&rec, &hash).await,
             Ok(Check::Passed) => self.passed(rec, &hash, hook).await,
         }
     }
 
-    fn failed_attempt(&self, rec: &PendingRecord, hash: &str) -> FlowOutcome {
-        match self.store.add_attempt(&rec.request_id, hash) {
+    async fn failed_attempt(&self, rec: &PendingRecord, hash: &str) -> FlowOutcome {
+        let (id, h, max) = (rec.request_id.clone(), hash.to_string(), rec.max_attempts);
+        // Counting and dropping at the limit are one step: no cancellation between
+        // them can leave a request past its limit in the store.
+        let counted = self
+            .on_store(move |s| {
+                let n = s.add_attempt(&id, &h)?;
+                if n.is_some_and(|n| n >= max) {
+                    let _ = s.take(&id, &h);
+                }
+                Ok(n)
+            })
+            .await;
+        match counted {
             Ok(Some(n)) if n >= rec.max_attempts => {
-                let _ = self.store.take(&rec.request_id, hash);
                 tracing::warn!(request_id = %rec.request_id, attempts = n, "attempt limit reached; request dropped");
                 FlowOutcome::error(
                     ErrorCode::AuthFailed,
@@ -685,14 +750,15 @@ impl AuthFlow {
             match hook.after_stage(&report) {
                 HookDecision::Continue => {}
                 HookDecision::Deny(reason) => {
-                    let _ = self.store.take(&rec.request_id, hash);
+                    self.take_logged(&rec.request_id, hash, "denied").await;
                     tracing::info!(request_id = %rec.request_id, "request denied by its operation");
                     return denied(clean_reason(reason).as_deref());
                 }
                 HookDecision::ReplaceRemainingStages(rest) => {
                     if let Err(e) = self.check_stages(&rest) {
                         tracing::error!(request_id = %rec.request_id, error = %e, "hook named an unknown method");
-                        let _ = self.store.take(&rec.request_id, hash);
+                        self.take_logged(&rec.request_id, hash, "misconfigured")
+                            .await;
                         return FlowOutcome::internal();
                     }
                     stages.truncate(index + 1);
@@ -702,7 +768,8 @@ impl AuthFlow {
         }
         let next = index + 1;
         if next >= stages.len() {
-            return match self.store.take(&rec.request_id, hash) {
+            let (id, h) = (rec.request_id.clone(), hash.to_string());
+            return match self.on_store(move |s| s.take(&id, &h)).await {
                 Ok(true) => {
                     tracing::info!(request_id = %rec.request_id, op = %rec.op, "authorization complete");
                     FlowOutcome::Run {
@@ -723,7 +790,7 @@ impl AuthFlow {
         let mut start = match method.begin(&context(&rec, next, count)).await {
             Ok(s) => s,
             Err(e) => {
-                let _ = self.store.take(&rec.request_id, hash);
+                self.take_logged(&rec.request_id, hash, "failed").await;
                 return FlowOutcome::from_method(e);
             }
         };
@@ -734,22 +801,21 @@ impl AuthFlow {
             return FlowOutcome::internal();
         };
         let new_hash = uid_hash(&uid);
-        match self.store.advance(
-            &rec.request_id,
-            hash,
-            &new_hash,
-            &stages,
-            next,
-            &state,
-            &info,
-        ) {
-            Ok(true) => {}
-            Ok(false) => return FlowOutcome::not_found(),
+        let (id, old, new) = (rec.request_id.clone(), hash.to_string(), new_hash.clone());
+        let advanced = self
+            .on_store(move |s| {
+                let done = s.advance(&id, &old, &new, &stages, next, &state, &info)?;
+                Ok((done, info))
+            })
+            .await;
+        let info = match advanced {
+            Ok((true, info)) => info,
+            Ok((false, _)) => return FlowOutcome::not_found(),
             Err(e) => {
                 tracing::error!(error = %e, "advancing a request failed");
                 return FlowOutcome::internal();
             }
-        }
+        };
         if let Some(d) = delivery {
             if let Some(err) = self.deliver(&rec.request_id, &new_hash, d).await {
                 return err;

@@ -185,6 +185,10 @@ async fn wrong_codes_are_counted_and_the_limit_drops_the_request() {
     for left in ["2 attempts left", "1 attempt left"] {
         let outcome = flow.resume(&uid, &alice(), &code("nope"), None).await;
         assert!(outcome.is_failure());
+        assert!(
+            !outcome.is_still_waiting(&uid),
+            "a wrong code is not a poll"
+        );
         let (c, msg) = error(&outcome);
         assert_eq!(c, ErrorCode::AuthFailed);
         assert!(msg.contains(left), "{msg}");
@@ -268,6 +272,11 @@ async fn approval_polls_until_approved_and_refuses_self_approval() {
 
     // Polling answers the same pending response with the same uid.
     let again = flow.resume(&uid, &alice(), &Value::Null, None).await;
+    assert!(
+        again.is_still_waiting(&uid),
+        "a poll that found nothing new"
+    );
+    assert!(!again.is_still_waiting("another-uid"));
     assert_eq!(
         again,
         FlowOutcome::Pending {
@@ -301,10 +310,12 @@ async fn approval_polls_until_approved_and_refuses_self_approval() {
     ));
     flow.approve(&id, &root(), false).unwrap();
     assert!(flow.list_waiting().unwrap()[0].approved);
-    assert_eq!(
-        assert_run(flow.resume(&uid, &alice(), &Value::Null, None).await),
-        id
+    let done = flow.resume(&uid, &alice(), &Value::Null, None).await;
+    assert!(
+        !done.is_still_waiting(&uid),
+        "the approved poll is not waiting"
     );
+    assert_eq!(assert_run(done), id);
 
     let audit = flow.decisions(Some(&id)).unwrap();
     assert_eq!(audit.len(), 1);
@@ -382,6 +393,12 @@ async fn stages_chain_with_a_new_uid_each_and_unknown_methods_are_refused() {
     );
     assert_ne!(uid1, uid2);
     assert_eq!(info2.pending, "approval");
+    // Passing a stage is not a poll that found nothing new: the uid changed.
+    let passed = FlowOutcome::Pending {
+        uid: uid2.clone(),
+        info: info2.clone(),
+    };
+    assert!(!passed.is_still_waiting(&uid1));
     assert_eq!(info2.extra["request_id"], info1.extra["request_id"]);
     assert_eq!(
         error(

@@ -714,6 +714,58 @@ fn call_wait_returns_once_approved() {
     });
 }
 
+/// Issue 3 §3: approval polls are rate-limited per caller uid (burst 10, then one
+/// a second), answered `rate_limited` at once; other callers are unaffected, a
+/// first request is never a poll, and a caller who waits gets its result.
+#[test]
+fn a_caller_polling_an_approval_too_fast_is_rate_limited_others_are_not() {
+    let (caller, bystander, _) = approval_users();
+    let d = Daemon::start(OPEN, APPROVAL_OPS);
+    let p = caller.start(&d, "say", r#"{"msg":"polled"}"#);
+    let q = bystander.start(&d, "say", r#"{"msg":"calm"}"#);
+
+    // A tight loop of polls: the burst answers pending, then `rate_limited`. The
+    // burst is always allowed whatever the timing; after it, staying unlimited
+    // would need one poll a second, far slower than this loop.
+    let mut answers = Vec::new();
+    let limited = loop {
+        assert!(answers.len() < 100, "100 tight polls were never limited");
+        let o = caller.run(&d, &["call", "--uid", &p.uid, "--json"]);
+        if code(&o) == 7 {
+            let again = pending_of(&o);
+            assert_eq!((again.uid.as_str(), &again.info), (p.uid.as_str(), &p.info));
+            answers.push(again);
+            continue;
+        }
+        break o;
+    };
+    assert!(
+        answers.len() >= 10,
+        "the first 10 polls are a burst, limited after {}",
+        answers.len()
+    );
+    assert_eq!(code(&limited), 3, "{}", stdout(&limited));
+    let v: Value = serde_json::from_str(&stdout(&limited)).expect("JSON response");
+    assert_eq!(v["code"], "rate_limited", "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+
+    // Another caller polls and asks as usual meanwhile.
+    let again = pending_of(&bystander.run(&d, &["call", "--uid", &q.uid, "--json"]));
+    assert_eq!(again.uid, q.uid);
+    let r = bystander.start(&d, "say", r#"{"msg":"another"}"#);
+    assert_eq!(r.method(), "approval");
+    // A first request is not a poll: the limited caller may still make one.
+    let fresh = caller.start(&d, "say", r#"{"msg":"fresh"}"#);
+    assert_eq!(fresh.method(), "approval");
+
+    // Approved; a caller who waits a second (the sustained rate) gets its result.
+    assert_eq!(code(&d.cli(&["approve", p.request_id()])), 0);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_ran(&caller.poll(&d, &p.uid), "polled");
+    assert_eq!(code(&d.cli(&["approve", q.request_id()])), 0);
+    assert_ran(&bystander.poll(&d, &q.uid), "calm");
+}
+
 #[test]
 fn what_was_approved_is_what_runs() {
     let caller = who("regent-e2e-exact");

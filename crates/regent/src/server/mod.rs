@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) secret: Option<SharedSecret>,
     pub(crate) limiter: RateLimiter<u32>,
+    /// Approval polls per caller uid ([`pending::poll_limiter`]).
+    pub(crate) poll_limiter: RateLimiter<u32>,
     pub(crate) limits: Limits,
     pub(crate) flow: Option<AuthFlow>,
     pub(crate) admin_group: Option<Principal>,
@@ -265,6 +267,7 @@ impl ServiceBuilder {
                 registry: self.registry,
                 secret: self.secret,
                 limiter: RateLimiter::new(Default::default()),
+                poll_limiter: pending::poll_limiter(),
                 limits: self.limits,
                 flow,
                 admin_group: self.admin_group,

@@ -5,6 +5,11 @@
 //! validated operation and data, bound to the kernel uid that made it; when its last
 //! stage passes, the stored data runs — never data sent later — and only if the
 //! caller is still allowed by the operation's policy.
+//!
+//! Polling a request that waits for an administrator is rate-limited per caller
+//! uid by its own limiter ([`poll_limiter`]), apart from the failure limiter: a
+//! caller polling too fast is answered `rate_limited` at once, never slept, and
+//! polling never counts as a failed code (nor a failed code as a poll).
 
 use super::audit::Audit;
 use super::Shared;
@@ -12,10 +17,30 @@ use crate::identity::Caller;
 use crate::operation::{Authorization, Checked};
 use crate::policy::{decide, Decision};
 use crate::registry::{Entry, Registry};
-use regent_auth::{CallerId, FlowOutcome, HookDecision, StageHook, StageReport, StartRequest};
+use regent_auth::{
+    CallerId, FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, StageHook, StageReport,
+    StartRequest,
+};
 use regent_proto::{ErrorCode, Response};
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Approval polls a caller may make in a burst before being limited.
+pub(crate) const POLL_BURST: u32 = 10;
+/// The sustained rate of approval polls: one per this interval (`regent call
+/// --wait` polls once a second, so it is never limited).
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The approval-poll limiter, keyed by caller uid: [`POLL_BURST`] polls at once,
+/// then one per [`POLL_INTERVAL`]; a limited caller waits at most one interval.
+pub(crate) fn poll_limiter() -> RateLimiter<u32> {
+    RateLimiter::new(RateLimitConfig {
+        burst: POLL_BURST,
+        interval: POLL_INTERVAL,
+        ..RateLimitConfig::default()
+    })
+}
 
 /// The flow's view of a caller.
 pub(crate) fn caller_id(caller: &Caller) -> CallerId {
@@ -108,6 +133,19 @@ impl Shared {
             self.limiter.record_failure(&caller.uid);
             return Response::error(ErrorCode::NotFound);
         };
+        // Approval polls are limited here, before the resume, because that is
+        // where a refusal is cheapest: a limited caller costs a hash lookup, not a
+        // read of the pending store. Which continue is a poll is only known after
+        // the resume, so only a continue that found its request still waiting
+        // (the same uid answered pending again) is counted below; first requests
+        // and code submissions are never counted. A caller over its poll rate is
+        // thus refused any continue until its next poll is due (at most
+        // POLL_INTERVAL), a code submission included, which counts as neither
+        // a poll nor a failure and may simply be sent again.
+        if self.poll_limiter.check(&caller.uid).is_err() {
+            audit.note("approval polls too fast");
+            return Response::error(ErrorCode::RateLimited);
+        }
         let hook = OpHook {
             registry: &self.registry,
             caller,
@@ -117,6 +155,9 @@ impl Shared {
             .await;
         if outcome.is_failure() {
             self.limiter.record_failure(&caller.uid);
+        }
+        if outcome.is_still_waiting(uid) {
+            self.poll_limiter.record_failure(&caller.uid);
         }
         match outcome {
             FlowOutcome::Run {
@@ -140,5 +181,137 @@ impl Shared {
                 .to_response()
                 .unwrap_or_else(|| Response::error(ErrorCode::Internal)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operation::{Context, OpError, Operation};
+    use crate::registry::OpOptions;
+    use crate::Service;
+    use std::time::Instant;
+
+    #[test]
+    fn the_poll_rate_allows_a_burst_and_one_poll_a_second() {
+        let l = poll_limiter();
+        let t0 = Instant::now();
+        // `regent call --wait` (one poll a second) is never limited.
+        for i in 0..100 {
+            let t = t0 + POLL_INTERVAL * i;
+            assert!(l.check_at(&1000, t).is_ok(), "poll {i}");
+            l.record_failure_at(&1000, t);
+        }
+        // A burst of POLL_BURST polls at once is allowed, then one is refused,
+        // and the wait is at most one interval.
+        let t1 = t0 + Duration::from_secs(1000);
+        for _ in 0..POLL_BURST {
+            assert!(l.check_at(&7, t1).is_ok());
+            l.record_failure_at(&7, t1);
+        }
+        let wait = l.check_at(&7, t1).unwrap_err();
+        assert!(wait <= POLL_INTERVAL, "{wait:?}");
+        assert!(l.check_at(&7, t1 + POLL_INTERVAL).is_ok());
+        assert!(l.check_at(&8, t1).is_ok(), "another uid is not limited");
+    }
+
+    struct Say;
+
+    impl Operation for Say {
+        type Data = ();
+        type Output = String;
+        async fn perform(&self, _: Context, _: ()) -> Result<String, OpError> {
+            Ok("said".into())
+        }
+    }
+
+    fn caller(uid: u32) -> Arc<Caller> {
+        Arc::new(Caller {
+            pid: None,
+            uid,
+            gid: uid,
+            user: None,
+            groups: vec![uid],
+            group_names: Vec::new(),
+        })
+    }
+
+    async fn ask(shared: &Shared, who: &Arc<Caller>, line: Value) -> Response {
+        shared.handle(who, line.to_string().as_bytes()).await
+    }
+
+    fn pending_uid(r: &Response) -> String {
+        match r {
+            Response::Pending { uid, .. } => uid.clone(),
+            other => panic!("expected pending, got {other:?}"),
+        }
+    }
+
+    fn is_rate_limited(r: &Response) -> bool {
+        matches!(
+            r,
+            Response::Error {
+                code: Some(ErrorCode::RateLimited),
+                ..
+            }
+        )
+    }
+
+    #[tokio::test]
+    async fn only_polls_that_find_the_request_waiting_count_against_the_poll_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = OpOptions {
+            auth: vec!["approval".into()],
+            ..OpOptions::default()
+        };
+        let service = Service::builder(dir.path().join("s.sock"))
+            .register_with("say", Say, options)
+            .unwrap()
+            .pending_store(dir.path().join("pending.db"))
+            .build()
+            .unwrap();
+        let shared = &service.shared;
+        let (alice, bob) = (caller(1000), caller(1001));
+        let new = serde_json::json!({"op": "say", "data": null});
+        let uid = pending_uid(&ask(shared, &alice, new.clone()).await);
+        let poll = serde_json::json!({"uid": uid, "data": null});
+
+        // First requests and unknown uids are not polls.
+        for _ in 0..POLL_BURST * 2 {
+            pending_uid(&ask(shared, &alice, new.clone()).await);
+        }
+        let unknown = serde_json::json!({"uid": "no-such-uid-aaaaaaaaaaaaaaaa", "data": null});
+        let r = ask(shared, &alice, unknown).await;
+        assert!(
+            matches!(
+                r,
+                Response::Error {
+                    code: Some(ErrorCode::NotFound),
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        assert!(shared.poll_limiter.is_empty(), "nothing counted as a poll");
+        assert!(shared.limiter.check(&alice.uid).is_ok(), "one failure only");
+        assert_eq!(shared.limiter.len(), 1, "the unknown uid is a failure");
+
+        // The burst of polls is answered, then the next poll is refused at once.
+        for i in 0..POLL_BURST {
+            assert_eq!(
+                pending_uid(&ask(shared, &alice, poll.clone()).await),
+                uid,
+                "poll {i}"
+            );
+        }
+        let r = ask(shared, &alice, poll.clone()).await;
+        assert!(is_rate_limited(&r), "{r:?}");
+        // Not a failure: the failure limiter saw only the unknown uid.
+        assert!(shared.limiter.check(&alice.uid).is_ok());
+        // Another caller is not affected, nor is a first request.
+        let bob_uid = pending_uid(&ask(shared, &bob, new.clone()).await);
+        let bob_poll = serde_json::json!({"uid": bob_uid, "data": null});
+        assert_eq!(pending_uid(&ask(shared, &bob, bob_poll).await), bob_uid);
+        pending_uid(&ask(shared, &alice, new.clone()).await);
     }
 }
