@@ -2,8 +2,9 @@
 //!
 //! Environment: `REGENT_BENCH_SECS` (measured seconds per figure, default 1),
 //! `REGENT_BENCH_ROUNDS` (default 3), `REGENT_BENCH_VARIANTS` (our service's
-//! configurations, default `off:2,devnull:2`: audit log off|devnull : tokio worker
-//! threads, 0 = current-thread), `REGENT_BENCH_SERVER` (another build of
+//! configurations, default `off,devnull`: audit log off|devnull, then `:N` serving
+//! threads as the daemon's `threads` key or `:mN` tokio's multi-threaded runtime
+//! with N workers), `REGENT_BENCH_SERVER` (another build of
 //! `regent-bench-server`, to compare), `REGENT_SHARED` (the shared/ directory).
 
 use regent_bench::{run, BenchOptions, Variant};

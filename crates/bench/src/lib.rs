@@ -42,8 +42,8 @@ pub struct Variant {
     pub label: String,
     /// The audit log.
     pub audit: AuditLog,
-    /// Tokio worker threads (0: current-thread runtime).
-    pub threads: usize,
+    /// How the service is run.
+    pub runtime: server::Runtime,
     /// Another server program for this variant (e.g. a build with a change, to
     /// compare in one run); `None` uses [`BenchOptions::server_command`].
     pub program: Option<PathBuf>,
@@ -51,21 +51,22 @@ pub struct Variant {
 
 impl Variant {
     /// A variant labelled from its settings: `regent`, `regent, audit→null`, with
-    /// `, current-thread` or `, N threads` when not the default 2 workers.
-    pub fn new(audit: AuditLog, threads: usize) -> Variant {
+    /// `, threads = N` or `, multi-thread N` when not the daemon's default (one
+    /// single-threaded event loop).
+    pub fn new(audit: AuditLog, runtime: server::Runtime) -> Variant {
         let mut label = String::from("regent");
         if audit == AuditLog::DevNull {
             label.push_str(", audit→null");
         }
-        match threads {
-            0 => label.push_str(", current-thread"),
-            2 => {}
-            n => label.push_str(&format!(", {n} threads")),
+        match runtime {
+            server::Runtime::Loops(1) => {}
+            server::Runtime::Loops(n) => label.push_str(&format!(", threads = {n}")),
+            server::Runtime::Multi(n) => label.push_str(&format!(", multi-thread {n}")),
         }
         Variant {
             label,
             audit,
-            threads,
+            runtime,
             program: None,
         }
     }
@@ -81,9 +82,11 @@ impl Variant {
         self
     }
 
-    /// Parse a list like `off:2,devnull:2,off:0,off:2@/tmp/other-build` (audit log :
-    /// worker threads, 0 for the current-thread runtime; `@PROGRAM` for another
-    /// server binary).
+    /// Parse a list like `off,devnull,off:2,off:m2,off@/tmp/other-build`: the audit
+    /// log, then optionally `:N` serving threads as the daemon's `threads` key (N
+    /// single-threaded event loops; 1, the daemon's default, when omitted) or
+    /// `:mN` for tokio's multi-threaded runtime with N workers; `@PROGRAM` for
+    /// another server binary.
     pub fn parse_list(list: &str) -> Result<Vec<Variant>, String> {
         list.split(',')
             .map(|item| {
@@ -91,16 +94,14 @@ impl Variant {
                     Some((i, p)) => (i, Some(PathBuf::from(p))),
                     None => (item.trim(), None),
                 };
-                let (audit, threads) = item.split_once(':').unwrap_or((item, "2"));
+                let (audit, threads) = item.split_once(':').unwrap_or((item, "1"));
                 let audit = match audit {
                     "off" => AuditLog::Off,
                     "devnull" => AuditLog::DevNull,
                     other => return Err(format!("audit log off|devnull, not {other:?}")),
                 };
-                let threads = threads
-                    .parse()
-                    .map_err(|_| format!("worker threads must be a number, not {threads:?}"))?;
-                let v = Variant::new(audit, threads);
+                let runtime = server::Runtime::parse(threads)?;
+                let v = Variant::new(audit, runtime);
                 Ok(match program {
                     Some(p) => v.with_program(p),
                     None => v,
@@ -149,8 +150,8 @@ impl BenchOptions {
             workspace_root: None,
             server_command,
             variants: vec![
-                Variant::new(AuditLog::Off, 2),
-                Variant::new(AuditLog::DevNull, 2),
+                Variant::new(AuditLog::Off, server::Runtime::Loops(1)),
+                Variant::new(AuditLog::DevNull, server::Runtime::Loops(1)),
             ],
             duration: Duration::from_secs(1),
             rounds: 3,
@@ -383,7 +384,7 @@ fn start_servers(
         let args = server::ServerArgs {
             socket: dir.path().join(format!("regent-{i}.sock")),
             audit: v.audit,
-            threads: v.threads,
+            runtime: v.runtime,
         };
         let mut argv = match &v.program {
             Some(p) => vec![p.clone().into_os_string()],
@@ -488,22 +489,25 @@ mod tests {
 
     #[test]
     fn variants_parse_and_label_themselves() {
-        let v = Variant::parse_list("off:2, devnull:2,off:0,devnull").unwrap();
+        let v = Variant::parse_list("off, devnull:1,off:2,devnull:m2").unwrap();
         let labels: Vec<_> = v.iter().map(|v| v.label.as_str()).collect();
         assert_eq!(
             labels,
             [
                 "regent",
                 "regent, audit→null",
-                "regent, current-thread",
-                "regent, audit→null"
+                "regent, threads = 2",
+                "regent, audit→null, multi-thread 2"
             ]
         );
-        let v = Variant::parse_list("devnull:0@/tmp/x/other").unwrap();
-        assert_eq!(v[0].label, "regent, audit→null, current-thread @other");
+        assert_eq!(v[3].runtime, server::Runtime::Multi(2));
+        let v = Variant::parse_list("devnull:2@/tmp/x/other").unwrap();
+        assert_eq!(v[0].label, "regent, audit→null, threads = 2 @other");
         assert_eq!(v[0].program.as_deref(), Some(Path::new("/tmp/x/other")));
         assert!(Variant::parse_list("loud:2").is_err());
         assert!(Variant::parse_list("off:x").is_err());
+        assert!(Variant::parse_list("off:0").is_err());
+        assert!(Variant::parse_list("off:m0").is_err());
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! own process (`regent-bench-server`, or any binary that calls [`server_main`]) so
 //! that it competes for the CPU like the bare C server does.
 //!
-//! Command line: `--socket PATH [--audit off|devnull] [--threads N]`; the secret is
-//! the first line of standard input, never an argument. `--audit devnull` installs
-//! the kind of `tracing` subscriber a daemon uses (text, info level) writing to
-//! `/dev/null`, so the cost of formatting the audit record is measured.
-//! `--threads 0` runs on tokio's current-thread runtime.
+//! Command line: `--socket PATH [--audit off|devnull] [--threads N | --multi N]`;
+//! the secret is the first line of standard input, never an argument.
+//! `--audit devnull` installs the kind of `tracing` subscriber a daemon uses (text,
+//! info level) writing to `/dev/null`, so the cost of formatting the audit record
+//! is measured. `--threads N` (default 1) runs like the daemon with `threads = N`:
+//! N single-threaded event loops accepting on the socket; `--multi N` runs on
+//! tokio's multi-threaded runtime with N workers instead.
 
 use regent::operation::{Context, OpError, Operation};
 use regent::Service;
@@ -47,6 +49,36 @@ impl AuditLog {
     }
 }
 
+/// How the service is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// As the daemon with `threads = N`: N single-threaded event loops, each
+    /// accepting on the socket and serving its connections start to finish.
+    Loops(usize),
+    /// Tokio's multi-threaded runtime with N workers and one accept loop.
+    Multi(usize),
+}
+
+impl Runtime {
+    /// `N` for [`Runtime::Loops`], `mN` for [`Runtime::Multi`]; N at least 1.
+    pub fn parse(s: &str) -> Result<Runtime, String> {
+        let (multi, n) = match s.strip_prefix('m') {
+            Some(n) => (true, n),
+            None => (false, s),
+        };
+        let n: usize = n
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("threads: N or mN with N at least 1, not {s:?}"))?;
+        Ok(if multi {
+            Runtime::Multi(n)
+        } else {
+            Runtime::Loops(n)
+        })
+    }
+}
+
 /// How the bench server runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerArgs {
@@ -54,16 +86,16 @@ pub struct ServerArgs {
     pub socket: PathBuf,
     /// The audit log.
     pub audit: AuditLog,
-    /// Tokio worker threads; 0 means the current-thread runtime.
-    pub threads: usize,
+    /// How the service is run.
+    pub runtime: Runtime,
 }
 
 impl ServerArgs {
-    /// Parse `--socket PATH [--audit off|devnull] [--threads N]`.
+    /// Parse `--socket PATH [--audit off|devnull] [--threads N | --multi N]`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<ServerArgs, String> {
         let mut socket = None;
         let mut audit = AuditLog::Off;
-        let mut threads = 2;
+        let mut runtime = Runtime::Loops(1);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -76,15 +108,16 @@ impl ServerArgs {
                         other => return Err(format!("--audit off|devnull, not {other:?}")),
                     }
                 }
-                "--threads" => {
-                    let v = value("--threads")?;
-                    threads = v
-                        .parse()
-                        .map_err(|_| format!("--threads takes a number, not {v:?}"))?;
+                "--threads" => runtime = Runtime::parse(&value("--threads")?)?,
+                "--multi" => {
+                    runtime = match Runtime::parse(&value("--multi")?)? {
+                        Runtime::Loops(n) => Runtime::Multi(n),
+                        Runtime::Multi(_) => return Err("--multi takes a number".into()),
+                    }
                 }
                 other => {
                     return Err(format!(
-                        "unknown argument {other:?}; usage: --socket PATH [--audit off|devnull] [--threads N] (secret on stdin)"
+                        "unknown argument {other:?}; usage: --socket PATH [--audit off|devnull] [--threads N | --multi N] (secret on stdin)"
                     ))
                 }
             }
@@ -92,7 +125,7 @@ impl ServerArgs {
         Ok(ServerArgs {
             socket: socket.ok_or("--socket PATH is required")?,
             audit,
-            threads,
+            runtime,
         })
     }
 
@@ -103,9 +136,13 @@ impl ServerArgs {
             self.socket.display().to_string(),
             "--audit".into(),
             self.audit.as_str().into(),
-            "--threads".into(),
-            self.threads.to_string(),
         ]
+        .into_iter()
+        .chain(match self.runtime {
+            Runtime::Loops(n) => ["--threads".into(), n.to_string()],
+            Runtime::Multi(n) => ["--multi".into(), n.to_string()],
+        })
+        .collect()
     }
 }
 
@@ -123,24 +160,18 @@ pub fn serve_noop(args: &ServerArgs, secret: &str) -> Result<(), String> {
             .try_init()
             .map_err(|e| format!("installing the log subscriber: {e}"))?;
     }
-    let runtime = if args.threads == 0 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
-            .enable_all()
-            .build()
-    }
-    .map_err(|e| format!("starting the runtime: {e}"))?;
-    // `--threads 0`: what the daemon does, a single-threaded runtime per CPU
-    // accepting on the same socket.
-    let acceptors = if args.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        1
+    let (mut runtime, acceptors) = match args.runtime {
+        Runtime::Loops(n) => (tokio::runtime::Builder::new_current_thread(), n),
+        Runtime::Multi(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            (b, 1)
+        }
     };
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
     let service = Service::builder(&args.socket)
         .limits(regent::Limits {
             acceptors,
@@ -180,7 +211,7 @@ mod tests {
         let a = ServerArgs {
             socket: "/tmp/x.sock".into(),
             audit: AuditLog::DevNull,
-            threads: 0,
+            runtime: Runtime::Multi(3),
         };
         assert_eq!(ServerArgs::parse(a.to_args()).unwrap(), a);
         assert!(ServerArgs::parse(["--audit".to_string(), "off".into()]).is_err());

@@ -19,6 +19,7 @@ line_timeout = "10s"                 # time to finish a started line
 idle_timeout = "60s"                 # idle time between requests
 max_connections = 512                # beyond this, callers get "busy"
 max_connections_per_uid = 64         # one user cannot take every slot
+threads = 1                          # serving threads (event loops); 1 is plenty
 rate_limit_hold = "1s"               # pace a caller that keeps asking while rate-limited
 log_format = "text"                  # or "json"
 store = "/var/lib/regent/pending.db" # pending requests (SQLite, root-only)

@@ -80,6 +80,10 @@ pub struct ServiceConfig {
     pub max_connections: usize,
     /// Connections one caller uid may hold at once (`max_connections_per_uid`).
     pub max_connections_per_uid: usize,
+    /// Serving threads (`threads`), each an event loop accepting on the socket and
+    /// serving its connections start to finish. Default 1: one thread answers tens
+    /// of thousands of requests a second, and commands run as their own processes.
+    pub threads: usize,
     /// Pace a flood (`rate_limit_hold`): a rate-limited caller's first answer goes
     /// out at once; further requests during the same lockout are answered after up
     /// to this long, held on the caller's own connection. Default 1 s; zero answers
@@ -114,6 +118,7 @@ impl Default for ServiceConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
             max_connections_per_uid: 64,
+            threads: 1,
             rate_limit_hold: Duration::from_secs(1),
             log_format: LogFormat::Text,
             store: PathBuf::from(DEFAULT_STORE),

@@ -134,6 +134,7 @@ pub fn limits(config: &Config) -> Limits {
         max_connections: s.max_connections,
         max_connections_per_uid: s.max_connections_per_uid,
         rate_limit_hold: s.rate_limit_hold,
+        acceptors: s.threads,
         ..Limits::default()
     }
 }

@@ -63,7 +63,10 @@ pub fn run(args: Args) -> ExitCode {
     };
     let _log_guard = logging::start_background_writer();
     tracing::info!("privilege: {kept}");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // A single-threaded event loop; `threads = N` in the config adds N-1 more,
+    // each with its own loop accepting on the same socket (see `Limits::acceptors`).
+    // Threads start only now, after the privilege drop, and inherit it.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -14,6 +14,7 @@ const SERVICE_KEYS: &[&str] = &[
     "max_connections",
     "max_connections_per_uid",
     "rate_limit_hold",
+    "threads",
     "log_format",
     "store",
     "admin_group",
@@ -94,6 +95,9 @@ pub(super) fn read_service(r: &mut Reader<'_>, f: &Field<'_, '_>) -> ServiceConf
         s.max_connections_per_uid = r
             .int_in(&f, 1, 1_000_000)
             .unwrap_or(s.max_connections_per_uid);
+    }
+    if let Some(f) = t.get("threads") {
+        s.threads = r.int_in(&f, 1, 256).unwrap_or(s.threads);
     }
     if let Some(f) = t.get("rate_limit_hold") {
         s.rate_limit_hold = r.duration(&f, Duration::ZERO).unwrap_or(s.rate_limit_hold);

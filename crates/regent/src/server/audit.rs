@@ -7,26 +7,36 @@
 use crate::identity::Caller;
 use regent_proto::Response;
 use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
+
+/// The caller's user name, or its uid when the user database has none.
+struct UserOrUid<'a>(&'a Caller);
+
+impl fmt::Display for UserOrUid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.user {
+            Some(name) => f.write_str(name),
+            None => write!(f, "{}", self.0.uid),
+        }
+    }
+}
 
 /// An audit record being filled in while a request is processed.
 pub(crate) struct Audit {
     started: Instant,
-    pid: Option<i32>,
-    uid: u32,
-    user: String,
+    caller: Arc<Caller>,
     op: String,
     data: Option<String>,
     note: Option<String>,
 }
 
 impl Audit {
-    pub(crate) fn start(caller: &Caller) -> Self {
+    pub(crate) fn start(caller: &Arc<Caller>) -> Self {
         Audit {
             started: Instant::now(),
-            pid: caller.pid,
-            uid: caller.uid,
-            user: caller.user_or_uid(),
+            caller: caller.clone(),
             op: String::new(),
             data: None,
             note: None,
@@ -68,9 +78,9 @@ impl Audit {
         let micros = self.started.elapsed().as_micros() as u64;
         tracing::info!(
             target: "regent::audit",
-            pid = self.pid,
-            uid = self.uid,
-            user = %self.user,
+            pid = self.caller.pid,
+            uid = self.caller.uid,
+            user = %UserOrUid(&self.caller),
             op = %self.op,
             outcome,
             duration_us = micros,

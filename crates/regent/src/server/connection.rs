@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
 /// The most read at once. Requests are small; a big one takes several reads.
-const READ_SIZE: usize = 4096;
+const READ_SIZE: usize = 1024;
 
 /// Why reading the next line ended without one.
 enum ReadEnd {

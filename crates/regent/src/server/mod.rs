@@ -60,7 +60,10 @@ pub struct Limits {
     pub max_connections_per_uid: usize,
     /// Accepting threads: 1 (the default) serves on the caller's runtime; more
     /// start threads with their own single-threaded runtimes, each accepting on
-    /// the same socket (thread-per-core, no cross-thread wake-ups per request).
+    /// the same socket and serving its connections start to finish
+    /// (thread-per-core, no cross-thread wake-ups per request). The daemon runs
+    /// its first acceptor on a single-threaded runtime too (`threads` in the
+    /// config).
     pub acceptors: usize,
     /// Pace a flood: a rate-limited caller gets its first `rate_limited` answer at
     /// once, but each further request during the same lockout is answered after up

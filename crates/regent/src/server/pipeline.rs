@@ -24,7 +24,9 @@ use crate::policy::{decide, Decision};
 use crate::registry::{Entry, RESERVED_PREFIX};
 use regent_proto::{ErrorCode, Request, Response};
 use serde_json::Value;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 impl Shared {
@@ -161,8 +163,15 @@ impl Shared {
             op: op.to_string(),
             deadline: Instant::now() + timeout,
         };
-        let fut = entry.op.clone().perform(ctx, data);
-        match tokio::time::timeout(timeout, fut).await {
+        // Most operations answer on their first poll; only one that has to wait
+        // gets a timer for its time limit (arming a timer costs more than a no-op).
+        let mut fut = std::pin::pin!(entry.op.clone().perform(ctx, data));
+        let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+        let result = match first {
+            Poll::Ready(r) => Ok(r),
+            Poll::Pending => tokio::time::timeout(timeout, fut).await,
+        };
+        match result {
             Ok(Ok(value)) => Response::Done(value),
             Ok(Err(e)) => {
                 if let crate::operation::OpError::Internal(detail) = &e {
