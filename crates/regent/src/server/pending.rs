@@ -209,7 +209,7 @@ mod tests {
             assert!(l.check_at(&7, t1).is_ok());
             l.record_failure_at(&7, t1);
         }
-        let wait = l.check_at(&7, t1).unwrap_err();
+        let wait = l.check_at(&7, t1).unwrap_err().wait;
         assert!(wait <= POLL_INTERVAL, "{wait:?}");
         assert!(l.check_at(&7, t1 + POLL_INTERVAL).is_ok());
         assert!(l.check_at(&8, t1).is_ok(), "another uid is not limited");
