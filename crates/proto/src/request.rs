@@ -1,5 +1,6 @@
 //! Requests: `{"secret", "op", "data"}` or `{"secret", "uid", "data"}`.
 
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -78,19 +79,22 @@ impl fmt::Display for RequestError {
 impl std::error::Error for RequestError {}
 
 impl Request {
-    /// Parse one request line (without its newline). Unknown keys are ignored.
+    /// Parse one request line (without its newline). Unknown keys are ignored; a
+    /// repeated key counts once, with its last value (as in a JSON object).
     pub fn parse(line: &[u8]) -> Result<Request, RequestError> {
-        let value: Value = serde_json::from_slice(line).map_err(|e| {
-            // serde_json's messages name a position and a category, never the input.
-            RequestError::NotJson(e.to_string())
-        })?;
-        let Value::Object(mut map) = value else {
+        // serde_json's messages name a position and a category, never the input;
+        // the visitors below accept every type, so no message quotes a value.
+        let not_json = |e: serde_json::Error| RequestError::NotJson(e.to_string());
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let top = de.deserialize_any(TopVisitor).map_err(not_json)?;
+        de.end().map_err(not_json)?;
+        let Some(mut fields) = top else {
             return Err(RequestError::NotObject);
         };
-        let secret = take_string(&mut map, "secret")?.map(Secret);
-        let op = take_string(&mut map, "op")?;
-        let uid = take_string(&mut map, "uid")?;
-        let data = map.remove("data").unwrap_or(Value::Null);
+        let secret = take_string(&mut fields.secret, "secret")?.map(Secret);
+        let op = take_string(&mut fields.op, "op")?;
+        let uid = take_string(&mut fields.uid, "uid")?;
+        let data = fields.data.take().unwrap_or(Value::Null);
         match (op, uid) {
             (Some(op), None) => Ok(Request::New { secret, op, data }),
             (None, Some(uid)) => Ok(Request::Continue { secret, uid, data }),
@@ -129,17 +133,137 @@ impl Request {
     }
 }
 
+/// The keys of a request object, each with its last value.
+#[derive(Default)]
+struct Fields {
+    secret: Option<Value>,
+    op: Option<Value>,
+    uid: Option<Value>,
+    data: Option<Value>,
+}
+
+impl Drop for Fields {
+    fn drop(&mut self) {
+        // A request abandoned halfway (bad JSON after the secret) still wipes it.
+        if let Some(secret) = &mut self.secret {
+            wipe(secret);
+        }
+    }
+}
+
+/// The top-level value: `Some` fields for an object, `None` for anything else,
+/// read straight from the line without building a map of every key.
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Option<Fields>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            let slot = match key {
+                Key::Secret => &mut fields.secret,
+                Key::Op => &mut fields.op,
+                Key::Uid => &mut fields.uid,
+                Key::Data => &mut fields.data,
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            let value = map.next_value::<Value>()?;
+            if let Some(mut earlier) = slot.replace(value) {
+                // A repeated secret may still be a secret: wipe what we can.
+                if key == Key::Secret {
+                    wipe(&mut earlier);
+                }
+            }
+        }
+        Ok(Some(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A key of a request object.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Secret,
+    Op,
+    Uid,
+    Data,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, k: &str) -> Result<Key, E> {
+                Ok(match k {
+                    "secret" => Key::Secret,
+                    "op" => Key::Op,
+                    "uid" => Key::Uid,
+                    "data" => Key::Data,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Best effort: zero a value's string bytes before it is dropped.
+fn wipe(v: &mut Value) {
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(wipe),
+        Value::Object(m) => m.values_mut().for_each(wipe),
+        _ => {}
+    }
+}
+
 fn take_string(
-    map: &mut Map<String, Value>,
+    slot: &mut Option<Value>,
     key: &'static str,
 ) -> Result<Option<String>, RequestError> {
-    match map.remove(key) {
+    match slot.take() {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
         Some(mut other) => {
             // A mistyped secret may still be a secret: wipe what we can.
             if key == "secret" {
-                other.take();
+                wipe(&mut other);
             }
             Err(RequestError::WrongType(key, "a string"))
         }
@@ -211,6 +335,74 @@ mod tests {
             Request::parse(br#"{"secret": "s"}"#).unwrap_err(),
             RequestError::Neither
         );
+    }
+
+    /// The reading of a request through a whole `serde_json::Value`, which
+    /// [`Request::parse`] must match on every input.
+    fn parse_via_value(line: &[u8]) -> Result<Request, RequestError> {
+        let value: Value =
+            serde_json::from_slice(line).map_err(|e| RequestError::NotJson(e.to_string()))?;
+        let Value::Object(mut map) = value else {
+            return Err(RequestError::NotObject);
+        };
+        let mut take = |k: &'static str| -> Result<Option<String>, RequestError> {
+            match map.remove(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(_) => Err(RequestError::WrongType(k, "a string")),
+            }
+        };
+        let secret = take("secret")?.map(Secret);
+        let op = take("op")?;
+        let uid = take("uid")?;
+        let data = map.remove("data").unwrap_or(Value::Null);
+        match (op, uid) {
+            (Some(op), None) => Ok(Request::New { secret, op, data }),
+            (None, Some(uid)) => Ok(Request::Continue { secret, uid, data }),
+            (Some(_), Some(_)) => Err(RequestError::Both),
+            (None, None) => Err(RequestError::Neither),
+        }
+    }
+
+    #[test]
+    fn parse_matches_reading_a_whole_json_value() {
+        let lines: &[&[u8]] = &[
+            br#"{"secret": "s", "op": "a", "data": {"x": [1, 2]}}"#,
+            br#"{"op": "a", "op": "b", "data": 1, "data": null}"#,
+            br#"{"secret": 1, "secret": "s", "op": "a"}"#,
+            br#"{"secret": "s", "secret": 1, "op": "a"}"#,
+            br#"{"op": null, "uid": "u"}"#,
+            br#"{"op": "a", "uid": null, "extra": {"deep": [[[]]]}}"#,
+            br#"{"uid": 5}"#,
+            br#"{"op": "\u00e9\n", "data": "\ud83d\ude00"}"#,
+            br#"{"\u006fp": "escaped key"}"#,
+            br#"{}"#,
+            br#"[]"#,
+            br#"[{"op": "a"}]"#,
+            br#"null"#,
+            br#"true"#,
+            br#"-1.5e3"#,
+            br#"18446744073709551615"#,
+            br#""op""#,
+            br#"{"op": "a"} x"#,
+            br#"{"op": "a"}{"op": "b"}"#,
+            br#"{"op": "a",}"#,
+            br#"{"op" "a"}"#,
+            b"{\"op\": \"a\0\"}",
+            b"",
+            b"   ",
+            b"\xff",
+        ];
+        for line in lines {
+            let ours = Request::parse(line);
+            let reference = parse_via_value(line);
+            assert_eq!(
+                format!("{ours:?}"),
+                format!("{reference:?}"),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 
     #[test]
