@@ -220,16 +220,28 @@ fn sigterm_finishes_the_request_in_flight_then_removes_the_socket() {
     assert!(d.log_text().contains("finishing requests in flight"));
 }
 
-/// `max_connections_per_uid` and `rate_limit_hold` from the config take effect.
+/// `max_connections_per_uid`, `rate_limit_hold` and `threads` from the config take
+/// effect.
 #[test]
 fn per_uid_connection_cap_and_rate_limit_hold() {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
     // Not the default hold (1 s), so that the key is seen to take effect.
     let d = Daemon::start(
-        "max_connections_per_uid = 2\nrate_limit_hold = \"600ms\"",
+        "max_connections_per_uid = 2\nrate_limit_hold = \"600ms\"\nthreads = 2",
         OPS,
     );
+    // `threads = 2`: a second event loop accepts on the socket.
+    let acceptors = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter(|t| {
+                let comm = t.as_ref().unwrap().path().join("comm");
+                std::fs::read_to_string(comm).is_ok_and(|c| c.starts_with("regent-accept"))
+            })
+            .count()
+    };
+    assert_eq!(acceptors(d.pid()), 1, "threads = 2 started no second loop");
     let line = |s: &mut UnixStream| {
         let mut l = String::new();
         BufReader::new(s.try_clone().unwrap())
