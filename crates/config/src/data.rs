@@ -208,10 +208,19 @@ pub fn validate_data(op: &OperationDecl, data: &Value) -> Result<Params, FieldEr
 
 /// Request-time (I/O) checks of every path parameter present in `params`: resolves
 /// symlinks, refuses escapes from `under` and dangling symlinks, and enforces
-/// `must_exist`. Replaces each path by its resolved form, which the command gets.
+/// `must_exist`. Replaces each path by its resolved form.
+///
+/// Advisory only: a check by name can be raced (the file can change between the
+/// check and any later open). The daemon does not rely on it: commands receive
+/// path parameters as descriptors opened in their own process (see
+/// [`crate::PathAccess`]). Escapes and missing files get one answer, `not found
+/// under <under>`, so a caller learns nothing about files outside `under`.
 pub fn check_paths(op: &OperationDecl, params: &mut Params) -> Result<(), FieldError> {
     for (name, spec) in &op.params {
-        let ParamKind::Path { under, must_exist } = &spec.kind else {
+        let ParamKind::Path {
+            under, must_exist, ..
+        } = &spec.kind
+        else {
             continue;
         };
         let Some(v) = params.values.get_mut(name) else {
@@ -219,7 +228,7 @@ pub fn check_paths(op: &OperationDecl, params: &mut Params) -> Result<(), FieldE
         };
         let resolved =
             check_path_no_symlink_escape(Path::new(v.as_str()), under.as_deref(), *must_exist)
-                .map_err(|e| FieldError::new(name, e.to_string()))?;
+                .map_err(|e| FieldError::new(name, crate::paths::refusal(&e, under.as_deref())))?;
         let text = resolved
             .into_os_string()
             .into_string()

@@ -93,11 +93,13 @@ auth = ["email", "approval"]
 approvers = ["ops@example.org"]
 
 # Least privilege: run as an unprivileged user with no capabilities, inside a
-# Landlock sandbox and resource limits; paths must stay under /var/cache/myapp.
+# Landlock sandbox and resource limits. The directory is opened by the command's
+# own process beneath /var/cache/myapp (no symlink on the way) and passed as
+# /proc/self/fd/N, hence find's -H (follow the starting point).
 [operations.cache-clear]
 description = "Delete one directory of the application cache"
-command = ["find", "{dir}", "-mindepth", "1", "-delete"]
-params.dir = { type = "path", under = "/var/cache/myapp", must_exist = true }
+command = ["find", "-H", "{dir}", "-mindepth", "1", "-delete"]
+params.dir = { type = "path", under = "/var/cache/myapp", access = "read" }
 run_as = { user = "www-data", group = "www-data" }
 capabilities = []
 sandbox = { read = ["/usr", "/etc"], write = ["/var/cache/myapp"] }

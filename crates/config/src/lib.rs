@@ -6,7 +6,8 @@
 //! it into a typed [`Config`], validates request `data` against an operation's
 //! declared parameters ([`validate_data`]) and renders command templates
 //! ([`Template::render`]). The only other I/O is the request-time path check
-//! ([`check_paths`], [`check_path_no_symlink_escape`]), which the server calls.
+//! ([`check_paths`], [`check_path_no_symlink_escape`]), which is advisory: the
+//! daemon hands path parameters to commands as descriptors (see [`PathAccess`]).
 //!
 //! Errors in a config are all reported at once, each with its line, column and
 //! key path ([`Diagnostics`]).
@@ -48,8 +49,10 @@ pub use model::{
     DEFAULT_SOCKET, DEFAULT_STORE, DEFAULT_TIMEOUT,
 };
 pub use net::{check_hostname, is_public, non_public_reason};
-pub use param::{IpVersion, ParamKind, ParamSpec, Pattern, ValueKind, DEFAULT_STRING_MAX_LEN};
-pub use paths::{check_path_no_symlink_escape, normalize_path, MAX_PATH_LEN};
+pub use param::{
+    IpVersion, ParamKind, ParamSpec, PathAccess, Pattern, ValueKind, DEFAULT_STRING_MAX_LEN,
+};
+pub use paths::{check_path_no_symlink_escape, normalize_path, not_found_message, MAX_PATH_LEN};
 pub use principal::Principal;
 pub use template::{is_valid_param_name, Placeholder, Template};
 pub use units::{parse_duration, parse_mode, parse_size};

@@ -73,6 +73,51 @@ impl Pattern {
     }
 }
 
+/// What the command does with the file a `path` parameter names (`access`). The
+/// command never gets the name: it gets a descriptor opened in its own process,
+/// after its confinement, beneath `under` with no symlink on the way, as
+/// `/proc/self/fd/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathAccess {
+    /// `O_RDONLY`: an existing regular file or directory (the default).
+    #[default]
+    Read,
+    /// `O_WRONLY`: an existing regular file, not truncated.
+    Write,
+    /// `O_WRONLY | O_CREAT`, mode 0600: a regular file, created when missing
+    /// (unless `must_exist`), never truncated.
+    Create,
+}
+
+impl PathAccess {
+    /// The name as written in TOML.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathAccess::Read => "read",
+            PathAccess::Write => "write",
+            PathAccess::Create => "create",
+        }
+    }
+
+    /// Parses the TOML name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<PathAccess> {
+        Some(match s {
+            "read" => PathAccess::Read,
+            "write" => PathAccess::Write,
+            "create" => PathAccess::Create,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for PathAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The type of a parameter and its constraints.
 #[derive(Debug, Clone)]
 pub enum ParamKind {
@@ -111,12 +156,17 @@ pub enum ParamKind {
     },
     /// An RFC 1123 hostname, rendered lowercase.
     Hostname,
-    /// An absolute path, lexically normalised, no `..`.
+    /// An absolute path, lexically normalised, no `..`, handed to the command as
+    /// a descriptor (see [`PathAccess`]).
     Path {
-        /// Required prefix (component-wise).
+        /// Required prefix (component-wise); the file is opened beneath it (beneath
+        /// `/` when absent).
         under: Option<PathBuf>,
-        /// The path must exist at request time (checked by [`crate::check_paths`]).
+        /// The file must exist when the command starts: always for `read` and
+        /// `write`; for `create`, `true` opens an existing file only.
         must_exist: bool,
+        /// What the command does with the file.
+        access: PathAccess,
     },
 }
 
@@ -307,10 +357,15 @@ impl ParamKind {
             ParamKind::Ip { public, .. } => {
                 m.insert("public".into(), json!(public));
             }
-            ParamKind::Path { under, must_exist } => {
+            ParamKind::Path {
+                under,
+                must_exist,
+                access,
+            } => {
                 if let Some(u) = under {
                     m.insert("under".into(), json!(u.to_string_lossy()));
                 }
+                m.insert("access".into(), json!(access.as_str()));
                 if *must_exist {
                     m.insert("must_exist".into(), json!(true));
                 }
@@ -589,6 +644,7 @@ mod tests {
         let k = ParamKind::Path {
             under: Some(PathBuf::from("/srv/data")),
             must_exist: false,
+            access: PathAccess::Create,
         };
         table(
             &k,

@@ -45,7 +45,30 @@ pub(crate) fn check_under(path: &Path, under: Option<&Path>) -> Result<(), Strin
     }
 }
 
+/// The one answer for a path that cannot be used: `not found under <under>` (or
+/// `not found`), whether it is missing, escapes `under`, crosses a symlink, or is
+/// not permitted, so that a caller learns nothing about files it cannot see.
+#[must_use]
+pub fn not_found_message(under: Option<&Path>) -> String {
+    match under {
+        Some(u) => format!("not found under {}", u.display()),
+        None => "not found".to_string(),
+    }
+}
+
+/// The caller-facing reason for a failed [`check_path_no_symlink_escape`]: a path
+/// that is not well formed says why; every other failure is
+/// [`not_found_message`].
+pub(crate) fn refusal(e: &Error, under: Option<&Path>) -> String {
+    match e {
+        Error::PathInvalid(why) => why.clone(),
+        _ => not_found_message(under),
+    }
+}
+
 /// Request-time check of a path parameter against the live filesystem.
+///
+/// Advisory: it can be raced; see [`crate::check_paths`].
 ///
 /// Resolves symlinks in the longest existing prefix of `path`, refuses a dangling
 /// symlink as the first missing component (a write through it could land

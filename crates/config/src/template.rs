@@ -183,6 +183,17 @@ impl Template {
     /// `<redacted>`, so a secret cannot reach argv even through a hand-built template.
     #[must_use]
     pub fn render(&self, params: &Params, caller: &CallerVars) -> Vec<String> {
+        self.render_with(params, caller, |_| None)
+    }
+
+    /// Like [`Template::render`], except that a present parameter for which
+    /// `replace` returns text renders as that text instead of its value (the daemon
+    /// uses it to put `/proc/self/fd/N` where a path parameter goes).
+    #[must_use]
+    pub fn render_with<F>(&self, params: &Params, caller: &CallerVars, replace: F) -> Vec<String>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
         let mut argv = Vec::with_capacity(self.args.len());
         'elements: for pieces in &self.args {
             let mut out = String::new();
@@ -194,7 +205,10 @@ impl Template {
                     Piece::Hole(Placeholder::CallerUser) => out.push_str(&caller.user),
                     Piece::Hole(Placeholder::Param(name)) => match params.get(name) {
                         Some(v) if v.is_secret() => out.push_str("<redacted>"),
-                        Some(v) => out.push_str(v.as_str()),
+                        Some(v) => match replace(name) {
+                            Some(text) => out.push_str(&text),
+                            None => out.push_str(v.as_str()),
+                        },
                         None => continue 'elements,
                     },
                 }

@@ -276,12 +276,12 @@ fn check_paths_resolves_and_refuses_escapes() {
         validate_data(&o, &json!({"p": format!("{}/etc/passwd", under.display())})).unwrap();
     assert_eq!(
         check_paths(&o, &mut esc).unwrap_err().to_string(),
-        "p: path resolves outside its allowed directory"
+        format!("p: not found under {}", under.display())
     );
     let mut gone =
         validate_data(&o, &json!({"p": format!("{}/missing", under.display())})).unwrap();
     assert_eq!(
         check_paths(&o, &mut gone).unwrap_err().to_string(),
-        "p: path does not exist"
+        format!("p: not found under {}", under.display())
     );
 }

@@ -52,6 +52,16 @@ pub enum ExecError {
         #[source]
         source: io::Error,
     },
+    /// A file of [`crate::CommandSpec::paths`] could not be opened in the command's
+    /// process (missing, outside its directory, a symlink on the way, not
+    /// permitted, or of a refused kind); the command did not run.
+    #[error("path {field}: {refusal}")]
+    Path {
+        /// [`crate::PathArg::field`].
+        field: String,
+        /// Why.
+        refusal: crate::pathfd::PathRefusal,
+    },
     /// The command or policy is malformed (empty argv, relative program path, ...).
     #[error("invalid command: {reason}")]
     Invalid {

@@ -10,7 +10,8 @@
 //!
 //! Layout: `policy` (the declared types), `caps` (capability names), `resolve`
 //! (finding the program), `child` ([`Confinement`]: computed before fork, applied
-//! after), `landlock` (rulesets), `supervisor` (the per-run subreaper that owns the
+//! after), `landlock` (rulesets), `pathfd` (files passed as
+//! descriptors opened in the command's process), `supervisor` (the per-run subreaper that owns the
 //! process tree), `tree` (finding a tree through `/proc`), `run` (the async driver),
 //! `describe` (summary for `regent check`) and [`sys`] (the only `unsafe`).
 
@@ -22,6 +23,7 @@ pub mod child;
 mod describe;
 mod error;
 pub mod landlock;
+mod pathfd;
 mod policy;
 mod resolve;
 mod run;
@@ -34,8 +36,9 @@ pub use caps::{all_capabilities, Capability, UnknownCapability};
 pub use child::{Confinement, SetupFailure, Step};
 pub use describe::describe;
 pub use error::ExecError;
+pub use pathfd::{PathRefusal, MAX_PATHS};
 pub use policy::{
-    CommandSpec, ExecOutput, ExecPolicy, LandlockRules, ResourceLimits, RunAs, Unsupported,
-    FIXED_PATH,
+    CommandSpec, ExecOutput, ExecPolicy, FileAccess, LandlockRules, PathArg, ResourceLimits, RunAs,
+    Unsupported, FIXED_PATH,
 };
 pub use run::run;

@@ -8,17 +8,89 @@ use zeroize::Zeroizing;
 
 use crate::caps::Capability;
 
-/// The fixed `PATH` every command gets (and bare program names are resolved against).
+/// The default `PATH` commands get (and bare program names are resolved against).
 pub const FIXED_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// One command: an argument vector (no shell) and optional secret input.
+/// One command: an argument vector (no shell), optional secret input, and files
+/// the command receives as already-open descriptors.
 #[derive(Clone, Default)]
 pub struct CommandSpec {
-    /// `argv[0]` is an absolute path or a bare name resolved against [`FIXED_PATH`].
+    /// `argv[0]` is an absolute path or a bare name resolved against the policy's
+    /// [`ExecPolicy::command_path`]. An element may contain
+    /// [`PathArg::placeholder`]`(i)`, replaced by `/proc/self/fd/N` where `N` is the
+    /// descriptor of `paths[i]`.
     pub argv: Vec<String>,
     /// Bytes written to the command's stdin through a pipe (zeroed when dropped);
     /// `None` gives `/dev/null`.
     pub stdin: Option<Zeroizing<Vec<u8>>>,
+    /// Files opened in the command's own process (after its confinement) and
+    /// passed as descriptors; see [`PathArg`].
+    pub paths: Vec<PathArg>,
+}
+
+/// What a command does with a file it receives as a descriptor, which fixes the
+/// flags it is opened with (always with `O_NOCTTY`, `O_NONBLOCK` while opening,
+/// and no symlink anywhere below [`PathArg::beneath`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileAccess {
+    /// `O_RDONLY`: an existing regular file or directory. The default.
+    #[default]
+    Read,
+    /// `O_WRONLY`: an existing regular file, not truncated.
+    Write,
+    /// `O_WRONLY | O_CREAT`, mode `0600` (less the umask): a regular file, created
+    /// when missing (its directory must exist), never truncated.
+    Create,
+}
+
+impl FileAccess {
+    /// `read`, `write` or `create`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileAccess::Read => "read",
+            FileAccess::Write => "write",
+            FileAccess::Create => "create",
+        }
+    }
+}
+
+impl fmt::Display for FileAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A file the command gets as an open descriptor instead of a name.
+///
+/// The command's own process opens it between fork and exec, after the
+/// credential switch and the rest of the confinement (so it gets no more than the
+/// command's own access): first `beneath` (symlinks in it are followed: it is the
+/// administrator's), then `path` beneath that descriptor with
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` (component by component with
+/// `O_NOFOLLOW` where `openat2` is missing). Only regular files (and directories
+/// for [`FileAccess::Read`]) with a single link are accepted. The descriptor is
+/// kept open across `exec` at a number chosen before the fork; the argv element
+/// names it `/proc/self/fd/N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathArg {
+    /// The name shown in errors (e.g. the parameter's name).
+    pub field: String,
+    /// The absolute directory the file must be beneath.
+    pub beneath: PathBuf,
+    /// The file, relative to `beneath`: normal components only (no `..`, `.` or
+    /// root); empty for `beneath` itself.
+    pub path: PathBuf,
+    /// The open flags.
+    pub access: FileAccess,
+}
+
+impl PathArg {
+    /// The text to put in an argv element where descriptor `index` of
+    /// [`CommandSpec::paths`] is meant; it contains NUL bytes, so it can never come
+    /// from a validated value.
+    pub fn placeholder(index: usize) -> String {
+        format!("\0regent-path-{index}\0")
+    }
 }
 
 impl CommandSpec {
@@ -31,6 +103,7 @@ impl CommandSpec {
         CommandSpec {
             argv: argv.into_iter().map(Into::into).collect(),
             stdin: None,
+            paths: Vec::new(),
         }
     }
 
@@ -52,6 +125,7 @@ impl fmt::Debug for CommandSpec {
                     .as_ref()
                     .map(|s| format!("<{} bytes redacted>", s.len())),
             )
+            .field("paths", &self.paths)
             .finish()
     }
 }
@@ -128,6 +202,9 @@ pub struct ExecPolicy {
     pub limits: ResourceLimits,
     /// Refuse (default) or warn when the kernel lacks a requested feature.
     pub on_unsupported: Unsupported,
+    /// The `PATH` a bare program name is resolved against and the command runs
+    /// with (default [`FIXED_PATH`]); entries that are not absolute are skipped.
+    pub command_path: String,
 }
 
 impl Default for ExecPolicy {
@@ -142,6 +219,7 @@ impl Default for ExecPolicy {
             landlock: None,
             limits: ResourceLimits::default(),
             on_unsupported: Unsupported::Refuse,
+            command_path: FIXED_PATH.to_string(),
         }
     }
 }

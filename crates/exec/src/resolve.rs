@@ -1,11 +1,11 @@
 //! Resolving `argv[0]` to an executable file: absolute paths as given, bare names
-//! against the fixed PATH. Relative paths with a `/` are refused (no cwd games).
+//! against the policy's `command_path` (absolute entries only). Relative paths
+//! with a `/` are refused (no cwd games).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::ExecError;
-use crate::policy::FIXED_PATH;
 
 fn is_executable_file(p: &Path) -> bool {
     p.metadata()
@@ -13,8 +13,9 @@ fn is_executable_file(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Check the argument vector and find the program it names.
-pub(crate) fn resolve_program(argv: &[String]) -> Result<PathBuf, ExecError> {
+/// Check the argument vector and find the program it names, a bare name in the
+/// directories of `search` (a `PATH`-style list; relative entries are skipped).
+pub(crate) fn resolve_program(argv: &[String], search: &str) -> Result<PathBuf, ExecError> {
     let Some(program) = argv.first() else {
         return Err(ExecError::Invalid {
             reason: "empty argv".into(),
@@ -42,8 +43,9 @@ pub(crate) fn resolve_program(argv: &[String]) -> Result<PathBuf, ExecError> {
             reason: format!("program {program:?} must be an absolute path or a bare name"),
         });
     }
-    FIXED_PATH
+    search
         .split(':')
+        .filter(|dir| dir.starts_with('/'))
         .map(|dir| Path::new(dir).join(program))
         .find(|p| is_executable_file(p))
         .ok_or_else(not_found)
@@ -52,6 +54,7 @@ pub(crate) fn resolve_program(argv: &[String]) -> Result<PathBuf, ExecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::FIXED_PATH;
 
     fn argv(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
@@ -59,27 +62,34 @@ mod tests {
 
     #[test]
     fn resolves_and_refuses() {
-        let p = resolve_program(&argv(&["cat"])).unwrap();
+        let p = resolve_program(&argv(&["cat"]), FIXED_PATH).unwrap();
         assert!(p.is_absolute() && p.ends_with("cat"), "{p:?}");
         assert!(matches!(
-            resolve_program(&argv(&["no-such-prog-xyz"])),
+            resolve_program(&argv(&["no-such-prog-xyz"]), FIXED_PATH),
             Err(ExecError::NotFound { .. })
         ));
         assert!(matches!(
-            resolve_program(&argv(&["/no/such/prog"])),
+            resolve_program(&argv(&["/no/such/prog"]), FIXED_PATH),
             Err(ExecError::NotFound { .. })
         ));
         assert!(matches!(
-            resolve_program(&argv(&["./cat"])),
+            resolve_program(&argv(&["./cat"]), FIXED_PATH),
             Err(ExecError::Invalid { .. })
         ));
         assert!(matches!(
-            resolve_program(&[]),
+            resolve_program(&[], FIXED_PATH),
             Err(ExecError::Invalid { .. })
         ));
         assert!(matches!(
-            resolve_program(&argv(&["cat", "a\0b"])),
+            resolve_program(&argv(&["cat", "a\0b"]), FIXED_PATH),
             Err(ExecError::Invalid { .. })
         ));
+        // Only the given search path counts; relative entries are skipped.
+        assert!(matches!(
+            resolve_program(&argv(&["cat"]), "/nonexistent-dir:bin:usr/bin"),
+            Err(ExecError::NotFound { .. })
+        ));
+        let p = resolve_program(&argv(&["cat"]), "/nonexistent-dir:/bin").unwrap();
+        assert_eq!(p, Path::new("/bin/cat"));
     }
 }

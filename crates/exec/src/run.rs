@@ -10,7 +10,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::child::{Confinement, SetupFailure};
 use crate::error::ExecError;
-use crate::policy::{CommandSpec, ExecOutput, ExecPolicy, FIXED_PATH};
+use crate::pathfd::{self, PathFailure, PathFds};
+use crate::policy::{CommandSpec, ExecOutput, ExecPolicy};
 use crate::resolve::resolve_program;
 use crate::supervisor::Hook;
 use crate::sys;
@@ -59,25 +60,40 @@ async fn read_capped<R: AsyncRead + Unpin>(
 
 /// Run `spec` under `policy`.
 ///
-/// The environment is cleared (`PATH` fixed, `LANG=C.UTF-8`), the working directory
-/// is `/`, stdin is `/dev/null` unless `spec.stdin` is given, and no shell is
+/// The environment is cleared (`PATH` is the policy's `command_path`,
+/// `LANG=C.UTF-8`), the working directory is `/`, the files of `spec.paths` are
+/// opened in the command's process after its confinement and passed as
+/// `/proc/self/fd/N` (a file that cannot be opened gives [`ExecError::Path`] and
+/// nothing runs), stdin is `/dev/null` unless `spec.stdin` is given, and no shell is
 /// involved. The command runs in its own process group under a per-run supervisor
 /// (see the `supervisor` module): when it exits, leftovers of its tree are stopped;
 /// on timeout, the whole tree gets SIGTERM, then SIGKILL after `kill_grace`, and the
 /// result is [`ExecError::Timeout`]. A non-zero exit is not an error: see
 /// [`ExecOutput::code`].
 pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, ExecError> {
-    let program = resolve_program(&spec.argv)?;
-    let name = spec.argv[0].clone();
+    let paths = PathFds::prepare(&spec.paths)?;
+    let numbers: Vec<i32> = paths.numbers().collect();
+    if let (Some(limit), Some(&high)) = (policy.limits.open_files, numbers.iter().max()) {
+        if u64::try_from(high).unwrap_or(u64::MAX) >= limit {
+            return Err(ExecError::Invalid {
+                reason: format!(
+                    "descriptor {high} for a path is beyond the open_files limit of {limit}"
+                ),
+            });
+        }
+    }
+    let argv = pathfd::substitute(&spec.argv, &numbers)?;
+    let program = resolve_program(&argv, &policy.command_path)?;
+    let name = argv[0].clone();
     let confinement = Confinement::prepare(policy)?;
     let (report_read, report_write) =
         sys::pipe_cloexec().map_err(|e| ExecError::setup("pipe", e))?;
 
     let mut cmd = tokio::process::Command::new(&program);
     cmd.arg0(&name)
-        .args(&spec.argv[1..])
+        .args(&argv[1..])
         .env_clear()
-        .env("PATH", FIXED_PATH)
+        .env("PATH", &policy.command_path)
         .env("LANG", "C.UTF-8")
         .current_dir("/")
         .stdin(if spec.stdin.is_some() {
@@ -94,7 +110,8 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
         policy.kill_grace,
         sys::getpid(),
         std::os::fd::AsRawFd::as_raw_fd(&report_write),
-    );
+    )
+    .with_paths(paths);
     sys::register_pre_exec(&mut cmd, move || hook.run());
     let spawned = cmd.spawn();
     // Drops the hook in this process: closes the Landlock ruleset descriptor.
@@ -105,6 +122,16 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
         Err(e) => {
             let mut report = Vec::new();
             let _ = std::fs::File::from(report_read).read_to_end(&mut report);
+            if let Some(f) = PathFailure::decode(&report) {
+                let field = spec
+                    .paths
+                    .get(f.index)
+                    .map_or_else(String::new, |p| p.field.clone());
+                return Err(ExecError::Path {
+                    field,
+                    refusal: f.refusal,
+                });
+            }
             if let Some(failure) = SetupFailure::decode(&report) {
                 return Err(failure.into_error());
             }

@@ -32,6 +32,7 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use crate::child::{Confinement, SetupFailure, Step};
+use crate::pathfd::PathFds;
 use crate::sys::{self, Forked, SigSet};
 use crate::tree::{self, ProcScratch};
 
@@ -42,6 +43,7 @@ pub(crate) struct Hook {
     grace: Duration,
     service_pid: i32,
     report_fd: RawFd,
+    paths: PathFds,
 }
 
 impl Hook {
@@ -59,7 +61,14 @@ impl Hook {
             grace,
             service_pid,
             report_fd,
+            paths: PathFds::default(),
         }
+    }
+
+    /// The files to open in the command process, after its confinement.
+    pub(crate) fn with_paths(mut self, paths: PathFds) -> Hook {
+        self.paths = paths;
+        self
     }
 
     fn fail(&self, failure: SetupFailure) -> io::Error {
@@ -80,6 +89,8 @@ impl Hook {
                 // The marking is best effort: exec closes everything close-on-exec anyway.
                 let _ = sys::close_range_from(3, true);
                 self.confinement.apply().map_err(|f| self.fail(f))?;
+                // With the command's own credentials and sandbox: its path descriptors.
+                self.paths.open_all(self.report_fd)?;
                 // After the credential changes (which clear it): die with the supervisor.
                 sys::set_parent_death_signal(libc::SIGKILL)
                     .map_err(|e| self.fail(fail(Step::DeathSignal, e)))?;

@@ -2,8 +2,11 @@
 //!
 //! The request's data is validated against the declared parameters
 //! ([`regent_config::validate_data`]); each placeholder fills one whole argv element;
-//! `{caller.*}` comes from the kernel identity. The command runs through
-//! [`regent_exec::run`]: cleared environment, fixed PATH, stdin from /dev/null (or a
+//! `{caller.*}` comes from the kernel identity. A `path` parameter is never passed
+//! by name: the command's own process opens it after its confinement, beneath
+//! `under` with no symlink on the way, and the argv element becomes
+//! `/proc/self/fd/N` (see [`regent_exec::PathArg`]). The command runs through
+//! [`regent_exec::run`]: cleared environment, configured PATH, stdin from /dev/null (or a
 //! secret parameter), output captured up to a limit, the operation's execution
 //! policy (user, capabilities, sandbox, limits), and a timeout that stops the whole
 //! process tree.
@@ -12,9 +15,12 @@ use crate::operation::{
     Authorization, BoxResult, Checked, Context, DynOperation, InvalidData, OpError, OpInfo,
 };
 use crate::Caller;
-use regent_config::{CallerVars, OperationDecl, OutputMode};
-use regent_exec::{CommandSpec, ExecError, ExecPolicy};
+use regent_config::{
+    CallerVars, OperationDecl, OutputMode, ParamKind, Params, PathAccess, Placeholder,
+};
+use regent_exec::{CommandSpec, ExecError, ExecPolicy, FileAccess, PathArg};
 use serde_json::{json, Value};
+use std::path::Path;
 use std::sync::Arc;
 
 /// How much of stderr a failure message carries.
@@ -50,6 +56,61 @@ impl CommandOperation {
 
 fn invalid(e: regent_config::FieldError) -> InvalidData {
     InvalidData::new(e.field.clone(), e.reason.clone())
+}
+
+/// The descriptors a run gets: one per path parameter present and used in the
+/// command (secret ones are never in argv), by parameter name.
+fn path_args(decl: &OperationDecl, params: &Params) -> Result<Vec<PathArg>, InvalidData> {
+    let used: Vec<&str> = decl
+        .command
+        .placeholders()
+        .filter_map(|p| match p {
+            Placeholder::Param(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (name, spec) in &decl.params {
+        let ParamKind::Path {
+            under,
+            must_exist,
+            access,
+        } = &spec.kind
+        else {
+            continue;
+        };
+        let Some(value) = params.get(name) else {
+            continue;
+        };
+        if spec.secret || !used.contains(&name.as_str()) {
+            continue;
+        }
+        let beneath = under
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("/"));
+        // Validation normalised the path and checked `under` lexically.
+        let path = Path::new(value.as_str())
+            .strip_prefix(&beneath)
+            .map_err(|_| {
+                InvalidData::new(
+                    name.clone(),
+                    regent_config::not_found_message(under.as_deref()),
+                )
+            })?
+            .to_path_buf();
+        let access = match (access, must_exist) {
+            (PathAccess::Read, _) => FileAccess::Read,
+            (PathAccess::Write, _) | (PathAccess::Create, true) => FileAccess::Write,
+            (PathAccess::Create, false) => FileAccess::Create,
+        };
+        out.push(PathArg {
+            field: name.clone(),
+            beneath,
+            path,
+            access,
+        });
+    }
+    Ok(out)
 }
 
 fn tail(bytes: &[u8], n: usize) -> String {
@@ -91,18 +152,24 @@ impl DynOperation for CommandOperation {
     fn perform(self: Arc<Self>, ctx: Context, data: Value) -> BoxResult {
         Box::pin(async move {
             // Data was checked when the request arrived (possibly long ago, if it
-            // was held): check again, and resolve paths against the filesystem now.
-            let mut params = regent_config::validate_data(&self.decl, &data)
+            // was held): check again. Paths are not resolved here (that could be
+            // raced): the command's process opens them, confined.
+            let params = regent_config::validate_data(&self.decl, &data)
                 .map_err(|e| OpError::Invalid(invalid(e)))?;
-            regent_config::check_paths(&self.decl, &mut params)
-                .map_err(|e| OpError::Invalid(invalid(e)))?;
+            let paths = path_args(&self.decl, &params).map_err(OpError::Invalid)?;
             let caller = CallerVars {
                 uid: ctx.caller.uid,
                 gid: ctx.caller.gid,
                 user: ctx.caller.user_or_uid(),
             };
-            let argv = self.decl.command.render(&params, &caller);
+            let argv = self.decl.command.render_with(&params, &caller, |name| {
+                paths
+                    .iter()
+                    .position(|p| p.field == name)
+                    .map(PathArg::placeholder)
+            });
             let mut spec = CommandSpec::new(argv);
+            spec.paths = paths;
             if let Some(name) = &self.decl.stdin {
                 if let Some(value) = params.get(name) {
                     let mut bytes = value.as_str().as_bytes().to_vec();
@@ -120,6 +187,19 @@ impl DynOperation for CommandOperation {
             let out = match regent_exec::run(&spec, &policy).await {
                 Ok(out) => out,
                 Err(ExecError::Timeout { .. }) => return Err(OpError::Timeout),
+                Err(ExecError::Path { field, refusal }) => {
+                    // One answer for missing, escaping, symlinked or forbidden: the
+                    // caller learns nothing about files it cannot see. The log says why.
+                    tracing::info!(op = %self.name, %field, %refusal, "path parameter refused");
+                    let under = match self.decl.params.get(&field).map(|s| &s.kind) {
+                        Some(ParamKind::Path { under, .. }) => under.clone(),
+                        _ => None,
+                    };
+                    return Err(OpError::Invalid(InvalidData::new(
+                        field,
+                        regent_config::not_found_message(under.as_deref()),
+                    )));
+                }
                 Err(ExecError::NotFound { program }) => {
                     return Err(OpError::failed(format!("command not found: {program}")))
                 }

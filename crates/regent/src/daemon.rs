@@ -117,7 +117,10 @@ pub fn op_options(decl: &OperationDecl) -> OpOptions {
 pub fn registry(config: &Config) -> Result<Registry, Error> {
     let mut registry = Registry::new();
     for (name, decl) in &config.operations {
-        let policy = exec_policy(name, decl)?;
+        let mut policy = exec_policy(name, decl)?;
+        // The configured PATH: what bare names are resolved against and what the
+        // command runs with.
+        policy.command_path = config.service.command_path.clone();
         let op = CommandOperation::new(name, decl.clone(), policy);
         registry.register_dyn(name, Arc::new(op), op_options(decl))?;
     }

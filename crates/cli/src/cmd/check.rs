@@ -42,6 +42,23 @@ pub fn run(args: Args) -> ExitCode {
         println!("operation {name}: {}", decl.description);
         println!("    runs: {}", decl.command);
         println!("    privilege: {privilege}");
+        for (param, spec) in &decl.params {
+            if let regent::config::ParamKind::Path {
+                under,
+                must_exist,
+                access,
+            } = &spec.kind
+            {
+                println!(
+                    "    path {param}: opened for {access}{} beneath {} by the command's process (no symlinks), passed as /proc/self/fd/N",
+                    if *must_exist { "" } else { " (created if missing)" },
+                    under
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new("/"))
+                        .display()
+                );
+            }
+        }
         if let Some(allow) = &decl.allow {
             let users: Vec<String> = allow.users.iter().map(|p| p.to_string()).collect();
             let groups: Vec<String> = allow.groups.iter().map(|p| p.to_string()).collect();

@@ -2,6 +2,7 @@
 //! processes, and genuinely unprivileged users created for the purpose.
 
 mod core;
+mod path_race;
 mod pending;
 mod privilege;
 mod security;

@@ -1,6 +1,7 @@
 //! Reading parameter declarations (`params.NAME = { type = ... }`).
 
 use super::*;
+use crate::param::PathAccess;
 
 const PARAM_TYPES: &[&str] = &[
     "string", "enum", "integer", "bool", "ip", "ipv4", "ipv6", "hostname", "path",
@@ -56,6 +57,7 @@ const PARAM_PATH_KEYS: &[&str] = &[
     "default",
     "under",
     "must_exist",
+    "access",
 ];
 
 const PARAM_ALL_KEYS: &[&str] = &[
@@ -69,6 +71,7 @@ const PARAM_ALL_KEYS: &[&str] = &[
     "public",
     "under",
     "must_exist",
+    "access",
 ];
 
 fn toml_to_json(v: &DeValue<'_>) -> Option<Value> {
@@ -198,10 +201,39 @@ pub(super) fn read_param(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<ParamS
                 *public = r.boolean(&f).unwrap_or(false);
             }
         }
-        ParamKind::Path { under, must_exist } => {
+        ParamKind::Path {
+            under,
+            must_exist,
+            access,
+        } => {
             *under = t.get("under").and_then(|f| r.abs_path(&f));
+            if let Some(f) = t.get("access") {
+                if let Some(a) = r.string(&f) {
+                    match PathAccess::parse(&a) {
+                        Some(a) => *access = a,
+                        None => r.err(
+                            f.span(),
+                            &f.path,
+                            format!("unknown access '{a}' (expected read, write or create)"),
+                        ),
+                    }
+                }
+            }
+            // read and write open an existing file; create may make it.
+            *must_exist = *access != PathAccess::Create;
             if let Some(f) = t.get("must_exist") {
-                *must_exist = r.boolean(&f).unwrap_or(false);
+                match (r.boolean(&f), *access) {
+                    (Some(false), PathAccess::Read | PathAccess::Write) => r.err(
+                        f.span(),
+                        &f.path,
+                        format!(
+                            "a file opened for {} must exist; use access = \"create\" for a file the command may create",
+                            access.as_str()
+                        ),
+                    ),
+                    (Some(b), _) => *must_exist = b,
+                    (None, _) => {}
+                }
             }
         }
         ParamKind::Bool | ParamKind::Hostname => {}
@@ -302,8 +334,57 @@ fn param_kind_defaults(ty: &str) -> Option<ParamKind> {
         "hostname" => ParamKind::Hostname,
         "path" => ParamKind::Path {
             under: None,
-            must_exist: false,
+            must_exist: true,
+            access: PathAccess::Read,
         },
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ParamKind, PathAccess};
+
+    fn path_kind(decl: &str) -> Result<ParamKind, String> {
+        let text = format!("[operations.x]\ncommand = [\"cat\", \"{{p}}\"]\nparams.p = {decl}\n");
+        crate::parse(&text, "t.toml")
+            .map(|c| c.operations["x"].params["p"].kind.clone())
+            .map_err(|d| d.to_string())
+    }
+
+    fn access_of(decl: &str) -> (PathAccess, bool) {
+        match path_kind(decl).unwrap() {
+            ParamKind::Path {
+                access, must_exist, ..
+            } => (access, must_exist),
+            k => panic!("not a path: {k:?}"),
+        }
+    }
+
+    #[test]
+    fn access_and_must_exist() {
+        assert_eq!(access_of(r#""path""#), (PathAccess::Read, true));
+        assert_eq!(
+            access_of(r#"{ type = "path", under = "/srv" }"#),
+            (PathAccess::Read, true)
+        );
+        assert_eq!(
+            access_of(r#"{ type = "path", access = "write", must_exist = true }"#),
+            (PathAccess::Write, true)
+        );
+        assert_eq!(
+            access_of(r#"{ type = "path", access = "create" }"#),
+            (PathAccess::Create, false)
+        );
+        assert_eq!(
+            access_of(r#"{ type = "path", access = "create", must_exist = true }"#),
+            (PathAccess::Create, true)
+        );
+        let e = path_kind(r#"{ type = "path", access = "append" }"#).unwrap_err();
+        assert!(e.contains("unknown access 'append'"), "{e}");
+        let e = path_kind(r#"{ type = "path", must_exist = false }"#).unwrap_err();
+        assert!(e.contains("a file opened for read must exist"), "{e}");
+        let e = path_kind(r#"{ type = "string", access = "read" }"#).unwrap_err();
+        assert!(e.contains("does not apply to type 'string'"), "{e}");
+    }
 }

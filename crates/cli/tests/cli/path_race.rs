@@ -1,0 +1,242 @@
+//! `path` parameters through the real daemon, against a genuinely unprivileged
+//! attacker who owns a directory below `under` and swaps it for a symlink to a
+//! root-only directory in a `renameat2(RENAME_EXCHANGE)` loop, while another
+//! unprivileged user calls a root `cat` operation. Also `command_path`.
+
+use crate::util::*;
+use std::os::unix::fs::{lchown, symlink, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const OPS: &str = r#"
+[operations.cat-file]
+description = "cat a file below data (root)"
+command = ["cat", "{file}"]
+params.file = { type = "path", under = "{dir}/data" }
+
+[operations.copy-new]
+description = "copy a file to a new one"
+command = ["cp", "{src}", "{dst}"]
+params.src = { type = "path", under = "{dir}/data", access = "read" }
+params.dst = { type = "path", under = "{dir}/data", access = "create" }
+
+[operations.copy-over]
+description = "copy a file over an existing one"
+command = ["cp", "{src}", "{dst}"]
+params.src = { type = "path", under = "{dir}/data", access = "read" }
+params.dst = { type = "path", under = "{dir}/data", access = "write" }
+"#;
+
+/// Swaps two names atomically, forever, as whoever runs it.
+const EXCHANGE_LOOP: &str = r#"
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+a, b = sys.argv[1].encode(), sys.argv[2].encode()
+libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+if libc.renameat2(-100, a, -100, b, 2) != 0:
+    sys.exit("renameat2 failed: errno %d" % ctypes.get_errno())
+print("swapping", flush=True)
+while True:
+    libc.renameat2(-100, a, -100, b, 2)
+"#;
+
+const SECRET_TEXT: &str = "ROOT-ONLY-SECRET-7f3a";
+
+fn data_call(d: &Daemon, who: (u32, u32), op: &str, data: &str) -> std::process::Output {
+    d.cli_as(who.0, who.1, &["call", op, "--data", data], Some(SECRET))
+}
+
+#[test]
+fn a_symlink_swap_race_never_reads_outside_under() {
+    let mallory = user("regent-e2e-mallory");
+    let alice = user("regent-e2e-alice");
+    let d = Daemon::start("socket_mode = \"0666\"", OPS);
+    let base = d.dir.path();
+    let data = base.join("data");
+    let m = data.join("m");
+    std::fs::create_dir_all(m.join("real")).unwrap();
+    std::fs::write(m.join("real/f"), "public data\n").unwrap();
+    symlink(base.join("outside"), m.join("link")).unwrap();
+    for p in [&m, &m.join("real"), &m.join("real/f"), &m.join("link")] {
+        lchown(p, Some(mallory.0), Some(mallory.1)).unwrap();
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The root-only secret outside `under`.
+    let outside = base.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("f"), SECRET_TEXT).unwrap();
+    std::fs::set_permissions(outside.join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let target = format!(r#"{{"file": "{}"}}"#, m.join("real/f").display());
+
+    // Before the attack: a plain read works.
+    let o = data_call(&d, alice, "cat-file", &target);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "public data");
+
+    // One answer for "does not exist" and "escapes under" (no oracle for what
+    // lies outside).
+    let under_msg = format!("not found under {}", data.display());
+    let escape = data_call(
+        &d,
+        alice,
+        "cat-file",
+        &format!(r#"{{"file": "{}"}}"#, m.join("link/f").display()),
+    );
+    let missing = data_call(
+        &d,
+        alice,
+        "cat-file",
+        &format!(r#"{{"file": "{}"}}"#, m.join("real/nothing").display()),
+    );
+    assert_ne!(code(&escape), 0);
+    assert!(
+        stderr(&escape).contains("invalid_data"),
+        "{}",
+        stderr(&escape)
+    );
+    assert!(stderr(&escape).contains(&under_msg), "{}", stderr(&escape));
+    assert_eq!(stderr(&escape), stderr(&missing));
+    assert!(!stdout(&escape).contains(SECRET_TEXT));
+
+    // The attack: mallory swaps m/real and m/link in a loop.
+    let python = Path::new("/usr/bin/python3");
+    assert!(
+        python.exists(),
+        "this test needs /usr/bin/python3 for the attacker"
+    );
+    let mut attacker = Command::new(python)
+        .arg("-c")
+        .arg(EXCHANGE_LOOP)
+        .arg(m.join("real"))
+        .arg(m.join("link"))
+        .uid(mallory.0)
+        .gid(mallory.1)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(attacker.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "swapping", "the attacker did not start");
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for i in 0..200 {
+        let o = data_call(&d, alice, "cat-file", &target);
+        let (out, err) = (stdout(&o), stderr(&o));
+        assert!(
+            !out.contains(SECRET_TEXT) && !err.contains(SECRET_TEXT),
+            "call {i} read the root-only file outside under: {out} {err}"
+        );
+        if code(&o) == 0 {
+            assert_eq!(out, "public data", "call {i}");
+            ok += 1;
+        } else {
+            assert_eq!(err, stderr(&missing), "call {i}");
+            refused += 1;
+        }
+    }
+    assert!(
+        attacker.try_wait().unwrap().is_none(),
+        "the attacker stopped swapping during the test"
+    );
+    attacker.kill().unwrap();
+    attacker.wait().unwrap();
+    assert_eq!(ok + refused, 200);
+    eprintln!("under attack: {ok} read the public file, {refused} refused");
+
+    // Afterwards (whichever way the names ended up) normal calls work again.
+    if m.join("real").is_symlink() {
+        std::fs::rename(m.join("real"), m.join("tmp")).unwrap();
+        std::fs::rename(m.join("link"), m.join("real")).unwrap();
+        std::fs::rename(m.join("tmp"), m.join("link")).unwrap();
+    }
+    let o = data_call(&d, alice, "cat-file", &target);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "public data");
+
+    // Write and create through descriptors, as root, below `under`.
+    let new = data.join("copy");
+    let o = data_call(
+        &d,
+        alice,
+        "copy-new",
+        &format!(
+            r#"{{"src": "{}", "dst": "{}"}}"#,
+            m.join("real/f").display(),
+            new.display()
+        ),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&new).unwrap(), "public data\n");
+    std::fs::write(data.join("existing"), "old contents, longer than the new\n").unwrap();
+    let o = data_call(
+        &d,
+        alice,
+        "copy-over",
+        &format!(
+            r#"{{"src": "{}", "dst": "{}"}}"#,
+            m.join("real/f").display(),
+            data.join("existing").display()
+        ),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(data.join("existing")).unwrap(),
+        "public data\n"
+    );
+    // `write` needs an existing file; `create` through a symlink is refused and
+    // creates nothing outside.
+    let o = data_call(
+        &d,
+        alice,
+        "copy-over",
+        &format!(
+            r#"{{"src": "{}", "dst": "{}"}}"#,
+            m.join("real/f").display(),
+            data.join("absent").display()
+        ),
+    );
+    assert!(stderr(&o).contains(&under_msg), "{}", stderr(&o));
+    assert!(!data.join("absent").exists());
+    let o = data_call(
+        &d,
+        alice,
+        "copy-new",
+        &format!(
+            r#"{{"src": "{}", "dst": "{}"}}"#,
+            m.join("real/f").display(),
+            m.join("link/planted").display()
+        ),
+    );
+    assert!(stderr(&o).contains(&under_msg), "{}", stderr(&o));
+    assert!(!outside.join("planted").exists());
+}
+
+#[test]
+fn command_path_is_where_bare_names_are_found_and_the_path_commands_get() {
+    let bin = tempfile::Builder::new()
+        .prefix("regent-e2e-bin-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let prog = bin.path().join("regent-e2e-only-here");
+    std::fs::write(&prog, "#!/bin/sh\nprintf 'found %s' \"$PATH\"\n").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let search = format!("{}:/usr/bin:/bin", bin.path().display());
+    let d = Daemon::start(
+        &format!("command_path = \"{search}\""),
+        "[operations.custom]\ncommand = [\"regent-e2e-only-here\"]\n",
+    );
+    let o = d.cli(&["call", "custom"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("found {search}"));
+}

@@ -1,0 +1,533 @@
+//! Files handed to a command as descriptors opened in the command's own process.
+//!
+//! Why: a name checked by the service and opened later by the command can be
+//! raced (a directory swapped for a symlink in between). Here the command's own
+//! process opens the file after its confinement (credentials, capabilities,
+//! Landlock), beneath a descriptor of the allowed directory, refusing every
+//! symlink on the way, and keeps it open across `exec` at a number fixed before
+//! the fork; the command is told `/proc/self/fd/N`.
+//!
+//! [`PathFds::prepare`] runs before the fork (allocates, opens placeholder
+//! descriptors that reserve the numbers); [`PathFds::open_all`] runs in the forked
+//! command process and is async-signal-safe: raw system calls (rustix's typed
+//! wrappers, which allocate nothing for a `&CStr` path) over prepared memory only.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Component;
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, CWD};
+use rustix::io::Errno;
+
+use crate::error::ExecError;
+use crate::policy::{FileAccess, PathArg};
+
+/// First byte of a failure record on the report pipe; not a valid [`crate::Step`],
+/// so the two kinds of records cannot be confused.
+const MARK: u8 = 0xF7;
+/// Length of a failure record: mark, index, reason, errno (little endian).
+const RECORD_LEN: usize = 7;
+/// Most descriptors one command may receive.
+pub const MAX_PATHS: usize = 16;
+
+/// Why a file was not handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRefusal {
+    /// The open failed with this errno (missing, a symlink on the way, outside,
+    /// permission denied, ...).
+    Errno(i32),
+    /// A regular file with more than one hard link (a link can bring a file from
+    /// outside the directory inside).
+    HardLink,
+    /// Not a regular file (nor a directory, for reading).
+    FileType,
+}
+
+impl PathRefusal {
+    fn code(self) -> (u8, i32) {
+        match self {
+            PathRefusal::Errno(e) => (0, e),
+            PathRefusal::HardLink => (1, 0),
+            PathRefusal::FileType => (2, 0),
+        }
+    }
+
+    fn from_code(reason: u8, errno: i32) -> Option<PathRefusal> {
+        Some(match reason {
+            0 => PathRefusal::Errno(errno),
+            1 => PathRefusal::HardLink,
+            2 => PathRefusal::FileType,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for PathRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathRefusal::Errno(e) => write!(f, "{}", io::Error::from_raw_os_error(*e)),
+            PathRefusal::HardLink => f.write_str("a regular file with several hard links"),
+            PathRefusal::FileType => f.write_str("not a file of a permitted type"),
+        }
+    }
+}
+
+/// A failure record (fixed size, written by the forked command process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PathFailure {
+    pub(crate) index: usize,
+    pub(crate) refusal: PathRefusal,
+}
+
+impl PathFailure {
+    fn encode(self) -> [u8; RECORD_LEN] {
+        let (reason, errno) = self.refusal.code();
+        let e = errno.to_le_bytes();
+        [MARK, self.index as u8, reason, e[0], e[1], e[2], e[3]]
+    }
+
+    /// The inverse of `encode`; `None` for anything else (e.g. a set-up failure).
+    pub(crate) fn decode(b: &[u8]) -> Option<PathFailure> {
+        if b.len() != RECORD_LEN || b[0] != MARK {
+            return None;
+        }
+        let errno = i32::from_le_bytes(b[3..7].try_into().ok()?);
+        Some(PathFailure {
+            index: usize::from(b[1]),
+            refusal: PathRefusal::from_code(b[2], errno)?,
+        })
+    }
+}
+
+struct Prepared {
+    beneath: CString,
+    /// The relative path for `openat2` (`.` for the directory itself).
+    relative: CString,
+    /// The same, component by component, for the fallback.
+    components: Vec<CString>,
+    flags: OFlags,
+    mode: Mode,
+    access: FileAccess,
+    /// Reserves the descriptor number the command is told about; replaced by the
+    /// file in the command process.
+    target: OwnedFd,
+}
+
+/// The descriptors of one run, prepared before the fork.
+#[derive(Default)]
+pub(crate) struct PathFds {
+    paths: Vec<Prepared>,
+}
+
+fn cstring(p: &[u8], what: &str) -> Result<CString, ExecError> {
+    CString::new(p).map_err(|_| ExecError::Invalid {
+        reason: format!("{what} contains a NUL byte"),
+    })
+}
+
+impl PathFds {
+    /// Check `args`, turn them into C strings, and reserve one descriptor number
+    /// each (a close-on-exec placeholder on `/dev/null`). Not async-signal-safe.
+    pub(crate) fn prepare(args: &[PathArg]) -> Result<PathFds, ExecError> {
+        if args.len() > MAX_PATHS {
+            return Err(ExecError::Invalid {
+                reason: format!("more than {MAX_PATHS} path descriptors"),
+            });
+        }
+        let mut paths = Vec::with_capacity(args.len());
+        for a in args {
+            let invalid = |why: &str| ExecError::Invalid {
+                reason: format!("path {}: {why}", a.field),
+            };
+            if !a.beneath.is_absolute() {
+                return Err(invalid("the directory is not absolute"));
+            }
+            let mut components = Vec::new();
+            for c in a.path.components() {
+                match c {
+                    Component::Normal(n) => components.push(cstring(n.as_bytes(), "a path")?),
+                    _ => return Err(invalid("only plain components may follow the directory")),
+                }
+            }
+            let relative = if components.is_empty() {
+                c".".to_owned()
+            } else {
+                cstring(a.path.as_os_str().as_bytes(), "a path")?
+            };
+            let common = OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+            let (flags, mode) = match a.access {
+                FileAccess::Read => (OFlags::RDONLY | common, Mode::empty()),
+                FileAccess::Write => (OFlags::WRONLY | common, Mode::empty()),
+                FileAccess::Create => (
+                    OFlags::WRONLY | OFlags::CREATE | common,
+                    Mode::from_raw_mode(0o600),
+                ),
+            };
+            let target = rustix::fs::open(
+                c"/dev/null",
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| ExecError::Io {
+                what: "reserving a descriptor for a path",
+                source: e.into(),
+            })?;
+            paths.push(Prepared {
+                beneath: cstring(a.beneath.as_os_str().as_bytes(), "a directory")?,
+                relative,
+                components,
+                flags,
+                mode,
+                access: a.access,
+                target,
+            });
+        }
+        Ok(PathFds { paths })
+    }
+
+    /// The reserved descriptor numbers, in the order of the arguments.
+    pub(crate) fn numbers(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.paths.iter().map(|p| p.target.as_raw_fd())
+    }
+
+    /// Open every file in the calling (forked, confined) process and put each at
+    /// its reserved number, kept open across `exec`. Async-signal-safe. On failure,
+    /// writes a record to `report_fd` and returns the error.
+    pub(crate) fn open_all(&mut self, report_fd: RawFd) -> io::Result<()> {
+        for (index, p) in self.paths.iter_mut().enumerate() {
+            if let Err(refusal) = open_one(p) {
+                crate::sys::write_all_raw(report_fd, &PathFailure { index, refusal }.encode());
+                return Err(match refusal {
+                    PathRefusal::Errno(e) => io::Error::from_raw_os_error(e),
+                    _ => io::Error::from_raw_os_error(libc::EPERM),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn errno(e: Errno) -> PathRefusal {
+    PathRefusal::Errno(e.raw_os_error())
+}
+
+fn open_one(p: &mut Prepared) -> Result<(), PathRefusal> {
+    let dir = rustix::fs::openat(
+        CWD,
+        p.beneath.as_c_str(),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    let file = match rustix::fs::openat2(
+        &dir,
+        p.relative.as_c_str(),
+        p.flags,
+        p.mode,
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+    ) {
+        Err(Errno::NOSYS) => open_by_components(&dir, p)?,
+        r => r.map_err(errno)?,
+    };
+    drop(dir);
+    let st = rustix::fs::fstat(&file).map_err(errno)?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile if st.st_nlink > 1 => return Err(PathRefusal::HardLink),
+        FileType::RegularFile => {}
+        FileType::Directory if p.access == FileAccess::Read => {}
+        _ => return Err(PathRefusal::FileType),
+    }
+    let fl = rustix::fs::fcntl_getfl(&file).map_err(errno)?;
+    rustix::fs::fcntl_setfl(&file, fl - OFlags::NONBLOCK).map_err(errno)?;
+    // dup3(file, target, 0): the reserved number now holds the file, without
+    // close-on-exec.
+    rustix::io::dup2(&file, &mut p.target).map_err(errno)?;
+    Ok(())
+}
+
+/// The fallback where `openat2` is missing (before Linux 5.6): one component at
+/// a time, each directory with `O_PATH | O_NOFOLLOW | O_DIRECTORY`, the last with
+/// `O_NOFOLLOW`. The components hold no `..`, so nothing climbs out.
+fn open_by_components(dir: &OwnedFd, p: &Prepared) -> Result<OwnedFd, PathRefusal> {
+    let Some((last, parents)) = p.components.split_last() else {
+        return rustix::fs::openat(dir, c".", p.flags, p.mode).map_err(errno);
+    };
+    let mut cur: Option<OwnedFd> = None;
+    for c in parents {
+        let at = cur.as_ref().map_or(dir.as_fd(), |f| f.as_fd());
+        let next = rustix::fs::openat(
+            at,
+            c.as_c_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(errno)?;
+        cur = Some(next);
+    }
+    let at = cur.as_ref().map_or(dir.as_fd(), |f| f.as_fd());
+    rustix::fs::openat(at, last.as_c_str(), p.flags | OFlags::NOFOLLOW, p.mode).map_err(errno)
+}
+
+/// Replace each [`PathArg::placeholder`] in `argv` by `/proc/self/fd/N`.
+pub(crate) fn substitute(argv: &[String], numbers: &[RawFd]) -> Result<Vec<String>, ExecError> {
+    let mut out = Vec::with_capacity(argv.len());
+    for a in argv {
+        let mut s = a.clone();
+        for (i, n) in numbers.iter().enumerate() {
+            let ph = PathArg::placeholder(i);
+            if s.contains(&ph) {
+                s = s.replace(&ph, &format!("/proc/self/fd/{n}"));
+            }
+        }
+        if s.contains('\0') {
+            return Err(ExecError::Invalid {
+                reason: "an argument contains a NUL byte or an unknown path placeholder".into(),
+            });
+        }
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// Opens as `open_one` would without `openat2` (for the tests of the fallback).
+#[cfg(test)]
+fn open_fallback_for_test(arg: &PathArg) -> Result<OwnedFd, PathRefusal> {
+    let fds = PathFds::prepare(std::slice::from_ref(arg))
+        .map_err(|_| PathRefusal::Errno(libc::EINVAL))?;
+    let p = &fds.paths[0];
+    let dir = rustix::fs::openat(
+        CWD,
+        p.beneath.as_c_str(),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    open_by_components(&dir, p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        for refusal in [
+            PathRefusal::Errno(libc::ELOOP),
+            PathRefusal::HardLink,
+            PathRefusal::FileType,
+        ] {
+            let f = PathFailure { index: 3, refusal };
+            assert_eq!(PathFailure::decode(&f.encode()), Some(f));
+        }
+        assert_eq!(PathFailure::decode(&[6, 1, 0, 0, 0]), None);
+        assert_eq!(PathFailure::decode(&[MARK, 0, 9, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn placeholders_are_replaced_or_refused() {
+        let argv = vec![
+            "cat".to_string(),
+            format!("--in={}", PathArg::placeholder(0)),
+            PathArg::placeholder(1),
+        ];
+        assert_eq!(
+            substitute(&argv, &[7, 9]).unwrap(),
+            ["cat", "--in=/proc/self/fd/7", "/proc/self/fd/9"]
+        );
+        assert!(substitute(&argv, &[7]).is_err());
+    }
+
+    /// A scratch tree: `under/{sub/file, evil -> OUTSIDE (absolute), rel ->
+    /// ../outside (relative), inner -> sub/file, dangling -> OUTSIDE/none,
+    /// fifo, hard (a second link of sub/file2)}`, `outside/secret`.
+    struct Tree {
+        root: std::path::PathBuf,
+    }
+
+    impl Tree {
+        fn new(tag: &str) -> Tree {
+            use std::os::unix::fs::symlink;
+            let root =
+                std::env::temp_dir().join(format!("regent-pathfd-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            let under = root.join("under");
+            let outside = root.join("outside");
+            std::fs::create_dir_all(under.join("sub")).unwrap();
+            std::fs::create_dir_all(&outside).unwrap();
+            std::fs::write(under.join("sub/file"), b"inside").unwrap();
+            std::fs::write(under.join("sub/file2"), b"two").unwrap();
+            std::fs::hard_link(under.join("sub/file2"), under.join("hard")).unwrap();
+            std::fs::write(outside.join("secret"), b"SECRET").unwrap();
+            symlink(&outside, under.join("evil")).unwrap();
+            symlink("../outside", under.join("rel")).unwrap();
+            symlink("sub/file", under.join("inner")).unwrap();
+            symlink(outside.join("none"), under.join("dangling")).unwrap();
+            let fifo = CString::new(under.join("fifo").as_os_str().as_bytes()).unwrap();
+            rustix::fs::mknodat(
+                CWD,
+                fifo.as_c_str(),
+                FileType::Fifo,
+                Mode::from_raw_mode(0o600),
+                0,
+            )
+            .unwrap();
+            Tree { root }
+        }
+
+        fn arg(&self, rel: &str, access: FileAccess) -> PathArg {
+            PathArg {
+                field: "p".into(),
+                beneath: self.root.join("under"),
+                path: rel.into(),
+                access,
+            }
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+
+    fn read_fd(fd: &OwnedFd) -> String {
+        let mut buf = [0u8; 64];
+        let n = rustix::io::pread(fd, &mut buf, 0).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// Opens `arg` both ways (openat2 and component by component); returns the two
+    /// results, which must agree.
+    fn open_both(arg: &PathArg) -> Result<OwnedFd, PathRefusal> {
+        let mut fds = PathFds::prepare(std::slice::from_ref(arg)).unwrap();
+        let number = fds.numbers().next().unwrap();
+        let direct = open_one(&mut fds.paths[0]);
+        if direct.is_ok() {
+            // The reserved number now holds the file, without close-on-exec.
+            let fl = rustix::io::fcntl_getfd(&fds.paths[0].target).unwrap();
+            assert!(!fl.contains(rustix::io::FdFlags::CLOEXEC));
+            assert_eq!(fds.paths[0].target.as_raw_fd(), number);
+            let st = rustix::fs::fstat(&fds.paths[0].target).unwrap();
+            assert_ne!(
+                FileType::from_raw_mode(st.st_mode),
+                FileType::CharacterDevice
+            );
+        }
+        let fallback = open_fallback_for_test(arg);
+        let check = |r: &Result<OwnedFd, PathRefusal>| -> Result<(), PathRefusal> {
+            match r {
+                Ok(fd) => {
+                    let st = rustix::fs::fstat(fd).map_err(errno)?;
+                    match FileType::from_raw_mode(st.st_mode) {
+                        FileType::RegularFile if st.st_nlink > 1 => Err(PathRefusal::HardLink),
+                        FileType::RegularFile => Ok(()),
+                        FileType::Directory if arg.access == FileAccess::Read => Ok(()),
+                        _ => Err(PathRefusal::FileType),
+                    }
+                }
+                Err(e) => Err(*e),
+            }
+        };
+        let fb = check(&fallback);
+        assert_eq!(direct.is_ok(), fb.is_ok(), "{arg:?}: {direct:?} vs {fb:?}");
+        direct?;
+        Ok(fds.paths.remove(0).target)
+    }
+
+    fn refused(r: Result<OwnedFd, PathRefusal>) -> PathRefusal {
+        r.map(drop).expect_err("should be refused")
+    }
+
+    #[test]
+    fn opens_inside_and_refuses_escapes() {
+        let t = Tree::new("escape");
+        let fd = open_both(&t.arg("sub/file", FileAccess::Read)).unwrap();
+        assert_eq!(read_fd(&fd), "inside");
+        // The directory itself, and a directory below it, for reading.
+        open_both(&t.arg("", FileAccess::Read)).unwrap();
+        open_both(&t.arg("sub", FileAccess::Read)).unwrap();
+        // An absolute symlink, a relative one climbing out, and a symlink that
+        // stays inside: all refused (no symlink at all).
+        for rel in ["evil/secret", "rel/secret", "inner", "dangling"] {
+            let r = refused(open_both(&t.arg(rel, FileAccess::Read)));
+            assert_eq!(r, PathRefusal::Errno(libc::ELOOP), "{rel}");
+        }
+        // Missing.
+        let r = refused(open_both(&t.arg("sub/none", FileAccess::Read)));
+        assert_eq!(r, PathRefusal::Errno(libc::ENOENT));
+        let r = refused(open_both(&t.arg("none/x", FileAccess::Create)));
+        assert_eq!(r, PathRefusal::Errno(libc::ENOENT));
+        // Kinds: a FIFO, a hard-linked file, a directory opened for writing.
+        assert_eq!(
+            refused(open_both(&t.arg("fifo", FileAccess::Read))),
+            PathRefusal::FileType
+        );
+        assert_eq!(
+            refused(open_both(&t.arg("hard", FileAccess::Read))),
+            PathRefusal::HardLink
+        );
+        assert!(refused(open_both(&t.arg("sub", FileAccess::Write))) != PathRefusal::HardLink);
+        // `..` never gets this far.
+        assert!(PathFds::prepare(&[t.arg("sub/../../outside/secret", FileAccess::Read)]).is_err());
+    }
+
+    #[test]
+    fn write_and_create() {
+        let t = Tree::new("create");
+        // Write: existing only, not truncated.
+        let fd = open_both(&t.arg("sub/file", FileAccess::Write)).unwrap();
+        rustix::io::write(&fd, b"IN").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(t.root.join("under/sub/file")).unwrap(),
+            "INside"
+        );
+        assert_eq!(
+            refused(open_both(&t.arg("sub/new", FileAccess::Write))),
+            PathRefusal::Errno(libc::ENOENT)
+        );
+        // Create: a new file, mode 0600; an existing one is opened, not truncated.
+        let fd = open_both(&t.arg("sub/new", FileAccess::Create)).unwrap();
+        rustix::io::write(&fd, b"made").unwrap();
+        let meta = std::fs::metadata(t.root.join("under/sub/new")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077,
+            0
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.root.join("under/sub/new")).unwrap(),
+            "made"
+        );
+        // A dangling symlink or a symlinked directory cannot redirect the creation.
+        for rel in ["dangling", "evil/planted", "rel/planted"] {
+            assert_eq!(
+                refused(open_both(&t.arg(rel, FileAccess::Create))),
+                PathRefusal::Errno(libc::ELOOP),
+                "{rel}"
+            );
+        }
+        assert!(!t.root.join("outside/none").exists());
+        assert!(!t.root.join("outside/planted").exists());
+    }
+
+    #[test]
+    fn bad_relative_paths_are_refused() {
+        for rel in ["../x", "a/../b", "/abs", "./x"] {
+            let a = PathArg {
+                field: "p".into(),
+                beneath: "/tmp".into(),
+                path: rel.into(),
+                access: FileAccess::Read,
+            };
+            assert!(PathFds::prepare(&[a]).is_err(), "{rel}");
+        }
+        let rel = PathArg {
+            field: "p".into(),
+            beneath: "tmp".into(),
+            path: "x".into(),
+            access: FileAccess::Read,
+        };
+        assert!(PathFds::prepare(&[rel]).is_err());
+    }
+}
