@@ -70,6 +70,22 @@ fn a_symlink_swap_race_never_reads_outside_under() {
     std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
     let target = format!(r#"{{"file": "{}"}}"#, m.join("real/f").display());
 
+    // `regent check` says how each path parameter reaches its command.
+    let mut c = Command::new(regent());
+    c.args(["check", "--config"]).arg(&d.config);
+    let o = run(c);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    for line in [
+        format!("path file: opened for read beneath {}", data.display()),
+        format!(
+            "path dst: opened for create (created if missing) beneath {}",
+            data.display()
+        ),
+        format!("path dst: opened for write beneath {}", data.display()),
+    ] {
+        assert!(stdout(&o).contains(&line), "{line} not in {}", stdout(&o));
+    }
+
     // Before the attack: a plain read works.
     let o = data_call(&d, alice, "cat-file", &target);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
