@@ -10,9 +10,10 @@ const EXAMPLE: &str = r#"# Regent example configuration.
 # Serve it with:  regent serve --config /etc/regent/regent.toml
 
 [service]
-socket = "/run/regent/regent.sock"
+socket = "/run/regent/regent.sock"   # in a directory no one else can write (not /tmp)
 socket_mode = "0660"                 # octal, as a string
 socket_group = "regent"              # members of this group may connect
+# socket_owner = "regent"            # when the service runs as this user: `regent --config` clients trust it
 secret_file = "/etc/regent/secret"   # optional shared secret; never on argv
 max_line = "1M"                      # longest request line
 line_timeout = "10s"                 # time to finish a started line
