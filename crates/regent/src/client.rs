@@ -108,7 +108,7 @@ pub enum ClientError {
     Timeout(PathBuf),
     /// The process listening on the socket is not one this client trusts: nothing
     /// was sent.
-    #[error("refusing to talk to {path}: the process listening there runs as uid {uid}, which is not root{others}; another user may have bound the socket in the service's place, so nothing was sent (if the service really runs as uid {uid}, trust it explicitly with --server-uid {uid} or REGENT_SERVER_UID)", others = trusted_list(.trusted))]
+    #[error("refusing to talk to {path}: the process listening there runs as uid {uid}, which is not root{others}; another user may have bound the socket in the service's place, so nothing was sent (if the service really runs as uid {uid}, trust it explicitly: --server-uid {uid}, REGENT_SERVER_UID or Client::server_uid)", others = trusted_list(.trusted))]
     UntrustedServer {
         /// Socket path.
         path: PathBuf,

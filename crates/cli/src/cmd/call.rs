@@ -97,8 +97,9 @@ pub struct OpsArgs {
     pub target: Target,
 }
 
+/// Print a local error (escaped; its own lines kept, e.g. a config's diagnostics).
 pub fn fail(msg: impl std::fmt::Display, status: u8) -> ExitCode {
-    eprintln!("regent: {}", escape_line(&msg.to_string()));
+    eprintln!("regent: {}", escape_lines(&msg.to_string()));
     exit::code(status)
 }
 
