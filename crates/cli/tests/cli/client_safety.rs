@@ -564,3 +564,22 @@ fn check_refuses_what_serve_refuses_and_output_survives_a_closed_pipe() {
     );
     assert!(log.contains(&file) && log.contains("0644"), "{log}");
 }
+
+#[test]
+fn the_demo_works_as_root_and_as_an_unprivileged_user() {
+    let (auid, agid) = user("regent-e2e-alice");
+    let root = run({
+        let mut c = Command::new(regent());
+        c.arg("demo");
+        c
+    });
+    let alice = regent_as(auid, agid, &["demo"], &[]);
+    for o in [root, alice] {
+        assert_eq!(code(&o), 0, "{}\n{}", stdout(&o), stderr(&o));
+        assert!(
+            stdout(&o).contains("calls answered as expected"),
+            "{}",
+            stdout(&o)
+        );
+    }
+}
