@@ -2,6 +2,7 @@
 //! operations on a socket in a private (0700) temporary directory, calls it as a
 //! client (successes, a validation error, a policy denial, a wrong secret), prints
 //! what happened, and stops it. Works as root or not; needs nothing but this binary.
+
 use regent::client::{Client, Outcome};
 use regent::server::SharedSecret;
 use serde_json::{json, Value};
