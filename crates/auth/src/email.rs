@@ -205,11 +205,11 @@ fn who(caller: &CallerId) -> String {
     }
 }
 
-/// Remove control characters (header safety; lettre encodes the rest).
+/// One line as an approver should read it: control, bidi and invisible characters
+/// shown as `\u{XXXX}` (header safety too: no newline survives; lettre encodes
+/// the rest).
 fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    regent_proto::text::escape_line(s).into_owned()
 }
 
 /// The text of a code email.
@@ -218,8 +218,12 @@ pub fn body(mail: &CodeMail<'_>) -> Zeroizing<String> {
     let pid = c
         .pid
         .map_or_else(|| "unknown".to_string(), |p| p.to_string());
-    let data =
-        serde_json::to_string_pretty(mail.display_data).unwrap_or_else(|_| "(unprintable)".into());
+    // JSON already escapes C0 controls inside strings; bidi, invisible and C1
+    // characters are escaped here, so the approver reads the value that will run.
+    let data = regent_proto::text::escape_lines(
+        &serde_json::to_string_pretty(mail.display_data).unwrap_or_else(|_| "(unprintable)".into()),
+    )
+    .into_owned();
     Zeroizing::new(format!(
         "A privileged operation is waiting for authorization.\n\
          \n\
@@ -278,6 +282,45 @@ mod tests {
         ] {
             assert!(b.contains(needle), "{needle} missing from:\n{}", *b);
         }
+    }
+
+    #[test]
+    fn body_shows_control_bidi_and_invisible_characters_escaped() {
+        let caller = CallerId {
+            uid: 1000,
+            gid: 100,
+            pid: None,
+            user: Some("al\u{200b}ice".into()),
+        };
+        let data = json!({"file": "invoice_\u{202e}fdp.exe", "note": "a\u{9b}31mb\u{2028}c"});
+        let mail = CodeMail {
+            request_id: "abcd1234",
+            op: "re\u{1b}[2Jstart",
+            display_data: &data,
+            caller: &caller,
+            expires_at: std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            code: "012345",
+        };
+        let b = body(&mail);
+        for raw in ['\u{202e}', '\u{200b}', '\u{1b}', '\u{9b}', '\u{2028}'] {
+            assert!(
+                !b.contains(raw),
+                "{:x} reached the mail:\n{}",
+                u32::from(raw),
+                *b
+            );
+        }
+        for shown in [
+            "invoice_\\u{202e}fdp.exe",
+            "al\\u{200b}ice",
+            "re\\u{001b}[2Jstart",
+            "a\\u{009b}31mb\\u{2028}c",
+        ] {
+            assert!(b.contains(shown), "{shown} missing from:\n{}", *b);
+        }
+        // The layout's own lines are kept.
+        assert!(b.contains("Operation:   re"), "{}", *b);
+        assert_eq!(clean("a\nb\u{202e}"), "a\\u{000a}b\\u{202e}");
     }
 
     #[test]

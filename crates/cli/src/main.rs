@@ -2,6 +2,9 @@
 //! each subcommand parses its arguments into validated settings and calls it.
 
 #![forbid(unsafe_code)]
+// First: its macros replace `println!` and friends in every module below.
+#[macro_use]
+mod out;
 mod cmd;
 mod exit;
 mod logging;

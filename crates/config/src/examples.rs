@@ -10,9 +10,10 @@ const EXAMPLE: &str = r#"# Regent example configuration.
 # Serve it with:  regent serve --config /etc/regent/regent.toml
 
 [service]
-socket = "/run/regent/regent.sock"
+socket = "/run/regent/regent.sock"   # in a directory no one else can write (not /tmp)
 socket_mode = "0660"                 # octal, as a string
 socket_group = "regent"              # members of this group may connect
+# socket_owner = "regent"            # when the service runs as this user: `regent --config` clients trust it
 secret_file = "/etc/regent/secret"   # optional shared secret; never on argv
 max_line = "1M"                      # longest request line
 line_timeout = "10s"                 # time to finish a started line
@@ -162,15 +163,17 @@ pub fn demo_config_text() -> &'static str {
 /// The built-in demo config: operations that work on any Linux box without extra
 /// packages (`whoami`, `echo`, `hello`, `date`, and `kernel`, restricted to the
 /// group `regent-admins` so the demo can show a denial). The socket is `socket`
-/// (mode 0666: the demo has no secret and is meant to be called by anyone) and the
-/// store sits next to it.
+/// (mode 0666; `regent demo` puts it in a private 0700 directory, as the service
+/// refuses a directory others can write, such as `/tmp` itself) and the store
+/// sits next to it.
 #[must_use]
 pub fn demo_config(socket: &Path) -> Config {
     let mut config = crate::parse(DEMO, "<demo>").expect("the built-in demo config is valid");
     config.service.socket = socket.to_path_buf();
     config.service.store = socket
         .parent()
-        .unwrap_or_else(|| Path::new("/tmp"))
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."))
         .join("regent-demo-pending.db");
     config
 }

@@ -121,8 +121,10 @@ impl std::fmt::Display for PathAccess {
 /// The type of a parameter and its constraints.
 #[derive(Debug, Clone)]
 pub enum ParamKind {
-    /// Text. Without `pattern`, control characters are refused. A value starting
-    /// with `-` is refused unless `allow_leading_dash` (it could be read as an option).
+    /// Text. Without `pattern`, control characters and invisible or bidirectional
+    /// format characters (Unicode Cf, Zl, Zp: U+202E, U+200B...) are refused. A
+    /// value starting with `-` is refused unless `allow_leading_dash` (it could be
+    /// read as an option).
     String {
         /// Whole-value pattern.
         pattern: Option<Pattern>,
@@ -248,6 +250,11 @@ impl ParamKind {
                     None if s.chars().any(char::is_control) => {
                         Err("must not contain control characters".into())
                     }
+                    None if s.chars().any(regent_proto::text::is_hidden_format) => Err(
+                        "must not contain invisible or bidirectional format characters \
+                         (such as U+200B or U+202E; declare a `pattern` to accept them)"
+                            .into(),
+                    ),
                     _ => Ok(s.to_string()),
                 }
             }
@@ -261,11 +268,25 @@ impl ParamKind {
             }
             ParamKind::Integer { min, max } => {
                 let n = match value {
-                    Value::Number(n) => n.as_i64().ok_or(if n.is_f64() {
-                        "expected an integer, not a fraction"
-                    } else {
-                        "integer is out of range"
-                    })?,
+                    Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                        (Some(n), _, _) => n,
+                        // Beyond i64: too large, whatever the declared bounds.
+                        (None, Some(_), _) => return Err(too_large(*max)),
+                        // A number JSON could not hold as an integer (written with a
+                        // fraction or an exponent, or beyond u64).
+                        (None, None, Some(f)) if f.fract() != 0.0 => {
+                            return Err("expected an integer, not a fraction".into())
+                        }
+                        (None, None, Some(f)) if f >= 2f64.powi(63) => return Err(too_large(*max)),
+                        (None, None, Some(f)) if f <= -(2f64.powi(63)) => {
+                            return Err(too_small(*min))
+                        }
+                        _ => {
+                            return Err(
+                                "expected an integer written without a fraction or exponent".into(),
+                            )
+                        }
+                    },
                     _ => return Err("expected an integer".into()),
                 };
                 if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
@@ -374,6 +395,16 @@ impl ParamKind {
         }
         v
     }
+}
+
+/// The message for an integer above every value an `integer` parameter holds.
+fn too_large(max: Option<i64>) -> String {
+    format!("too large: must be at most {}", max.unwrap_or(i64::MAX))
+}
+
+/// The message for an integer below every value an `integer` parameter holds.
+fn too_small(min: Option<i64>) -> String {
+    format!("too small: must be at least {}", min.unwrap_or(i64::MIN))
 }
 
 impl ParamSpec {
@@ -490,6 +521,84 @@ mod tests {
         );
         let dash = string(Some(".*"), 0, 5, true);
         table(&dash, &[(json!("-n"), Some("-n")), (json!("a\u{0}"), None)]);
+    }
+
+    #[test]
+    fn strings_without_a_pattern_refuse_invisible_and_bidi_characters() {
+        let free = string(None, 0, 100, false);
+        for bad in [
+            "invoice_\u{202e}fdp.exe",
+            "ro\u{200b}ot",
+            "a\u{2066}b",
+            "\u{feff}x",
+            "soft\u{ad}hyphen",
+            "a\u{2028}b",
+            "a\u{2029}b",
+            "tag\u{e0041}",
+        ] {
+            let e = free.check(&json!(bad)).unwrap_err();
+            assert!(
+                e.contains("invisible or bidirectional format characters") && e.contains("pattern"),
+                "{bad:?}: {e}"
+            );
+            // The reason never repeats the value.
+            assert!(!e.contains(bad), "{e}");
+        }
+        table(
+            &free,
+            &[
+                (json!("مرحبا"), Some("مرحبا")),
+                (json!("日本語 text"), Some("日本語 text")),
+                (json!("a\u{a0}b"), Some("a\u{a0}b")),
+            ],
+        );
+        // A declared pattern decides on its own.
+        let any = string(Some(".*"), 0, 100, false);
+        table(&any, &[(json!("a\u{202e}b"), Some("a\u{202e}b"))]);
+    }
+
+    #[test]
+    fn integers_out_of_range_say_so() {
+        let port = ParamKind::Integer {
+            min: Some(1),
+            max: Some(65535),
+        };
+        let open = ParamKind::Integer {
+            min: None,
+            max: None,
+        };
+        let msg = |k: &ParamKind, text: &str| {
+            let v: Value = serde_json::from_str(text).unwrap();
+            k.check(&v).unwrap_err()
+        };
+        // Beyond i64 (u64 range), beyond u64 (parsed as a float), and written with
+        // an exponent: too large, not "a fraction".
+        for text in ["18446744073709551615", "1e30", "100000000000000000000000"] {
+            assert_eq!(
+                msg(&port, text),
+                "too large: must be at most 65535",
+                "{text}"
+            );
+            assert_eq!(
+                msg(&open, text),
+                "too large: must be at most 9223372036854775807",
+                "{text}"
+            );
+        }
+        for text in ["-1e30", "-9223372036854775809"] {
+            assert_eq!(msg(&port, text), "too small: must be at least 1", "{text}");
+            assert_eq!(
+                msg(&open, text),
+                "too small: must be at least -9223372036854775808",
+                "{text}"
+            );
+        }
+        assert_eq!(msg(&port, "1.5"), "expected an integer, not a fraction");
+        assert_eq!(
+            msg(&port, "1e3"),
+            "expected an integer written without a fraction or exponent"
+        );
+        assert_eq!(msg(&port, "70000"), "must be between 1 and 65535");
     }
 
     #[test]

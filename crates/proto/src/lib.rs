@@ -6,13 +6,15 @@
 //! - [`code`]: the stable machine-readable error codes;
 //! - [`request`]: parsing a request line into a validated [`Request`];
 //! - [`response`]: the three response shapes and their JSON encoding;
-//! - [`framing`]: a sans-IO line buffer with a hard size cap (check, then parse).
+//! - [`framing`]: a sans-IO line buffer with a hard size cap (check, then parse);
+//! - [`text`]: escaping what a caller sent before a person reads it.
 #![forbid(unsafe_code)]
 
 pub mod code;
 pub mod framing;
 pub mod request;
 pub mod response;
+pub mod text;
 
 pub use code::ErrorCode;
 pub use framing::{FrameError, LineBuffer};

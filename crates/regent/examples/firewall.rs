@@ -4,8 +4,8 @@
 //! Only members of the `admin` group or the user `www-data` may call it.
 //!
 //! ```text
-//! cargo run -p regent --example firewall -- /tmp/regent-fw.sock &
-//! REGENT_SECRET=123456 regent call firewall --data '{"action": "open", "ip": "203.0.113.9"}' --socket /tmp/regent-fw.sock
+//! sudo cargo run -p regent --example firewall -- /run/regent-examples/fw.sock &
+//! REGENT_SECRET=123456 regent call firewall --data '{"action": "open", "ip": "203.0.113.9"}' --socket /run/regent-examples/fw.sock
 //! ```
 //! (203.0.113.0/24 is a documentation range, so that example is refused as not public.)
 
@@ -91,7 +91,7 @@ impl Operation for Firewall {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let socket = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "/tmp/regent-fw.sock".into());
+        .unwrap_or_else(|| "/run/regent-examples/fw.sock".into());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();

@@ -4,9 +4,9 @@
 //! request in `authorize`.
 //!
 //! ```text
-//! cargo run -p regent --example restart -- /tmp/regent-restart.sock /tmp/regent-restart.db &
-//! REGENT_SECRET=123456 regent call restart --data '{"service": "nginx"}' --socket /tmp/regent-restart.sock
-//! REGENT_SECRET=123456 regent call restart --data '{"service": "postgresql"}' --wait --socket /tmp/regent-restart.sock
+//! sudo cargo run -p regent --example restart -- /run/regent-examples/restart.sock /var/lib/regent-examples/pending.db &
+//! REGENT_SECRET=123456 regent call restart --data '{"service": "nginx"}' --socket /run/regent-examples/restart.sock
+//! REGENT_SECRET=123456 regent call restart --data '{"service": "postgresql"}' --wait --socket /run/regent-examples/restart.sock
 //! ```
 
 use regent::exec::{run, CommandSpec, ExecPolicy};
@@ -82,10 +82,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let socket = args
         .next()
-        .unwrap_or_else(|| "/tmp/regent-restart.sock".into());
+        .unwrap_or_else(|| "/run/regent-examples/restart.sock".into());
     let store = args
         .next()
-        .unwrap_or_else(|| "/tmp/regent-restart/pending.db".into());
+        .unwrap_or_else(|| "/var/lib/regent-examples/pending.db".into());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();

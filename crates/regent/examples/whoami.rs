@@ -2,10 +2,13 @@
 //! returns the service's user.
 //!
 //! ```text
-//! cargo run -p regent --example whoami -- /tmp/regent-whoami.sock &
-//! REGENT_SECRET=123456 regent call whoami --socket /tmp/regent-whoami.sock
-//! printf '{"secret": "123456", "op": "whoami"}\n' | socat - UNIX-CONNECT:/tmp/regent-whoami.sock
+//! cargo run -p regent --example whoami -- "$XDG_RUNTIME_DIR/regent-whoami.sock" &
+//! REGENT_SECRET=123456 regent call whoami --socket "$XDG_RUNTIME_DIR/regent-whoami.sock"
+//! printf '{"secret": "123456", "op": "whoami"}\n' | socat - UNIX-CONNECT:"$XDG_RUNTIME_DIR/regent-whoami.sock"
 //! ```
+//! The socket goes in a directory only its user can write (never `/tmp`, where
+//! anyone could bind the path first; the service refuses such a directory). Without
+//! an argument: `/run/regent-examples/whoami.sock` (as root).
 //! The secret is hard-coded here as in the Python original; a real service reads
 //! it from a root-only file (`regent serve --config`).
 
@@ -31,7 +34,7 @@ impl Operation for WhoAmI {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let socket = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "/tmp/regent-whoami.sock".into());
+        .unwrap_or_else(|| "/run/regent-examples/whoami.sock".into());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();

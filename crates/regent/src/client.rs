@@ -4,6 +4,14 @@
 //! error with its code. Transport problems are a [`ClientError`], with distinct
 //! cases for a missing socket and for a permission refused at connect.
 //!
+//! Before sending anything (the secret, a code, a uid), a client checks who is
+//! listening: the kernel's `SO_PEERCRED` of the connected socket names the uid of
+//! the process that bound it. A client talks only to root, to its own uid, or to a
+//! uid it was told to trust ([`Client::server_uid`]); anyone else may have bound the
+//! path first (socket squatting), and gets nothing ([`ClientError::UntrustedServer`]).
+//! A caller in a user namespace, where the host's root shows as the overflow uid
+//! (65534), names the uid it trusts explicitly.
+//!
 //! ```no_run
 //! use regent::client::{Client, Outcome};
 //! let client = Client::new("/run/regent/regent.sock").secret("123456");
@@ -98,6 +106,17 @@ pub enum ClientError {
     /// The service took too long.
     #[error("timed out waiting for {0}")]
     Timeout(PathBuf),
+    /// The process listening on the socket is not one this client trusts: nothing
+    /// was sent.
+    #[error("refusing to talk to {path}: the process listening there runs as uid {uid}, which is not root{others}; another user may have bound the socket in the service's place, so nothing was sent (if the service really runs as uid {uid}, trust it explicitly: --server-uid {uid}, REGENT_SERVER_UID or Client::server_uid)", others = trusted_list(.trusted))]
+    UntrustedServer {
+        /// Socket path.
+        path: PathBuf,
+        /// The listening process's uid, from `SO_PEERCRED`.
+        uid: u32,
+        /// The uids this client trusts besides root.
+        trusted: Vec<u32>,
+    },
     /// The service's answer was not a Regent response.
     #[error("bad response: {0}")]
     Protocol(String),
@@ -109,6 +128,42 @@ pub enum ClientError {
         /// The sentence.
         message: String,
     },
+}
+
+fn trusted_list(trusted: &[u32]) -> String {
+    let others: Vec<String> = trusted
+        .iter()
+        .filter(|&&u| u != 0)
+        .map(u32::to_string)
+        .collect();
+    if others.is_empty() {
+        String::new()
+    } else {
+        format!(" or a trusted uid ({})", others.join(", "))
+    }
+}
+
+/// Whom a client talks to: root, its own effective uid, and the uids it was told
+/// to trust.
+fn check_server(path: &Path, uid: u32, trusted: &[u32]) -> Result<(), ClientError> {
+    if uid == 0 || trusted.contains(&uid) {
+        return Ok(());
+    }
+    Err(ClientError::UntrustedServer {
+        path: path.to_path_buf(),
+        uid,
+        trusted: trusted.to_vec(),
+    })
+}
+
+/// After a failed write, the service may still have answered before it closed
+/// (a full service answers `busy` and closes without reading): a write that
+/// failed because the peer is gone is followed by a read.
+fn peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }
 
 fn connect_error(path: &Path, e: io::Error) -> ClientError {
@@ -141,16 +196,29 @@ pub struct Client {
     path: PathBuf,
     secret: Option<Secret>,
     timeout: Duration,
+    trusted: Vec<u32>,
 }
 
 impl Client {
-    /// A client for the service at `path`, without a secret, 60 s timeout.
+    /// A client for the service at `path`, without a secret, 60 s timeout,
+    /// trusting a service that runs as root or as this process's effective uid.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Client {
             path: path.into(),
             secret: None,
             timeout: Duration::from_secs(60),
+            trusted: vec![nix::unistd::geteuid().as_raw()],
         }
+    }
+
+    /// Also trust a service whose listening socket was bound by `uid` (the service
+    /// runs as a dedicated user, or host root shows as the overflow uid in a user
+    /// namespace). Root and this process's own uid are always trusted.
+    pub fn server_uid(mut self, uid: u32) -> Self {
+        if !self.trusted.contains(&uid) {
+            self.trusted.push(uid);
+        }
+        self
     }
 
     /// Send this secret.
@@ -176,9 +244,15 @@ impl Client {
         &self.path
     }
 
-    /// Open a persistent connection for several calls.
+    /// Open a persistent connection for several calls. Fails with
+    /// [`ClientError::UntrustedServer`] before anything is sent when the socket's
+    /// listener runs as a uid this client does not trust.
     pub fn connect(&self) -> Result<Connection, ClientError> {
         let stream = UnixStream::connect(&self.path).map_err(|e| connect_error(&self.path, e))?;
+        let cred =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                .map_err(|e| io_error(&self.path, e.into()))?;
+        check_server(&self.path, cred.uid(), &self.trusted)?;
         stream
             .set_read_timeout(Some(self.timeout))
             .map_err(|e| io_error(&self.path, e))?;
@@ -239,14 +313,22 @@ impl Connection {
     /// Send a raw line (newline added if missing) and read one response.
     pub fn exchange(&mut self, line: &[u8]) -> Result<Outcome, ClientError> {
         let path = self.client.path.clone();
-        self.stream
-            .write_all(line)
-            .map_err(|e| io_error(&path, e))?;
-        if line.last() != Some(&b'\n') {
-            self.stream
-                .write_all(b"\n")
-                .map_err(|e| io_error(&path, e))?;
+        let mut sent = self.stream.write_all(line);
+        if sent.is_ok() && line.last() != Some(&b'\n') {
+            sent = self.stream.write_all(b"\n");
         }
+        match sent {
+            Ok(()) => self.read_response(),
+            Err(e) if peer_gone(&e) => match self.read_response() {
+                Ok(answer) => Ok(answer),
+                Err(_) => Err(io_error(&path, e)),
+            },
+            Err(e) => Err(io_error(&path, e)),
+        }
+    }
+
+    fn read_response(&mut self) -> Result<Outcome, ClientError> {
+        let path = &self.client.path;
         let mut chunk = [0u8; 8192];
         loop {
             match self.buf.next_line() {
@@ -261,7 +343,7 @@ impl Connection {
             let n = self
                 .stream
                 .read(&mut chunk)
-                .map_err(|e| io_error(&path, e))?;
+                .map_err(|e| io_error(path, e))?;
             if n == 0 {
                 return Err(ClientError::Protocol(
                     "the service closed the connection without answering".into(),
@@ -298,6 +380,12 @@ impl AsyncClient {
         self
     }
 
+    /// Also trust a service running as `uid` (see [`Client::server_uid`]).
+    pub fn server_uid(mut self, uid: u32) -> Self {
+        self.inner = self.inner.server_uid(uid);
+        self
+    }
+
     /// Ask for an operation.
     pub async fn call(&self, op: &str, data: Value) -> Result<Outcome, ClientError> {
         let req = Request::New {
@@ -319,43 +407,127 @@ impl AsyncClient {
     }
 
     async fn exchange(&self, line: Vec<u8>) -> Result<Outcome, ClientError> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let path = self.inner.path.clone();
         let work = async {
             let mut stream = tokio::net::UnixStream::connect(&path)
                 .await
                 .map_err(|e| connect_error(&path, e))?;
-            stream
-                .write_all(&line)
-                .await
-                .map_err(|e| io_error(&path, e))?;
-            let mut buf = LineBuffer::new(MAX_RESPONSE);
-            let mut chunk = [0u8; 8192];
-            loop {
-                match buf.next_line() {
-                    Ok(Some(line)) => {
-                        let r = Response::parse(&line)
-                            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-                        return Ok(r.into());
-                    }
-                    Ok(None) => {}
-                    Err(e) => return Err(ClientError::Protocol(e.to_string())),
-                }
-                let n = stream
-                    .read(&mut chunk)
+            let cred = stream.peer_cred().map_err(|e| io_error(&path, e))?;
+            check_server(&path, cred.uid(), &self.inner.trusted)?;
+            match stream.write_all(&line).await {
+                Ok(()) => read_response_async(&mut stream, &path).await,
+                Err(e) if peer_gone(&e) => read_response_async(&mut stream, &path)
                     .await
-                    .map_err(|e| io_error(&path, e))?;
-                if n == 0 {
-                    return Err(ClientError::Protocol(
-                        "the service closed the connection without answering".into(),
-                    ));
-                }
-                buf.extend(&chunk[..n]);
+                    .map_err(|_| io_error(&path, e)),
+                Err(e) => Err(io_error(&path, e)),
             }
         };
         match tokio::time::timeout(self.inner.timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout(path.clone())),
         }
+    }
+}
+
+async fn read_response_async(
+    stream: &mut tokio::net::UnixStream,
+    path: &Path,
+) -> Result<Outcome, ClientError> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = LineBuffer::new(MAX_RESPONSE);
+    let mut chunk = [0u8; 8192];
+    loop {
+        match buf.next_line() {
+            Ok(Some(line)) => {
+                let r = Response::parse(&line).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                return Ok(r.into());
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ClientError::Protocol(e.to_string())),
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| io_error(path, e))?;
+        if n == 0 {
+            return Err(ClientError::Protocol(
+                "the service closed the connection without answering".into(),
+            ));
+        }
+        buf.extend(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A service that answers `busy` at once and closes without reading, as a full
+    /// service does.
+    fn busy_service(path: &Path) -> std::thread::JoinHandle<()> {
+        let listener = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(&Response::error(ErrorCode::Busy).to_line())
+                .unwrap();
+        })
+    }
+
+    fn big_request() -> String {
+        // Far beyond what the socket buffers hold: the write fails once the
+        // service has closed.
+        "x".repeat(8 * 1024 * 1024)
+    }
+
+    fn assert_busy(outcome: Result<Outcome, ClientError>) {
+        match outcome {
+            Ok(Outcome::Error { code, .. }) => assert_eq!(code, Some(ErrorCode::Busy)),
+            other => panic!("expected busy, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_busy_answer_is_read_after_the_write_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let server = busy_service(&path);
+        let client = Client::new(&path).secret(big_request());
+        assert_busy(client.call("whoami", Value::Null));
+        server.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_async_client_reads_a_busy_answer_after_the_write_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let server = busy_service(&path);
+        let client = AsyncClient::new(&path).secret(big_request());
+        assert_busy(client.call("whoami", Value::Null).await);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn only_root_own_and_named_uids_are_trusted() {
+        let p = Path::new("/run/x.sock");
+        let me = nix::unistd::geteuid().as_raw();
+        let c = Client::new(p);
+        assert!(check_server(p, 0, &c.trusted).is_ok());
+        assert!(check_server(p, me, &c.trusted).is_ok());
+        let stranger = if me == 4242 { 4343 } else { 4242 };
+        let e = check_server(p, stranger, &c.trusted).unwrap_err();
+        assert!(
+            matches!(e, ClientError::UntrustedServer { uid, .. } if uid == stranger),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("uid {stranger}")) && text.contains("nothing was sent"),
+            "{text}"
+        );
+        let c = c.server_uid(stranger);
+        assert!(check_server(p, stranger, &c.trusted).is_ok());
+        assert!(check_server(p, 65534, &c.trusted).is_err());
     }
 }

@@ -116,7 +116,7 @@ pub fn pending(args: PendingArgs) -> ExitCode {
                 } else {
                     ", waiting for the caller's code"
                 };
-                println!(
+                println_escaped!(
                     "{}  {}  by {} (uid {}, pid {})  age {}  stage {stage}{position}{state}  until {}\n    data: {}",
                     r["request_id"].as_str().unwrap_or("?"),
                     r["op"].as_str().unwrap_or("?"),

@@ -1,6 +1,7 @@
 //! `regent call` and `regent ops`: the caller's side.
 
 use crate::exit;
+use crate::out::{escape_line, escape_lines};
 use regent::client::{Client, ClientError, Outcome};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -16,9 +17,15 @@ pub struct Target {
     /// Read the secret from this file (or set REGENT_SECRET; never on the command line).
     #[arg(long)]
     pub secret_file: Option<PathBuf>,
-    /// Take the socket and secret file from this daemon config.
+    /// Take the socket, secret file and `socket_owner` from this daemon config.
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
+    /// Talk to a service running as this user (name or uid) as well as to root and
+    /// yourself. Nothing is sent to anyone else listening on the socket. Default
+    /// with --config: its `socket_owner`. In a user namespace, where the host's
+    /// root shows as the overflow uid, name that uid (e.g. 65534) to trust it.
+    #[arg(long, env = "REGENT_SERVER_UID", value_name = "USER")]
+    pub server_uid: Option<String>,
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -28,13 +35,26 @@ impl Target {
     pub fn client(&self) -> Result<Client, String> {
         let mut socket = self.socket.clone();
         let mut secret_file = self.secret_file.clone();
+        let mut server = match &self.server_uid {
+            Some(text) => Some(
+                regent::config::Principal::parse(text)
+                    .map_err(|e| format!("--server-uid {:?}: {e}", escape_line(text)))?,
+            ),
+            None => None,
+        };
         if let Some(path) = &self.config {
             let config = regent::config::load(path).map_err(|d| format!("{d}"))?;
             socket = socket.or(Some(config.service.socket));
             secret_file = secret_file.or(config.service.secret_file);
+            server = server.or(config.service.socket_owner);
         }
         let socket = socket.unwrap_or_else(|| PathBuf::from(regent::config::DEFAULT_SOCKET));
         let mut c = Client::new(socket).timeout(Duration::from_secs(self.timeout.max(1)));
+        if let Some(owner) = server {
+            let (uid, _) = regent::daemon::resolve_user(&owner)
+                .map_err(|e| format!("the service's user: {e}"))?;
+            c = c.server_uid(uid);
+        }
         if let Some(s) = crate::secret::load(secret_file.as_deref())? {
             c = c.secret(s.as_str());
         }
@@ -77,8 +97,9 @@ pub struct OpsArgs {
     pub target: Target,
 }
 
+/// Print a local error (escaped; its own lines kept, e.g. a config's diagnostics).
 pub fn fail(msg: impl std::fmt::Display, status: u8) -> ExitCode {
-    eprintln!("regent: {msg}");
+    eprintln!("regent: {}", escape_lines(&msg.to_string()));
     exit::code(status)
 }
 
@@ -102,7 +123,8 @@ fn raw_json(outcome: &Outcome) -> Value {
     r.to_value()
 }
 
-/// Print an outcome; return the exit status.
+/// Print an outcome; return the exit status. Human output shows what the service
+/// sent escaped (see [`crate::out`]); `--json` prints the response as it came.
 pub fn report(outcome: &Outcome, json: bool) -> u8 {
     if json {
         println!("{}", raw_json(outcome));
@@ -111,11 +133,11 @@ pub fn report(outcome: &Outcome, json: bool) -> u8 {
         Outcome::Done(v) => {
             if !json {
                 match v {
-                    Value::String(s) => println!("{s}"),
+                    Value::String(s) => println!("{}", escape_lines(s)),
                     Value::Null => {}
                     other => println!(
                         "{}",
-                        serde_json::to_string_pretty(other).unwrap_or_default()
+                        escape_lines(&serde_json::to_string_pretty(other).unwrap_or_default())
                     ),
                 }
             }
@@ -132,15 +154,20 @@ pub fn report(outcome: &Outcome, json: bool) -> u8 {
                     .get("expires_at")
                     .and_then(Value::as_str)
                     .unwrap_or("?");
-                eprintln!("pending {method}: {message} (until {until})");
-                println!("{uid}");
+                eprintln!(
+                    "pending {}: {} (until {})",
+                    escape_line(method),
+                    escape_line(message),
+                    escape_line(until)
+                );
+                println!("{}", escape_line(uid));
             }
             exit::PENDING
         }
         Outcome::Error { code, message } => {
             if !json {
                 let word = code.map(|c| c.as_str()).unwrap_or("error");
-                eprintln!("regent: {word}: {message}");
+                eprintln!("regent: {word}: {}", escape_line(message));
             }
             exit::for_code(*code)
         }
@@ -202,17 +229,17 @@ pub fn ops(args: OpsArgs) -> ExitCode {
     match (&outcome, args.json) {
         (Outcome::Done(v), false) => {
             for op in v.as_array().into_iter().flatten() {
-                let name = op["name"].as_str().unwrap_or("?");
-                let desc = op["description"].as_str().unwrap_or("");
+                let name = escape_line(op["name"].as_str().unwrap_or("?"));
+                let desc = escape_line(op["description"].as_str().unwrap_or(""));
                 println!("{name:<24} {desc}");
                 if let Some(params) = op["params"].as_object() {
                     for (p, spec) in params {
-                        println!("    {p}: {spec}");
+                        println!("    {}: {}", escape_line(p), escape_line(&spec.to_string()));
                     }
                 }
                 if let Some(auth) = op["auth"].as_array().filter(|a| !a.is_empty()) {
                     let stages: Vec<&str> = auth.iter().filter_map(Value::as_str).collect();
-                    println!("    requires: {}", stages.join(" then "));
+                    println!("    requires: {}", escape_line(&stages.join(" then ")));
                 }
             }
             exit::code(exit::OK)
@@ -240,8 +267,9 @@ impl Spinner {
             const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
             let i = (self.start.elapsed().as_secs() % 4) as usize;
             eprint!(
-                "\r{} {message} ({}s)",
+                "\r{} {} ({}s)",
                 FRAMES[i],
+                escape_line(message),
                 self.start.elapsed().as_secs()
             );
         }

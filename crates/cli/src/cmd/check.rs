@@ -30,7 +30,17 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(crate::exit::INVALID);
         }
     };
+    // The same checks `serve` makes before it binds: the socket's directory and
+    // the secret file (read and dropped; its mode must grant nothing to others).
     let s = &config.service;
+    if let Err(e) = regent::server::listener::check_socket_dir(&s.socket) {
+        println!("{}: {e}", args.config.display());
+        return ExitCode::from(crate::exit::INVALID);
+    }
+    if let Err(e) = super::serve::load_secret(&config, false) {
+        println!("{}: {e}", args.config.display());
+        return ExitCode::from(crate::exit::INVALID);
+    }
     println!("{}: OK", args.config.display());
     println!("socket {} (mode {:04o})", s.socket.display(), s.socket_mode);
     match &s.secret_file {

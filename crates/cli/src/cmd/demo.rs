@@ -1,7 +1,7 @@
 //! `regent demo`: the main job on built-in defaults. Starts a service with example
-//! operations on a temporary socket, calls it as a client (successes, a
-//! validation error, a policy denial, a wrong secret), prints what happened, and
-//! stops it. Works as root or not; needs nothing but this binary.
+//! operations on a socket in a private (0700) temporary directory, calls it as a
+//! client (successes, a validation error, a policy denial, a wrong secret), prints
+//! what happened, and stops it. Works as root or not; needs nothing but this binary.
 
 use regent::client::{Client, Outcome};
 use regent::server::SharedSecret;
@@ -33,7 +33,12 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(crate::exit::OTHER);
         }
     };
-    let _ = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755));
+    // A private directory (0700, this user's): nobody else can reach the socket
+    // or bind its path first, and the service refuses a directory others can write.
+    if let Err(e) = std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)) {
+        eprintln!("regent demo: cannot make the temporary directory private: {e}");
+        return ExitCode::from(crate::exit::OTHER);
+    }
     let socket = dir.path().join("regent.sock");
     let config = regent::config::demo_config(&socket);
     let secret_text = match regent::auth::random::new_uid() {

@@ -144,6 +144,7 @@ fn the_daemon_runs_as_a_non_root_user_with_only_the_needed_capabilities() {
         .arg(&socket)
         .arg("--secret-file")
         .arg(&secret_file);
+    c.args(["--server-uid", "regent-e2e-svc"]); // the client trusts the service's user
     let o = run(c);
     let _ = child.kill();
     let _ = child.wait();

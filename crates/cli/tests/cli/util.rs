@@ -143,12 +143,21 @@ impl Daemon {
 
     /// (Re)start the daemon process on the same config.
     pub fn spawn(&mut self) {
+        self.spawn_as(None);
+    }
+
+    /// (Re)start the daemon process on the same config, as `uid:gid` if given.
+    pub fn spawn_as(&mut self, who: Option<(u32, u32)>) {
         self.log = self.dir.path().join(format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos()
         ));
         let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new(regent())
+        let mut serve = Command::new(regent());
+        if let Some((uid, gid)) = who {
+            serve.uid(uid).gid(gid);
+        }
+        let child = serve
             .args(["serve", "--log-format", "json", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info")

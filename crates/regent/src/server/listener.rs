@@ -4,8 +4,10 @@
 //! mode, owner and group, and only then renamed onto the configured path, so there
 //! is no moment when it exists with the wrong permissions. An existing file at the
 //! path is replaced only if it is a socket nobody is listening on; a live service
-//! or a non-socket file is an error. The directory must not be writable by anyone
-//! but root or the service's own user, unless it is sticky (like /tmp).
+//! or a non-socket file is an error. The directory must be owned by root or the
+//! service's own user and writable by nobody else, sticky or not: in a sticky
+//! world-writable directory such as `/tmp` any user can bind the path first while
+//! the service is down, and callers would hand that user their secret and codes.
 
 use crate::error::Error;
 use std::fs;
@@ -39,6 +41,26 @@ impl SocketOptions {
     }
 }
 
+/// The directory a socket path lives in (`.` for a bare file name).
+fn socket_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Check the directory `socket` would be bound in, as [`bind`] does: it must be
+/// a directory owned by root or this process's user and writable by no one else
+/// (a sticky bit does not make it safe). A directory that does not exist yet is
+/// fine: [`bind`] creates it with mode 0755.
+pub fn check_socket_dir(socket: &Path) -> Result<(), Error> {
+    let dir = socket_dir(socket);
+    if !dir.exists() {
+        return Ok(());
+    }
+    check_parent(&dir)
+}
+
 fn check_parent(dir: &Path) -> Result<(), Error> {
     let meta = fs::metadata(dir)
         .map_err(|e| Error::io(format!("socket directory {}", dir.display()), e))?;
@@ -57,10 +79,14 @@ fn check_parent(dir: &Path) -> Result<(), Error> {
         )));
     }
     let mode = meta.mode();
-    let sticky = mode & 0o1000 != 0;
-    if mode & 0o022 != 0 && !sticky {
+    if mode & 0o022 != 0 {
+        let sticky = if mode & 0o1000 != 0 {
+            " (the sticky bit does not help: another user can bind the path first while the service is down)"
+        } else {
+            ""
+        };
         return Err(Error::Unsafe(format!(
-            "socket directory {} is writable by group or others (mode {:o}): another user could replace the socket",
+            "socket directory {} is writable by group or others (mode {:o}): another user could take the socket's place{sticky}; use a directory only root or the service's user can write, such as /run/regent",
             dir.display(),
             mode & 0o7777
         )));
@@ -71,10 +97,7 @@ fn check_parent(dir: &Path) -> Result<(), Error> {
 /// Bind the socket as the options say.
 pub fn bind(opts: &SocketOptions) -> Result<UnixListener, Error> {
     let path = &opts.path;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = socket_dir(path);
     if !dir.exists() {
         fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating socket directory {}", dir.display()), e))?;
@@ -165,5 +188,27 @@ mod tests {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
         let e = bind(&SocketOptions::new(dir.path().join("s"))).unwrap_err();
         assert!(e.to_string().contains("writable by group or others"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_sticky_world_writable_directory_like_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+        let path = dir.path().join("s");
+        let e = bind(&SocketOptions::new(&path)).unwrap_err();
+        assert!(
+            e.to_string().contains("writable by group or others")
+                && e.to_string().contains("sticky bit does not help"),
+            "{e}"
+        );
+        assert!(!path.exists());
+        let e = check_socket_dir(&path).unwrap_err();
+        assert!(e.to_string().contains("sticky"), "{e}");
+        // Group-writable and sticky: refused too.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1770)).unwrap();
+        assert!(bind(&SocketOptions::new(&path)).is_err());
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        check_socket_dir(&path).unwrap();
+        check_socket_dir(&dir.path().join("not-yet").join("s")).unwrap();
     }
 }
