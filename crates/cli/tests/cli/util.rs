@@ -143,13 +143,27 @@ impl Daemon {
 
     /// (Re)start the daemon process on the same config.
     pub fn spawn(&mut self) {
+        self.spawn_with(&[], "json");
+    }
+
+    /// [`Daemon::spawn`] through a `wrapper` command line (e.g. `prlimit ...`),
+    /// logging in `log_format`.
+    pub fn spawn_with(&mut self, wrapper: &[&str], log_format: &str) {
         self.log = self.dir.path().join(format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos()
         ));
         let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new(regent())
-            .args(["serve", "--log-format", "json", "--config"])
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(regent());
+                c
+            }
+            None => Command::new(regent()),
+        };
+        let child = command
+            .args(["serve", "--log-format", log_format, "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
