@@ -11,7 +11,7 @@
 //! administrator's terminal with an escape sequence. An operation name is cut to
 //! [`MAX_LOGGED_OP`] characters (its length in bytes follows).
 //!
-//! **Refusals are aggregated per uid** ([`Refusals`]): a request refused before it
+//! **Refusals are aggregated per uid** (`Refusals`): a request refused before it
 //! ran or was held (bad request, wrong secret, rate limited, unknown operation,
 //! denied by policy, invalid data, busy) is logged in full for the first
 //! [`REFUSALS_IN_FULL`] of a caller uid per [`REFUSAL_WINDOW`]; beyond that it is

@@ -178,10 +178,12 @@ impl Shared {
         refused: &mut bool,
     ) -> Response {
         let timeout = entry.options.timeout;
-        let waiting_until = tokio::time::Instant::now() + timeout;
+        // Only a held request waits for slots (the clock is read for it alone).
+        let waiting_until = wait_for_slot.then(|| tokio::time::Instant::now() + timeout);
+        let until = || waiting_until.unwrap_or_else(tokio::time::Instant::now);
         let _permit = match &entry.gate {
             Some(gate) if wait_for_slot => {
-                match tokio::time::timeout_at(waiting_until, gate.clone().acquire_owned()).await {
+                match tokio::time::timeout_at(until(), gate.clone().acquire_owned()).await {
                     Ok(Ok(p)) => Some(p),
                     _ => return Response::error(ErrorCode::Busy),
                 }
@@ -197,7 +199,7 @@ impl Shared {
         };
         // The service-wide bound on runs at once (a borrowed permit: no allocation).
         let _run = if wait_for_slot {
-            match tokio::time::timeout_at(waiting_until, self.runs.acquire()).await {
+            match tokio::time::timeout_at(until(), self.runs.acquire()).await {
                 Ok(Ok(p)) => p,
                 _ => return Response::error(ErrorCode::Busy),
             }
