@@ -289,8 +289,8 @@ impl fmt::Display for OpName<'_> {
 /// (see the module documentation).
 pub(crate) struct Refusals {
     windows: Mutex<HashMap<u32, Window>>,
-    /// Set when some window holds counts not yet summarized.
-    unsummarized: AtomicBool,
+    /// Set when some window is open (to be summarized or forgotten).
+    open: AtomicBool,
 }
 
 /// One uid's current window.
@@ -306,18 +306,21 @@ impl Refusals {
     pub(crate) fn new() -> Self {
         Refusals {
             windows: Mutex::new(HashMap::new()),
-            unsummarized: AtomicBool::new(false),
+            open: AtomicBool::new(false),
         }
     }
 
     /// Whether this refusal is logged in full (`true`) or only counted.
     fn admit(&self, caller: &Caller, code: &'static str, now: Instant) -> bool {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let w = windows.entry(caller.uid).or_insert_with(|| Window {
-            started: now,
-            user: caller.user.clone(),
-            in_full: 0,
-            counted: Vec::new(),
+        let w = windows.entry(caller.uid).or_insert_with(|| {
+            self.open.store(true, Ordering::Relaxed);
+            Window {
+                started: now,
+                user: caller.user.clone(),
+                in_full: 0,
+                counted: Vec::new(),
+            }
         });
         if now.saturating_duration_since(w.started) >= REFUSAL_WINDOW {
             summarize(caller.uid, w, now);
@@ -332,30 +335,27 @@ impl Refusals {
             Some((_, n)) => *n += 1,
             None => w.counted.push((code, 1)),
         }
-        self.unsummarized.store(true, Ordering::Relaxed);
         false
     }
 
-    /// Write the summaries of windows that have ended (all of them with `all`),
-    /// and forget uids that have been quiet for a whole window. Cheap when there is
-    /// nothing to summarize: the service calls it every second.
+    /// Write the summaries of windows that have ended (all of them with `all`)
+    /// and forget those uids. Cheap when no window is open: the service calls it
+    /// every second.
     pub(crate) fn flush(&self, all: bool) {
-        if !self.unsummarized.load(Ordering::Relaxed) && !all {
+        if !self.open.load(Ordering::Relaxed) && !all {
             return;
         }
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let mut left = false;
         windows.retain(|uid, w| {
             let ended = now.saturating_duration_since(w.started) >= REFUSAL_WINDOW;
             if ended || all {
                 summarize(*uid, w, now);
                 return false;
             }
-            left |= !w.counted.is_empty();
             true
         });
-        self.unsummarized.store(left, Ordering::Relaxed);
+        self.open.store(!windows.is_empty(), Ordering::Relaxed);
     }
 }
 
@@ -424,10 +424,11 @@ mod tests {
         }
         assert!(!r.admit(&c, "bad_request", t));
         assert!(!r.admit(&c, "permission_denied", t));
-        assert!(r.unsummarized.load(Ordering::Relaxed));
+        assert!(r.open.load(Ordering::Relaxed));
         // A new window logs in full again.
         assert!(r.admit(&c, "bad_request", t + REFUSAL_WINDOW));
         r.flush(true);
         assert!(r.windows.lock().unwrap().is_empty());
+        assert!(!r.open.load(Ordering::Relaxed));
     }
 }
