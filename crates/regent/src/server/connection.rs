@@ -101,6 +101,18 @@ async fn write_answer<W: AsyncWrite + Unpin>(
     if let Poll::Ready(r) = first {
         return r.is_ok();
     }
+    // Boxed: the timer and the shutdown watch would otherwise make every
+    // connection's task bigger, for the rare write that blocks.
+    Box::pin(finish_blocked_write(write, limits, caller, shutdown)).await
+}
+
+/// The rest of [`write_answer`] once its write has blocked.
+async fn finish_blocked_write<F: Future<Output = std::io::Result<()>>>(
+    write: std::pin::Pin<&mut F>,
+    limits: &Limits,
+    caller: &Caller,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
     if *shutdown.borrow() {
         tracing::info!(
             uid = caller.uid,
