@@ -39,7 +39,7 @@ pub use method::{
     StageStart, TotpMethod,
 };
 pub use ratelimit::{Limited, RateLimitConfig, RateLimiter};
-pub use secret::SharedSecret;
+pub use secret::{SecretDigest, SharedSecret};
 pub use store::{Decision, PendingStore};
 pub use totp::{Enrollment, TotpCheck, TotpSecret, TotpStore};
 

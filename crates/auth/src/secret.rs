@@ -72,20 +72,54 @@ impl SharedSecret {
     /// relative to the secret: SHA-256 digests are compared in constant time.
     #[must_use]
     pub fn verify(&self, candidate: Option<&str>) -> bool {
-        let Some(candidate) = candidate else {
-            // Still do the work, so a missing secret takes as long as a wrong one.
-            let d = Zeroizing::new(sha256(b""));
-            let _ = d.ct_eq(&*self.digest);
-            return false;
-        };
-        let d = Zeroizing::new(sha256(candidate.as_bytes()));
-        d.ct_eq(&*self.digest).into()
+        verify_digest(&self.digest, candidate)
+    }
+
+    /// Keep only the digest: the secret's text is zeroized now. A service, which
+    /// only checks candidates, keeps this (so the secret is not in its memory,
+    /// nor in a dump of it).
+    #[must_use]
+    pub fn into_digest(self) -> SecretDigest {
+        SecretDigest {
+            digest: self.digest,
+        }
     }
 
     /// The secret itself, for a client that must send it. Never log it.
     pub fn expose(&self) -> &str {
         &self.value
     }
+}
+
+/// Only the SHA-256 digest of a [`SharedSecret`] ([`SharedSecret::into_digest`]):
+/// enough to verify a candidate, not to recover or send the secret.
+pub struct SecretDigest {
+    digest: Zeroizing<[u8; 32]>,
+}
+
+impl SecretDigest {
+    /// Whether `candidate` is the secret, as [`SharedSecret::verify`].
+    #[must_use]
+    pub fn verify(&self, candidate: Option<&str>) -> bool {
+        verify_digest(&self.digest, candidate)
+    }
+}
+
+impl fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretDigest(<redacted>)")
+    }
+}
+
+fn verify_digest(digest: &[u8; 32], candidate: Option<&str>) -> bool {
+    let Some(candidate) = candidate else {
+        // Still do the work, so a missing secret takes as long as a wrong one.
+        let d = Zeroizing::new(sha256(b""));
+        let _ = d.ct_eq(digest);
+        return false;
+    };
+    let d = Zeroizing::new(sha256(candidate.as_bytes()));
+    d.ct_eq(digest).into()
 }
 
 impl fmt::Debug for SharedSecret {
@@ -217,5 +251,10 @@ mod tests {
         assert!(s.verify(Some("from-stdin")));
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("from-stdin"), "{dbg}");
+        let d = s.into_digest();
+        assert!(d.verify(Some("from-stdin")));
+        assert!(!d.verify(Some("from-stdin\n")));
+        assert!(!d.verify(None));
+        assert!(!format!("{d:?}").contains("from-stdin"));
     }
 }

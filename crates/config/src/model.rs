@@ -80,6 +80,13 @@ pub struct ServiceConfig {
     pub max_connections: usize,
     /// Connections one caller uid may hold at once (`max_connections_per_uid`).
     pub max_connections_per_uid: usize,
+    /// Connections kept for root and `admin_group` (`reserved_connections`); unset:
+    /// 8, at most a quarter of `max_connections`.
+    pub reserved_connections: usize,
+    /// Operations running at once across the service (`max_runs`); beyond: `busy`.
+    pub max_runs: usize,
+    /// Time a client has to take an answer (`write_timeout`), else it is closed.
+    pub write_timeout: Duration,
     /// Serving threads (`threads`), each an event loop accepting on the socket and
     /// serving its connections start to finish. Default 1: one thread answers tens
     /// of thousands of requests a second, and commands run as their own processes.
@@ -118,6 +125,9 @@ impl Default for ServiceConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
             max_connections_per_uid: 64,
+            reserved_connections: 8,
+            max_runs: 256,
+            write_timeout: Duration::from_secs(10),
             threads: 1,
             rate_limit_hold: Duration::from_secs(1),
             log_format: LogFormat::Text,

@@ -136,6 +136,9 @@ pub fn limits(config: &Config) -> Limits {
         idle_timeout: s.idle_timeout,
         max_connections: s.max_connections,
         max_connections_per_uid: s.max_connections_per_uid,
+        reserved_connections: s.reserved_connections,
+        max_runs: s.max_runs,
+        write_timeout: s.write_timeout,
         rate_limit_hold: s.rate_limit_hold,
         acceptors: s.threads,
         ..Limits::default()

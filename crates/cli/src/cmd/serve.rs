@@ -20,6 +20,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    // First, before the secret is read: no core dumps, no SIGHUP death.
+    if let Err(e) = harden_process() {
+        eprintln!("regent: refusing to start: {e}");
+        return ExitCode::from(crate::exit::OTHER);
+    }
     let config = match regent::config::load(&args.config) {
         Ok(c) => c,
         Err(diags) => {
@@ -36,6 +41,7 @@ pub fn run(args: Args) -> ExitCode {
         regent::config::LogFormat::Json => logging::Format::Json,
     });
     logging::init(format);
+    check_descriptor_limit(&config);
     let secret = match load_secret(&config, args.secret_stdin) {
         Ok(s) => s,
         Err(e) => {
@@ -91,7 +97,7 @@ pub fn load_secret(
     stdin: bool,
 ) -> Result<Option<SharedSecret>, String> {
     if stdin {
-        return SharedSecret::from_reader(std::io::stdin().lock(), "standard input")
+        return SharedSecret::from_reader(RawStdin, "standard input")
             .map(Some)
             .map_err(|e| e.to_string());
     }
@@ -100,5 +106,88 @@ pub fn load_secret(
             .map(Some)
             .map_err(|e| e.to_string()),
         None => Ok(None),
+    }
+}
+
+/// Standard input read straight from descriptor 0: `std::io::stdin()` would keep
+/// a copy of the secret in its buffer for the life of the process.
+struct RawStdin;
+
+impl std::io::Read for RawStdin {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        nix::unistd::read(std::io::stdin(), buf).map_err(std::io::Error::from)
+    }
+}
+
+/// Keep the daemon's memory out of reach and its signals harmless, before it
+/// reads any secret:
+/// - `RLIMIT_CORE` 0 (soft and hard): no core dump, even if something resets
+///   the dumpable flag;
+/// - `PR_SET_DUMPABLE` 0: no core dump, and its `/proc/PID` files (memory,
+///   environment) and `ptrace` are for root only, not for its owner's uid;
+/// - SIGHUP blocked until the service installs its handler (which logs it and
+///   goes on serving), so a hangup at any moment cannot kill the daemon. Commands
+///   start with every signal unblocked.
+fn harden_process() -> Result<(), String> {
+    use nix::sys::resource::{setrlimit, Resource};
+    setrlimit(Resource::RLIMIT_CORE, 0, 0)
+        .map_err(|e| format!("cannot set RLIMIT_CORE to 0: {e}"))?;
+    nix::sys::prctl::set_dumpable(false)
+        .map_err(|e| format!("cannot clear the dumpable flag: {e}"))?;
+    let mut hup = nix::sys::signal::SigSet::empty();
+    hup.add(nix::sys::signal::Signal::SIGHUP);
+    hup.thread_block()
+        .map_err(|e| format!("cannot block SIGHUP: {e}"))?;
+    Ok(())
+}
+
+/// Descriptors one command run may hold in the daemon at once (its standard
+/// streams' pipes, the set-up report pipe, the process descriptor), with margin.
+const FDS_PER_RUN: u64 = 6;
+
+/// Descriptors the daemon holds besides connections and runs (listener, event
+/// loops, stores, logs), with margin.
+const FDS_BASE: u64 = 64;
+
+/// Raise the soft descriptor limit to the hard one (systemd's default soft limit
+/// is 1024), and warn when even that is below what the configured maxima may use.
+fn check_descriptor_limit(config: &regent::config::Config) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (mut soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the descriptor limit (RLIMIT_NOFILE)");
+            return;
+        }
+    };
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => {
+                tracing::info!(
+                    from = soft,
+                    to = hard,
+                    "descriptor limit raised to the hard limit"
+                );
+                soft = hard;
+            }
+            Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the descriptor limit"),
+        }
+    }
+    let s = &config.service;
+    let needed = s.max_connections as u64
+        + s.max_runs as u64 * FDS_PER_RUN
+        + s.threads as u64 * 4
+        + FDS_BASE;
+    if soft < needed {
+        tracing::warn!(
+            limit = soft,
+            needed,
+            max_connections = s.max_connections,
+            max_runs = s.max_runs,
+            "the descriptor limit is below what max_connections and max_runs may use \
+             (each run holds about {FDS_PER_RUN}): under load, connections and runs would \
+             fail (EMFILE). Raise the limit (LimitNOFILE= in the unit, or ulimit -n) or \
+             lower max_connections / max_runs"
+        );
     }
 }

@@ -7,4 +7,5 @@ mod path_race;
 mod pending;
 mod privilege;
 mod security;
+mod server;
 mod util;

@@ -18,8 +18,15 @@ pub const SECRET: &str = "e2e-secret-0123456789";
 pub fn regent() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        // One fixed directory, refreshed by each run (copy, then rename into place).
-        let dir = std::env::temp_dir().join("regent-e2e-bin");
+        // One directory per checkout (test runs of other checkouts must not replace
+        // this binary), refreshed by each run (copy, then rename into place).
+        let checkout = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            env!("CARGO_BIN_EXE_regent").hash(&mut h);
+            h.finish()
+        };
+        let dir = std::env::temp_dir().join(format!("regent-e2e-bin-{checkout:016x}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let dst = dir.join("regent");
@@ -143,22 +150,41 @@ impl Daemon {
 
     /// (Re)start the daemon process on the same config.
     pub fn spawn(&mut self) {
-        self.spawn_as(None);
+        self.spawn_full(None, &[], "json");
     }
 
     /// (Re)start the daemon process on the same config, as `uid:gid` if given.
     pub fn spawn_as(&mut self, who: Option<(u32, u32)>) {
+        self.spawn_full(who, &[], "json");
+    }
+
+    /// [`Daemon::spawn`] through a `wrapper` command line (e.g. `prlimit ...`),
+    /// logging in `log_format`.
+    pub fn spawn_with(&mut self, wrapper: &[&str], log_format: &str) {
+        self.spawn_full(None, wrapper, log_format);
+    }
+
+    /// (Re)start the daemon: as `who` (`uid:gid`) if given, through `wrapper` if
+    /// not empty, logging in `log_format`.
+    pub fn spawn_full(&mut self, who: Option<(u32, u32)>, wrapper: &[&str], log_format: &str) {
         self.log = self.dir.path().join(format!(
             "daemon-{}.log",
             Instant::now().elapsed().as_nanos()
         ));
         let log = std::fs::File::create(&self.log).unwrap();
-        let mut serve = Command::new(regent());
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(regent());
+                c
+            }
+            None => Command::new(regent()),
+        };
         if let Some((uid, gid)) = who {
-            serve.uid(uid).gid(gid);
+            command.uid(uid).gid(gid);
         }
-        let child = serve
-            .args(["serve", "--log-format", "json", "--config"])
+        let child = command
+            .args(["serve", "--log-format", log_format, "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

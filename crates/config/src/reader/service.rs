@@ -13,6 +13,9 @@ const SERVICE_KEYS: &[&str] = &[
     "idle_timeout",
     "max_connections",
     "max_connections_per_uid",
+    "reserved_connections",
+    "max_runs",
+    "write_timeout",
     "rate_limit_hold",
     "threads",
     "log_format",
@@ -95,6 +98,32 @@ pub(super) fn read_service(r: &mut Reader<'_>, f: &Field<'_, '_>) -> ServiceConf
         s.max_connections_per_uid = r
             .int_in(&f, 1, 1_000_000)
             .unwrap_or(s.max_connections_per_uid);
+    }
+    // Unset: 8, but never more than a quarter of the slots.
+    s.reserved_connections = s.reserved_connections.min(s.max_connections / 4);
+    if let Some(f) = t.get("reserved_connections") {
+        if let Some(n) = r.int_in(&f, 0, 1_000_000) {
+            if n < s.max_connections {
+                s.reserved_connections = n;
+            } else {
+                r.err(
+                    f.span(),
+                    &f.path,
+                    format!(
+                        "must be less than max_connections ({}): others would get no slot",
+                        s.max_connections
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(f) = t.get("max_runs") {
+        s.max_runs = r.int_in(&f, 1, 1_000_000).unwrap_or(s.max_runs);
+    }
+    if let Some(f) = t.get("write_timeout") {
+        s.write_timeout = r
+            .duration(&f, Duration::from_millis(1))
+            .unwrap_or(s.write_timeout);
     }
     if let Some(f) = t.get("threads") {
         s.threads = r.int_in(&f, 1, 256).unwrap_or(s.threads);

@@ -4,6 +4,9 @@
 //! - a started line must finish within `line_timeout`, else the connection closes;
 //! - between requests the connection may idle for `idle_timeout`, then it closes;
 //! - on shutdown, an idle connection closes at once; a request in progress finishes.
+//! - an answer must be taken within `write_timeout`, else the connection closes
+//!   (a client that never reads cannot keep its slot); on shutdown, a connection
+//!   whose write is blocked closes at once, so it cannot hold the shutdown.
 //!
 //! Each connection is its own task, so a slow client or a slow operation holds up
 //! nobody else.
@@ -11,7 +14,9 @@
 use super::{Limits, Shared};
 use crate::identity::Caller;
 use regent_proto::{ErrorCode, FrameError, LineBuffer, Response};
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
@@ -80,6 +85,70 @@ async fn next_line<R: AsyncRead + Unpin>(
     }
 }
 
+/// Write one answer within the write deadline. Most answers fit the socket's
+/// buffer and are written on the first try, without arming a timer; a write that
+/// blocks gets `write_timeout`, and is abandoned at once when the service is
+/// shutting down. `false`: the connection is to be closed.
+async fn write_answer<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    limits: &Limits,
+    caller: &Caller,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut write = std::pin::pin!(writer.write_all(bytes));
+    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    if let Poll::Ready(r) = first {
+        return r.is_ok();
+    }
+    // Boxed: the timer and the shutdown watch would otherwise make every
+    // connection's task bigger, for the rare write that blocks.
+    Box::pin(finish_blocked_write(write, limits, caller, shutdown)).await
+}
+
+/// The rest of [`write_answer`] once its write has blocked.
+async fn finish_blocked_write<F: Future<Output = std::io::Result<()>>>(
+    write: std::pin::Pin<&mut F>,
+    limits: &Limits,
+    caller: &Caller,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    if *shutdown.borrow() {
+        tracing::info!(
+            uid = caller.uid,
+            "shutting down: closing a connection whose client does not read"
+        );
+        return false;
+    }
+    let deadline = Instant::now() + limits.write_timeout;
+    let stopping = async {
+        if shutdown.changed().await.is_err() {
+            // No one can stop the service any more: only the deadline applies.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = timeout_at(deadline, write) => match r {
+            Ok(r) => r.is_ok(),
+            Err(_elapsed) => {
+                tracing::warn!(
+                    uid = caller.uid,
+                    pid = caller.pid,
+                    "client did not take its answer within write_timeout; closing"
+                );
+                false
+            }
+        },
+        _ = stopping => {
+            tracing::info!(
+                uid = caller.uid,
+                "shutting down: closing a connection whose client does not read"
+            );
+            false
+        }
+    }
+}
+
 /// Serve one connection until it closes.
 pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
@@ -105,10 +174,10 @@ pub(crate) async fn serve<S>(
                     pid = caller.pid,
                     "request over the size limit; closing"
                 );
-                let _ = stream
-                    .write_all(&Response::error(ErrorCode::TooLarge).to_line())
-                    .await;
-                let _ = stream.shutdown().await;
+                let line = Response::error(ErrorCode::TooLarge).to_line();
+                if write_answer(&mut stream, &line, &shared.limits, &caller, &mut shutdown).await {
+                    let _ = stream.shutdown().await;
+                }
                 break;
             }
             Err(ReadEnd::Broken) => {
@@ -121,7 +190,8 @@ pub(crate) async fn serve<S>(
         // inline it would make every connection's task (allocated per connection)
         // too big for the allocator's fast path.
         let response = Box::pin(shared.handle(&caller, &line)).await;
-        if stream.write_all(&response.to_line()).await.is_err() {
+        let line = response.to_line();
+        if !write_answer(&mut stream, &line, &shared.limits, &caller, &mut shutdown).await {
             break;
         }
     }

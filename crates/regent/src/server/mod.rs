@@ -27,7 +27,7 @@ use regent_auth::RateLimiter;
 pub use regent_auth::SharedSecret;
 
 use crate::error::Error;
-use crate::identity::IdentityResolver;
+use crate::identity::{Caller, IdentityResolver};
 use crate::operation::Operation;
 use crate::registry::{OpOptions, Registry};
 use regent_auth::{
@@ -58,6 +58,19 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections one uid may hold at once; more get `busy`.
     pub max_connections_per_uid: usize,
+    /// Of `max_connections`, this many are kept for root and the members of
+    /// `admin_group`: other callers get `busy` once only these are left, so a
+    /// crowd of users cannot lock the administrators out. Default 8; at most
+    /// `max_connections - 1` take effect.
+    pub reserved_connections: usize,
+    /// Operations running at once, across all operations and callers (each
+    /// command run holds a few descriptors and a process); a new request beyond
+    /// it gets `busy`. Default 256.
+    pub max_runs: usize,
+    /// Time a client has to take each answer: a write that cannot finish within
+    /// it (the client does not read) closes the connection. During shutdown a
+    /// connection whose write is blocked is closed at once. Default 10 s.
+    pub write_timeout: Duration,
     /// Accepting threads: 1 (the default) serves on the caller's runtime; more
     /// start threads with their own single-threaded runtimes, each accepting on
     /// the same socket and serving its connections start to finish
@@ -83,6 +96,9 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
             max_connections_per_uid: 64,
+            reserved_connections: 8,
+            max_runs: 256,
+            write_timeout: Duration::from_secs(10),
             rate_limit_hold: Duration::from_secs(1),
             acceptors: 1,
             shutdown_grace: Duration::from_secs(30),
@@ -93,7 +109,8 @@ impl Default for Limits {
 /// State shared by every connection.
 pub(crate) struct Shared {
     pub(crate) registry: Registry,
-    pub(crate) secret: Option<SharedSecret>,
+    /// Only the secret's digest: the service never needs the secret itself.
+    pub(crate) secret: Option<regent_auth::SecretDigest>,
     pub(crate) limiter: RateLimiter<u32>,
     /// Approval polls per caller uid ([`pending::poll_limiter`]).
     pub(crate) poll_limiter: RateLimiter<u32>,
@@ -101,6 +118,21 @@ pub(crate) struct Shared {
     pub(crate) flow: Option<AuthFlow>,
     pub(crate) admin_group: Option<Principal>,
     pub(crate) allow_self_approval: bool,
+    /// Refusals counted per uid, so a flood of them cannot flood the log.
+    pub(crate) refusals: audit::Refusals,
+    /// Operations running at once ([`Limits::max_runs`]).
+    pub(crate) runs: Semaphore,
+}
+
+impl Shared {
+    /// Root, or a member of `admin_group`: may use the reserved connections.
+    fn is_admin(&self, caller: &Caller) -> bool {
+        caller.uid == 0
+            || self.admin_group.as_ref().is_some_and(|g| match g {
+                Principal::Id(id) => caller.in_group(*id),
+                Principal::Name(n) => caller.in_group_named(n),
+            })
+    }
 }
 
 /// Builds a [`Service`].
@@ -131,7 +163,8 @@ impl ServiceBuilder {
         self
     }
 
-    /// Require this secret on every request.
+    /// Require this secret on every request. The service keeps only its digest
+    /// (the secret's text is zeroized when [`ServiceBuilder::build`] runs).
     pub fn secret(mut self, secret: SharedSecret) -> Self {
         self.secret = Some(secret);
         self
@@ -268,13 +301,15 @@ impl ServiceBuilder {
             socket: self.socket,
             shared: Arc::new(Shared {
                 registry: self.registry,
-                secret: self.secret,
+                secret: self.secret.map(SharedSecret::into_digest),
                 limiter: RateLimiter::new(Default::default()),
                 poll_limiter: pending::poll_limiter(),
+                runs: Semaphore::new(self.limits.max_runs.clamp(1, Semaphore::MAX_PERMITS)),
                 limits: self.limits,
                 flow,
                 admin_group: self.admin_group,
                 allow_self_approval: self.allow_self_approval,
+                refusals: audit::Refusals::new(),
             }),
         })
     }
@@ -337,8 +372,9 @@ impl Service {
         let (tx, rx) = watch::channel(false);
         let handle = ShutdownHandle(Arc::new(tx));
         let h = handle.clone();
+        let signals = Signals::install()?;
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.wait_for_stop().await;
             tracing::info!("signal received: finishing requests in flight");
             h.shutdown();
         });
@@ -361,6 +397,10 @@ impl Service {
         let acceptor = Arc::new(Acceptor {
             identities: IdentityResolver::default(),
             slots: Arc::new(Semaphore::new(shared.limits.max_connections)),
+            reserve: shared
+                .limits
+                .reserved_connections
+                .min(shared.limits.max_connections.saturating_sub(1)),
             per_uid: Arc::default(),
             shared: shared.clone(),
         });
@@ -421,6 +461,8 @@ struct Acceptor {
     shared: Arc<Shared>,
     identities: IdentityResolver,
     slots: Arc<Semaphore>,
+    /// Slots only root and administrators may take.
+    reserve: usize,
     per_uid: Arc<Mutex<HashMap<u32, usize>>>,
 }
 
@@ -445,7 +487,10 @@ impl Acceptor {
         loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
-                _ = tick.tick() => continue,
+                _ = tick.tick() => {
+                    shared.refusals.flush(false);
+                    continue;
+                }
                 _ = shutdown.changed() => break,
             };
             let (stream, _) = match accepted {
@@ -471,8 +516,24 @@ impl Acceptor {
                 cred.uid(),
                 shared.limits.max_connections_per_uid,
             );
-            let permit = self.slots.clone().try_acquire_owned();
-            let (Some(per_uid), Ok(permit)) = (per_uid, permit) else {
+            let permit = self.slots.clone().try_acquire_owned().ok();
+            let mut caller = None;
+            let admitted = match (per_uid, permit) {
+                (Some(per_uid), Some(permit)) => {
+                    if cred.uid() != 0 && self.slots.available_permits() < self.reserve {
+                        // Only the reserve is left: for root and administrators.
+                        let c =
+                            Arc::new(self.identities.resolve(cred.pid(), cred.uid(), cred.gid()));
+                        let admin = shared.is_admin(&c);
+                        caller = Some(c);
+                        admin.then_some((per_uid, permit))
+                    } else {
+                        Some((per_uid, permit))
+                    }
+                }
+                _ => None,
+            };
+            let Some((per_uid, permit)) = admitted else {
                 let live = connections.track();
                 tokio::spawn(async move {
                     let _live = live;
@@ -483,7 +544,9 @@ impl Acceptor {
                 });
                 continue;
             };
-            let caller = Arc::new(self.identities.resolve(cred.pid(), cred.uid(), cred.gid()));
+            let caller = caller.unwrap_or_else(|| {
+                Arc::new(self.identities.resolve(cred.pid(), cred.uid(), cred.gid()))
+            });
             let shared = shared.clone();
             let rx = shutdown.clone();
             let live = connections.track();
@@ -502,6 +565,7 @@ impl Acceptor {
         {
             tracing::warn!("requests still in flight after {grace:?}; exiting anyway");
         }
+        shared.refusals.flush(true);
         Ok(())
     }
 }
@@ -582,12 +646,47 @@ impl Drop for PerUid {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+/// The signals the service handles: SIGTERM and SIGINT stop it; SIGHUP is
+/// logged and otherwise ignored (reloading the config is not supported yet), so
+/// a hangup can never kill the daemon.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Install the handlers, then unblock SIGHUP for this thread (the daemon
+    /// blocks it from its first instruction so that a hangup during start-up
+    /// cannot kill it either; a blocked signal waits until now).
+    fn install() -> Result<Signals, Error> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handler = |kind, name: &str| {
+            signal(kind).map_err(|e| Error::io(format!("installing the {name} handler"), e))
+        };
+        let signals = Signals {
+            term: handler(SignalKind::terminate(), "SIGTERM")?,
+            int: handler(SignalKind::interrupt(), "SIGINT")?,
+            hup: handler(SignalKind::hangup(), "SIGHUP")?,
+        };
+        let mut hup = nix::sys::signal::SigSet::empty();
+        hup.add(nix::sys::signal::Signal::SIGHUP);
+        hup.thread_unblock()
+            .map_err(|e| Error::io("unblocking SIGHUP", e.into()))?;
+        Ok(signals)
+    }
+
+    /// Resolves on SIGTERM or SIGINT; logs each SIGHUP and keeps waiting.
+    async fn wait_for_stop(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => tracing::warn!(
+                    "SIGHUP received: reloading the configuration is not supported yet; \
+                     still serving with the configuration loaded at start"
+                ),
+            }
+        }
     }
 }

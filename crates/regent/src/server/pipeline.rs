@@ -34,17 +34,21 @@ impl Shared {
     pub(crate) async fn handle(&self, caller: &Arc<Caller>, line: &[u8]) -> Response {
         let mut audit = Audit::start(caller);
         let response = self.process(caller, line, &mut audit).await;
-        audit.finish(&response);
+        audit.finish(&response, &self.refusals);
         response
     }
 
     async fn process(&self, caller: &Arc<Caller>, line: &[u8], audit: &mut Audit) -> Response {
         let request = match Request::parse(line) {
             Ok(r) => r,
-            Err(e) => return Response::error_with(ErrorCode::BadRequest, e.to_string()),
+            Err(e) => {
+                audit.refused();
+                return Response::error_with(ErrorCode::BadRequest, e.to_string());
+            }
         };
 
         if let Err(limited) = self.limiter.check(&caller.uid) {
+            audit.refused();
             // The first answer of a lockout goes out at once. A caller that asks
             // again while told to wait is flooding: its answer is held on its own
             // connection (never a shared path; connections per uid are capped),
@@ -63,6 +67,7 @@ impl Shared {
         if let Some(secret) = &self.secret {
             if !secret.verify(request.secret().map(|s| s.expose())) {
                 self.limiter.record_failure(&caller.uid);
+                audit.refused();
                 audit.note("wrong or missing secret");
                 return Response::error(ErrorCode::PermissionDenied);
             }
@@ -75,6 +80,7 @@ impl Shared {
                     return crate::builtin::handle(self, caller, &op, data, audit).await;
                 }
                 let Some(entry) = self.registry.get(&op) else {
+                    audit.refused();
                     return Response::error(ErrorCode::UnknownOperation);
                 };
                 self.new_request(caller, &op, entry, data, audit).await
@@ -98,13 +104,15 @@ impl Shared {
         audit: &mut Audit,
     ) -> Response {
         if let Decision::Deny(why) = decide(entry.options.allow.as_ref(), caller) {
+            audit.refused();
             audit.note(&why);
             return Response::error(ErrorCode::PermissionDenied);
         }
         let checked = match entry.op.check(data) {
             Ok(c) => c,
             Err(invalid) => {
-                return Response::error_with(ErrorCode::InvalidData, invalid.to_string())
+                audit.refused();
+                return Response::error_with(ErrorCode::InvalidData, invalid.to_string());
             }
         };
         audit.data(&checked.redacted);
@@ -113,6 +121,7 @@ impl Shared {
         match entry.op.authorize(caller, &checked.data) {
             Authorization::Allow => {}
             Authorization::Deny(why) => {
+                audit.refused();
                 audit.note(&why);
                 return Response::error(ErrorCode::PermissionDenied);
             }
@@ -127,15 +136,23 @@ impl Shared {
         if !stages.is_empty() {
             return Box::pin(self.hold(caller, op, entry, checked, stages, audit)).await;
         }
-        self.execute(caller, op, entry, checked.data, false).await
+        let mut refused = false;
+        let response = self
+            .execute_gated(caller, op, entry, checked.data, false, &mut refused)
+            .await;
+        if refused {
+            audit.refused();
+        }
+        response
     }
 
     /// Run an operation on checked data within its limits.
     ///
-    /// A new request finding the operation at its concurrency limit is answered
-    /// `busy`. An authorized held request (`wait_for_slot`) has been consumed by
-    /// its last stage, so it waits for a slot instead, within the operation's time
-    /// limit, rather than being lost.
+    /// A new request finding the operation at its concurrency limit, or the
+    /// service at its limit of runs at once ([`Limits::max_runs`](super::Limits)),
+    /// is answered `busy`. An authorized held request (`wait_for_slot`) has been
+    /// consumed by its last stage, so it waits for a slot instead, within the
+    /// operation's time limit, rather than being lost.
     pub(crate) async fn execute(
         &self,
         caller: &Arc<Caller>,
@@ -144,19 +161,57 @@ impl Shared {
         data: Value,
         wait_for_slot: bool,
     ) -> Response {
+        let mut refused = false;
+        self.execute_gated(caller, op, entry, data, wait_for_slot, &mut refused)
+            .await
+    }
+
+    /// [`Shared::execute`], telling through `refused` whether the answer is a
+    /// `busy` given before the operation ran.
+    async fn execute_gated(
+        &self,
+        caller: &Arc<Caller>,
+        op: &str,
+        entry: &Entry,
+        data: Value,
+        wait_for_slot: bool,
+        refused: &mut bool,
+    ) -> Response {
         let timeout = entry.options.timeout;
+        // Only a held request waits for slots (the clock is read for it alone).
+        let waiting_until = wait_for_slot.then(|| tokio::time::Instant::now() + timeout);
+        let until = || waiting_until.unwrap_or_else(tokio::time::Instant::now);
         let _permit = match &entry.gate {
             Some(gate) if wait_for_slot => {
-                match tokio::time::timeout(timeout, gate.clone().acquire_owned()).await {
+                match tokio::time::timeout_at(until(), gate.clone().acquire_owned()).await {
                     Ok(Ok(p)) => Some(p),
                     _ => return Response::error(ErrorCode::Busy),
                 }
             }
             Some(gate) => match gate.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
-                Err(_) => return Response::error(ErrorCode::Busy),
+                Err(_) => {
+                    *refused = true;
+                    return Response::error(ErrorCode::Busy);
+                }
             },
             None => None,
+        };
+        // The service-wide bound on runs at once (a borrowed permit: no allocation).
+        let _run = if wait_for_slot {
+            match tokio::time::timeout_at(until(), self.runs.acquire()).await {
+                Ok(Ok(p)) => p,
+                _ => return Response::error(ErrorCode::Busy),
+            }
+        } else {
+            match self.runs.try_acquire() {
+                Ok(p) => p,
+                Err(_) => {
+                    *refused = true;
+                    tracing::debug!(op, "service at max_runs: busy");
+                    return Response::error(ErrorCode::Busy);
+                }
+            }
         };
         let ctx = Context {
             caller: caller.clone(),
