@@ -1,19 +1,33 @@
 //! Opening the root-only SQLite database shared by the pending store and the TOTP
 //! store: directory 0700 (created if missing, refused if others may write to it),
 //! file 0600 (refused if others may read it), WAL, `synchronous=FULL`, and a
-//! versioned schema (`PRAGMA user_version`).
+//! versioned schema (`PRAGMA user_version`, migrated forward on open).
+//!
+//! # One opener per file per process
+//!
+//! SQLite guards a WAL database with POSIX advisory locks, and POSIX drops *all*
+//! of a process's locks on a file when *any* descriptor of that file is closed.
+//! So this module never closes a descriptor of an open database: the descriptor
+//! whose `fstat` checked the file's mode and owner is kept in the [`Database`]
+//! and closed only after SQLite's connection, and opening a file this process
+//! already has open returns the same [`Database`] (the TOTP store and the pending
+//! store share one connection). Other processes (`regent totp enroll`, the
+//! `sqlite3` shell) then meet the daemon's locks and wait, instead of taking the
+//! database for their own and deleting the live WAL when they close it.
 
 use crate::{secret, AuthError, Result};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA_V1: &str = "
+/// Version 1: the pending requests, the decisions audit and the TOTP secrets.
+pub const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS pending (
     request_id     TEXT PRIMARY KEY,
     stage_uid_hash TEXT NOT NULL UNIQUE,
@@ -57,9 +71,72 @@ CREATE TABLE IF NOT EXISTS totp_users (
 );
 ";
 
+/// Version 2: indexes for the per-caller caps and the newest-first listing, and
+/// the per-user count of failed TOTP codes (with its back-off).
+const SCHEMA_V2: &str = "
+CREATE INDEX IF NOT EXISTS pending_caller ON pending (caller_uid, op);
+CREATE INDEX IF NOT EXISTS pending_created ON pending (created_at);
+CREATE TABLE IF NOT EXISTS totp_failures (
+    user         TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    locked_until INTEGER NOT NULL
+);
+";
+
+/// An open database: one SQLite connection behind a lock, and the descriptors of
+/// the file this process opened, kept open until the connection is closed (see
+/// the [module documentation](self)). Share it through the `Arc` [`open`] gives.
+pub struct Database {
+    // Field order is drop order: the connection closes (releasing SQLite's
+    // locks) before any descriptor below is closed.
+    conn: Mutex<Connection>,
+    kept: Mutex<Vec<File>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// The connection, locked for the caller's use. Never hold it across an await.
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The path it was opened by.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many descriptors of the file this database keeps open besides
+    /// SQLite's own (1, or more if the file was opened by another name).
+    pub fn kept_descriptors(&self) -> usize {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// A database this process has open: by the absolute path it was opened by and
+/// by its file's identity (device, inode).
+struct OpenEntry {
+    path: PathBuf,
+    id: (u64, u64),
+    db: Weak<Database>,
+}
+
+/// Every database this process has open. Held while opening, so that two
+/// threads opening the same file cannot both open it.
+static OPEN: Mutex<Vec<OpenEntry>> = Mutex::new(Vec::new());
+
 /// Open the database at `path`, creating it (and its directory) root-only if
-/// missing, refusing it if its permissions are too open.
-pub fn open(path: &Path) -> Result<Connection> {
+/// missing, refusing it if its permissions are too open, and migrating its
+/// schema. A file this process already has open (by any name) is not opened
+/// again: the same [`Database`] is returned.
+pub fn open(path: &Path) -> Result<Arc<Database>> {
     let io = |source| AuthError::Io {
         path: path.to_path_buf(),
         source,
@@ -69,6 +146,23 @@ pub fn open(path: &Path) -> Result<Connection> {
         _ => Path::new("."),
     };
     ensure_private_dir(dir)?;
+    let name = path.file_name().ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file name",
+        ))
+    })?;
+    let absolute = std::fs::canonicalize(dir).map_err(io)?.join(name);
+    let mut registry = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    registry.retain(|e| e.db.strong_count() > 0);
+    // Already open by this name: no descriptor is opened (nor, so, closed).
+    if let Some(db) = registry
+        .iter()
+        .find(|e| e.path == absolute)
+        .and_then(|e| e.db.upgrade())
+    {
+        return Ok(db);
+    }
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -79,12 +173,36 @@ pub fn open(path: &Path) -> Result<Connection> {
         .map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     secret::check_protected(path, &meta, 0o077)?;
-    drop(file);
-
+    let id = (meta.dev(), meta.ino());
+    // Already open by another name: keep this descriptor with it (closing it
+    // would drop the locks SQLite holds through the other one).
+    if let Some(db) = registry
+        .iter()
+        .find(|e| e.id == id)
+        .and_then(|e| e.db.upgrade())
+    {
+        db.kept.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+        registry.push(OpenEntry {
+            path: absolute,
+            id,
+            db: Arc::downgrade(&db),
+        });
+        return Ok(db);
+    }
+    // `file` outlives `conn` on every path out of here, errors included (locals
+    // drop in reverse order), until both move into the `Database`.
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    // SQLite opened the path again: it must be the file that was checked.
+    let now = std::fs::symlink_metadata(path).map_err(io)?;
+    if (now.dev(), now.ino()) != id {
+        return Err(AuthError::InsecurePermissions {
+            path: path.to_path_buf(),
+            reason: "the file was replaced while it was being opened".into(),
+        });
+    }
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -94,7 +212,18 @@ pub fn open(path: &Path) -> Result<Connection> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    migrate(path, conn)
+    let conn = migrate(path, conn)?;
+    let db = Arc::new(Database {
+        conn: Mutex::new(conn),
+        kept: Mutex::new(vec![file]),
+        path: path.to_path_buf(),
+    });
+    registry.push(OpenEntry {
+        path: absolute,
+        id,
+        db: Arc::downgrade(&db),
+    });
+    Ok(db)
 }
 
 fn migrate(path: &Path, mut conn: Connection) -> Result<Connection> {
@@ -109,7 +238,15 @@ fn migrate(path: &Path, mut conn: Connection) -> Result<Connection> {
     }
     if version < 1 {
         tx.execute_batch(SCHEMA_V1)?;
+    }
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)?;
+    }
+    if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        if version > 0 {
+            tracing::info!(path = %path.display(), from = version, to = SCHEMA_VERSION, "store schema migrated");
+        }
     }
     tx.commit()?;
     Ok(conn)
@@ -173,7 +310,8 @@ mod tests {
     fn creates_root_only_and_is_wal_full_versioned() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("state/sub/auth.db");
-        let conn = open(&path).unwrap();
+        let db = open(&path).unwrap();
+        let conn = db.lock();
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         assert_eq!(mode(&tmp.path().join("state")), 0o700);
@@ -195,9 +333,11 @@ mod tests {
         let wal = path.with_file_name("auth.db-wal");
         assert_eq!(mode(&wal), 0o600);
         drop(conn);
+        drop(db);
         // Reopening keeps the data.
-        let conn = open(&path).unwrap();
-        let n: i64 = conn
+        let db = open(&path).unwrap();
+        let n: i64 = db
+            .lock()
             .query_row("SELECT count(*) FROM totp_users", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 1);
@@ -223,9 +363,9 @@ mod tests {
         assert!(err.to_string().contains("b.db"), "{err}");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-        let conn = open(&p).unwrap();
-        conn.pragma_update(None, "user_version", 99).unwrap();
-        drop(conn);
+        let db = open(&p).unwrap();
+        db.lock().pragma_update(None, "user_version", 99).unwrap();
+        drop(db);
         assert!(matches!(
             open(&p).unwrap_err(),
             AuthError::SchemaTooNew { found: 99, .. }

@@ -261,11 +261,27 @@ impl AuthMethod for TotpMethod {
         let Some(code) = response_code(response) else {
             return Ok(Check::Failed);
         };
-        match self.store.verify(user, code) {
+        // The store shares its connection with the pending store: off the event loop.
+        let (store, user, code) = (
+            self.store.clone(),
+            user.to_string(),
+            zeroize::Zeroizing::new(code.to_string()),
+        );
+        let verified = tokio::task::spawn_blocking(move || store.verify(&user, &code))
+            .await
+            .unwrap_or_else(|_| Err(crate::AuthError::StoreCancelled));
+        match verified {
             Ok(TotpCheck::Accepted { .. }) => Ok(Check::Passed),
             Ok(TotpCheck::Rejected | TotpCheck::Replayed | TotpCheck::NotEnrolled) => {
                 Ok(Check::Failed)
             }
+            Ok(TotpCheck::Locked { retry_after }) => Err(MethodError {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "Too many wrong codes for this user; try again in {} s",
+                    retry_after.as_secs().max(1)
+                ),
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "TOTP verification failed");
                 Err(MethodError::internal())

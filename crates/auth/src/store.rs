@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The SHA-256 of a uid, hex: what the store keeps instead of the uid.
@@ -137,8 +137,41 @@ pub struct Decision {
 
 /// The pending store. Thread-safe; every write is durable when it returns.
 pub struct PendingStore {
-    conn: Mutex<Connection>,
+    db: Arc<db::Database>,
     path: PathBuf,
+}
+
+/// Caps on the requests held at once (see [`PendingStore::insert_capped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCaps {
+    /// Held requests in the whole store.
+    pub total: u32,
+    /// Held requests of one caller uid, all operations together.
+    pub per_uid: u32,
+    /// Held requests of one caller uid for the record's operation.
+    pub per_uid_op: u32,
+}
+
+/// Which cap refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapReached {
+    /// [`PendingCaps::total`].
+    Total,
+    /// [`PendingCaps::per_uid`].
+    PerUid,
+    /// [`PendingCaps::per_uid_op`].
+    PerUidOp,
+}
+
+/// What [`PendingStore::insert_capped`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The record is stored.
+    Stored,
+    /// Its request id or uid hash is taken; nothing stored.
+    Taken,
+    /// A cap is reached; nothing stored.
+    Full(CapReached),
 }
 
 impl std::fmt::Debug for PendingStore {
@@ -241,9 +274,10 @@ fn decode(r: RawRecord) -> Result<PendingRecord> {
 
 impl PendingStore {
     /// Open (creating root-only if missing) the database at `path`.
+    /// The TOTP store of the same file shares its connection (see [`crate::db`]).
     pub fn open(path: &Path) -> Result<PendingStore> {
         Ok(PendingStore {
-            conn: Mutex::new(db::open(path)?),
+            db: db::open(path)?,
             path: path.to_path_buf(),
         })
     }
@@ -254,12 +288,107 @@ impl PendingStore {
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        self.db.lock()
+    }
+
+    /// The shared database (for tests and diagnostics).
+    pub fn database(&self) -> &Arc<db::Database> {
+        &self.db
     }
 
     /// Insert a new record; `false` if its request id or uid hash is taken.
     pub fn insert(&self, r: &PendingRecord) -> Result<bool> {
-        let n = self.conn().execute(
+        insert_record(&self.conn(), r)
+    }
+
+    /// Insert a new record unless a cap is reached: the counts and the insert are
+    /// one transaction, so concurrent requests cannot overshoot. Every stored
+    /// record counts (expired ones are purged by the caller first).
+    pub fn insert_capped(&self, r: &PendingRecord, caps: &PendingCaps) -> Result<Inserted> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<u64> {
+            let n: i64 = tx.query_row(sql, p, |row| row.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let uid = i64::from(r.caller.uid);
+        let checks = [
+            (
+                CapReached::PerUidOp,
+                caps.per_uid_op,
+                count(
+                    "SELECT count(*) FROM pending WHERE caller_uid = ?1 AND op = ?2",
+                    &[&uid, &r.op],
+                )?,
+            ),
+            (
+                CapReached::PerUid,
+                caps.per_uid,
+                count(
+                    "SELECT count(*) FROM pending WHERE caller_uid = ?1",
+                    &[&uid],
+                )?,
+            ),
+            (
+                CapReached::Total,
+                caps.total,
+                count("SELECT count(*) FROM pending", &[])?,
+            ),
+        ];
+        if let Some((which, _, _)) = checks.iter().find(|(_, cap, n)| *n >= u64::from(*cap)) {
+            return Ok(Inserted::Full(*which));
+        }
+        let stored = insert_record(&tx, r)?;
+        tx.commit()?;
+        Ok(if stored {
+            Inserted::Stored
+        } else {
+            Inserted::Taken
+        })
+    }
+
+    /// One page of the records still waiting (status pending, not expired at
+    /// `now`), newest first, optionally only for the operations in `ops`; and how
+    /// many such records there are in all.
+    pub fn page(
+        &self,
+        ops: Option<&[String]>,
+        limit: usize,
+        now: SystemTime,
+    ) -> Result<(Vec<PendingRecord>, u64)> {
+        let conn = self.conn();
+        let mut filter = String::from("status = 'pending' AND expires_at > ?1");
+        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        let now = to_ms(now);
+        args.push(&now);
+        if let Some(ops) = ops {
+            if ops.is_empty() {
+                return Ok((Vec::new(), 0));
+            }
+            let marks: Vec<String> = (0..ops.len()).map(|i| format!("?{}", i + 2)).collect();
+            filter.push_str(&format!(" AND op IN ({})", marks.join(", ")));
+            args.extend(ops.iter().map(|o| o as &dyn rusqlite::ToSql));
+        }
+        let total: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM pending WHERE {filter}"),
+            args.as_slice(),
+            |r| r.get(0),
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM pending WHERE {filter}
+             ORDER BY created_at DESC, request_id DESC LIMIT {limit}"
+        ))?;
+        let raws = stmt
+            .query_map(args.as_slice(), raw)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let records = raws.into_iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok((records, u64::try_from(total).unwrap_or(0)))
+    }
+}
+
+fn insert_record(conn: &Connection, r: &PendingRecord) -> Result<bool> {
+    let n = conn.execute(
             &format!("INSERT OR IGNORE INTO pending ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
                       ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
             params![
@@ -285,9 +414,10 @@ impl PendingStore {
                 r.status_reason,
             ],
         )?;
-        Ok(n == 1)
-    }
+    Ok(n == 1)
+}
 
+impl PendingStore {
     fn one(&self, where_clause: &str, key: &str) -> Result<Option<PendingRecord>> {
         let conn = self.conn();
         let raw = conn

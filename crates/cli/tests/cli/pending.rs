@@ -130,9 +130,9 @@ fn pending_list(d: &Daemon) -> Vec<Value> {
     let o = d.cli(&["pending", "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).expect("JSON response");
-    match &v["data"] {
+    match &v["data"]["requests"] {
         Value::Array(a) => a.clone(),
-        _ => panic!("not a list: {v}"),
+        _ => panic!("not a page of requests: {v}"),
     }
 }
 
@@ -934,17 +934,19 @@ fn an_operations_approve_rule_decides_who_may_approve() {
     let d = Daemon::start(&admins_config(), &ops);
     let g = caller.start(&d, "guarded", "null");
     let s = caller.start(&d, "say", r#"{"msg":"plain"}"#);
-    // The admin-group member may not decide on `guarded`, and does not see it.
-    assert_error(
-        &admin.run(&d, &["approve", g.request_id()]),
-        3,
-        "permission_denied",
-    );
-    assert_error(
-        &admin.run(&d, &["deny", g.request_id()]),
-        3,
-        "permission_denied",
-    );
+    // The admin-group member may not decide on `guarded`, and does not see it:
+    // its id answers exactly like an unknown one (issue 7, finding 13).
+    let unknown = admin.run(&d, &["approve", "zzzzzzzz"]);
+    assert_error(&unknown, 3, "not_found");
+    for verb in ["approve", "deny"] {
+        let o = admin.run(&d, &[verb, g.request_id()]);
+        assert_error(&o, 3, "not_found");
+        assert_eq!(
+            stderr(&o).replace(g.request_id(), "ID"),
+            stderr(&unknown).replace("zzzzzzzz", "ID"),
+            "an existing id answers like an unknown one"
+        );
+    }
     let o = admin.run(&d, &["pending", "--json"]);
     assert!(
         !stdout(&o).contains(g.request_id()) && stdout(&o).contains(s.request_id()),
@@ -952,11 +954,7 @@ fn an_operations_approve_rule_decides_who_may_approve() {
         stdout(&o)
     );
     // The named approver may decide on `guarded` only.
-    assert_error(
-        &other.run(&d, &["approve", s.request_id()]),
-        3,
-        "permission_denied",
-    );
+    assert_error(&other.run(&d, &["approve", s.request_id()]), 3, "not_found");
     let o = other.run(&d, &["approve", g.request_id()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_ran(&caller.poll(&d, &g.uid), "guarded");

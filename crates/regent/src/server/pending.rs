@@ -111,6 +111,7 @@ impl Shared {
             ttl: entry.options.pending_ttl,
             max_attempts: entry.options.max_attempts,
             approvers: entry.options.approvers.clone(),
+            max_pending_per_uid: entry.options.max_pending_per_uid,
         };
         match flow.start(request).await {
             FlowOutcome::Run { op, data, .. } => {
