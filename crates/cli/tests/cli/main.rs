@@ -5,4 +5,5 @@ mod core;
 mod pending;
 mod privilege;
 mod security;
+mod store;
 mod util;
