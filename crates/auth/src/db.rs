@@ -371,4 +371,47 @@ mod tests {
             AuthError::SchemaTooNew { found: 99, .. }
         ));
     }
+
+    #[test]
+    fn one_database_per_file_per_process_keeping_its_descriptors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("auth.db");
+        let a = open(&path).unwrap();
+        let b = open(&tmp.path().join(".").join("auth.db")).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "the same file opens one connection");
+        assert_eq!(a.kept_descriptors(), 1, "no second descriptor was opened");
+        // By another name (a hard link): the same database, and the descriptor
+        // opened to check it is kept, never closed under SQLite's locks.
+        let link = tmp.path().join("link.db");
+        std::fs::hard_link(&path, &link).unwrap();
+        let c = open(&link).unwrap();
+        assert!(Arc::ptr_eq(&a, &c));
+        assert_eq!(a.kept_descriptors(), 2);
+        drop((a, b, c));
+        // Once closed, it opens afresh.
+        let d = open(&path).unwrap();
+        assert_eq!(d.kept_descriptors(), 1);
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let db = open(&path).unwrap();
+        let conn = db.lock();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2);
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM totp_failures", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
 }

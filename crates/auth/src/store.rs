@@ -187,6 +187,15 @@ const COLUMNS: &str =
     caller_user, approvers, stages, stage_index, stage_state, pending_info, attempts, max_attempts,
     created_at, expires_at, status, status_reason";
 
+// Statements on the administrator's and the caps' paths; each finds its rows
+// through an index (see the query-plan test).
+const SQL_APPROVE: &str = "UPDATE pending SET stage_state = ?3
+    WHERE request_id = ?1 AND stage_index = ?2 AND status = 'pending'";
+const SQL_DENY: &str = "UPDATE pending SET status = 'denied', status_reason = ?2
+    WHERE request_id = ?1 AND status = 'pending'";
+const SQL_COUNT_UID_OP: &str = "SELECT count(*) FROM pending WHERE caller_uid = ?1 AND op = ?2";
+const SQL_COUNT_UID: &str = "SELECT count(*) FROM pending WHERE caller_uid = ?1";
+
 fn json_text(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).expect("JSON values serialise")
 }
@@ -316,18 +325,12 @@ impl PendingStore {
             (
                 CapReached::PerUidOp,
                 caps.per_uid_op,
-                count(
-                    "SELECT count(*) FROM pending WHERE caller_uid = ?1 AND op = ?2",
-                    &[&uid, &r.op],
-                )?,
+                count(SQL_COUNT_UID_OP, &[&uid, &r.op])?,
             ),
             (
                 CapReached::PerUid,
                 caps.per_uid,
-                count(
-                    "SELECT count(*) FROM pending WHERE caller_uid = ?1",
-                    &[&uid],
-                )?,
+                count(SQL_COUNT_UID, &[&uid])?,
             ),
             (
                 CapReached::Total,
@@ -511,7 +514,7 @@ impl PendingStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
-            "UPDATE pending SET stage_state = ?3 WHERE request_id = ?1 AND stage_index = ?2 AND status = 'pending'",
+            SQL_APPROVE,
             params![decision.request_id, index as i64, json_text(state)],
         )?;
         if n == 1 {
@@ -526,10 +529,7 @@ impl PendingStore {
     pub fn deny(&self, decision: &Decision) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE pending SET status = 'denied', status_reason = ?2 WHERE request_id = ?1 AND status = 'pending'",
-            params![decision.request_id, decision.reason],
-        )?;
+        let n = tx.execute(SQL_DENY, params![decision.request_id, decision.reason])?;
         if n == 1 {
             insert_decision(&tx, decision)?;
             tx.commit()?;
@@ -710,5 +710,124 @@ mod tests {
         assert_eq!(s.list().unwrap().len(), 1);
         assert!(s.take("req1", &uid_hash("uid-two")).unwrap());
         assert!(s.list().unwrap().is_empty());
+    }
+
+    fn plan(s: &PendingStore, sql: &str) -> String {
+        let conn = s.conn();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let n = stmt.parameter_count();
+        let rows = stmt
+            .query_map(
+                rusqlite::params_from_iter(vec![rusqlite::types::Null; n]),
+                |r| r.get::<_, String>(3),
+            )
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        rows.join("; ")
+    }
+
+    #[test]
+    fn lookups_by_id_approve_deny_and_caps_use_indexes_not_scans() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PendingStore::open(&dir.path().join("p.db")).unwrap();
+        for sql in [
+            format!("SELECT {COLUMNS} FROM pending WHERE request_id = ?1"),
+            format!("SELECT {COLUMNS} FROM pending WHERE stage_uid_hash = ?1"),
+            SQL_APPROVE.to_string(),
+            SQL_DENY.to_string(),
+            SQL_COUNT_UID_OP.to_string(),
+            SQL_COUNT_UID.to_string(),
+            "DELETE FROM pending WHERE request_id = ?1 AND stage_uid_hash = ?2".to_string(),
+        ] {
+            let p = plan(&s, &sql);
+            assert!(p.contains("SEARCH"), "{sql}: {p}");
+            assert!(!p.contains("SCAN"), "{sql} scans the table: {p}");
+        }
+    }
+
+    #[test]
+    fn caps_refuse_beyond_each_limit_and_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PendingStore::open(&dir.path().join("p.db")).unwrap();
+        let caps = PendingCaps {
+            total: 4,
+            per_uid: 3,
+            per_uid_op: 2,
+        };
+        let hour = Duration::from_secs(3600);
+        let mut n = 0;
+        let mut rec = |uid: u32, op: &str| {
+            n += 1;
+            let mut r = record(&format!("r{n}"), &format!("u{n}"), hour);
+            r.caller.uid = uid;
+            r.op = op.into();
+            r
+        };
+        assert_eq!(
+            s.insert_capped(&rec(1, "a"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        assert_eq!(
+            s.insert_capped(&rec(1, "a"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        assert_eq!(
+            s.insert_capped(&rec(1, "a"), &caps).unwrap(),
+            Inserted::Full(CapReached::PerUidOp)
+        );
+        assert_eq!(
+            s.insert_capped(&rec(1, "b"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        assert_eq!(
+            s.insert_capped(&rec(1, "c"), &caps).unwrap(),
+            Inserted::Full(CapReached::PerUid)
+        );
+        assert_eq!(
+            s.insert_capped(&rec(2, "a"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        assert_eq!(
+            s.insert_capped(&rec(3, "a"), &caps).unwrap(),
+            Inserted::Full(CapReached::Total)
+        );
+        assert_eq!(s.list().unwrap().len(), 4);
+        let dup = s.by_request_id("r1").unwrap().unwrap();
+        let roomy = PendingCaps {
+            total: 100,
+            per_uid: 100,
+            per_uid_op: 100,
+        };
+        assert_eq!(s.insert_capped(&dup, &roomy).unwrap(), Inserted::Taken);
+    }
+
+    #[test]
+    fn pages_are_newest_first_filtered_by_operation_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PendingStore::open(&dir.path().join("p.db")).unwrap();
+        let t0 = SystemTime::now();
+        for i in 0..5u64 {
+            let mut r = record(&format!("r{i}"), &format!("u{i}"), Duration::from_secs(600));
+            r.created_at = from_ms(to_ms(t0) + i as i64);
+            r.op = if i % 2 == 0 { "even" } else { "odd" }.into();
+            s.insert(&r).unwrap();
+        }
+        let mut expired = record("old", "u-old", Duration::ZERO);
+        expired.created_at = from_ms(to_ms(t0) + 100);
+        s.insert(&expired).unwrap();
+        // The expired one is past; the others are not.
+        let later = SystemTime::now() + Duration::from_secs(1);
+        let ids = |v: &[PendingRecord]| v.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>();
+        let (page, total) = s.page(None, 2, later).unwrap();
+        assert_eq!((ids(&page), total), (vec!["r4".into(), "r3".into()], 5));
+        let even = ["even".to_string()];
+        let (page, total) = s.page(Some(&even), 10, later).unwrap();
+        assert_eq!(
+            (ids(&page), total),
+            (vec!["r4".into(), "r2".into(), "r0".into()], 3)
+        );
+        let (page, total) = s.page(Some(&[]), 10, later).unwrap();
+        assert_eq!((page.len(), total), (0, 0));
     }
 }
