@@ -5,18 +5,23 @@
 //! - [`AuthFlow::resume`] takes the caller's uid and response, checks the current
 //!   stage, and answers with the next stage's pending response, an error, or
 //!   [`FlowOutcome::Run`] with exactly the stored operation and data;
-//! - [`AuthFlow::list_waiting`], [`AuthFlow::approve`], [`AuthFlow::deny`] serve the
-//!   administrator channel.
+//! - [`AuthFlow::list_page`], [`AuthFlow::request_op`], [`AuthFlow::approve`],
+//!   [`AuthFlow::deny`] serve the administrator channel: newest first, a page at a
+//!   time, requests found by their id (the table's key), never by a scan.
+//!
+//! [`AuthFlow::start`] holds a request only under the caps of [`FlowOptions`]
+//! (in all, per caller uid) and of the request (per caller uid and operation),
+//! counted and inserted in one transaction; beyond them it answers `busy`.
 //!
 //! Every completed stage consumes its uid (compare-and-set in the store) and issues
 //! a new one. Unknown, expired, used and foreign uids all answer the same
 //! `not_found`. One check runs at a time per request (a concurrent one answers
 //! `busy`), so parallel guesses cannot exceed the attempt limit.
 //!
-//! Store work (SQLite, behind the store's one connection lock) made by `start`
-//! and `resume` runs on tokio's blocking pool, never on an async worker; steps
-//! that must not be split (counting a wrong code and dropping the request at the
-//! limit) run in one blocking call.
+//! Store work (SQLite, behind the store's one connection lock) made by `start`,
+//! `resume` and the administrator's calls runs on tokio's blocking pool, never on
+//! an async worker; steps that must not be split (counting a wrong code and
+//! dropping the request at the limit) run in one blocking call.
 //!
 //! Deliveries (emails) run on a spawned task. `start`/`resume` wait for them up to
 //! [`FlowOptions::delivery_wait`]: a failure within that time drops the request and

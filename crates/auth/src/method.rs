@@ -229,13 +229,18 @@ impl AuthMethod for TotpMethod {
 
     async fn begin(&self, ctx: &StageContext<'_>) -> Result<StageStart, MethodError> {
         let user = totp_user(ctx.caller);
-        match self.store.is_enrolled(&user) {
+        // The store shares its connection with the pending store: off the event loop.
+        let (store, name) = (self.store.clone(), user.clone());
+        let enrolled = tokio::task::spawn_blocking(move || store.is_enrolled(&name))
+            .await
+            .unwrap_or_else(|_| Err(crate::AuthError::StoreCancelled));
+        match enrolled {
             Ok(true) => Ok(StageStart::new(
                 json!({ "user": user }),
                 "Enter the 6-digit code from your authenticator",
             )),
             Ok(false) => {
-                tracing::warn!(user = %user, op = ctx.op, "TOTP required but the user is not enrolled");
+                tracing::warn!(user = %user.escape_debug(), op = ctx.op, "TOTP required but the user is not enrolled");
                 Err(MethodError::operation_failed(
                     "This operation needs a TOTP code, and no authenticator is enrolled for you \
                      (an administrator runs `regent totp enroll USER`)",
