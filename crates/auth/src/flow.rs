@@ -167,12 +167,13 @@ impl FlowOutcome {
     }
 
     /// Whether this outcome is a failure the rate limiter should count for the
-    /// caller (a wrong code, an unknown uid).
+    /// caller (a wrong code, an unknown uid, a code sent while the user backs off
+    /// from too many wrong ones: a caller looping on codes is then paced).
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
             FlowOutcome::Error {
-                code: ErrorCode::AuthFailed | ErrorCode::NotFound,
+                code: ErrorCode::AuthFailed | ErrorCode::NotFound | ErrorCode::RateLimited,
                 ..
             }
         )

@@ -18,8 +18,15 @@ pub const SECRET: &str = "e2e-secret-0123456789";
 pub fn regent() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        // One fixed directory, refreshed by each run (copy, then rename into place).
-        let dir = std::env::temp_dir().join("regent-e2e-bin");
+        // One fixed directory per build tree (several checkouts may test at
+        // once), refreshed by each run (copy, then rename into place).
+        let tree = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            env!("CARGO_BIN_EXE_regent").hash(&mut h);
+            h.finish()
+        };
+        let dir = std::env::temp_dir().join(format!("regent-e2e-bin-{tree:016x}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let dst = dir.join("regent");

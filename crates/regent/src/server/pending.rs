@@ -261,8 +261,10 @@ mod tests {
     #[tokio::test]
     async fn only_polls_that_find_the_request_waiting_count_against_the_poll_rate() {
         let dir = tempfile::tempdir().unwrap();
+        // Room for the many first requests below.
         let options = OpOptions {
             auth: vec!["approval".into()],
+            max_pending_per_uid: 100,
             ..OpOptions::default()
         };
         let service = Service::builder(dir.path().join("s.sock"))
