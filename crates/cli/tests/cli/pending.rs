@@ -112,7 +112,7 @@ pub(crate) fn assert_ran(o: &Output, out: &str) {
     assert_eq!(stdout(o), out);
 }
 
-/// `regent pending --json` as root: the raw response, whose `data` is the list.
+/// `regent pending --json` as root: the raw response, whose `data.requests` is the list.
 /// Wait (up to 15 s) until a request is pending and return its id, as an
 /// administrator watching `regent pending` would find it.
 fn first_pending_id(d: &Daemon) -> String {
