@@ -265,6 +265,10 @@ impl Default for FlowOptions {
     }
 }
 
+/// The most a page of [`AuthFlow::list_page`] holds, in bytes of JSON (besides
+/// its first request, always shown).
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+
 /// One page of the requests waiting, newest first ([`AuthFlow::list_page`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PendingPage {
@@ -925,11 +929,21 @@ impl AuthFlow {
                 s.page(ops.as_deref(), limit, now)
             })
             .await?;
-        let more = total.saturating_sub(records.len() as u64);
-        Ok(PendingPage {
-            requests: records.into_iter().map(|r| self.summary(r)).collect(),
-            more,
-        })
+        // A page stays well under a client's response cap (16 MiB) whatever the
+        // size of the requests' data: it ends before MAX_PAGE_BYTES, and the rest
+        // is counted in `more`. The first request is always shown.
+        let mut requests = Vec::with_capacity(records.len());
+        let mut bytes = 0usize;
+        for r in records {
+            let summary = self.summary(r);
+            bytes += serde_json::to_vec(&summary).map(|v| v.len()).unwrap_or(0);
+            if !requests.is_empty() && bytes > MAX_PAGE_BYTES {
+                break;
+            }
+            requests.push(summary);
+        }
+        let more = total.saturating_sub(requests.len() as u64);
+        Ok(PendingPage { requests, more })
     }
 
     /// The operation of the live request `request_id` (looked up by its key),

@@ -351,7 +351,7 @@ impl PendingStore {
     }
 
     /// One page of the records still waiting (status pending, not expired at
-    /// `now`), newest first, optionally only for the operations in `ops`; and how
+    /// `now`), newest first (in order of insertion within a millisecond), optionally only for the operations in `ops`; and how
     /// many such records there are in all.
     pub fn page(
         &self,
@@ -380,7 +380,7 @@ impl PendingStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM pending WHERE {filter}
-             ORDER BY created_at DESC, request_id DESC LIMIT {limit}"
+             ORDER BY created_at DESC, rowid DESC LIMIT {limit}"
         ))?;
         let raws = stmt
             .query_map(args.as_slice(), raw)?

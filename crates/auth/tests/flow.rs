@@ -550,3 +550,26 @@ async fn requests_survive_reopening_the_store() {
     flow.approve(&id, &root(), false).await.unwrap();
     assert_run(flow.resume(&uid, &alice(), &Value::Null, None).await);
 }
+
+#[tokio::test]
+async fn a_page_stays_under_the_response_cap_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = open(&dir.path().join("auth.db"));
+    let big = "x".repeat(3 << 20);
+    for i in 0..4 {
+        let mut req = request(&["approval"]);
+        req.display_data = json!({ "n": i, "blob": big });
+        pending(flow.start(req).await);
+    }
+    let page = flow.list_page(None, 50).await.unwrap();
+    let size = serde_json::to_vec(&page.requests).unwrap().len();
+    assert!(size <= regent_auth::flow::MAX_PAGE_BYTES, "{size}");
+    assert_eq!(page.requests.len(), 2);
+    assert_eq!(page.more, 2);
+    // Newest first.
+    assert_eq!(page.requests[0].display_data["n"], 3);
+    assert_eq!(page.requests[1].display_data["n"], 2);
+    // The limit applies too.
+    let page = flow.list_page(None, 1).await.unwrap();
+    assert_eq!((page.requests.len(), page.more), (1, 3));
+}
