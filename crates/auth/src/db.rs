@@ -8,10 +8,11 @@
 //! SQLite guards a WAL database with POSIX advisory locks, and POSIX drops *all*
 //! of a process's locks on a file when *any* descriptor of that file is closed.
 //! So this module never closes a descriptor of an open database: the descriptor
-//! whose `fstat` checked the file's mode and owner is kept in the [`Database`]
-//! and closed only after SQLite's connection, and opening a file this process
-//! already has open returns the same [`Database`] (the TOTP store and the pending
-//! store share one connection). Other processes (`regent totp enroll`, the
+//! whose `fstat` checked the file's mode and owner is kept open, and closed only
+//! after the last SQLite connection to that file in this process (opening and
+//! closing are serialised by one lock), and opening a file this process already
+//! has open returns the same [`Database`] (the TOTP store and the pending store
+//! share one connection). Other processes (`regent totp enroll`, the
 //! `sqlite3` shell) then meet the daemon's locks and wait, instead of taking the
 //! database for their own and deleting the live WAL when they close it.
 
@@ -83,15 +84,30 @@ CREATE TABLE IF NOT EXISTS totp_failures (
 );
 ";
 
-/// An open database: one SQLite connection behind a lock, and the descriptors of
-/// the file this process opened, kept open until the connection is closed (see
-/// the [module documentation](self)). Share it through the `Arc` [`open`] gives.
+/// An open database: one SQLite connection behind a lock. The descriptors of the
+/// file this process opened to check it are kept open until the last connection
+/// to the file in this process is closed (see the [module documentation](self)).
+/// Share it through the `Arc` [`open`] gives.
 pub struct Database {
-    // Field order is drop order: the connection closes (releasing SQLite's
-    // locks) before any descriptor below is closed.
-    conn: Mutex<Connection>,
-    kept: Mutex<Vec<File>>,
+    conn: Mutex<Option<Connection>>,
     path: PathBuf,
+    id: (u64, u64),
+}
+
+/// The connection of a [`Database`], locked for the holder's use.
+pub struct Guard<'a>(MutexGuard<'a, Option<Connection>>);
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.0.as_ref().expect("open until the database is dropped")
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.0.as_mut().expect("open until the database is dropped")
+    }
 }
 
 impl std::fmt::Debug for Database {
@@ -104,8 +120,8 @@ impl std::fmt::Debug for Database {
 
 impl Database {
     /// The connection, locked for the caller's use. Never hold it across an await.
-    pub fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn lock(&self) -> Guard<'_> {
+        Guard(self.conn.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The path it was opened by.
@@ -113,24 +129,56 @@ impl Database {
         &self.path
     }
 
-    /// How many descriptors of the file this database keeps open besides
-    /// SQLite's own (1, or more if the file was opened by another name).
+    /// How many descriptors of the file this process keeps open besides SQLite's
+    /// own (1, or more if the file was opened by several names).
     pub fn kept_descriptors(&self) -> usize {
-        self.kept.lock().unwrap_or_else(|e| e.into_inner()).len()
+        let registry = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        registry
+            .iter()
+            .find(|f| f.id == self.id)
+            .map_or(0, |f| f.kept.len())
     }
 }
 
-/// A database this process has open: by the absolute path it was opened by and
-/// by its file's identity (device, inode).
-struct OpenEntry {
-    path: PathBuf,
-    id: (u64, u64),
-    db: Weak<Database>,
+impl Drop for Database {
+    /// Close the connection; close the kept descriptors only if no other
+    /// connection to the file is open in this process (one may have been opened
+    /// by a thread that found this one already dropping). Serialised with
+    /// [`open`] by the registry's lock.
+    fn drop(&mut self) {
+        let mut registry = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        drop(
+            self.conn
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        let me: *const Database = self;
+        if let Some(pos) = registry.iter().position(|f| f.id == self.id) {
+            registry[pos]
+                .dbs
+                .retain(|(_, w)| !std::ptr::eq(w.as_ptr(), me));
+            if registry[pos].dbs.is_empty() {
+                // The last connection is closed: now the descriptors may be.
+                registry.swap_remove(pos);
+            }
+        }
+    }
 }
 
-/// Every database this process has open. Held while opening, so that two
-/// threads opening the same file cannot both open it.
-static OPEN: Mutex<Vec<OpenEntry>> = Mutex::new(Vec::new());
+/// A file this process has open: its identity (device, inode), the descriptors
+/// kept open for it, and its databases by the absolute path each was opened by.
+/// A database stays listed until its `Drop` has closed its connection.
+struct OpenFile {
+    id: (u64, u64),
+    kept: Vec<File>,
+    dbs: Vec<(PathBuf, Weak<Database>)>,
+}
+
+/// Every database file this process has open. Held while opening and while
+/// closing, so that a descriptor is never closed while a connection to its
+/// file is open.
+static OPEN: Mutex<Vec<OpenFile>> = Mutex::new(Vec::new());
 
 /// Open the database at `path`, creating it (and its directory) root-only if
 /// missing, refusing it if its permissions are too open, and migrating its
@@ -154,12 +202,12 @@ pub fn open(path: &Path) -> Result<Arc<Database>> {
     })?;
     let absolute = std::fs::canonicalize(dir).map_err(io)?.join(name);
     let mut registry = OPEN.lock().unwrap_or_else(|e| e.into_inner());
-    registry.retain(|e| e.db.strong_count() > 0);
     // Already open by this name: no descriptor is opened (nor, so, closed).
     if let Some(db) = registry
         .iter()
-        .find(|e| e.path == absolute)
-        .and_then(|e| e.db.upgrade())
+        .flat_map(|f| f.dbs.iter())
+        .filter(|(p, _)| *p == absolute)
+        .find_map(|(_, w)| w.upgrade())
     {
         return Ok(db);
     }
@@ -172,31 +220,60 @@ pub fn open(path: &Path) -> Result<Arc<Database>> {
         .open(path)
         .map_err(io)?;
     let meta = file.metadata().map_err(io)?;
-    secret::check_protected(path, &meta, 0o077)?;
     let id = (meta.dev(), meta.ino());
-    // Already open by another name: keep this descriptor with it (closing it
-    // would drop the locks SQLite holds through the other one).
-    if let Some(db) = registry
-        .iter()
-        .find(|e| e.id == id)
-        .and_then(|e| e.db.upgrade())
-    {
-        db.kept.lock().unwrap_or_else(|e| e.into_inner()).push(file);
-        registry.push(OpenEntry {
-            path: absolute,
-            id,
-            db: Arc::downgrade(&db),
-        });
-        return Ok(db);
+    // From here the descriptor is kept with its file's entry: it is closed only
+    // once no connection to the file is open in this process.
+    let pos = match registry.iter().position(|f| f.id == id) {
+        Some(pos) => pos,
+        None => {
+            registry.push(OpenFile {
+                id,
+                kept: Vec::new(),
+                dbs: Vec::new(),
+            });
+            registry.len() - 1
+        }
+    };
+    registry[pos].kept.push(file);
+    // No `Arc` of a database may be dropped while the registry is locked (its
+    // `Drop` takes the lock): every one made below is returned.
+    let result = match secret::check_protected(path, &meta, 0o077) {
+        Err(e) => Err(e),
+        Ok(()) => match registry[pos].dbs.iter().find_map(|(_, w)| w.upgrade()) {
+            // Already open by another name: the same database.
+            Some(db) => Ok(db),
+            None => connect(path, id).map(|conn| {
+                Arc::new(Database {
+                    conn: Mutex::new(Some(conn)),
+                    path: path.to_path_buf(),
+                    id,
+                })
+            }),
+        },
+    };
+    match &result {
+        Ok(db) => registry[pos].dbs.push((absolute, Arc::downgrade(db))),
+        // No connection to the file is open or closing here: close the descriptors.
+        Err(_) if registry[pos].dbs.is_empty() => {
+            registry.swap_remove(pos);
+        }
+        Err(_) => {}
     }
-    // `file` outlives `conn` on every path out of here, errors included (locals
-    // drop in reverse order), until both move into the `Database`.
+    result
+}
+
+/// Open SQLite's connection to `path`, which must still be the file `id`, in
+/// WAL mode with synchronous writes, and migrate its schema.
+fn connect(path: &Path, id: (u64, u64)) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     // SQLite opened the path again: it must be the file that was checked.
-    let now = std::fs::symlink_metadata(path).map_err(io)?;
+    let now = std::fs::symlink_metadata(path).map_err(|source| AuthError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if (now.dev(), now.ino()) != id {
         return Err(AuthError::InsecurePermissions {
             path: path.to_path_buf(),
@@ -212,18 +289,7 @@ pub fn open(path: &Path) -> Result<Arc<Database>> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    let conn = migrate(path, conn)?;
-    let db = Arc::new(Database {
-        conn: Mutex::new(conn),
-        kept: Mutex::new(vec![file]),
-        path: path.to_path_buf(),
-    });
-    registry.push(OpenEntry {
-        path: absolute,
-        id,
-        db: Arc::downgrade(&db),
-    });
-    Ok(db)
+    migrate(path, conn)
 }
 
 fn migrate(path: &Path, mut conn: Connection) -> Result<Connection> {
@@ -413,5 +479,35 @@ mod tests {
             .query_row("SELECT count(*) FROM totp_failures", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn concurrent_opens_and_drops_neither_deadlock_nor_leak_descriptors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("auth.db");
+        drop(open(&path).unwrap());
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..25 {
+                        let db = open(&path).unwrap();
+                        db.lock()
+                            .execute("INSERT INTO totp_users VALUES (hex(randomblob(8)), x'00', NULL, 0)", [])
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let db = open(&path).unwrap();
+        assert_eq!(
+            db.kept_descriptors(),
+            1,
+            "every other descriptor was closed"
+        );
+        let n: i64 = db
+            .lock()
+            .query_row("SELECT count(*) FROM totp_users", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 200);
     }
 }

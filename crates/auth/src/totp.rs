@@ -6,7 +6,7 @@
 use crate::{db, random, AuthError, Result};
 use data_encoding::BASE32_NOPAD;
 use hmac::{Hmac, KeyInit, Mac};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use sha1::Sha1;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -310,7 +310,7 @@ impl TotpStore {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn conn(&self) -> db::Guard<'_> {
         self.db.lock()
     }
 

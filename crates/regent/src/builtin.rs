@@ -77,11 +77,13 @@ fn may_administer(shared: &Shared, caller: &Caller) -> bool {
 }
 
 /// The answer for an id that is unknown, expired, decided, or that the caller
-/// may not decide on: one answer for all, so that it tells nothing.
+/// may not decide on: one answer for all, so that it tells nothing. The id is
+/// echoed quoted (control characters escaped) and cut to 64 characters.
 fn not_found(id: &str) -> Response {
+    let shown: String = id.chars().take(64).collect();
     Response::error_with(
         ErrorCode::NotFound,
-        regent_auth::AuthError::RequestNotFound(id.to_string()).to_string(),
+        regent_auth::AuthError::RequestNotFound(shown).to_string(),
     )
 }
 
