@@ -109,7 +109,12 @@ fn held_requests_are_capped_per_user_per_operation_and_in_all_and_listed_by_page
     let greedy = who("regent-e2e-greedy");
     let other = who("regent-e2e-modest");
     let third = who("regent-e2e-third");
-    let service = format!("{OPEN}\nmax_pending_per_uid = 3\nmax_pending = 5");
+    // An unprivileged administrator lists them.
+    let admin = who("regent-e2e-adm");
+    group_with("regent-e2e-admins", &["regent-e2e-adm"]);
+    let service = format!(
+        "{OPEN}\nadmin_group = \"regent-e2e-admins\"\nmax_pending_per_uid = 3\nmax_pending = 5"
+    );
     let d = Daemon::start(&service, CAPPED_OPS);
 
     let mut ids = Vec::new();
@@ -146,7 +151,7 @@ fn held_requests_are_capped_per_user_per_operation_and_in_all_and_listed_by_page
         "newest first"
     );
     assert_eq!(v["data"]["more"], 3);
-    let o = d.cli(&["pending", "--limit", "1"]);
+    let o = admin.run(&d, &["pending", "--limit", "1"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stdout(&o).contains(ids[4].request_id()), "{}", stdout(&o));
     assert!(!stdout(&o).contains(ids[3].request_id()), "{}", stdout(&o));
