@@ -5,18 +5,23 @@
 //! - [`AuthFlow::resume`] takes the caller's uid and response, checks the current
 //!   stage, and answers with the next stage's pending response, an error, or
 //!   [`FlowOutcome::Run`] with exactly the stored operation and data;
-//! - [`AuthFlow::list_waiting`], [`AuthFlow::approve`], [`AuthFlow::deny`] serve the
-//!   administrator channel.
+//! - [`AuthFlow::list_page`], [`AuthFlow::request_op`], [`AuthFlow::approve`],
+//!   [`AuthFlow::deny`] serve the administrator channel: newest first, a page at a
+//!   time, requests found by their id (the table's key), never by a scan.
+//!
+//! [`AuthFlow::start`] holds a request only under the caps of [`FlowOptions`]
+//! (in all, per caller uid) and of the request (per caller uid and operation),
+//! counted and inserted in one transaction; beyond them it answers `busy`.
 //!
 //! Every completed stage consumes its uid (compare-and-set in the store) and issues
 //! a new one. Unknown, expired, used and foreign uids all answer the same
 //! `not_found`. One check runs at a time per request (a concurrent one answers
 //! `busy`), so parallel guesses cannot exceed the attempt limit.
 //!
-//! Store work (SQLite, behind the store's one connection lock) made by `start`
-//! and `resume` runs on tokio's blocking pool, never on an async worker; steps
-//! that must not be split (counting a wrong code and dropping the request at the
-//! limit) run in one blocking call.
+//! Store work (SQLite, behind the store's one connection lock) made by `start`,
+//! `resume` and the administrator's calls runs on tokio's blocking pool, never on
+//! an async worker; steps that must not be split (counting a wrong code and
+//! dropping the request at the limit) run in one blocking call.
 //!
 //! Deliveries (emails) run on a spawned task. `start`/`resume` wait for them up to
 //! [`FlowOptions::delivery_wait`]: a failure within that time drops the request and
@@ -24,7 +29,10 @@
 //! poll with the uid answers `operation_failed`.
 
 use crate::method::{Check, Delivery, MethodError, MethodRegistry, StageContext, StageStart};
-use crate::store::{uid_hash, Decision, PendingRecord, PendingStore, RecordStatus};
+use crate::store::{
+    uid_hash, CapReached, Decision, Inserted, PendingCaps, PendingRecord, PendingStore,
+    RecordStatus,
+};
 use crate::{random, AuthError, Result};
 use regent_proto::{ErrorCode, PendingInfo, Response};
 use serde::{Deserialize, Serialize};
@@ -67,6 +75,10 @@ pub struct StartRequest {
     pub max_attempts: u32,
     /// Approver email addresses.
     pub approvers: Vec<String>,
+    /// Requests of this operation one caller uid may have held at once; more
+    /// answer `busy` (0 is taken as 1). The service-wide caps are in
+    /// [`FlowOptions`].
+    pub max_pending_per_uid: u32,
 }
 
 /// What the service does next.
@@ -155,12 +167,13 @@ impl FlowOutcome {
     }
 
     /// Whether this outcome is a failure the rate limiter should count for the
-    /// caller (a wrong code, an unknown uid).
+    /// caller (a wrong code, an unknown uid, a code sent while the user backs off
+    /// from too many wrong ones: a caller looping on codes is then paced).
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
             FlowOutcome::Error {
-                code: ErrorCode::AuthFailed | ErrorCode::NotFound,
+                code: ErrorCode::AuthFailed | ErrorCode::NotFound | ErrorCode::RateLimited,
                 ..
             }
         )
@@ -228,15 +241,41 @@ pub struct FlowOptions {
     /// How long `start`/`resume` wait for a delivery (email) before answering
     /// pending anyway; a later failure is answered at the next poll.
     pub delivery_wait: Duration,
+    /// Requests held at once in the whole store; more answer `busy`.
+    pub max_pending: u32,
+    /// Requests one caller uid may have held at once, all operations together;
+    /// more answer `busy`.
+    pub max_pending_per_uid: u32,
 }
 
+/// Default of [`FlowOptions::max_pending`].
+pub const DEFAULT_MAX_PENDING: u32 = 1024;
+/// Default of [`FlowOptions::max_pending_per_uid`].
+pub const DEFAULT_MAX_PENDING_PER_UID: u32 = 32;
+
 impl Default for FlowOptions {
-    /// Wait up to 10 s for a delivery.
+    /// Wait up to 10 s for a delivery; hold at most [`DEFAULT_MAX_PENDING`]
+    /// requests, [`DEFAULT_MAX_PENDING_PER_UID`] per caller uid.
     fn default() -> Self {
         FlowOptions {
             delivery_wait: Duration::from_secs(10),
+            max_pending: DEFAULT_MAX_PENDING,
+            max_pending_per_uid: DEFAULT_MAX_PENDING_PER_UID,
         }
     }
+}
+
+/// The most a page of [`AuthFlow::list_page`] holds, in bytes of JSON (besides
+/// its first request, always shown).
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+
+/// One page of the requests waiting, newest first ([`AuthFlow::list_page`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PendingPage {
+    /// The requests on this page.
+    pub requests: Vec<PendingSummary>,
+    /// How many more wait beyond this page.
+    pub more: u64,
 }
 
 /// A pending request, as `regent pending` shows it.
@@ -421,6 +460,11 @@ impl AuthFlow {
             return FlowOutcome::internal();
         }
         let now = SystemTime::now();
+        let caps = PendingCaps {
+            total: self.options.max_pending.max(1),
+            per_uid: self.options.max_pending_per_uid.max(1),
+            per_uid_op: req.max_pending_per_uid.max(1),
+        };
         let mut record = PendingRecord {
             request_id: String::new(),
             stage_uid_hash: String::new(),
@@ -488,7 +532,7 @@ impl AuthFlow {
             };
             record.stage_uid_hash = uid_hash(&u);
             let (inserted, back) = match self
-                .on_store(move |s| Ok((s.insert(&record), record)))
+                .on_store(move |s| Ok((s.insert_capped(&record, &caps), record)))
                 .await
             {
                 Ok(pair) => pair,
@@ -499,11 +543,25 @@ impl AuthFlow {
             };
             record = back;
             match inserted {
-                Ok(true) => {
+                Ok(Inserted::Stored) => {
                     uid = u;
                     break;
                 }
-                Ok(false) => continue,
+                Ok(Inserted::Taken) => continue,
+                Ok(Inserted::Full(which)) => {
+                    let (what, cap) = match which {
+                        CapReached::PerUidOp => {
+                            ("for this operation by this user", caps.per_uid_op)
+                        }
+                        CapReached::PerUid => ("by this user", caps.per_uid),
+                        CapReached::Total => ("in all", caps.total),
+                    };
+                    tracing::warn!(op = %record.op, caller_uid = record.caller.uid, cap, "held requests {what} at their cap: request refused");
+                    return FlowOutcome::error(
+                        ErrorCode::Busy,
+                        format!("Too many requests are waiting for authorization {what} (at most {cap}); try again once some are decided"),
+                    );
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "storing a pending request failed");
                     return FlowOutcome::internal();
@@ -824,50 +882,88 @@ impl AuthFlow {
         FlowOutcome::Pending { uid, info }
     }
 
-    /// The requests waiting, oldest first (expired ones are purged first).
-    pub fn list_waiting(&self) -> Result<Vec<PendingSummary>> {
-        self.purge_expired()?;
-        let records = self.store.list()?;
+    fn summary(&self, r: PendingRecord) -> PendingSummary {
+        let awaiting = self
+            .methods
+            .get(r.stage())
+            .is_some_and(|m| m.decided_by_admin());
+        PendingSummary {
+            stage: r.stage().to_string(),
+            awaiting_approval: awaiting,
+            approved: awaiting && r.stage_state.get("approved") == Some(&Value::Bool(true)),
+            request_id: r.request_id,
+            op: r.op,
+            display_data: r.display_data,
+            caller: r.caller,
+            stage_index: r.stage_index,
+            stages: r.stages,
+            attempts: r.attempts,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
+
+    /// Every request waiting, oldest first (expired ones are purged first). For
+    /// tools and tests; the administrator channel pages ([`AuthFlow::list_page`]).
+    pub async fn list_waiting(&self) -> Result<Vec<PendingSummary>> {
+        let records = self
+            .on_store(|s| {
+                s.purge_expired(SystemTime::now())?;
+                s.list()
+            })
+            .await?;
         Ok(records
             .into_iter()
             .filter(|r| r.status == RecordStatus::Pending)
-            .map(|r| {
-                let awaiting = self
-                    .methods
-                    .get(r.stage())
-                    .is_some_and(|m| m.decided_by_admin());
-                PendingSummary {
-                    stage: r.stage().to_string(),
-                    awaiting_approval: awaiting,
-                    approved: awaiting && r.stage_state.get("approved") == Some(&Value::Bool(true)),
-                    request_id: r.request_id,
-                    op: r.op,
-                    display_data: r.display_data,
-                    caller: r.caller,
-                    stage_index: r.stage_index,
-                    stages: r.stages,
-                    attempts: r.attempts,
-                    created_at: r.created_at,
-                    expires_at: r.expires_at,
-                }
-            })
+            .map(|r| self.summary(r))
             .collect())
     }
 
-    fn live_record(&self, request_id: &str) -> Result<PendingRecord> {
-        match self.store.by_request_id(request_id)? {
-            Some(r) if r.status == RecordStatus::Pending && SystemTime::now() < r.expires_at => {
-                Ok(r)
+    /// The newest `limit` requests waiting (only those of the operations in
+    /// `ops`, if given), and how many more there are. Runs on the blocking pool.
+    pub async fn list_page(&self, ops: Option<Vec<String>>, limit: usize) -> Result<PendingPage> {
+        let (records, total) = self
+            .on_store(move |s| {
+                let now = SystemTime::now();
+                s.purge_expired(now)?;
+                s.page(ops.as_deref(), limit, now)
+            })
+            .await?;
+        // A page stays well under a client's response cap (16 MiB) whatever the
+        // size of the requests' data: it ends before MAX_PAGE_BYTES, and the rest
+        // is counted in `more`. The first request is always shown.
+        let mut requests = Vec::with_capacity(records.len());
+        let mut bytes = 0usize;
+        for r in records {
+            let summary = self.summary(r);
+            bytes += serde_json::to_vec(&summary).map(|v| v.len()).unwrap_or(0);
+            if !requests.is_empty() && bytes > MAX_PAGE_BYTES {
+                break;
             }
-            _ => Err(AuthError::RequestNotFound(request_id.to_string())),
+            requests.push(summary);
+        }
+        let more = total.saturating_sub(requests.len() as u64);
+        Ok(PendingPage { requests, more })
+    }
+
+    /// The operation of the live request `request_id` (looked up by its key),
+    /// or `None` if there is no such request waiting.
+    pub async fn request_op(&self, request_id: &str) -> Result<Option<String>> {
+        let id = request_id.to_string();
+        match self.on_store(move |s| live_record(s, &id)).await {
+            Ok(r) => Ok(Some(r.op)),
+            Err(AuthError::RequestNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
     /// Approve the current (approval) stage of `request_id`, as `by`. Refused when
     /// the request is the approver's own (same uid) unless `allow_self`. Audited.
-    /// Who may approve at all is the administrator channel's business.
-    pub fn approve(&self, request_id: &str, by: &CallerId, allow_self: bool) -> Result<()> {
-        let rec = self.live_record(request_id)?;
+    /// Who may approve at all is the administrator channel's business. The store
+    /// work runs on the blocking pool; the request is found by its key.
+    pub async fn approve(&self, request_id: &str, by: &CallerId, allow_self: bool) -> Result<()> {
+        let id = request_id.to_string();
+        let rec = self.on_store(move |s| live_record(s, &id)).await?;
         let admin_stage = self
             .methods
             .get(rec.stage())
@@ -907,7 +1003,11 @@ impl AuthFlow {
             reason: None,
             at: now,
         };
-        if !self.store.approve(rec.stage_index, &state, &decision)? {
+        let index = rec.stage_index;
+        if !self
+            .on_store(move |s| s.approve(index, &state, &decision))
+            .await?
+        {
             return Err(AuthError::RequestNotFound(request_id.to_string()));
         }
         tracing::info!(request_id, op = %rec.op, by_uid = by.uid, "request approved");
@@ -915,9 +1015,15 @@ impl AuthFlow {
     }
 
     /// Deny `request_id` (at any stage), as `by`, with an optional reason that the
-    /// caller will see. Audited.
-    pub fn deny(&self, request_id: &str, by: &CallerId, reason: Option<String>) -> Result<()> {
-        let rec = self.live_record(request_id)?;
+    /// caller will see. Audited. The store work runs on the blocking pool.
+    pub async fn deny(
+        &self,
+        request_id: &str,
+        by: &CallerId,
+        reason: Option<String>,
+    ) -> Result<()> {
+        let id = request_id.to_string();
+        let rec = self.on_store(move |s| live_record(s, &id)).await?;
         let decision = Decision {
             request_id: rec.request_id.clone(),
             op: rec.op.clone(),
@@ -929,7 +1035,7 @@ impl AuthFlow {
             reason: clean_reason(reason),
             at: SystemTime::now(),
         };
-        if !self.store.deny(&decision)? {
+        if !self.on_store(move |s| s.deny(&decision)).await? {
             return Err(AuthError::RequestNotFound(request_id.to_string()));
         }
         tracing::info!(request_id, op = %rec.op, by_uid = by.uid, "request denied");
@@ -939,5 +1045,13 @@ impl AuthFlow {
     /// The audited decisions, oldest first, for one request or all.
     pub fn decisions(&self, request_id: Option<&str>) -> Result<Vec<Decision>> {
         self.store.decisions(request_id)
+    }
+}
+
+/// The record `request_id` if it is still waiting (pending, not expired).
+fn live_record(store: &PendingStore, request_id: &str) -> Result<PendingRecord> {
+    match store.by_request_id(request_id)? {
+        Some(r) if r.status == RecordStatus::Pending && SystemTime::now() < r.expires_at => Ok(r),
+        _ => Err(AuthError::RequestNotFound(request_id.to_string())),
     }
 }

@@ -31,8 +31,8 @@ pub mod totp;
 pub use email::{Mailer, SmtpConfig, SmtpSecurity};
 pub use error::{AdminError, AuthError};
 pub use flow::{
-    AuthFlow, CallerId, FlowOptions, FlowOutcome, HookDecision, PendingSummary, StageHook,
-    StageReport, StartRequest,
+    AuthFlow, CallerId, FlowOptions, FlowOutcome, HookDecision, PendingPage, PendingSummary,
+    StageHook, StageReport, StartRequest,
 };
 pub use method::{
     ApprovalMethod, AuthMethod, Check, EmailMethod, MethodError, MethodRegistry, StageContext,

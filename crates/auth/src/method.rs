@@ -229,13 +229,18 @@ impl AuthMethod for TotpMethod {
 
     async fn begin(&self, ctx: &StageContext<'_>) -> Result<StageStart, MethodError> {
         let user = totp_user(ctx.caller);
-        match self.store.is_enrolled(&user) {
+        // The store shares its connection with the pending store: off the event loop.
+        let (store, name) = (self.store.clone(), user.clone());
+        let enrolled = tokio::task::spawn_blocking(move || store.is_enrolled(&name))
+            .await
+            .unwrap_or_else(|_| Err(crate::AuthError::StoreCancelled));
+        match enrolled {
             Ok(true) => Ok(StageStart::new(
                 json!({ "user": user }),
                 "Enter the 6-digit code from your authenticator",
             )),
             Ok(false) => {
-                tracing::warn!(user = %user, op = ctx.op, "TOTP required but the user is not enrolled");
+                tracing::warn!(user = %user.escape_debug(), op = ctx.op, "TOTP required but the user is not enrolled");
                 Err(MethodError::operation_failed(
                     "This operation needs a TOTP code, and no authenticator is enrolled for you \
                      (an administrator runs `regent totp enroll USER`)",
@@ -261,11 +266,27 @@ impl AuthMethod for TotpMethod {
         let Some(code) = response_code(response) else {
             return Ok(Check::Failed);
         };
-        match self.store.verify(user, code) {
+        // The store shares its connection with the pending store: off the event loop.
+        let (store, user, code) = (
+            self.store.clone(),
+            user.to_string(),
+            zeroize::Zeroizing::new(code.to_string()),
+        );
+        let verified = tokio::task::spawn_blocking(move || store.verify(&user, &code))
+            .await
+            .unwrap_or_else(|_| Err(crate::AuthError::StoreCancelled));
+        match verified {
             Ok(TotpCheck::Accepted { .. }) => Ok(Check::Passed),
             Ok(TotpCheck::Rejected | TotpCheck::Replayed | TotpCheck::NotEnrolled) => {
                 Ok(Check::Failed)
             }
+            Ok(TotpCheck::Locked { retry_after }) => Err(MethodError {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "Too many wrong codes for this user; try again in {} s",
+                    retry_after.as_secs().max(1)
+                ),
+            }),
             Err(e) => {
                 tracing::error!(error = %e, "TOTP verification failed");
                 Err(MethodError::internal())

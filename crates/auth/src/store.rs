@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The SHA-256 of a uid, hex: what the store keeps instead of the uid.
@@ -137,8 +137,41 @@ pub struct Decision {
 
 /// The pending store. Thread-safe; every write is durable when it returns.
 pub struct PendingStore {
-    conn: Mutex<Connection>,
+    db: Arc<db::Database>,
     path: PathBuf,
+}
+
+/// Caps on the requests held at once (see [`PendingStore::insert_capped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCaps {
+    /// Held requests in the whole store.
+    pub total: u32,
+    /// Held requests of one caller uid, all operations together.
+    pub per_uid: u32,
+    /// Held requests of one caller uid for the record's operation.
+    pub per_uid_op: u32,
+}
+
+/// Which cap refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapReached {
+    /// [`PendingCaps::total`].
+    Total,
+    /// [`PendingCaps::per_uid`].
+    PerUid,
+    /// [`PendingCaps::per_uid_op`].
+    PerUidOp,
+}
+
+/// What [`PendingStore::insert_capped`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The record is stored.
+    Stored,
+    /// Its request id or uid hash is taken; nothing stored.
+    Taken,
+    /// A cap is reached; nothing stored.
+    Full(CapReached),
 }
 
 impl std::fmt::Debug for PendingStore {
@@ -153,6 +186,15 @@ const COLUMNS: &str =
     "request_id, stage_uid_hash, op, data, display_data, caller_uid, caller_gid, caller_pid,
     caller_user, approvers, stages, stage_index, stage_state, pending_info, attempts, max_attempts,
     created_at, expires_at, status, status_reason";
+
+// Statements on the administrator's and the caps' paths; each finds its rows
+// through an index (see the query-plan test).
+const SQL_APPROVE: &str = "UPDATE pending SET stage_state = ?3
+    WHERE request_id = ?1 AND stage_index = ?2 AND status = 'pending'";
+const SQL_DENY: &str = "UPDATE pending SET status = 'denied', status_reason = ?2
+    WHERE request_id = ?1 AND status = 'pending'";
+const SQL_COUNT_UID_OP: &str = "SELECT count(*) FROM pending WHERE caller_uid = ?1 AND op = ?2";
+const SQL_COUNT_UID: &str = "SELECT count(*) FROM pending WHERE caller_uid = ?1";
 
 fn json_text(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).expect("JSON values serialise")
@@ -241,9 +283,10 @@ fn decode(r: RawRecord) -> Result<PendingRecord> {
 
 impl PendingStore {
     /// Open (creating root-only if missing) the database at `path`.
+    /// The TOTP store of the same file shares its connection (see [`crate::db`]).
     pub fn open(path: &Path) -> Result<PendingStore> {
         Ok(PendingStore {
-            conn: Mutex::new(db::open(path)?),
+            db: db::open(path)?,
             path: path.to_path_buf(),
         })
     }
@@ -253,13 +296,102 @@ impl PendingStore {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn conn(&self) -> db::Guard<'_> {
+        self.db.lock()
+    }
+
+    /// The shared database (for tests and diagnostics).
+    pub fn database(&self) -> &Arc<db::Database> {
+        &self.db
     }
 
     /// Insert a new record; `false` if its request id or uid hash is taken.
     pub fn insert(&self, r: &PendingRecord) -> Result<bool> {
-        let n = self.conn().execute(
+        insert_record(&self.conn(), r)
+    }
+
+    /// Insert a new record unless a cap is reached: the counts and the insert are
+    /// one transaction, so concurrent requests cannot overshoot. Every stored
+    /// record counts (expired ones are purged by the caller first).
+    pub fn insert_capped(&self, r: &PendingRecord, caps: &PendingCaps) -> Result<Inserted> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<u64> {
+            let n: i64 = tx.query_row(sql, p, |row| row.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let uid = i64::from(r.caller.uid);
+        let checks = [
+            (
+                CapReached::PerUidOp,
+                caps.per_uid_op,
+                count(SQL_COUNT_UID_OP, &[&uid, &r.op])?,
+            ),
+            (
+                CapReached::PerUid,
+                caps.per_uid,
+                count(SQL_COUNT_UID, &[&uid])?,
+            ),
+            (
+                CapReached::Total,
+                caps.total,
+                count("SELECT count(*) FROM pending", &[])?,
+            ),
+        ];
+        if let Some((which, _, _)) = checks.iter().find(|(_, cap, n)| *n >= u64::from(*cap)) {
+            return Ok(Inserted::Full(*which));
+        }
+        let stored = insert_record(&tx, r)?;
+        tx.commit()?;
+        Ok(if stored {
+            Inserted::Stored
+        } else {
+            Inserted::Taken
+        })
+    }
+
+    /// One page of the records still waiting (status pending, not expired at
+    /// `now`), newest first (in order of insertion within a millisecond), optionally only for the operations in `ops`; and how
+    /// many such records there are in all.
+    pub fn page(
+        &self,
+        ops: Option<&[String]>,
+        limit: usize,
+        now: SystemTime,
+    ) -> Result<(Vec<PendingRecord>, u64)> {
+        let conn = self.conn();
+        let mut filter = String::from("status = 'pending' AND expires_at > ?1");
+        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        let now = to_ms(now);
+        args.push(&now);
+        if let Some(ops) = ops {
+            if ops.is_empty() {
+                return Ok((Vec::new(), 0));
+            }
+            let marks: Vec<String> = (0..ops.len()).map(|i| format!("?{}", i + 2)).collect();
+            filter.push_str(&format!(" AND op IN ({})", marks.join(", ")));
+            args.extend(ops.iter().map(|o| o as &dyn rusqlite::ToSql));
+        }
+        let total: i64 = conn.query_row(
+            &format!("SELECT count(*) FROM pending WHERE {filter}"),
+            args.as_slice(),
+            |r| r.get(0),
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM pending WHERE {filter}
+             ORDER BY created_at DESC, rowid DESC LIMIT {limit}"
+        ))?;
+        let raws = stmt
+            .query_map(args.as_slice(), raw)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let records = raws.into_iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok((records, u64::try_from(total).unwrap_or(0)))
+    }
+}
+
+fn insert_record(conn: &Connection, r: &PendingRecord) -> Result<bool> {
+    let n = conn.execute(
             &format!("INSERT OR IGNORE INTO pending ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
                       ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
             params![
@@ -285,9 +417,10 @@ impl PendingStore {
                 r.status_reason,
             ],
         )?;
-        Ok(n == 1)
-    }
+    Ok(n == 1)
+}
 
+impl PendingStore {
     fn one(&self, where_clause: &str, key: &str) -> Result<Option<PendingRecord>> {
         let conn = self.conn();
         let raw = conn
@@ -381,7 +514,7 @@ impl PendingStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
-            "UPDATE pending SET stage_state = ?3 WHERE request_id = ?1 AND stage_index = ?2 AND status = 'pending'",
+            SQL_APPROVE,
             params![decision.request_id, index as i64, json_text(state)],
         )?;
         if n == 1 {
@@ -396,10 +529,7 @@ impl PendingStore {
     pub fn deny(&self, decision: &Decision) -> Result<bool> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute(
-            "UPDATE pending SET status = 'denied', status_reason = ?2 WHERE request_id = ?1 AND status = 'pending'",
-            params![decision.request_id, decision.reason],
-        )?;
+        let n = tx.execute(SQL_DENY, params![decision.request_id, decision.reason])?;
         if n == 1 {
             insert_decision(&tx, decision)?;
             tx.commit()?;
@@ -580,5 +710,124 @@ mod tests {
         assert_eq!(s.list().unwrap().len(), 1);
         assert!(s.take("req1", &uid_hash("uid-two")).unwrap());
         assert!(s.list().unwrap().is_empty());
+    }
+
+    fn plan(s: &PendingStore, sql: &str) -> String {
+        let conn = s.conn();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let n = stmt.parameter_count();
+        let rows = stmt
+            .query_map(
+                rusqlite::params_from_iter(vec![rusqlite::types::Null; n]),
+                |r| r.get::<_, String>(3),
+            )
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        rows.join("; ")
+    }
+
+    #[test]
+    fn lookups_by_id_approve_deny_and_caps_use_indexes_not_scans() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PendingStore::open(&dir.path().join("p.db")).unwrap();
+        for sql in [
+            format!("SELECT {COLUMNS} FROM pending WHERE request_id = ?1"),
+            format!("SELECT {COLUMNS} FROM pending WHERE stage_uid_hash = ?1"),
+            SQL_APPROVE.to_string(),
+            SQL_DENY.to_string(),
+            SQL_COUNT_UID_OP.to_string(),
+            SQL_COUNT_UID.to_string(),
+            "DELETE FROM pending WHERE request_id = ?1 AND stage_uid_hash = ?2".to_string(),
+        ] {
+            let p = plan(&s, &sql);
+            assert!(p.contains("SEARCH"), "{sql}: {p}");
+            assert!(!p.contains("SCAN"), "{sql} scans the table: {p}");
+        }
+    }
+
+    #[test]
+    fn caps_refuse_beyond_each_limit_and_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PendingStore::open(&dir.path().join("p.db")).unwrap();
+        let caps = PendingCaps {
+            total: 4,
+            per_uid: 3,
+            per_uid_op: 2,
+        };
+        let hour = Duration::from_secs(3600);
+        let mut n = 0;
+        let mut rec = |uid: u32, op: &str| {
+            n += 1;
+            let mut r = record(&format!("r{n}"), &format!("u{n}"), hour);
+            r.caller.uid = uid;
+            r.op = op.into();
+            r
+        };
+        assert_eq!(
+            s.insert_capped(&rec(1, "a"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        assert_eq!(
+            s.insert_capped(&rec(1, "a"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        assert_eq!(
+            s.insert_capped(&rec(1, "a"), &caps).unwrap(),
+            Inserted::Full(CapReached::PerUidOp)
+        );
+        assert_eq!(
+            s.insert_capped(&rec(1, "b"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        assert_eq!(
+            s.insert_capped(&rec(1, "c"), &caps).unwrap(),
+            Inserted::Full(CapReached::PerUid)
+        );
+        assert_eq!(
+            s.insert_capped(&rec(2, "a"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        assert_eq!(
+            s.insert_capped(&rec(3, "a"), &caps).unwrap(),
+            Inserted::Full(CapReached::Total)
+        );
+        assert_eq!(s.list().unwrap().len(), 4);
+        let dup = s.by_request_id("r1").unwrap().unwrap();
+        let roomy = PendingCaps {
+            total: 100,
+            per_uid: 100,
+            per_uid_op: 100,
+        };
+        assert_eq!(s.insert_capped(&dup, &roomy).unwrap(), Inserted::Taken);
+    }
+
+    #[test]
+    fn pages_are_newest_first_filtered_by_operation_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PendingStore::open(&dir.path().join("p.db")).unwrap();
+        let t0 = SystemTime::now();
+        for i in 0..5u64 {
+            let mut r = record(&format!("r{i}"), &format!("u{i}"), Duration::from_secs(600));
+            r.created_at = from_ms(to_ms(t0) + i as i64);
+            r.op = if i % 2 == 0 { "even" } else { "odd" }.into();
+            s.insert(&r).unwrap();
+        }
+        let mut expired = record("old", "u-old", Duration::ZERO);
+        expired.created_at = from_ms(to_ms(t0) + 100);
+        s.insert(&expired).unwrap();
+        // The expired one is past; the others are not.
+        let later = SystemTime::now() + Duration::from_secs(1);
+        let ids = |v: &[PendingRecord]| v.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>();
+        let (page, total) = s.page(None, 2, later).unwrap();
+        assert_eq!((ids(&page), total), (vec!["r4".into(), "r3".into()], 5));
+        let even = ["even".to_string()];
+        let (page, total) = s.page(Some(&even), 10, later).unwrap();
+        assert_eq!(
+            (ids(&page), total),
+            (vec!["r4".into(), "r2".into(), "r0".into()], 3)
+        );
+        let (page, total) = s.page(Some(&[]), 10, later).unwrap();
+        assert_eq!((page.len(), total), (0, 0));
     }
 }

@@ -6,11 +6,11 @@
 use crate::{db, random, AuthError, Result};
 use data_encoding::BASE32_NOPAD;
 use hmac::{Hmac, KeyInit, Mac};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use sha1::Sha1;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -25,6 +25,25 @@ pub const SKEW: u64 = 1;
 pub const SECRET_BYTES: usize = 20;
 /// The issuer shown by authenticator apps.
 pub const ISSUER: &str = "Regent";
+/// Wrong codes a user may enter in a row before backing off.
+pub const FREE_FAILURES: u32 = 3;
+/// The first back-off; each further wrong code doubles it.
+pub const BACKOFF_BASE: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest back-off.
+pub const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// How long a user backs off after `failures` wrong codes in a row (counted
+/// across requests and restarts, reset by a right code, `enroll` or `remove`):
+/// nothing for the first [`FREE_FAILURES`], then [`BACKOFF_BASE`] doubling with
+/// each wrong code, up to [`BACKOFF_MAX`]. At most about 30 guesses a day get
+/// checked, against a one in 333 333 chance each.
+pub fn backoff_after(failures: u32) -> std::time::Duration {
+    if failures <= FREE_FAILURES {
+        return std::time::Duration::ZERO;
+    }
+    let doublings = (failures - FREE_FAILURES - 1).min(16);
+    BACKOFF_BASE.saturating_mul(1 << doublings).min(BACKOFF_MAX)
+}
 
 /// HOTP (RFC 4226): the `digits`-digit code for `counter` (`digits` at most 9).
 pub fn hotp(secret: &[u8], counter: u64, digits: u32) -> u32 {
@@ -72,6 +91,12 @@ pub enum TotpCheck {
     Rejected,
     /// The user has no TOTP secret.
     NotEnrolled,
+    /// Too many wrong codes: the user is backing off and the code was not
+    /// checked (see [`backoff_after`]).
+    Locked {
+        /// How long until a code is checked again.
+        retry_after: std::time::Duration,
+    },
 }
 
 impl TotpCheck {
@@ -263,7 +288,7 @@ impl fmt::Debug for Enrollment {
 /// Per-user TOTP secrets and last used steps, in the root-only SQLite database
 /// (it may be the same file as the pending store).
 pub struct TotpStore {
-    conn: Mutex<Connection>,
+    db: Arc<db::Database>,
     path: PathBuf,
 }
 
@@ -277,16 +302,21 @@ impl fmt::Debug for TotpStore {
 
 impl TotpStore {
     /// Open (creating root-only if missing) the database at `path`.
+    /// The pending store of the same file shares its connection (see [`crate::db`]).
     pub fn open(path: &Path) -> Result<TotpStore> {
-        let conn = db::open(path)?;
         Ok(TotpStore {
-            conn: Mutex::new(conn),
+            db: db::open(path)?,
             path: path.to_path_buf(),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    fn conn(&self) -> db::Guard<'_> {
+        self.db.lock()
+    }
+
+    /// The shared database (for tests and diagnostics).
+    pub fn database(&self) -> &Arc<db::Database> {
+        &self.db
     }
 
     /// Start enrolling `user`: a new secret, its URI and QR code. Nothing is saved.
@@ -323,19 +353,44 @@ impl TotpStore {
                                              created_at = excluded.created_at",
             params![enrollment.user, enrollment.secret.as_bytes(), step, unix as i64],
         )?;
-        tracing::info!(user = %enrollment.user, "TOTP secret enrolled");
+        self.conn().execute(
+            "DELETE FROM totp_failures WHERE user = ?1",
+            params![enrollment.user],
+        )?;
+        tracing::info!(user = %enrollment.user.escape_debug(), "TOTP secret enrolled; wrong-code count reset");
         Ok(())
     }
 
     /// Remove `user`'s secret; whether there was one.
     pub fn remove(&self, user: &str) -> Result<bool> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM totp_users WHERE user = ?1", params![user])?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM totp_users WHERE user = ?1", params![user])?;
+        tx.execute("DELETE FROM totp_failures WHERE user = ?1", params![user])?;
+        tx.commit()?;
         if n > 0 {
-            tracing::info!(user = %user, "TOTP secret removed");
+            tracing::info!(user = %user.escape_debug(), "TOTP secret removed");
         }
         Ok(n > 0)
+    }
+
+    /// `user`'s wrong codes in a row, and until when they back off (`None` if not).
+    pub fn failures(&self, user: &str) -> Result<(u32, Option<SystemTime>)> {
+        let row: Option<(i64, i64)> = self
+            .conn()
+            .query_row(
+                "SELECT failures, locked_until FROM totp_failures WHERE user = ?1",
+                params![user],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(match row {
+            None => (0, None),
+            Some((n, until)) => (
+                u32::try_from(n).unwrap_or(u32::MAX),
+                (until > 0).then(|| crate::store::from_ms(until)),
+            ),
+        })
     }
 
     /// Whether `user` has a secret.
@@ -365,8 +420,12 @@ impl TotpStore {
         self.verify_at(user, code, unix_now())
     }
 
-    /// [`verify`](Self::verify) at a given Unix time.
+    /// [`verify`](Self::verify) at a given Unix time. While the user backs off
+    /// (too many wrong codes, [`backoff_after`]) the code is not checked and
+    /// [`TotpCheck::Locked`] is answered; a wrong code is counted for the user in
+    /// the store, a right one resets the count.
     pub fn verify_at(&self, user: &str, code: &str, unix: u64) -> Result<TotpCheck> {
+        let now_ms = i64::try_from(unix.saturating_mul(1000)).unwrap_or(i64::MAX);
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row: Option<(Vec<u8>, Option<i64>)> = tx
@@ -380,6 +439,20 @@ impl TotpStore {
             return Ok(TotpCheck::NotEnrolled);
         };
         let secret = Zeroizing::new(secret);
+        let (failures, locked_until): (i64, i64) = tx
+            .query_row(
+                "SELECT failures, locked_until FROM totp_failures WHERE user = ?1",
+                params![user],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or((0, 0));
+        if locked_until > now_ms {
+            let wait = u64::try_from(locked_until - now_ms).unwrap_or(0);
+            return Ok(TotpCheck::Locked {
+                retry_after: std::time::Duration::from_millis(wait),
+            });
+        }
         let check = verify_code(
             &secret,
             code,
@@ -392,11 +465,38 @@ impl TotpStore {
                     "UPDATE totp_users SET last_step = ?2 WHERE user = ?1",
                     params![user, i64::try_from(step).unwrap_or(i64::MAX)],
                 )?;
-                tx.commit()?;
+                tx.execute("DELETE FROM totp_failures WHERE user = ?1", params![user])?;
             }
-            TotpCheck::Replayed => tracing::warn!(user = %user, "replayed TOTP code refused"),
-            TotpCheck::Rejected | TotpCheck::NotEnrolled => {}
+            TotpCheck::Rejected | TotpCheck::Replayed => {
+                let failures = u32::try_from(failures)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(1);
+                let backoff = backoff_after(failures);
+                let until = if backoff.is_zero() {
+                    0
+                } else {
+                    now_ms.saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX))
+                };
+                tx.execute(
+                    "INSERT INTO totp_failures (user, failures, locked_until) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(user) DO UPDATE SET failures = excluded.failures,
+                                                     locked_until = excluded.locked_until",
+                    params![user, failures, until],
+                )?;
+                let user = user.escape_debug();
+                if check == TotpCheck::Replayed {
+                    tracing::warn!(user = %user, failures, "replayed TOTP code refused");
+                }
+                if backoff.is_zero() {
+                    tracing::info!(user = %user, failures, "wrong TOTP code");
+                } else {
+                    tracing::warn!(user = %user, failures, backoff_secs = backoff.as_secs(),
+                        "wrong TOTP codes in a row: the user backs off");
+                }
+            }
+            TotpCheck::NotEnrolled | TotpCheck::Locked { .. } => {}
         }
+        tx.commit()?;
         Ok(check)
     }
 }
@@ -572,5 +672,92 @@ mod tests {
         );
         assert!(store.begin_enroll("a:b").is_err());
         assert!(store.begin_enroll("").is_err());
+    }
+
+    #[test]
+    fn wrong_codes_back_off_per_user_across_reopens_until_enrolled_again() {
+        assert_eq!(backoff_after(FREE_FAILURES), std::time::Duration::ZERO);
+        assert_eq!(backoff_after(FREE_FAILURES + 1), BACKOFF_BASE);
+        assert_eq!(backoff_after(FREE_FAILURES + 2), BACKOFF_BASE * 2);
+        assert_eq!(backoff_after(u32::MAX), BACKOFF_MAX);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.db");
+        let store = TotpStore::open(&path).unwrap();
+        let t = 2_000_000_000u64;
+        let e = store.begin_enroll("alice").unwrap();
+        store
+            .confirm_enroll_at(&e, &e.secret().code_at(t), t)
+            .unwrap();
+        let bob = store.begin_enroll("bob").unwrap();
+        store
+            .confirm_enroll_at(&bob, &bob.secret().code_at(t), t)
+            .unwrap();
+        let wrong = |at: u64| {
+            format!(
+                "{:06}",
+                (totp_at(e.secret().as_bytes(), at, 6) + 500_000) % 1_000_000
+            )
+        };
+        let t2 = t + PERIOD;
+        for n in 1..=FREE_FAILURES + 1 {
+            assert_eq!(
+                store.verify_at("alice", &wrong(t2), t2).unwrap(),
+                TotpCheck::Rejected,
+                "failure {n}"
+            );
+        }
+        assert_eq!(store.failures("alice").unwrap().0, FREE_FAILURES + 1);
+        // Backing off: even the right code is not checked.
+        let right = e.secret().code_at(t2);
+        assert_eq!(
+            store.verify_at("alice", &right, t2 + 1).unwrap(),
+            TotpCheck::Locked {
+                retry_after: BACKOFF_BASE - std::time::Duration::from_secs(1)
+            }
+        );
+        // Another user is not affected.
+        assert!(store
+            .verify_at("bob", &bob.secret().code_at(t2), t2)
+            .unwrap()
+            .is_accepted());
+        // The count survives a reopen.
+        drop(store);
+        let store = TotpStore::open(&path).unwrap();
+        assert!(matches!(
+            store.verify_at("alice", &right, t2 + 2).unwrap(),
+            TotpCheck::Locked { .. }
+        ));
+        // After the back-off a wrong code doubles it...
+        let t3 = t2 + BACKOFF_BASE.as_secs();
+        assert_eq!(
+            store.verify_at("alice", &wrong(t3), t3).unwrap(),
+            TotpCheck::Rejected
+        );
+        assert_eq!(
+            store.verify_at("alice", &right, t3).unwrap(),
+            TotpCheck::Locked {
+                retry_after: BACKOFF_BASE * 2
+            }
+        );
+        // ... and enrolling again resets it.
+        let again = store.begin_enroll("alice").unwrap();
+        store
+            .confirm_enroll_at(&again, &again.secret().code_at(t3), t3)
+            .unwrap();
+        assert_eq!(store.failures("alice").unwrap(), (0, None));
+        let t4 = t3 + PERIOD;
+        assert!(store
+            .verify_at("alice", &again.secret().code_at(t4), t4)
+            .unwrap()
+            .is_accepted());
+        // A right code resets the count too; `remove` clears it.
+        assert_eq!(
+            store.verify_at("alice", &wrong(t4), t4).unwrap(),
+            TotpCheck::Rejected
+        );
+        assert_eq!(store.failures("alice").unwrap().0, 1);
+        assert!(store.remove("alice").unwrap());
+        assert_eq!(store.failures("alice").unwrap(), (0, None));
     }
 }

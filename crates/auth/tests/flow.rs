@@ -83,6 +83,7 @@ fn request(stages: &[&str]) -> StartRequest {
         ttl: Duration::from_secs(600),
         max_attempts: 3,
         approvers: vec![],
+        max_pending_per_uid: 100,
     }
 }
 
@@ -192,7 +193,7 @@ async fn wrong_codes_are_counted_and_the_limit_drops_the_request() {
         let (c, msg) = error(&outcome);
         assert_eq!(c, ErrorCode::AuthFailed);
         assert!(msg.contains(left), "{msg}");
-        assert_eq!(flow.list_waiting().unwrap().len(), 1);
+        assert_eq!(flow.list_waiting().await.unwrap().len(), 1);
     }
     // Two wrong so far; the third drops it.
     let (c, msg) = error(&flow.resume(&uid, &alice(), &code("nope"), None).await);
@@ -207,7 +208,7 @@ async fn wrong_codes_are_counted_and_the_limit_drops_the_request() {
         .0,
         ErrorCode::NotFound
     );
-    assert!(flow.list_waiting().unwrap().is_empty());
+    assert!(flow.list_waiting().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -231,7 +232,7 @@ async fn foreign_unknown_used_and_expired_uids_answer_one_not_found() {
     assert_eq!(error(&foreign).0, ErrorCode::NotFound);
     assert!(foreign.is_failure());
     // Mallory's try neither consumed the uid nor counted an attempt.
-    assert_eq!(flow.list_waiting().unwrap()[0].attempts, 0);
+    assert_eq!(flow.list_waiting().await.unwrap()[0].attempts, 0);
     assert_run(
         flow.resume(&uid, &alice(), &code("open-sesame"), None)
             .await,
@@ -244,7 +245,7 @@ async fn foreign_unknown_used_and_expired_uids_answer_one_not_found() {
     let mut req = request(&["passphrase"]);
     req.ttl = Duration::from_millis(300);
     let (uid, _) = pending(flow.start(req).await);
-    assert_eq!(flow.list_waiting().unwrap().len(), 1);
+    assert_eq!(flow.list_waiting().await.unwrap().len(), 1);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let expired = flow
         .resume(&uid, &alice(), &code("open-sesame"), None)
@@ -255,7 +256,7 @@ async fn foreign_unknown_used_and_expired_uids_answer_one_not_found() {
     req.ttl = Duration::from_millis(100);
     let _ = pending(flow.start(req).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(flow.list_waiting().unwrap().is_empty());
+    assert!(flow.list_waiting().await.unwrap().is_empty());
     assert!(
         flow.store().list().unwrap().is_empty(),
         "purged from the database"
@@ -285,7 +286,7 @@ async fn approval_polls_until_approved_and_refuses_self_approval() {
         }
     );
 
-    let waiting = flow.list_waiting().unwrap();
+    let waiting = flow.list_waiting().await.unwrap();
     assert_eq!(waiting.len(), 1);
     let w = &waiting[0];
     assert_eq!(
@@ -297,19 +298,19 @@ async fn approval_polls_until_approved_and_refuses_self_approval() {
 
     // Alice may not approve her own request unless allowed.
     assert!(matches!(
-        flow.approve(&id, &alice(), false),
+        flow.approve(&id, &alice(), false).await,
         Err(AuthError::OwnRequest(_))
     ));
     assert!(matches!(
-        flow.approve("nosuchid", &root(), false),
+        flow.approve("nosuchid", &root(), false).await,
         Err(AuthError::RequestNotFound(_))
     ));
     assert!(matches!(
         flow.resume(&uid, &alice(), &Value::Null, None).await,
         FlowOutcome::Pending { .. }
     ));
-    flow.approve(&id, &root(), false).unwrap();
-    assert!(flow.list_waiting().unwrap()[0].approved);
+    flow.approve(&id, &root(), false).await.unwrap();
+    assert!(flow.list_waiting().await.unwrap()[0].approved);
     let done = flow.resume(&uid, &alice(), &Value::Null, None).await;
     assert!(
         !done.is_still_waiting(&uid),
@@ -331,6 +332,7 @@ async fn approval_polls_until_approved_and_refuses_self_approval() {
     // Allowed self-approval works.
     let (uid, info) = pending(flow.start(request(&["approval"])).await);
     flow.approve(info.extra["request_id"].as_str().unwrap(), &alice(), true)
+        .await
         .unwrap();
     assert_run(flow.resume(&uid, &alice(), &Value::Null, None).await);
 }
@@ -343,14 +345,15 @@ async fn denial_reaches_the_caller_with_its_reason_and_is_audited() {
     let id = info.extra["request_id"].as_str().unwrap().to_string();
     // Not an approval stage yet: approve is refused, deny works at any stage.
     assert!(matches!(
-        flow.approve(&id, &root(), false),
+        flow.approve(&id, &root(), false).await,
         Err(AuthError::NotAwaitingApproval { .. })
     ));
     flow.deny(&id, &root(), Some("not during business hours\n".into()))
+        .await
         .unwrap();
-    assert!(flow.list_waiting().unwrap().is_empty());
+    assert!(flow.list_waiting().await.unwrap().is_empty());
     assert!(matches!(
-        flow.deny(&id, &root(), None),
+        flow.deny(&id, &root(), None).await,
         Err(AuthError::RequestNotFound(_))
     ));
     let (c, msg) = error(
@@ -410,6 +413,7 @@ async fn stages_chain_with_a_new_uid_each_and_unknown_methods_are_refused() {
         ErrorCode::NotFound
     );
     flow.approve(info2.extra["request_id"].as_str().unwrap(), &root(), false)
+        .await
         .unwrap();
     assert_run(flow.resume(&uid2, &alice(), &Value::Null, None).await);
 
@@ -455,7 +459,7 @@ async fn hooks_can_skip_add_or_deny_stages() {
     );
     assert_eq!(info.pending, "approval");
     assert_eq!(
-        flow.list_waiting().unwrap()[0].stages,
+        flow.list_waiting().await.unwrap()[0].stages,
         vec!["passphrase", "approval"]
     );
 
@@ -528,7 +532,7 @@ async fn one_check_at_a_time_per_request() {
         .unwrap();
     assert_eq!(first.code(), Some(ErrorCode::AuthFailed));
     assert_eq!(
-        flow.list_waiting().unwrap()[0].attempts,
+        flow.list_waiting().await.unwrap()[0].attempts,
         1,
         "the busy answer counted nothing"
     );
@@ -543,6 +547,29 @@ async fn requests_survive_reopening_the_store() {
     let id = info.extra["request_id"].as_str().unwrap().to_string();
     drop(flow);
     let flow = open(&db);
-    flow.approve(&id, &root(), false).unwrap();
+    flow.approve(&id, &root(), false).await.unwrap();
     assert_run(flow.resume(&uid, &alice(), &Value::Null, None).await);
+}
+
+#[tokio::test]
+async fn a_page_stays_under_the_response_cap_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = open(&dir.path().join("auth.db"));
+    let big = "x".repeat(3 << 20);
+    for i in 0..4 {
+        let mut req = request(&["approval"]);
+        req.display_data = json!({ "n": i, "blob": big });
+        pending(flow.start(req).await);
+    }
+    let page = flow.list_page(None, 50).await.unwrap();
+    let size = serde_json::to_vec(&page.requests).unwrap().len();
+    assert!(size <= regent_auth::flow::MAX_PAGE_BYTES, "{size}");
+    assert_eq!(page.requests.len(), 2);
+    assert_eq!(page.more, 2);
+    // Newest first.
+    assert_eq!(page.requests[0].display_data["n"], 3);
+    assert_eq!(page.requests[1].display_data["n"], 2);
+    // The limit applies too.
+    let page = flow.list_page(None, 1).await.unwrap();
+    assert_eq!((page.requests.len(), page.more), (1, 3));
 }

@@ -47,6 +47,7 @@ async fn kill9_child_helper() {
             ttl: Duration::from_secs(600),
             max_attempts: 5,
             approvers: vec![],
+            max_pending_per_uid: 100,
         })
         .await;
     let FlowOutcome::Pending { uid, info } = outcome else {
@@ -93,7 +94,7 @@ async fn a_pending_request_survives_kill_9() {
     let text = std::fs::read_to_string(&out).unwrap();
     let (uid, id) = text.trim().split_once(' ').unwrap();
     let flow = flow(&db);
-    let waiting = flow.list_waiting().unwrap();
+    let waiting = flow.list_waiting().await.unwrap();
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].op, "reboot");
     let root = CallerId {
@@ -102,7 +103,7 @@ async fn a_pending_request_survives_kill_9() {
         pid: None,
         user: Some("root".into()),
     };
-    flow.approve(id, &root, false).unwrap();
+    flow.approve(id, &root, false).await.unwrap();
     match flow.resume(uid, &alice(), &Value::Null, None).await {
         FlowOutcome::Run {
             op,

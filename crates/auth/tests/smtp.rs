@@ -124,6 +124,7 @@ fn request(stages: &[&str]) -> StartRequest {
         ttl: Duration::from_secs(600),
         max_attempts: 5,
         approvers: vec!["admin@example.org".into(), "second@example.org".into()],
+        max_pending_per_uid: 100,
     }
 }
 
@@ -206,7 +207,7 @@ async fn email_then_approval_through_a_real_smtp_server() {
         pid: None,
         user: Some("root".into()),
     };
-    flow.approve(&id, &admin, false).unwrap();
+    flow.approve(&id, &admin, false).await.unwrap();
     match flow.resume(&uid2, &alice(), &Value::Null, None).await {
         FlowOutcome::Run { op, data, .. } => {
             assert_eq!(op, "adduser");
@@ -236,7 +237,7 @@ async fn a_refused_connection_answers_operation_failed_without_smtp_details() {
     assert_eq!(*code, ErrorCode::OperationFailed);
     assert_eq!(message, "The authorization email could not be sent");
     assert!(
-        flow.list_waiting().unwrap().is_empty(),
+        flow.list_waiting().await.unwrap().is_empty(),
         "the request is dropped"
     );
 }
@@ -254,6 +255,7 @@ async fn a_late_failure_is_answered_at_the_next_poll() {
         mailer,
         FlowOptions {
             delivery_wait: Duration::from_millis(50),
+            ..FlowOptions::default()
         },
     );
     let mut req = request(&["email"]);

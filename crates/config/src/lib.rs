@@ -48,6 +48,7 @@ pub use model::{
     DEFAULT_COMMAND_PATH, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_OUTPUT, DEFAULT_PENDING_TTL,
     DEFAULT_SOCKET, DEFAULT_STORE, DEFAULT_TIMEOUT,
 };
+pub use model::{DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_UID, DEFAULT_OP_MAX_PENDING_PER_UID};
 pub use net::{check_hostname, is_public, non_public_reason};
 pub use param::{
     IpVersion, ParamKind, ParamSpec, PathAccess, Pattern, ValueKind, DEFAULT_STRING_MAX_LEN,

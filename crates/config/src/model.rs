@@ -27,6 +27,14 @@ pub const DEFAULT_MAX_OUTPUT: usize = 1 << 20;
 pub const DEFAULT_PENDING_TTL: Duration = Duration::from_secs(600);
 /// Default number of wrong codes before a pending request is dropped.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Default `max_pending` (`[service]`): requests held at once in all.
+pub const DEFAULT_MAX_PENDING: u32 = 1024;
+/// Default `max_pending_per_uid` (`[service]`): requests one caller uid may
+/// have held at once, all operations together.
+pub const DEFAULT_MAX_PENDING_PER_UID: u32 = 32;
+/// Default `max_pending_per_uid` of an operation: requests of that operation
+/// one caller uid may have held at once.
+pub const DEFAULT_OP_MAX_PENDING_PER_UID: u32 = 8;
 /// Authorization methods the daemon knows.
 pub const AUTH_METHODS: &[&str] = &["totp", "email", "approval"];
 
@@ -104,6 +112,11 @@ pub struct ServiceConfig {
     pub admin_group: Option<Principal>,
     /// Whether an administrator may approve their own request (default false).
     pub allow_self_approval: bool,
+    /// Requests held at once in all (`max_pending`); beyond it: `busy`.
+    pub max_pending: u32,
+    /// Requests one caller uid may have held at once (`max_pending_per_uid`);
+    /// beyond it: `busy`.
+    pub max_pending_per_uid: u32,
     /// The fixed PATH commands run with (`command_path`).
     pub command_path: String,
     /// Outgoing mail for the `email` method (`[service.smtp]`).
@@ -134,6 +147,8 @@ impl Default for ServiceConfig {
             store: PathBuf::from(DEFAULT_STORE),
             admin_group: None,
             allow_self_approval: false,
+            max_pending: DEFAULT_MAX_PENDING,
+            max_pending_per_uid: DEFAULT_MAX_PENDING_PER_UID,
             command_path: DEFAULT_COMMAND_PATH.to_string(),
             smtp: None,
             tcp: None,
@@ -292,6 +307,9 @@ pub struct OperationDecl {
     pub pending_ttl: Duration,
     /// Wrong codes allowed before the request is dropped.
     pub max_attempts: u32,
+    /// Requests of this operation one caller uid may have held at once
+    /// (`max_pending_per_uid`); beyond it: `busy`.
+    pub max_pending_per_uid: u32,
     /// Execution policy.
     pub exec: ExecDecl,
 }
@@ -314,6 +332,7 @@ impl OperationDecl {
             approve: None,
             pending_ttl: DEFAULT_PENDING_TTL,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_pending_per_uid: DEFAULT_OP_MAX_PENDING_PER_UID,
             exec: ExecDecl::default(),
         }
     }

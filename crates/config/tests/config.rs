@@ -655,3 +655,34 @@ fn load_reads_real_files() {
         .to_string()
         .contains("not valid UTF-8"));
 }
+
+#[test]
+fn pending_caps_parse_default_and_are_bounded() {
+    let c = parse(
+        "[operations.x]\ncommand = [\"true\"]\nauth = [\"approval\"]\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.service.max_pending, DEFAULT_MAX_PENDING);
+    assert_eq!(c.service.max_pending_per_uid, DEFAULT_MAX_PENDING_PER_UID);
+    assert_eq!(
+        c.operations["x"].max_pending_per_uid,
+        DEFAULT_OP_MAX_PENDING_PER_UID
+    );
+    let c = parse(
+        "[service]\nmax_pending = 10\nmax_pending_per_uid = 3\n[operations.x]\ncommand = [\"true\"]\nauth = [\"approval\"]\nmax_pending_per_uid = 2\n",
+        "t",
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(
+        (c.service.max_pending, c.service.max_pending_per_uid),
+        (10, 3)
+    );
+    assert_eq!(c.operations["x"].max_pending_per_uid, 2);
+    let e = one_error("[service]\nmax_pending = 0\n");
+    assert!(e.starts_with("t.toml:2:15: service.max_pending:"), "{e}");
+    let e = one_error(
+        "[operations.x]\ncommand = [\"true\"]\nauth = [\"approval\"]\nmax_pending_per_uid = -1\n",
+    );
+    assert!(e.contains("operations.x.max_pending_per_uid"), "{e}");
+}

@@ -2,10 +2,15 @@
 //!
 //! - `regent.ops`: the operations this caller may call, with descriptions and
 //!   parameters. Operations the caller may not call are not listed.
-//! - `regent.pending`, `regent.approve` (`{"id"}`), `regent.deny` (`{"id",
-//!   "reason"?}`): the administrator channel. Open only to root and to members of
-//!   the configured admin group, by kernel identity; every decision is recorded in
-//!   the store and in the audit log.
+//! - `regent.pending` (`{"limit"?}`), `regent.approve` (`{"id"}`), `regent.deny`
+//!   (`{"id", "reason"?}`): the administrator channel. Open only to root and to
+//!   members of the configured admin group (or an operation's `approve` rule), by
+//!   kernel identity; every decision is recorded in the store and in the audit
+//!   log. `regent.pending` answers `{"requests": [...], "more": N}`: the newest
+//!   requests the caller may decide on ([`DEFAULT_PAGE`] unless `limit` says, at
+//!   most [`MAX_PAGE`]) and how many more wait. Every store call runs on the
+//!   blocking pool, and requests are found by their key, never by a scan. An id
+//!   the caller may not decide on answers `not_found`, like an unknown one.
 
 use crate::identity::Caller;
 use crate::policy::decide;
@@ -16,6 +21,18 @@ use regent_proto::{ErrorCode, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+
+/// Requests `regent.pending` returns when not told (`{"limit": N}`).
+pub const DEFAULT_PAGE: usize = 50;
+/// The most it returns at once.
+pub const MAX_PAGE: usize = 1000;
+
+/// `regent.pending`'s data: `null` or `{"limit": N}`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<usize>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,10 +76,21 @@ fn may_administer(shared: &Shared, caller: &Caller) -> bool {
         })
 }
 
+/// The answer for an id that is unknown, expired, decided, or that the caller
+/// may not decide on: one answer for all, so that it tells nothing. The id is
+/// echoed quoted (control characters escaped) and cut to 64 characters.
+fn not_found(id: &str) -> Response {
+    let shown: String = id.chars().take(64).collect();
+    Response::error_with(
+        ErrorCode::NotFound,
+        regent_auth::AuthError::RequestNotFound(shown).to_string(),
+    )
+}
+
 fn admin_error(e: regent_auth::AuthError) -> Response {
     use regent_auth::AuthError as E;
     match e {
-        E::RequestNotFound(_) => Response::error_with(ErrorCode::NotFound, e.to_string()),
+        E::RequestNotFound(id) => not_found(&id),
         E::NotAwaitingApproval { .. } => {
             Response::error_with(ErrorCode::OperationFailed, e.to_string())
         }
@@ -118,14 +146,23 @@ pub(crate) async fn handle(
                 );
             };
             if op == "regent.pending" {
-                return match flow.list_waiting() {
-                    Ok(list) => {
-                        let visible: Vec<_> = list
-                            .into_iter()
-                            .filter(|r| may_decide(shared, caller, &r.op))
-                            .collect();
-                        Response::Done(serde_json::to_value(visible).unwrap_or(Value::Null))
-                    }
+                let q: PageQuery = match crate::operation::decode(data) {
+                    Ok(q) => q,
+                    Err(e) => return Response::error_with(ErrorCode::InvalidData, e.to_string()),
+                };
+                let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+                // Only the operations this caller may decide on, filtered in the
+                // store so that the page and the count are of what they see.
+                let ops = (caller.uid != 0).then(|| {
+                    shared
+                        .registry
+                        .iter()
+                        .filter(|(name, _)| may_decide(shared, caller, name))
+                        .map(|(name, _)| name.to_string())
+                        .collect::<Vec<_>>()
+                });
+                return match flow.list_page(ops, limit).await {
+                    Ok(page) => Response::Done(serde_json::to_value(page).unwrap_or(Value::Null)),
                     Err(e) => {
                         tracing::error!(error = %e, "listing pending requests");
                         Response::error(ErrorCode::Internal)
@@ -137,15 +174,13 @@ pub(crate) async fn handle(
                 Err(e) => return Response::error_with(ErrorCode::InvalidData, e.to_string()),
             };
             audit.data(&json!({"id": d.id, "reason": d.reason}));
-            // The request's operation decides who may approve it. An id the caller may
-            // not decide on answers like an unknown one.
-            let op_of = match flow.list_waiting() {
-                Ok(list) => list
-                    .into_iter()
-                    .find(|r| r.request_id == d.id)
-                    .map(|r| r.op),
+            // The request's operation decides who may approve it (found by its
+            // key, off the event loop). An id the caller may not decide on answers
+            // exactly like an unknown one.
+            let op_of = match flow.request_op(&d.id).await {
+                Ok(op) => op,
                 Err(e) => {
-                    tracing::error!(error = %e, "listing pending requests");
+                    tracing::error!(error = %e, "looking up a pending request");
                     return Response::error(ErrorCode::Internal);
                 }
             };
@@ -153,20 +188,15 @@ pub(crate) async fn handle(
                 Some(op_name) if may_decide(shared, caller, op_name) => {}
                 Some(op_name) => {
                     audit.note(&format!("may not decide on {op_name} requests"));
-                    return Response::error(ErrorCode::PermissionDenied);
+                    return not_found(&d.id);
                 }
-                None => {
-                    return Response::error_with(
-                        ErrorCode::NotFound,
-                        format!("no pending request {:?}", d.id),
-                    )
-                }
+                None => return not_found(&d.id),
             }
             let by = caller_id(caller);
             let result = if op == "regent.approve" {
-                flow.approve(&d.id, &by, shared.allow_self_approval)
+                flow.approve(&d.id, &by, shared.allow_self_approval).await
             } else {
-                flow.deny(&d.id, &by, d.reason.clone())
+                flow.deny(&d.id, &by, d.reason.clone()).await
             };
             match result {
                 Ok(()) => Response::Done(

@@ -107,6 +107,7 @@ pub fn op_options(decl: &OperationDecl) -> OpOptions {
         concurrency: decl.exec.concurrency,
         pending_ttl: decl.pending_ttl,
         max_attempts: decl.max_attempts,
+        max_pending_per_uid: decl.max_pending_per_uid,
         approvers: decl.approvers.clone(),
         auth: decl.auth.clone(),
         approve: decl.approve.as_ref().map(AllowRule::from),
@@ -167,7 +168,8 @@ pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service,
         .owner(owner, group)
         .limits(limits(config))
         .registry(registry(config)?)
-        .allow_self_approval(s.allow_self_approval);
+        .allow_self_approval(s.allow_self_approval)
+        .pending_caps(s.max_pending, s.max_pending_per_uid);
     if let Some(secret) = secret {
         b = b.secret(secret);
     }

@@ -23,6 +23,9 @@ pub struct OpOptions {
     pub pending_ttl: Duration,
     /// Wrong codes allowed before a held request is dropped.
     pub max_attempts: u32,
+    /// Requests of this operation one caller uid may have held at once; more
+    /// answer `busy` (the service-wide caps are [`crate::server::ServiceBuilder::pending_caps`]).
+    pub max_pending_per_uid: u32,
     /// Email addresses for the `email` method.
     pub approvers: Vec<String>,
     /// Stages every request must pass, before the operation's own `authorize`.
@@ -40,6 +43,7 @@ impl Default for OpOptions {
             concurrency: None,
             pending_ttl: Duration::from_secs(600),
             max_attempts: 5,
+            max_pending_per_uid: regent_config::DEFAULT_OP_MAX_PENDING_PER_UID,
             approvers: Vec::new(),
             auth: Vec::new(),
             approve: None,

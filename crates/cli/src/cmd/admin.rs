@@ -2,6 +2,8 @@
 //! side of approval. They go over the service's socket to the reserved
 //! `regent.pending/approve/deny` operations, which only root and the configured
 //! admin group may use (by kernel identity); every decision is audited.
+//! `regent pending` shows the newest `--limit` requests (default 50) and says how
+//! many more wait.
 
 use super::call::{connection_failure, fail, report, Target};
 use crate::exit;
@@ -15,6 +17,9 @@ pub struct PendingArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show at most this many requests, newest first (the daemon caps it at 1000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
     #[command(flatten)]
     pub target: Target,
 }
@@ -87,13 +92,23 @@ fn humantime_parse(s: &str) -> Result<std::time::SystemTime, ()> {
 }
 
 pub fn pending(args: PendingArgs) -> ExitCode {
-    let outcome = match admin_call(&args.target, "regent.pending", Value::Null) {
+    let outcome = match admin_call(
+        &args.target,
+        "regent.pending",
+        json!({ "limit": args.limit }),
+    ) {
         Ok(o) => o,
         Err(code) => return code,
     };
     match (&outcome, args.json) {
-        (Outcome::Done(Value::Array(list)), false) => {
-            if list.is_empty() {
+        (Outcome::Done(Value::Object(page)), false) => {
+            let empty = Vec::new();
+            let list = page
+                .get("requests")
+                .and_then(Value::as_array)
+                .unwrap_or(&empty);
+            let more = page.get("more").and_then(Value::as_u64).unwrap_or(0);
+            if list.is_empty() && more == 0 {
                 println!("no pending requests");
             }
             for r in list {
@@ -126,6 +141,12 @@ pub fn pending(args: PendingArgs) -> ExitCode {
                     age(r["created_at"].as_str().unwrap_or("")),
                     r["expires_at"].as_str().unwrap_or("?"),
                     r["display_data"]
+                );
+            }
+            if more > 0 {
+                println!(
+                    "... and {more} older request{} (newest first; see more with --limit)",
+                    if more == 1 { "" } else { "s" }
                 );
             }
             exit::code(exit::OK)

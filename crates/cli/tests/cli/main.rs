@@ -8,4 +8,5 @@ mod pending;
 mod privilege;
 mod security;
 mod server;
+mod store;
 mod util;

@@ -12,61 +12,61 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Let unprivileged test users reach the socket.
-const OPEN: &str = "socket_mode = \"0666\"";
+pub(crate) const OPEN: &str = "socket_mode = \"0666\"";
 
 /// An unprivileged caller.
 #[derive(Clone, Copy)]
-struct Who {
-    uid: u32,
-    gid: u32,
+pub(crate) struct Who {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
-fn who(name: &str) -> Who {
+pub(crate) fn who(name: &str) -> Who {
     let (uid, gid) = user(name);
     Who { uid, gid }
 }
 
 impl Who {
     /// `regent ARGS` as this user, with the secret in the environment.
-    fn run(&self, d: &Daemon, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, d: &Daemon, args: &[&str]) -> Output {
         d.cli_as(self.uid, self.gid, args, Some(SECRET))
     }
 
     /// `regent call OP --data DATA --json`, which must answer pending.
-    fn start(&self, d: &Daemon, op: &str, data: &str) -> Pending {
+    pub(crate) fn start(&self, d: &Daemon, op: &str, data: &str) -> Pending {
         let o = self.run(d, &["call", op, "--data", data, "--json"]);
         pending_of(&o)
     }
 
     /// `regent call --uid UID --code CODE`.
-    fn code(&self, d: &Daemon, uid: &str, code: &str) -> Output {
+    pub(crate) fn code(&self, d: &Daemon, uid: &str, code: &str) -> Output {
         self.run(d, &["call", "--uid", uid, "--code", code])
     }
 
     /// `regent call --uid UID` (a poll).
-    fn poll(&self, d: &Daemon, uid: &str) -> Output {
+    pub(crate) fn poll(&self, d: &Daemon, uid: &str) -> Output {
         self.run(d, &["call", "--uid", uid])
     }
 }
 
 /// A pending answer: its uid and its `data`.
 #[derive(Debug)]
-struct Pending {
-    uid: String,
-    info: Value,
+pub(crate) struct Pending {
+    pub(crate) uid: String,
+    pub(crate) info: Value,
 }
 
 impl Pending {
-    fn method(&self) -> &str {
+    pub(crate) fn method(&self) -> &str {
         self.info["pending"].as_str().unwrap_or("")
     }
-    fn request_id(&self) -> &str {
+    pub(crate) fn request_id(&self) -> &str {
         self.info["request_id"].as_str().unwrap_or("")
     }
 }
 
 /// Parse the `--json` output of a call that must be pending (exit 7).
-fn pending_of(o: &Output) -> Pending {
+pub(crate) fn pending_of(o: &Output) -> Pending {
     assert_eq!(
         code(o),
         7,
@@ -90,7 +90,7 @@ fn pending_of(o: &Output) -> Pending {
 
 /// Assert an error answer with this exit status and code word.
 #[track_caller]
-fn assert_error(o: &Output, status: i32, word: &str) {
+pub(crate) fn assert_error(o: &Output, status: i32, word: &str) {
     assert_eq!(
         code(o),
         status,
@@ -107,12 +107,12 @@ fn assert_error(o: &Output, status: i32, word: &str) {
 
 /// Assert success with this output.
 #[track_caller]
-fn assert_ran(o: &Output, out: &str) {
+pub(crate) fn assert_ran(o: &Output, out: &str) {
     assert_eq!(code(o), 0, "expected success; stderr {}", stderr(o));
     assert_eq!(stdout(o), out);
 }
 
-/// `regent pending --json` as root: the raw response, whose `data` is the list.
+/// `regent pending --json` as root: the raw response, whose `data.requests` is the list.
 /// Wait (up to 15 s) until a request is pending and return its id, as an
 /// administrator watching `regent pending` would find it.
 fn first_pending_id(d: &Daemon) -> String {
@@ -126,13 +126,13 @@ fn first_pending_id(d: &Daemon) -> String {
     }
 }
 
-fn pending_list(d: &Daemon) -> Vec<Value> {
+pub(crate) fn pending_list(d: &Daemon) -> Vec<Value> {
     let o = d.cli(&["pending", "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).expect("JSON response");
-    match &v["data"] {
+    match &v["data"]["requests"] {
         Value::Array(a) => a.clone(),
-        _ => panic!("not a list: {v}"),
+        _ => panic!("not a page of requests: {v}"),
     }
 }
 
@@ -150,19 +150,19 @@ fn contains_number(text: &str, number: &str) -> bool {
 // ---------------------------------------------------------------------------
 // TOTP helpers
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-fn totp_code(secret: &[u8], unix: u64) -> String {
+pub(crate) fn totp_code(secret: &[u8], unix: u64) -> String {
     totp::format_code(totp::totp_at(secret, unix, totp::DIGITS), totp::DIGITS).to_string()
 }
 
 /// A well-formed code that is wrong for every step near now.
-fn wrong_code(secret: &[u8]) -> String {
+pub(crate) fn wrong_code(secret: &[u8]) -> String {
     let now = unix_now();
     let near: Vec<String> = (0..5)
         .map(|i| totp_code(secret, now + i * 30 - 60))
@@ -176,7 +176,7 @@ fn wrong_code(secret: &[u8]) -> String {
 /// Enrol `user` through `regent totp enroll USER --config CONFIG`, reading the
 /// otpauth:// URI it prints and answering with the current code, as a person with
 /// an authenticator app would. Returns the secret.
-fn enroll(d: &Daemon, user: &str) -> Vec<u8> {
+pub(crate) fn enroll(d: &Daemon, user: &str) -> Vec<u8> {
     let mut child = Command::new(regent())
         .args(["totp", "enroll", user, "--config"])
         .arg(&d.config)
@@ -330,7 +330,7 @@ fn mailed_code(msg: &Value) -> String {
 // ---------------------------------------------------------------------------
 // TOTP
 
-const TOTP_OPS: &str = r#"
+pub(crate) const TOTP_OPS: &str = r#"
 [operations.rotate]
 description = "Rotate a key (needs a TOTP code)"
 command = ["printf", "rotated %s", "{key}"]
@@ -556,7 +556,7 @@ fn email_then_approval_chain_issues_a_new_uid_per_stage() {
 // ---------------------------------------------------------------------------
 // Approval
 
-const APPROVAL_OPS: &str = r#"
+pub(crate) const APPROVAL_OPS: &str = r#"
 [operations.say]
 description = "Print a message once an administrator approves"
 command = ["printf", "%s", "{msg}"]
@@ -564,7 +564,7 @@ params.msg = { type = "string", pattern = "[a-z0-9 -]{1,40}" }
 auth = ["approval"]
 "#;
 
-fn admins_config() -> String {
+pub(crate) fn admins_config() -> String {
     format!("{OPEN}\nadmin_group = \"regent-e2e-admins\"\nallow_self_approval = false")
 }
 
@@ -934,17 +934,19 @@ fn an_operations_approve_rule_decides_who_may_approve() {
     let d = Daemon::start(&admins_config(), &ops);
     let g = caller.start(&d, "guarded", "null");
     let s = caller.start(&d, "say", r#"{"msg":"plain"}"#);
-    // The admin-group member may not decide on `guarded`, and does not see it.
-    assert_error(
-        &admin.run(&d, &["approve", g.request_id()]),
-        3,
-        "permission_denied",
-    );
-    assert_error(
-        &admin.run(&d, &["deny", g.request_id()]),
-        3,
-        "permission_denied",
-    );
+    // The admin-group member may not decide on `guarded`, and does not see it:
+    // its id answers exactly like an unknown one (issue 7, finding 13).
+    let unknown = admin.run(&d, &["approve", "zzzzzzzz"]);
+    assert_error(&unknown, 3, "not_found");
+    for verb in ["approve", "deny"] {
+        let o = admin.run(&d, &[verb, g.request_id()]);
+        assert_error(&o, 3, "not_found");
+        assert_eq!(
+            stderr(&o).replace(g.request_id(), "ID"),
+            stderr(&unknown).replace("zzzzzzzz", "ID"),
+            "an existing id answers like an unknown one"
+        );
+    }
     let o = admin.run(&d, &["pending", "--json"]);
     assert!(
         !stdout(&o).contains(g.request_id()) && stdout(&o).contains(s.request_id()),
@@ -952,11 +954,7 @@ fn an_operations_approve_rule_decides_who_may_approve() {
         stdout(&o)
     );
     // The named approver may decide on `guarded` only.
-    assert_error(
-        &other.run(&d, &["approve", s.request_id()]),
-        3,
-        "permission_denied",
-    );
+    assert_error(&other.run(&d, &["approve", s.request_id()]), 3, "not_found");
     let o = other.run(&d, &["approve", g.request_id()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_ran(&caller.poll(&d, &g.uid), "guarded");

@@ -18,6 +18,7 @@ const OP_KEYS: &[&str] = &[
     "approve",
     "pending_ttl",
     "max_attempts",
+    "max_pending_per_uid",
     "run_as",
     "capabilities",
     "sandbox",
@@ -198,6 +199,13 @@ pub(super) fn read_operation(
         }
         None => Some(DEFAULT_MAX_ATTEMPTS),
     };
+    let max_pending_per_uid = match t.get("max_pending_per_uid") {
+        Some(f) => {
+            no_effect_without_auth(r, &f, &auth);
+            r.int_in(&f, 1, 1_000_000)
+        }
+        None => Some(DEFAULT_OP_MAX_PENDING_PER_UID),
+    };
 
     let exec = read_exec(r, &t);
     t.finish(r);
@@ -218,6 +226,7 @@ pub(super) fn read_operation(
         approve,
         pending_ttl: pending_ttl?,
         max_attempts: max_attempts?,
+        max_pending_per_uid: max_pending_per_uid?,
         exec,
     })
 }

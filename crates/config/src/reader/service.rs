@@ -22,6 +22,8 @@ const SERVICE_KEYS: &[&str] = &[
     "store",
     "admin_group",
     "allow_self_approval",
+    "max_pending",
+    "max_pending_per_uid",
     "command_path",
     "smtp",
     "tcp",
@@ -144,6 +146,12 @@ pub(super) fn read_service(r: &mut Reader<'_>, f: &Field<'_, '_>) -> ServiceConf
     }
     if let Some(f) = t.get("allow_self_approval") {
         s.allow_self_approval = r.boolean(&f).unwrap_or(false);
+    }
+    if let Some(f) = t.get("max_pending") {
+        s.max_pending = r.int_in(&f, 1, 1_000_000).unwrap_or(s.max_pending);
+    }
+    if let Some(f) = t.get("max_pending_per_uid") {
+        s.max_pending_per_uid = r.int_in(&f, 1, 1_000_000).unwrap_or(s.max_pending_per_uid);
     }
     if let Some(f) = t.get("command_path") {
         if let Some(p) = r.string(&f) {

@@ -147,9 +147,19 @@ pub struct ServiceBuilder {
     mailer: Option<(SmtpConfig, Duration)>,
     admin_group: Option<Principal>,
     allow_self_approval: bool,
+    flow_options: FlowOptions,
 }
 
 impl ServiceBuilder {
+    /// Cap the requests held for authorization: `total` at once in all, and
+    /// `per_uid` per caller uid (all operations together; each operation's own
+    /// cap is [`OpOptions::max_pending_per_uid`]). Beyond a cap: `busy`.
+    pub fn pending_caps(mut self, total: u32, per_uid: u32) -> Self {
+        self.flow_options.max_pending = total;
+        self.flow_options.max_pending_per_uid = per_uid;
+        self
+    }
+
     /// Set the socket's mode (default 0660).
     pub fn mode(mut self, mode: u32) -> Self {
         self.socket.mode = mode;
@@ -268,7 +278,7 @@ impl ServiceBuilder {
                     methods.register(m);
                 }
                 flow = Some(
-                    AuthFlow::open(path, methods, FlowOptions::default()).map_err(|e| {
+                    AuthFlow::open(path, methods, self.flow_options).map_err(|e| {
                         Error::Config(format!("pending store {}: {e}", path.display()))
                     })?,
                 );
@@ -346,6 +356,7 @@ impl Service {
             mailer: None,
             admin_group: None,
             allow_self_approval: false,
+            flow_options: FlowOptions::default(),
         }
     }
 

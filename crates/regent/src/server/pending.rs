@@ -111,6 +111,7 @@ impl Shared {
             ttl: entry.options.pending_ttl,
             max_attempts: entry.options.max_attempts,
             approvers: entry.options.approvers.clone(),
+            max_pending_per_uid: entry.options.max_pending_per_uid,
         };
         match flow.start(request).await {
             FlowOutcome::Run { op, data, .. } => {
@@ -260,8 +261,10 @@ mod tests {
     #[tokio::test]
     async fn only_polls_that_find_the_request_waiting_count_against_the_poll_rate() {
         let dir = tempfile::tempdir().unwrap();
+        // Room for the many first requests below.
         let options = OpOptions {
             auth: vec!["approval".into()],
+            max_pending_per_uid: 100,
             ..OpOptions::default()
         };
         let service = Service::builder(dir.path().join("s.sock"))
