@@ -4,5 +4,6 @@
 mod core;
 mod pending;
 mod privilege;
+mod sandbox;
 mod security;
 mod util;
