@@ -71,7 +71,8 @@ pub struct Protection {
 }
 
 impl Protection {
-    /// `what: enforced` / `allowed by sandbox.allow` / `MISSING (...)`.
+    /// `WHAT: denied`, `WHAT: allowed (sandbox.allow = "NAME")` or
+    /// `WHAT: NOT ENFORCED on this kernel (REASON)`.
     pub fn line(&self) -> String {
         match &self.state {
             ProtectionState::Enforced => format!("{}: denied", self.what),
