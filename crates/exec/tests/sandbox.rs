@@ -354,3 +354,32 @@ async fn signals_stay_inside_the_sandbox() {
         Some(15)
     );
 }
+
+/// The scopes restrict the command, not the supervisor: a sandboxed tree that
+/// ignores SIGTERM is still stopped at its timeout.
+#[tokio::test]
+async fn a_sandboxed_tree_is_still_stopped_at_its_timeout() {
+    let scene = Scene::new("timeout");
+    let p = ExecPolicy {
+        timeout: Duration::from_millis(500),
+        kill_grace: Duration::from_millis(200),
+        ..scene.policy(SandboxAllow::default())
+    };
+    // A duration no other process uses marks the tree's sleeps.
+    let mark = format!("1000.{}", std::process::id());
+    let script = format!("trap '' TERM; sleep {mark} & sleep {mark}");
+    let spec = cmd(&["/bin/sh", "-c", &script]);
+    let r = run(&spec, &p).await;
+    assert!(
+        matches!(r, Err(regent_exec::ExecError::Timeout { .. })),
+        "{r:?}"
+    );
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&mark))
+        .collect();
+    assert!(left.is_empty(), "survivors: {left:?}");
+}
