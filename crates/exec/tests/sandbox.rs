@@ -176,6 +176,14 @@ async fn metadata_of_files_outside_the_lists_cannot_change() {
         let out = run(&spec, &p).await.unwrap();
         denied(&out, what);
     }
+    // The newest chmod, fchmodat2 (452 on every architecture, Linux 6.6).
+    let fchmodat2 = cmd(&[
+        "perl",
+        "-e",
+        "my $p = $ARGV[0]; syscall(452, -100, $p, 0666, 0) == 0 or die \"fchmodat2: $!\\n\"",
+        s(&scene.outside),
+    ]);
+    denied(&run(&fchmodat2, &p).await.unwrap(), "fchmodat2");
     assert_eq!((mode(&scene.outside), mtime(&scene.outside)), before);
     assert!(!has_xattr(&scene.outside), "an xattr was set");
 
