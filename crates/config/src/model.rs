@@ -235,6 +235,9 @@ pub struct SandboxDecl {
     pub read: Vec<PathBuf>,
     /// Paths readable and writable beneath.
     pub write: Vec<PathBuf>,
+    /// `allow`: families the sandbox lets through (`"metadata"`, `"unix"`, `"tcp"`,
+    /// `"signals"`), each listed once; empty: all denied.
+    pub allow: Vec<String>,
 }
 
 /// `limits`: resource limits (rlimits) for the command.

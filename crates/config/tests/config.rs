@@ -448,6 +448,14 @@ fn auth_and_exec_declaration_errors() {
             "operations.x.sandbox.read[0]: path must be an absolute path",
         ),
         (
+            r#"sandbox = { read = ["/usr"], allow = ["unix", "udp"] }"#,
+            "operations.x.sandbox.allow[1]: unknown sandbox opt-in 'udp' (expected one of: metadata, unix, tcp, signals)",
+        ),
+        (
+            r#"sandbox = { read = ["/usr"], allow = ["tcp", "tcp"] }"#,
+            "operations.x.sandbox.allow[1]: tcp is listed twice",
+        ),
+        (
             r#"limits = { memory = "lots" }"#,
             "operations.x.limits.memory: 'lots' is not a size",
         ),

@@ -6,7 +6,7 @@
 //! `CAP_SETPCAP`, so while still privileged); supplementary groups, gid;
 //! `PR_SET_KEEPCAPS` then uid (so the permitted set survives leaving uid 0);
 //! `capset` (effective = permitted = inheritable = declared); ambient set = declared;
-//! `no_new_privs`; Landlock. The ambient set is what carries the capabilities of a
+//! `no_new_privs`; Landlock; the sandbox's seccomp filter. The ambient set is what carries the capabilities of a
 //! non-root user across `execve`; for root, the reduced bounding and inheritable
 //! sets cap what `execve` grants.
 
@@ -15,10 +15,11 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::caps::{self, Capability};
+use crate::describe::{sandbox_protections, KernelSupport, ProtectionState};
 use crate::error::ExecError;
 use crate::landlock;
 use crate::policy::{ExecPolicy, RunAs, Unsupported};
-use crate::sys;
+use crate::{seccomp, sys};
 
 /// A step of [`Confinement::apply`], reported when it fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,8 @@ pub enum Step {
     Fork = 11,
     /// `PR_SET_PDEATHSIG`.
     DeathSignal = 12,
+    /// Installing the sandbox's seccomp filter.
+    Seccomp = 20,
 }
 
 impl Step {
@@ -66,11 +69,12 @@ impl Step {
             Step::Landlock => "landlock_restrict_self",
             Step::Fork => "supervisor fork",
             Step::DeathSignal => "PR_SET_PDEATHSIG",
+            Step::Seccomp => "seccomp filter",
         }
     }
 
     fn from_u8(v: u8) -> Option<Step> {
-        const ALL: [Step; 12] = [
+        const ALL: [Step; 13] = [
             Step::Rlimit,
             Step::BoundingSet,
             Step::Groups,
@@ -83,6 +87,7 @@ impl Step {
             Step::Landlock,
             Step::Fork,
             Step::DeathSignal,
+            Step::Seccomp,
         ];
         ALL.iter().copied().find(|s| *s as u8 == v)
     }
@@ -142,6 +147,8 @@ pub struct Confinement {
     run_as: Option<RunAs>,
     no_new_privs: bool,
     landlock: Option<OwnedFd>,
+    /// The sandbox's seccomp program (built before fork).
+    seccomp: Option<Vec<libc::sock_filter>>,
 }
 
 impl fmt::Debug for Confinement {
@@ -152,6 +159,7 @@ impl fmt::Debug for Confinement {
             .field("run_as", &self.run_as)
             .field("no_new_privs", &self.no_new_privs)
             .field("landlock", &self.landlock.is_some())
+            .field("seccomp", &self.seccomp.as_ref().map(Vec::len))
             .finish()
     }
 }
@@ -205,21 +213,15 @@ impl Confinement {
             }
         };
 
-        let landlock = match &policy.landlock {
-            None => None,
+        let (landlock, seccomp) = match &policy.landlock {
+            None => (None, None),
             Some(rules) => {
                 if !policy.no_new_privs {
                     return Err(ExecError::Invalid {
                         reason: "a Landlock sandbox requires no_new_privs".into(),
                     });
                 }
-                match landlock::abi_version() {
-                    Some(abi) => Some(landlock::build_ruleset(rules, abi)?),
-                    None => {
-                        warn_or_refuse("Landlock (not available in this kernel)".into())?;
-                        None
-                    }
-                }
+                prepare_sandbox(policy, rules)?
             }
         };
 
@@ -239,6 +241,7 @@ impl Confinement {
             run_as: policy.run_as,
             no_new_privs: policy.no_new_privs,
             landlock,
+            seccomp,
         })
     }
 
@@ -287,6 +290,9 @@ impl Confinement {
             sys::landlock_restrict_self(fd.as_raw_fd())
                 .map_err(|e| SetupFailure::new(Step::Landlock, e))?;
         }
+        if let Some(filter) = &self.seccomp {
+            sys::seccomp_set_filter(filter).map_err(|e| SetupFailure::new(Step::Seccomp, e))?;
+        }
         Ok(())
     }
 
@@ -294,6 +300,65 @@ impl Confinement {
     pub fn has_landlock(&self) -> bool {
         self.landlock.is_some()
     }
+}
+
+type Sandbox = (Option<OwnedFd>, Option<Vec<libc::sock_filter>>);
+
+/// The Landlock ruleset and seccomp program of a declared sandbox. Each protection
+/// the kernel lacks is refused or warned about on its own (`on_unsupported`), so a
+/// kernel without signal scoping still gets the filesystem rules.
+fn prepare_sandbox(
+    policy: &ExecPolicy,
+    rules: &crate::policy::LandlockRules,
+) -> Result<Sandbox, ExecError> {
+    let kernel = KernelSupport::current();
+    let missing: Vec<String> = sandbox_protections(policy, &kernel)
+        .into_iter()
+        .filter_map(|p| match p.state {
+            ProtectionState::Missing { reason } => Some(format!("{} ({reason})", p.what)),
+            _ => None,
+        })
+        .collect();
+    if !missing.is_empty() {
+        match policy.on_unsupported {
+            Unsupported::Refuse => {
+                return Err(ExecError::Unsupported {
+                    feature: missing.join("; "),
+                })
+            }
+            Unsupported::Warn => {
+                for feature in &missing {
+                    tracing::warn!(%feature, "kernel lacks a requested protection; running without it");
+                }
+            }
+        }
+    }
+    let allow = &policy.sandbox_allow;
+    let landlock = match kernel.landlock_abi {
+        None => None,
+        Some(abi) => {
+            let net = if !allow.tcp && abi >= landlock::ABI_NET {
+                landlock::NET_TCP
+            } else {
+                0
+            };
+            let mut scoped = 0;
+            if abi >= landlock::ABI_SCOPE {
+                if !allow.signals {
+                    scoped |= landlock::SCOPE_SIGNAL;
+                }
+                if !allow.unix {
+                    scoped |= landlock::SCOPE_ABSTRACT_UNIX;
+                }
+            }
+            Some(landlock::build_ruleset(rules, abi, net, scoped)?)
+        }
+    };
+    let filter = match (kernel.seccomp, seccomp::native_arch()) {
+        (true, Some(arch)) => seccomp::build_for(arch, allow),
+        _ => None,
+    };
+    Ok((landlock, filter))
 }
 
 #[cfg(test)]

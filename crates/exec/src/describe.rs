@@ -1,7 +1,155 @@
-//! A one-line human summary of a policy, for `regent check`.
+//! A one-line human summary of a policy, and the sandbox protections the running
+//! kernel gives it, for `regent check` (the same list decides, before each run,
+//! what is missing and so refused or warned about).
+
+use std::sync::OnceLock;
 
 use crate::caps::Capability;
+use crate::landlock::{ABI_NET, ABI_SCOPE};
 use crate::policy::{ExecPolicy, Unsupported};
+use crate::{landlock, seccomp};
+
+/// What the running kernel (and this build) offers a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSupport {
+    /// The Landlock ABI version, `None` without Landlock.
+    pub landlock_abi: Option<u32>,
+    /// The sandbox's seccomp filter can be installed.
+    pub seccomp: bool,
+}
+
+impl KernelSupport {
+    /// Ask the kernel (once per process; the answer cannot change while it runs).
+    pub fn current() -> KernelSupport {
+        static PROBED: OnceLock<KernelSupport> = OnceLock::new();
+        *PROBED.get_or_init(|| KernelSupport {
+            landlock_abi: landlock::abi_version(),
+            seccomp: seccomp::available(),
+        })
+    }
+
+    /// A one-line summary, e.g. `Landlock ABI 7, seccomp filter available`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}, seccomp filter {}",
+            match self.landlock_abi {
+                Some(abi) => format!("Landlock ABI {abi}"),
+                None => "no Landlock".to_string(),
+            },
+            if self.seccomp {
+                "available"
+            } else {
+                "unavailable"
+            }
+        )
+    }
+}
+
+/// Whether a protection applies to a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtectionState {
+    /// The kernel enforces it.
+    Enforced,
+    /// The operation opted out of it (`sandbox.allow`).
+    Allowed,
+    /// The kernel lacks it: `on_unsupported` refuses the run or runs without it.
+    Missing {
+        /// What the kernel lacks.
+        reason: String,
+    },
+}
+
+/// One protection of a declared sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protection {
+    /// What it denies, e.g. `TCP bind and connect (Landlock ABI 4)`.
+    pub what: &'static str,
+    /// The `sandbox.allow` name that lifts it, if any.
+    pub allow_name: Option<&'static str>,
+    /// Whether it applies.
+    pub state: ProtectionState,
+}
+
+impl Protection {
+    /// `WHAT: denied`, `WHAT: allowed (sandbox.allow = "NAME")` or
+    /// `WHAT: NOT ENFORCED on this kernel (REASON)`.
+    pub fn line(&self) -> String {
+        match &self.state {
+            ProtectionState::Enforced => format!("{}: denied", self.what),
+            ProtectionState::Allowed => format!(
+                "{}: allowed (sandbox.allow = \"{}\")",
+                self.what,
+                self.allow_name.unwrap_or("?")
+            ),
+            ProtectionState::Missing { reason } => {
+                format!("{}: NOT ENFORCED on this kernel ({reason})", self.what)
+            }
+        }
+    }
+}
+
+/// The protections a declared sandbox asks for and whether `kernel` gives each.
+/// Empty for a policy without a sandbox (`landlock: None`).
+pub fn sandbox_protections(policy: &ExecPolicy, kernel: &KernelSupport) -> Vec<Protection> {
+    if policy.landlock.is_none() {
+        return Vec::new();
+    }
+    let allow = &policy.sandbox_allow;
+    let abi = kernel.landlock_abi;
+    let landlock_needs = |min: u32| match abi {
+        Some(v) if v >= min => ProtectionState::Enforced,
+        Some(v) => ProtectionState::Missing {
+            reason: format!("needs Landlock ABI {min}, the kernel has {v}"),
+        },
+        None => ProtectionState::Missing {
+            reason: format!("needs Landlock ABI {min}, the kernel has no Landlock"),
+        },
+    };
+    let seccomp = || {
+        if kernel.seccomp {
+            ProtectionState::Enforced
+        } else {
+            ProtectionState::Missing {
+                reason: seccomp::unsupported_reason()
+                    .unwrap_or_else(|| "seccomp filter unavailable".into()),
+            }
+        }
+    };
+    let opt = |allowed: bool, state: ProtectionState| {
+        if allowed {
+            ProtectionState::Allowed
+        } else {
+            state
+        }
+    };
+    vec![
+        Protection {
+            what: "files outside the read/write lists (Landlock)",
+            allow_name: None,
+            state: landlock_needs(1),
+        },
+        Protection {
+            what: "chmod, chown, utime, xattr and chattr on any file (seccomp)",
+            allow_name: Some("metadata"),
+            state: opt(allow.metadata, seccomp()),
+        },
+        Protection {
+            what: "creating Unix sockets, so connecting to any (seccomp)",
+            allow_name: Some("unix"),
+            state: opt(allow.unix, seccomp()),
+        },
+        Protection {
+            what: "TCP bind and connect (Landlock ABI 4)",
+            allow_name: Some("tcp"),
+            state: opt(allow.tcp, landlock_needs(ABI_NET)),
+        },
+        Protection {
+            what: "signals to processes outside the sandbox (Landlock ABI 6)",
+            allow_name: Some("signals"),
+            state: opt(allow.signals, landlock_needs(ABI_SCOPE)),
+        },
+    ]
+}
 
 fn human_bytes(b: u64) -> String {
     const MIB: u64 = 1024 * 1024;
@@ -41,10 +189,16 @@ pub fn describe(policy: &ExecPolicy) -> String {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let allow = policy.sandbox_allow.names();
             format!(
-                "landlock: read [{}] write [{}]",
+                "landlock: read [{}] write [{}]{}",
                 list(&rules.read),
-                list(&rules.write)
+                list(&rules.write),
+                if allow.is_empty() {
+                    String::new()
+                } else {
+                    format!(" allow [{}]", allow.join(", "))
+                }
             )
         }
     });
@@ -105,5 +259,66 @@ mod tests {
             d.contains("caps: inherited") && d.contains("landlock: off"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn protections_are_judged_per_feature() {
+        use crate::policy::SandboxAllow;
+        let sandboxed = ExecPolicy {
+            landlock: Some(LandlockRules {
+                read: vec!["/usr".into()],
+                write: vec![],
+            }),
+            ..ExecPolicy::default()
+        };
+        let missing = |p: &ExecPolicy, k: &KernelSupport| -> Vec<&'static str> {
+            sandbox_protections(p, k)
+                .into_iter()
+                .filter(|x| matches!(x.state, ProtectionState::Missing { .. }))
+                .map(|x| x.what)
+                .collect()
+        };
+        // Debian 12 (Landlock ABI 2): the filesystem rules and the filter hold, only
+        // TCP rules and signal scoping are missing.
+        let debian = KernelSupport {
+            landlock_abi: Some(2),
+            seccomp: true,
+        };
+        let m = missing(&sandboxed, &debian);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(
+            m[0].starts_with("TCP") && m[1].starts_with("signals"),
+            "{m:?}"
+        );
+        // Opting in to what is missing leaves nothing to refuse.
+        let opted = ExecPolicy {
+            sandbox_allow: SandboxAllow::from_names(["tcp", "signals"]).unwrap(),
+            ..sandboxed.clone()
+        };
+        assert!(missing(&opted, &debian).is_empty());
+        let full = KernelSupport {
+            landlock_abi: Some(6),
+            seccomp: true,
+        };
+        let all = sandbox_protections(&sandboxed, &full);
+        assert_eq!(all.len(), 5);
+        assert!(all.iter().all(|p| p.state == ProtectionState::Enforced));
+        let none = KernelSupport {
+            landlock_abi: None,
+            seccomp: false,
+        };
+        assert_eq!(missing(&sandboxed, &none).len(), 5);
+        let lines: Vec<String> = sandbox_protections(&opted, &full)
+            .iter()
+            .map(Protection::line)
+            .collect();
+        assert!(
+            lines[3].contains("allowed (sandbox.allow = \"tcp\")"),
+            "{lines:?}"
+        );
+        assert!(sandbox_protections(&ExecPolicy::default(), &full).is_empty());
+        assert_eq!(SandboxAllow::from_names(["tcp", "udp"]), Err("udp".into()));
+        assert_eq!(opted.sandbox_allow.names(), vec!["tcp", "signals"]);
+        assert!(describe(&opted).contains("allow [tcp, signals]"));
     }
 }

@@ -18,6 +18,18 @@ const READ_DIR: u64 = 1 << 3;
 const TRUNCATE: u64 = 1 << 14;
 const IOCTL_DEV: u64 = 1 << 15;
 
+/// `LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP` (ABI 4).
+pub(crate) const NET_TCP: u64 = (1 << 0) | (1 << 1);
+/// `LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET` (ABI 6).
+pub(crate) const SCOPE_ABSTRACT_UNIX: u64 = 1 << 0;
+/// `LANDLOCK_SCOPE_SIGNAL` (ABI 6).
+pub(crate) const SCOPE_SIGNAL: u64 = 1 << 1;
+
+/// The first ABI with TCP `bind`/`connect` rules.
+pub const ABI_NET: u32 = 4;
+/// The first ABI with scopes (signals, abstract Unix sockets).
+pub const ABI_SCOPE: u32 = 6;
+
 /// Rights that make sense on a non-directory.
 const FILE_RIGHTS: u64 = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV;
 /// Rights granted on `read` paths.
@@ -39,12 +51,23 @@ pub fn abi_version() -> Option<u32> {
     sys::landlock_abi().ok().filter(|&v| v >= 1)
 }
 
-/// Build the ruleset for `rules`. `Ok(None)` never happens here: the caller decides
-/// what to do when [`abi_version`] is `None`.
-pub(crate) fn build_ruleset(rules: &LandlockRules, abi: u32) -> Result<OwnedFd, ExecError> {
+/// Build the ruleset for `rules` on a kernel with Landlock ABI `abi` (the caller
+/// decides what to do when [`abi_version`] is `None`). `net` are the network rights
+/// to handle (all denied: no network rule is added) and `scoped` the scopes; both
+/// must be 0 where `abi` lacks them.
+pub(crate) fn build_ruleset(
+    rules: &LandlockRules,
+    abi: u32,
+    net: u64,
+    scoped: u64,
+) -> Result<OwnedFd, ExecError> {
     let handled = handled_for_abi(abi);
-    let ruleset = sys::landlock_create_ruleset(handled)
-        .map_err(|e| ExecError::setup("landlock_create_ruleset", e))?;
+    let ruleset = if net == 0 && scoped == 0 {
+        sys::landlock_create_ruleset(handled)
+    } else {
+        sys::landlock_create_ruleset_scoped(handled, net, scoped)
+    }
+    .map_err(|e| ExecError::setup("landlock_create_ruleset", e))?;
     for path in &rules.read {
         add_rule(&ruleset, path, READ_RIGHTS & handled)?;
     }

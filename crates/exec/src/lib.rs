@@ -3,15 +3,15 @@
 //!
 //! [`run`] executes a [`CommandSpec`] (an argument vector, never a shell, and
 //! optional secret stdin) under an [`ExecPolicy`]: user and group, exact capability
-//! sets, `no_new_privs`, a Landlock filesystem sandbox, resource limits, a wall-clock
+//! sets, `no_new_privs`, a Landlock sandbox with a seccomp filter, resource limits, a wall-clock
 //! timeout that stops the whole process tree, and bounded output capture. Where the
 //! kernel lacks a requested protection the policy either refuses (default) or runs
 //! with a logged warning.
 //!
 //! Layout: `policy` (the declared types), `caps` (capability names), `resolve`
 //! (finding the program), `child` ([`Confinement`]: computed before fork, applied
-//! after), `landlock` (rulesets), `pathfd` (files passed as
-//! descriptors opened in the command's process), `supervisor` (the per-run subreaper that owns the
+//! after), `landlock` (rulesets), `seccomp` (the sandbox's filter), `pathfd` (files
+//! passed as descriptors opened in the command's process), `supervisor` (the per-run subreaper that owns the
 //! process tree), `tree` (finding a tree through `/proc`), `run` (the async driver),
 //! `describe` (summary for `regent check`) and [`sys`] (the only `unsafe`).
 
@@ -27,6 +27,7 @@ mod pathfd;
 mod policy;
 mod resolve;
 mod run;
+pub mod seccomp;
 mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;
@@ -34,11 +35,11 @@ pub mod tree;
 
 pub use caps::{all_capabilities, Capability, UnknownCapability};
 pub use child::{Confinement, SetupFailure, Step};
-pub use describe::describe;
+pub use describe::{describe, sandbox_protections, KernelSupport, Protection, ProtectionState};
 pub use error::ExecError;
 pub use pathfd::{PathRefusal, MAX_PATHS};
 pub use policy::{
     CommandSpec, ExecOutput, ExecPolicy, FileAccess, LandlockRules, PathArg, ResourceLimits, RunAs,
-    Unsupported, FIXED_PATH,
+    SandboxAllow, Unsupported, FIXED_PATH,
 };
 pub use run::run;

@@ -149,6 +149,66 @@ pub struct LandlockRules {
     pub write: Vec<PathBuf>,
 }
 
+/// What a declared sandbox lets a command do beyond its filesystem lists
+/// (`sandbox.allow`). Each family is denied unless opted in; none of them applies to
+/// an operation without a sandbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SandboxAllow {
+    /// `"metadata"`: the chmod, chown, utime and xattr system calls (and the
+    /// `FS_IOC_SETFLAGS`/`FS_IOC_FSSETXATTR` ioctls) on any file the command can name.
+    pub metadata: bool,
+    /// `"unix"`: creating Unix sockets (connecting to any Unix socket, pathname or
+    /// abstract, that the command's uid may reach).
+    pub unix: bool,
+    /// `"tcp"`: TCP `bind` and `connect` (Landlock ABI 4 and later deny both otherwise).
+    pub tcp: bool,
+    /// `"signals"`: signalling processes outside the sandbox (Landlock ABI 6 and
+    /// later deny it otherwise).
+    pub signals: bool,
+}
+
+impl SandboxAllow {
+    /// The names accepted in `sandbox.allow`, in a fixed order.
+    pub const NAMES: [&'static str; 4] = ["metadata", "unix", "tcp", "signals"];
+
+    /// Turn on the family called `name`; `false` for an unknown name.
+    pub fn set(&mut self, name: &str) -> bool {
+        match name {
+            "metadata" => self.metadata = true,
+            "unix" => self.unix = true,
+            "tcp" => self.tcp = true,
+            "signals" => self.signals = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The families `names` turn on, or the first unknown name.
+    pub fn from_names<'a, I>(names: I) -> Result<SandboxAllow, String>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        let mut allow = SandboxAllow::default();
+        for name in names {
+            if !allow.set(name) {
+                return Err(name.to_string());
+            }
+        }
+        Ok(allow)
+    }
+
+    /// The names of the families turned on, in [`SandboxAllow::NAMES`] order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let on = [self.metadata, self.unix, self.tcp, self.signals];
+        SandboxAllow::NAMES
+            .iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
 /// Resource limits (each `None` leaves the inherited limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ResourceLimits {
@@ -170,7 +230,10 @@ impl ResourceLimits {
     }
 }
 
-/// What to do when the kernel lacks a feature the policy asks for.
+/// What to do when the kernel lacks a feature the policy asks for. It applies to
+/// each feature on its own: a kernel with Landlock ABI 2 still enforces the
+/// filesystem rules and the seccomp filter, and refuses (or warns about) only TCP
+/// rules (ABI 4) and signal scoping (ABI 6); see [`crate::sandbox_protections`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Unsupported {
     /// Do not run; answer [`crate::ExecError::Unsupported`]. The default.
@@ -196,11 +259,16 @@ pub struct ExecPolicy {
     pub capabilities: Option<Vec<Capability>>,
     /// Set `no_new_privs` (default true; required with Landlock).
     pub no_new_privs: bool,
-    /// Filesystem sandbox.
+    /// Filesystem sandbox. When set, the command also runs under a seccomp filter
+    /// and Landlock's network and scope restrictions, minus what `sandbox_allow`
+    /// opts back in (see [`SandboxAllow`]).
     pub landlock: Option<LandlockRules>,
+    /// What the sandbox lets through (ignored without `landlock`).
+    pub sandbox_allow: SandboxAllow,
     /// Resource limits.
     pub limits: ResourceLimits,
-    /// Refuse (default) or warn when the kernel lacks a requested feature.
+    /// Refuse (default) or warn when the kernel lacks a requested feature (decided
+    /// per feature).
     pub on_unsupported: Unsupported,
     /// The `PATH` a bare program name is resolved against and the command runs
     /// with (default [`FIXED_PATH`]); entries that are not absolute are skipped.
@@ -217,6 +285,7 @@ impl Default for ExecPolicy {
             capabilities: None,
             no_new_privs: true,
             landlock: None,
+            sandbox_allow: SandboxAllow::default(),
             limits: ResourceLimits::default(),
             on_unsupported: Unsupported::Refuse,
             command_path: FIXED_PATH.to_string(),

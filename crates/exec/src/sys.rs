@@ -763,3 +763,91 @@ where
         cmd.pre_exec(hook);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Landlock network rules and scopes (ABI 4 and 6), and seccomp
+// ---------------------------------------------------------------------------
+
+/// `struct landlock_ruleset_attr` as of ABI 6: handled filesystem rights, handled
+/// network rights (ABI 4) and scopes (ABI 6).
+#[repr(C)]
+struct RulesetAttr {
+    handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
+/// Create a ruleset handling the filesystem rights `handled_fs`, the network
+/// rights `handled_net` (Landlock ABI 4) and the scopes `scoped` (ABI 6). Fields
+/// the kernel does not know must be 0 (it accepts a longer struct whose unknown tail
+/// is zero).
+pub fn landlock_create_ruleset_scoped(
+    handled_fs: u64,
+    handled_net: u64,
+    scoped: u64,
+) -> io::Result<OwnedFd> {
+    let attr = RulesetAttr {
+        handled_access_fs: handled_fs,
+        handled_access_net: handled_net,
+        scoped,
+    };
+    let fd = syscall(
+        libc::SYS_landlock_create_ruleset,
+        [
+            &attr as *const RulesetAttr as usize,
+            std::mem::size_of::<RulesetAttr>(),
+            0,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    // SAFETY: the call returned a fresh descriptor (close-on-exec) that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+const SECCOMP_SET_MODE_FILTER: usize = 1;
+const SECCOMP_GET_ACTION_AVAIL: usize = 2;
+
+/// Whether this kernel supports the seccomp filter return action `action` (e.g.
+/// `SECCOMP_RET_KILL_PROCESS`); `Err` (`ENOSYS`, `EINVAL`, `EOPNOTSUPP`) when it or
+/// seccomp filtering itself is unavailable. Not needed after fork.
+pub fn seccomp_action_available(action: u32) -> io::Result<()> {
+    syscall(
+        libc::SYS_seccomp,
+        [
+            SECCOMP_GET_ACTION_AVAIL,
+            0,
+            &action as *const u32 as usize,
+            0,
+            0,
+            0,
+        ],
+    )
+    .map(drop)
+}
+
+/// Install the classic BPF program `filter` as a seccomp filter on the calling
+/// thread (needs `no_new_privs` or `CAP_SYS_ADMIN`). The program must have been
+/// built before fork; this only points the kernel at it (async-signal-safe). The
+/// filter is inherited by children and kept across `execve`.
+pub fn seccomp_set_filter(filter: &[libc::sock_filter]) -> io::Result<()> {
+    let len =
+        u16::try_from(filter.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let prog = libc::sock_fprog {
+        len,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    syscall(
+        libc::SYS_seccomp,
+        [
+            SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog as usize,
+            0,
+            0,
+            0,
+        ],
+    )
+    .map(drop)
+}

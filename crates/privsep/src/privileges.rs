@@ -16,12 +16,15 @@ fn failed(step: &str, source: io::Error) -> PrivsepError {
 
 /// Become `uid`/`gid` for good: supplementary groups cleared, real, effective and
 /// saved ids all changed, every capability dropped from every set including the
-/// bounding set, so nothing this process executes later (even a set-uid-root
-/// program) regains privilege. Then check that root cannot be regained.
+/// bounding set, and `no_new_privs` set, so nothing this process executes later
+/// regains privilege: a set-uid or set-gid program runs with the caller's ids (without
+/// `no_new_privs` a set-uid-root program would get euid 0 back, and with it every
+/// root-owned file), and file capabilities are ignored. Then check that root cannot
+/// be regained and that `no_new_privs` is set.
 ///
 /// The process must be single-threaded (start helpers and drop privileges at the top
-/// of `main`, before any thread or async runtime). `no_new_privs` is left to the
-/// caller ([`regent_exec::sys::set_no_new_privs`]).
+/// of `main`, before any thread or async runtime). `no_new_privs` is inherited
+/// by everything started later and cannot be undone.
 pub fn drop_privileges(uid: u32, gid: u32) -> Result<(), PrivsepError> {
     match sys::thread_count() {
         Ok(1) => {}
@@ -48,7 +51,7 @@ pub fn drop_privileges(uid: u32, gid: u32) -> Result<(), PrivsepError> {
     let policy = ExecPolicy {
         run_as: Some(RunAs { uid, gid }),
         capabilities: Some(Vec::new()),
-        no_new_privs: false,
+        no_new_privs: true,
         ..ExecPolicy::default()
     };
     let confinement = Confinement::prepare(&policy)
@@ -58,6 +61,12 @@ pub fn drop_privileges(uid: u32, gid: u32) -> Result<(), PrivsepError> {
         .map_err(|f| failed(f.step.as_str(), io::Error::from_raw_os_error(f.errno)))?;
     if uid != 0 && sys::set_res_uid(0).is_ok() {
         return Err(failed("verify", io::Error::other("root could be regained")));
+    }
+    if !sys::no_new_privs().map_err(|e| failed("verify", e))? {
+        return Err(failed(
+            "verify",
+            io::Error::other("no_new_privs is not set"),
+        ));
     }
     let now = sys::capget().map_err(|e| failed("capget", e))?;
     if now != sys::CapSets::default() {

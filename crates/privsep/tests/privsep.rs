@@ -132,6 +132,7 @@ struct Fixture {
     dir: PathBuf,
     protected: PathBuf,
     pids: PathBuf,
+    setuid_cat: PathBuf,
 }
 
 fn fixture() -> Fixture {
@@ -150,10 +151,17 @@ fn fixture() -> Fixture {
     let pids = dir.join("pids");
     std::fs::create_dir_all(&pids).unwrap();
     std::fs::set_permissions(&pids, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // A set-uid-root copy of cat (root, 04755): what a dropped main process could
+    // execute to get euid 0 back.
+    let setuid_cat = dir.join("setuid-cat");
+    std::fs::copy("/bin/cat", &setuid_cat).unwrap();
+    std::os::unix::fs::chown(&setuid_cat, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&setuid_cat, std::fs::Permissions::from_mode(0o4755)).unwrap();
     Fixture {
         dir,
         protected,
         pids,
+        setuid_cat,
     }
 }
 
@@ -217,6 +225,37 @@ fn main_has_nothing() -> Check {
     ensure(
         st["Groups"].is_empty(),
         format!("main Groups {}", st["Groups"]),
+    )?;
+    ensure(
+        st["NoNewPrivs"] == "1",
+        format!("main NoNewPrivs {}", st["NoNewPrivs"]),
+    )
+}
+
+/// A set-uid-root program executed by the dropped main process runs with the main
+/// process's ids (`no_new_privs`), so it cannot read a root-only file either.
+fn setuid_gives_nothing_back(f: &Fixture) -> Check {
+    let meta = std::fs::metadata(&f.setuid_cat).map_err(|e| e.to_string())?;
+    ensure(
+        meta.uid() == 0 && meta.mode() & 0o4000 != 0,
+        format!("the fixture is not set-uid root: {meta:?}"),
+    )?;
+    let out = Command::new(&f.setuid_cat)
+        .arg("/proc/self/status")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let st = status_map(&String::from_utf8_lossy(&out.stdout));
+    ensure(
+        st.get("Uid").map(String::as_str) == Some("65533\t65533\t65533\t65533"),
+        format!("a set-uid-root program ran with Uid {:?}", st.get("Uid")),
+    )?;
+    let out = Command::new(&f.setuid_cat)
+        .arg(&f.protected)
+        .output()
+        .map_err(|e| e.to_string())?;
+    ensure(
+        !out.status.success() && out.stdout.is_empty(),
+        "a set-uid-root program read the root-only file for the main process",
     )
 }
 
@@ -415,6 +454,7 @@ fn main() -> ExitCode {
 
     results.push(("main_has_nothing", main_has_nothing()));
     results.push(("main_cannot_write", main_cannot_write(&f)));
+    results.push(("setuid_gives_nothing_back", setuid_gives_nothing_back(&f)));
     results.push(("writer_can_write", writer_can_write(&f)));
     results.push((
         "writer_state",

@@ -12,7 +12,9 @@ use crate::server::{Limits, SharedSecret};
 use crate::Service;
 use nix::unistd::{Group, Uid, User};
 use regent_config::{Config, ExecDecl, OnUnsupported, OperationDecl, Principal};
-use regent_exec::{Capability, ExecPolicy, LandlockRules, ResourceLimits, RunAs, Unsupported};
+use regent_exec::{
+    Capability, ExecPolicy, LandlockRules, ResourceLimits, RunAs, SandboxAllow, Unsupported,
+};
 use std::sync::Arc;
 
 /// Resolve a user to (uid, primary gid).
@@ -83,6 +85,14 @@ pub fn exec_policy(name: &str, decl: &OperationDecl) -> Result<ExecPolicy, Error
             read: s.read.clone(),
             write: s.write.clone(),
         }),
+        sandbox_allow: match sandbox {
+            None => SandboxAllow::default(),
+            Some(s) => {
+                SandboxAllow::from_names(s.allow.iter().map(String::as_str)).map_err(|n| {
+                    Error::Config(format!("operation {name}: unknown sandbox opt-in {n:?}"))
+                })?
+            }
+        },
         limits: ResourceLimits {
             cpu_seconds: limits.cpu.map(|d| d.as_secs().max(1)),
             memory_bytes: limits.memory,

@@ -1,5 +1,5 @@
 //! `regent check --config FILE`: validate a config and say what each operation
-//! will run with.
+//! will run with, including which sandbox protections the running kernel gives it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,11 +47,17 @@ pub fn run(args: Args) -> ExitCode {
         Some(p) => println!("secret from {}", p.display()),
         None => println!("no secret file (use --secret-stdin, or run without a secret)"),
     }
+    let kernel = regent::exec::KernelSupport::current();
+    println!("kernel: {}", kernel.summary());
     for (name, privilege) in described {
         let decl = &config.operations[&name];
         println!("operation {name}: {}", decl.description);
         println!("    runs: {}", decl.command);
         println!("    privilege: {privilege}");
+        // `describe` above resolved the same policy, so this cannot fail here.
+        if let Ok(policy) = regent::daemon::exec_policy(&name, decl) {
+            print_protections(&policy, &kernel);
+        }
         for (param, spec) in &decl.params {
             if let regent::config::ParamKind::Path {
                 under,
@@ -92,4 +98,33 @@ pub fn run(args: Args) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The sandbox's protections on this kernel, one per line, and what happens to a
+/// run when one is missing.
+fn print_protections(policy: &regent::exec::ExecPolicy, kernel: &regent::exec::KernelSupport) {
+    let list = regent::exec::sandbox_protections(policy, kernel);
+    if list.is_empty() {
+        println!("    sandbox: none (no filesystem, metadata, socket, TCP or signal confinement)");
+        return;
+    }
+    println!("    sandbox on this kernel:");
+    for p in &list {
+        println!("      {}", p.line());
+    }
+    let missing = list
+        .iter()
+        .filter(|p| matches!(p.state, regent::exec::ProtectionState::Missing { .. }))
+        .count();
+    if missing > 0 {
+        println!(
+            "      => {}",
+            match policy.on_unsupported {
+                regent::exec::Unsupported::Refuse =>
+                    "every run is REFUSED on this kernel (on_unsupported = \"refuse\"; allow the feature in sandbox.allow or set on_unsupported = \"warn\")",
+                regent::exec::Unsupported::Warn =>
+                    "runs WITHOUT the missing protections, with a warning (on_unsupported = \"warn\")",
+            }
+        );
+    }
 }

@@ -5,7 +5,10 @@ use super::*;
 
 const RUN_AS_KEYS: &[&str] = &["user", "group"];
 
-const SANDBOX_KEYS: &[&str] = &["read", "write"];
+const SANDBOX_KEYS: &[&str] = &["read", "write", "allow"];
+
+/// The families `sandbox.allow` may name (`regent_exec::SandboxAllow::NAMES`).
+const SANDBOX_ALLOW: &[&str] = &["metadata", "unix", "tcp", "signals"];
 
 const LIMITS_KEYS: &[&str] = &["cpu", "memory", "open_files", "processes"];
 
@@ -125,6 +128,26 @@ fn read_sandbox(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<SandboxDecl> {
     };
     let read = paths(r, "read");
     let write = paths(r, "write");
+    let mut allow: Vec<String> = Vec::new();
+    if let Some(f) = t.get("allow") {
+        for (name, item) in r.strings(&f).unwrap_or_default() {
+            if !SANDBOX_ALLOW.contains(&name.as_str()) {
+                r.err(
+                    item.span(),
+                    &item.path,
+                    format!(
+                        "unknown sandbox opt-in '{}' (expected one of: {})",
+                        name.escape_debug(),
+                        SANDBOX_ALLOW.join(", ")
+                    ),
+                );
+            } else if allow.contains(&name) {
+                r.err(item.span(), &item.path, format!("{name} is listed twice"));
+            } else {
+                allow.push(name);
+            }
+        }
+    }
     t.finish(r);
     if read.is_empty() && write.is_empty() {
         r.err(
@@ -134,5 +157,5 @@ fn read_sandbox(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<SandboxDecl> {
         );
         return None;
     }
-    Some(SandboxDecl { read, write })
+    Some(SandboxDecl { read, write, allow })
 }
