@@ -241,6 +241,11 @@ fn per_uid_connection_cap_and_rate_limit_hold() {
             })
             .count()
     };
+    // The second loop may start just after the daemon logged "listening".
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while acceptors(d.pid()) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(acceptors(d.pid()), 1, "threads = 2 started no second loop");
     let line = |s: &mut UnixStream| {
         let mut l = String::new();
