@@ -7,12 +7,18 @@
 //! symlink on the way, and keeps it open across `exec` at a number fixed before
 //! the fork; the command is told `/proc/self/fd/N`.
 //!
+//! The file is first only *found* (`O_PATH`: no driver runs, no FIFO peer wakes,
+//! no permission but search is needed), checked on that descriptor (type, links,
+//! owner for `create`), and only then opened for real, through
+//! `/proc/self/fd/<found>`, which reaches that very inode whatever has happened
+//! to the names since. A new file for `create` is made with `O_EXCL`.
+//!
 //! [`PathFds::prepare`] runs before the fork (allocates, opens placeholder
 //! descriptors that reserve the numbers); [`PathFds::open_all`] runs in the forked
 //! command process and is async-signal-safe: raw system calls (rustix's typed
 //! wrappers, which allocate nothing for a `&CStr` path) over prepared memory only.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -43,6 +49,9 @@ pub enum PathRefusal {
     HardLink,
     /// Not a regular file (nor a directory, for reading).
     FileType,
+    /// `create` found an existing file that belongs to another user than the
+    /// command's (someone else made it, and could read what is written).
+    Owner,
 }
 
 impl PathRefusal {
@@ -51,6 +60,7 @@ impl PathRefusal {
             PathRefusal::Errno(e) => (0, e),
             PathRefusal::HardLink => (1, 0),
             PathRefusal::FileType => (2, 0),
+            PathRefusal::Owner => (3, 0),
         }
     }
 
@@ -59,6 +69,7 @@ impl PathRefusal {
             0 => PathRefusal::Errno(errno),
             1 => PathRefusal::HardLink,
             2 => PathRefusal::FileType,
+            3 => PathRefusal::Owner,
             _ => return None,
         })
     }
@@ -70,6 +81,7 @@ impl std::fmt::Display for PathRefusal {
             PathRefusal::Errno(e) => write!(f, "{}", io::Error::from_raw_os_error(*e)),
             PathRefusal::HardLink => f.write_str("a regular file with several hard links"),
             PathRefusal::FileType => f.write_str("not a file of a permitted type"),
+            PathRefusal::Owner => f.write_str("an existing file of another user"),
         }
     }
 }
@@ -107,8 +119,10 @@ struct Prepared {
     relative: CString,
     /// The same, component by component, for the fallback.
     components: Vec<CString>,
+    /// The flags of the real open (through `/proc/self/fd`), without `O_CREAT`.
     flags: OFlags,
-    mode: Mode,
+    /// Try `openat2` first (the tests turn it off to exercise the fallback).
+    openat2: bool,
     access: FileAccess,
     /// Reserves the descriptor number the command is told about; replaced by the
     /// file in the command process.
@@ -156,15 +170,12 @@ impl PathFds {
             } else {
                 cstring(a.path.as_os_str().as_bytes(), "a path")?
             };
-            let common = OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-            let (flags, mode) = match a.access {
-                FileAccess::Read => (OFlags::RDONLY | common, Mode::empty()),
-                FileAccess::Write => (OFlags::WRONLY | common, Mode::empty()),
-                FileAccess::Create => (
-                    OFlags::WRONLY | OFlags::CREATE | common,
-                    Mode::from_raw_mode(0o600),
-                ),
-            };
+            let flags = OFlags::NOCTTY
+                | OFlags::CLOEXEC
+                | match a.access {
+                    FileAccess::Read => OFlags::RDONLY,
+                    FileAccess::Write | FileAccess::Create => OFlags::WRONLY,
+                };
             let target = rustix::fs::open(
                 c"/dev/null",
                 OFlags::RDONLY | OFlags::CLOEXEC,
@@ -179,7 +190,7 @@ impl PathFds {
                 relative,
                 components,
                 flags,
-                mode,
+                openat2: true,
                 access: a.access,
                 target,
             });
@@ -221,38 +232,105 @@ fn open_one(p: &mut Prepared) -> Result<(), PathRefusal> {
         Mode::empty(),
     )
     .map_err(errno)?;
-    let file = match rustix::fs::openat2(
-        &dir,
-        p.relative.as_c_str(),
-        p.flags,
-        p.mode,
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
-    ) {
-        Err(Errno::NOSYS) => open_by_components(&dir, p)?,
-        r => r.map_err(errno)?,
+    // Find it without opening it: O_PATH runs no driver's open and wakes no FIFO
+    // peer, whatever the name turns out to be.
+    let found = match beneath(&dir, p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) {
+        Err(PathRefusal::Errno(libc::ENOENT)) if p.access == FileAccess::Create => {
+            // A new file, made here: O_EXCL, so nothing that appears meanwhile
+            // (a file or a symlink someone else put there) is reused.
+            let new =
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOCTTY | OFlags::CLOEXEC;
+            let file = beneath(&dir, p, new, Mode::from_raw_mode(0o600))?;
+            // dup3(file, target, 0): the reserved number now holds the file,
+            // without close-on-exec.
+            rustix::io::dup2(&file, &mut p.target).map_err(errno)?;
+            return Ok(());
+        }
+        r => r?,
     };
     drop(dir);
-    let st = rustix::fs::fstat(&file).map_err(errno)?;
+    let st = rustix::fs::fstat(&found).map_err(errno)?;
     match FileType::from_raw_mode(st.st_mode) {
         FileType::RegularFile if st.st_nlink > 1 => return Err(PathRefusal::HardLink),
         FileType::RegularFile => {}
         FileType::Directory if p.access == FileAccess::Read => {}
         _ => return Err(PathRefusal::FileType),
     }
-    let fl = rustix::fs::fcntl_getfl(&file).map_err(errno)?;
-    rustix::fs::fcntl_setfl(&file, fl - OFlags::NONBLOCK).map_err(errno)?;
+    if p.access == FileAccess::Create && st.st_uid != crate::sys::geteuid() {
+        return Err(PathRefusal::Owner);
+    }
+    // Now open that very inode for real, with the command's own permissions.
+    let mut name = [0u8; 32];
+    let file = rustix::fs::openat(
+        CWD,
+        proc_fd_path(found.as_raw_fd(), &mut name)?,
+        p.flags,
+        Mode::empty(),
+    )
+    .map_err(errno)?;
+    let again = rustix::fs::fstat(&file).map_err(errno)?;
+    if (again.st_dev, again.st_ino) != (st.st_dev, st.st_ino) {
+        return Err(PathRefusal::Errno(libc::ESTALE));
+    }
+    drop(found);
     // dup3(file, target, 0): the reserved number now holds the file, without
     // close-on-exec.
     rustix::io::dup2(&file, &mut p.target).map_err(errno)?;
     Ok(())
 }
 
+/// `/proc/self/fd/<fd>` written into `buf` (no allocation).
+fn proc_fd_path(fd: RawFd, buf: &mut [u8; 32]) -> Result<&CStr, PathRefusal> {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    let mut digits = [0u8; 10];
+    let mut n = u32::try_from(fd).map_err(|_| PathRefusal::Errno(libc::EBADF))?;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    for (i, d) in digits[..len].iter().rev().enumerate() {
+        buf[PREFIX.len() + i] = *d;
+    }
+    buf[PREFIX.len() + len] = 0;
+    CStr::from_bytes_until_nul(&buf[..]).map_err(|_| PathRefusal::Errno(libc::EINVAL))
+}
+
+/// Open `p.relative` beneath `dir` with `flags`: `openat2(RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS)`, or component by component where `openat2` is missing.
+fn beneath(dir: &OwnedFd, p: &Prepared, flags: OFlags, mode: Mode) -> Result<OwnedFd, PathRefusal> {
+    if !p.openat2 {
+        return open_by_components(dir, p, flags, mode);
+    }
+    match rustix::fs::openat2(
+        dir,
+        p.relative.as_c_str(),
+        flags,
+        mode,
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+    ) {
+        Err(Errno::NOSYS) => open_by_components(dir, p, flags, mode),
+        r => r.map_err(errno),
+    }
+}
+
 /// The fallback where `openat2` is missing (before Linux 5.6): one component at
 /// a time, each directory with `O_PATH | O_NOFOLLOW | O_DIRECTORY`, the last with
-/// `O_NOFOLLOW`. The components hold no `..`, so nothing climbs out.
-fn open_by_components(dir: &OwnedFd, p: &Prepared) -> Result<OwnedFd, PathRefusal> {
+/// `O_NOFOLLOW` (with `O_PATH`, a symlink there is found as itself, and refused by
+/// its type). The components hold no `..`, so nothing climbs out.
+fn open_by_components(
+    dir: &OwnedFd,
+    p: &Prepared,
+    flags: OFlags,
+    mode: Mode,
+) -> Result<OwnedFd, PathRefusal> {
     let Some((last, parents)) = p.components.split_last() else {
-        return rustix::fs::openat(dir, c".", p.flags, p.mode).map_err(errno);
+        return rustix::fs::openat(dir, c".", flags, mode).map_err(errno);
     };
     let mut cur: Option<OwnedFd> = None;
     for c in parents {
@@ -267,7 +345,7 @@ fn open_by_components(dir: &OwnedFd, p: &Prepared) -> Result<OwnedFd, PathRefusa
         cur = Some(next);
     }
     let at = cur.as_ref().map_or(dir.as_fd(), |f| f.as_fd());
-    rustix::fs::openat(at, last.as_c_str(), p.flags | OFlags::NOFOLLOW, p.mode).map_err(errno)
+    rustix::fs::openat(at, last.as_c_str(), flags | OFlags::NOFOLLOW, mode).map_err(errno)
 }
 
 /// Replace each [`PathArg::placeholder`] in `argv` by `/proc/self/fd/N`.
@@ -291,20 +369,14 @@ pub(crate) fn substitute(argv: &[String], numbers: &[RawFd]) -> Result<Vec<Strin
     Ok(out)
 }
 
-/// Opens as `open_one` would without `openat2` (for the tests of the fallback).
+/// Opens as `open_one` does, without `openat2` (for the tests of the fallback).
 #[cfg(test)]
 fn open_fallback_for_test(arg: &PathArg) -> Result<OwnedFd, PathRefusal> {
-    let fds = PathFds::prepare(std::slice::from_ref(arg))
+    let mut fds = PathFds::prepare(std::slice::from_ref(arg))
         .map_err(|_| PathRefusal::Errno(libc::EINVAL))?;
-    let p = &fds.paths[0];
-    let dir = rustix::fs::openat(
-        CWD,
-        p.beneath.as_c_str(),
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(errno)?;
-    open_by_components(&dir, p)
+    fds.paths[0].openat2 = false;
+    open_one(&mut fds.paths[0])?;
+    Ok(fds.paths.remove(0).target)
 }
 
 #[cfg(test)]
@@ -317,12 +389,27 @@ mod tests {
             PathRefusal::Errno(libc::ELOOP),
             PathRefusal::HardLink,
             PathRefusal::FileType,
+            PathRefusal::Owner,
         ] {
             let f = PathFailure { index: 3, refusal };
             assert_eq!(PathFailure::decode(&f.encode()), Some(f));
         }
         assert_eq!(PathFailure::decode(&[6, 1, 0, 0, 0]), None);
         assert_eq!(PathFailure::decode(&[MARK, 0, 9, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn proc_fd_names() {
+        let mut buf = [0u8; 32];
+        for (fd, name) in [
+            (0, "/proc/self/fd/0"),
+            (7, "/proc/self/fd/7"),
+            (1234, "/proc/self/fd/1234"),
+            (i32::MAX, "/proc/self/fd/2147483647"),
+        ] {
+            assert_eq!(proc_fd_path(fd, &mut buf).unwrap().to_str().unwrap(), name);
+        }
+        assert!(proc_fd_path(-1, &mut buf).is_err());
     }
 
     #[test]
@@ -416,22 +503,11 @@ mod tests {
             );
         }
         let fallback = open_fallback_for_test(arg);
-        let check = |r: &Result<OwnedFd, PathRefusal>| -> Result<(), PathRefusal> {
-            match r {
-                Ok(fd) => {
-                    let st = rustix::fs::fstat(fd).map_err(errno)?;
-                    match FileType::from_raw_mode(st.st_mode) {
-                        FileType::RegularFile if st.st_nlink > 1 => Err(PathRefusal::HardLink),
-                        FileType::RegularFile => Ok(()),
-                        FileType::Directory if arg.access == FileAccess::Read => Ok(()),
-                        _ => Err(PathRefusal::FileType),
-                    }
-                }
-                Err(e) => Err(*e),
-            }
-        };
-        let fb = check(&fallback);
-        assert_eq!(direct.is_ok(), fb.is_ok(), "{arg:?}: {direct:?} vs {fb:?}");
+        assert_eq!(
+            direct.is_ok(),
+            fallback.is_ok(),
+            "{arg:?}: {direct:?} vs {fallback:?}"
+        );
         direct?;
         Ok(fds.paths.remove(0).target)
     }

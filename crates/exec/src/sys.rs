@@ -106,6 +106,11 @@ pub fn getpid() -> i32 {
     syscall(libc::SYS_getpid, [0; 6]).unwrap_or(0) as i32
 }
 
+/// This process's effective user id (the calling thread's, as the kernel has it).
+pub fn geteuid() -> u32 {
+    syscall(libc::SYS_geteuid, [0; 6]).unwrap_or(-1) as u32
+}
+
 /// The parent process's id.
 pub fn getppid() -> i32 {
     syscall(libc::SYS_getppid, [0; 6]).unwrap_or(0) as i32

@@ -256,3 +256,83 @@ fn command_path_is_where_bare_names_are_found_and_the_path_commands_get() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stdout(&o), format!("found {search}"));
 }
+
+const EXPORT_OPS: &str = r#"
+[operations.export]
+description = "copy the root-only report to a new file below data (root)"
+command = ["cp", "{dir}/report", "{dst}"]
+params.dst = { type = "path", under = "{dir}/data", access = "create" }
+"#;
+
+/// Runs `sh -c SCRIPT sh ARGS...` as `who` and says whether it succeeded.
+fn sh_as(who: (u32, u32), script: &str, args: &[&Path]) -> std::process::Output {
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .uid(who.0)
+        .gid(who.1)
+        .env_clear();
+    run(c)
+}
+
+/// `create` must not write into a file the caller planted: mallory, who may write
+/// below `under`, pre-creates the name as her own world-readable file and asks a
+/// root operation to "create" it; the root-only report must not end up in her file.
+#[test]
+fn create_never_writes_into_a_file_the_caller_planted() {
+    let mallory = user("regent-e2e-mallory");
+    let d = Daemon::start("socket_mode = \"0666\"", EXPORT_OPS);
+    let base = d.dir.path();
+    let data = base.join("data");
+    let m = data.join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    lchown(&m, Some(mallory.0), Some(mallory.1)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(base.join("report"), SECRET_TEXT).unwrap();
+    std::fs::set_permissions(base.join("report"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let under_msg = format!("not found under {}", data.display());
+
+    // Mallory plants her own file, mode 0666, where the export will go.
+    let planted = m.join("planted");
+    let o = sh_as(mallory, "umask 0; : > \"$1\"", &[&planted]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = data_call(
+        &d,
+        mallory,
+        "export",
+        &format!(r#"{{"dst": "{}"}}"#, planted.display()),
+    );
+    assert_ne!(code(&o), 0, "the export wrote into mallory's file");
+    assert!(stderr(&o).contains(&under_msg), "{}", stderr(&o));
+    let o = sh_as(mallory, "cat \"$1\"", &[&planted]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stdout(&o).contains(SECRET_TEXT), "mallory read the report");
+    assert!(d.log_text().contains("an existing file of another user"));
+
+    // A new name is created by root, mode 0600: mallory cannot read it.
+    let fresh = m.join("fresh");
+    let o = data_call(
+        &d,
+        mallory,
+        "export",
+        &format!(r#"{{"dst": "{}"}}"#, fresh.display()),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&fresh).unwrap(), SECRET_TEXT);
+    let meta = std::fs::metadata(&fresh).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+    assert_eq!(meta.permissions().mode() & 0o077, 0);
+    let o = sh_as(mallory, "cat \"$1\"", &[&fresh]);
+    assert_ne!(code(&o), 0);
+    assert!(!stdout(&o).contains(SECRET_TEXT));
+    // Run again over root's own file: still allowed.
+    let o = data_call(
+        &d,
+        mallory,
+        "export",
+        &format!(r#"{{"dst": "{}"}}"#, fresh.display()),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
