@@ -336,3 +336,61 @@ fn create_never_writes_into_a_file_the_caller_planted() {
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
+
+/// A path parameter reaches a command only as a whole descriptor: `regent check`
+/// (and so `serve`) refuses a template that appends a name to it (the command would
+/// resolve `/proc/self/fd/N/NAME` itself, following symlinks below `under`) and a
+/// path parameter on stdin (the command would get the name and open it later: the
+/// race of issue 7 again).
+#[test]
+fn a_path_parameter_cannot_be_extended_or_passed_by_name() {
+    for (ops, message) in [
+        (
+            r#"
+[operations.cat-conf]
+command = ["cat", "{d}/conf"]
+params.d = { type = "path", under = "{dir}/data" }
+"#,
+            "path parameter {d} must end its element",
+        ),
+        (
+            r#"
+[operations.cat-two]
+command = ["cat", "--in={d}{name}"]
+params.d = { type = "path", under = "{dir}/data" }
+params.name = { type = "string", pattern = "[a-z]+" }
+"#,
+            "path parameter {d} must end its element",
+        ),
+        (
+            r#"
+[operations.read-name]
+command = ["xargs", "cat"]
+stdin = "file"
+params.file = { type = "path", under = "{dir}/data" }
+"#,
+            "stdin names the path parameter 'file'",
+        ),
+    ] {
+        let (_dir, _socket, config, _secret) = write_config("", ops);
+        let mut c = Command::new(regent());
+        c.args(["check", "--config"]).arg(&config);
+        let o = run(c);
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert_ne!(code(&o), 0, "accepted: {ops}");
+        assert!(text.contains(message), "{message} not in {text}");
+    }
+    // A prefix is fine: the element still ends with the descriptor's name.
+    let (_dir, _socket, config, _secret) = write_config(
+        "",
+        r#"
+[operations.with-prefix]
+command = ["dd", "if={d}"]
+params.d = { type = "path", under = "{dir}/data" }
+"#,
+    );
+    let mut c = Command::new(regent());
+    c.args(["check", "--config"]).arg(&config);
+    let o = run(c);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}
