@@ -52,6 +52,10 @@ pub enum PathRefusal {
     /// `create` found an existing file that belongs to another user than the
     /// command's (someone else made it, and could read what is written).
     Owner,
+    /// A symlink in the directory's own path, or a directory on that path that
+    /// a user other than root and the command's could rename (its parent is
+    /// theirs, or writable by group or others and not sticky with a trusted entry).
+    Ancestor,
 }
 
 impl PathRefusal {
@@ -61,6 +65,7 @@ impl PathRefusal {
             PathRefusal::HardLink => (1, 0),
             PathRefusal::FileType => (2, 0),
             PathRefusal::Owner => (3, 0),
+            PathRefusal::Ancestor => (4, 0),
         }
     }
 
@@ -70,6 +75,7 @@ impl PathRefusal {
             1 => PathRefusal::HardLink,
             2 => PathRefusal::FileType,
             3 => PathRefusal::Owner,
+            4 => PathRefusal::Ancestor,
             _ => return None,
         })
     }
@@ -82,6 +88,9 @@ impl std::fmt::Display for PathRefusal {
             PathRefusal::HardLink => f.write_str("a regular file with several hard links"),
             PathRefusal::FileType => f.write_str("not a file of a permitted type"),
             PathRefusal::Owner => f.write_str("an existing file of another user"),
+            PathRefusal::Ancestor => f.write_str(
+                "the directory's path crosses a symlink, a non-directory, or a directory another user could rename",
+            ),
         }
     }
 }
@@ -114,7 +123,8 @@ impl PathFailure {
 }
 
 struct Prepared {
-    beneath: CString,
+    /// The components of the directory (absolute), opened one by one from `/`.
+    beneath: Vec<CString>,
     /// The relative path for `openat2` (`.` for the directory itself).
     relative: CString,
     /// The same, component by component, for the fallback.
@@ -158,6 +168,14 @@ impl PathFds {
             if !a.beneath.is_absolute() {
                 return Err(invalid("the directory is not absolute"));
             }
+            let mut beneath = Vec::new();
+            for c in a.beneath.components() {
+                match c {
+                    Component::RootDir => {}
+                    Component::Normal(n) => beneath.push(cstring(n.as_bytes(), "a directory")?),
+                    _ => return Err(invalid("the directory is not a plain absolute path")),
+                }
+            }
             let mut components = Vec::new();
             for c in a.path.components() {
                 match c {
@@ -186,7 +204,7 @@ impl PathFds {
                 source: e.into(),
             })?;
             paths.push(Prepared {
-                beneath: cstring(a.beneath.as_os_str().as_bytes(), "a directory")?,
+                beneath,
                 relative,
                 components,
                 flags,
@@ -225,13 +243,7 @@ fn errno(e: Errno) -> PathRefusal {
 }
 
 fn open_one(p: &mut Prepared) -> Result<(), PathRefusal> {
-    let dir = rustix::fs::openat(
-        CWD,
-        p.beneath.as_c_str(),
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(errno)?;
+    let dir = open_beneath(p)?;
     // Find it without opening it: O_PATH runs no driver's open and wakes no FIFO
     // peer, whatever the name turns out to be.
     let found = match beneath(&dir, p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) {
@@ -277,6 +289,36 @@ fn open_one(p: &mut Prepared) -> Result<(), PathRefusal> {
     // close-on-exec.
     rustix::io::dup2(&file, &mut p.target).map_err(errno)?;
     Ok(())
+}
+
+/// Open the directory `p.beneath` from `/`, one component at a time with
+/// `O_NOFOLLOW` (a symlink anywhere on its path is refused), and refuse it unless
+/// only root and the command's user could have put it there: every directory on
+/// the way must be theirs, and one that group or others may write must be sticky
+/// with the next directory theirs. Otherwise whoever can rename a directory on
+/// the path could swap in another (or a symlink) between any check and the open.
+fn open_beneath(p: &Prepared) -> Result<OwnedFd, PathRefusal> {
+    let euid = crate::sys::geteuid();
+    let trusted = |uid: u32| uid == 0 || uid == euid;
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::openat(CWD, c"/", flags, Mode::empty()).map_err(errno)?;
+    let mut st = rustix::fs::fstat(&dir).map_err(errno)?;
+    for c in &p.beneath {
+        let next = match rustix::fs::openat(&dir, c.as_c_str(), flags, Mode::empty()) {
+            // O_PATH | O_NOFOLLOW | O_DIRECTORY on a symlink.
+            Err(Errno::NOTDIR) => return Err(PathRefusal::Ancestor),
+            r => r.map_err(errno)?,
+        };
+        let next_st = rustix::fs::fstat(&next).map_err(errno)?;
+        let shared = st.st_mode & 0o022 != 0;
+        let sticky = st.st_mode & 0o1000 != 0;
+        if !trusted(st.st_uid) || (shared && !(sticky && trusted(next_st.st_uid))) {
+            return Err(PathRefusal::Ancestor);
+        }
+        dir = next;
+        st = next_st;
+    }
+    Ok(dir)
 }
 
 /// `/proc/self/fd/<fd>` written into `buf` (no allocation).
@@ -390,6 +432,7 @@ mod tests {
             PathRefusal::HardLink,
             PathRefusal::FileType,
             PathRefusal::Owner,
+            PathRefusal::Ancestor,
         ] {
             let f = PathFailure { index: 3, refusal };
             assert_eq!(PathFailure::decode(&f.encode()), Some(f));

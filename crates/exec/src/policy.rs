@@ -66,8 +66,9 @@ impl fmt::Display for FileAccess {
 ///
 /// The command's own process opens it between fork and exec, after the
 /// credential switch and the rest of the confinement (so it gets no more than the
-/// command's own access): first `beneath` (symlinks in it are followed: it is the
-/// administrator's), then `path` beneath that descriptor with
+/// command's own access): first `beneath`, from `/` with `O_NOFOLLOW`, through
+/// directories that only root and the command's user could rename, then `path`
+/// beneath that descriptor with
 /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` (component by component with
 /// `O_NOFOLLOW` where `openat2` is missing), first with `O_PATH`. Only regular
 /// files (and directories for [`FileAccess::Read`]) with a single link are

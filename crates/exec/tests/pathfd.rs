@@ -345,3 +345,46 @@ async fn create_refuses_an_existing_file_of_another_user() {
     assert_eq!(std::fs::read_to_string(&planted).unwrap(), "ROOT-OUTPUT");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The directory itself must be reachable only through directories that nobody
+/// but root and the command's user can rename, and through no symlink.
+#[tokio::test]
+async fn a_directory_others_could_swap_is_refused() {
+    let root = tree("ancestor");
+    let ancestor = |r: Result<regent_exec::ExecOutput, ExecError>| match r {
+        Err(ExecError::Path { refusal, .. }) => assert_eq!(refusal, PathRefusal::Ancestor),
+        other => panic!("expected an ancestor refusal, got {other:?}"),
+    };
+    let via = |beneath: PathBuf| {
+        let mut spec = cat(&root, "public", FileAccess::Read);
+        spec.paths[0].beneath = beneath;
+        spec
+    };
+    // Through a symlink to the directory.
+    symlink(root.join("under"), root.join("link")).unwrap();
+    ancestor(run(&via(root.join("link")), &policy()).await);
+    // Below a directory others may write, not sticky.
+    let set_mode =
+        |mode| std::fs::set_permissions(&root, std::fs::Permissions::from_mode(mode)).unwrap();
+    set_mode(0o777);
+    ancestor(run(&via(root.join("under")), &policy()).await);
+    // Sticky: fine while `under` is root's; not once it belongs to someone else.
+    set_mode(0o1777);
+    let out = run(&via(root.join("under")), &policy()).await.unwrap();
+    assert_eq!(out.stdout, b"public text");
+    std::os::unix::fs::chown(root.join("under"), Some(NOBODY.uid), None).unwrap();
+    ancestor(run(&via(root.join("under")), &policy()).await);
+    // Below a directory of another user, even one only they may write.
+    std::os::unix::fs::chown(root.join("under"), Some(0), None).unwrap();
+    std::os::unix::fs::chown(&root, Some(NOBODY.uid), None).unwrap();
+    set_mode(0o755);
+    ancestor(run(&via(root.join("under")), &policy()).await);
+    // ... unless that user is the one the command runs as.
+    let nobody = ExecPolicy {
+        run_as: Some(NOBODY),
+        ..policy()
+    };
+    let out = run(&via(root.join("under")), &nobody).await.unwrap();
+    assert_eq!(out.stdout, b"public text");
+    let _ = std::fs::remove_dir_all(&root);
+}

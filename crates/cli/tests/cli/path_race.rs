@@ -394,3 +394,69 @@ params.d = { type = "path", under = "{dir}/data" }
     let o = run(c);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
+
+/// `under` itself must not be replaceable: mallory owns the directory that holds
+/// `under` (say, her home), so she can rename `under` away and put a symlink to a
+/// root-only directory in its place. The root operation must never read through
+/// it: a directory above the file that another user could rename is refused.
+#[test]
+fn under_in_a_directory_the_caller_controls_is_refused() {
+    let mallory = user("regent-e2e-mallory");
+    let d = Daemon::start(
+        "socket_mode = \"0666\"",
+        r#"
+[operations.cat-inbox]
+description = "cat a file from mallory's inbox (root)"
+command = ["cat", "{file}"]
+params.file = { type = "path", under = "{dir}/home/inbox" }
+"#,
+    );
+    let base = d.dir.path();
+    let home = base.join("home");
+    std::fs::create_dir_all(home.join("inbox")).unwrap();
+    std::fs::write(home.join("inbox/f"), "public data\n").unwrap();
+    let outside = base.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("f"), SECRET_TEXT).unwrap();
+    std::fs::set_permissions(outside.join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for p in [&home, &home.join("inbox"), &home.join("inbox/f")] {
+        lchown(p, Some(mallory.0), Some(mallory.1)).unwrap();
+    }
+    let target = format!(r#"{{"file": "{}"}}"#, home.join("inbox/f").display());
+    let under_msg = format!("not found under {}", home.join("inbox").display());
+
+    // Mallory swaps her inbox for a symlink to the root-only directory.
+    let o = sh_as(
+        mallory,
+        "mv \"$1/inbox\" \"$1/old\" && ln -s \"$2\" \"$1/inbox\"",
+        &[&home, &outside],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = data_call(&d, mallory, "cat-inbox", &target);
+    assert!(
+        !stdout(&o).contains(SECRET_TEXT),
+        "read the root-only file through a replaced under"
+    );
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains(&under_msg), "{}", stderr(&o));
+
+    // Put back, the directory is still hers to rename: refused all the same.
+    let o = sh_as(
+        mallory,
+        "rm \"$1/inbox\" && mv \"$1/old\" \"$1/inbox\"",
+        &[&home],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = data_call(&d, mallory, "cat-inbox", &target);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains(&under_msg), "{}", stderr(&o));
+    assert!(d.log_text().contains("another user could rename"));
+
+    // Once the parent is root's and not writable by others, it works.
+    lchown(&home, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = data_call(&d, mallory, "cat-inbox", &target);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "public data");
+}
