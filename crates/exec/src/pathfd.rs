@@ -310,15 +310,60 @@ fn open_beneath(p: &Prepared) -> Result<OwnedFd, PathRefusal> {
             r => r.map_err(errno)?,
         };
         let next_st = rustix::fs::fstat(&next).map_err(errno)?;
-        let shared = st.st_mode & 0o022 != 0;
-        let sticky = st.st_mode & 0o1000 != 0;
-        if !trusted(st.st_uid) || (shared && !(sticky && trusted(next_st.st_uid))) {
+        if others_could_rename(st.st_uid, st.st_mode, next_st.st_uid, trusted) {
             return Err(PathRefusal::Ancestor);
         }
         dir = next;
         st = next_st;
     }
     Ok(dir)
+}
+
+/// Whether a user other than the trusted ones could rename an entry (owned by
+/// `child_uid`) of a directory owned by `parent_uid` with `parent_mode`.
+fn others_could_rename(
+    parent_uid: u32,
+    parent_mode: u32,
+    child_uid: u32,
+    trusted: impl Fn(u32) -> bool,
+) -> bool {
+    let shared = parent_mode & 0o022 != 0;
+    let sticky = parent_mode & 0o1000 != 0;
+    !trusted(parent_uid) || (shared && !(sticky && trusted(child_uid)))
+}
+
+/// Why the command's process would refuse `dir` as the directory of a path
+/// parameter ([`PathRefusal::Ancestor`]) for a command running as `uid`: a symlink
+/// or a non-directory on its path, or a directory on it that a user other than
+/// root and `uid` could rename. `None` when it is fine today (or cannot be seen:
+/// it may not exist yet). Not async-signal-safe; for `regent check`.
+pub fn untrusted_directory(dir: &std::path::Path, uid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let trusted = |u: u32| u == 0 || u == uid;
+    let mut at = std::path::PathBuf::from("/");
+    let mut st = std::fs::symlink_metadata(&at).ok()?;
+    for c in dir.components().skip(1) {
+        let next = at.join(c);
+        let next_st = std::fs::symlink_metadata(&next).ok()?;
+        if !next_st.is_dir() {
+            return Some(format!(
+                "{} is not a directory (a symlink?)",
+                next.display()
+            ));
+        }
+        if others_could_rename(st.uid(), st.mode(), next_st.uid(), trusted) {
+            return Some(format!(
+                "{} (owner uid {}, mode {:04o}) lets another user rename {}",
+                at.display(),
+                st.uid(),
+                st.mode() & 0o7777,
+                next.display()
+            ));
+        }
+        at = next;
+        st = next_st;
+    }
+    None
 }
 
 /// `/proc/self/fd/<fd>` written into `buf` (no allocation).

@@ -42,6 +42,10 @@ pub fn run(args: Args) -> ExitCode {
         println!("operation {name}: {}", decl.description);
         println!("    runs: {}", decl.command);
         println!("    privilege: {privilege}");
+        let runs_as = regent::daemon::exec_policy(&name, decl)
+            .ok()
+            .and_then(|p| p.run_as)
+            .map_or(0, |r| r.uid);
         for (param, spec) in &decl.params {
             if let regent::config::ParamKind::Path {
                 under,
@@ -57,6 +61,12 @@ pub fn run(args: Args) -> ExitCode {
                         .unwrap_or(std::path::Path::new("/"))
                         .display()
                 );
+                if let Some(why) = under
+                    .as_deref()
+                    .and_then(|u| regent::exec::untrusted_directory(u, runs_as))
+                {
+                    println!("    warning: path {param}: every call will be refused: {why}");
+                }
             }
         }
         if let Some(allow) = &decl.allow {

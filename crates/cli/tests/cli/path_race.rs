@@ -423,8 +423,30 @@ params.file = { type = "path", under = "{dir}/home/inbox" }
     for p in [&home, &home.join("inbox"), &home.join("inbox/f")] {
         lchown(p, Some(mallory.0), Some(mallory.1)).unwrap();
     }
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
     let target = format!(r#"{{"file": "{}"}}"#, home.join("inbox/f").display());
     let under_msg = format!("not found under {}", home.join("inbox").display());
+    let check = |warned: bool| {
+        let mut c = Command::new(regent());
+        c.args(["check", "--config"]).arg(&d.config);
+        let o = run(c);
+        assert_eq!(code(&o), 0, "{}", stdout(&o));
+        let line = format!(
+            "warning: path file: every call will be refused: {} (owner uid {}, mode 0755) lets another user rename {}",
+            home.display(),
+            mallory.0,
+            home.join("inbox").display()
+        );
+        assert_eq!(
+            stdout(&o).contains(&line),
+            warned,
+            "{line} / {}",
+            stdout(&o)
+        );
+    };
+
+    // `regent check` warns.
+    check(true);
 
     // Mallory swaps her inbox for a symlink to the root-only directory.
     let o = sh_as(
@@ -459,4 +481,5 @@ params.file = { type = "path", under = "{dir}/home/inbox" }
     let o = data_call(&d, mallory, "cat-inbox", &target);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stdout(&o), "public data");
+    check(false);
 }
