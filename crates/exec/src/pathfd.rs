@@ -13,8 +13,9 @@
 //! `/proc/self/fd/<found>`, which reaches that very inode whatever has happened
 //! to the names since. A new file for `create` is made with `O_EXCL`.
 //!
-//! [`PathFds::prepare`] runs before the fork (allocates, opens placeholder
-//! descriptors that reserve the numbers); [`PathFds::open_all`] runs in the forked
+//! [`PathFds::prepare`] runs before the fork (allocates, hands out descriptor
+//! numbers reserved once per process, see [`reserve_path_descriptors`]);
+//! [`PathFds::open_all`] runs in the forked
 //! command process and is async-signal-safe: raw system calls (rustix's typed
 //! wrappers, which allocate nothing for a `&CStr` path) over prepared memory only.
 
@@ -23,6 +24,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Component;
+use std::sync::OnceLock;
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
@@ -37,6 +39,44 @@ const MARK: u8 = 0xF7;
 const RECORD_LEN: usize = 7;
 /// Most descriptors one command may receive.
 pub const MAX_PATHS: usize = 16;
+/// Reserved numbers the command's process frees for the descriptors it needs on
+/// the way (at most three at a time), so that they too fall below `open_files`.
+const SCRATCH: usize = 4;
+
+/// The descriptor numbers path descriptors are put at: `MAX_PATHS` targets, then
+/// `SCRATCH`, each a close-on-exec `/dev/null`, reserved once for the life of the
+/// process (every run's command process replaces them in its own table, so runs
+/// can share them). `Err` holds the errno of a failed reservation.
+static RESERVED: OnceLock<Result<Vec<OwnedFd>, i32>> = OnceLock::new();
+
+/// Reserve the descriptor numbers path descriptors are given at (see
+/// [`PathArg`](crate::PathArg)), if not done yet. Call it early (the daemon does,
+/// at start): the numbers are the lowest free ones at the time, and they must stay
+/// below a command's `open_files` limit. Otherwise the first run with a path does.
+pub fn reserve_path_descriptors() -> io::Result<()> {
+    reserved().map(drop)
+}
+
+fn reserved() -> io::Result<&'static [OwnedFd]> {
+    let r = RESERVED.get_or_init(|| {
+        (0..MAX_PATHS + SCRATCH)
+            .map(|_| {
+                let null = rustix::fs::open(
+                    c"/dev/null",
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                // Never 0, 1 or 2, whatever the process was started with.
+                rustix::io::fcntl_dupfd_cloexec(&null, 3)
+            })
+            .collect::<Result<Vec<_>, Errno>>()
+            .map_err(|e| e.raw_os_error())
+    });
+    match r {
+        Ok(fds) => Ok(fds),
+        Err(e) => Err(io::Error::from_raw_os_error(*e)),
+    }
+}
 
 /// Why a file was not handed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,15 +174,17 @@ struct Prepared {
     /// Try `openat2` first (the tests turn it off to exercise the fallback).
     openat2: bool,
     access: FileAccess,
-    /// Reserves the descriptor number the command is told about; replaced by the
-    /// file in the command process.
-    target: OwnedFd,
+    /// The reserved descriptor number the command is told about; the file is put
+    /// there in the command process.
+    target: RawFd,
 }
 
 /// The descriptors of one run, prepared before the fork.
 #[derive(Default)]
 pub(crate) struct PathFds {
     paths: Vec<Prepared>,
+    /// Reserved numbers to free in the command process before opening.
+    scratch: Vec<RawFd>,
 }
 
 fn cstring(p: &[u8], what: &str) -> Result<CString, ExecError> {
@@ -152,14 +194,21 @@ fn cstring(p: &[u8], what: &str) -> Result<CString, ExecError> {
 }
 
 impl PathFds {
-    /// Check `args`, turn them into C strings, and reserve one descriptor number
-    /// each (a close-on-exec placeholder on `/dev/null`). Not async-signal-safe.
+    /// Check `args`, turn them into C strings, and give each one of the reserved
+    /// descriptor numbers. Not async-signal-safe.
     pub(crate) fn prepare(args: &[PathArg]) -> Result<PathFds, ExecError> {
         if args.len() > MAX_PATHS {
             return Err(ExecError::Invalid {
                 reason: format!("more than {MAX_PATHS} path descriptors"),
             });
         }
+        if args.is_empty() {
+            return Ok(PathFds::default());
+        }
+        let reserved = reserved().map_err(|e| ExecError::Io {
+            what: "reserving descriptors for paths",
+            source: e,
+        })?;
         let mut paths = Vec::with_capacity(args.len());
         for a in args {
             let invalid = |why: &str| ExecError::Invalid {
@@ -194,15 +243,7 @@ impl PathFds {
                     FileAccess::Read => OFlags::RDONLY,
                     FileAccess::Write | FileAccess::Create => OFlags::WRONLY,
                 };
-            let target = rustix::fs::open(
-                c"/dev/null",
-                OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| ExecError::Io {
-                what: "reserving a descriptor for a path",
-                source: e.into(),
-            })?;
+            let target = reserved[paths.len()].as_raw_fd();
             paths.push(Prepared {
                 beneath,
                 relative,
@@ -213,18 +254,34 @@ impl PathFds {
                 target,
             });
         }
-        Ok(PathFds { paths })
+        let scratch = reserved[MAX_PATHS..]
+            .iter()
+            .map(|f| f.as_raw_fd())
+            .collect();
+        Ok(PathFds { paths, scratch })
     }
 
     /// The reserved descriptor numbers, in the order of the arguments.
     pub(crate) fn numbers(&self) -> impl Iterator<Item = RawFd> + '_ {
-        self.paths.iter().map(|p| p.target.as_raw_fd())
+        self.paths.iter().map(|p| p.target)
+    }
+
+    /// The highest descriptor number the command process uses while opening
+    /// (`None` without paths): it must be below the `open_files` limit.
+    pub(crate) fn highest(&self) -> Option<RawFd> {
+        self.numbers().chain(self.scratch.iter().copied()).max()
     }
 
     /// Open every file in the calling (forked, confined) process and put each at
     /// its reserved number, kept open across `exec`. Async-signal-safe. On failure,
     /// writes a record to `report_fd` and returns the error.
     pub(crate) fn open_all(&mut self, report_fd: RawFd) -> io::Result<()> {
+        // This process's copies of the scratch placeholders: freed, they are the
+        // lowest free numbers, below the `open_files` limit like the targets,
+        // whatever else the service had open at the fork.
+        for &fd in &self.scratch {
+            crate::sys::close_fd(fd);
+        }
         for (index, p) in self.paths.iter_mut().enumerate() {
             if let Err(refusal) = open_one(p) {
                 crate::sys::write_all_raw(report_fd, &PathFailure { index, refusal }.encode());
@@ -242,6 +299,10 @@ fn errno(e: Errno) -> PathRefusal {
     PathRefusal::Errno(e.raw_os_error())
 }
 
+fn io_errno(e: io::Error) -> PathRefusal {
+    PathRefusal::Errno(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
 fn open_one(p: &mut Prepared) -> Result<(), PathRefusal> {
     let dir = open_beneath(p)?;
     // Find it without opening it: O_PATH runs no driver's open and wakes no FIFO
@@ -255,7 +316,7 @@ fn open_one(p: &mut Prepared) -> Result<(), PathRefusal> {
             let file = beneath(&dir, p, new, Mode::from_raw_mode(0o600))?;
             // dup3(file, target, 0): the reserved number now holds the file,
             // without close-on-exec.
-            rustix::io::dup2(&file, &mut p.target).map_err(errno)?;
+            crate::sys::dup_onto(file.as_raw_fd(), p.target).map_err(io_errno)?;
             return Ok(());
         }
         r => r?,
@@ -287,7 +348,7 @@ fn open_one(p: &mut Prepared) -> Result<(), PathRefusal> {
     drop(found);
     // dup3(file, target, 0): the reserved number now holds the file, without
     // close-on-exec.
-    rustix::io::dup2(&file, &mut p.target).map_err(errno)?;
+    crate::sys::dup_onto(file.as_raw_fd(), p.target).map_err(io_errno)?;
     Ok(())
 }
 
@@ -462,8 +523,23 @@ fn open_fallback_for_test(arg: &PathArg) -> Result<OwnedFd, PathRefusal> {
     let mut fds = PathFds::prepare(std::slice::from_ref(arg))
         .map_err(|_| PathRefusal::Errno(libc::EINVAL))?;
     fds.paths[0].openat2 = false;
+    let mine = own_target(&mut fds);
     open_one(&mut fds.paths[0])?;
-    Ok(fds.paths.remove(0).target)
+    Ok(mine)
+}
+
+/// In-process tests must not touch the shared reserved numbers: point the first
+/// path at a descriptor of the test's own, which then receives the file.
+#[cfg(test)]
+fn own_target(fds: &mut PathFds) -> OwnedFd {
+    let mine = rustix::fs::open(
+        c"/dev/null",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap();
+    fds.paths[0].target = mine.as_raw_fd();
+    mine
 }
 
 #[cfg(test)]
@@ -577,14 +653,13 @@ mod tests {
     /// results, which must agree.
     fn open_both(arg: &PathArg) -> Result<OwnedFd, PathRefusal> {
         let mut fds = PathFds::prepare(std::slice::from_ref(arg)).unwrap();
-        let number = fds.numbers().next().unwrap();
+        let mine = own_target(&mut fds);
         let direct = open_one(&mut fds.paths[0]);
         if direct.is_ok() {
-            // The reserved number now holds the file, without close-on-exec.
-            let fl = rustix::io::fcntl_getfd(&fds.paths[0].target).unwrap();
+            // The number now holds the file, without close-on-exec.
+            let fl = rustix::io::fcntl_getfd(&mine).unwrap();
             assert!(!fl.contains(rustix::io::FdFlags::CLOEXEC));
-            assert_eq!(fds.paths[0].target.as_raw_fd(), number);
-            let st = rustix::fs::fstat(&fds.paths[0].target).unwrap();
+            let st = rustix::fs::fstat(&mine).unwrap();
             assert_ne!(
                 FileType::from_raw_mode(st.st_mode),
                 FileType::CharacterDevice
@@ -597,7 +672,7 @@ mod tests {
             "{arg:?}: {direct:?} vs {fallback:?}"
         );
         direct?;
-        Ok(fds.paths.remove(0).target)
+        Ok(mine)
     }
 
     fn refused(r: Result<OwnedFd, PathRefusal>) -> PathRefusal {

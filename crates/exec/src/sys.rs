@@ -466,6 +466,14 @@ pub fn close_range_from(first: u32, cloexec_only: bool) -> io::Result<()> {
     .map(drop)
 }
 
+/// `dup3(src, dst, 0)`: `dst` now refers to `src`'s file, without close-on-exec.
+pub fn dup_onto(src: RawFd, dst: RawFd) -> io::Result<()> {
+    if src < 0 || dst < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    syscall(libc::SYS_dup3, [src as usize, dst as usize, 0, 0, 0, 0]).map(drop)
+}
+
 /// Close every descriptor except those in `keep` (which must be sorted ascending).
 pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
     let mut first: u32 = 0;

@@ -388,3 +388,35 @@ async fn a_directory_others_could_swap_is_refused() {
     assert_eq!(out.stdout, b"public text");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The numbers a command gets its files at, and those its process opens with on
+/// the way, stay below a small `open_files` limit however many descriptors the
+/// service holds (a daemon with many connections, which any local user can open).
+#[tokio::test]
+async fn descriptors_fit_a_small_open_files_limit_in_a_busy_service() {
+    regent_exec::reserve_path_descriptors().unwrap();
+    let root = tree("busy");
+    let held: Vec<std::fs::File> = (0..100)
+        .map(|_| std::fs::File::open("/dev/null").unwrap())
+        .collect();
+    let small = ExecPolicy {
+        limits: regent_exec::ResourceLimits {
+            open_files: Some(48),
+            ..Default::default()
+        },
+        ..policy()
+    };
+    let mut spec = cat(&root, "public", FileAccess::Read);
+    spec.paths.push(PathArg {
+        field: "second".into(),
+        beneath: root.join("under"),
+        path: "private".into(),
+        access: FileAccess::Read,
+    });
+    spec.argv.push(PathArg::placeholder(1));
+    let out = run(&spec, &small).await.unwrap();
+    assert!(out.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"public textprivate text");
+    drop(held);
+    let _ = std::fs::remove_dir_all(&root);
+}

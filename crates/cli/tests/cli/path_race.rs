@@ -483,3 +483,68 @@ params.file = { type = "path", under = "{dir}/home/inbox" }
     assert_eq!(stdout(&o), "public data");
     check(false);
 }
+
+/// Holds N connections to a socket open, idle, until killed.
+const HOLD_CONNECTIONS: &str = r#"
+import socket, sys, time
+held = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    held.append(s)
+print("held", flush=True)
+time.sleep(600)
+"#;
+
+/// Descriptor numbers do not depend on how busy the daemon is: mallory holds 40
+/// idle connections (she needs no secret for that), which used to push the numbers
+/// of a run's path descriptors past a small `open_files` limit, so that every run
+/// of that operation failed for everyone.
+#[test]
+fn idle_connections_do_not_push_path_descriptors_past_open_files() {
+    let mallory = user("regent-e2e-mallory");
+    let alice = user("regent-e2e-alice");
+    let d = Daemon::start(
+        "socket_mode = \"0666\"",
+        r#"
+[operations.cat-small]
+description = "cat a file below data, with few descriptors"
+command = ["cat", "{file}"]
+params.file = { type = "path", under = "{dir}/data" }
+limits = { open_files = 32 }
+"#,
+    );
+    let data = d.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), "public data\n").unwrap();
+    let target = format!(r#"{{"file": "{}"}}"#, data.join("f").display());
+    let o = data_call(&d, alice, "cat-small", &target);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    let mut holder = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(HOLD_CONNECTIONS)
+        .arg(&d.socket)
+        .arg("40")
+        .uid(mallory.0)
+        .gid(mallory.1)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "held", "the connections were not opened");
+    }
+    let o = data_call(&d, alice, "cat-small", &target);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "public data");
+}
