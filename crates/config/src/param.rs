@@ -84,8 +84,9 @@ pub enum PathAccess {
     Read,
     /// `O_WRONLY`: an existing regular file, not truncated.
     Write,
-    /// `O_WRONLY | O_CREAT`, mode 0600: a regular file, created when missing
-    /// (unless `must_exist`), never truncated.
+    /// `O_WRONLY | O_CREAT | O_EXCL`, mode 0600: a regular file, created when
+    /// missing (unless `must_exist`); an existing one only if it belongs to the
+    /// command's user; never truncated.
     Create,
 }
 

@@ -177,6 +177,19 @@ impl Template {
         })
     }
 
+    /// The placeholders of element `index` that something follows in that element
+    /// (more text or another placeholder).
+    pub(crate) fn followed_placeholders(&self, index: usize) -> impl Iterator<Item = &Placeholder> {
+        let pieces = &self.args[index];
+        pieces
+            .iter()
+            .take(pieces.len().saturating_sub(1))
+            .filter_map(|p| match p {
+                Piece::Hole(h) => Some(h),
+                Piece::Text(_) => None,
+            })
+    }
+
     /// Renders argv: one output element per template element, never split; an
     /// element referring to an absent optional parameter is left out. A secret
     /// parameter (which a validated config never puts in argv) renders as

@@ -37,7 +37,7 @@ pub use caps::{all_capabilities, Capability, UnknownCapability};
 pub use child::{Confinement, SetupFailure, Step};
 pub use describe::{describe, sandbox_protections, KernelSupport, Protection, ProtectionState};
 pub use error::ExecError;
-pub use pathfd::{PathRefusal, MAX_PATHS};
+pub use pathfd::{reserve_path_descriptors, untrusted_directory, PathRefusal, MAX_PATHS};
 pub use policy::{
     CommandSpec, ExecOutput, ExecPolicy, FileAccess, LandlockRules, PathArg, ResourceLimits, RunAs,
     SandboxAllow, Unsupported, FIXED_PATH,

@@ -29,8 +29,9 @@ pub struct CommandSpec {
 }
 
 /// What a command does with a file it receives as a descriptor, which fixes the
-/// flags it is opened with (always with `O_NOCTTY`, `O_NONBLOCK` while opening,
-/// and no symlink anywhere below [`PathArg::beneath`]).
+/// flags it is opened with (always with `O_NOCTTY`, and no symlink anywhere below
+/// [`PathArg::beneath`]). The file is found with `O_PATH` and checked before it is
+/// opened, so a device or FIFO is never opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FileAccess {
     /// `O_RDONLY`: an existing regular file or directory. The default.
@@ -38,8 +39,9 @@ pub enum FileAccess {
     Read,
     /// `O_WRONLY`: an existing regular file, not truncated.
     Write,
-    /// `O_WRONLY | O_CREAT`, mode `0600` (less the umask): a regular file, created
-    /// when missing (its directory must exist), never truncated.
+    /// `O_WRONLY | O_CREAT | O_EXCL`, mode `0600` (less the umask), when missing
+    /// (its directory must exist); an existing regular file only if it belongs to
+    /// the command's effective user, never truncated.
     Create,
 }
 
@@ -64,11 +66,13 @@ impl fmt::Display for FileAccess {
 ///
 /// The command's own process opens it between fork and exec, after the
 /// credential switch and the rest of the confinement (so it gets no more than the
-/// command's own access): first `beneath` (symlinks in it are followed: it is the
-/// administrator's), then `path` beneath that descriptor with
+/// command's own access): first `beneath`, from `/` with `O_NOFOLLOW`, through
+/// directories that only root and the command's user could rename, then `path`
+/// beneath that descriptor with
 /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` (component by component with
-/// `O_NOFOLLOW` where `openat2` is missing). Only regular files (and directories
-/// for [`FileAccess::Read`]) with a single link are accepted. The descriptor is
+/// `O_NOFOLLOW` where `openat2` is missing), first with `O_PATH`. Only regular
+/// files (and directories for [`FileAccess::Read`]) with a single link are
+/// accepted, and only then opened, through `/proc/self/fd`. The descriptor is
 /// kept open across `exec` at a number chosen before the fork; the argv element
 /// names it `/proc/self/fd/N`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -73,7 +73,7 @@ async fn read_capped<R: AsyncRead + Unpin>(
 pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, ExecError> {
     let paths = PathFds::prepare(&spec.paths)?;
     let numbers: Vec<i32> = paths.numbers().collect();
-    if let (Some(limit), Some(&high)) = (policy.limits.open_files, numbers.iter().max()) {
+    if let (Some(limit), Some(high)) = (policy.limits.open_files, paths.highest()) {
         if u64::try_from(high).unwrap_or(u64::MAX) >= limit {
             return Err(ExecError::Invalid {
                 reason: format!(

@@ -106,6 +106,11 @@ pub fn getpid() -> i32 {
     syscall(libc::SYS_getpid, [0; 6]).unwrap_or(0) as i32
 }
 
+/// This process's effective user id (the calling thread's, as the kernel has it).
+pub fn geteuid() -> u32 {
+    syscall(libc::SYS_geteuid, [0; 6]).unwrap_or(-1) as u32
+}
+
 /// The parent process's id.
 pub fn getppid() -> i32 {
     syscall(libc::SYS_getppid, [0; 6]).unwrap_or(0) as i32
@@ -459,6 +464,14 @@ pub fn close_range_from(first: u32, cloexec_only: bool) -> io::Result<()> {
         [first as usize, u32::MAX as usize, flags, 0, 0, 0],
     )
     .map(drop)
+}
+
+/// `dup3(src, dst, 0)`: `dst` now refers to `src`'s file, without close-on-exec.
+pub fn dup_onto(src: RawFd, dst: RawFd) -> io::Result<()> {
+    if src < 0 || dst < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    syscall(libc::SYS_dup3, [src as usize, dst as usize, 0, 0, 0, 0]).map(drop)
 }
 
 /// Close every descriptor except those in `keep` (which must be sorted ascending).

@@ -55,9 +55,11 @@ pub fn run(args: Args) -> ExitCode {
         println!("    runs: {}", decl.command);
         println!("    privilege: {privilege}");
         // `describe` above resolved the same policy, so this cannot fail here.
-        if let Ok(policy) = regent::daemon::exec_policy(&name, decl) {
-            print_protections(&policy, &kernel);
+        let policy = regent::daemon::exec_policy(&name, decl).ok();
+        if let Some(policy) = &policy {
+            print_protections(policy, &kernel);
         }
+        let runs_as = policy.and_then(|p| p.run_as).map_or(0, |r| r.uid);
         for (param, spec) in &decl.params {
             if let regent::config::ParamKind::Path {
                 under,
@@ -73,6 +75,12 @@ pub fn run(args: Args) -> ExitCode {
                         .unwrap_or(std::path::Path::new("/"))
                         .display()
                 );
+                if let Some(why) = under
+                    .as_deref()
+                    .and_then(|u| regent::exec::untrusted_directory(u, runs_as))
+                {
+                    println!("    warning: path {param}: every call will be refused: {why}");
+                }
             }
         }
         if let Some(allow) = &decl.allow {

@@ -41,6 +41,11 @@ pub fn run(args: Args) -> ExitCode {
         regent::config::LogFormat::Json => logging::Format::Json,
     });
     logging::init(format);
+    // Before anything else holds descriptors: path parameters get low numbers.
+    if let Err(e) = regent::exec::reserve_path_descriptors() {
+        tracing::error!("cannot reserve descriptors for path parameters: {e}");
+        return ExitCode::from(crate::exit::OTHER);
+    }
     check_descriptor_limit(&config);
     let secret = match load_secret(&config, args.secret_stdin) {
         Ok(s) => s,

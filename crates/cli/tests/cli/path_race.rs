@@ -256,3 +256,295 @@ fn command_path_is_where_bare_names_are_found_and_the_path_commands_get() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stdout(&o), format!("found {search}"));
 }
+
+const EXPORT_OPS: &str = r#"
+[operations.export]
+description = "copy the root-only report to a new file below data (root)"
+command = ["cp", "{dir}/report", "{dst}"]
+params.dst = { type = "path", under = "{dir}/data", access = "create" }
+"#;
+
+/// Runs `sh -c SCRIPT sh ARGS...` as `who` and says whether it succeeded.
+fn sh_as(who: (u32, u32), script: &str, args: &[&Path]) -> std::process::Output {
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .uid(who.0)
+        .gid(who.1)
+        .env_clear();
+    run(c)
+}
+
+/// `create` must not write into a file the caller planted: mallory, who may write
+/// below `under`, pre-creates the name as her own world-readable file and asks a
+/// root operation to "create" it; the root-only report must not end up in her file.
+#[test]
+fn create_never_writes_into_a_file_the_caller_planted() {
+    let mallory = user("regent-e2e-mallory");
+    let d = Daemon::start("socket_mode = \"0666\"", EXPORT_OPS);
+    let base = d.dir.path();
+    let data = base.join("data");
+    let m = data.join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    lchown(&m, Some(mallory.0), Some(mallory.1)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(base.join("report"), SECRET_TEXT).unwrap();
+    std::fs::set_permissions(base.join("report"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let under_msg = format!("not found under {}", data.display());
+
+    // Mallory plants her own file, mode 0666, where the export will go.
+    let planted = m.join("planted");
+    let o = sh_as(mallory, "umask 0; : > \"$1\"", &[&planted]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = data_call(
+        &d,
+        mallory,
+        "export",
+        &format!(r#"{{"dst": "{}"}}"#, planted.display()),
+    );
+    assert_ne!(code(&o), 0, "the export wrote into mallory's file");
+    assert!(stderr(&o).contains(&under_msg), "{}", stderr(&o));
+    let o = sh_as(mallory, "cat \"$1\"", &[&planted]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stdout(&o).contains(SECRET_TEXT), "mallory read the report");
+    assert!(d.log_text().contains("an existing file of another user"));
+
+    // A new name is created by root, mode 0600: mallory cannot read it.
+    let fresh = m.join("fresh");
+    let o = data_call(
+        &d,
+        mallory,
+        "export",
+        &format!(r#"{{"dst": "{}"}}"#, fresh.display()),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&fresh).unwrap(), SECRET_TEXT);
+    let meta = std::fs::metadata(&fresh).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 0);
+    assert_eq!(meta.permissions().mode() & 0o077, 0);
+    let o = sh_as(mallory, "cat \"$1\"", &[&fresh]);
+    assert_ne!(code(&o), 0);
+    assert!(!stdout(&o).contains(SECRET_TEXT));
+    // Run again over root's own file: still allowed.
+    let o = data_call(
+        &d,
+        mallory,
+        "export",
+        &format!(r#"{{"dst": "{}"}}"#, fresh.display()),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+/// A path parameter reaches a command only as a whole descriptor: `regent check`
+/// (and so `serve`) refuses a template that appends a name to it (the command would
+/// resolve `/proc/self/fd/N/NAME` itself, following symlinks below `under`) and a
+/// path parameter on stdin (the command would get the name and open it later: the
+/// race of issue 7 again).
+#[test]
+fn a_path_parameter_cannot_be_extended_or_passed_by_name() {
+    for (ops, message) in [
+        (
+            r#"
+[operations.cat-conf]
+command = ["cat", "{d}/conf"]
+params.d = { type = "path", under = "{dir}/data" }
+"#,
+            "path parameter {d} must end its element",
+        ),
+        (
+            r#"
+[operations.cat-two]
+command = ["cat", "--in={d}{name}"]
+params.d = { type = "path", under = "{dir}/data" }
+params.name = { type = "string", pattern = "[a-z]+" }
+"#,
+            "path parameter {d} must end its element",
+        ),
+        (
+            r#"
+[operations.read-name]
+command = ["xargs", "cat"]
+stdin = "file"
+params.file = { type = "path", under = "{dir}/data" }
+"#,
+            "stdin names the path parameter 'file'",
+        ),
+    ] {
+        let (_dir, _socket, config, _secret) = write_config("", ops);
+        let mut c = Command::new(regent());
+        c.args(["check", "--config"]).arg(&config);
+        let o = run(c);
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert_ne!(code(&o), 0, "accepted: {ops}");
+        assert!(text.contains(message), "{message} not in {text}");
+    }
+    // A prefix is fine: the element still ends with the descriptor's name.
+    let (_dir, _socket, config, _secret) = write_config(
+        "",
+        r#"
+[operations.with-prefix]
+command = ["dd", "if={d}"]
+params.d = { type = "path", under = "{dir}/data" }
+"#,
+    );
+    let mut c = Command::new(regent());
+    c.args(["check", "--config"]).arg(&config);
+    let o = run(c);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}
+
+/// `under` itself must not be replaceable: mallory owns the directory that holds
+/// `under` (say, her home), so she can rename `under` away and put a symlink to a
+/// root-only directory in its place. The root operation must never read through
+/// it: a directory above the file that another user could rename is refused.
+#[test]
+fn under_in_a_directory_the_caller_controls_is_refused() {
+    let mallory = user("regent-e2e-mallory");
+    let d = Daemon::start(
+        "socket_mode = \"0666\"",
+        r#"
+[operations.cat-inbox]
+description = "cat a file from mallory's inbox (root)"
+command = ["cat", "{file}"]
+params.file = { type = "path", under = "{dir}/home/inbox" }
+"#,
+    );
+    let base = d.dir.path();
+    let home = base.join("home");
+    std::fs::create_dir_all(home.join("inbox")).unwrap();
+    std::fs::write(home.join("inbox/f"), "public data\n").unwrap();
+    let outside = base.join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("f"), SECRET_TEXT).unwrap();
+    std::fs::set_permissions(outside.join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for p in [&home, &home.join("inbox"), &home.join("inbox/f")] {
+        lchown(p, Some(mallory.0), Some(mallory.1)).unwrap();
+    }
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = format!(r#"{{"file": "{}"}}"#, home.join("inbox/f").display());
+    let under_msg = format!("not found under {}", home.join("inbox").display());
+    let check = |warned: bool| {
+        let mut c = Command::new(regent());
+        c.args(["check", "--config"]).arg(&d.config);
+        let o = run(c);
+        assert_eq!(code(&o), 0, "{}", stdout(&o));
+        let line = format!(
+            "warning: path file: every call will be refused: {} (owner uid {}, mode 0755) lets another user rename {}",
+            home.display(),
+            mallory.0,
+            home.join("inbox").display()
+        );
+        assert_eq!(
+            stdout(&o).contains(&line),
+            warned,
+            "{line} / {}",
+            stdout(&o)
+        );
+    };
+
+    // `regent check` warns.
+    check(true);
+
+    // Mallory swaps her inbox for a symlink to the root-only directory.
+    let o = sh_as(
+        mallory,
+        "mv \"$1/inbox\" \"$1/old\" && ln -s \"$2\" \"$1/inbox\"",
+        &[&home, &outside],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = data_call(&d, mallory, "cat-inbox", &target);
+    assert!(
+        !stdout(&o).contains(SECRET_TEXT),
+        "read the root-only file through a replaced under"
+    );
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains(&under_msg), "{}", stderr(&o));
+
+    // Put back, the directory is still hers to rename: refused all the same.
+    let o = sh_as(
+        mallory,
+        "rm \"$1/inbox\" && mv \"$1/old\" \"$1/inbox\"",
+        &[&home],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = data_call(&d, mallory, "cat-inbox", &target);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains(&under_msg), "{}", stderr(&o));
+    assert!(d.log_text().contains("another user could rename"));
+
+    // Once the parent is root's and not writable by others, it works.
+    lchown(&home, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = data_call(&d, mallory, "cat-inbox", &target);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "public data");
+    check(false);
+}
+
+/// Holds N connections to a socket open, idle, until killed.
+const HOLD_CONNECTIONS: &str = r#"
+import socket, sys, time
+held = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    held.append(s)
+print("held", flush=True)
+time.sleep(600)
+"#;
+
+/// Descriptor numbers do not depend on how busy the daemon is: mallory holds 40
+/// idle connections (she needs no secret for that), which used to push the numbers
+/// of a run's path descriptors past a small `open_files` limit, so that every run
+/// of that operation failed for everyone.
+#[test]
+fn idle_connections_do_not_push_path_descriptors_past_open_files() {
+    let mallory = user("regent-e2e-mallory");
+    let alice = user("regent-e2e-alice");
+    let d = Daemon::start(
+        "socket_mode = \"0666\"",
+        r#"
+[operations.cat-small]
+description = "cat a file below data, with few descriptors"
+command = ["cat", "{file}"]
+params.file = { type = "path", under = "{dir}/data" }
+limits = { open_files = 32 }
+"#,
+    );
+    let data = d.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("f"), "public data\n").unwrap();
+    let target = format!(r#"{{"file": "{}"}}"#, data.join("f").display());
+    let o = data_call(&d, alice, "cat-small", &target);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    let mut holder = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(HOLD_CONNECTIONS)
+        .arg(&d.socket)
+        .arg("40")
+        .uid(mallory.0)
+        .gid(mallory.1)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "held", "the connections were not opened");
+    }
+    let o = data_call(&d, alice, "cat-small", &target);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "public data");
+}

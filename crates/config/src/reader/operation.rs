@@ -82,6 +82,17 @@ pub(super) fn read_operation(
             );
             return None;
         }
+        if params
+            .get(&name)
+            .is_some_and(|p| matches!(p.kind, ParamKind::Path { .. }))
+        {
+            r.err(
+                sf.span(),
+                &sf.path,
+                format!("stdin names the path parameter '{name}': the command would get its name and open it itself, which can be raced; put {{{name}}} in the command, which then gets an open descriptor"),
+            );
+            return None;
+        }
         used.insert(name.clone());
         Some(name)
     });
@@ -286,6 +297,17 @@ fn read_command(
                 continue;
             }
             used.insert(name.clone());
+            let is_path = params
+                .get(name)
+                .is_some_and(|p| matches!(p.kind, ParamKind::Path { .. }));
+            if is_path && template.followed_placeholders(i).any(|p| p == ph) {
+                r.err(
+                    item.span(),
+                    &item.path,
+                    format!("path parameter {{{name}}} must end its element: it becomes /proc/self/fd/N, and a name appended to it would be resolved by the command, following symlinks, outside the checks"),
+                );
+                ok = false;
+            }
             if params.get(name).is_some_and(|p| p.secret) {
                 r.err(
                     item.span(),
