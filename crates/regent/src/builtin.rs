@@ -6,6 +6,11 @@
 //!   "reason"?}`): the administrator channel. Open only to root and to members of
 //!   the configured admin group, by kernel identity; every decision is recorded in
 //!   the store and in the audit log.
+//!
+//! A call refused before anything was decided (an unknown `regent.*` name, a
+//! caller who may not administer, bad data, an id the caller may not decide on)
+//! is a refusal like any other: a flood of them is summarized per uid in the
+//! audit log ([`crate::server::audit`]).
 
 use crate::identity::Caller;
 use crate::policy::decide;
@@ -108,6 +113,7 @@ pub(crate) async fn handle(
         }
         "regent.pending" | "regent.approve" | "regent.deny" => {
             if !may_administer(shared, caller) {
+                audit.refused();
                 audit.note("not an administrator");
                 return Response::error(ErrorCode::PermissionDenied);
             }
@@ -134,7 +140,10 @@ pub(crate) async fn handle(
             }
             let d: Decide = match crate::operation::decode(data) {
                 Ok(d) => d,
-                Err(e) => return Response::error_with(ErrorCode::InvalidData, e.to_string()),
+                Err(e) => {
+                    audit.refused();
+                    return Response::error_with(ErrorCode::InvalidData, e.to_string());
+                }
             };
             audit.data(&json!({"id": d.id, "reason": d.reason}));
             // The request's operation decides who may approve it. An id the caller may
@@ -152,14 +161,16 @@ pub(crate) async fn handle(
             match &op_of {
                 Some(op_name) if may_decide(shared, caller, op_name) => {}
                 Some(op_name) => {
+                    audit.refused();
                     audit.note(&format!("may not decide on {op_name} requests"));
                     return Response::error(ErrorCode::PermissionDenied);
                 }
                 None => {
+                    audit.refused();
                     return Response::error_with(
                         ErrorCode::NotFound,
                         format!("no pending request {:?}", d.id),
-                    )
+                    );
                 }
             }
             let by = caller_id(caller);
@@ -175,6 +186,9 @@ pub(crate) async fn handle(
                 Err(e) => admin_error(e),
             }
         }
-        _ => Response::error(ErrorCode::UnknownOperation),
+        _ => {
+            audit.refused();
+            Response::error(ErrorCode::UnknownOperation)
+        }
     }
 }

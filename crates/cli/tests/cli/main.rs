@@ -6,6 +6,7 @@ mod core;
 mod path_race;
 mod pending;
 mod privilege;
+mod review;
 mod security;
 mod server;
 mod util;

@@ -8,8 +8,11 @@
 //! control characters (C0, DEL, C1), Unicode format characters (Cf: bidi
 //! overrides, zero-width characters, ...) and line/paragraph separators are written
 //! as `\uXXXX`, so a caller can neither forge a record with a newline nor reach an
-//! administrator's terminal with an escape sequence. An operation name is cut to
-//! [`MAX_LOGGED_OP`] characters (its length in bytes follows).
+//! administrator's terminal with an escape sequence. The operation name and the
+//! user name are single words of the text log's `key=value` fields: whitespace in
+//! them (a space, a no-break space, ...) is escaped too, so an unknown name such
+//! as `restart outcome="ok"` cannot forge the fields that follow it. An operation
+//! name is cut to [`MAX_LOGGED_OP`] characters (its length in bytes follows).
 //!
 //! **Refusals are aggregated per uid** (`Refusals`): a request refused before it
 //! ran or was held (bad request, wrong secret, rate limited, unknown operation,
@@ -17,7 +20,9 @@
 //! [`REFUSALS_IN_FULL`] of a caller uid per [`REFUSAL_WINDOW`]; beyond that it is
 //! only counted, and one summary record per uid and window gives the counts per
 //! code. Records of requests that ran, were held, continued a held request, or
-//! called the service's own `regent.*` operations are never aggregated.
+//! that the service's own `regent.*` operations answered (a listing, a decision)
+//! are never aggregated; a `regent.*` call refused before that (an unknown name, a
+//! caller who is not an administrator) is a refusal like the others.
 
 use crate::identity::Caller;
 use regent_proto::Response;
@@ -61,6 +66,8 @@ pub fn write_escaped_char<W: fmt::Write>(out: &mut W, c: char) -> fmt::Result {
 pub struct Escaped<'a> {
     text: &'a str,
     json: bool,
+    /// Whitespace is escaped too: the text is one field's value.
+    word: bool,
     max_chars: usize,
 }
 
@@ -70,7 +77,18 @@ impl<'a> Escaped<'a> {
         Escaped {
             text,
             json: false,
+            word: false,
             max_chars: usize::MAX,
+        }
+    }
+
+    /// Plain text shown as one word (an operation or user name): as
+    /// [`Escaped::text`], and every whitespace character is escaped too, so that
+    /// the value cannot look like several `key=value` fields.
+    pub fn word(text: &'a str) -> Self {
+        Escaped {
+            word: true,
+            ..Escaped::text(text)
         }
     }
 
@@ -80,6 +98,7 @@ impl<'a> Escaped<'a> {
         Escaped {
             text,
             json: true,
+            word: false,
             max_chars: usize::MAX,
         }
     }
@@ -96,9 +115,10 @@ impl fmt::Display for Escaped<'_> {
         let text = self.text;
         // Fast path: printable ASCII without a backslash, short enough.
         if text.len() <= self.max_chars
-            && text
-                .bytes()
-                .all(|b| (0x20..0x7f).contains(&b) && (self.json || b != b'\\'))
+            && text.bytes().all(|b| {
+                ((0x21..0x7f).contains(&b) && (self.json || b != b'\\'))
+                    || (b == b' ' && !self.word)
+            })
         {
             return f.write_str(text);
         }
@@ -109,7 +129,8 @@ impl fmt::Display for Escaped<'_> {
                 cut = Some(i);
                 break;
             }
-            let unsafe_char = is_unsafe_char(c) || (!self.json && c == '\\');
+            let unsafe_char =
+                is_unsafe_char(c) || (!self.json && c == '\\') || (self.word && c.is_whitespace());
             if unsafe_char {
                 f.write_str(&text[run_start..i])?;
                 if c == '\\' {
@@ -136,7 +157,7 @@ struct UserOrUid<'a>(&'a Caller);
 impl fmt::Display for UserOrUid<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0.user {
-            Some(name) => Escaped::text(name).fmt(f),
+            Some(name) => Escaped::word(name).fmt(f),
             None => write!(f, "{}", self.0.uid),
         }
     }
@@ -247,7 +268,7 @@ struct OpName<'a> {
 
 impl fmt::Display for OpName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Escaped::text(self.kept).fmt(f)?;
+        Escaped::word(self.kept).fmt(f)?;
         if self.len > self.kept.len() {
             write!(f, "…({} bytes)", self.len)?;
         }
@@ -342,7 +363,7 @@ fn summarize(uid: u32, w: &mut Window, now: Instant) {
         }
         let _ = write!(codes, "{code}={n}");
     }
-    let user = w.user.as_deref().map(Escaped::text);
+    let user = w.user.as_deref().map(Escaped::word);
     tracing::info!(
         target: "regent::audit",
         uid,
@@ -370,6 +391,12 @@ mod tests {
         assert_eq!(j, r#"{"k":"\n\u2028"}"#);
         let v: Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v["k"], "\n\u{2028}");
+        // A name is one word: no whitespace of any kind separates fields.
+        assert_eq!(
+            Escaped::word("a outcome=\"ok\"\u{a0}b\u{3000}c").to_string(),
+            r#"a\u0020outcome="ok"\u00a0b\u3000c"#
+        );
+        assert_eq!(Escaped::text("a b").to_string(), "a b");
         // Cut with the length.
         assert_eq!(
             Escaped::text("abcdef").at_most(3).to_string(),

@@ -1,0 +1,129 @@
+//! A second attacker's review of issue 7's fixes, run as unprivileged users against
+//! the real daemon: what the first round of fixes still let through.
+
+use crate::server::{audit_of, perl_as, records, SEND_EACH};
+use crate::util::*;
+
+const OPS_ECHO: &str = r#"
+[operations.echo]
+description = "Echoes a message"
+command = ["printf", "%s", "{msg}"]
+params.msg = { type = "string", pattern = "(?s).{0,300}" }
+"#;
+
+/// Sends `lines` on one connection as `uid:gid`; returns the answers.
+fn send(d: &Daemon, uid: u32, gid: u32, lines: &[String]) -> String {
+    let mut args = vec![d.socket.to_str().unwrap()];
+    args.extend(lines.iter().map(String::as_str));
+    let o = run(perl_as(uid, gid, SEND_EACH, &args));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let answers = stdout(&o);
+    assert_eq!(answers.lines().count(), lines.len(), "{answers}");
+    answers
+}
+
+/// The text log writes fields as `key=value` separated by spaces, and an unknown
+/// operation's name is logged as sent. A name holding a space (or a no-break
+/// space, which looks the same) forged the fields after it: the record of a
+/// refused request read `op=echo outcome="ok" duration_us=812 data={...}`, then
+/// the real outcome. Names are one word now: their whitespace is escaped.
+#[test]
+fn an_operation_name_cannot_forge_the_fields_of_its_text_record() {
+    let (uid, gid) = user("regent-e2e-mallory");
+    let mut d = Daemon::start("socket_mode = \"0666\"", OPS_ECHO);
+    d.kill9();
+    d.spawn_with(&[], "text");
+    let forged = [
+        r#"echo outcome=\"ok\" duration_us=812 data={\"msg\":\"hi\"}"#,
+        "echo\u{a0}outcome=\\\"ok\\\"\u{3000}duration_us=9",
+    ];
+    let lines: Vec<String> = forged
+        .iter()
+        .map(|op| format!(r#"{{"secret": "SECRET", "op": "{op}"}}"#))
+        .collect();
+    let answers = send(&d, uid, gid, &lines);
+    assert_eq!(answers.matches("unknown_operation").count(), 2, "{answers}");
+    d.stop();
+    let log = d.log_text();
+    let mine: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("regent::audit") && l.contains(&format!("uid={uid}")))
+        .collect();
+    assert_eq!(mine.len(), 2, "{log}");
+    for line in &mine {
+        // One outcome field, the real one; nothing that reads as a second field.
+        assert_eq!(line.matches(" outcome=").count(), 1, "forged field: {line}");
+        assert!(line.contains("outcome=\"unknown_operation\""), "{line}");
+        assert!(
+            !line.contains('\u{a0}') && !line.contains('\u{3000}'),
+            "{line}"
+        );
+    }
+    assert!(mine[0].contains(r"op=echo\u0020outcome"), "{}", mine[0]);
+    assert!(mine[1].contains(r"op=echo\u00a0outcome"), "{}", mine[1]);
+}
+
+/// Refusals are aggregated per uid, but the service's own `regent.*` names were
+/// never aggregated, even when refused: an unknown `regent.x`, or
+/// `regent.pending`/`regent.approve` from a caller who is no administrator, left
+/// one full record each, at the full request rate (and no rate limit applies).
+#[test]
+fn refused_regent_calls_are_summarized_like_other_refusals() {
+    let (uid, gid) = user("regent-e2e-flooder2");
+    let mut d = Daemon::start("socket_mode = \"0666\"\nrate_limit_hold = \"0s\"", OPS_ECHO);
+    const EACH: usize = 100;
+    let mut lines: Vec<String> = Vec::new();
+    lines.extend((0..EACH).map(|i| format!(r#"{{"secret": "SECRET", "op": "regent.nope-{i}"}}"#)));
+    lines.extend((0..EACH).map(|_| r#"{"secret": "SECRET", "op": "regent.pending"}"#.to_string()));
+    lines.extend((0..EACH).map(|i| {
+        format!(r#"{{"secret": "SECRET", "op": "regent.approve", "data": {{"id": "r{i}"}}}}"#)
+    }));
+    let answers = send(&d, uid, gid, &lines);
+    assert_eq!(
+        answers.matches("unknown_operation").count(),
+        EACH,
+        "{answers}"
+    );
+    assert_eq!(
+        answers.matches("permission_denied").count(),
+        2 * EACH,
+        "{answers}"
+    );
+    // Still answered as usual: regent.ops is not a refusal.
+    let ops = send(
+        &d,
+        uid,
+        gid,
+        &[r#"{"secret": "SECRET", "op": "regent.ops"}"#.to_string()],
+    );
+    assert!(ops.contains("echo"), "{ops}");
+    d.stop();
+    let mine = audit_of(&d, uid);
+    let in_full = mine
+        .iter()
+        .filter(|r| r["fields"]["outcome"] != "ok")
+        .count();
+    assert!(
+        in_full < 40,
+        "{in_full} refused regent.* calls logged in full: the flood was not aggregated"
+    );
+    assert_eq!(
+        mine.iter()
+            .filter(|r| r["fields"]["outcome"] == "ok")
+            .count(),
+        1,
+        "the listing is logged"
+    );
+    let counted: u64 = records(&d)
+        .iter()
+        .filter(|r| {
+            r["fields"]["message"] == "refused requests summarized" && r["fields"]["uid"] == uid
+        })
+        .map(|s| s["fields"]["refused"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        counted as usize + in_full,
+        3 * EACH,
+        "refusals lost: neither logged nor counted"
+    );
+}
