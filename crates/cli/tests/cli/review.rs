@@ -127,3 +127,83 @@ fn refused_regent_calls_are_summarized_like_other_refusals() {
         "refusals lost: neither logged nor counted"
     );
 }
+
+/// The socket directory was checked, but not the directories above it. With one
+/// of them writable by others (here `open`, mode 0777, not sticky), another user
+/// renames the checked directory away and puts their own in its place: between
+/// the daemon's check and its bind, or between its bind and the `chmod`/`chown`
+/// of the socket by path (a symlink there hands root's `chmod 0666` any file).
+/// Every directory the path goes through must be safe: owned by root or the
+/// service, writable by no one else (a sticky directory only above an entry
+/// owned by root or the service).
+#[test]
+fn a_socket_below_a_directory_others_can_write_is_refused() {
+    let (uid, gid) = user("regent-e2e-mallory");
+    let (dir, socket, config, _secret) = write_config("socket_mode = \"0666\"", OPS_ECHO);
+    let open = dir.path().join("open");
+    let sub = open.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let squatted = sub.join("regent.sock");
+    std::fs::write(
+        &config,
+        text.replace(
+            &format!("socket = \"{}\"", socket.display()),
+            &format!("socket = \"{}\"", squatted.display()),
+        ),
+    )
+    .unwrap();
+    // The other user can indeed take `sub`'s place: `open` is theirs to write.
+    let mut mv = std::process::Command::new("mv");
+    mv.arg(&sub).arg(open.join("moved")).uid(uid).gid(gid);
+    use std::os::unix::process::CommandExt;
+    assert_eq!(code(&run(mv)), 0);
+    std::fs::rename(open.join("moved"), &sub).unwrap();
+
+    let log = dir.path().join("serve.log");
+    let mut serve = std::process::Command::new(regent())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = serve.try_wait().unwrap() {
+            break Some(st);
+        }
+        if t.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        status.is_some_and(|st| !st.success()),
+        "serve started below {}: {err}",
+        open.display()
+    );
+    assert!(
+        err.contains(&open.display().to_string()) && err.contains("writable"),
+        "{err}"
+    );
+    assert!(!squatted.exists());
+    let mut check = std::process::Command::new(regent());
+    check.args(["check", "--config"]).arg(&config);
+    let o = run(check);
+    assert_ne!(code(&o), 0, "check passed: {}", stdout(&o));
+    // Made safe, the same config serves.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut check = std::process::Command::new(regent());
+    check.args(["check", "--config"]).arg(&config);
+    let o = run(check);
+    assert_eq!(code(&o), 0, "{} {}", stdout(&o), stderr(&o));
+}
