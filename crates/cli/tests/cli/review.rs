@@ -207,3 +207,36 @@ fn a_socket_below_a_directory_others_can_write_is_refused() {
     let o = run(check);
     assert_eq!(code(&o), 0, "{} {}", stdout(&o), stderr(&o));
 }
+
+const OPS_TWO: &str = r#"
+[operations.note]
+description = "Files a note about a host"
+command = ["printf", "%s: %s", "{host}", "{about}"]
+params.about = { type = "string", pattern = "[a-z ]*" }
+params.host = { type = "string", pattern = "[a-z0-9.-]{1,64}" }
+"#;
+
+/// An audit record cut the data's JSON text at 512 bytes: a caller padding one
+/// free-text value (`about`, which comes first) pushed the value that mattered
+/// (`host`) out of the record of a request that ran. Each value is cut on its own
+/// now, with its length, and every parameter stays in the record.
+#[test]
+fn a_long_value_cannot_hide_the_other_values_of_a_record() {
+    let (uid, gid) = user("regent-e2e-mallory");
+    let mut d = Daemon::start("socket_mode = \"0666\"", OPS_TWO);
+    let padding = "x".repeat(1500);
+    let line = format!(
+        r#"{{"secret": "SECRET", "op": "note", "data": {{"about": "{padding}", "host": "db1.internal"}}}}"#
+    );
+    let answers = send(&d, uid, gid, &[line]);
+    assert!(answers.contains("db1.internal: xxx"), "the request ran: {answers}");
+    d.stop();
+    let mine = audit_of(&d, uid);
+    assert_eq!(mine.len(), 1, "{}", d.log_text());
+    assert_eq!(mine[0]["fields"]["outcome"], "ok");
+    let data: serde_json::Value =
+        serde_json::from_str(mine[0]["fields"]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["host"], "db1.internal", "{data}");
+    let about = data["about"].as_str().unwrap();
+    assert!(about.ends_with("…(1500 bytes)") && about.len() < 400, "{about}");
+}

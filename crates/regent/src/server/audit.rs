@@ -36,6 +36,38 @@ use std::time::{Duration, Instant};
 /// The longest operation name written to the log, in characters.
 pub const MAX_LOGGED_OP: usize = 64;
 
+/// The longest string value of a request's data written whole to its record, in
+/// characters; a longer one is cut, with its length in bytes.
+pub const MAX_LOGGED_VALUE: usize = 200;
+
+/// The longest data written to a record, in bytes (a backstop: with each value
+/// cut to [`MAX_LOGGED_VALUE`], an operation's declared parameters fit).
+pub const MAX_LOGGED_DATA: usize = 8192;
+
+/// Whether some string in `v` is longer than [`MAX_LOGGED_VALUE`] characters.
+fn has_long_string(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.len() > MAX_LOGGED_VALUE && s.chars().nth(MAX_LOGGED_VALUE).is_some(),
+        Value::Array(a) => a.iter().any(has_long_string),
+        Value::Object(m) => m.values().any(has_long_string),
+        _ => false,
+    }
+}
+
+/// `v` with every string cut to [`MAX_LOGGED_VALUE`] characters, then
+/// `…(LEN bytes)`.
+fn shorten(v: &Value) -> Value {
+    match v {
+        Value::String(s) => match s.char_indices().nth(MAX_LOGGED_VALUE) {
+            Some((i, _)) => Value::String(format!("{}…({} bytes)", &s[..i], s.len())),
+            None => v.clone(),
+        },
+        Value::Array(a) => Value::Array(a.iter().map(shorten).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shorten(v))).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Refusals of one caller uid logged in full per [`REFUSAL_WINDOW`].
 pub const REFUSALS_IN_FULL: u32 = 10;
 
@@ -200,12 +232,18 @@ impl Audit {
         self.op_len = op.len();
     }
 
-    /// Record the (already redacted) data.
+    /// Record the (already redacted) data: each string value cut to
+    /// [`MAX_LOGGED_VALUE`] characters (its length follows), so that one long
+    /// value cannot push the others out of the record.
     pub(crate) fn data(&mut self, redacted: &Value) {
         if !redacted.is_null() {
-            let mut s = redacted.to_string();
-            if s.len() > 512 {
-                let mut cut = 512;
+            let mut s = if has_long_string(redacted) {
+                shorten(redacted).to_string()
+            } else {
+                redacted.to_string()
+            };
+            if s.len() > MAX_LOGGED_DATA {
+                let mut cut = MAX_LOGGED_DATA;
                 while !s.is_char_boundary(cut) {
                     cut -= 1;
                 }
@@ -397,6 +435,25 @@ mod tests {
             r#"a\u0020outcome="ok"\u00a0b\u3000c"#
         );
         assert_eq!(Escaped::text("a b").to_string(), "a b");
+        // A long value is cut on its own: the values after it stay in the record.
+        let mut audit = Audit::start(&Arc::new(Caller {
+            pid: None,
+            uid: 1,
+            gid: 1,
+            user: None,
+            groups: vec![],
+            group_names: vec![],
+        }));
+        let long = "é".repeat(3000);
+        audit.data(&serde_json::json!({"a": long, "n": 7, "z": "TARGET"}));
+        let d = audit.data.unwrap();
+        let v: Value = serde_json::from_str(&d).unwrap();
+        assert_eq!(v["z"], "TARGET");
+        assert_eq!(v["n"], 7);
+        assert_eq!(
+            v["a"],
+            format!("{}…(6000 bytes)", "é".repeat(MAX_LOGGED_VALUE))
+        );
         // Cut with the length.
         assert_eq!(
             Escaped::text("abcdef").at_most(3).to_string(),
