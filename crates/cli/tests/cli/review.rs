@@ -229,7 +229,10 @@ fn a_long_value_cannot_hide_the_other_values_of_a_record() {
         r#"{{"secret": "SECRET", "op": "note", "data": {{"about": "{padding}", "host": "db1.internal"}}}}"#
     );
     let answers = send(&d, uid, gid, &[line]);
-    assert!(answers.contains("db1.internal: xxx"), "the request ran: {answers}");
+    assert!(
+        answers.contains("db1.internal: xxx"),
+        "the request ran: {answers}"
+    );
     d.stop();
     let mine = audit_of(&d, uid);
     assert_eq!(mine.len(), 1, "{}", d.log_text());
@@ -238,5 +241,8 @@ fn a_long_value_cannot_hide_the_other_values_of_a_record() {
         serde_json::from_str(mine[0]["fields"]["data"].as_str().unwrap()).unwrap();
     assert_eq!(data["host"], "db1.internal", "{data}");
     let about = data["about"].as_str().unwrap();
-    assert!(about.ends_with("…(1500 bytes)") && about.len() < 400, "{about}");
+    assert!(
+        about.ends_with("…(1500 bytes)") && about.len() < 400,
+        "{about}"
+    );
 }
