@@ -163,34 +163,7 @@ fn a_socket_below_a_directory_others_can_write_is_refused() {
     assert_eq!(code(&run(mv)), 0);
     std::fs::rename(open.join("moved"), &sub).unwrap();
 
-    let log = dir.path().join("serve.log");
-    let mut serve = std::process::Command::new(regent())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let t = std::time::Instant::now();
-    let status = loop {
-        if let Some(st) = serve.try_wait().unwrap() {
-            break Some(st);
-        }
-        if t.elapsed() > std::time::Duration::from_secs(5) {
-            let _ = serve.kill();
-            let _ = serve.wait();
-            break None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let err = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        status.is_some_and(|st| !st.success()),
-        "serve started below {}: {err}",
-        open.display()
-    );
+    let err = serve_refuses(&config, &dir.path().join("serve.log"));
     assert!(
         err.contains(&open.display().to_string()) && err.contains("writable"),
         "{err}"
@@ -244,5 +217,78 @@ fn a_long_value_cannot_hide_the_other_values_of_a_record() {
     assert!(
         about.ends_with("…(1500 bytes)") && about.len() < 400,
         "{about}"
+    );
+}
+
+/// Runs `regent serve --config CONFIG` for up to 5 s and asserts that it refused
+/// to start; returns what it logged.
+fn serve_refuses(config: &std::path::Path, log: &std::path::Path) -> String {
+    let mut serve = std::process::Command::new(regent())
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = serve.try_wait().unwrap() {
+            break Some(st);
+        }
+        if t.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = serve.kill();
+            let _ = serve.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(log).unwrap();
+    assert!(
+        status.is_some_and(|st| !st.success()),
+        "serve started: {err}"
+    );
+    err
+}
+
+/// A symlink another user put in a sticky directory (like `/tmp`) in place of the
+/// socket directory: it led to a safe-looking directory (root's, 0755), which
+/// alone was checked, so the daemon started there, on a path whose symlink that
+/// user may replace at any time. Refused now: in a sticky directory others can
+/// write, only an entry owned by root or the service is safe.
+#[test]
+fn a_socket_directory_reached_through_another_users_symlink_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let (uid, gid) = user("regent-e2e-mallory");
+    let (dir, socket, config, _secret) = write_config("socket_mode = \"0666\"", OPS_ECHO);
+    let sticky = dir.path().join("tmp");
+    let target = dir.path().join("target");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::create_dir(&target).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = sticky.join("regent");
+    let mut ln = std::process::Command::new("ln");
+    ln.arg("-s").arg(&target).arg(&link).uid(uid).gid(gid);
+    assert_eq!(code(&run(ln)), 0);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            &format!("socket = \"{}\"", socket.display()),
+            &format!("socket = \"{}\"", link.join("regent.sock").display()),
+        ),
+    )
+    .unwrap();
+    let err = serve_refuses(&config, &dir.path().join("serve.log"));
+    assert!(
+        err.contains(&sticky.display().to_string()) && err.contains("writable"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(&target).unwrap().next().is_none(),
+        "a socket was bound"
     );
 }

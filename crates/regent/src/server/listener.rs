@@ -148,15 +148,36 @@ fn check_ancestor(dir: &Path, child: &Path, me: u32) -> Result<(), Error> {
     )))
 }
 
+/// Create the socket directory (and those above it) with mode 0755. The mode is
+/// set through a descriptor opened without following a symlink: another user who
+/// puts a symlink in the directory's place meanwhile gets an error, not root's
+/// `chmod` on the symlink's target.
+fn create_socket_dir(dir: &Path) -> Result<(), Error> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::unix::fs::DirBuilderExt;
+    let failed = |what: &str, e: io::Error| Error::io(format!("{what} {}", dir.display()), e);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| failed("creating socket directory", e))?;
+    let fd = nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| failed("opening socket directory", e.into()))?;
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o755))
+        .map_err(|e| failed("setting mode of", e.into()))
+}
+
 /// Bind the socket as the options say.
 pub fn bind(opts: &SocketOptions) -> Result<UnixListener, Error> {
     let path = &opts.path;
     let dir = socket_dir(path);
     if !dir.exists() {
-        fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating socket directory {}", dir.display()), e))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
-            .map_err(|e| Error::io(format!("setting mode of {}", dir.display()), e))?;
+        create_socket_dir(&dir)?;
     }
     check_parent(&dir)?;
 
@@ -289,5 +310,21 @@ mod tests {
         let _l = bind(&SocketOptions::new(sub.join("s"))).unwrap();
         mode(&open, 0o755);
         check_socket_dir(&link.join("s")).unwrap();
+    }
+
+    #[test]
+    fn creates_a_missing_directory_0755_and_never_chmods_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a").join("b");
+        create_socket_dir(&nested).unwrap();
+        assert_eq!(fs::metadata(&nested).unwrap().mode() & 0o7777, 0o755);
+        // A symlink in the directory's place: an error, and its target keeps its mode.
+        let target = dir.path().join("private");
+        fs::create_dir(&target).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(create_socket_dir(&link).is_err());
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o700);
     }
 }
