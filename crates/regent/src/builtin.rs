@@ -11,6 +11,11 @@
 //!   most [`MAX_PAGE`]) and how many more wait. Every store call runs on the
 //!   blocking pool, and requests are found by their key, never by a scan. An id
 //!   the caller may not decide on answers `not_found`, like an unknown one.
+//!
+//! A call refused before anything was decided (an unknown `regent.*` name, a
+//! caller who may not administer, bad data, an id the caller may not decide on)
+//! is a refusal like any other: a flood of them is summarized per uid in the
+//! audit log ([`crate::server::audit`]).
 
 use crate::identity::Caller;
 use crate::policy::decide;
@@ -136,6 +141,7 @@ pub(crate) async fn handle(
         }
         "regent.pending" | "regent.approve" | "regent.deny" => {
             if !may_administer(shared, caller) {
+                audit.refused();
                 audit.note("not an administrator");
                 return Response::error(ErrorCode::PermissionDenied);
             }
@@ -171,7 +177,10 @@ pub(crate) async fn handle(
             }
             let d: Decide = match crate::operation::decode(data) {
                 Ok(d) => d,
-                Err(e) => return Response::error_with(ErrorCode::InvalidData, e.to_string()),
+                Err(e) => {
+                    audit.refused();
+                    return Response::error_with(ErrorCode::InvalidData, e.to_string());
+                }
             };
             audit.data(&json!({"id": d.id, "reason": d.reason}));
             // The request's operation decides who may approve it (found by its
@@ -187,10 +196,14 @@ pub(crate) async fn handle(
             match &op_of {
                 Some(op_name) if may_decide(shared, caller, op_name) => {}
                 Some(op_name) => {
+                    audit.refused();
                     audit.note(&format!("may not decide on {op_name} requests"));
                     return not_found(&d.id);
                 }
-                None => return not_found(&d.id),
+                None => {
+                    audit.refused();
+                    return not_found(&d.id);
+                }
             }
             let by = caller_id(caller);
             let result = if op == "regent.approve" {
@@ -205,6 +218,9 @@ pub(crate) async fn handle(
                 Err(e) => admin_error(e),
             }
         }
-        _ => Response::error(ErrorCode::UnknownOperation),
+        _ => {
+            audit.refused();
+            Response::error(ErrorCode::UnknownOperation)
+        }
     }
 }

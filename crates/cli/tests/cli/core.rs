@@ -217,7 +217,7 @@ fn sigterm_finishes_the_request_in_flight_then_removes_the_socket() {
     assert_eq!(code(&o), 0, "the request in flight was cut: {}", stderr(&o));
     assert!(st.success(), "{st}");
     assert!(!d.socket.exists(), "socket left behind");
-    assert!(d.log_text().contains("finishing requests in flight"));
+    assert!(d.log_shows("finishing requests in flight"));
 }
 
 /// `max_connections_per_uid`, `rate_limit_hold` and `threads` from the config take

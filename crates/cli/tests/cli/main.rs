@@ -6,6 +6,7 @@ mod core;
 mod path_race;
 mod pending;
 mod privilege;
+mod review;
 mod sandbox;
 mod security;
 mod server;

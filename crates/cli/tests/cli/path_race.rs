@@ -309,7 +309,7 @@ fn create_never_writes_into_a_file_the_caller_planted() {
     let o = sh_as(mallory, "cat \"$1\"", &[&planted]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(!stdout(&o).contains(SECRET_TEXT), "mallory read the report");
-    assert!(d.log_text().contains("an existing file of another user"));
+    assert!(d.log_shows("an existing file of another user"));
 
     // A new name is created by root, mode 0600: mallory cannot read it.
     let fresh = m.join("fresh");
@@ -473,7 +473,7 @@ params.file = { type = "path", under = "{dir}/home/inbox" }
     let o = data_call(&d, mallory, "cat-inbox", &target);
     assert_ne!(code(&o), 0);
     assert!(stderr(&o).contains(&under_msg), "{}", stderr(&o));
-    assert!(d.log_text().contains("another user could rename"));
+    assert!(d.log_shows("another user could rename"));
 
     // Once the parent is root's and not writable by others, it works.
     lchown(&home, Some(0), Some(0)).unwrap();

@@ -76,7 +76,7 @@ fn the_daemon_keeps_only_what_its_operations_need() {
         let s = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
         assert_eq!(hex(&field(&s, "CapEff")), want, "a thread kept more: {s}");
     }
-    assert!(d.log_text().contains("kept only"), "{}", d.log_text());
+    assert!(d.log_shows("kept only"), "{}", d.log_text());
 }
 
 #[test]

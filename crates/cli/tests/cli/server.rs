@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// Connects to `$ARGV[0]`, then for each further argument sends it as a line and
 /// prints the answer line (or `EOF`).
-const SEND_EACH: &str = r#"
+pub(crate) const SEND_EACH: &str = r#"
 use strict; use IO::Socket::UNIX;
 $SIG{PIPE} = 'IGNORE';
 my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => shift @ARGV) or die "connect: $!";
@@ -29,7 +29,7 @@ for my $l (@ARGV) {
 "#;
 
 /// `perl -e SCRIPT ARGS` as `uid:gid`, the secret in `S`.
-fn perl_as(uid: u32, gid: u32, script: &str, args: &[&str]) -> Command {
+pub(crate) fn perl_as(uid: u32, gid: u32, script: &str, args: &[&str]) -> Command {
     let mut c = Command::new("/usr/bin/perl");
     c.arg("-e")
         .arg(script)
@@ -42,7 +42,7 @@ fn perl_as(uid: u32, gid: u32, script: &str, args: &[&str]) -> Command {
 }
 
 /// The JSON log's records.
-fn records(d: &Daemon) -> Vec<serde_json::Value> {
+pub(crate) fn records(d: &Daemon) -> Vec<serde_json::Value> {
     d.log_text()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
@@ -50,7 +50,7 @@ fn records(d: &Daemon) -> Vec<serde_json::Value> {
 }
 
 /// Audit records (`"request"`) of `uid`.
-fn audit_of(d: &Daemon, uid: u32) -> Vec<serde_json::Value> {
+pub(crate) fn audit_of(d: &Daemon, uid: u32) -> Vec<serde_json::Value> {
     records(d)
         .into_iter()
         .filter(|r| r["fields"]["message"] == "request" && r["fields"]["uid"] == uid)
@@ -135,8 +135,7 @@ fn the_text_log_escapes_what_callers_send() {
     assert_eq!(mine.len(), 4, "{log}");
     // The name, escaped: the newline and ESC as \u escapes, the override too.
     assert!(
-        mine[0]
-            .contains(r"op=x\u001b[2J\u001b[31m\u202egnp.exe\u200b\u0085\u000aFORGED INFO request"),
+        mine[0].contains(r"op=x\u001b[2J\u001b[31m\u202egnp.exe\u200b\u0085\u000aFORGED\u0020INFO"),
         "{}",
         mine[0]
     );

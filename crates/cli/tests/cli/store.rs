@@ -168,7 +168,7 @@ fn held_requests_are_capped_per_user_per_operation_and_in_all_and_listed_by_page
     assert_eq!(code(&d.cli(&["approve", again.request_id()])), 0);
     assert_ran(&greedy.poll(&d, &again.uid), "g5");
     // The refusals are logged.
-    assert!(d.log_text().contains("at their cap"), "{}", d.log_text());
+    assert!(d.log_shows("at their cap"), "{}", d.log_text());
 }
 
 /// Finding 9: a new request reset `max_attempts`, so a caller could guess codes

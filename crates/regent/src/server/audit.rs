@@ -8,8 +8,11 @@
 //! control characters (C0, DEL, C1), Unicode format characters (Cf: bidi
 //! overrides, zero-width characters, ...) and line/paragraph separators are written
 //! as `\uXXXX`, so a caller can neither forge a record with a newline nor reach an
-//! administrator's terminal with an escape sequence. An operation name is cut to
-//! [`MAX_LOGGED_OP`] characters (its length in bytes follows).
+//! administrator's terminal with an escape sequence. The operation name and the
+//! user name are single words of the text log's `key=value` fields: whitespace in
+//! them (a space, a no-break space, ...) is escaped too, so an unknown name such
+//! as `restart outcome="ok"` cannot forge the fields that follow it. An operation
+//! name is cut to [`MAX_LOGGED_OP`] characters (its length in bytes follows).
 //!
 //! **Refusals are aggregated per uid** (`Refusals`): a request refused before it
 //! ran or was held (bad request, wrong secret, rate limited, unknown operation,
@@ -17,7 +20,9 @@
 //! [`REFUSALS_IN_FULL`] of a caller uid per [`REFUSAL_WINDOW`]; beyond that it is
 //! only counted, and one summary record per uid and window gives the counts per
 //! code. Records of requests that ran, were held, continued a held request, or
-//! called the service's own `regent.*` operations are never aggregated.
+//! that the service's own `regent.*` operations answered (a listing, a decision)
+//! are never aggregated; a `regent.*` call refused before that (an unknown name, a
+//! caller who is not an administrator) is a refusal like the others.
 
 use crate::identity::Caller;
 use regent_proto::Response;
@@ -30,6 +35,38 @@ use std::time::{Duration, Instant};
 
 /// The longest operation name written to the log, in characters.
 pub const MAX_LOGGED_OP: usize = 64;
+
+/// The longest string value of a request's data written whole to its record, in
+/// characters; a longer one is cut, with its length in bytes.
+pub const MAX_LOGGED_VALUE: usize = 200;
+
+/// The longest data written to a record, in bytes (a backstop: with each value
+/// cut to [`MAX_LOGGED_VALUE`], an operation's declared parameters fit).
+pub const MAX_LOGGED_DATA: usize = 8192;
+
+/// Whether some string in `v` is longer than [`MAX_LOGGED_VALUE`] characters.
+fn has_long_string(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.len() > MAX_LOGGED_VALUE && s.chars().nth(MAX_LOGGED_VALUE).is_some(),
+        Value::Array(a) => a.iter().any(has_long_string),
+        Value::Object(m) => m.values().any(has_long_string),
+        _ => false,
+    }
+}
+
+/// `v` with every string cut to [`MAX_LOGGED_VALUE`] characters, then
+/// `…(LEN bytes)`.
+fn shorten(v: &Value) -> Value {
+    match v {
+        Value::String(s) => match s.char_indices().nth(MAX_LOGGED_VALUE) {
+            Some((i, _)) => Value::String(format!("{}…({} bytes)", &s[..i], s.len())),
+            None => v.clone(),
+        },
+        Value::Array(a) => Value::Array(a.iter().map(shorten).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shorten(v))).collect()),
+        other => other.clone(),
+    }
+}
 
 /// Refusals of one caller uid logged in full per [`REFUSAL_WINDOW`].
 pub const REFUSALS_IN_FULL: u32 = 10;
@@ -61,6 +98,8 @@ pub fn write_escaped_char<W: fmt::Write>(out: &mut W, c: char) -> fmt::Result {
 pub struct Escaped<'a> {
     text: &'a str,
     json: bool,
+    /// Whitespace is escaped too: the text is one field's value.
+    word: bool,
     max_chars: usize,
 }
 
@@ -70,7 +109,18 @@ impl<'a> Escaped<'a> {
         Escaped {
             text,
             json: false,
+            word: false,
             max_chars: usize::MAX,
+        }
+    }
+
+    /// Plain text shown as one word (an operation or user name): as
+    /// [`Escaped::text`], and every whitespace character is escaped too, so that
+    /// the value cannot look like several `key=value` fields.
+    pub fn word(text: &'a str) -> Self {
+        Escaped {
+            word: true,
+            ..Escaped::text(text)
         }
     }
 
@@ -80,6 +130,7 @@ impl<'a> Escaped<'a> {
         Escaped {
             text,
             json: true,
+            word: false,
             max_chars: usize::MAX,
         }
     }
@@ -96,9 +147,10 @@ impl fmt::Display for Escaped<'_> {
         let text = self.text;
         // Fast path: printable ASCII without a backslash, short enough.
         if text.len() <= self.max_chars
-            && text
-                .bytes()
-                .all(|b| (0x20..0x7f).contains(&b) && (self.json || b != b'\\'))
+            && text.bytes().all(|b| {
+                ((0x21..0x7f).contains(&b) && (self.json || b != b'\\'))
+                    || (b == b' ' && !self.word)
+            })
         {
             return f.write_str(text);
         }
@@ -109,7 +161,8 @@ impl fmt::Display for Escaped<'_> {
                 cut = Some(i);
                 break;
             }
-            let unsafe_char = is_unsafe_char(c) || (!self.json && c == '\\');
+            let unsafe_char =
+                is_unsafe_char(c) || (!self.json && c == '\\') || (self.word && c.is_whitespace());
             if unsafe_char {
                 f.write_str(&text[run_start..i])?;
                 if c == '\\' {
@@ -136,7 +189,7 @@ struct UserOrUid<'a>(&'a Caller);
 impl fmt::Display for UserOrUid<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0.user {
-            Some(name) => Escaped::text(name).fmt(f),
+            Some(name) => Escaped::word(name).fmt(f),
             None => write!(f, "{}", self.0.uid),
         }
     }
@@ -179,12 +232,18 @@ impl Audit {
         self.op_len = op.len();
     }
 
-    /// Record the (already redacted) data.
+    /// Record the (already redacted) data: each string value cut to
+    /// [`MAX_LOGGED_VALUE`] characters (its length follows), so that one long
+    /// value cannot push the others out of the record.
     pub(crate) fn data(&mut self, redacted: &Value) {
         if !redacted.is_null() {
-            let mut s = redacted.to_string();
-            if s.len() > 512 {
-                let mut cut = 512;
+            let mut s = if has_long_string(redacted) {
+                shorten(redacted).to_string()
+            } else {
+                redacted.to_string()
+            };
+            if s.len() > MAX_LOGGED_DATA {
+                let mut cut = MAX_LOGGED_DATA;
                 while !s.is_char_boundary(cut) {
                     cut -= 1;
                 }
@@ -247,7 +306,7 @@ struct OpName<'a> {
 
 impl fmt::Display for OpName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Escaped::text(self.kept).fmt(f)?;
+        Escaped::word(self.kept).fmt(f)?;
         if self.len > self.kept.len() {
             write!(f, "…({} bytes)", self.len)?;
         }
@@ -342,7 +401,7 @@ fn summarize(uid: u32, w: &mut Window, now: Instant) {
         }
         let _ = write!(codes, "{code}={n}");
     }
-    let user = w.user.as_deref().map(Escaped::text);
+    let user = w.user.as_deref().map(Escaped::word);
     tracing::info!(
         target: "regent::audit",
         uid,
@@ -370,6 +429,31 @@ mod tests {
         assert_eq!(j, r#"{"k":"\n\u2028"}"#);
         let v: Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v["k"], "\n\u{2028}");
+        // A name is one word: no whitespace of any kind separates fields.
+        assert_eq!(
+            Escaped::word("a outcome=\"ok\"\u{a0}b\u{3000}c").to_string(),
+            r#"a\u0020outcome="ok"\u00a0b\u3000c"#
+        );
+        assert_eq!(Escaped::text("a b").to_string(), "a b");
+        // A long value is cut on its own: the values after it stay in the record.
+        let mut audit = Audit::start(&Arc::new(Caller {
+            pid: None,
+            uid: 1,
+            gid: 1,
+            user: None,
+            groups: vec![],
+            group_names: vec![],
+        }));
+        let long = "é".repeat(3000);
+        audit.data(&serde_json::json!({"a": long, "n": 7, "z": "TARGET"}));
+        let d = audit.data.unwrap();
+        let v: Value = serde_json::from_str(&d).unwrap();
+        assert_eq!(v["z"], "TARGET");
+        assert_eq!(v["n"], 7);
+        assert_eq!(
+            v["a"],
+            format!("{}…(6000 bytes)", "é".repeat(MAX_LOGGED_VALUE))
+        );
         // Cut with the length.
         assert_eq!(
             Escaped::text("abcdef").at_most(3).to_string(),

@@ -8,6 +8,11 @@
 //! service's own user and writable by nobody else, sticky or not: in a sticky
 //! world-writable directory such as `/tmp` any user can bind the path first while
 //! the service is down, and callers would hand that user their secret and codes.
+//! Every directory above it must be safe too (owned by root or the service, and
+//! writable by no one else, or sticky above an entry owned by root or the
+//! service): otherwise another user could put a directory of their own in its
+//! place, between the check and the bind, or under the socket's `chmod` and
+//! `chown`, which go by path (a symlink there would turn them on any file).
 
 use crate::error::Error;
 use std::fs;
@@ -91,7 +96,80 @@ fn check_parent(dir: &Path) -> Result<(), Error> {
             mode & 0o7777
         )));
     }
+    check_ancestors(dir, me)
+}
+
+/// Every directory above `dir`, as written and with symlinks resolved, must be
+/// owned by root or `me` and writable by no one else; a sticky directory others
+/// can write is fine above an entry owned by root or `me` (no one else may
+/// rename or remove it).
+fn check_ancestors(dir: &Path, me: u32) -> Result<(), Error> {
+    let written = std::path::absolute(dir)
+        .map_err(|e| Error::io(format!("socket directory {}", dir.display()), e))?;
+    let real = fs::canonicalize(dir)
+        .map_err(|e| Error::io(format!("socket directory {}", dir.display()), e))?;
+    for path in [&written, &real] {
+        let mut child = path.as_path();
+        while let Some(parent) = child.parent() {
+            check_ancestor(parent, child, me)?;
+            child = parent;
+        }
+    }
     Ok(())
+}
+
+/// One directory above the socket's (see [`check_ancestors`]).
+fn check_ancestor(dir: &Path, child: &Path, me: u32) -> Result<(), Error> {
+    let inspect = |p: &Path, meta: io::Result<fs::Metadata>| {
+        meta.map_err(|e| Error::io(format!("directory {} above the socket", p.display()), e))
+    };
+    let meta = inspect(dir, fs::metadata(dir))?;
+    let trusted = |uid: u32| uid == 0 || uid == me;
+    if !trusted(meta.uid()) {
+        return Err(Error::Unsafe(format!(
+            "directory {} above the socket is owned by uid {}, not root or the service (uid {me}): its owner could put another directory in the socket directory's place",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode();
+    if mode & 0o022 == 0 {
+        return Ok(());
+    }
+    let entry = inspect(child, fs::symlink_metadata(child))?;
+    if mode & 0o1000 != 0 && trusted(entry.uid()) {
+        return Ok(());
+    }
+    Err(Error::Unsafe(format!(
+        "directory {} above the socket is writable by group or others (mode {:o}): another user could put a directory of their own in the place of {}; use a path whose directories only root or the service's user can write, such as /run/regent",
+        dir.display(),
+        mode & 0o7777,
+        child.display()
+    )))
+}
+
+/// Create the socket directory (and those above it) with mode 0755. The mode is
+/// set through a descriptor opened without following a symlink: another user who
+/// puts a symlink in the directory's place meanwhile gets an error, not root's
+/// `chmod` on the symlink's target.
+fn create_socket_dir(dir: &Path) -> Result<(), Error> {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::unix::fs::DirBuilderExt;
+    let failed = |what: &str, e: io::Error| Error::io(format!("{what} {}", dir.display()), e);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| failed("creating socket directory", e))?;
+    let fd = nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| failed("opening socket directory", e.into()))?;
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o755))
+        .map_err(|e| failed("setting mode of", e.into()))
 }
 
 /// Bind the socket as the options say.
@@ -99,10 +177,7 @@ pub fn bind(opts: &SocketOptions) -> Result<UnixListener, Error> {
     let path = &opts.path;
     let dir = socket_dir(path);
     if !dir.exists() {
-        fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating socket directory {}", dir.display()), e))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
-            .map_err(|e| Error::io(format!("setting mode of {}", dir.display()), e))?;
+        create_socket_dir(&dir)?;
     }
     check_parent(&dir)?;
 
@@ -210,5 +285,46 @@ mod tests {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         check_socket_dir(&path).unwrap();
         check_socket_dir(&dir.path().join("not-yet").join("s")).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_directory_others_can_write_above_the_socket_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let mode =
+            |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+        let open = dir.path().join("open");
+        let sub = open.join("sub");
+        fs::create_dir_all(&sub).unwrap();
+        mode(&sub, 0o755);
+        mode(&open, 0o777);
+        let e = bind(&SocketOptions::new(sub.join("s"))).unwrap_err();
+        assert!(e.to_string().contains("above the socket"), "{e}");
+        assert!(check_socket_dir(&sub.join("s")).is_err());
+        // Reached through a symlink from a safe directory: still refused.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&sub, &link).unwrap();
+        assert!(bind(&SocketOptions::new(link.join("s"))).is_err());
+        // Sticky above an entry owned by root (or us): no one else can move it.
+        mode(&open, 0o1777);
+        let _l = bind(&SocketOptions::new(sub.join("s"))).unwrap();
+        mode(&open, 0o755);
+        check_socket_dir(&link.join("s")).unwrap();
+    }
+
+    #[test]
+    fn creates_a_missing_directory_0755_and_never_chmods_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a").join("b");
+        create_socket_dir(&nested).unwrap();
+        assert_eq!(fs::metadata(&nested).unwrap().mode() & 0o7777, 0o755);
+        // A symlink in the directory's place: an error, and its target keeps its mode.
+        let target = dir.path().join("private");
+        fs::create_dir(&target).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(create_socket_dir(&link).is_err());
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o700);
     }
 }
