@@ -295,3 +295,61 @@ fn a_store_call_waiting_on_a_locked_database_delays_no_one_else() {
     assert_eq!(r["data"]["requests"], json!([]), "{r}");
     service.stop();
 }
+
+#[test]
+fn a_totp_check_waiting_on_a_locked_store_completes_after_release() {
+    let service = Running::start(|b, dir| {
+        b.pending_store(dir.join("state/pending.db"))
+            .register_with("gated", Caller, regent::OpOptions::new().auth(["totp"]))
+            .unwrap()
+    });
+    let db = service.dir.path().join("state/pending.db");
+    // Enrol root, recording the previous step as used so that the current
+    // step's code is fresh.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let totp = regent::auth::TotpStore::open(&db).unwrap();
+    let enrollment = totp.begin_enroll("root").unwrap();
+    let earlier = now - 30;
+    totp.confirm_enroll_at(&enrollment, &enrollment.secret().code_at(earlier), earlier)
+        .unwrap();
+    drop(totp);
+
+    let mut caller = Raw::connect(&service.socket);
+    let held = caller.roundtrip(&json!({"op": "gated", "data": null}).to_string());
+    let uid = held["uid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("held: {held}"));
+    let code = enrollment.secret().code_at(now);
+
+    let locker = Locker::lock(&db);
+    // Checking the code records its step: a write, which waits for the lock.
+    let resume = json!({"uid": uid, "data": {"code": code.as_str()}});
+    caller.send(format!("{resume}\n").as_bytes());
+    for _ in 0..3 {
+        let r = Raw::connect(&service.socket).roundtrip(&noop());
+        assert_eq!(r["success"], true, "{r}");
+    }
+    let r = answer_of(client_as(
+        nobody(),
+        &service.socket,
+        &json!({"op": "caller", "data": null}),
+    ));
+    assert_eq!(r["data"]["user"], "nobody", "{r}");
+    caller.stream.set_nonblocking(true).unwrap();
+    let read = caller.stream.read(&mut [0u8; 1]);
+    assert!(
+        matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the code was checked while the store was locked: {read:?}"
+    );
+    caller.stream.set_nonblocking(false).unwrap();
+    // Released: the code is accepted and the held request runs.
+    locker.release();
+    let r = caller.recv().expect("the held request's answer");
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["uid"], Value::Null, "{r}");
+    assert_eq!(r["data"]["uid"], 0, "{r}");
+    service.stop();
+}
