@@ -28,9 +28,9 @@
 use nix::unistd::{Gid, Group, Uid, User};
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::OnceCell;
+use tokio::sync::Notify;
 
 /// The caller of a request, as the kernel and the user database describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,8 +168,41 @@ impl Done {
     }
 }
 
-/// One cache entry: empty while its lookup is in flight.
-type Slot = Arc<OnceCell<Done>>;
+/// One cache entry: empty while its lookup is in flight. The lookup fills it
+/// whether or not anyone still waits, so a connection that gives up waiting
+/// (closed, timed out, shutdown) neither loses the answer nor starts a second
+/// lookup: there is at most one lookup in flight per (uid, gid).
+#[derive(Default)]
+struct Entry {
+    done: OnceLock<Done>,
+    ready: Notify,
+}
+
+type Slot = Arc<Entry>;
+
+impl Entry {
+    fn get(&self) -> Option<&Done> {
+        self.done.get()
+    }
+
+    fn fill(&self, done: Done) {
+        let _ = self.done.set(done);
+        self.ready.notify_waiters();
+    }
+
+    /// Wait until the lookup has filled the entry.
+    async fn wait(&self) -> &Done {
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(done) = self.done.get() {
+                return done;
+            }
+            notified.await;
+        }
+    }
+}
 
 struct Inner {
     cache: Mutex<HashMap<(u32, u32), Slot>>,
@@ -231,45 +264,30 @@ impl IdentityResolver {
 
     /// The caller for kernel credentials (pid, uid, gid): from the cache, or
     /// looked up on the blocking pool (joining a lookup already in flight for the
-    /// same ids). Only the task awaiting this waits for the lookup.
+    /// same ids). Only the task awaiting this waits for the lookup; dropping the
+    /// wait leaves the lookup to fill the cache.
     pub async fn resolve(&self, pid: Option<i32>, uid: u32, gid: u32) -> Caller {
         let slot = match self.slot(uid, gid, Instant::now()) {
             Ok(identity) => return caller_from(&identity, pid, uid, gid),
-            Err(slot) => slot,
+            Err((slot, false)) => slot,
+            Err((slot, true)) => {
+                let (inner, entry) = (self.0.clone(), slot.clone());
+                tokio::task::spawn_blocking(move || inner.look_up(&entry, uid, gid));
+                slot
+            }
         };
-        let done = slot
-            .get_or_init(|| async {
-                let lookup = self.0.lookup.clone();
-                let identity = match tokio::task::spawn_blocking(move || lookup(uid, gid)).await
-                {
-                    Ok(identity) => identity,
-                    Err(e) => {
-                        tracing::error!(uid, gid, error = %e, "user database lookup failed; the caller is treated as unknown");
-                        Identity::unknown(gid)
-                    }
-                };
-                let ttl = if identity.user.is_some() {
-                    self.0.ttl
-                } else {
-                    self.0.ttl.min(NEGATIVE_TTL)
-                };
-                Done {
-                    at: Instant::now(),
-                    ttl,
-                    identity: Arc::new(identity),
-                }
-            })
-            .await;
+        let done = slot.wait().await;
         caller_from(&done.identity, pid, uid, gid)
     }
 
-    /// A fresh cached identity, or the slot to fill (new, or in flight).
-    fn slot(&self, uid: u32, gid: u32, now: Instant) -> Result<Arc<Identity>, Slot> {
+    /// A fresh cached identity, or the slot to wait for, and whether it is new
+    /// (then the caller starts its lookup).
+    fn slot(&self, uid: u32, gid: u32, now: Instant) -> Result<Arc<Identity>, (Slot, bool)> {
         let mut cache = self.0.cache.lock().unwrap_or_else(|e| e.into_inner());
         let key = (uid, gid);
         match cache.get(&key) {
             Some(slot) => match slot.get() {
-                None => return Err(slot.clone()),
+                None => return Err((slot.clone(), false)),
                 Some(done) if done.fresh(now) => return Ok(done.identity.clone()),
                 Some(_expired) => {}
             },
@@ -278,7 +296,7 @@ impl IdentityResolver {
         }
         let slot = Slot::default();
         cache.insert(key, slot.clone());
-        Err(slot)
+        Err((slot, true))
     }
 
     /// How many (uid, gid) pairs are cached or being looked up.
@@ -289,6 +307,32 @@ impl IdentityResolver {
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Inner {
+    /// Look (uid, gid) up (blocking) and fill `entry`, always: a lookup that
+    /// panics gives an unknown identity, kept as a negative entry.
+    fn look_up(&self, entry: &Entry, uid: u32, gid: u32) {
+        let lookup = std::panic::AssertUnwindSafe(|| (self.lookup)(uid, gid));
+        let identity = std::panic::catch_unwind(lookup).unwrap_or_else(|_| {
+            tracing::error!(
+                uid,
+                gid,
+                "user database lookup failed; the caller is treated as unknown"
+            );
+            Identity::unknown(gid)
+        });
+        let ttl = if identity.user.is_some() {
+            self.ttl
+        } else {
+            self.ttl.min(NEGATIVE_TTL)
+        };
+        entry.fill(Done {
+            at: Instant::now(),
+            ttl,
+            identity: Arc::new(identity),
+        });
     }
 }
 
@@ -380,6 +424,24 @@ mod tests {
             group_names: vec![],
         });
         assert!(r.resolve(None, 1, 2).await.groups.starts_with(&[2, 9]));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_wait_keeps_its_lookup_and_a_panicking_lookup_is_unknown() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let r = IdentityResolver::with_lookup(Duration::from_secs(60), 16, counting(calls.clone()));
+        // Given up before the lookup (200 ms) ends: the lookup goes on.
+        let gave_up = tokio::time::timeout(Duration::from_millis(1), r.resolve(None, 5, 5)).await;
+        assert!(gave_up.is_err());
+        let c = r.resolve(None, 5, 5).await;
+        assert_eq!(c.user.as_deref(), Some("u5"));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no second lookup");
+
+        let r = IdentityResolver::with_lookup(Duration::from_secs(60), 16, |_, _| -> Identity {
+            panic!("the directory is on fire")
+        });
+        let c = r.resolve(Some(3), 7, 8).await;
+        assert_eq!((c.user, c.uid, c.gid, c.groups), (None, 7, 8, vec![8]));
     }
 
     #[tokio::test]

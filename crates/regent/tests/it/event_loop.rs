@@ -353,3 +353,45 @@ fn a_totp_check_waiting_on_a_locked_store_completes_after_release() {
     assert_eq!(r["data"]["uid"], 0, "{r}");
     service.stop();
 }
+
+#[test]
+fn a_user_database_that_does_not_answer_closes_only_the_waiting_connection() {
+    let slow = nobody();
+    let (release, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let resolver = IdentityResolver::with_lookup(Duration::from_secs(5), 64, move |uid, gid| {
+        if uid == slow.0 {
+            let _ = release_rx
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(20));
+        }
+        lookup(uid, gid)
+    });
+    let service = Running::start(|b, _| {
+        b.identity_resolver(resolver).limits(regent::Limits {
+            idle_timeout: Duration::from_millis(300),
+            ..regent::Limits::default()
+        })
+    });
+    // nobody's lookup hangs: after idle_timeout its connection is answered
+    // `busy` and closed; root is served all along.
+    let slow_client = client_as(
+        slow,
+        &service.socket,
+        &json!({"op": "caller", "data": null}),
+    );
+    let r = Raw::connect(&service.socket).roundtrip(&noop());
+    assert_eq!(r["data"]["uid"], 0, "{r}");
+    let r = answer_of(slow_client);
+    assert_eq!(r["code"], "busy", "{r}");
+    // Once the database answers, nobody is served.
+    release.send(()).unwrap();
+    let r = answer_of(client_as(
+        slow,
+        &service.socket,
+        &json!({"op": "caller", "data": null}),
+    ));
+    assert_eq!(r["data"]["user"], "nobody", "{r}");
+    service.stop();
+}
