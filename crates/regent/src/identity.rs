@@ -21,8 +21,11 @@
 //! database takes effect quickly; a uid the database does not know (or a failed
 //! lookup) is a negative entry kept for at most [`NEGATIVE_TTL`], so that a new
 //! account is seen soon while a caller without one still costs at most one lookup
-//! a second. A lookup in flight holds no entry slot of its own beyond the one it
-//! will fill; the number in flight is bounded by the connections being served.
+//! a second. At most one lookup per (uid, gid) is in flight: it fills the cache
+//! even if every connection waiting for it has gone, so that a caller who opens
+//! and closes connections cannot start more; an entry whose lookup is in flight
+//! is never evicted, so only while the user database hangs for many different
+//! callers at once can the cache exceed its capacity, by those callers' entries.
 //! The pid is never cached.
 
 use nix::unistd::{Gid, Group, Uid, User};

@@ -53,7 +53,8 @@ pub struct Limits {
     pub max_line: usize,
     /// Time to finish a started line.
     pub line_timeout: Duration,
-    /// Idle time between requests.
+    /// Idle time between requests. Also the longest a new connection waits for
+    /// its caller's user-database lookup; then it is answered `busy` and closed.
     pub idle_timeout: Duration,
     /// Connections served at once; more get `busy`.
     pub max_connections: usize,
