@@ -644,9 +644,16 @@ impl Acceptor {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let shared = &self.shared;
+        let stopping = async {
+            if shutdown.changed().await.is_err() {
+                // No one can stop the service any more: only the timeout applies.
+                std::future::pending::<()>().await;
+            }
+        };
+        let lookup = self.identities.resolve(pid, uid, gid);
         let resolved = tokio::select! {
-            r = tokio::time::timeout(shared.limits.idle_timeout, self.identities.resolve(pid, uid, gid)) => r,
-            _ = shutdown.changed() => return,
+            r = tokio::time::timeout(shared.limits.idle_timeout, lookup) => r,
+            () = stopping => return,
         };
         let caller = match resolved {
             Ok(caller) => caller,
