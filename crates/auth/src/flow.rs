@@ -421,7 +421,9 @@ impl AuthFlow {
         })
     }
 
-    /// The underlying store (for the decisions audit, for instance).
+    /// The underlying store, for tools and tests. Its calls block (SQLite, and a
+    /// busy timeout of 5 s while another process writes): not for an event loop,
+    /// where the engine's own async methods run them on the blocking pool.
     pub fn store(&self) -> &PendingStore {
         &self.store
     }
@@ -432,8 +434,11 @@ impl AuthFlow {
     }
 
     /// Delete expired requests; how many. Also done by `start` and `list_waiting`.
-    pub fn purge_expired(&self) -> Result<usize> {
-        let n = self.store.purge_expired(SystemTime::now())?;
+    /// Runs on the blocking pool.
+    pub async fn purge_expired(&self) -> Result<usize> {
+        let n = self
+            .on_store(|s| s.purge_expired(SystemTime::now()))
+            .await?;
         if n > 0 {
             tracing::info!(count = n, "expired pending requests purged");
         }
@@ -1042,9 +1047,11 @@ impl AuthFlow {
         Ok(())
     }
 
-    /// The audited decisions, oldest first, for one request or all.
-    pub fn decisions(&self, request_id: Option<&str>) -> Result<Vec<Decision>> {
-        self.store.decisions(request_id)
+    /// The audited decisions, oldest first, for one request or all. Runs on the
+    /// blocking pool.
+    pub async fn decisions(&self, request_id: Option<&str>) -> Result<Vec<Decision>> {
+        let id = request_id.map(str::to_string);
+        self.on_store(move |s| s.decisions(id.as_deref())).await
     }
 }
 

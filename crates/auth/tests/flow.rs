@@ -318,7 +318,7 @@ async fn approval_polls_until_approved_and_refuses_self_approval() {
     );
     assert_eq!(assert_run(done), id);
 
-    let audit = flow.decisions(Some(&id)).unwrap();
+    let audit = flow.decisions(Some(&id)).await.unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(
         (
@@ -367,7 +367,7 @@ async fn denial_reaches_the_caller_with_its_reason_and_is_audited() {
         error(&flow.resume(&uid, &alice(), &Value::Null, None).await).0,
         ErrorCode::NotFound
     );
-    let audit = flow.decisions(None).unwrap();
+    let audit = flow.decisions(None).await.unwrap();
     assert_eq!(audit[0].decision, "denied");
     assert_eq!(
         audit[0].reason.as_deref(),

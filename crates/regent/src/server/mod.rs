@@ -36,14 +36,15 @@ use regent_auth::{
 use regent_config::Principal;
 use regent_proto::{ErrorCode, Response};
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::UnixListener;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
 
 /// Connection limits (see `PROTOCOL.md`, Framing).
 #[derive(Debug, Clone)]
@@ -52,7 +53,8 @@ pub struct Limits {
     pub max_line: usize,
     /// Time to finish a started line.
     pub line_timeout: Duration,
-    /// Idle time between requests.
+    /// Idle time between requests. Also the longest a new connection waits for
+    /// its caller's user-database lookup; then it is answered `busy` and closed.
     pub idle_timeout: Duration,
     /// Connections served at once; more get `busy`.
     pub max_connections: usize,
@@ -148,6 +150,7 @@ pub struct ServiceBuilder {
     admin_group: Option<Principal>,
     allow_self_approval: bool,
     flow_options: FlowOptions,
+    identities: IdentityResolver,
 }
 
 impl ServiceBuilder {
@@ -258,6 +261,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// Resolve callers' names and groups with this resolver (default: the
+    /// system's user database, cached for 5 s). Lookups run on tokio's blocking
+    /// pool; see [`IdentityResolver`].
+    pub fn identity_resolver(mut self, resolver: IdentityResolver) -> Self {
+        self.identities = resolver;
+        self
+    }
+
     /// Finish: open the pending store if one was given, and check that every
     /// stage an operation declares has a method.
     pub fn build(self) -> Result<Service, Error> {
@@ -300,15 +311,9 @@ impl ServiceBuilder {
                     .map_err(|e| Error::Config(format!("operation {name}: {e}")))?,
             }
         }
-        if let Some(f) = &flow {
-            match f.purge_expired() {
-                Ok(n) if n > 0 => tracing::info!(purged = n, "expired pending requests removed"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "purging expired pending requests"),
-            }
-        }
         Ok(Service {
             socket: self.socket,
+            identities: self.identities,
             shared: Arc::new(Shared {
                 registry: self.registry,
                 secret: self.secret.map(SharedSecret::into_digest),
@@ -329,6 +334,7 @@ impl ServiceBuilder {
 pub struct Service {
     socket: SocketOptions,
     shared: Arc<Shared>,
+    identities: IdentityResolver,
 }
 
 /// Stops a running service: its `Drop` does nothing; call [`ShutdownHandle::shutdown`].
@@ -357,6 +363,7 @@ impl Service {
             admin_group: None,
             allow_self_approval: false,
             flow_options: FlowOptions::default(),
+            identities: IdentityResolver::default(),
         }
     }
 
@@ -371,6 +378,7 @@ impl Service {
     }
 
     /// Bind, serve until SIGTERM or SIGINT, finish requests in flight, remove the socket.
+    /// SIGHUP is logged and ignored. To stop on something else, see [`Service::run_until`].
     pub async fn run(self) -> Result<(), Error> {
         let std_listener = self.bind()?;
         self.run_on(std_listener).await
@@ -380,17 +388,43 @@ impl Service {
     /// SIGINT, finish requests in flight, remove the socket. The daemon binds, drops
     /// privileges, and only then starts its runtime and calls this.
     pub async fn run_on(self, std_listener: std::os::unix::net::UnixListener) -> Result<(), Error> {
-        let (tx, rx) = watch::channel(false);
-        let handle = ShutdownHandle(Arc::new(tx));
-        let h = handle.clone();
         let signals = Signals::install()?;
-        tokio::spawn(async move {
+        let stop = async {
             signals.wait_for_stop().await;
             tracing::info!("signal received: finishing requests in flight");
-            h.shutdown();
-        });
+        };
+        self.run_on_until(std_listener, stop).await
+    }
+
+    /// Bind, serve until `shutdown` completes, finish requests in flight (up to
+    /// [`Limits::shutdown_grace`]), remove the socket. No signal handler is
+    /// installed: the embedding program decides when to stop, e.g. with
+    /// `tokio::signal::ctrl_c()` or a channel.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let std_listener = self.bind()?;
+        self.run_on_until(std_listener, shutdown).await
+    }
+
+    /// [`Service::run_until`] on an already bound listener (see [`Service::bind`]).
+    pub async fn run_on_until(
+        self,
+        std_listener: std::os::unix::net::UnixListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let (tx, rx) = watch::channel(false);
         let path = self.socket.path.clone();
-        let result = self.serve(std_listener, rx).await;
+        let serve = self.serve(std_listener, rx);
+        tokio::pin!(serve, shutdown);
+        let mut stopping = false;
+        let result = loop {
+            tokio::select! {
+                r = &mut serve => break r,
+                () = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    let _ = tx.send(true);
+                }
+            }
+        };
         let _ = std::fs::remove_file(&path);
         result
     }
@@ -406,7 +440,7 @@ impl Service {
             .map_err(|e| Error::io("setting the listener non-blocking", e))?;
         let shared = self.shared;
         let acceptor = Arc::new(Acceptor {
-            identities: IdentityResolver::default(),
+            identities: self.identities,
             slots: Arc::new(Semaphore::new(shared.limits.max_connections)),
             reserve: shared
                 .limits
@@ -415,6 +449,21 @@ impl Service {
             per_uid: Arc::default(),
             shared: shared.clone(),
         });
+        if shared.flow.is_some() {
+            // Off the event loop and in the background: a store another process
+            // holds locked does not delay listening.
+            let s = shared.clone();
+            tokio::spawn(async move {
+                let Some(flow) = &s.flow else { return };
+                match flow.purge_expired().await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(purged = n, "expired pending requests removed")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purging expired pending requests"),
+                }
+            });
+        }
         tracing::info!(
             socket = %self.socket.path.display(),
             operations = shared.registry.len(),
@@ -477,6 +526,12 @@ struct Acceptor {
     per_uid: Arc<Mutex<HashMap<u32, usize>>>,
 }
 
+/// What an admitted connection holds until it ends: its slot and its uid's count.
+struct Admitted {
+    _slot: OwnedSemaphorePermit,
+    _per_uid: PerUid,
+}
+
 impl Acceptor {
     /// Accept until `shutdown`, then wait (up to the grace) for this loop's
     /// connections to finish their requests in flight.
@@ -488,7 +543,7 @@ impl Acceptor {
         let listener = UnixListener::from_std(listener)
             .map_err(|e| Error::io("registering the listener", e))?;
         let shared = &self.shared;
-        let connections = Tracker::default();
+        let connections = TaskTracker::new();
         // A timer that is always armed on this runtime. Tokio's timer driver wakes
         // its own thread (an eventfd write and an extra epoll round) whenever a new
         // timer is due before every armed one; without this tick, each connection's
@@ -528,49 +583,46 @@ impl Acceptor {
                 shared.limits.max_connections_per_uid,
             );
             let permit = self.slots.clone().try_acquire_owned().ok();
-            let mut caller = None;
-            let admitted = match (per_uid, permit) {
-                (Some(per_uid), Some(permit)) => {
-                    if cred.uid() != 0 && self.slots.available_permits() < self.reserve {
-                        // Only the reserve is left: for root and administrators.
-                        let c =
-                            Arc::new(self.identities.resolve(cred.pid(), cred.uid(), cred.gid()));
-                        let admin = shared.is_admin(&c);
-                        caller = Some(c);
-                        admin.then_some((per_uid, permit))
-                    } else {
-                        Some((per_uid, permit))
-                    }
-                }
-                _ => None,
-            };
-            let Some((per_uid, permit)) = admitted else {
-                let live = connections.track();
-                tokio::spawn(async move {
-                    let _live = live;
-                    let mut stream = stream;
-                    let line = Response::error(ErrorCode::Busy).to_line();
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
-                });
+            let (Some(per_uid), Some(permit)) = (per_uid, permit) else {
+                connections.spawn(refuse_busy(stream));
                 continue;
             };
-            let caller = caller.unwrap_or_else(|| {
-                Arc::new(self.identities.resolve(cred.pid(), cred.uid(), cred.gid()))
-            });
-            let shared = shared.clone();
-            let rx = shutdown.clone();
-            let live = connections.track();
-            tokio::spawn(async move {
-                connection::serve(shared, stream, caller, rx).await;
-                drop(permit);
-                drop(per_uid);
-                drop(live);
-            });
+            // Only the reserve is left: for root and administrators.
+            let admin_only = cred.uid() != 0 && self.slots.available_permits() < self.reserve;
+            let held = Admitted {
+                _slot: permit,
+                _per_uid: per_uid,
+            };
+            let (pid, uid, gid) = (cred.pid(), cred.uid(), cred.gid());
+            // A cache hit is served at once; a miss is looked up off the loop by
+            // the connection's own task, so only this connection waits for it.
+            match self.identities.cached(pid, uid, gid) {
+                Some(caller) if admin_only && !shared.is_admin(&caller) => {
+                    connections.spawn(refuse_busy(stream));
+                }
+                Some(caller) => {
+                    let shared = shared.clone();
+                    let rx = shutdown.clone();
+                    connections.spawn(async move {
+                        connection::serve(shared, stream, Arc::new(caller), rx).await;
+                        drop(held);
+                    });
+                }
+                None => {
+                    let this = self.clone();
+                    let rx = shutdown.clone();
+                    connections.spawn(Box::pin(async move {
+                        this.resolve_then_serve(stream, (pid, uid, gid), admin_only, rx)
+                            .await;
+                        drop(held);
+                    }));
+                }
+            }
         }
         drop(listener);
+        connections.close();
         let grace = shared.limits.shutdown_grace;
-        if tokio::time::timeout(grace, connections.idle())
+        if tokio::time::timeout(grace, connections.wait())
             .await
             .is_err()
         {
@@ -579,49 +631,52 @@ impl Acceptor {
         shared.refusals.flush(true);
         Ok(())
     }
-}
 
-/// Counts the connection tasks an acceptor started, so that shutdown can wait
-/// for them: cheaper than a `JoinSet`, whose bookkeeping every connection would
-/// pay for although their results are never wanted.
-#[derive(Default)]
-struct Tracker(Arc<TrackerInner>);
-
-#[derive(Default)]
-struct TrackerInner {
-    live: AtomicUsize,
-    idle: Notify,
-}
-
-/// One live task; dropping it (also while unwinding from a panic) counts it out.
-struct Tracked(Arc<TrackerInner>);
-
-impl Tracker {
-    fn track(&self) -> Tracked {
-        self.0.live.fetch_add(1, Ordering::AcqRel);
-        Tracked(self.0.clone())
-    }
-
-    /// Resolves once no tracked task is live.
-    async fn idle(&self) {
-        loop {
-            let notified = self.0.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.0.live.load(Ordering::Acquire) == 0 {
-                return;
+    /// A connection whose caller is not cached: look the caller up on the
+    /// blocking pool (this task alone waits, holding its connection slot), then
+    /// serve it. The wait ends early at shutdown, or after `idle_timeout` (a
+    /// user database that does not answer), closing the connection with `busy`.
+    async fn resolve_then_serve(
+        &self,
+        stream: UnixStream,
+        (pid, uid, gid): (Option<i32>, u32, u32),
+        admin_only: bool,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let shared = &self.shared;
+        let stopping = async {
+            if shutdown.changed().await.is_err() {
+                // No one can stop the service any more: only the timeout applies.
+                std::future::pending::<()>().await;
             }
-            notified.await;
+        };
+        let lookup = self.identities.resolve(pid, uid, gid);
+        let resolved = tokio::select! {
+            r = tokio::time::timeout(shared.limits.idle_timeout, lookup) => r,
+            () = stopping => return,
+        };
+        let caller = match resolved {
+            Ok(caller) => caller,
+            Err(_elapsed) => {
+                tracing::warn!(
+                    uid,
+                    gid,
+                    "the user database did not answer within idle_timeout; closing"
+                );
+                return refuse_busy(stream).await;
+            }
+        };
+        if admin_only && !shared.is_admin(&caller) {
+            return refuse_busy(stream).await;
         }
+        connection::serve(shared.clone(), stream, Arc::new(caller), shutdown).await;
     }
 }
 
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
+/// Answer `busy` (within a second) and close.
+async fn refuse_busy(mut stream: UnixStream) {
+    let line = Response::error(ErrorCode::Busy).to_line();
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
 }
 
 /// A connection slot counted against one uid; released on drop.

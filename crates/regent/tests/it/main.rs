@@ -2,6 +2,7 @@
 //! One test binary; helpers in `util`.
 
 mod core;
+mod event_loop;
 mod interop;
 mod pending;
 mod util;
