@@ -2,13 +2,16 @@
 //!
 //! Environment: `REGENT_BENCH_SECS` (measured seconds per figure, default 1),
 //! `REGENT_BENCH_ROUNDS` (default 3), `REGENT_BENCH_VARIANTS` (our service's
-//! configurations, default `off,devnull`: audit log off|devnull, then `:N` serving
+//! configurations, default `daemon,off`: `daemon` is `regent serve`, the headline;
+//! off|devnull the library service's audit log, then `:N` serving
 //! threads as the daemon's `threads` key or `:mN` tokio's multi-threaded runtime
 //! with N workers), `REGENT_BENCH_SERVER` (another build of
-//! `regent-bench-server`, to compare), `REGENT_SHARED` (the shared/ directory).
+//! `regent-bench-server`, to compare), `REGENT_BENCH_DAEMON` (the `regent`
+//! binary; by default `cargo build --release -p regent-cli` builds it),
+//! `REGENT_SHARED` (the shared/ directory).
 
 use regent_bench::{run, BenchOptions, Variant};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn env_number(name: &str) -> Option<f64> {
@@ -20,6 +23,30 @@ fn env_number(name: &str) -> Option<f64> {
             None
         }
     }
+}
+
+/// The `regent` binary: `$REGENT_BENCH_DAEMON`, else built now with the same
+/// optimisations as this bench (`cargo build --release`), beside this program.
+fn daemon_program() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("REGENT_BENCH_DAEMON") {
+        return Ok(p.into());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "-p", "regent-cli", "--bin", "regent"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .status()
+        .map_err(|e| format!("running cargo build for the regent binary: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build of the regent binary: {status}"));
+    }
+    // This program is target/release/deps/roundtrip-HASH.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot find the target directory")?;
+    Ok(dir.join("regent"))
 }
 
 fn main() {
@@ -39,6 +66,19 @@ fn main() {
             Err(e) => {
                 eprintln!("regent-bench: REGENT_BENCH_VARIANTS: {e}");
                 std::process::exit(2);
+            }
+        }
+    }
+    if opts
+        .variants
+        .iter()
+        .any(|v| v.audit == regent_bench::AuditLog::Daemon)
+    {
+        match daemon_program() {
+            Ok(p) => opts.daemon_program = Some(p),
+            Err(e) => {
+                eprintln!("regent-bench: {e} (or set REGENT_BENCH_DAEMON)");
+                std::process::exit(1);
             }
         }
     }
