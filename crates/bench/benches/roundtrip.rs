@@ -7,7 +7,8 @@
 //! threads as the daemon's `threads` key or `:mN` tokio's multi-threaded runtime
 //! with N workers), `REGENT_BENCH_SERVER` (another build of
 //! `regent-bench-server`, to compare), `REGENT_BENCH_DAEMON` (the `regent`
-//! binary; by default `cargo build --release -p regent-cli` builds it),
+//! binary; by default target/release/regent: run `cargo build --release -p
+//! regent-cli` first),
 //! `REGENT_SHARED` (the shared/ directory).
 
 use regent_bench::{run, BenchOptions, Variant};
@@ -25,28 +26,27 @@ fn env_number(name: &str) -> Option<f64> {
     }
 }
 
-/// The `regent` binary: `$REGENT_BENCH_DAEMON`, else built now with the same
-/// optimisations as this bench (`cargo build --release`), beside this program.
+/// The `regent` binary: `$REGENT_BENCH_DAEMON`, else the release build beside
+/// this program (`cargo build --release -p regent-cli` first: cargo cannot build
+/// it from here while it holds the target directory for this bench).
 fn daemon_program() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("REGENT_BENCH_DAEMON") {
         return Ok(p.into());
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "-p", "regent-cli", "--bin", "regent"])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-        .status()
-        .map_err(|e| format!("running cargo build for the regent binary: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build of the regent binary: {status}"));
-    }
     // This program is target/release/deps/roundtrip-HASH.
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = exe
+    let program = exe
         .parent()
         .and_then(Path::parent)
-        .ok_or("cannot find the target directory")?;
-    Ok(dir.join("regent"))
+        .ok_or("cannot find the target directory")?
+        .join("regent");
+    if !program.is_file() {
+        return Err(format!(
+            "{} is missing: run `cargo build --release -p regent-cli` first",
+            program.display()
+        ));
+    }
+    Ok(program)
 }
 
 fn main() {

@@ -590,7 +590,10 @@ mod tests {
         assert_eq!(v[3].runtime, server::Runtime::Multi(2));
         let v = Variant::parse_list("devnull:2@/tmp/x/other").unwrap();
         assert_eq!(v[0].label, "library, audit→null, threads = 2 @other");
-        assert_eq!(Variant::parse_list("daemon").unwrap()[0].label, "regent serve");
+        assert_eq!(
+            Variant::parse_list("daemon").unwrap()[0].label,
+            "regent serve"
+        );
         assert_eq!(v[0].program.as_deref(), Some(Path::new("/tmp/x/other")));
         assert!(Variant::parse_list("loud:2").is_err());
         assert!(Variant::parse_list("off:x").is_err());
