@@ -1,8 +1,10 @@
 //! regent-bench: how fast a Regent service answers, beside the bare C server of
 //! `shared/bench` measured in the same run.
 //!
-//! [`run`] builds the C tools, starts the servers as root (the bare `userver`, and
-//! our service with a no-op operation as its own process, see [`server`]), and
+//! [`run`] builds the C tools, starts the servers as root (the bare `userver`;
+//! `regent serve` on a TOML config with its default logging, stderr to a file, the
+//! headline; and the library service with a no-op operation as its own process,
+//! see [`server`]), and
 //! drives them with `uclient` running as an unprivileged user, so each request
 //! crosses a uid boundary as in real use:
 //!
@@ -11,8 +13,10 @@
 //! - a legitimate caller's latency while other clients, as another user, loop on
 //!   wrong secrets;
 //!
-//! then prints the figures, the ratios against the bare server, and the targets of
-//! the issue as PASS or MISS (a measurement, never a test failure).
+//! then, for the daemon, the further figures of [`extra`] (a command against a bare
+//! fork+exec, memory, a thousand connections), and prints the figures, the ratios
+//! against the bare server, and the targets of the issue as PASS or MISS (a
+//! measurement, never a test failure).
 #![forbid(unsafe_code)]
 
 pub mod extra;
