@@ -2,13 +2,17 @@
 //!
 //! Environment: `REGENT_BENCH_SECS` (measured seconds per figure, default 1),
 //! `REGENT_BENCH_ROUNDS` (default 3), `REGENT_BENCH_VARIANTS` (our service's
-//! configurations, default `off,devnull`: audit log off|devnull, then `:N` serving
+//! configurations, default `daemon,off`: `daemon` is `regent serve`, the headline;
+//! off|devnull the library service's audit log, then `:N` serving
 //! threads as the daemon's `threads` key or `:mN` tokio's multi-threaded runtime
 //! with N workers), `REGENT_BENCH_SERVER` (another build of
-//! `regent-bench-server`, to compare), `REGENT_SHARED` (the shared/ directory).
+//! `regent-bench-server`, to compare), `REGENT_BENCH_DAEMON` (the `regent`
+//! binary; by default target/release/regent: run `cargo build --release -p
+//! regent-cli` first),
+//! `REGENT_SHARED` (the shared/ directory).
 
 use regent_bench::{run, BenchOptions, Variant};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn env_number(name: &str) -> Option<f64> {
@@ -20,6 +24,29 @@ fn env_number(name: &str) -> Option<f64> {
             None
         }
     }
+}
+
+/// The `regent` binary: `$REGENT_BENCH_DAEMON`, else the release build beside
+/// this program (`cargo build --release -p regent-cli` first: cargo cannot build
+/// it from here while it holds the target directory for this bench).
+fn daemon_program() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("REGENT_BENCH_DAEMON") {
+        return Ok(p.into());
+    }
+    // This program is target/release/deps/roundtrip-HASH.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let program = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot find the target directory")?
+        .join("regent");
+    if !program.is_file() {
+        return Err(format!(
+            "{} is missing: run `cargo build --release -p regent-cli` first",
+            program.display()
+        ));
+    }
+    Ok(program)
 }
 
 fn main() {
@@ -39,6 +66,19 @@ fn main() {
             Err(e) => {
                 eprintln!("regent-bench: REGENT_BENCH_VARIANTS: {e}");
                 std::process::exit(2);
+            }
+        }
+    }
+    if opts
+        .variants
+        .iter()
+        .any(|v| v.audit == regent_bench::AuditLog::Daemon)
+    {
+        match daemon_program() {
+            Ok(p) => opts.daemon_program = Some(p),
+            Err(e) => {
+                eprintln!("regent-bench: {e} (or set REGENT_BENCH_DAEMON)");
+                std::process::exit(1);
             }
         }
     }

@@ -1,8 +1,10 @@
 //! regent-bench: how fast a Regent service answers, beside the bare C server of
 //! `shared/bench` measured in the same run.
 //!
-//! [`run`] builds the C tools, starts the servers as root (the bare `userver`, and
-//! our service with a no-op operation as its own process, see [`server`]), and
+//! [`run`] builds the C tools, starts the servers as root (the bare `userver`;
+//! `regent serve` on a TOML config with its default logging, stderr to a file, the
+//! headline; and the library service with a no-op operation as its own process,
+//! see [`server`]), and
 //! drives them with `uclient` running as an unprivileged user, so each request
 //! crosses a uid boundary as in real use:
 //!
@@ -11,10 +13,13 @@
 //! - a legitimate caller's latency while other clients, as another user, loop on
 //!   wrong secrets;
 //!
-//! then prints the figures, the ratios against the bare server, and the targets of
-//! the issue as PASS or MISS (a measurement, never a test failure).
+//! then, for the daemon, the further figures of [`extra`] (a command against a bare
+//! fork+exec, memory, a thousand connections), and prints the figures, the ratios
+//! against the bare server, and the targets of the issue as PASS or MISS (a
+//! measurement, never a test failure).
 #![forbid(unsafe_code)]
 
+pub mod extra;
 pub mod load;
 pub mod procs;
 pub mod report;
@@ -54,7 +59,10 @@ impl Variant {
     /// `, threads = N` or `, multi-thread N` when not the daemon's default (one
     /// single-threaded event loop).
     pub fn new(audit: AuditLog, runtime: server::Runtime) -> Variant {
-        let mut label = String::from("regent");
+        let mut label = String::from(match audit {
+            AuditLog::Daemon => "regent serve",
+            _ => "library",
+        });
         if audit == AuditLog::DevNull {
             label.push_str(", audit→null");
         }
@@ -98,7 +106,8 @@ impl Variant {
                 let audit = match audit {
                     "off" => AuditLog::Off,
                     "devnull" => AuditLog::DevNull,
-                    other => return Err(format!("audit log off|devnull, not {other:?}")),
+                    "daemon" => AuditLog::Daemon,
+                    other => return Err(format!("audit log daemon|off|devnull, not {other:?}")),
                 };
                 let runtime = server::Runtime::parse(threads)?;
                 let v = Variant::new(audit, runtime);
@@ -122,7 +131,10 @@ pub struct BenchOptions {
     /// server's own arguments ([`server::ServerArgs`]) are appended and the secret is
     /// written to its stdin. E.g. the path of `regent-bench-server`.
     pub server_command: Vec<OsString>,
-    /// The configurations of our service to measure.
+    /// The `regent` binary, for the `daemon` variants (`regent serve`).
+    pub daemon_program: Option<PathBuf>,
+    /// The configurations of our service to measure; the first is the headline
+    /// (the bare server sends its reply).
     pub variants: Vec<Variant>,
     /// Measured time of each run.
     pub duration: Duration,
@@ -141,17 +153,18 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
-    /// Defaults: our service with audit log off and with the daemon-style audit log
-    /// to /dev/null, 3 rounds of 1 s, 8 clients, 8 attackers, callers `nobody`,
+    /// Defaults: `regent serve` (the headline) and the library service with no
+    /// audit subscriber, 3 rounds of 1 s, 8 clients, 8 attackers, callers `nobody`,
     /// attackers `regent-bench`.
     pub fn new(server_command: Vec<OsString>) -> BenchOptions {
         BenchOptions {
             shared: None,
             workspace_root: None,
             server_command,
+            daemon_program: None,
             variants: vec![
+                Variant::new(AuditLog::Daemon, server::Runtime::Loops(1)),
                 Variant::new(AuditLog::Off, server::Runtime::Loops(1)),
-                Variant::new(AuditLog::DevNull, server::Runtime::Loops(1)),
             ],
             duration: Duration::from_secs(1),
             rounds: 3,
@@ -183,11 +196,17 @@ fn token(len: usize) -> Result<String, String> {
 /// The no-op request line with `secret` (59 bytes for a 17-character secret, 60
 /// with the newline, like `uclient`'s default request).
 fn request_line(secret: &str) -> String {
-    format!(
-        r#"{{"secret": "{secret}", "op": "{}", "data": null}}"#,
-        server::NOOP
-    )
+    op_line(secret, server::NOOP)
 }
+
+/// A request line for `op` with no data.
+fn op_line(secret: &str, op: &str) -> String {
+    format!(r#"{{"secret": "{secret}", "op": "{op}", "data": null}}"#)
+}
+
+/// The daemon's request in the measured modes: the built-in `regent.ops` (every
+/// operation in its config is a command, a process per call).
+pub const DAEMON_OP: &str = "regent.ops";
 
 fn cpus() -> usize {
     std::thread::available_parallelism()
@@ -239,7 +258,14 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
     let attack_line = request_line(&wrong);
 
     let servers = start_servers(opts, &tools, &secret, &line, &attack_line)?;
-    let reply = servers.all[0].ask(&line)?;
+    let reply = servers.all[0].reply.clone();
+    let request_bytes = servers.all[0].request.len() + 1;
+    let rss_idle = servers
+        .all
+        .iter()
+        .find(|s| s.label.starts_with("regent serve"))
+        .map(|s| s.rss_kib())
+        .transpose()?;
 
     let modes = [
         report::Mode::Persistent,
@@ -282,8 +308,8 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
                     persistent: *mode == report::Mode::Persistent,
                     duration: opts.duration,
                     warmup: 100,
-                    message: line.clone(),
-                    expect: Some(reply.clone()),
+                    message: s.request.clone(),
+                    expect: Some(s.reply.clone()),
                 };
                 let fig = load.run(&tools.uclient, &s.socket, &caller)?;
                 measured[mi * servers.all.len() + si].rounds.push(fig);
@@ -291,16 +317,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
         }
         for (si, s) in servers.all.iter().enumerate() {
             let quiet = measured[servers.all.len() + si].rounds[round];
-            let (hit, att) = attack(
-                opts,
-                &tools,
-                s,
-                &caller,
-                &attacker,
-                &line,
-                &attack_line,
-                &reply,
-            )?;
+            let (hit, att) = attack(opts, &tools, s, &caller, &attacker)?;
             attacks[si].quiet.push(quiet);
             attacks[si].attacked.push(hit);
             attacks[si].attackers.push(att);
@@ -315,6 +332,22 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
                 s.stderr_text()
             ));
         }
+    }
+    let mut extras = Vec::new();
+    if let Some(daemon) = servers
+        .all
+        .iter()
+        .find(|s| s.label.starts_with("regent serve"))
+    {
+        extras = extra::daemon_figures(
+            opts,
+            &tools,
+            daemon,
+            &caller,
+            &secret,
+            rss_idle.unwrap_or(0),
+            &say,
+        )?;
     }
     drop(servers);
 
@@ -351,7 +384,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
         cpus: cpus(),
         rounds: opts.rounds,
         duration: opts.duration,
-        request_bytes: line.len() + 1,
+        request_bytes,
         reply,
         caller: format!("{} (uid {})", caller.name, caller.uid),
         attacker: format!("{} (uid {})", attacker.name, attacker.uid),
@@ -360,6 +393,7 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
         measured,
         attacks,
         targets,
+        extras,
     })
 }
 
@@ -381,43 +415,51 @@ fn start_servers(
 
     let mut ours = Vec::new();
     for (i, v) in opts.variants.iter().enumerate() {
-        let args = server::ServerArgs {
-            socket: dir.path().join(format!("regent-{i}.sock")),
-            audit: v.audit,
-            runtime: v.runtime,
+        let socket = dir.path().join(format!("regent-{i}.sock"));
+        let stderr = dir.path().join(format!("regent-{i}.stderr"));
+        let mut s = if v.audit == AuditLog::Daemon {
+            let (s, request) =
+                start_daemon(opts, dir.path(), &format!("{i}"), &v.label, secret, "")?;
+            let mut s = s;
+            s.request = request;
+            s.attack_request = op_line(&wrong_secret(attack_line), DAEMON_OP);
+            s
+        } else {
+            let args = server::ServerArgs {
+                socket: socket.clone(),
+                audit: v.audit,
+                runtime: v.runtime,
+            };
+            let mut argv = match &v.program {
+                Some(p) => vec![p.clone().into_os_string()],
+                None => opts.server_command.clone(),
+            };
+            argv.extend(args.to_args().into_iter().map(OsString::from));
+            let mut s = ServerProc::start(&v.label, &argv, Some(secret), &socket, &stderr)?;
+            s.request = line.to_string();
+            s.attack_request = attack_line.to_string();
+            s
         };
-        let mut argv = match &v.program {
-            Some(p) => vec![p.clone().into_os_string()],
-            None => opts.server_command.clone(),
-        };
-        argv.extend(args.to_args().into_iter().map(OsString::from));
-        let s = ServerProc::start(
-            &v.label,
-            &argv,
-            Some(secret),
-            &args.socket,
-            &dir.path().join(format!("regent-{i}.stderr")),
-        )?;
-        let ok = s.ask(line)?;
-        if !ok.contains("\"success\":true") || !ok.contains("\"ok\"") {
-            return Err(format!("{} answered the no-op request with {ok}", v.label));
+        let ok = s.ask(&s.request)?;
+        if !ok.contains("\"success\":true") {
+            return Err(format!("{} answered {} with {ok}", v.label, s.request));
         }
-        let denied = s.ask(attack_line)?;
+        let denied = s.ask(&s.attack_request)?;
         if !denied.contains("permission_denied") {
             return Err(format!("{} answered a wrong secret with {denied}", v.label));
         }
+        s.reply = ok;
         ours.push(s);
     }
-    let reply = ours[0].ask(line)?;
     for s in &ours[1..] {
-        let r = s.ask(line)?;
-        if r != reply {
+        if s.request == ours[0].request && s.reply != ours[0].reply {
             return Err(format!(
-                "{} replies {r}, {} replies {reply}",
-                s.label, ours[0].label
+                "{} replies {}, {} replies {}",
+                s.label, s.reply, ours[0].label, ours[0].reply
             ));
         }
     }
+    let (line, reply) = (ours[0].request.clone(), ours[0].reply.clone());
 
     let bare_socket = dir.path().join("userver.sock");
     let argv: Vec<OsString> = vec![
@@ -429,34 +471,83 @@ fn start_servers(
         "-r".into(),
         reply.clone().into(),
     ];
-    let bare = ServerProc::start(
+    let mut bare = ServerProc::start(
         BARE,
         &argv,
         None,
         &bare_socket,
         &dir.path().join("userver.stderr"),
     )?;
-    let r = bare.ask(line)?;
+    let r = bare.ask(&line)?;
     if r != reply {
         return Err(format!("{BARE} replies {r}, ours {reply}"));
     }
+    bare.request = line;
+    bare.attack_request = ours[0].attack_request.clone();
+    bare.reply = reply;
     let mut all = vec![bare];
     all.extend(ours);
     Ok(Servers { all, _dir: dir })
 }
 
+/// The wrong secret of an attack line made by [`request_line`].
+fn wrong_secret(attack_line: &str) -> String {
+    attack_line
+        .split('"')
+        .nth(3)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Start `regent serve` on a config written into `dir` (name `regent-TAG`), with
+/// `service_extra` lines in `[service]`, the secret on stdin, stderr (its default
+/// logging) to a file; returns it and its `regent.ops` request line.
+pub(crate) fn start_daemon(
+    opts: &BenchOptions,
+    dir: &std::path::Path,
+    tag: &str,
+    label: &str,
+    secret: &str,
+    service_extra: &str,
+) -> Result<(ServerProc, String), String> {
+    let program = opts
+        .daemon_program
+        .as_ref()
+        .ok_or("the daemon variant needs the `regent` binary (BenchOptions::daemon_program)")?;
+    let socket = dir.join(format!("regent-{tag}.sock"));
+    let config = dir.join(format!("regent-{tag}.toml"));
+    let text = format!(
+        "[service]\nsocket = \"{}\"\nsocket_mode = \"0666\"\nstore = \"{}\"\n{service_extra}\n\
+         [operations.true]\ndescription = \"Runs /bin/true\"\ncommand = [\"/bin/true\"]\n",
+        socket.display(),
+        dir.join(format!("state-{tag}/pending.db")).display(),
+    );
+    std::fs::write(&config, text).map_err(|e| format!("writing {}: {e}", config.display()))?;
+    let argv: Vec<OsString> = vec![
+        program.clone().into_os_string(),
+        "serve".into(),
+        "--config".into(),
+        config.into_os_string(),
+        "--secret-stdin".into(),
+    ];
+    let s = ServerProc::start(
+        label,
+        &argv,
+        Some(secret),
+        &socket,
+        &dir.join(format!("regent-{tag}.stderr")),
+    )?;
+    Ok((s, op_line(secret, DAEMON_OP)))
+}
+
 /// The caller's figures while `opts.attackers` clients as `attacker` send wrong
 /// secrets to `server`, and the attackers' own figures.
-#[allow(clippy::too_many_arguments)]
 fn attack(
     opts: &BenchOptions,
     tools: &tools::RefTools,
     server: &ServerProc,
     caller: &Account,
     attacker: &Account,
-    line: &str,
-    attack_line: &str,
-    reply: &str,
 ) -> Result<(Figures, Figures), String> {
     let settle = Duration::from_millis(300);
     let attackers = Load {
@@ -464,7 +555,7 @@ fn attack(
         persistent: false,
         duration: opts.duration + settle * 2,
         warmup: 0,
-        message: attack_line.to_string(),
+        message: server.attack_request.clone(),
         expect: None,
     }
     .spawn(&tools.uclient, &server.socket, attacker)?;
@@ -474,8 +565,8 @@ fn attack(
         persistent: false,
         duration: opts.duration,
         warmup: 50,
-        message: line.to_string(),
-        expect: Some(reply.to_string()),
+        message: server.request.clone(),
+        expect: Some(server.reply.clone()),
     }
     .run(&tools.uclient, &server.socket, caller)?;
     let att = attackers.finish()?;
@@ -494,15 +585,19 @@ mod tests {
         assert_eq!(
             labels,
             [
-                "regent",
-                "regent, audit→null",
-                "regent, threads = 2",
-                "regent, audit→null, multi-thread 2"
+                "library",
+                "library, audit→null",
+                "library, threads = 2",
+                "library, audit→null, multi-thread 2"
             ]
         );
         assert_eq!(v[3].runtime, server::Runtime::Multi(2));
         let v = Variant::parse_list("devnull:2@/tmp/x/other").unwrap();
-        assert_eq!(v[0].label, "regent, audit→null, threads = 2 @other");
+        assert_eq!(v[0].label, "library, audit→null, threads = 2 @other");
+        assert_eq!(
+            Variant::parse_list("daemon").unwrap()[0].label,
+            "regent serve"
+        );
         assert_eq!(v[0].program.as_deref(), Some(Path::new("/tmp/x/other")));
         assert!(Variant::parse_list("loud:2").is_err());
         assert!(Variant::parse_list("off:x").is_err());

@@ -16,6 +16,12 @@ pub struct ServerProc {
     pub label: String,
     /// Its socket.
     pub socket: PathBuf,
+    /// The request line it is measured with (without the newline).
+    pub request: String,
+    /// A request line with a wrong secret.
+    pub attack_request: String,
+    /// Its reply to `request`.
+    pub reply: String,
     child: Child,
     stderr: PathBuf,
 }
@@ -52,6 +58,9 @@ impl ServerProc {
         let mut server = ServerProc {
             label: label.to_string(),
             socket: socket.to_path_buf(),
+            request: String::new(),
+            attack_request: String::new(),
+            reply: String::new(),
             child,
             stderr: stderr_file.to_path_buf(),
         };
@@ -113,6 +122,29 @@ impl ServerProc {
         }
         reply.pop();
         String::from_utf8(reply).map_err(|_| format!("{} replied with non-UTF-8", self.label))
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its resident set size (`VmRSS`), KiB.
+    pub fn rss_kib(&self) -> Result<u64, String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .map_err(|e| format!("reading {}'s /proc status: {e}", self.label))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no VmRSS for {}", self.label))
+    }
+
+    /// Descriptors it holds open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// Whether the process is still running.

@@ -150,6 +150,9 @@ pub struct Report {
     pub attacks: Vec<AttackMeasured>,
     /// The targets.
     pub targets: Vec<Target>,
+    /// Further figures of the daemon (command runs, memory, many connections),
+    /// one line each.
+    pub extras: Vec<String>,
 }
 
 impl Report {
@@ -287,6 +290,13 @@ impl fmt::Display for Report {
                 t.limit,
                 if t.pass() { "PASS" } else { "MISS" }
             )?;
+        }
+        if !self.extras.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "the daemon (regent serve) beyond the no-op:")?;
+            for line in &self.extras {
+                writeln!(f, "  {line}")?;
+            }
         }
         Ok(())
     }

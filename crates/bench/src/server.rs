@@ -37,6 +37,10 @@ pub enum AuditLog {
     Off,
     /// A text subscriber at info level writing to `/dev/null`.
     DevNull,
+    /// Not the library service: `regent serve` on a TOML config with its default
+    /// logging, stderr (the audit records) to a file, as a service manager runs
+    /// it. The request is the built-in `regent.ops`.
+    Daemon,
 }
 
 impl AuditLog {
@@ -45,6 +49,7 @@ impl AuditLog {
         match self {
             AuditLog::Off => "off",
             AuditLog::DevNull => "devnull",
+            AuditLog::Daemon => "daemon",
         }
     }
 }
@@ -187,8 +192,13 @@ pub fn serve_noop(args: &ServerArgs, secret: &str) -> Result<(), String> {
         .map_err(|e| format!("serving on {}: {e}", args.socket.display()))
 }
 
-/// The whole bench server: parse `args`, read the secret from stdin, serve.
+/// The whole bench server: parse `args`, read the secret from stdin, serve; or,
+/// with `hold SOCKET N` first, [`hold`].
 pub fn server_main(args: impl IntoIterator<Item = String>) -> Result<(), String> {
+    let args: Vec<String> = args.into_iter().collect();
+    if args.first().map(String::as_str) == Some("hold") {
+        return hold(&args[1..]);
+    }
     let args = ServerArgs::parse(args)?;
     let mut secret = String::new();
     std::io::stdin()
@@ -200,6 +210,58 @@ pub fn server_main(args: impl IntoIterator<Item = String>) -> Result<(), String>
         return Err("no secret on stdin".into());
     }
     serve_noop(&args, secret)
+}
+
+/// `hold SOCKET N`: open `N` connections to `SOCKET` and keep them; print
+/// `connected N`; then read the request line (it holds the secret, so it comes on
+/// stdin, never argv), send it on every connection once a `go` line follows, and
+/// print `answered K`, the replies that report success.
+pub fn hold(args: &[String]) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let [socket, n] = args else {
+        return Err("usage: hold SOCKET N (request line, then `go`, on stdin)".into());
+    };
+    let n: usize = n.parse().map_err(|_| format!("hold: N, not {n:?}"))?;
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = std::os::unix::net::UnixStream::connect(socket)
+            .map_err(|e| format!("hold: connection {i} of {n} to {socket}: {e}"))?;
+        c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        conns.push(c);
+    }
+    println!("connected {n}");
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let line = lines
+        .next()
+        .ok_or("hold: no request line on stdin")?
+        .map_err(|e| e.to_string())?;
+    while let Some(Ok(l)) = lines.next() {
+        if l == "go" {
+            break;
+        }
+    }
+    let request = format!("{line}\n");
+    for c in &mut conns {
+        let _ = c.write_all(request.as_bytes());
+    }
+    let mut answered = 0;
+    for c in &mut conns {
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !reply.ends_with(b"\n") {
+            match c.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => reply.extend_from_slice(&chunk[..k]),
+            }
+        }
+        if reply.windows(14).any(|w| w == b"\"success\":true") {
+            answered += 1;
+        }
+    }
+    println!("answered {answered}");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ pub struct RefTools {
     pub userver: PathBuf,
     /// The load generator.
     pub uclient: PathBuf,
+    /// Times fork+exec+wait of a command.
+    pub spawnloop: PathBuf,
 }
 
 impl RefTools {
@@ -66,9 +68,10 @@ impl RefTools {
         let tools = RefTools {
             userver: dir.path().join("userver"),
             uclient: dir.path().join("uclient"),
+            spawnloop: dir.path().join("spawnloop"),
             dir,
         };
-        for t in [&tools.userver, &tools.uclient] {
+        for t in [&tools.userver, &tools.uclient, &tools.spawnloop] {
             if !t.is_file() {
                 return Err(format!("{} was not built", t.display()));
             }

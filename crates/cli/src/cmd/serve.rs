@@ -72,7 +72,9 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(crate::exit::OTHER);
         }
     };
-    let _log_guard = logging::start_background_writer();
+    // Records are batched by a background thread from here on; the guard writes
+    // what is queued when dropped, at the end of this function.
+    let log_guard = logging::start_background_writer();
     tracing::info!("privilege: {kept}");
     // A single-threaded event loop; `threads = N` in the config adds N-1 more,
     // each with its own loop accepting on the same socket (see `Limits::acceptors`).
@@ -87,13 +89,18 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(crate::exit::OTHER);
         }
     };
-    match runtime.block_on(service.run_on(listener)) {
+    let result = runtime.block_on(service.run_on(listener));
+    drop(runtime);
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::from(crate::exit::OTHER)
         }
-    }
+    };
+    // A graceful stop (SIGTERM, SIGINT) writes every queued record before exiting.
+    drop(log_guard);
+    code
 }
 
 /// The secret from stdin or the config's `secret_file`.
