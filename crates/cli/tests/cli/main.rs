@@ -2,6 +2,7 @@
 //! processes, and genuinely unprivileged users created for the purpose.
 
 mod core;
+mod hostile;
 mod pending;
 mod privilege;
 mod security;

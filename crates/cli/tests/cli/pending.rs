@@ -150,14 +150,14 @@ fn contains_number(text: &str, number: &str) -> bool {
 // ---------------------------------------------------------------------------
 // TOTP helpers
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-fn totp_code(secret: &[u8], unix: u64) -> String {
+pub(crate) fn totp_code(secret: &[u8], unix: u64) -> String {
     totp::format_code(totp::totp_at(secret, unix, totp::DIGITS), totp::DIGITS).to_string()
 }
 
@@ -176,7 +176,7 @@ fn wrong_code(secret: &[u8]) -> String {
 /// Enrol `user` through `regent totp enroll USER --config CONFIG`, reading the
 /// otpauth:// URI it prints and answering with the current code, as a person with
 /// an authenticator app would. Returns the secret.
-fn enroll(d: &Daemon, user: &str) -> Vec<u8> {
+pub(crate) fn enroll(d: &Daemon, user: &str) -> Vec<u8> {
     let mut child = Command::new(regent())
         .args(["totp", "enroll", user, "--config"])
         .arg(&d.config)
