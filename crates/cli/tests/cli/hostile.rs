@@ -632,13 +632,13 @@ fn pipelined_and_connection_floods() {
         who("regent-e2e-hf2"),
         who("regent-e2e-hf3"),
     ];
+    // (Each user's five connections follow one another closely: held ones
+    // idle longer than idle_timeout would be closed, freeing a slot.)
     let mut held = Vec::new();
     for f in flooders {
         for _ in 0..4 {
             held.push(Raw::open(&d, f));
         }
-    }
-    for f in flooders {
         let mut extra = Raw::open(&d, f);
         let v = extra.answer().expect("a busy answer");
         expect_code(&v, "busy");
