@@ -1,6 +1,6 @@
 //! Requests: `{"secret", "op", "data"}` or `{"secret", "uid", "data"}`.
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -171,7 +171,7 @@ impl<'de> Visitor<'de> for TopVisitor {
                 Key::Uid => &mut fields.uid,
                 Key::Data => &mut fields.data,
                 Key::Other => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Checked>()?;
                     continue;
                 }
             };
@@ -187,7 +187,7 @@ impl<'de> Visitor<'de> for TopVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Checked>()?.is_some() {}
         Ok(None)
     }
 
@@ -208,6 +208,57 @@ impl<'de> Visitor<'de> for TopVisitor {
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
+    }
+}
+
+/// A value read in full and dropped: unlike `IgnoredAny`, which skips a value
+/// without checking it, this holds an ignored value to the same rules as any
+/// other (UTF-8 and surrogate pairs in strings, numbers in range), so a line is
+/// refused or accepted whatever key the bad part sits under. Nothing is kept.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
+        d.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+        Ok(Checked)
     }
 }
 
@@ -392,6 +443,15 @@ mod tests {
             b"",
             b"   ",
             b"\xff",
+            // Found by fuzzing: an ignored key's value was skipped unchecked, so
+            // these lines were accepted although they are not UTF-8 JSON.
+            br#"{"op": "a", "x": 1e400}"#,
+            br#"{"op": "a", "x": "\ud800"}"#,
+            br#"{"op": "a", "x": {"\udc00": 1}}"#,
+            b"{\"op\": \"a\", \"x\": \"\xff\"}",
+            b"{\"op\": \"a\", \"x\": [\"\xed\xa0\x80\"]}",
+            br#"[1e400]"#,
+            br#"[{"a": "\ud800"}]"#,
         ];
         for line in lines {
             let ours = Request::parse(line);
@@ -403,6 +463,27 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
+    }
+
+    #[test]
+    fn a_bad_value_under_an_ignored_key_is_still_not_json() {
+        // Found by fuzzing: these were accepted as `{"op": "a"}`.
+        let lines: &[&[u8]] = &[
+            br#"{"op": "a", "x": 1e400}"#,
+            br#"{"x": "\ud800", "op": "a"}"#,
+            b"{\"op\": \"a\", \"x\": \"\xff\"}",
+            b"{\"op\": \"a\", \"x\": {\"k\": [\"\xc0\xaf\"]}}",
+        ];
+        for line in lines {
+            assert!(
+                matches!(Request::parse(line), Err(RequestError::NotJson(_))),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // Valid values under unknown keys are still ignored.
+        let r = Request::parse(br#"{"op": "a", "x": {"k": ["\ud83d\ude00", 1e300, null]}}"#);
+        assert!(matches!(r, Ok(Request::New { op, .. }) if op == "a"));
     }
 
     #[test]

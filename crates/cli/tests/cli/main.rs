@@ -1,9 +1,9 @@
 //! End-to-end tests: the real `regent` binary as daemon and as client, real
 //! processes, and genuinely unprivileged users created for the purpose.
-
 mod audit_log;
 mod client_safety;
 mod core;
+mod hostile;
 mod path_race;
 mod pending;
 mod privilege;
