@@ -75,6 +75,19 @@ struct State {
 }
 
 impl Queue {
+    fn new() -> Queue {
+        Queue {
+            state: Mutex::new(State {
+                buf: Vec::new(),
+                waiting: 0,
+                stop: false,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            room: Condvar::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves a consistent buffer: go on.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -264,16 +277,7 @@ impl Drop for LogGuard {
 /// the guard until exit: dropping it writes what is queued. Called once; a second
 /// call returns a guard that does nothing.
 pub fn start_background_writer() -> LogGuard {
-    let queue: &'static Queue = Box::leak(Box::new(Queue {
-        state: Mutex::new(State {
-            buf: Vec::new(),
-            waiting: 0,
-            stop: false,
-            closed: false,
-        }),
-        ready: Condvar::new(),
-        room: Condvar::new(),
-    }));
+    let queue: &'static Queue = Box::leak(Box::new(Queue::new()));
     let thread = std::thread::Builder::new()
         .name("regent-log".into())
         .spawn(move || queue.serve(io::stderr()));
@@ -564,22 +568,13 @@ mod format_tests {
 
 #[cfg(test)]
 mod queue_tests {
-    use super::{Queue, State, QUEUE_CAP};
+    use super::{Queue, QUEUE_CAP};
     use std::io::{self, Write};
-    use std::sync::{Condvar, Mutex};
+    use std::sync::Mutex;
     use std::time::Duration;
 
     fn queue() -> Queue {
-        Queue {
-            state: Mutex::new(State {
-                buf: Vec::new(),
-                waiting: 0,
-                stop: false,
-                closed: false,
-            }),
-            ready: Condvar::new(),
-            room: Condvar::new(),
-        }
+        Queue::new()
     }
 
     /// A stderr that takes a while per write and counts the writes.

@@ -71,14 +71,7 @@ fn a_slow_log_holds_requests_back_and_a_graceful_stop_writes_every_record() {
         "socket_mode = \"0666\"\n",
         "[operations.t]\ncommand = [\"true\"]\n",
     );
-    let mut d = Daemon {
-        dir,
-        socket,
-        config,
-        secret_file,
-        child: None,
-        log: Default::default(),
-    };
+    let mut d = Daemon::from_parts(dir, socket, config, secret_file);
     let relay = d.dir.path().join("relay.py");
     std::fs::write(&relay, RELAY).unwrap();
     let client = d.dir.path().join("client.py");

@@ -233,14 +233,7 @@ fn a_daemon_running_as_its_own_user_is_trusted_only_when_named() {
     // The service's own directory and secret; the config stays readable.
     std::os::unix::fs::chown(dir.path(), Some(suid), Some(sgid)).unwrap();
     std::os::unix::fs::chown(&secret_file, Some(suid), Some(sgid)).unwrap();
-    let mut d = Daemon {
-        dir,
-        socket,
-        config,
-        secret_file,
-        child: None,
-        log: Default::default(),
-    };
+    let mut d = Daemon::from_parts(dir, socket, config, secret_file);
     d.spawn_as(Some((suid, sgid)));
     let s = d.socket.to_str().unwrap();
     let env = [("REGENT_SECRET", SECRET)];

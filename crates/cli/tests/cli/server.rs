@@ -548,14 +548,7 @@ fn limit(pid: i32, name: &str) -> (String, String) {
 #[test]
 fn the_descriptor_limit_is_raised_and_checked() {
     let (dir, socket, config, secret_file) = write_config("", OPS_OK);
-    let mut d = Daemon {
-        dir,
-        socket,
-        config,
-        secret_file,
-        child: None,
-        log: Default::default(),
-    };
+    let mut d = Daemon::from_parts(dir, socket, config, secret_file);
     d.spawn_with(&["prlimit", "--nofile=256:8192", "--"], "json");
     assert_eq!(
         limit(d.pid(), "Max open files"),
@@ -585,14 +578,7 @@ fn the_daemon_is_not_dumpable_and_keeps_no_plaintext_secret() {
     for p in [dir.path(), &secret_file, &config] {
         std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
     }
-    let mut d = Daemon {
-        dir,
-        socket,
-        config,
-        secret_file,
-        child: None,
-        log: Default::default(),
-    };
+    let mut d = Daemon::from_parts(dir, socket, config, secret_file);
     let reuid = format!("--reuid={uid}");
     let regid = format!("--regid={gid}");
     d.spawn_with(&["setpriv", &reuid, &regid, "--clear-groups"], "json");

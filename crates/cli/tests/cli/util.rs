@@ -133,17 +133,27 @@ pub fn write_config(
 }
 
 impl Daemon {
-    /// Start `regent serve` on a config made of `service_extra` and `ops`.
-    pub fn start(service_extra: &str, ops: &str) -> Daemon {
-        let (dir, socket, config, secret_file) = write_config(service_extra, ops);
-        let mut d = Daemon {
+    /// A daemon not started yet, on a config written by [`write_config`].
+    pub fn from_parts(
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+        config: PathBuf,
+        secret_file: PathBuf,
+    ) -> Daemon {
+        Daemon {
             dir,
             socket,
             config,
             secret_file,
             child: None,
             log: PathBuf::new(),
-        };
+        }
+    }
+
+    /// Start `regent serve` on a config made of `service_extra` and `ops`.
+    pub fn start(service_extra: &str, ops: &str) -> Daemon {
+        let (dir, socket, config, secret_file) = write_config(service_extra, ops);
+        let mut d = Daemon::from_parts(dir, socket, config, secret_file);
         d.spawn();
         d
     }
