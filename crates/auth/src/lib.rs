@@ -13,6 +13,10 @@
 //! - [`store`]: the persistent pending-request store and decisions audit (SQLite);
 //! - [`method`]: the [`AuthMethod`] trait and the built-in `totp`, `email`, `approval`;
 //! - [`flow`]: [`AuthFlow`], the engine: start, resume, list, approve, deny.
+//!
+//! **Boundaries.** Owns secrets, rate limits, TOTP, email codes, the SQLite store and
+//! the flow. May import `regent-proto` only: it knows nothing of sockets, the config or
+//! how commands run.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -17,6 +17,9 @@
 //! fork+exec, memory, a thousand connections), and prints the figures, the ratios
 //! against the bare server, and the targets of the issue as PASS or MISS (a
 //! measurement, never a test failure).
+//!
+//! **Boundaries.** Owns the benchmark harness. Imports `regent` only (and runs the
+//! `regent` binary).
 #![forbid(unsafe_code)]
 
 pub mod extra;

@@ -1,5 +1,8 @@
 //! `regent`: one command for callers and administrators. Thin over the library:
 //! each subcommand parses its arguments into validated settings and calls it.
+//!
+//! **Boundaries.** Imports `regent` (and what it re-exports) and `regent-proto`; no
+//! policy, parsing of requests or command execution of its own.
 
 #![forbid(unsafe_code)]
 // First: its macros replace `println!` and friends in every module below.

@@ -18,6 +18,10 @@
 //! `{caller.gid}` and `{caller.user}` come from the kernel identity; an element
 //! referring to an absent optional parameter is left out; secret parameters may
 //! only be passed on stdin.
+//!
+//! **Boundaries.** Owns the TOML schema and what it means: parameter types, templates,
+//! diagnostics. May import `regent-proto` only; never `regent-exec`, `regent-auth` or
+//! `regent`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -14,6 +14,10 @@
 //! passed as descriptors opened in the command's process), `supervisor` (the per-run subreaper that owns the
 //! process tree), `tree` (finding a tree through `/proc`), `run` (the async driver),
 //! `describe` (summary for `regent check`) and [`sys`] (the only `unsafe`).
+//!
+//! **Boundaries.** Owns everything between fork and exec and all of the workspace's
+//! `unsafe` (`sys`). Imports no other Regent crate: callers hand it a resolved
+//! [`ExecPolicy`].
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

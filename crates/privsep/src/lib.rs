@@ -39,6 +39,9 @@
 //!
 //! Arguments and results must be owned serde types. Each call is a fork of the helper,
 //! so entrypoints keep no state between calls.
+//!
+//! **Boundaries.** Owns privileged contexts for Rust programs. May import `regent-exec`
+//! and `regent-proto`; not `regent-config` or `regent-auth`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

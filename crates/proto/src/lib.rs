@@ -8,6 +8,10 @@
 //! - [`response`]: the three response shapes and their JSON encoding;
 //! - [`framing`]: a sans-IO line buffer with a hard size cap (check, then parse);
 //! - [`text`]: escaping what a caller sent before a person reads it.
+//!
+//! **Boundaries.** Owns the wire format: framing, requests, responses, error codes, and
+//! the escaping of caller text for people (`text`). Imports no other Regent crate and
+//! does no I/O.
 #![forbid(unsafe_code)]
 
 pub mod code;

@@ -9,6 +9,11 @@
 //! - writing operations in Rust: [`operation`], registered in a [`registry`];
 //! - the wire format: the `regent-proto` crate, re-exported as [`proto`];
 //! - calling a service: [`client`].
+//!
+//! **Boundaries.** Owns the service: transports, the pipeline, the policy, the
+//! registry, the built-in operations and the client. May import `regent-proto`,
+//! `regent-config`, `regent-exec` and `regent-auth`; never `regent-privsep`,
+//! `regent-cli` or `regent-bench`.
 #![forbid(unsafe_code)]
 
 pub mod builtin;
