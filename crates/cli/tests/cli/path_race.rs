@@ -122,27 +122,12 @@ fn a_symlink_swap_race_never_reads_outside_under() {
         python.exists(),
         "this test needs /usr/bin/python3 for the attacker"
     );
-    let mut attacker = Command::new(python)
-        .arg("-c")
-        .arg(EXCHANGE_LOOP)
-        .arg(m.join("real"))
-        .arg(m.join("link"))
-        .uid(mallory.0)
-        .gid(mallory.1)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(attacker.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "swapping", "the attacker did not start");
-    }
+    let mut attacker = python_as(
+        mallory,
+        EXCHANGE_LOOP,
+        &[m.join("real").as_os_str(), m.join("link").as_os_str()],
+        "swapping",
+    );
     let mut ok = 0;
     let mut refused = 0;
     for i in 0..200 {
@@ -521,30 +506,44 @@ limits = { open_files = 32 }
     let o = data_call(&d, alice, "cat-small", &target);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 
-    let mut holder = Command::new("/usr/bin/python3")
+    let mut holder = python_as(
+        mallory,
+        HOLD_CONNECTIONS,
+        &[d.socket.as_os_str(), std::ffi::OsStr::new("40")],
+        "held",
+    );
+    let o = data_call(&d, alice, "cat-small", &target);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "public data");
+}
+
+/// Start Debian's `python3 -c script args...` as `who`, and wait until it prints
+/// `ready` on its first line (it has set up whatever the test needs).
+fn python_as(
+    who: (u32, u32),
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    ready: &str,
+) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = Command::new("/usr/bin/python3")
         .arg("-c")
-        .arg(HOLD_CONNECTIONS)
-        .arg(&d.socket)
-        .arg("40")
-        .uid(mallory.0)
-        .gid(mallory.1)
+        .arg(script)
+        .args(args)
+        .uid(who.0)
+        .gid(who.1)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(holder.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "held", "the connections were not opened");
-    }
-    let o = data_call(&d, alice, "cat-small", &target);
-    holder.kill().unwrap();
-    holder.wait().unwrap();
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(stdout(&o), "public data");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), ready, "{script:.40}... did not get ready");
+    child
 }
