@@ -207,8 +207,10 @@ impl Daemon {
         // Ready means the socket answers and the daemon has logged "listening",
         // which it does only after dropping its privileges (the socket is bound
         // before that, so a connect alone could race the drop).
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err()
-            || !self.log_text().contains("listening")
+        // The log is read first so that no probe connection is made (and left
+        // for the daemon to count against root) before the daemon is ready.
+        while !self.log_text().contains("listening")
+            || std::os::unix::net::UnixStream::connect(&self.socket).is_err()
         {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("daemon exited with {st}: {}", self.log_text());
