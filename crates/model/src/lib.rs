@@ -1,0 +1,8 @@
+//! Regent's shared vocabulary: one type per concept, used by every layer above.
+//!
+//! config reads TOML into these types, exec runs under them, auth holds requests in
+//! terms of them and the server decides with them. Plain data: no I/O, no async.
+//!
+//! **Boundaries.** Owns the concepts (principal, capability, run-as, stage, limits,
+//! verdict) and nothing that acts on them. Imports no other Regent crate.
+#![forbid(unsafe_code)]
