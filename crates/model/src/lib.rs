@@ -6,3 +6,6 @@
 //! **Boundaries.** Owns the concepts (principal, capability, run-as, stage, limits,
 //! verdict) and nothing that acts on them. Imports no other Regent crate.
 #![forbid(unsafe_code)]
+pub mod stage;
+
+pub use stage::{BadStageName, Stage, Stages};
