@@ -954,9 +954,16 @@ impl AuthFlow {
     /// The operation of the live request `request_id` (looked up by its key),
     /// or `None` if there is no such request waiting.
     pub async fn request_op(&self, request_id: &str) -> Result<Option<String>> {
+        Ok(self.request_owner(request_id).await?.map(|(op, _)| op))
+    }
+
+    /// The operation of the live request `request_id` and who made it (looked up
+    /// by its key), or `None` if there is no such request waiting: what the
+    /// service's policy weighs before an administrator decides on it.
+    pub async fn request_owner(&self, request_id: &str) -> Result<Option<(String, CallerId)>> {
         let id = request_id.to_string();
         match self.on_store(move |s| live_record(s, &id)).await {
-            Ok(r) => Ok(Some(r.op)),
+            Ok(r) => Ok(Some((r.op, r.caller))),
             Err(AuthError::RequestNotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }

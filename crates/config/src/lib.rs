@@ -20,8 +20,8 @@
 //! only be passed on stdin.
 //!
 //! **Boundaries.** Owns the TOML schema and what it means: parameter types, templates,
-//! diagnostics. May import `regent-proto` only; never `regent-exec`, `regent-auth` or
-//! `regent`.
+//! diagnostics. May import `regent-proto` and `regent-model` only; never `regent-exec`,
+//! `regent-auth` or `regent`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

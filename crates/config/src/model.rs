@@ -35,8 +35,13 @@ pub const DEFAULT_MAX_PENDING_PER_UID: u32 = 32;
 /// Default `max_pending_per_uid` of an operation: requests of that operation
 /// one caller uid may have held at once.
 pub const DEFAULT_OP_MAX_PENDING_PER_UID: u32 = 8;
-/// Authorization methods the daemon knows.
-pub const AUTH_METHODS: &[&str] = &["totp", "email", "approval"];
+/// The built-in stages, kept in a static so that their names live as long as the program.
+static BUILT_IN_STAGES: [regent_model::Stage; 3] = regent_model::Stage::BUILT_IN;
+
+/// Authorization methods the daemon knows: the names of
+/// [`Stage::BUILT_IN`](regent_model::Stage::BUILT_IN), in that order.
+pub static AUTH_METHODS: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| BUILT_IN_STAGES.iter().map(|s| s.name()).collect());
 
 /// A whole config file.
 #[derive(Debug, Clone)]

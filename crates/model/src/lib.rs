@@ -7,5 +7,7 @@
 //! verdict) and nothing that acts on them. Imports no other Regent crate.
 #![forbid(unsafe_code)]
 pub mod stage;
+pub mod verdict;
 
 pub use stage::{BadStageName, Stage, Stages};
+pub use verdict::Verdict;

@@ -11,7 +11,7 @@
 
 use regent::exec::{run, CommandSpec, ExecPolicy};
 use regent::operation::{Authorization, Context, InvalidData, OpError, OpInfo, Operation};
-use regent::{Caller, OpOptions, Service};
+use regent::{Caller, OpOptions, Service, Stage};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ impl Operation for RestartService {
         if d.service == "nginx" {
             Authorization::Allow
         } else {
-            Authorization::Require(vec!["approval".into()])
+            Authorization::require([Stage::Approval])
         }
     }
 

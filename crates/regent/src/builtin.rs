@@ -5,7 +5,8 @@
 //! - `regent.pending` (`{"limit"?}`), `regent.approve` (`{"id"}`), `regent.deny`
 //!   (`{"id", "reason"?}`): the administrator channel. Open only to root and to
 //!   members of the configured admin group (or an operation's `approve` rule), by
-//!   kernel identity; every decision is recorded in the store and in the audit
+//!   kernel identity, as [`crate::policy::may_decide`] says; every decision is recorded
+//!   in the store and in the audit
 //!   log. `regent.pending` answers `{"requests": [...], "more": N}`: the newest
 //!   requests the caller may decide on ([`DEFAULT_PAGE`] unless `limit` says, at
 //!   most [`MAX_PAGE`]) and how many more wait. Every store call runs on the
@@ -18,7 +19,8 @@
 //! audit log ([`crate::server::audit`]).
 
 use crate::identity::Caller;
-use crate::policy::decide;
+use crate::policy::{may_call, may_decide, AdminAction, AdminDecision, HeldRequest};
+use crate::registry::Entry;
 use crate::server::audit::Audit;
 use crate::server::pending::caller_id;
 use crate::server::Shared;
@@ -46,39 +48,23 @@ struct Decide {
     reason: Option<String>,
 }
 
-fn is_admin(shared: &Shared, caller: &Caller) -> bool {
-    caller.uid == 0
-        || shared
-            .admin_group
-            .as_ref()
-            .is_some_and(|g| group_matches(g, caller))
-}
-
-/// May `caller` approve or deny held requests for `op`? Root always; otherwise the
-/// operation's `approve` rule if it has one, else the admin group.
-fn may_decide(shared: &Shared, caller: &Caller, op: &str) -> bool {
-    if caller.uid == 0 {
-        return true;
-    }
-    match shared
-        .registry
-        .get(op)
-        .and_then(|e| e.options.approve.as_ref())
-    {
-        Some(rule) => decide(Some(rule), caller).is_allowed(),
-        None => is_admin(shared, caller),
+/// A held request of the operation `entry` (if it still exists) made by `by`,
+/// as [`may_decide`] weighs it.
+fn held(entry: Option<&Entry>, by: Option<u32>, action: AdminAction) -> HeldRequest<'_> {
+    HeldRequest {
+        approve: entry.and_then(|e| e.options.approve.as_ref()),
+        requested_by: by,
+        action,
     }
 }
 
-/// May `caller` use the administrator channel at all?
+/// May `caller` use the administrator channel at all: see the held requests of
+/// some operation, or those of one without an `approve` rule?
 fn may_administer(shared: &Shared, caller: &Caller) -> bool {
-    is_admin(shared, caller)
-        || shared.registry.iter().any(|(_, e)| {
-            e.options
-                .approve
-                .as_ref()
-                .is_some_and(|r| decide(Some(r), caller).is_allowed())
-        })
+    let admins = shared.admins();
+    std::iter::once(None)
+        .chain(shared.registry.iter().map(|(_, e)| Some(e)))
+        .any(|e| may_decide(caller, &admins, &held(e, None, AdminAction::See)).is_allowed())
 }
 
 /// The answer for an id that is unknown, expired, decided, or that the caller
@@ -107,13 +93,6 @@ fn admin_error(e: regent_auth::AuthError) -> Response {
     }
 }
 
-fn group_matches(g: &regent_config::Principal, caller: &Caller) -> bool {
-    match g {
-        regent_config::Principal::Id(id) => caller.in_group(*id),
-        regent_config::Principal::Name(n) => caller.in_group_named(n),
-    }
-}
-
 pub(crate) async fn handle(
     shared: &Shared,
     caller: &Arc<Caller>,
@@ -126,7 +105,7 @@ pub(crate) async fn handle(
             let ops: Vec<Value> = shared
                 .registry
                 .iter()
-                .filter(|(_, e)| decide(e.options.allow.as_ref(), caller).is_allowed())
+                .filter(|(_, e)| may_call(caller, e.options.allow.as_ref()).is_allowed())
                 .map(|(name, e)| {
                     let info = e.op.info();
                     json!({
@@ -159,11 +138,15 @@ pub(crate) async fn handle(
                 let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
                 // Only the operations this caller may decide on, filtered in the
                 // store so that the page and the count are of what they see.
+                let admins = shared.admins();
                 let ops = (caller.uid != 0).then(|| {
                     shared
                         .registry
                         .iter()
-                        .filter(|(name, _)| may_decide(shared, caller, name))
+                        .filter(|(_, e)| {
+                            may_decide(caller, &admins, &held(Some(e), None, AdminAction::See))
+                                .is_allowed()
+                        })
                         .map(|(name, _)| name.to_string())
                         .collect::<Vec<_>>()
                 });
@@ -183,26 +166,36 @@ pub(crate) async fn handle(
                 }
             };
             audit.data(&json!({"id": d.id, "reason": d.reason}));
-            // The request's operation decides who may approve it (found by its
-            // key, off the event loop). An id the caller may not decide on answers
-            // exactly like an unknown one.
-            let op_of = match flow.request_op(&d.id).await {
-                Ok(op) => op,
+            // The request's operation and who made it decide who may approve it
+            // (found by its key, off the event loop). An id the caller may not
+            // decide on answers exactly like an unknown one.
+            let owner = match flow.request_owner(&d.id).await {
+                Ok(owner) => owner,
                 Err(e) => {
                     tracing::error!(error = %e, "looking up a pending request");
                     return Response::error(ErrorCode::Internal);
                 }
             };
-            match &op_of {
-                Some(op_name) if may_decide(shared, caller, op_name) => {}
-                Some(op_name) => {
+            let Some((op_name, requester)) = owner else {
+                audit.refused();
+                return not_found(&d.id);
+            };
+            let action = if op == "regent.approve" {
+                AdminAction::Approve
+            } else {
+                AdminAction::Deny
+            };
+            let request = held(shared.registry.get(&op_name), Some(requester.uid), action);
+            match may_decide(caller, &shared.admins(), &request) {
+                AdminDecision::Allow => {}
+                AdminDecision::NotEntitled(_) => {
                     audit.refused();
                     audit.note(&format!("may not decide on {op_name} requests"));
                     return not_found(&d.id);
                 }
-                None => {
-                    audit.refused();
-                    return not_found(&d.id);
+                AdminDecision::OwnRequest(why) => {
+                    audit.note(&why);
+                    return admin_error(regent_auth::AuthError::OwnRequest(d.id));
                 }
             }
             let by = caller_id(caller);

@@ -143,8 +143,8 @@ impl DynOperation for CommandOperation {
         &self,
         _caller: &Caller,
         _data: &Value,
-        _stage: &str,
-        remaining: &[String],
+        _stage: &regent_model::Stage,
+        remaining: &regent_model::Stages,
     ) -> Authorization {
         Authorization::continue_with(remaining)
     }

@@ -108,8 +108,16 @@ pub fn exec_policy(name: &str, decl: &OperationDecl) -> Result<ExecPolicy, Error
 }
 
 /// The options (policy, limits, stages) an operation's declaration asks for.
-pub fn op_options(decl: &OperationDecl) -> OpOptions {
-    OpOptions {
+///
+/// The config names its stages as strings (checked by the reader); they become
+/// [`Stage`](regent_model::Stage)s here, and a malformed name is refused.
+pub fn op_options(decl: &OperationDecl) -> Result<OpOptions, regent_model::BadStageName> {
+    let auth = decl
+        .auth
+        .iter()
+        .map(|name| regent_model::Stage::parse(name))
+        .collect::<Result<_, _>>()?;
+    Ok(OpOptions {
         allow: decl.allow.as_ref().map(AllowRule::from),
         // The command's own timeout is enforced by the executor, which stops the
         // process tree; the outer limit leaves room for the kill grace.
@@ -119,9 +127,9 @@ pub fn op_options(decl: &OperationDecl) -> OpOptions {
         max_attempts: decl.max_attempts,
         max_pending_per_uid: decl.max_pending_per_uid,
         approvers: decl.approvers.clone(),
-        auth: decl.auth.clone(),
+        auth,
         approve: decl.approve.as_ref().map(AllowRule::from),
-    }
+    })
 }
 
 /// Build the registry of command operations a config declares.
@@ -133,7 +141,9 @@ pub fn registry(config: &Config) -> Result<Registry, Error> {
         // command runs with.
         policy.command_path = config.service.command_path.clone();
         let op = CommandOperation::new(name, decl.clone(), policy);
-        registry.register_dyn(name, Arc::new(op), op_options(decl))?;
+        let options =
+            op_options(decl).map_err(|e| Error::Config(format!("operation {name}: {e}")))?;
+        registry.register_dyn(name, Arc::new(op), options)?;
     }
     Ok(registry)
 }

@@ -12,7 +12,7 @@
 //!
 //! **Boundaries.** Owns the service: transports, the pipeline, the policy, the
 //! registry, the built-in operations and the client. May import `regent-proto`,
-//! `regent-config`, `regent-exec` and `regent-auth`; never `regent-privsep`,
+//! `regent-model`, `regent-config`, `regent-exec` and `regent-auth`; never `regent-privsep`,
 //! `regent-cli` or `regent-bench`.
 #![forbid(unsafe_code)]
 
@@ -34,6 +34,7 @@ pub use policy::{AllowRule, Principal};
 pub use regent_auth as auth;
 pub use regent_config as config;
 pub use regent_exec as exec;
+pub use regent_model::{Stage, Stages, Verdict};
 pub use regent_proto as proto;
 pub use registry::OpOptions;
 pub use server::{Limits, Service, ShutdownHandle};

@@ -19,6 +19,7 @@
 //! ```
 
 use crate::identity::Caller;
+use regent_model::{Stage, Stages};
 use regent_proto::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -133,17 +134,22 @@ pub enum Authorization {
     /// Refuse (`permission_denied`); the reason is logged only.
     Deny(String),
     /// Hold the request until these out-of-channel stages pass, in order
-    /// (method names such as `totp`, `email`, `approval`).
-    Require(Vec<String>),
+    /// (after the operation's configured `auth` stages).
+    Require(Stages),
 }
 
 impl Authorization {
+    /// Hold the request until `stages` pass, in order (a repeated stage counts once).
+    pub fn require(stages: impl IntoIterator<Item = Stage>) -> Authorization {
+        Authorization::Require(stages.into_iter().collect())
+    }
+
     /// The default after a stage: run now if no stage remains, else require the rest.
-    pub fn continue_with(remaining: &[String]) -> Authorization {
+    pub fn continue_with(remaining: &Stages) -> Authorization {
         if remaining.is_empty() {
             Authorization::Allow
         } else {
-            Authorization::Require(remaining.to_vec())
+            Authorization::Require(remaining.clone())
         }
     }
 }
@@ -187,8 +193,8 @@ pub trait Operation: Send + Sync + 'static {
         &self,
         _caller: &Caller,
         _data: &Self::Data,
-        _stage: &str,
-        remaining: &[String],
+        _stage: &Stage,
+        remaining: &Stages,
     ) -> Authorization {
         Authorization::continue_with(remaining)
     }
@@ -220,8 +226,8 @@ pub trait DynOperation: Send + Sync {
         &self,
         caller: &Caller,
         data: &Value,
-        stage: &str,
-        remaining: &[String],
+        stage: &Stage,
+        remaining: &Stages,
     ) -> Authorization;
     /// Perform on checked data.
     fn perform(self: Arc<Self>, ctx: Context, data: Value) -> BoxResult;
@@ -299,8 +305,8 @@ impl<O: Operation> DynOperation for Erased<O> {
         &self,
         caller: &Caller,
         data: &Value,
-        stage: &str,
-        remaining: &[String],
+        stage: &Stage,
+        remaining: &Stages,
     ) -> Authorization {
         match self.typed(data) {
             Some(d) => self.0.after_stage(caller, &d, stage, remaining),

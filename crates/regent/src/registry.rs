@@ -1,7 +1,8 @@
 //! The named operations a service offers, with the limits declared next to each.
 
 use crate::operation::{DynOperation, Erased, Operation};
-use crate::policy::AllowRule;
+use crate::policy::{AllowRule, OpRule};
+use regent_model::{Stage, Stages};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +29,9 @@ pub struct OpOptions {
     pub max_pending_per_uid: u32,
     /// Email addresses for the `email` method.
     pub approvers: Vec<String>,
-    /// Stages every request must pass, before the operation's own `authorize`.
-    pub auth: Vec<String>,
+    /// Stages every request must pass, before those the operation's own
+    /// `authorize` adds.
+    pub auth: Stages,
     /// Who may approve or deny this operation's held requests. `None`: the
     /// service's administrators (root and the admin group). Root always may.
     pub approve: Option<AllowRule>,
@@ -45,7 +47,7 @@ impl Default for OpOptions {
             max_attempts: 5,
             max_pending_per_uid: regent_config::DEFAULT_OP_MAX_PENDING_PER_UID,
             approvers: Vec::new(),
-            auth: Vec::new(),
+            auth: Stages::none(),
             approve: None,
         }
     }
@@ -71,9 +73,9 @@ impl OpOptions {
         self.concurrency = Some(n);
         self
     }
-    /// Require stages for every request.
-    pub fn auth<S: Into<String>>(mut self, stages: impl IntoIterator<Item = S>) -> Self {
-        self.auth = stages.into_iter().map(Into::into).collect();
+    /// Require stages for every request (a repeated stage counts once).
+    pub fn auth(mut self, stages: impl IntoIterator<Item = Stage>) -> Self {
+        self.auth = stages.into_iter().collect();
         self
     }
     /// Who may approve this operation's held requests (instead of the admin group).
@@ -90,6 +92,14 @@ impl OpOptions {
     pub fn pending_ttl(mut self, t: Duration) -> Self {
         self.pending_ttl = t;
         self
+    }
+
+    /// What the policy weighs of these options ([`crate::policy::evaluate`]).
+    pub fn rule(&self) -> OpRule<'_> {
+        OpRule {
+            allow: self.allow.as_ref(),
+            auth: &self.auth,
+        }
     }
 }
 

@@ -29,6 +29,7 @@ pub use regent_auth::SharedSecret;
 use crate::error::Error;
 use crate::identity::{Caller, IdentityResolver};
 use crate::operation::Operation;
+use crate::policy;
 use crate::registry::{OpOptions, Registry};
 use regent_auth::{
     AuthFlow, AuthMethod, FlowOptions, Mailer, MethodRegistry, SmtpConfig, TotpStore,
@@ -127,13 +128,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Root, or a member of `admin_group`: may use the reserved connections.
+    /// Who administers held requests besides root, for [`policy::may_decide`].
+    pub(crate) fn admins(&self) -> policy::Admins<'_> {
+        policy::Admins {
+            group: self.admin_group.as_ref(),
+            allow_self_approval: self.allow_self_approval,
+        }
+    }
+
+    /// An administrator (root, or a member of `admin_group`: who may see the
+    /// held requests of an operation without an `approve` rule) may use the
+    /// reserved connections.
     fn is_admin(&self, caller: &Caller) -> bool {
-        caller.uid == 0
-            || self.admin_group.as_ref().is_some_and(|g| match g {
-                Principal::Id(id) => caller.in_group(*id),
-                Principal::Name(n) => caller.in_group_named(n),
-            })
+        let any = policy::HeldRequest {
+            approve: None,
+            requested_by: None,
+            action: policy::AdminAction::See,
+        };
+        policy::may_decide(caller, &self.admins(), &any).is_allowed()
     }
 }
 
@@ -303,11 +315,11 @@ impl ServiceBuilder {
                 None => {
                     return Err(Error::Config(format!(
                         "operation {name} requires {} but no pending store is configured",
-                        entry.options.auth.join(", ")
+                        pending::stage_names(&entry.options.auth).join(", ")
                     )))
                 }
                 Some(f) => f
-                    .check_stages(&entry.options.auth)
+                    .check_stages(&pending::stage_names(&entry.options.auth))
                     .map_err(|e| Error::Config(format!("operation {name}: {e}")))?,
             }
         }

@@ -4,7 +4,8 @@
 //! expiry). This module connects it to the pipeline: a held request is exactly the
 //! validated operation and data, bound to the kernel uid that made it; when its last
 //! stage passes, the stored data runs — never data sent later — and only if the
-//! caller is still allowed by the operation's policy.
+//! policy's [`evaluate`] still says so for that caller. After each stage the same
+//! function weighs what the operation's `after_stage` says (see [`OpHook`]).
 //!
 //! Polling a request that waits for an administrator is rate-limited per caller
 //! uid by its own limiter ([`poll_limiter`]), apart from the failure limiter: a
@@ -14,13 +15,14 @@
 use super::audit::Audit;
 use super::Shared;
 use crate::identity::Caller;
-use crate::operation::{Authorization, Checked};
-use crate::policy::{decide, Decision};
+use crate::operation::Checked;
+use crate::policy::{evaluate, Standing};
 use crate::registry::{Entry, Registry};
 use regent_auth::{
     CallerId, FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, StageHook, StageReport,
     StartRequest,
 };
+use regent_model::{Stage, Stages, Verdict};
 use regent_proto::{ErrorCode, Response};
 use serde_json::Value;
 use std::sync::Arc;
@@ -52,7 +54,13 @@ pub(crate) fn caller_id(caller: &Caller) -> CallerId {
     }
 }
 
-/// Lets a Rust operation react after each stage (`Operation::after_stage`).
+/// The stages' names, as the pending store keeps them.
+pub(crate) fn stage_names(stages: &Stages) -> Vec<String> {
+    stages.iter().map(|s| s.name().to_string()).collect()
+}
+
+/// Lets a Rust operation react after each stage (`Operation::after_stage`); what
+/// it says is weighed by the policy ([`evaluate`], [`Standing::AfterStage`]).
 struct OpHook<'a> {
     registry: &'a Registry,
     caller: &'a Caller,
@@ -63,12 +71,33 @@ impl StageHook for OpHook<'_> {
         let Some(entry) = self.registry.get(report.op) else {
             return HookDecision::Deny(None);
         };
-        match entry
+        // The store keeps the names it was given; one that no longer parses
+        // (a damaged store) denies.
+        let (Ok(stage), Ok(remaining)) = (
+            Stage::parse(report.stage),
+            report
+                .remaining
+                .iter()
+                .map(|s| Stage::parse(s))
+                .collect::<Result<Stages, _>>(),
+        ) else {
+            tracing::error!(
+                op = report.op,
+                request = report.request_id,
+                "held request names a malformed stage"
+            );
+            return HookDecision::Deny(None);
+        };
+        let said = entry
             .op
-            .after_stage(self.caller, report.data, report.stage, report.remaining)
-        {
-            Authorization::Allow => HookDecision::ReplaceRemainingStages(Vec::new()),
-            Authorization::Deny(why) => {
+            .after_stage(self.caller, report.data, &stage, &remaining);
+        match evaluate(
+            self.caller,
+            &entry.options.rule(),
+            Standing::AfterStage(&said),
+        ) {
+            Verdict::Run => HookDecision::ReplaceRemainingStages(Vec::new()),
+            Verdict::Deny(why) => {
                 tracing::info!(
                     op = report.op,
                     request = report.request_id,
@@ -77,8 +106,8 @@ impl StageHook for OpHook<'_> {
                 );
                 HookDecision::Deny(None)
             }
-            Authorization::Require(stages) if stages == report.remaining => HookDecision::Continue,
-            Authorization::Require(stages) => HookDecision::ReplaceRemainingStages(stages),
+            Verdict::Hold(stages) if stages == remaining => HookDecision::Continue,
+            Verdict::Hold(stages) => HookDecision::ReplaceRemainingStages(stage_names(&stages)),
         }
     }
 }
@@ -90,7 +119,7 @@ impl Shared {
         op: &str,
         entry: &Entry,
         checked: Checked,
-        stages: Vec<String>,
+        stages: Stages,
         audit: &mut Audit,
     ) -> Response {
         let Some(flow) = &self.flow else {
@@ -101,6 +130,7 @@ impl Shared {
             );
             return Response::error(ErrorCode::Internal);
         };
+        let stages = stage_names(&stages);
         audit.note(&format!("held for {}", stages.join(" then ")));
         let request = StartRequest {
             op: op.to_string(),
@@ -172,11 +202,19 @@ impl Shared {
                     tracing::error!(op, request_id, "held operation no longer exists");
                     return Response::error(ErrorCode::OperationFailed);
                 };
-                if let Decision::Deny(why) = decide(entry.options.allow.as_ref(), caller) {
-                    audit.note(&why);
-                    return Response::error(ErrorCode::PermissionDenied);
+                // The data approved is the data that runs, and only if the
+                // caller still may run it.
+                match evaluate(caller, &entry.options.rule(), Standing::StagesPassed) {
+                    Verdict::Run => self.execute(caller, &op, entry, data, true).await,
+                    Verdict::Deny(why) => {
+                        audit.note(&why);
+                        Response::error(ErrorCode::PermissionDenied)
+                    }
+                    Verdict::Hold(stages) => {
+                        tracing::error!(op, request_id, ?stages, "stages left after the last");
+                        Response::error(ErrorCode::Internal)
+                    }
                 }
-                self.execute(caller, &op, entry, data, true).await
             }
             other => other
                 .to_response()
@@ -263,7 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Room for the many first requests below.
         let options = OpOptions {
-            auth: vec!["approval".into()],
+            auth: [Stage::Approval].into_iter().collect(),
             max_pending_per_uid: 100,
             ..OpOptions::default()
         };

@@ -9,9 +9,13 @@
 //! 3. **authenticate**: the socket secret, in constant time (`permission_denied`);
 //! 4. **resolve** the operation (`unknown_operation`) — reserved `regent.*` names
 //!    are the service's own ([`crate::builtin`]);
-//! 5. **authorize** the caller by the operation's policy (`permission_denied`);
+//! 5. **authorize** the caller by the operation's `allow` rule
+//!    ([`may_call`](crate::policy::may_call), `permission_denied`), before its
+//!    data is looked at;
 //! 6. **validate** the data (`invalid_data`);
-//! 7. **out-of-channel stages**, if the operation requires them (pending);
+//! 7. **verdict**: one [`evaluate`](crate::policy::evaluate) of the caller, the
+//!    operation's rule and what the operation said of the data: deny
+//!    (`permission_denied`), hold for out-of-channel stages (pending), or run;
 //! 8. **execute** within the operation's concurrency and time limits.
 //!
 //! Every request leaves exactly one audit record.
@@ -19,9 +23,10 @@
 use super::audit::Audit;
 use super::Shared;
 use crate::identity::Caller;
-use crate::operation::{Authorization, Context};
-use crate::policy::{decide, Decision};
+use crate::operation::Context;
+use crate::policy::{evaluate, may_call, Decision, Standing};
 use crate::registry::{Entry, RESERVED_PREFIX};
+use regent_model::Verdict;
 use regent_proto::{ErrorCode, Request, Response};
 use serde_json::Value;
 use std::future::Future;
@@ -103,7 +108,7 @@ impl Shared {
         data: Value,
         audit: &mut Audit,
     ) -> Response {
-        if let Decision::Deny(why) = decide(entry.options.allow.as_ref(), caller) {
+        if let Decision::Deny(why) = may_call(caller, entry.options.allow.as_ref()) {
             audit.refused();
             audit.note(&why);
             return Response::error(ErrorCode::PermissionDenied);
@@ -117,24 +122,17 @@ impl Shared {
         };
         audit.data(&checked.redacted);
 
-        let mut stages = entry.options.auth.clone();
-        match entry.op.authorize(caller, &checked.data) {
-            Authorization::Allow => {}
-            Authorization::Deny(why) => {
+        let said = entry.op.authorize(caller, &checked.data);
+        match evaluate(caller, &entry.options.rule(), Standing::New(&said)) {
+            Verdict::Run => {}
+            Verdict::Deny(why) => {
                 audit.refused();
                 audit.note(&why);
                 return Response::error(ErrorCode::PermissionDenied);
             }
-            Authorization::Require(more) => {
-                for s in more {
-                    if !stages.contains(&s) {
-                        stages.push(s);
-                    }
-                }
+            Verdict::Hold(stages) => {
+                return Box::pin(self.hold(caller, op, entry, checked, stages, audit)).await;
             }
-        }
-        if !stages.is_empty() {
-            return Box::pin(self.hold(caller, op, entry, checked, stages, audit)).await;
         }
         let mut refused = false;
         let response = self

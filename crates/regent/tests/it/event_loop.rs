@@ -300,7 +300,11 @@ fn a_store_call_waiting_on_a_locked_database_delays_no_one_else() {
 fn a_totp_check_waiting_on_a_locked_store_completes_after_release() {
     let service = Running::start(|b, dir| {
         b.pending_store(dir.join("state/pending.db"))
-            .register_with("gated", Caller, regent::OpOptions::new().auth(["totp"]))
+            .register_with(
+                "gated",
+                Caller,
+                regent::OpOptions::new().auth([regent::Stage::Totp]),
+            )
             .unwrap()
     });
     let db = service.dir.path().join("state/pending.db");

@@ -22,7 +22,7 @@ impl Operation for Gated {
     type Output = u64;
     fn authorize(&self, _: &Caller, d: &GatedData) -> Authorization {
         if d.approve {
-            Authorization::Require(vec!["approval".into()])
+            Authorization::require([regent::Stage::Approval])
         } else {
             Authorization::Allow
         }
