@@ -10,10 +10,10 @@
 //! 4. **resolve** the operation (`unknown_operation`) — reserved `regent.*` names
 //!    are the service's own ([`crate::builtin`]);
 //! 5. **authorize** the caller by the operation's `allow` rule
-//!    ([`may_call`](crate::policy::may_call), `permission_denied`), before its
+//!    ([`crate::policy::may_call`], `permission_denied`), before its
 //!    data is looked at;
 //! 6. **validate** the data (`invalid_data`);
-//! 7. **verdict**: one [`evaluate`](crate::policy::evaluate) of the caller, the
+//! 7. **verdict**: one [`crate::policy::evaluate`] of the caller, the
 //!    operation's rule and what the operation said of the data: deny
 //!    (`permission_denied`), hold for out-of-channel stages (pending), or run;
 //! 8. **execute** within the operation's concurrency and time limits.
