@@ -5,10 +5,9 @@
 //! - `regent.pending` (`{"limit"?}`), `regent.approve` (`{"id"}`), `regent.deny`
 //!   (`{"id", "reason"?}`): the administrator channel. Open only to root and to
 //!   members of the configured admin group (or an operation's `approve` rule), by
-//!   kernel identity, as [`crate::policy::may_decide`] says; every decision is recorded
-//!   in the store and in the audit
-//!   log. `regent.pending` answers `{"requests": [...], "more": N}`: the newest
-//!   requests the caller may decide on ([`DEFAULT_PAGE`] unless `limit` says, at
+//!   kernel identity, as [`crate::policy::may_decide`] says; every decision is
+//!   recorded in the store and in the audit log. `regent.pending` answers
+//!   `{"requests": [...], "more": N}`: the newest requests the caller may decide on ([`DEFAULT_PAGE`] unless `limit` says, at
 //!   most [`MAX_PAGE`]) and how many more wait. Every store call runs on the
 //!   blocking pool, and requests are found by their key, never by a scan. An id
 //!   the caller may not decide on answers `not_found`, like an unknown one.
