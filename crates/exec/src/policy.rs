@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::caps::Capability;
+use regent_model::{Capability, RunAs};
 
 /// The default `PATH` commands get (and bare program names are resolved against).
 pub const FIXED_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -134,15 +134,6 @@ impl fmt::Debug for CommandSpec {
     }
 }
 
-/// Run as this user and group (supplementary groups are cleared).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunAs {
-    /// User id.
-    pub uid: u32,
-    /// Group id.
-    pub gid: u32,
-}
-
 /// A Landlock filesystem sandbox: everything not listed is denied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LandlockRules {
@@ -256,7 +247,9 @@ pub struct ExecPolicy {
     pub kill_grace: Duration,
     /// Bytes kept per output stream (default 1 MiB); the rest is read and dropped.
     pub max_output: usize,
-    /// Run as another user/group; `None` keeps the service's.
+    /// Run as another user and group (supplementary groups are cleared); `None`
+    /// keeps the service's. It must be resolved to ids ([`RunAs::ids`]): names are
+    /// refused, the executor looks nothing up.
     pub run_as: Option<RunAs>,
     /// `None`: inherit. `Some(list)`: exactly these capabilities in the effective,
     /// permitted, inheritable and ambient sets, and a bounding set reduced to them.

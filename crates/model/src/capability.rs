@@ -94,10 +94,10 @@ impl Capability {
     /// `CAP_SYS_ADMIN`.
     pub const SYS_ADMIN: Capability = Capability(21);
 
-    /// Parse `CAP_NET_ADMIN`, `cap_net_admin` or `net_admin` (case-insensitive,
-    /// surrounding whitespace ignored).
+    /// Parse `CAP_NET_ADMIN`, `cap_net_admin` or `net_admin` (case-insensitive;
+    /// nothing else, not even surrounding whitespace).
     pub fn parse(name: &str) -> Result<Capability, UnknownCapability> {
-        let lower = name.trim().to_ascii_lowercase();
+        let lower = name.to_ascii_lowercase();
         let short = lower.strip_prefix("cap_").unwrap_or(&lower);
         NAMES
             .iter()
@@ -190,12 +190,19 @@ mod tests {
             Capability::parse("cap_sys_admin"),
             Ok(Capability::SYS_ADMIN)
         );
-        assert_eq!(Capability::parse(" Cap_Chown "), Ok(Capability::CHOWN));
+        assert_eq!(Capability::parse("Cap_Chown"), Ok(Capability::CHOWN));
         assert_eq!(
             Capability::parse("Checkpoint_Restore").unwrap().number(),
             40
         );
-        for bad in ["CAP_NOPE", "CAP_NET_ADMINX", "", "CAP_", "cap_cap_chown"] {
+        for bad in [
+            "CAP_NOPE",
+            "CAP_NET_ADMINX",
+            "",
+            "CAP_",
+            "cap_cap_chown",
+            " CAP_CHOWN",
+        ] {
             assert_eq!(Capability::parse(bad), Err(UnknownCapability(bad.into())));
         }
         let e = Capability::parse("x").unwrap_err().to_string();

@@ -20,8 +20,8 @@
 use crate::identity::Caller;
 use crate::policy::decide;
 use crate::server::audit::Audit;
-use crate::server::pending::caller_id;
 use crate::server::Shared;
+use regent_model::Account;
 use regent_proto::{ErrorCode, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -107,10 +107,10 @@ fn admin_error(e: regent_auth::AuthError) -> Response {
     }
 }
 
-fn group_matches(g: &regent_config::Principal, caller: &Caller) -> bool {
+fn group_matches(g: &Account, caller: &Caller) -> bool {
     match g {
-        regent_config::Principal::Id(id) => caller.in_group(*id),
-        regent_config::Principal::Name(n) => caller.in_group_named(n),
+        Account::Id(id) => caller.in_group(*id),
+        Account::Name(n) => caller.in_group_named(n),
     }
 }
 
@@ -205,11 +205,11 @@ pub(crate) async fn handle(
                     return not_found(&d.id);
                 }
             }
-            let by = caller_id(caller);
+            let by: &Caller = caller;
             let result = if op == "regent.approve" {
-                flow.approve(&d.id, &by, shared.allow_self_approval).await
+                flow.approve(&d.id, by, shared.allow_self_approval).await
             } else {
-                flow.deny(&d.id, &by, d.reason.clone()).await
+                flow.deny(&d.id, by, d.reason.clone()).await
             };
             match result {
                 Ok(()) => Response::Done(

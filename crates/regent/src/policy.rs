@@ -7,34 +7,34 @@
 
 use crate::identity::Caller;
 
-pub use regent_config::Principal;
+pub use regent_model::Account;
 
 /// Anything that names a user or group: `"www-data"`, `"33"`, `33`.
-pub trait ToPrincipal {
-    /// The principal.
-    fn to_principal(self) -> Principal;
+pub trait ToAccount {
+    /// The account.
+    fn to_account(self) -> Account;
 }
 
-impl ToPrincipal for &str {
-    fn to_principal(self) -> Principal {
-        Principal::parse(self).unwrap_or_else(|_| Principal::Name(self.to_string()))
+impl ToAccount for &str {
+    fn to_account(self) -> Account {
+        Account::parse(self).unwrap_or_else(|_| Account::Name(self.to_string()))
     }
 }
 
-impl ToPrincipal for String {
-    fn to_principal(self) -> Principal {
-        self.as_str().to_principal()
+impl ToAccount for String {
+    fn to_account(self) -> Account {
+        self.as_str().to_account()
     }
 }
 
-impl ToPrincipal for u32 {
-    fn to_principal(self) -> Principal {
-        Principal::Id(self)
+impl ToAccount for u32 {
+    fn to_account(self) -> Account {
+        Account::Id(self)
     }
 }
 
-impl ToPrincipal for Principal {
-    fn to_principal(self) -> Principal {
+impl ToAccount for Account {
+    fn to_account(self) -> Account {
         self
     }
 }
@@ -43,9 +43,9 @@ impl ToPrincipal for Principal {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowRule {
     /// Allowed users.
-    pub users: Vec<Principal>,
+    pub users: Vec<Account>,
     /// Allowed groups (primary or supplementary membership).
-    pub groups: Vec<Principal>,
+    pub groups: Vec<Account>,
 }
 
 impl From<&regent_config::AllowDecl> for AllowRule {
@@ -59,25 +59,25 @@ impl From<&regent_config::AllowDecl> for AllowRule {
 
 impl AllowRule {
     /// A rule allowing these users.
-    pub fn users<P: ToPrincipal>(users: impl IntoIterator<Item = P>) -> Self {
+    pub fn users<P: ToAccount>(users: impl IntoIterator<Item = P>) -> Self {
         AllowRule {
-            users: users.into_iter().map(ToPrincipal::to_principal).collect(),
+            users: users.into_iter().map(ToAccount::to_account).collect(),
             groups: Vec::new(),
         }
     }
 
     /// A rule allowing these groups.
-    pub fn groups<P: ToPrincipal>(groups: impl IntoIterator<Item = P>) -> Self {
+    pub fn groups<P: ToAccount>(groups: impl IntoIterator<Item = P>) -> Self {
         AllowRule {
             users: Vec::new(),
-            groups: groups.into_iter().map(ToPrincipal::to_principal).collect(),
+            groups: groups.into_iter().map(ToAccount::to_account).collect(),
         }
     }
 
     /// Add groups to a rule.
-    pub fn and_groups<P: ToPrincipal>(mut self, groups: impl IntoIterator<Item = P>) -> Self {
+    pub fn and_groups<P: ToAccount>(mut self, groups: impl IntoIterator<Item = P>) -> Self {
         self.groups
-            .extend(groups.into_iter().map(ToPrincipal::to_principal));
+            .extend(groups.into_iter().map(ToAccount::to_account));
         self
     }
 }
@@ -109,8 +109,8 @@ pub fn decide(rule: Option<&AllowRule>, caller: &Caller) -> Decision {
         .iter()
         .any(|p| p.matches(caller.user.as_deref(), caller.uid));
     let group_match = rule.groups.iter().any(|p| match p {
-        Principal::Id(id) => caller.in_group(*id),
-        Principal::Name(n) => caller.in_group_named(n),
+        Account::Id(id) => caller.in_group(*id),
+        Account::Name(n) => caller.in_group_named(n),
     });
     if user_match || group_match {
         Decision::Allow
@@ -129,6 +129,7 @@ mod tests {
 
     fn caller(uid: u32, user: &str, groups: &[(u32, &str)]) -> Caller {
         Caller {
+            peer: regent_model::Peer::Unix,
             pid: Some(42),
             uid,
             gid: groups.first().map(|g| g.0).unwrap_or(uid),

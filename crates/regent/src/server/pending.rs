@@ -18,8 +18,7 @@ use crate::operation::{Authorization, Checked};
 use crate::policy::{decide, Decision};
 use crate::registry::{Entry, Registry};
 use regent_auth::{
-    CallerId, FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, StageHook, StageReport,
-    StartRequest,
+    FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, StageHook, StageReport, StartRequest,
 };
 use regent_proto::{ErrorCode, Response};
 use serde_json::Value;
@@ -40,16 +39,6 @@ pub(crate) fn poll_limiter() -> RateLimiter<u32> {
         interval: POLL_INTERVAL,
         ..RateLimitConfig::default()
     })
-}
-
-/// The flow's view of a caller.
-pub(crate) fn caller_id(caller: &Caller) -> CallerId {
-    CallerId {
-        uid: caller.uid,
-        gid: caller.gid,
-        pid: caller.pid,
-        user: caller.user.clone(),
-    }
 }
 
 /// Lets a Rust operation react after each stage (`Operation::after_stage`).
@@ -106,7 +95,7 @@ impl Shared {
             op: op.to_string(),
             data: checked.data,
             display_data: checked.redacted,
-            caller: caller_id(caller),
+            caller: Caller::clone(caller),
             stages,
             ttl: entry.options.pending_ttl,
             max_attempts: entry.options.max_attempts,
@@ -151,9 +140,7 @@ impl Shared {
             registry: &self.registry,
             caller,
         };
-        let outcome = flow
-            .resume(uid, &caller_id(caller), &data, Some(&hook))
-            .await;
+        let outcome = flow.resume(uid, caller, &data, Some(&hook)).await;
         if outcome.is_failure() {
             self.limiter.record_failure(&caller.uid);
         }
@@ -228,6 +215,7 @@ mod tests {
 
     fn caller(uid: u32) -> Arc<Caller> {
         Arc::new(Caller {
+            peer: regent_model::Peer::Unix,
             pid: None,
             uid,
             gid: uid,
