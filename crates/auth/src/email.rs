@@ -50,8 +50,8 @@ pub struct CodeMail<'a> {
     pub code: &'a str,
 }
 
-/// The default time allowed for sending one message.
-pub const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed to connect and send one mail, unless given.
+pub use regent_model::smtp::DEFAULT_SMTP_TIMEOUT;
 
 /// An SMTP client for code emails. Cheap to share behind an `Arc`.
 #[derive(Clone)]

@@ -240,10 +240,8 @@ pub struct FlowOptions {
     pub max_pending_per_uid: u32,
 }
 
-/// Default of [`FlowOptions::max_pending`].
-pub const DEFAULT_MAX_PENDING: u32 = 1024;
-/// Default of [`FlowOptions::max_pending_per_uid`].
-pub const DEFAULT_MAX_PENDING_PER_UID: u32 = 32;
+/// Defaults of [`FlowOptions::max_pending`] and [`FlowOptions::max_pending_per_uid`].
+pub use regent_model::limits::{DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_UID};
 
 impl Default for FlowOptions {
     /// Wait up to 10 s for a delivery; hold at most [`DEFAULT_MAX_PENDING`]

@@ -16,22 +16,14 @@ use crate::template::Template;
 pub const DEFAULT_SOCKET: &str = "/run/regent/regent.sock";
 /// Default pending-request store.
 pub const DEFAULT_STORE: &str = "/var/lib/regent/pending.db";
-/// Default fixed PATH for commands.
-pub const DEFAULT_COMMAND_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Default operation timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default captured-output limit per stream, in bytes.
-pub const DEFAULT_MAX_OUTPUT: usize = 1 << 20;
+pub use regent_model::limits::{
+    DEFAULT_COMMAND_PATH, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_UID,
+    DEFAULT_RUN_TIMEOUT as DEFAULT_TIMEOUT,
+};
 /// Default lifetime of a pending request.
 pub const DEFAULT_PENDING_TTL: Duration = Duration::from_secs(600);
 /// Default number of wrong codes before a pending request is dropped.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-/// Default `max_pending` (`[service]`): requests held at once in all.
-pub const DEFAULT_MAX_PENDING: u32 = 1024;
-/// Default `max_pending_per_uid` (`[service]`): requests one caller uid may
-/// have held at once, all operations together.
-pub const DEFAULT_MAX_PENDING_PER_UID: u32 = 32;
 /// Default `max_pending_per_uid` of an operation: requests of that operation
 /// one caller uid may have held at once.
 pub const DEFAULT_OP_MAX_PENDING_PER_UID: u32 = 8;

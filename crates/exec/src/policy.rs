@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
+use regent_model::limits::{DEFAULT_MAX_OUTPUT, DEFAULT_RUN_TIMEOUT};
 use regent_model::{Capability, RunAs};
 
 /// The default `PATH` commands get (and bare program names are resolved against).
-pub const FIXED_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use regent_model::limits::DEFAULT_COMMAND_PATH as FIXED_PATH;
 
 /// One command: an argument vector (no shell), optional secret input, and files
 /// the command receives as already-open descriptors.
@@ -275,9 +276,9 @@ pub struct ExecPolicy {
 impl Default for ExecPolicy {
     fn default() -> Self {
         ExecPolicy {
-            timeout: Duration::from_secs(30),
+            timeout: DEFAULT_RUN_TIMEOUT,
             kill_grace: Duration::from_secs(2),
-            max_output: 1024 * 1024,
+            max_output: DEFAULT_MAX_OUTPUT,
             run_as: None,
             capabilities: None,
             no_new_privs: true,

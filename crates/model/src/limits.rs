@@ -1,8 +1,26 @@
-//! The service's connection limits, with their defaults written once: the config's
-//! `[service]` defaults and a library service's defaults are these.
+//! The service's limits and defaults, written once: the config's defaults, a
+//! library service's, the executor's and the pending store's are these.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// The fixed `PATH` commands run with and bare program names are resolved against
+/// (`command_path`).
+pub const DEFAULT_COMMAND_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// An operation's wall-clock limit (`timeout`).
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes of output captured per stream (`max_output`).
+pub const DEFAULT_MAX_OUTPUT: usize = 1 << 20;
+
+/// Requests held at once in all (`max_pending`).
+pub const DEFAULT_MAX_PENDING: u32 = 1024;
+
+/// Requests one caller uid may have held at once, all operations together
+/// (`[service] max_pending_per_uid`).
+pub const DEFAULT_MAX_PENDING_PER_UID: u32 = 32;
 
 /// Connection limits (see `PROTOCOL.md`, Framing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,10 @@
 //! How the connection to the mail server is secured (`[service.smtp] security`).
 
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Time allowed to connect to the mail server and send one mail (`timeout`).
+pub const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -170,7 +170,7 @@ impl ServiceBuilder {
 
     /// Send emailed codes through this SMTP server (enables the `email` method).
     pub fn smtp(self, smtp: SmtpConfig) -> Self {
-        self.smtp_with_timeout(smtp, Duration::from_secs(30))
+        self.smtp_with_timeout(smtp, regent_model::smtp::DEFAULT_SMTP_TIMEOUT)
     }
 
     /// [`ServiceBuilder::smtp`] with a limit on sending one message.
