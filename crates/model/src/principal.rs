@@ -10,10 +10,11 @@ use std::fmt;
 use std::net::SocketAddr;
 
 /// How a principal reached the service.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "transport")]
 pub enum Peer {
     /// A local process on the Unix socket; its ids come from the kernel.
+    #[default]
     Unix,
     /// A remote client identified by its certificate. (No TLS transport serves
     /// yet: `[service.tcp]` is refused at start-up.)
@@ -27,25 +28,42 @@ pub enum Peer {
     },
 }
 
+impl Peer {
+    /// True for [`Peer::Unix`].
+    #[must_use]
+    pub fn is_unix(&self) -> bool {
+        matches!(self, Peer::Unix)
+    }
+}
+
 /// The caller of a request: the account it acts as and how it connected.
+///
+/// Its serialised form (the caller of a held request in `regent.pending`'s answer)
+/// is what the transport vouched for: `uid`, `gid`, `pid`, `user`, and the peer
+/// when it is not a Unix one. The groups are not in it: they are the user
+/// database's word at the time, resolved again rather than taken from a
+/// serialised principal, so one read back is only in its primary group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
-    /// How it connected.
-    pub peer: Peer,
-    /// Process id at connect time (`None` when the transport has none, or when
-    /// the principal was read back from a store).
-    pub pid: Option<i32>,
     /// Real user id (from the kernel on a Unix socket).
     pub uid: u32,
     /// Real (primary) group id (from the kernel on a Unix socket).
     pub gid: u32,
+    /// Process id at connect time (`None` when the transport has none, or when
+    /// the principal was read back from a store).
+    pub pid: Option<i32>,
     /// User name for `uid`, if the user database knows it.
     pub user: Option<String>,
     /// Every group the user is in: `gid` plus the database's supplementary
     /// groups (only `gid` when they were not looked up).
+    #[serde(skip)]
     pub groups: Vec<u32>,
     /// Names of `groups` that the group database knows.
+    #[serde(skip)]
     pub group_names: Vec<String>,
+    /// How it connected.
+    #[serde(default, skip_serializing_if = "Peer::is_unix")]
+    pub peer: Peer,
 }
 
 impl Principal {
@@ -54,13 +72,13 @@ impl Principal {
     #[must_use]
     pub fn unix(pid: Option<i32>, uid: u32, gid: u32, user: Option<String>) -> Principal {
         Principal {
-            peer: Peer::Unix,
-            pid,
             uid,
             gid,
+            pid,
             user,
             groups: vec![gid],
             group_names: Vec::new(),
+            peer: Peer::Unix,
         }
     }
 
@@ -181,8 +199,21 @@ mod tests {
             "backup (uid 34) as backup.example.org from 192.0.2.7:5000"
         );
         let back: Principal = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
-        assert_eq!(back, t);
-        let unix = serde_json::to_value(alice()).unwrap();
-        assert_eq!(unix["peer"], serde_json::json!({"transport": "unix"}));
+        assert_eq!(back.peer, t.peer);
+        assert_eq!((back.uid, back.user), (34, Some("backup".into())));
+    }
+
+    #[test]
+    fn the_serialised_form_is_what_the_transport_vouched_for() {
+        // Exactly the caller object of `regent.pending`'s answer, in its order.
+        let text = serde_json::to_string(&alice()).unwrap();
+        assert_eq!(text, r#"{"uid":1000,"gid":1000,"pid":42,"user":"alice"}"#);
+        // Read back, it claims no supplementary group.
+        let back: Principal = serde_json::from_str(
+            r#"{"uid":1000,"gid":1000,"pid":null,"user":"alice","groups":[0]}"#,
+        )
+        .unwrap();
+        assert_eq!(back.peer, Peer::Unix);
+        assert!(back.groups.is_empty() && back.in_group(1000) && !back.in_group(0));
     }
 }
