@@ -9,23 +9,11 @@ use crate::{secret, AuthError, Result};
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+pub use regent_model::SmtpSecurity;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 use zeroize::Zeroizing;
-
-/// How the connection to the SMTP server is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpSecurity {
-    /// Plain SMTP (only sensible on loopback or a trusted network).
-    None,
-    /// Plain connection upgraded with STARTTLS, which is required (port 587).
-    #[default]
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Tls,
-}
 
 /// Where and how to send mail.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -62,8 +50,8 @@ pub struct CodeMail<'a> {
     pub code: &'a str,
 }
 
-/// The default time allowed for sending one message.
-pub const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed to connect and send one mail, unless given.
+pub use regent_model::smtp::DEFAULT_SMTP_TIMEOUT;
 
 /// An SMTP client for code emails. Cheap to share behind an `Arc`.
 #[derive(Clone)]
@@ -254,12 +242,7 @@ mod tests {
 
     #[test]
     fn body_says_who_what_until_when_and_the_code() {
-        let caller = CallerId {
-            uid: 1000,
-            gid: 100,
-            pid: Some(4242),
-            user: Some("alice".into()),
-        };
+        let caller = CallerId::unix(Some(4242), 1000, 100, Some("alice".into()));
         let data = json!({"service": "nginx", "password": "<redacted>"});
         let mail = CodeMail {
             request_id: "abcd1234",
@@ -286,12 +269,7 @@ mod tests {
 
     #[test]
     fn body_shows_control_bidi_and_invisible_characters_escaped() {
-        let caller = CallerId {
-            uid: 1000,
-            gid: 100,
-            pid: None,
-            user: Some("al\u{200b}ice".into()),
-        };
+        let caller = CallerId::unix(None, 1000, 100, Some("al\u{200b}ice".into()));
         let data = json!({"file": "invoice_\u{202e}fdp.exe", "note": "a\u{9b}31mb\u{2028}c"});
         let mail = CodeMail {
             request_id: "abcd1234",

@@ -35,7 +35,7 @@ use crate::store::{
 };
 use crate::{random, AuthError, Result};
 use regent_proto::{ErrorCode, PendingInfo, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::fmt;
@@ -43,18 +43,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// Who is calling, as the kernel (or a TLS certificate) says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallerId {
-    /// Unix user id.
-    pub uid: u32,
-    /// Unix group id.
-    pub gid: u32,
-    /// Process id, when known.
-    pub pid: Option<i32>,
-    /// User name, when known.
-    pub user: Option<String>,
-}
+/// Who is calling, as the kernel (or a TLS certificate) says: the shared
+/// [`regent_model::Principal`]. A record read back from the store knows the
+/// caller's pid, ids and user name, not its groups.
+pub type CallerId = regent_model::Principal;
 
 /// A validated request that needs authorization.
 #[derive(Debug, Clone)]
@@ -248,10 +240,8 @@ pub struct FlowOptions {
     pub max_pending_per_uid: u32,
 }
 
-/// Default of [`FlowOptions::max_pending`].
-pub const DEFAULT_MAX_PENDING: u32 = 1024;
-/// Default of [`FlowOptions::max_pending_per_uid`].
-pub const DEFAULT_MAX_PENDING_PER_UID: u32 = 32;
+/// Defaults of [`FlowOptions::max_pending`] and [`FlowOptions::max_pending_per_uid`].
+pub use regent_model::limits::{DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_UID};
 
 impl Default for FlowOptions {
     /// Wait up to 10 s for a delivery; hold at most [`DEFAULT_MAX_PENDING`]

@@ -15,8 +15,9 @@
 //! - [`flow`]: [`AuthFlow`], the engine: start, resume, list, approve, deny.
 //!
 //! **Boundaries.** Owns secrets, rate limits, TOTP, email codes, the SQLite store and
-//! the flow. May import `regent-proto` only: it knows nothing of sockets, the config or
-//! how commands run.
+//! the flow. The caller ([`CallerId`], i.e. `regent_model::Principal`) and the mail
+//! security ([`SmtpSecurity`]) are `regent-model`'s. May import `regent-model` and
+//! `regent-proto` only: it knows nothing of sockets, the config or how commands run.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -258,12 +258,12 @@ fn decode(r: RawRecord) -> Result<PendingRecord> {
     Ok(PendingRecord {
         data: json("data", &data)?,
         display_data: json("display_data", &display_data)?,
-        caller: CallerId {
-            uid: u32::try_from(uid).map_err(|e| corrupt(id, "caller_uid", e))?,
-            gid: u32::try_from(gid).map_err(|e| corrupt(id, "caller_gid", e))?,
-            pid: r.pid.and_then(|p| i32::try_from(p).ok()),
-            user: r.user,
-        },
+        caller: CallerId::unix(
+            r.pid.and_then(|p| i32::try_from(p).ok()),
+            u32::try_from(uid).map_err(|e| corrupt(id, "caller_uid", e))?,
+            u32::try_from(gid).map_err(|e| corrupt(id, "caller_gid", e))?,
+            r.user,
+        ),
         approvers: serde_json::from_str(&approvers).map_err(|e| corrupt(id, "approvers", e))?,
         stages: serde_json::from_str(&stages).map_err(|e| corrupt(id, "stages", e))?,
         stage_index: usize::try_from(index).map_err(|e| corrupt(id, "stage_index", e))?,
@@ -608,12 +608,7 @@ mod tests {
             op: "restart".into(),
             data: json!({"service": "nginx"}),
             display_data: json!({"service": "nginx"}),
-            caller: CallerId {
-                uid: 1000,
-                gid: 1000,
-                pid: Some(42),
-                user: Some("alice".into()),
-            },
+            caller: CallerId::unix(Some(42), 1000, 1000, Some("alice".into())),
             approvers: vec!["admin@example.org".into()],
             stages: vec!["email".into(), "approval".into()],
             stage_index: 0,

@@ -14,28 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn alice() -> CallerId {
-    CallerId {
-        uid: 1000,
-        gid: 1000,
-        pid: Some(4242),
-        user: Some("alice".into()),
-    }
+    CallerId::unix(Some(4242), 1000, 1000, Some("alice".into()))
 }
 fn mallory() -> CallerId {
-    CallerId {
-        uid: 1001,
-        gid: 1001,
-        pid: Some(666),
-        user: Some("mallory".into()),
-    }
+    CallerId::unix(Some(666), 1001, 1001, Some("mallory".into()))
 }
 fn root() -> CallerId {
-    CallerId {
-        uid: 0,
-        gid: 0,
-        pid: Some(1),
-        user: Some("root".into()),
-    }
+    CallerId::unix(Some(1), 0, 0, Some("root".into()))
 }
 
 /// A custom method: the right response is the code "open-sesame".

@@ -13,12 +13,7 @@ const DB_ENV: &str = "REGENT_AUTH_KILL9_DB";
 const OUT_ENV: &str = "REGENT_AUTH_KILL9_OUT";
 
 fn alice() -> CallerId {
-    CallerId {
-        uid: 1000,
-        gid: 1000,
-        pid: None,
-        user: Some("alice".into()),
-    }
+    CallerId::unix(None, 1000, 1000, Some("alice".into()))
 }
 
 fn flow(db: &std::path::Path) -> AuthFlow {
@@ -97,12 +92,7 @@ async fn a_pending_request_survives_kill_9() {
     let waiting = flow.list_waiting().await.unwrap();
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].op, "reboot");
-    let root = CallerId {
-        uid: 0,
-        gid: 0,
-        pid: None,
-        user: Some("root".into()),
-    };
+    let root = CallerId::unix(None, 0, 0, Some("root".into()));
     flow.approve(id, &root, false).await.unwrap();
     match flow.resume(uid, &alice(), &Value::Null, None).await {
         FlowOutcome::Run {

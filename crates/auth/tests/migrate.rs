@@ -58,12 +58,7 @@ fn ms(t: SystemTime) -> i64 {
 }
 
 fn alice() -> CallerId {
-    CallerId {
-        uid: 1000,
-        gid: 1000,
-        pid: Some(7),
-        user: Some("alice".into()),
-    }
+    CallerId::unix(Some(7), 1000, 1000, Some("alice".into()))
 }
 
 #[tokio::test]
@@ -124,12 +119,7 @@ async fn a_version_1_store_opens_and_its_held_requests_complete() {
     assert_eq!(page.requests.len(), 2);
     assert_eq!(page.more, 0);
 
-    let root = CallerId {
-        uid: 0,
-        gid: 0,
-        pid: None,
-        user: Some("root".into()),
-    };
+    let root = CallerId::unix(None, 0, 0, Some("root".into()));
     flow.approve("v1aaaaaa", &root, false).await.unwrap();
     for (id, uid) in [
         ("v1aaaaaa", "uid-written-by-version-1-a"),

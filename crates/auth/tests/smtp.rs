@@ -91,12 +91,7 @@ fn code_in(mail: &str) -> String {
 }
 
 fn alice() -> CallerId {
-    CallerId {
-        uid: 1000,
-        gid: 100,
-        pid: Some(4242),
-        user: Some("alice".into()),
-    }
+    CallerId::unix(Some(4242), 1000, 100, Some("alice".into()))
 }
 
 fn config(port: u16) -> SmtpConfig {
@@ -201,12 +196,7 @@ async fn email_then_approval_through_a_real_smtp_server() {
         flow.resume(&uid2, &alice(), &Value::Null, None).await,
         FlowOutcome::Pending { .. }
     ));
-    let admin = CallerId {
-        uid: 0,
-        gid: 0,
-        pid: None,
-        user: Some("root".into()),
-    };
+    let admin = CallerId::unix(None, 0, 0, Some("root".into()));
     flow.approve(&id, &admin, false).await.unwrap();
     match flow.resume(&uid2, &alice(), &Value::Null, None).await {
         FlowOutcome::Run { op, data, .. } => {

@@ -20,12 +20,15 @@
 //! only be passed on stdin.
 //!
 //! **Boundaries.** Owns the TOML schema and what it means: parameter types, templates,
-//! diagnostics. May import `regent-proto` and `regent-model` only; never `regent-exec`,
-//! `regent-auth` or `regent`.
+//! diagnostics. The concepts it reads into (accounts, capabilities, `run_as`, the
+//! caller a template names, the service limits and their defaults) are
+//! `regent-model`'s, not its own. May import `regent-model` and `regent-proto` only;
+//! never `regent-exec`, `regent-auth` or `regent`. Inside, the modules form no cycle:
+//! `reader` -> `model` -> `template` -> `values` -> `param`, and `data` (validation)
+//! sits beside `reader`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod caps;
 mod data;
 mod diag;
 mod error;
@@ -34,23 +37,22 @@ mod model;
 mod net;
 mod param;
 mod paths;
-mod principal;
 mod reader;
 mod template;
 mod units;
+mod values;
 
 use std::path::Path;
 
-pub use caps::{canonical_capability, capability_number, CAPABILITIES};
-pub use data::{check_paths, validate_data, CallerVars, FieldError, ParamValue, Params};
+pub use data::{check_paths, validate_data, FieldError};
 pub use diag::{Diagnostic, Diagnostics};
 pub use error::Error;
 pub use examples::{demo_config, demo_config_text, example_config};
 pub use model::{
     AllowDecl, Config, ExecDecl, LimitsDecl, LogFormat, OnUnsupported, OperationDecl, OutputMode,
-    RunAs, SandboxDecl, ServiceConfig, SmtpDecl, SmtpSecurity, TcpDecl, AUTH_METHODS,
-    DEFAULT_COMMAND_PATH, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_OUTPUT, DEFAULT_PENDING_TTL,
-    DEFAULT_SOCKET, DEFAULT_STORE, DEFAULT_TIMEOUT,
+    SandboxDecl, ServiceConfig, SmtpDecl, TcpDecl, AUTH_METHODS, DEFAULT_COMMAND_PATH,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_OUTPUT, DEFAULT_PENDING_TTL, DEFAULT_SOCKET, DEFAULT_STORE,
+    DEFAULT_TIMEOUT,
 };
 pub use model::{DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_UID, DEFAULT_OP_MAX_PENDING_PER_UID};
 pub use net::{check_hostname, is_public, non_public_reason};
@@ -58,9 +60,12 @@ pub use param::{
     IpVersion, ParamKind, ParamSpec, PathAccess, Pattern, ValueKind, DEFAULT_STRING_MAX_LEN,
 };
 pub use paths::{check_path_no_symlink_escape, normalize_path, not_found_message, MAX_PATH_LEN};
-pub use principal::Principal;
 pub use template::{is_valid_param_name, Placeholder, Template};
 pub use units::{parse_duration, parse_mode, parse_size};
+pub use values::{ParamValue, Params};
+
+/// The shared vocabulary the config is written in, re-exported for convenience.
+pub use regent_model::{Account, Capability, Limits, Principal, RunAs, SmtpSecurity};
 
 /// Largest config file accepted, in bytes.
 pub const MAX_CONFIG_SIZE: u64 = 4 << 20;

@@ -6,32 +6,24 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use regent_model::{Account, Capability, Limits, RunAs, SmtpSecurity};
 use serde_json::{json, Value};
 
 use crate::param::ParamSpec;
-use crate::principal::Principal;
 use crate::template::Template;
 
 /// Default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/regent/regent.sock";
 /// Default pending-request store.
 pub const DEFAULT_STORE: &str = "/var/lib/regent/pending.db";
-/// Default fixed PATH for commands.
-pub const DEFAULT_COMMAND_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Default operation timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default captured-output limit per stream, in bytes.
-pub const DEFAULT_MAX_OUTPUT: usize = 1 << 20;
+pub use regent_model::limits::{
+    DEFAULT_COMMAND_PATH, DEFAULT_MAX_OUTPUT, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_UID,
+    DEFAULT_RUN_TIMEOUT as DEFAULT_TIMEOUT,
+};
 /// Default lifetime of a pending request.
 pub const DEFAULT_PENDING_TTL: Duration = Duration::from_secs(600);
 /// Default number of wrong codes before a pending request is dropped.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-/// Default `max_pending` (`[service]`): requests held at once in all.
-pub const DEFAULT_MAX_PENDING: u32 = 1024;
-/// Default `max_pending_per_uid` (`[service]`): requests one caller uid may
-/// have held at once, all operations together.
-pub const DEFAULT_MAX_PENDING_PER_UID: u32 = 32;
 /// Default `max_pending_per_uid` of an operation: requests of that operation
 /// one caller uid may have held at once.
 pub const DEFAULT_OP_MAX_PENDING_PER_UID: u32 = 8;
@@ -78,9 +70,9 @@ pub struct ServiceConfig {
     /// Socket file mode (`socket_mode = "0660"`).
     pub socket_mode: u32,
     /// Socket owner (`socket_owner`), default: the service's user.
-    pub socket_owner: Option<Principal>,
+    pub socket_owner: Option<Account>,
     /// Socket group (`socket_group`), default: the service's group.
-    pub socket_group: Option<Principal>,
+    pub socket_group: Option<Account>,
     /// File holding the socket secret (`secret_file`); none means no secret.
     pub secret_file: Option<PathBuf>,
     /// Longest request line in bytes (`max_line = "1M"`).
@@ -114,7 +106,7 @@ pub struct ServiceConfig {
     /// SQLite store for pending requests (`store`).
     pub store: PathBuf,
     /// Group whose members may approve/deny/list pending requests, besides root.
-    pub admin_group: Option<Principal>,
+    pub admin_group: Option<Account>,
     /// Whether an administrator may approve their own request (default false).
     pub allow_self_approval: bool,
     /// Requests held at once in all (`max_pending`); beyond it: `busy`.
@@ -131,23 +123,26 @@ pub struct ServiceConfig {
 }
 
 impl Default for ServiceConfig {
+    /// The connection limits are [`Limits`]' defaults, written once for the
+    /// config and for a library service.
     fn default() -> Self {
+        let limits = Limits::default();
         ServiceConfig {
             socket: PathBuf::from(DEFAULT_SOCKET),
             socket_mode: 0o660,
             socket_owner: None,
             socket_group: None,
             secret_file: None,
-            max_line: 1 << 20,
-            line_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 512,
-            max_connections_per_uid: 64,
-            reserved_connections: 8,
-            max_runs: 256,
-            write_timeout: Duration::from_secs(10),
-            threads: 1,
-            rate_limit_hold: Duration::from_secs(1),
+            max_line: limits.max_line,
+            line_timeout: limits.line_timeout,
+            idle_timeout: limits.idle_timeout,
+            max_connections: limits.max_connections,
+            max_connections_per_uid: limits.max_connections_per_uid,
+            reserved_connections: limits.reserved_connections,
+            max_runs: limits.max_runs,
+            write_timeout: limits.write_timeout,
+            threads: limits.acceptors,
+            rate_limit_hold: limits.rate_limit_hold,
             log_format: LogFormat::Text,
             store: PathBuf::from(DEFAULT_STORE),
             admin_group: None,
@@ -161,16 +156,24 @@ impl Default for ServiceConfig {
     }
 }
 
-/// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SmtpSecurity {
-    /// Plain connection upgraded with STARTTLS (default; port 587).
-    #[default]
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Tls,
-    /// No encryption (port 25); only sensible on loopback. Credentials are refused.
-    None,
+impl ServiceConfig {
+    /// The connection limits this table declares (the rest at their defaults).
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_line: self.max_line,
+            line_timeout: self.line_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_uid: self.max_connections_per_uid,
+            reserved_connections: self.reserved_connections,
+            max_runs: self.max_runs,
+            write_timeout: self.write_timeout,
+            rate_limit_hold: self.rate_limit_hold,
+            acceptors: self.threads,
+            ..Limits::default()
+        }
+    }
 }
 
 /// The `[service.smtp]` table.
@@ -219,18 +222,9 @@ pub enum OutputMode {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AllowDecl {
     /// Allowed users.
-    pub users: Vec<Principal>,
+    pub users: Vec<Account>,
     /// Allowed groups (primary or supplementary).
-    pub groups: Vec<Principal>,
-}
-
-/// `run_as`: the user (and group) the command runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunAs {
-    /// The user.
-    pub user: Principal,
-    /// The group; none: the user's primary group.
-    pub group: Option<Principal>,
+    pub groups: Vec<Account>,
 }
 
 /// `sandbox`: a Landlock filesystem allowlist.
@@ -273,9 +267,8 @@ pub enum OnUnsupported {
 pub struct ExecDecl {
     /// `run_as`; none: the service's own user.
     pub run_as: Option<RunAs>,
-    /// `capabilities`, canonical `CAP_*` names; none: not restricted by the config,
-    /// `Some(vec![])`: all dropped.
-    pub capabilities: Option<Vec<String>>,
+    /// `capabilities`; none: not restricted by the config, `Some(vec![])`: all dropped.
+    pub capabilities: Option<Vec<Capability>>,
     /// `sandbox`; none: no filesystem sandbox.
     pub sandbox: Option<SandboxDecl>,
     /// `limits`.

@@ -5,15 +5,18 @@
 //!   the values contain (spaces, quotes, `;`...). An element may mix text and
 //!   placeholders, e.g. `"--to={ip}"`, and still renders as one element.
 //! - `{name}` is a declared parameter; `{caller.uid}`, `{caller.gid}` and
-//!   `{caller.user}` are the caller's kernel identity. `{{` and `}}` are literal braces.
+//!   `{caller.user}` are the caller's kernel identity (a [`Principal`]; `user` is
+//!   the uid in decimal when the user database has no name for it). `{{` and `}}` are literal braces.
 //! - An element that refers to an optional parameter absent from the request is
 //!   left out entirely (so `"--limit={n}"` disappears when `n` is not given).
 //! - `command[0]` is literal: an absolute path or a bare program name without `/`.
 
 use std::fmt;
 
-use crate::data::{CallerVars, Params};
+use regent_model::Principal;
+
 use crate::error::Error;
+use crate::values::Params;
 
 /// One value a template can refer to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +198,7 @@ impl Template {
     /// parameter (which a validated config never puts in argv) renders as
     /// `<redacted>`, so a secret cannot reach argv even through a hand-built template.
     #[must_use]
-    pub fn render(&self, params: &Params, caller: &CallerVars) -> Vec<String> {
+    pub fn render(&self, params: &Params, caller: &Principal) -> Vec<String> {
         self.render_with(params, caller, |_| None)
     }
 
@@ -203,7 +206,7 @@ impl Template {
     /// `replace` returns text renders as that text instead of its value (the daemon
     /// uses it to put `/proc/self/fd/N` where a path parameter goes).
     #[must_use]
-    pub fn render_with<F>(&self, params: &Params, caller: &CallerVars, replace: F) -> Vec<String>
+    pub fn render_with<F>(&self, params: &Params, caller: &Principal, replace: F) -> Vec<String>
     where
         F: Fn(&str) -> Option<String>,
     {
@@ -215,7 +218,7 @@ impl Template {
                     Piece::Text(t) => out.push_str(t),
                     Piece::Hole(Placeholder::CallerUid) => out.push_str(&caller.uid.to_string()),
                     Piece::Hole(Placeholder::CallerGid) => out.push_str(&caller.gid.to_string()),
-                    Piece::Hole(Placeholder::CallerUser) => out.push_str(&caller.user),
+                    Piece::Hole(Placeholder::CallerUser) => out.push_str(&caller.user_or_uid()),
                     Piece::Hole(Placeholder::Param(name)) => match params.get(name) {
                         Some(v) if v.is_secret() => out.push_str("<redacted>"),
                         Some(v) => match replace(name) {
@@ -315,11 +318,7 @@ mod tests {
         assert_eq!(t.program(), "printf");
         let ph: Vec<String> = t.placeholders().map(ToString::to_string).collect();
         assert_eq!(ph, ["a", "a", "b", "caller.user"]);
-        let caller = CallerVars {
-            uid: 0,
-            gid: 0,
-            user: "root".into(),
-        };
+        let caller = Principal::unix(None, 0, 0, Some("root".into()));
         // No params given: elements using a or b are left out; the empty one stays.
         assert_eq!(
             t.render(&Params::default(), &caller),

@@ -24,9 +24,9 @@ fn example_config_parses_with_every_feature() {
     let s = &c.service;
     assert_eq!(s.socket, PathBuf::from("/run/regent/regent.sock"));
     assert_eq!(s.socket_mode, 0o660);
-    assert_eq!(s.socket_group, Some(Principal::Name("regent".into())));
+    assert_eq!(s.socket_group, Some(Account::Name("regent".into())));
     assert_eq!(s.max_line, 1 << 20);
-    assert_eq!(s.admin_group, Some(Principal::Name("regent-admins".into())));
+    assert_eq!(s.admin_group, Some(Account::Name("regent-admins".into())));
     let smtp = s.smtp.as_ref().unwrap();
     assert_eq!((smtp.port, smtp.security), (587, SmtpSecurity::StartTls));
 
@@ -41,10 +41,10 @@ fn example_config_parses_with_every_feature() {
     assert_eq!(fw.timeout, Duration::from_secs(10));
     assert_eq!(
         fw.exec.capabilities.as_deref(),
-        Some(&["CAP_NET_ADMIN".to_string(), "CAP_NET_RAW".to_string()][..])
+        Some(&[Capability::NET_ADMIN, Capability::NET_RAW][..])
     );
     let allow = fw.allow.as_ref().unwrap();
-    assert_eq!(allow.users, vec![Principal::Name("www-data".into())]);
+    assert_eq!(allow.users, vec![Account::Name("www-data".into())]);
 
     let pw = c.operation("web-password").unwrap();
     assert!(pw.params["password"].secret);
@@ -60,8 +60,8 @@ fn example_config_parses_with_every_feature() {
     assert_eq!(
         cc.exec.run_as,
         Some(RunAs {
-            user: Principal::Name("www-data".into()),
-            group: Some(Principal::Name("www-data".into()))
+            user: Account::Name("www-data".into()),
+            group: Some(Account::Name("www-data".into()))
         })
     );
     assert_eq!(cc.exec.capabilities, Some(vec![]));
@@ -89,11 +89,7 @@ fn demo_config_is_usable() {
     assert_eq!(c.operation("whoami").unwrap().command.program(), "id");
     let echo = c.operation("echo").unwrap();
     let ok = validate_data(echo, &serde_json::json!({"message": "Hello, world!"})).unwrap();
-    let caller = CallerVars {
-        uid: 1000,
-        gid: 1000,
-        user: "alice".into(),
-    };
+    let caller = Principal::unix(None, 1000, 1000, Some("alice".into()));
     assert_eq!(echo.command.render(&ok, &caller), ["echo", "Hello, world!"]);
     let bad = validate_data(
         echo,
@@ -105,7 +101,7 @@ fn demo_config_is_usable() {
     let kernel = c.operation("kernel").unwrap();
     assert_eq!(
         kernel.allow.as_ref().unwrap().groups,
-        vec![Principal::Name("regent-admins".into())]
+        vec![Account::Name("regent-admins".into())]
     );
     let hello = c.operation("hello").unwrap();
     assert_eq!(
@@ -534,22 +530,22 @@ pending_ttl = "1h"
     assert_eq!(
         a.run_as,
         Some(RunAs {
-            user: Principal::Name("nobody".into()),
-            group: Some(Principal::Name("nogroup".into()))
+            user: Account::Name("nobody".into()),
+            group: Some(Account::Name("nogroup".into()))
         })
     );
     assert_eq!(
         a.capabilities,
         Some(vec![
-            "CAP_NET_ADMIN".to_string(),
-            "CAP_SYS_TIME".to_string()
+            Capability::NET_ADMIN,
+            Capability::parse("CAP_SYS_TIME").unwrap()
         ])
     );
     assert_eq!(a.on_unsupported, OnUnsupported::Warn);
     assert_eq!(
         c.operations["b"].exec.run_as,
         Some(RunAs {
-            user: Principal::Id(65534),
+            user: Account::Id(65534),
             group: None
         })
     );
@@ -557,16 +553,16 @@ pending_ttl = "1h"
     assert_eq!(
         op_c.exec.run_as,
         Some(RunAs {
-            user: Principal::Id(65534),
-            group: Some(Principal::Id(65534))
+            user: Account::Id(65534),
+            group: Some(Account::Id(65534))
         })
     );
     assert_eq!(op_c.pending_ttl, Duration::from_secs(3600));
     assert_eq!(
         op_c.approve.as_ref().unwrap().users,
-        vec![Principal::Id(0)]
+        vec![Account::Id(0)]
             .into_iter()
-            .map(|_| Principal::Name("root".into()))
+            .map(|_| Account::Name("root".into()))
             .collect::<Vec<_>>()
     );
 }
@@ -597,8 +593,8 @@ key = "/etc/regent/key.pem"
     .unwrap_or_else(|d| panic!("{d}"));
     let s = &c.service;
     assert_eq!(s.socket_mode, 0o600);
-    assert_eq!(s.socket_owner, Some(Principal::Id(0)));
-    assert_eq!(s.socket_group, Some(Principal::Id(33)));
+    assert_eq!(s.socket_owner, Some(Account::Id(0)));
+    assert_eq!(s.socket_group, Some(Account::Id(33)));
     assert_eq!(s.max_line, 65536);
     assert_eq!(s.log_format, LogFormat::Json);
     assert_eq!(s.command_path, "/usr/bin:/bin");

@@ -9,12 +9,8 @@ fn op(text: &str) -> OperationDecl {
     c.operations.into_values().next().unwrap()
 }
 
-fn alice() -> CallerVars {
-    CallerVars {
-        uid: 1000,
-        gid: 100,
-        user: "alice".into(),
-    }
+fn alice() -> Principal {
+    Principal::unix(None, 1000, 100, Some("alice".into()))
 }
 
 const FW: &str = r#"

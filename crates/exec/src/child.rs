@@ -18,7 +18,7 @@ use crate::caps::{self, Capability};
 use crate::describe::{sandbox_protections, KernelSupport, ProtectionState};
 use crate::error::ExecError;
 use crate::landlock;
-use crate::policy::{ExecPolicy, RunAs, Unsupported};
+use crate::policy::{ExecPolicy, Unsupported};
 use crate::{seccomp, sys};
 
 /// A step of [`Confinement::apply`], reported when it fails.
@@ -144,7 +144,8 @@ pub struct Confinement {
     rlimits: [Option<(u32, u64, u64)>; MAX_RLIMITS],
     caps: Option<u64>,
     last_cap: u32,
-    run_as: Option<RunAs>,
+    /// (uid, gid) of the resolved `run_as`.
+    run_as: Option<(u32, u32)>,
     no_new_privs: bool,
     landlock: Option<OwnedFd>,
     /// The sandbox's seccomp program (built before fork).
@@ -197,7 +198,7 @@ impl Confinement {
                 let held = sys::capget().map_err(|e| ExecError::setup("capget", e))?;
                 let missing = mask & !held.permitted;
                 if missing != 0 {
-                    let names: Vec<String> = caps::caps_in(missing)
+                    let names: Vec<String> = Capability::in_mask(missing)
                         .iter()
                         .map(Capability::to_string)
                         .collect();
@@ -225,6 +226,15 @@ impl Confinement {
             }
         };
 
+        // The executor does no user-database lookup: a `run_as` still naming an
+        // account (or leaving the group to the user's primary one) is refused.
+        let run_as = match &policy.run_as {
+            None => None,
+            Some(r) => Some(r.resolved().ok_or_else(|| ExecError::Invalid {
+                reason: format!("run_as {r} is not resolved to a uid and a gid"),
+            })?),
+        };
+
         let l = &policy.limits;
         let rlimits = [
             l.cpu_seconds
@@ -238,7 +248,7 @@ impl Confinement {
             rlimits,
             caps,
             last_cap,
-            run_as: policy.run_as,
+            run_as,
             no_new_privs: policy.no_new_privs,
             landlock,
             seccomp,
@@ -258,7 +268,7 @@ impl Confinement {
                 }
             }
         }
-        if let Some(RunAs { uid, gid }) = self.run_as {
+        if let Some((uid, gid)) = self.run_as {
             sys::clear_groups().map_err(|e| SetupFailure::new(Step::Groups, e))?;
             sys::set_res_gid(gid).map_err(|e| SetupFailure::new(Step::Gid, e))?;
             if self.caps.is_some() {

@@ -165,8 +165,11 @@ fn human_bytes(b: u64) -> String {
 /// landlock: read [/usr] write [/var/lib/x], limits: nofile 64, timeout 10s (grace 2s)`.
 pub fn describe(policy: &ExecPolicy) -> String {
     let mut parts = Vec::new();
-    parts.push(match policy.run_as {
-        Some(r) => format!("uid {} gid {} (no supplementary groups)", r.uid, r.gid),
+    parts.push(match &policy.run_as {
+        Some(r) => match r.resolved() {
+            Some((uid, gid)) => format!("uid {uid} gid {gid} (no supplementary groups)"),
+            None => format!("run_as {r} (not resolved to ids: refused)"),
+        },
         None => "the service's uid and gid".to_string(),
     });
     parts.push(match &policy.capabilities {
@@ -236,12 +239,13 @@ pub fn describe(policy: &ExecPolicy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{LandlockRules, RunAs};
+    use crate::policy::LandlockRules;
+    use regent_model::RunAs;
 
     #[test]
     fn summarises() {
         let p = ExecPolicy {
-            run_as: Some(RunAs { uid: 0, gid: 0 }),
+            run_as: Some(RunAs::ids(0, 0)),
             capabilities: Some(vec![Capability::NET_ADMIN]),
             landlock: Some(LandlockRules {
                 read: vec!["/usr".into()],

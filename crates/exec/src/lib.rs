@@ -8,7 +8,8 @@
 //! kernel lacks a requested protection the policy either refuses (default) or runs
 //! with a logged warning.
 //!
-//! Layout: `policy` (the declared types), `caps` (capability names), `resolve`
+//! Layout: `policy` (the declared types), `caps` (the kernel's side of
+//! `regent-model`'s capabilities), `resolve`
 //! (finding the program), `child` ([`Confinement`]: computed before fork, applied
 //! after), `landlock` (rulesets), `seccomp` (the sandbox's filter), `pathfd` (files
 //! passed as descriptors opened in the command's process), `supervisor` (the per-run subreaper that owns the
@@ -16,8 +17,8 @@
 //! `describe` (summary for `regent check`) and [`sys`] (the only `unsafe`).
 //!
 //! **Boundaries.** Owns everything between fork and exec and all of the workspace's
-//! `unsafe` (`sys`). Imports no other Regent crate: callers hand it a resolved
-//! [`ExecPolicy`].
+//! `unsafe` (`sys`). Imports only `regent-model` (for [`Capability`] and [`RunAs`]),
+//! no other Regent crate: callers hand it a resolved [`ExecPolicy`].
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -37,13 +38,14 @@ mod supervisor;
 pub mod sys;
 pub mod tree;
 
-pub use caps::{all_capabilities, Capability, UnknownCapability};
+pub use caps::{Capability, UnknownCapability};
 pub use child::{Confinement, SetupFailure, Step};
 pub use describe::{describe, sandbox_protections, KernelSupport, Protection, ProtectionState};
 pub use error::ExecError;
 pub use pathfd::{reserve_path_descriptors, untrusted_directory, PathRefusal, MAX_PATHS};
 pub use policy::{
-    CommandSpec, ExecOutput, ExecPolicy, FileAccess, LandlockRules, PathArg, ResourceLimits, RunAs,
+    CommandSpec, ExecOutput, ExecPolicy, FileAccess, LandlockRules, PathArg, ResourceLimits,
     SandboxAllow, Unsupported, FIXED_PATH,
 };
+pub use regent_model::RunAs;
 pub use run::run;

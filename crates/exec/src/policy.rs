@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::caps::Capability;
+use regent_model::limits::{DEFAULT_MAX_OUTPUT, DEFAULT_RUN_TIMEOUT};
+use regent_model::{Capability, RunAs};
 
 /// The default `PATH` commands get (and bare program names are resolved against).
-pub const FIXED_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use regent_model::limits::DEFAULT_COMMAND_PATH as FIXED_PATH;
 
 /// One command: an argument vector (no shell), optional secret input, and files
 /// the command receives as already-open descriptors.
@@ -134,15 +135,6 @@ impl fmt::Debug for CommandSpec {
     }
 }
 
-/// Run as this user and group (supplementary groups are cleared).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunAs {
-    /// User id.
-    pub uid: u32,
-    /// Group id.
-    pub gid: u32,
-}
-
 /// A Landlock filesystem sandbox: everything not listed is denied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LandlockRules {
@@ -256,7 +248,9 @@ pub struct ExecPolicy {
     pub kill_grace: Duration,
     /// Bytes kept per output stream (default 1 MiB); the rest is read and dropped.
     pub max_output: usize,
-    /// Run as another user/group; `None` keeps the service's.
+    /// Run as another user and group (supplementary groups are cleared); `None`
+    /// keeps the service's. It must be resolved to ids ([`RunAs::ids`]): names are
+    /// refused, the executor looks nothing up.
     pub run_as: Option<RunAs>,
     /// `None`: inherit. `Some(list)`: exactly these capabilities in the effective,
     /// permitted, inheritable and ambient sets, and a bounding set reduced to them.
@@ -282,9 +276,9 @@ pub struct ExecPolicy {
 impl Default for ExecPolicy {
     fn default() -> Self {
         ExecPolicy {
-            timeout: Duration::from_secs(30),
+            timeout: DEFAULT_RUN_TIMEOUT,
             kill_grace: Duration::from_secs(2),
-            max_output: 1024 * 1024,
+            max_output: DEFAULT_MAX_OUTPUT,
             run_as: None,
             capabilities: None,
             no_new_privs: true,

@@ -10,10 +10,9 @@ use regent_exec::{
     run, CommandSpec, ExecError, ExecPolicy, FileAccess, LandlockRules, PathArg, PathRefusal, RunAs,
 };
 
-const NOBODY: RunAs = RunAs {
-    uid: 65534,
-    gid: 65534,
-};
+/// nobody's uid and gid.
+const NOBODY_ID: u32 = 65534;
+const NOBODY: RunAs = RunAs::ids(NOBODY_ID, NOBODY_ID);
 
 fn policy() -> ExecPolicy {
     ExecPolicy {
@@ -304,7 +303,7 @@ async fn create_refuses_an_existing_file_of_another_user() {
     let planted = root.join("under/planted");
     std::fs::write(&planted, "planted").unwrap();
     std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
-    std::os::unix::fs::chown(&planted, Some(NOBODY.uid), Some(NOBODY.gid)).unwrap();
+    std::os::unix::fs::chown(&planted, Some(NOBODY_ID), Some(NOBODY_ID)).unwrap();
     let mut spec = CommandSpec::new([
         "/bin/sh".to_string(),
         "-c".into(),
@@ -372,11 +371,11 @@ async fn a_directory_others_could_swap_is_refused() {
     set_mode(0o1777);
     let out = run(&via(root.join("under")), &policy()).await.unwrap();
     assert_eq!(out.stdout, b"public text");
-    std::os::unix::fs::chown(root.join("under"), Some(NOBODY.uid), None).unwrap();
+    std::os::unix::fs::chown(root.join("under"), Some(NOBODY_ID), None).unwrap();
     ancestor(run(&via(root.join("under")), &policy()).await);
     // Below a directory of another user, even one only they may write.
     std::os::unix::fs::chown(root.join("under"), Some(0), None).unwrap();
-    std::os::unix::fs::chown(&root, Some(NOBODY.uid), None).unwrap();
+    std::os::unix::fs::chown(&root, Some(NOBODY_ID), None).unwrap();
     set_mode(0o755);
     ancestor(run(&via(root.join("under")), &policy()).await);
     // ... unless that user is the one the command runs as.

@@ -12,10 +12,9 @@ use regent_exec::{
     Unsupported,
 };
 
-const NOBODY: RunAs = RunAs {
-    uid: 65534,
-    gid: 65534,
-};
+/// nobody's uid and gid.
+const NOBODY_ID: u32 = 65534;
+const NOBODY: RunAs = RunAs::ids(NOBODY_ID, NOBODY_ID);
 
 fn policy() -> ExecPolicy {
     ExecPolicy {
@@ -283,6 +282,28 @@ async fn missing_programs_are_not_found() {
         run(&cmd(&["bin/true"]), &policy()).await,
         Err(ExecError::Invalid { .. })
     ));
+    // A run_as the executor would have to look up is refused, never guessed.
+    for unresolved in [
+        RunAs {
+            user: regent_model::Account::Name("nobody".into()),
+            group: None,
+        },
+        RunAs {
+            user: regent_model::Account::Id(NOBODY_ID),
+            group: None,
+        },
+    ] {
+        let p = ExecPolicy {
+            run_as: Some(unresolved),
+            ..policy()
+        };
+        match run(&cmd(&["/bin/true"]), &p).await {
+            Err(ExecError::Invalid { reason }) => {
+                assert!(reason.contains("not resolved"), "{reason}")
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]

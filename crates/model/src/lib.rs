@@ -9,5 +9,19 @@
 pub mod stage;
 pub mod verdict;
 
+pub mod account;
+pub mod capability;
+pub mod limits;
+pub mod principal;
+pub mod run_as;
+pub mod smtp;
+
 pub use stage::{BadStageName, Stage, Stages};
 pub use verdict::Verdict;
+
+pub use account::Account;
+pub use capability::{Capability, UnknownCapability};
+pub use limits::Limits;
+pub use principal::{Peer, Principal};
+pub use run_as::RunAs;
+pub use smtp::SmtpSecurity;

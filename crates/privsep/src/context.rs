@@ -46,7 +46,8 @@ pub type Dispatch = fn(op: &str, data: Value) -> Option<Response>;
 pub struct Context {
     name: &'static str,
     capabilities: &'static [&'static str],
-    run_as: Option<RunAs>,
+    /// (uid, gid) to run as (kept as ids: a `const` builder cannot hold a `RunAs`).
+    run_as: Option<(u32, u32)>,
     timeout: Duration,
     channel: Mutex<Option<Channel>>,
 }
@@ -74,7 +75,7 @@ impl Context {
     /// Run the helper as `uid`/`gid` (supplementary groups cleared).
     pub const fn run_as(self, uid: u32, gid: u32) -> Context {
         let (caps, timeout) = (self.capabilities, self.timeout);
-        self.rebuild(caps, Some(RunAs { uid, gid }), timeout)
+        self.rebuild(caps, Some((uid, gid)), timeout)
     }
 
     /// Per-call time limit: past it the call's work is killed and the caller gets
@@ -89,7 +90,7 @@ impl Context {
     const fn rebuild(
         self,
         capabilities: &'static [&'static str],
-        run_as: Option<RunAs>,
+        run_as: Option<(u32, u32)>,
         timeout: Duration,
     ) -> Context {
         let name = self.name;
@@ -128,7 +129,7 @@ impl Context {
             })?;
         Ok(ExecPolicy {
             timeout: self.timeout,
-            run_as: self.run_as,
+            run_as: self.run_as.map(|(uid, gid)| RunAs::ids(uid, gid)),
             capabilities: Some(caps),
             no_new_privs: true,
             ..ExecPolicy::default()

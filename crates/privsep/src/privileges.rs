@@ -49,7 +49,7 @@ pub fn drop_privileges(uid: u32, gid: u32) -> Result<(), PrivsepError> {
         ));
     }
     let policy = ExecPolicy {
-        run_as: Some(RunAs { uid, gid }),
+        run_as: Some(RunAs::ids(uid, gid)),
         capabilities: Some(Vec::new()),
         no_new_privs: true,
         ..ExecPolicy::default()

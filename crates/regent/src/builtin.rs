@@ -21,7 +21,6 @@ use crate::identity::Caller;
 use crate::policy::{may_call, may_decide, AdminAction, AdminDecision, HeldRequest};
 use crate::registry::Entry;
 use crate::server::audit::Audit;
-use crate::server::pending::caller_id;
 use crate::server::Shared;
 use regent_proto::{ErrorCode, Response};
 use serde::Deserialize;
@@ -197,11 +196,11 @@ pub(crate) async fn handle(
                     return admin_error(regent_auth::AuthError::OwnRequest(d.id));
                 }
             }
-            let by = caller_id(caller);
+            let by: &Caller = caller;
             let result = if op == "regent.approve" {
-                flow.approve(&d.id, &by, shared.allow_self_approval).await
+                flow.approve(&d.id, by, shared.allow_self_approval).await
             } else {
-                flow.deny(&d.id, &by, d.reason.clone()).await
+                flow.deny(&d.id, by, d.reason.clone()).await
             };
             match result {
                 Ok(()) => Response::Done(

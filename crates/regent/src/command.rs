@@ -15,9 +15,7 @@ use crate::operation::{
     Authorization, BoxResult, Checked, Context, DynOperation, InvalidData, OpError, OpInfo,
 };
 use crate::Caller;
-use regent_config::{
-    CallerVars, OperationDecl, OutputMode, ParamKind, Params, PathAccess, Placeholder,
-};
+use regent_config::{OperationDecl, OutputMode, ParamKind, Params, PathAccess, Placeholder};
 use regent_exec::{CommandSpec, ExecError, ExecPolicy, FileAccess, PathArg};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -157,12 +155,7 @@ impl DynOperation for CommandOperation {
             let params = regent_config::validate_data(&self.decl, &data)
                 .map_err(|e| OpError::Invalid(invalid(e)))?;
             let paths = path_args(&self.decl, &params).map_err(OpError::Invalid)?;
-            let caller = CallerVars {
-                uid: ctx.caller.uid,
-                gid: ctx.caller.gid,
-                user: ctx.caller.user_or_uid(),
-            };
-            let argv = self.decl.command.render_with(&params, &caller, |name| {
+            let argv = self.decl.command.render_with(&params, &ctx.caller, |name| {
                 paths
                     .iter()
                     .position(|p| p.field == name)

@@ -11,32 +11,33 @@ use crate::registry::{OpOptions, Registry};
 use crate::server::{Limits, SharedSecret};
 use crate::Service;
 use nix::unistd::{Group, Uid, User};
-use regent_config::{Config, ExecDecl, OnUnsupported, OperationDecl, Principal};
+use regent_config::{Config, ExecDecl, OnUnsupported, OperationDecl};
 use regent_exec::{
-    Capability, ExecPolicy, LandlockRules, ResourceLimits, RunAs, SandboxAllow, Unsupported,
+    Capability, ExecPolicy, LandlockRules, ResourceLimits, SandboxAllow, Unsupported,
 };
+use regent_model::{Account, RunAs};
 use std::sync::Arc;
 
 /// Resolve a user to (uid, primary gid).
-pub fn resolve_user(p: &Principal) -> Result<(u32, u32), Error> {
+pub fn resolve_user(p: &Account) -> Result<(u32, u32), Error> {
     let user = match p {
-        Principal::Name(n) => User::from_name(n),
-        Principal::Id(id) => User::from_uid(Uid::from_raw(*id)),
+        Account::Name(n) => User::from_name(n),
+        Account::Id(id) => User::from_uid(Uid::from_raw(*id)),
     }
     .map_err(|e| Error::Config(format!("looking up user {p}: {e}")))?;
     match (user, p) {
         (Some(u), _) => Ok((u.uid.as_raw(), u.gid.as_raw())),
         // A numeric uid without a passwd entry is allowed; its group must be given.
-        (None, Principal::Id(id)) => Ok((*id, *id)),
-        (None, Principal::Name(n)) => Err(Error::Config(format!("no such user: {n}"))),
+        (None, Account::Id(id)) => Ok((*id, *id)),
+        (None, Account::Name(n)) => Err(Error::Config(format!("no such user: {n}"))),
     }
 }
 
 /// Resolve a group to its gid.
-pub fn resolve_group(p: &Principal) -> Result<u32, Error> {
+pub fn resolve_group(p: &Account) -> Result<u32, Error> {
     match p {
-        Principal::Id(id) => Ok(*id),
-        Principal::Name(n) => Group::from_name(n)
+        Account::Id(id) => Ok(*id),
+        Account::Name(n) => Group::from_name(n)
             .map_err(|e| Error::Config(format!("looking up group {n}: {e}")))?
             .map(|g| g.gid.as_raw())
             .ok_or_else(|| Error::Config(format!("no such group: {n}"))),
@@ -61,26 +62,14 @@ pub fn exec_policy(name: &str, decl: &OperationDecl) -> Result<ExecPolicy, Error
                 Some(g) => resolve_group(g)?,
                 None => primary,
             };
-            Some(RunAs { uid, gid })
+            Some(RunAs::ids(uid, gid))
         }
-    };
-    let capabilities = match capabilities {
-        None => None,
-        Some(list) => Some(
-            list.iter()
-                .map(|c| {
-                    Capability::parse(c).map_err(|e| {
-                        Error::Config(format!("operation {name}: capability {c}: {e}"))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
     };
     Ok(ExecPolicy {
         timeout: decl.timeout,
         max_output: decl.max_output,
         run_as,
-        capabilities,
+        capabilities: capabilities.clone(),
         landlock: sandbox.as_ref().map(|s| LandlockRules {
             read: s.read.clone(),
             write: s.write.clone(),
@@ -150,20 +139,7 @@ pub fn registry(config: &Config) -> Result<Registry, Error> {
 
 /// The connection limits a config declares.
 pub fn limits(config: &Config) -> Limits {
-    let s = &config.service;
-    Limits {
-        max_line: s.max_line,
-        line_timeout: s.line_timeout,
-        idle_timeout: s.idle_timeout,
-        max_connections: s.max_connections,
-        max_connections_per_uid: s.max_connections_per_uid,
-        reserved_connections: s.reserved_connections,
-        max_runs: s.max_runs,
-        write_timeout: s.write_timeout,
-        rate_limit_hold: s.rate_limit_hold,
-        acceptors: s.threads,
-        ..Limits::default()
-    }
+    config.service.limits()
 }
 
 /// Build a service from a config and its secret (read by the caller from
@@ -207,16 +183,10 @@ pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service,
 
 /// The mailer's settings from the config's `[service.smtp]`.
 pub fn smtp_config(d: &regent_config::SmtpDecl) -> regent_auth::SmtpConfig {
-    use regent_auth::SmtpSecurity as A;
-    use regent_config::SmtpSecurity as C;
     regent_auth::SmtpConfig {
         host: d.host.clone(),
         port: d.port,
-        security: match d.security {
-            C::StartTls => A::StartTls,
-            C::Tls => A::Tls,
-            C::None => A::None,
-        },
+        security: d.security,
         credentials_file: d.credentials_file.clone(),
         from: d.from.clone(),
     }
@@ -246,13 +216,11 @@ pub fn describe(config: &Config) -> Result<Vec<(String, String)>, Error> {
 /// runs as another user.
 pub fn needed_capabilities(config: &Config) -> Result<Option<Vec<Capability>>, Error> {
     let mut keep: Vec<Capability> = vec![Capability::SETPCAP, Capability::KILL];
-    for (name, decl) in &config.operations {
+    for decl in config.operations.values() {
         let Some(caps) = &decl.exec.capabilities else {
             return Ok(None);
         };
-        for c in caps {
-            let cap = Capability::parse(c)
-                .map_err(|e| Error::Config(format!("operation {name}: {e}")))?;
+        for &cap in caps {
             if !keep.contains(&cap) {
                 keep.push(cap);
             }
@@ -323,4 +291,36 @@ pub fn drop_service_privileges(config: &Config) -> Result<String, Error> {
             names.join(", ")
         }
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[operations.x]
+description = "x"
+command = ["/bin/true"]
+run_as = "root"
+capabilities = ["net_admin"]
+"#;
+
+    #[test]
+    fn the_defaults_are_written_once() {
+        let config = regent_config::parse(CONFIG, "t.toml").unwrap();
+        assert_eq!(limits(&config), Limits::default());
+        assert_eq!(Limits::default().max_line, regent_proto::DEFAULT_MAX_LINE);
+    }
+
+    #[test]
+    fn the_declaration_is_what_runs() {
+        let config = regent_config::parse(CONFIG, "t.toml").unwrap();
+        let policy = exec_policy("x", &config.operations["x"]).unwrap();
+        assert_eq!(policy.run_as, Some(RunAs::ids(0, 0)));
+        assert_eq!(policy.capabilities, Some(vec![Capability::NET_ADMIN]));
+        let keep = needed_capabilities(&config).unwrap().unwrap();
+        for cap in [Capability::NET_ADMIN, Capability::SETUID, Capability::KILL] {
+            assert!(keep.contains(&cap), "{cap} kept");
+        }
+    }
 }

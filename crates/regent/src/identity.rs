@@ -35,46 +35,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// The caller of a request, as the kernel and the user database describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// Process id at connect time (`None` when the transport has none).
-    pub pid: Option<i32>,
-    /// Real user id from the kernel.
-    pub uid: u32,
-    /// Real (primary) group id from the kernel.
-    pub gid: u32,
-    /// User name for `uid`, if the user database knows it.
-    pub user: Option<String>,
-    /// Every group the user is in: the kernel's gid plus the database's supplementary groups.
-    pub groups: Vec<u32>,
-    /// Names of `groups` that the group database knows.
-    pub group_names: Vec<String>,
-}
-
-impl Caller {
-    /// True when the caller is in group `gid` (primary or supplementary).
-    pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid || self.groups.contains(&gid)
-    }
-
-    /// True when the caller is in the group named `name`.
-    pub fn in_group_named(&self, name: &str) -> bool {
-        self.group_names.iter().any(|g| g == name)
-    }
-
-    /// The user name, or the numeric uid when the database has no name.
-    pub fn user_or_uid(&self) -> String {
-        self.user.clone().unwrap_or_else(|| self.uid.to_string())
-    }
-
-    /// The identity of the current process (for in-process callers and tests).
-    /// Looks the user database up on the calling thread: not for an event loop.
-    pub fn current_process() -> Caller {
-        let (uid, gid) = (Uid::current().as_raw(), Gid::current().as_raw());
-        caller_from(&lookup(uid, gid), Some(std::process::id() as i32), uid, gid)
-    }
-}
+/// The caller of a request, as the kernel and the user database describe it: the
+/// shared [`regent_model::Principal`], under the name this crate's API has used.
+pub type Caller = regent_model::Principal;
 
 /// What the user database says about one (uid, gid): the user's name and groups.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -142,12 +105,9 @@ fn caller_from(identity: &Identity, pid: Option<i32>, uid: u32, gid: u32) -> Cal
         groups.insert(0, gid);
     }
     Caller {
-        pid,
-        uid,
-        gid,
-        user: identity.user.clone(),
         groups,
         group_names: identity.group_names.clone(),
+        ..Caller::unix(pid, uid, gid, identity.user.clone())
     }
 }
 

@@ -11,7 +11,8 @@
 //! - calling a service: [`client`].
 //!
 //! **Boundaries.** Owns the service: transports, the pipeline, the policy, the
-//! registry, the built-in operations and the client. May import `regent-proto`,
+//! registry, the built-in operations and the client. The caller ([`Principal`]) and the
+//! connection [`Limits`] are `regent-model`'s. May import `regent-proto`,
 //! `regent-model`, `regent-config`, `regent-exec` and `regent-auth`; never `regent-privsep`,
 //! `regent-cli` or `regent-bench`.
 #![forbid(unsafe_code)]
@@ -30,11 +31,11 @@ pub mod server;
 pub use error::Error;
 pub use identity::Caller;
 pub use operation::{Authorization, Context, OpError, Operation};
-pub use policy::{AllowRule, Principal};
+pub use policy::AllowRule;
 pub use regent_auth as auth;
 pub use regent_config as config;
 pub use regent_exec as exec;
-pub use regent_model::{Stage, Stages, Verdict};
+pub use regent_model::{Account, Principal, Stage, Stages, Verdict};
 pub use regent_proto as proto;
 pub use registry::OpOptions;
 pub use server::{Limits, Service, ShutdownHandle};

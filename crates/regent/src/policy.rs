@@ -23,34 +23,34 @@ use crate::identity::Caller;
 use crate::operation::Authorization;
 use regent_model::{Stages, Verdict};
 
-pub use regent_config::Principal;
+pub use regent_model::Account;
 
 /// Anything that names a user or group: `"www-data"`, `"33"`, `33`.
-pub trait ToPrincipal {
-    /// The principal.
-    fn to_principal(self) -> Principal;
+pub trait ToAccount {
+    /// The account.
+    fn to_account(self) -> Account;
 }
 
-impl ToPrincipal for &str {
-    fn to_principal(self) -> Principal {
-        Principal::parse(self).unwrap_or_else(|_| Principal::Name(self.to_string()))
+impl ToAccount for &str {
+    fn to_account(self) -> Account {
+        Account::parse(self).unwrap_or_else(|_| Account::Name(self.to_string()))
     }
 }
 
-impl ToPrincipal for String {
-    fn to_principal(self) -> Principal {
-        self.as_str().to_principal()
+impl ToAccount for String {
+    fn to_account(self) -> Account {
+        self.as_str().to_account()
     }
 }
 
-impl ToPrincipal for u32 {
-    fn to_principal(self) -> Principal {
-        Principal::Id(self)
+impl ToAccount for u32 {
+    fn to_account(self) -> Account {
+        Account::Id(self)
     }
 }
 
-impl ToPrincipal for Principal {
-    fn to_principal(self) -> Principal {
+impl ToAccount for Account {
+    fn to_account(self) -> Account {
         self
     }
 }
@@ -59,9 +59,9 @@ impl ToPrincipal for Principal {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowRule {
     /// Allowed users.
-    pub users: Vec<Principal>,
+    pub users: Vec<Account>,
     /// Allowed groups (primary or supplementary membership).
-    pub groups: Vec<Principal>,
+    pub groups: Vec<Account>,
 }
 
 impl From<&regent_config::AllowDecl> for AllowRule {
@@ -75,25 +75,25 @@ impl From<&regent_config::AllowDecl> for AllowRule {
 
 impl AllowRule {
     /// A rule allowing these users.
-    pub fn users<P: ToPrincipal>(users: impl IntoIterator<Item = P>) -> Self {
+    pub fn users<P: ToAccount>(users: impl IntoIterator<Item = P>) -> Self {
         AllowRule {
-            users: users.into_iter().map(ToPrincipal::to_principal).collect(),
+            users: users.into_iter().map(ToAccount::to_account).collect(),
             groups: Vec::new(),
         }
     }
 
     /// A rule allowing these groups.
-    pub fn groups<P: ToPrincipal>(groups: impl IntoIterator<Item = P>) -> Self {
+    pub fn groups<P: ToAccount>(groups: impl IntoIterator<Item = P>) -> Self {
         AllowRule {
             users: Vec::new(),
-            groups: groups.into_iter().map(ToPrincipal::to_principal).collect(),
+            groups: groups.into_iter().map(ToAccount::to_account).collect(),
         }
     }
 
     /// Add groups to a rule.
-    pub fn and_groups<P: ToPrincipal>(mut self, groups: impl IntoIterator<Item = P>) -> Self {
+    pub fn and_groups<P: ToAccount>(mut self, groups: impl IntoIterator<Item = P>) -> Self {
         self.groups
-            .extend(groups.into_iter().map(ToPrincipal::to_principal));
+            .extend(groups.into_iter().map(ToAccount::to_account));
         self
     }
 }
@@ -137,10 +137,10 @@ pub fn may_call(caller: &Caller, allow: Option<&AllowRule>) -> Decision {
 }
 
 /// True when `caller` is in group `g` (primary or supplementary, by id or name).
-fn in_group(caller: &Caller, g: &Principal) -> bool {
+fn in_group(caller: &Caller, g: &Account) -> bool {
     match g {
-        Principal::Id(id) => caller.in_group(*id),
-        Principal::Name(n) => caller.in_group_named(n),
+        Account::Id(id) => caller.in_group(*id),
+        Account::Name(n) => caller.in_group_named(n),
     }
 }
 
@@ -202,7 +202,7 @@ pub fn evaluate(caller: &Caller, rule: &OpRule<'_>, standing: Standing<'_>) -> V
 pub struct Admins<'a> {
     /// Members of this group decide the requests of operations without an
     /// `approve` rule (`admin_group`).
-    pub group: Option<&'a Principal>,
+    pub group: Option<&'a Account>,
     /// Whether anyone may approve their own request (`allow_self_approval`).
     pub allow_self_approval: bool,
 }
@@ -287,6 +287,7 @@ mod tests {
 
     fn caller(uid: u32, user: &str, groups: &[(u32, &str)]) -> Caller {
         Caller {
+            peer: regent_model::Peer::Unix,
             pid: Some(42),
             uid,
             gid: groups.first().map(|g| g.0).unwrap_or(uid),
@@ -469,8 +470,8 @@ mod tests {
     fn the_admin_group_decides_by_name_or_id() {
         let admin = caller(1000, "alice", &[(1000, "alice"), (50, "regent-admins")]);
         let other = caller(1001, "bob", &[(1001, "bob")]);
-        let by_name = Principal::Name("regent-admins".into());
-        let by_id = Principal::Id(50);
+        let by_name = Account::Name("regent-admins".into());
+        let by_id = Account::Id(50);
         for group in [&by_name, &by_id] {
             let admins = Admins {
                 group: Some(group),
@@ -490,7 +491,7 @@ mod tests {
 
     #[test]
     fn an_approve_rule_replaces_the_admin_group_for_its_operation() {
-        let group = Principal::Name("regent-admins".into());
+        let group = Account::Name("regent-admins".into());
         let admins = Admins {
             group: Some(&group),
             allow_self_approval: false,
@@ -508,7 +509,7 @@ mod tests {
 
     #[test]
     fn nobody_approves_their_own_request_unless_allowed() {
-        let group = Principal::Id(50);
+        let group = Account::Id(50);
         let admins = Admins {
             group: Some(&group),
             allow_self_approval: false,

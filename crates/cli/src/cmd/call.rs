@@ -37,7 +37,7 @@ impl Target {
         let mut secret_file = self.secret_file.clone();
         let mut server = match &self.server_uid {
             Some(text) => Some(
-                regent::config::Principal::parse(text)
+                regent::config::Account::parse(text)
                     .map_err(|e| format!("--server-uid {:?}: {e}", escape_line(text)))?,
             ),
             None => None,

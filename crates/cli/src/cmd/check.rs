@@ -59,7 +59,10 @@ pub fn run(args: Args) -> ExitCode {
         if let Some(policy) = &policy {
             print_protections(policy, &kernel);
         }
-        let runs_as = policy.and_then(|p| p.run_as).map_or(0, |r| r.uid);
+        let runs_as = policy
+            .and_then(|p| p.run_as)
+            .and_then(|r| r.resolved())
+            .map_or(0, |(uid, _)| uid);
         for (param, spec) in &decl.params {
             if let regent::config::ParamKind::Path {
                 under,

@@ -18,14 +18,14 @@ pub(super) fn read_exec(r: &mut Reader<'_>, t: &Tbl<'_, '_>) -> ExecDecl {
         e.run_as = read_run_as(r, &f);
     }
     if let Some(f) = t.get("capabilities") {
-        let mut caps: Vec<String> = Vec::new();
+        let mut caps: Vec<Capability> = Vec::new();
         for (name, item) in r.strings(&f).unwrap_or_default() {
-            match canonical_capability(&name) {
-                Some(c) if caps.iter().any(|x| x == c) => {
+            match Capability::parse(&name) {
+                Ok(c) if caps.contains(&c) => {
                     r.err(item.span(), &item.path, format!("{c} is listed twice"));
                 }
-                Some(c) => caps.push(c.to_string()),
-                None => r.err(
+                Ok(c) => caps.push(c),
+                Err(_) => r.err(
                     item.span(),
                     &item.path,
                     format!("unknown capability '{name}' (expected a Linux capability such as CAP_NET_ADMIN)"),
@@ -78,12 +78,12 @@ fn read_run_as(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<RunAs> {
                 Some((u, g)) => (u, Some(g)),
                 None => (s.as_ref(), None),
             };
-            let user = Principal::parse(u)
+            let user = Account::parse(u)
                 .map_err(|e| r.err(f.span(), &f.path, e))
                 .ok();
             let group = match g {
                 Some(g) => Some(
-                    Principal::parse(g)
+                    Account::parse(g)
                         .map_err(|e| r.err(f.span(), &f.path, e))
                         .ok()?,
                 ),

@@ -12,7 +12,6 @@ use serde_json::Value;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::caps::canonical_capability;
 use crate::diag::{Diagnostics, Sink};
 use crate::model::*;
 use crate::net::{check_email, check_hostname};
@@ -20,9 +19,9 @@ use crate::param::{
     canonical_json, IpVersion, ParamKind, ParamSpec, Pattern, DEFAULT_STRING_MAX_LEN,
 };
 use crate::paths::normalize_path;
-use crate::principal::Principal;
 use crate::template::{is_valid_param_name, Placeholder, Template};
 use crate::units::{check_mode, parse_duration, parse_mode, parse_size};
+use regent_model::{Account, Capability, RunAs, SmtpSecurity};
 
 mod exec;
 mod operation;
@@ -394,14 +393,14 @@ impl Reader<'_> {
         }
     }
 
-    fn principal(&mut self, f: &Field<'_, '_>) -> Option<Principal> {
+    fn principal(&mut self, f: &Field<'_, '_>) -> Option<Account> {
         let r = match f.value() {
-            DeValue::String(s) => Principal::parse(s),
+            DeValue::String(s) => Account::parse(s),
             DeValue::Integer(_) => {
                 let n = self.integer(f)?;
                 u32::try_from(n)
                     .ok()
-                    .and_then(Principal::from_id)
+                    .and_then(Account::from_id)
                     .ok_or_else(|| format!("id {n} is out of range"))
             }
             _ => {
@@ -412,10 +411,10 @@ impl Reader<'_> {
         r.map_err(|e| self.err(f.span(), &f.path, e)).ok()
     }
 
-    fn principals(&mut self, f: &Field<'_, '_>) -> Option<Vec<Principal>> {
+    fn principals(&mut self, f: &Field<'_, '_>) -> Option<Vec<Account>> {
         let items = self.array(f)?;
         let before = self.errors();
-        let out: Vec<Principal> = items.iter().filter_map(|i| self.principal(i)).collect();
+        let out: Vec<Account> = items.iter().filter_map(|i| self.principal(i)).collect();
         (self.errors() == before).then_some(out)
     }
 

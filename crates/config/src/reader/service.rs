@@ -241,7 +241,7 @@ fn read_smtp(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<SmtpDecl> {
     });
     let timeout = match t.get("timeout") {
         Some(f) => r.duration(&f, Duration::from_millis(1)),
-        None => Some(Duration::from_secs(30)),
+        None => Some(regent_model::smtp::DEFAULT_SMTP_TIMEOUT),
     };
     t.finish(r);
     if r.errors() != before {

@@ -437,6 +437,7 @@ mod tests {
         assert_eq!(Escaped::text("a b").to_string(), "a b");
         // A long value is cut on its own: the values after it stay in the record.
         let mut audit = Audit::start(&Arc::new(Caller {
+            peer: regent_model::Peer::Unix,
             pid: None,
             uid: 1,
             gid: 1,
@@ -465,6 +466,7 @@ mod tests {
     fn refusals_beyond_the_first_are_counted() {
         let r = Refusals::new();
         let c = Caller {
+            peer: regent_model::Peer::Unix,
             pid: None,
             uid: 4242,
             gid: 4242,

@@ -34,7 +34,7 @@ use crate::registry::{OpOptions, Registry};
 use regent_auth::{
     AuthFlow, AuthMethod, FlowOptions, Mailer, MethodRegistry, SmtpConfig, TotpStore,
 };
-use regent_config::Principal;
+use regent_model::Account;
 use regent_proto::{ErrorCode, Response};
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,67 +47,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-/// Connection limits (see `PROTOCOL.md`, Framing).
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Longest request line.
-    pub max_line: usize,
-    /// Time to finish a started line.
-    pub line_timeout: Duration,
-    /// Idle time between requests. Also the longest a new connection waits for
-    /// its caller's user-database lookup; then it is answered `busy` and closed.
-    pub idle_timeout: Duration,
-    /// Connections served at once; more get `busy`.
-    pub max_connections: usize,
-    /// Connections one uid may hold at once; more get `busy`.
-    pub max_connections_per_uid: usize,
-    /// Of `max_connections`, this many are kept for root and the members of
-    /// `admin_group`: other callers get `busy` once only these are left, so a
-    /// crowd of users cannot lock the administrators out. Default 8; at most
-    /// `max_connections - 1` take effect.
-    pub reserved_connections: usize,
-    /// Operations running at once, across all operations and callers (each
-    /// command run holds a few descriptors and a process); a new request beyond
-    /// it gets `busy`. Default 256.
-    pub max_runs: usize,
-    /// Time a client has to take each answer: a write that cannot finish within
-    /// it (the client does not read) closes the connection. During shutdown a
-    /// connection whose write is blocked is closed at once. Default 10 s.
-    pub write_timeout: Duration,
-    /// Accepting threads: 1 (the default) serves on the caller's runtime; more
-    /// start threads with their own single-threaded runtimes, each accepting on
-    /// the same socket and serving its connections start to finish
-    /// (thread-per-core, no cross-thread wake-ups per request). The daemon runs
-    /// its first acceptor on a single-threaded runtime too (`threads` in the
-    /// config).
-    pub acceptors: usize,
-    /// Pace a flood: a rate-limited caller gets its first `rate_limited` answer at
-    /// once, but each further request during the same lockout is answered after up
-    /// to this long (its remaining penalty), held on its own connection, so that a
-    /// caller looping on bad secrets cannot take the CPU other callers need (see
-    /// the benchmark's attack figures). Default 1 s; zero answers every one at once.
-    pub rate_limit_hold: Duration,
-    /// How long shutdown waits for requests in flight.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_line: regent_proto::DEFAULT_MAX_LINE,
-            line_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 512,
-            max_connections_per_uid: 64,
-            reserved_connections: 8,
-            max_runs: 256,
-            write_timeout: Duration::from_secs(10),
-            rate_limit_hold: Duration::from_secs(1),
-            acceptors: 1,
-            shutdown_grace: Duration::from_secs(30),
-        }
-    }
-}
+/// Connection limits (see `PROTOCOL.md`, Framing), with their defaults: the
+/// shared [`regent_model::Limits`], which the config's defaults are too.
+pub use regent_model::Limits;
 
 /// State shared by every connection.
 pub(crate) struct Shared {
@@ -119,7 +61,7 @@ pub(crate) struct Shared {
     pub(crate) poll_limiter: RateLimiter<u32>,
     pub(crate) limits: Limits,
     pub(crate) flow: Option<AuthFlow>,
-    pub(crate) admin_group: Option<Principal>,
+    pub(crate) admin_group: Option<Account>,
     pub(crate) allow_self_approval: bool,
     /// Refusals counted per uid, so a flood of them cannot flood the log.
     pub(crate) refusals: audit::Refusals,
@@ -159,7 +101,7 @@ pub struct ServiceBuilder {
     flow: Option<AuthFlow>,
     methods: Vec<Arc<dyn AuthMethod>>,
     mailer: Option<(SmtpConfig, Duration)>,
-    admin_group: Option<Principal>,
+    admin_group: Option<Account>,
     allow_self_approval: bool,
     flow_options: FlowOptions,
     identities: IdentityResolver,
@@ -240,7 +182,7 @@ impl ServiceBuilder {
 
     /// Send emailed codes through this SMTP server (enables the `email` method).
     pub fn smtp(self, smtp: SmtpConfig) -> Self {
-        self.smtp_with_timeout(smtp, Duration::from_secs(30))
+        self.smtp_with_timeout(smtp, regent_model::smtp::DEFAULT_SMTP_TIMEOUT)
     }
 
     /// [`ServiceBuilder::smtp`] with a limit on sending one message.
@@ -262,7 +204,7 @@ impl ServiceBuilder {
     }
 
     /// Members of this group may list, approve and deny held requests (root always may).
-    pub fn admin_group(mut self, group: Principal) -> Self {
+    pub fn admin_group(mut self, group: Account) -> Self {
         self.admin_group = Some(group);
         self
     }

@@ -19,8 +19,7 @@ use crate::operation::Checked;
 use crate::policy::{evaluate, Standing};
 use crate::registry::{Entry, Registry};
 use regent_auth::{
-    CallerId, FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, StageHook, StageReport,
-    StartRequest,
+    FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, StageHook, StageReport, StartRequest,
 };
 use regent_model::{Stage, Stages, Verdict};
 use regent_proto::{ErrorCode, Response};
@@ -42,16 +41,6 @@ pub(crate) fn poll_limiter() -> RateLimiter<u32> {
         interval: POLL_INTERVAL,
         ..RateLimitConfig::default()
     })
-}
-
-/// The flow's view of a caller.
-pub(crate) fn caller_id(caller: &Caller) -> CallerId {
-    CallerId {
-        uid: caller.uid,
-        gid: caller.gid,
-        pid: caller.pid,
-        user: caller.user.clone(),
-    }
 }
 
 /// The stages' names, as the pending store keeps them.
@@ -136,7 +125,7 @@ impl Shared {
             op: op.to_string(),
             data: checked.data,
             display_data: checked.redacted,
-            caller: caller_id(caller),
+            caller: Caller::clone(caller),
             stages,
             ttl: entry.options.pending_ttl,
             max_attempts: entry.options.max_attempts,
@@ -181,9 +170,7 @@ impl Shared {
             registry: &self.registry,
             caller,
         };
-        let outcome = flow
-            .resume(uid, &caller_id(caller), &data, Some(&hook))
-            .await;
+        let outcome = flow.resume(uid, caller, &data, Some(&hook)).await;
         if outcome.is_failure() {
             self.limiter.record_failure(&caller.uid);
         }
@@ -266,6 +253,7 @@ mod tests {
 
     fn caller(uid: u32) -> Arc<Caller> {
         Arc::new(Caller {
+            peer: regent_model::Peer::Unix,
             pid: None,
             uid,
             gid: uid,
