@@ -18,8 +18,8 @@ use crate::operation::{Authorization, Checked};
 use crate::policy::{decide, Decision};
 use crate::registry::{Entry, Registry};
 use regent_auth::{
-    CallerId, FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, StageHook, StageReport,
-    StartRequest,
+    Busy, CallerId, FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, Refusal, Stage,
+    StageHook, StageReport, Stages, StartRequest,
 };
 use regent_proto::{ErrorCode, Response};
 use serde_json::Value;
@@ -52,6 +52,35 @@ pub(crate) fn caller_id(caller: &Caller) -> CallerId {
     }
 }
 
+/// The answer to a refused held request: the one place where the auth engine's
+/// typed refusals become wire codes.
+pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
+    let code = match refusal {
+        Refusal::WrongCode { .. } => ErrorCode::AuthFailed,
+        Refusal::NotFound => return Response::error(ErrorCode::NotFound),
+        Refusal::Denied { reason: None } => return Response::error(ErrorCode::Denied),
+        Refusal::Denied { reason: Some(r) } => {
+            let message = format!("{}: {r}", ErrorCode::Denied.default_message());
+            return Response::error_with(ErrorCode::Denied, message);
+        }
+        Refusal::RateLimited { .. } => ErrorCode::RateLimited,
+        Refusal::Busy(Busy::InProgress | Busy::Full { .. }) => ErrorCode::Busy,
+        Refusal::Unavailable(None) => return Response::error(ErrorCode::OperationFailed),
+        Refusal::Unavailable(Some(_)) => ErrorCode::OperationFailed,
+        Refusal::Internal => return Response::error(ErrorCode::Internal),
+    };
+    Response::error_with(code, refusal.to_string())
+}
+
+/// The answer to an outcome that does not run anything.
+fn outcome_response(outcome: FlowOutcome) -> Response {
+    match outcome {
+        FlowOutcome::Pending { uid, info } => Response::pending(uid, &info),
+        FlowOutcome::Refused(r) => refusal_response(&r),
+        FlowOutcome::Run { .. } => Response::error(ErrorCode::Internal),
+    }
+}
+
 /// Lets a Rust operation react after each stage (`Operation::after_stage`).
 struct OpHook<'a> {
     registry: &'a Registry,
@@ -63,11 +92,12 @@ impl StageHook for OpHook<'_> {
         let Some(entry) = self.registry.get(report.op) else {
             return HookDecision::Deny(None);
         };
+        let remaining: Vec<String> = report.remaining.iter().map(Stage::to_string).collect();
         match entry
             .op
-            .after_stage(self.caller, report.data, report.stage, report.remaining)
+            .after_stage(self.caller, report.data, report.stage.name(), &remaining)
         {
-            Authorization::Allow => HookDecision::ReplaceRemainingStages(Vec::new()),
+            Authorization::Allow => HookDecision::ReplaceRemainingStages(Stages::none()),
             Authorization::Deny(why) => {
                 tracing::info!(
                     op = report.op,
@@ -77,8 +107,16 @@ impl StageHook for OpHook<'_> {
                 );
                 HookDecision::Deny(None)
             }
-            Authorization::Require(stages) if stages == report.remaining => HookDecision::Continue,
-            Authorization::Require(stages) => HookDecision::ReplaceRemainingStages(stages),
+            Authorization::Require(stages) if stages == remaining => HookDecision::Continue,
+            Authorization::Require(stages) => {
+                match stages.iter().map(|s| Stage::parse(s)).collect() {
+                    Ok(stages) => HookDecision::ReplaceRemainingStages(stages),
+                    Err(e) => {
+                        tracing::error!(op = report.op, error = %e, "operation required a malformed stage");
+                        HookDecision::Deny(None)
+                    }
+                }
+            }
         }
     }
 }
@@ -102,6 +140,13 @@ impl Shared {
             return Response::error(ErrorCode::Internal);
         };
         audit.note(&format!("held for {}", stages.join(" then ")));
+        let stages: Stages = match stages.iter().map(|s| Stage::parse(s)).collect() {
+            Ok(stages) => stages,
+            Err(e) => {
+                tracing::error!(op, error = %e, "operation requires a malformed stage");
+                return Response::error(ErrorCode::Internal);
+            }
+        };
         let request = StartRequest {
             op: op.to_string(),
             data: checked.data,
@@ -117,9 +162,7 @@ impl Shared {
             FlowOutcome::Run { op, data, .. } => {
                 self.execute(caller, &op, entry, data, false).await
             }
-            other => other
-                .to_response()
-                .unwrap_or_else(|| Response::error(ErrorCode::Internal)),
+            other => outcome_response(other),
         }
     }
 
@@ -178,9 +221,7 @@ impl Shared {
                 }
                 self.execute(caller, &op, entry, data, true).await
             }
-            other => other
-                .to_response()
-                .unwrap_or_else(|| Response::error(ErrorCode::Internal)),
+            other => outcome_response(other),
         }
     }
 }
