@@ -480,6 +480,12 @@ impl AuthFlow {
         let Some(_guard) = self.enter(&rec.request_id) else {
             return FlowOutcome::Refused(Refusal::Busy(Busy::InProgress));
         };
+        if let Some(stage) = rec.stage().filter(|s| !self.methods.has(s)) {
+            if !matches!(effect, Effect::Close(_)) {
+                tracing::error!(request_id = %rec.request_id, stage = %stage, "stored stage names an unknown method");
+                return FlowOutcome::Refused(Refusal::Internal);
+            }
+        }
         let phase = Phase::Resume {
             uid,
             hash,

@@ -568,3 +568,467 @@ pub fn is_approved(r: &PendingRecord) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every method's transitions, without a store, a clock or a runtime.
+    use super::*;
+    use crate::store::from_ms;
+
+    const NOW_MS: i64 = 1_800_000_000_000;
+
+    fn now() -> SystemTime {
+        from_ms(NOW_MS)
+    }
+
+    fn alice() -> CallerId {
+        CallerId {
+            uid: 1000,
+            gid: 1000,
+            pid: Some(42),
+            user: Some("alice".into()),
+        }
+    }
+
+    fn root() -> CallerId {
+        CallerId {
+            uid: 0,
+            gid: 0,
+            pid: None,
+            user: Some("root".into()),
+        }
+    }
+
+    fn record(stages: &[Stage]) -> PendingRecord {
+        PendingRecord {
+            request_id: "req00001".into(),
+            stage_uid_hash: "h".into(),
+            op: "restart".into(),
+            data: json!({"service": "nginx"}),
+            display_data: json!({"service": "nginx"}),
+            caller: alice(),
+            approvers: vec!["admin@example.org".into()],
+            stages: stages.to_vec(),
+            stage_index: 0,
+            stage_state: Value::Null,
+            pending_info: PendingInfo {
+                pending: String::new(),
+                message: String::new(),
+                expires_at: String::new(),
+                extra: Map::new(),
+            },
+            attempts: 0,
+            max_attempts: 3,
+            created_at: now(),
+            expires_at: from_ms(NOW_MS + 600_000),
+            status: RecordStatus::Pending,
+            status_reason: None,
+        }
+    }
+
+    fn respond(r: PendingRecord, response: &Value) -> (PendingRecord, Effect) {
+        let event = Event::Respond {
+            caller_uid: 1000,
+            response,
+            now: now(),
+        };
+        step(r, event)
+    }
+
+    fn code(c: &str) -> Value {
+        json!({ "code": c })
+    }
+
+    fn begun(stages: &[Stage]) -> PendingRecord {
+        let (r, e) = step(record(stages), Event::Begin);
+        assert_eq!(e, Effect::Hold { mail: false });
+        r
+    }
+
+    #[test]
+    fn approval_holds_waits_for_an_administrator_and_then_runs() {
+        let (r, e) = step(record(&[Stage::Approval]), Event::Begin);
+        assert_eq!(e, Effect::Hold { mail: false });
+        assert_eq!(r.stage_state, json!({"approved": false}));
+        assert_eq!(r.pending_info.pending, "approval");
+        assert!(r.pending_info.message.contains("req00001"));
+        assert_eq!(r.pending_info.expires_at, "2027-01-15T08:10:00Z");
+        assert_eq!(
+            (
+                &r.pending_info.extra["request_id"],
+                &r.pending_info.extra["stage"],
+                &r.pending_info.extra["stages"]
+            ),
+            (&json!("req00001"), &json!(1), &json!(1))
+        );
+        let (r, e) = respond(r, &Value::Null);
+        assert_eq!(e, Effect::Wait, "nobody decided yet");
+        assert!(!is_approved(&r));
+
+        let by = root();
+        let approve = |r| {
+            step(
+                r,
+                Event::Approve {
+                    by: &by,
+                    allow_self: false,
+                    now: now(),
+                },
+            )
+        };
+        let (r, e) = approve(r);
+        let Effect::Approved(d) = e else {
+            panic!("expected an approval, got {e:?}")
+        };
+        assert_eq!(
+            (d.decision.as_str(), d.by_uid, d.caller_uid, d.at),
+            ("approved", 0, 1000, now())
+        );
+        assert_eq!(
+            r.stage_state,
+            json!({"approved": true, "by_uid": 0, "by_user": "root", "at": NOW_MS})
+        );
+        assert!(is_approved(&r));
+        let (r, e) = approve(r);
+        assert_eq!(e, Effect::Unchanged, "approving twice stores nothing");
+        let (r, e) = respond(r, &Value::Null);
+        assert_eq!(e, Effect::AskHook);
+        let (_, e) = step(r, Event::Hook(HookDecision::Continue));
+        assert_eq!(e, Effect::Run);
+    }
+
+    #[test]
+    fn administrators_are_refused_on_their_own_other_stages_and_gone_requests() {
+        let r = begun(&[Stage::Approval]);
+        let approve = |r, by: &CallerId, allow_self, at| {
+            step(
+                r,
+                Event::Approve {
+                    by,
+                    allow_self,
+                    now: at,
+                },
+            )
+            .1
+        };
+        let me = alice();
+        assert_eq!(
+            approve(r.clone(), &me, false, now()),
+            Effect::NotAdmin(AdminRefusal::OwnRequest)
+        );
+        assert!(matches!(
+            approve(r.clone(), &me, true, now()),
+            Effect::Approved(_)
+        ));
+        assert_eq!(
+            approve(r.clone(), &root(), false, r.expires_at),
+            Effect::NotAdmin(AdminRefusal::NotFound),
+            "expired"
+        );
+        let (totp, _) = step(record(&[Stage::Totp, Stage::Approval]), Event::Begin);
+        assert_eq!(
+            approve(totp, &root(), false, now()),
+            Effect::NotAdmin(AdminRefusal::NotAwaitingApproval {
+                stage: "totp".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_denial_is_audited_then_answered_at_the_next_poll_with_its_reason() {
+        let r = begun(&[Stage::Approval]);
+        let by = root();
+        let deny = |r| {
+            step(
+                r,
+                Event::Deny {
+                    by: &by,
+                    reason: Some("not\u{1b}[31m now\n".into()),
+                    now: now(),
+                },
+            )
+        };
+        let (r, e) = deny(r);
+        let Effect::Denied(d) = e else {
+            panic!("expected a denial, got {e:?}")
+        };
+        assert_eq!(d.decision, "denied");
+        assert_eq!(
+            d.reason.as_deref(),
+            Some("not[31m now"),
+            "control characters removed"
+        );
+        assert_eq!(r.status, RecordStatus::Denied);
+        let (r, e) = deny(r);
+        assert_eq!(e, Effect::NotAdmin(AdminRefusal::NotFound), "decided once");
+        let (_, e) = respond(r, &Value::Null);
+        assert_eq!(
+            e,
+            Effect::Close(Refusal::Denied {
+                reason: Some("not[31m now".into())
+            })
+        );
+    }
+
+    #[test]
+    fn totp_asks_the_store_and_counts_every_kind_of_wrong_code() {
+        let (r, e) = step(record(&[Stage::Totp]), Event::Begin);
+        assert_eq!(
+            e,
+            Effect::CheckEnrolled {
+                user: "alice".into()
+            }
+        );
+        assert_eq!(
+            step(r.clone(), Event::Enrolled(false)).1,
+            Effect::Close(Refusal::Unavailable(Some(NOT_ENROLLED_MESSAGE.into())))
+        );
+        let (r, e) = step(r, Event::Enrolled(true));
+        assert_eq!(e, Effect::Hold { mail: false });
+        assert_eq!(r.stage_state, json!({"user": "alice"}));
+        assert_eq!(r.pending_info.pending, "totp");
+        assert_eq!(r.pending_info.message, TOTP_MESSAGE);
+
+        assert_eq!(respond(r.clone(), &Value::Null).1, Effect::CountFailure);
+        let (r, e) = respond(r, &code("123456"));
+        let Effect::VerifyTotp { user, code } = &e else {
+            panic!("expected a TOTP check, got {e:?}")
+        };
+        assert_eq!((user.as_str(), code.expose()), ("alice", "123456"));
+        assert!(
+            !format!("{e:?}").contains("123456"),
+            "the code is not shown"
+        );
+        let checked = |c| step(r.clone(), Event::TotpChecked(c)).1;
+        assert_eq!(checked(TotpCheck::Accepted { step: 9 }), Effect::AskHook);
+        for wrong in [
+            TotpCheck::Rejected,
+            TotpCheck::Replayed,
+            TotpCheck::NotEnrolled,
+        ] {
+            assert_eq!(checked(wrong), Effect::CountFailure, "{wrong:?}");
+        }
+        let retry_after = Duration::from_secs(30);
+        assert_eq!(
+            checked(TotpCheck::Locked { retry_after }),
+            Effect::Refuse(Refusal::RateLimited { retry_after })
+        );
+
+        // A caller with no name has the account `#UID`.
+        let mut nameless = record(&[Stage::Totp]);
+        nameless.caller.user = None;
+        assert_eq!(
+            step(nameless, Event::Begin).1,
+            Effect::CheckEnrolled {
+                user: "#1000".into()
+            }
+        );
+    }
+
+    #[test]
+    fn email_is_mailed_once_stored_and_checks_the_hashed_code_itself() {
+        let mut lonely = record(&[Stage::Email]);
+        lonely.approvers.clear();
+        assert_eq!(
+            step(lonely, Event::Begin).1,
+            Effect::Close(Refusal::Unavailable(Some(EMAIL_FAILED_MESSAGE.into())))
+        );
+        let (r, e) = step(record(&[Stage::Email]), Event::Begin);
+        assert_eq!(e, Effect::DrawEmailCode);
+        let hashed = HashedCode::new("04291733").unwrap();
+        let (r, e) = step(r, Event::EmailCode { hashed, digits: 8 });
+        assert_eq!(e, Effect::Hold { mail: true });
+        assert!(r.pending_info.message.contains("8-digit"));
+        assert!(r.stage_state.get("hash").is_some());
+        assert!(!r.stage_state.to_string().contains("04291733"));
+
+        assert_eq!(respond(r.clone(), &code("04291733")).1, Effect::AskHook);
+        assert_eq!(
+            respond(r.clone(), &code("04291734")).1,
+            Effect::CountFailure
+        );
+        assert_eq!(respond(r, &json!({})).1, Effect::CountFailure);
+    }
+
+    #[test]
+    fn a_library_method_is_asked_and_keeps_its_own_state() {
+        let passphrase = Stage::Method("passphrase".into());
+        let (r, e) = step(record(std::slice::from_ref(&passphrase)), Event::Begin);
+        assert_eq!(e, Effect::BeginMethod);
+        assert_eq!(
+            step(r.clone(), Event::BeginFailed(MethodError::Internal)).1,
+            Effect::Close(Refusal::Internal)
+        );
+        let mut extra = Map::new();
+        extra.insert("hint".into(), json!("sesame"));
+        let (r, e) = step(
+            r,
+            Event::MethodBegun {
+                state: json!({"mine": [1, 2]}),
+                message: "Say the passphrase".into(),
+                extra,
+            },
+        );
+        assert_eq!(e, Effect::Hold { mail: false });
+        assert_eq!(r.stage_state, json!({"mine": [1, 2]}));
+        assert_eq!(r.pending_info.pending, "passphrase");
+        assert_eq!(r.pending_info.extra["hint"], "sesame");
+        assert_eq!(r.pending_info.extra["request_id"], "req00001");
+
+        let (r, e) = respond(r, &code("x"));
+        assert_eq!(e, Effect::CheckMethod);
+        let checked = |c| step(r.clone(), Event::MethodChecked(c)).1;
+        assert_eq!(checked(Check::Passed), Effect::AskHook);
+        assert_eq!(checked(Check::Failed), Effect::CountFailure);
+        assert_eq!(checked(Check::Waiting), Effect::Wait);
+        assert_eq!(
+            checked(Check::Denied(Some(" ".into()))),
+            Effect::Close(Refusal::Denied { reason: None }),
+            "a blank reason is none"
+        );
+        let retry_after = Duration::from_secs(2);
+        assert_eq!(
+            step(
+                r.clone(),
+                Event::CheckFailed(MethodError::RateLimited { retry_after })
+            )
+            .1,
+            Effect::Refuse(Refusal::RateLimited { retry_after })
+        );
+        assert_eq!(
+            step(r, Event::CheckFailed(MethodError::operation_failed("no"))).1,
+            Effect::Refuse(Refusal::Unavailable(Some("no".into())))
+        );
+    }
+
+    #[test]
+    fn foreign_expired_and_failed_requests_are_answered_before_any_method() {
+        let r = begun(&[Stage::Approval]);
+        let foreign = Event::Respond {
+            caller_uid: 1001,
+            response: &Value::Null,
+            now: now(),
+        };
+        assert_eq!(
+            step(r.clone(), foreign).1,
+            Effect::Refuse(Refusal::NotFound)
+        );
+        let late = Event::Respond {
+            caller_uid: 1000,
+            response: &Value::Null,
+            now: r.expires_at,
+        };
+        assert_eq!(step(r.clone(), late).1, Effect::Discard(Refusal::NotFound));
+        let mut failed = r;
+        failed.status = RecordStatus::Failed;
+        failed.status_reason = Some(EMAIL_FAILED_MESSAGE.into());
+        assert_eq!(
+            respond(failed, &Value::Null).1,
+            Effect::Close(Refusal::Unavailable(Some(EMAIL_FAILED_MESSAGE.into())))
+        );
+    }
+
+    #[test]
+    fn wrong_codes_count_down_to_the_drop() {
+        let r = begun(&[Stage::Approval]);
+        let counted = |n| step(r.clone(), Event::Counted(n)).1;
+        assert_eq!(
+            counted(Some(1)),
+            Effect::Refuse(Refusal::WrongCode { attempts_left: 2 })
+        );
+        assert_eq!(
+            counted(Some(3)),
+            Effect::Refuse(Refusal::WrongCode { attempts_left: 0 })
+        );
+        assert_eq!(counted(None), Effect::Refuse(Refusal::NotFound));
+        assert_eq!(
+            Refusal::WrongCode { attempts_left: 1 }.to_string(),
+            "Wrong code (1 attempt left)"
+        );
+        assert_eq!(
+            Refusal::WrongCode { attempts_left: 2 }.to_string(),
+            "Wrong code (2 attempts left)"
+        );
+        assert!(Refusal::WrongCode { attempts_left: 0 }
+            .to_string()
+            .contains("dropped"));
+    }
+
+    #[test]
+    fn hooks_deny_continue_or_replace_the_stages_still_to_come() {
+        let passphrase = Stage::Method("passphrase".into());
+        let passed = || {
+            let mut r = record(&[passphrase.clone(), Stage::Approval]);
+            r.stage_state = json!({"mine": true});
+            r.attempts = 2;
+            r
+        };
+        assert_eq!(
+            step(
+                passed(),
+                Event::Hook(HookDecision::Deny(Some("no\n".into())))
+            )
+            .1,
+            Effect::Close(Refusal::Denied {
+                reason: Some("no".into())
+            })
+        );
+        // Continue: the next stage begins, with its own fresh state.
+        let (r, e) = step(passed(), Event::Hook(HookDecision::Continue));
+        assert_eq!(e, Effect::Hold { mail: false });
+        assert_eq!((r.stage_index, r.attempts), (1, 0));
+        assert_eq!(r.stage_state, json!({"approved": false}));
+        assert_eq!(r.pending_info.extra["stage"], json!(2));
+        // None left: run.
+        let (_, e) = step(
+            passed(),
+            Event::Hook(HookDecision::ReplaceRemainingStages(Stages::none())),
+        );
+        assert_eq!(e, Effect::Run);
+        // Replaced, even by a stage already passed: it is asked again.
+        let again: Stages = [Stage::Totp, passphrase.clone()].into_iter().collect();
+        let (r, e) = step(
+            passed(),
+            Event::Hook(HookDecision::ReplaceRemainingStages(again)),
+        );
+        assert_eq!(r.stages, vec![passphrase.clone(), Stage::Totp, passphrase]);
+        assert_eq!(
+            e,
+            Effect::CheckEnrolled {
+                user: "alice".into()
+            }
+        );
+    }
+
+    #[test]
+    fn no_method_reads_another_method_s_state() {
+        // An email stage holding a TOTP state (or a corrupt one) is an internal
+        // error, never read as something else.
+        let mut r = record(&[Stage::Email]);
+        r.stage_state = json!({"user": "alice"});
+        assert_eq!(
+            respond(r.clone(), &code("1")).1,
+            Effect::Refuse(Refusal::Internal)
+        );
+        let mut r = record(&[Stage::Approval]);
+        r.stage_state = json!({"user": "alice", "approved": "yes"});
+        assert_eq!(
+            respond(r.clone(), &Value::Null).1,
+            Effect::Refuse(Refusal::Internal)
+        );
+        // An answer meant for another stage than the current one is refused.
+        let r = begun(&[Stage::Approval]);
+        assert_eq!(
+            step(
+                r.clone(),
+                Event::TotpChecked(TotpCheck::Accepted { step: 1 })
+            )
+            .1,
+            Effect::Refuse(Refusal::Internal)
+        );
+        assert_eq!(
+            step(r, Event::MethodChecked(Check::Passed)).1,
+            Effect::Refuse(Refusal::Internal)
+        );
+    }
+}
