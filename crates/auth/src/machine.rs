@@ -11,7 +11,7 @@
 //! own typed [`StageState`]; a library method's JSON is only handed back to it.
 
 use crate::caller::CallerId;
-use crate::method::{Check, MethodError};
+use crate::method::{response_code, Check, MethodError};
 use crate::otp::HashedCode;
 use crate::state::{ApprovalState, StageState, TotpState};
 use crate::store::{to_ms, CapReached, Decision, PendingRecord, RecordStatus};
@@ -441,8 +441,7 @@ fn respond(r: &PendingRecord, caller_uid: u32, response: &Value, now: SystemTime
     let Ok(state) = StageState::read(stage, &r.stage_state) else {
         return Effect::Refuse(Refusal::Internal);
     };
-    let code = response.get("code").and_then(Value::as_str);
-    match (state, code) {
+    match (state, response_code(response)) {
         (StageState::Totp(s), Some(code)) => Effect::VerifyTotp {
             user: s.user,
             code: Code(Zeroizing::new(code.to_string())),

@@ -143,6 +143,11 @@ pub trait AuthMethod: Send + Sync + 'static {
     ) -> Result<Check, MethodError>;
 }
 
+/// The `code` string of a response, if any.
+pub fn response_code(response: &Value) -> Option<&str> {
+    response.get("code").and_then(Value::as_str)
+}
+
 /// The methods a service knows, by name: the built-ins it has the means for and
 /// the library's methods.
 #[derive(Clone)]

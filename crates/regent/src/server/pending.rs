@@ -235,6 +235,85 @@ mod tests {
     use std::time::Instant;
 
     #[test]
+    fn refusals_answer_the_codes_and_sentences_callers_have_always_seen() {
+        let wire = |r: Refusal| match refusal_response(&r) {
+            Response::Error {
+                code: Some(code),
+                error,
+            } => (code, error),
+            other => panic!("{r:?}: expected an error, got {other:?}"),
+        };
+        let default = |c: ErrorCode| (c, c.default_message().to_string());
+        let cases = [
+            (
+                Refusal::WrongCode { attempts_left: 2 },
+                (ErrorCode::AuthFailed, "Wrong code (2 attempts left)".into()),
+            ),
+            (
+                Refusal::WrongCode { attempts_left: 0 },
+                (
+                    ErrorCode::AuthFailed,
+                    "Wrong code; too many attempts, the request was dropped".into(),
+                ),
+            ),
+            (Refusal::NotFound, default(ErrorCode::NotFound)),
+            (Refusal::Denied { reason: None }, default(ErrorCode::Denied)),
+            (
+                Refusal::Denied {
+                    reason: Some("not today".into()),
+                },
+                (
+                    ErrorCode::Denied,
+                    format!("{}: not today", ErrorCode::Denied.default_message()),
+                ),
+            ),
+            (
+                Refusal::RateLimited {
+                    retry_after: Duration::from_millis(300),
+                },
+                (
+                    ErrorCode::RateLimited,
+                    "Too many wrong codes for this user; try again in 1 s".into(),
+                ),
+            ),
+            (
+                Refusal::Busy(Busy::InProgress),
+                (
+                    ErrorCode::Busy,
+                    "Another step of this request is in progress".into(),
+                ),
+            ),
+            (
+                Refusal::Busy(Busy::Full {
+                    which: regent_auth::CapReached::PerUid,
+                    cap: 32,
+                }),
+                (
+                    ErrorCode::Busy,
+                    "Too many requests are waiting for authorization by this user (at most 32); \
+                     try again once some are decided"
+                        .into(),
+                ),
+            ),
+            (
+                Refusal::Unavailable(Some("The authorization email could not be sent".into())),
+                (
+                    ErrorCode::OperationFailed,
+                    "The authorization email could not be sent".into(),
+                ),
+            ),
+            (
+                Refusal::Unavailable(None),
+                default(ErrorCode::OperationFailed),
+            ),
+            (Refusal::Internal, default(ErrorCode::Internal)),
+        ];
+        for (refusal, want) in cases {
+            assert_eq!(wire(refusal.clone()), want, "{refusal:?}");
+        }
+    }
+
+    #[test]
     fn the_poll_rate_allows_a_burst_and_one_poll_a_second() {
         let l = poll_limiter();
         let t0 = Instant::now();
