@@ -231,8 +231,9 @@ pub struct PendingSummary {
     pub display_data: Value,
     /// Who asked.
     pub caller: CallerId,
-    /// The current stage.
-    pub stage: Stage,
+    /// The current stage (none for a corrupt record whose index is past its
+    /// stages).
+    pub stage: Option<Stage>,
     /// Its index (0-based).
     pub stage_index: usize,
     /// All the stages.
@@ -607,9 +608,6 @@ impl AuthFlow {
                             return FlowOutcome::Refused(Refusal::Internal);
                         }
                     }
-                    if let HookDecision::Deny(_) = &decision {
-                        tracing::info!(request_id = %rec.request_id, "request denied by its operation");
-                    }
                     Event::Hook(decision)
                 }
                 Effect::CountFailure => {
@@ -685,7 +683,7 @@ impl AuthFlow {
                         };
                         self.take_logged(&rec.request_id, hash, what).await;
                         if what == "denied" && rec.status == RecordStatus::Pending {
-                            tracing::info!(request_id = %rec.request_id, "request denied");
+                            tracing::info!(request_id = %rec.request_id, "request denied by its method or operation");
                         }
                     }
                     return FlowOutcome::Refused(refusal);
@@ -908,7 +906,7 @@ impl AuthFlow {
     fn summary(&self, r: PendingRecord) -> PendingSummary {
         let awaiting = r.stage() == Some(&Stage::Approval);
         PendingSummary {
-            stage: r.stage().cloned().unwrap_or(Stage::Approval),
+            stage: r.stage().cloned(),
             awaiting_approval: awaiting,
             approved: crate::machine::is_approved(&r),
             request_id: r.request_id,

@@ -242,19 +242,52 @@ impl MethodRegistry {
     }
 
     /// The available names, sorted.
-    pub fn names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.methods.keys().map(String::as_str).collect();
-        v.extend(
-            Stage::BUILT_IN
-                .iter()
-                .filter(|s| self.has(s))
-                .map(|s| match s {
-                    Stage::Totp => "totp",
-                    Stage::Email => "email",
-                    _ => "approval",
-                }),
-        );
+    pub fn names(&self) -> Vec<String> {
+        let built_in = Stage::BUILT_IN.into_iter().filter(|s| self.has(s));
+        let mut v: Vec<String> = built_in.map(String::from).collect();
+        v.extend(self.methods.keys().cloned());
         v.sort_unstable();
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Named(&'static str);
+
+    #[async_trait]
+    impl AuthMethod for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        async fn begin(&self, _: &StageContext<'_>) -> Result<StageStart, MethodError> {
+            Err(MethodError::Internal)
+        }
+        async fn check(
+            &self,
+            _: &StageContext<'_>,
+            _: &Value,
+            _: &Value,
+        ) -> Result<Check, MethodError> {
+            Ok(Check::Failed)
+        }
+    }
+
+    #[test]
+    fn library_methods_take_their_own_well_formed_names_only() {
+        let mut r = MethodRegistry::with_builtins(None, None, 6);
+        assert!(r.register(Arc::new(Named("yubikey"))).is_none());
+        assert!(r.register(Arc::new(Named("yubikey"))).is_some(), "replaced");
+        for refused in ["totp", "approval", "Bad Name", ""] {
+            let back = r.register(Arc::new(Named(refused)));
+            assert_eq!(back.map(|m| m.name().to_string()), Some(refused.into()));
+        }
+        assert!(r.has(&Stage::Approval));
+        assert!(!r.has(&Stage::Totp), "no TOTP store");
+        assert!(!r.has(&Stage::Email), "no mailer");
+        assert!(r.has(&Stage::Method("yubikey".into())));
+        assert_eq!(r.names(), ["approval", "yubikey"]);
     }
 }

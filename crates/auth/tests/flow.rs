@@ -291,7 +291,11 @@ async fn approval_polls_until_approved_and_refuses_self_approval() {
     assert_eq!(waiting.len(), 1);
     let w = &waiting[0];
     assert_eq!(
-        (w.request_id.as_str(), w.op.as_str(), w.stage.name()),
+        (
+            w.request_id.as_str(),
+            w.op.as_str(),
+            w.stage.as_ref().map(Stage::name).unwrap_or_default()
+        ),
         (id.as_str(), "restart", "approval")
     );
     assert!(w.awaiting_approval && !w.approved);
