@@ -470,7 +470,7 @@ impl AuthFlow {
         };
         let (rec, effect) = step(rec, event);
         match effect {
-            Effect::Refuse(r) => return FlowOutcome::Refused(r),
+            Effect::Refuse(r) => return refused(&rec, r),
             Effect::Discard(r) => {
                 let id = rec.request_id.clone();
                 let _ = self.on_store(move |s| s.delete(&id)).await;
@@ -686,14 +686,14 @@ impl AuthFlow {
                             tracing::info!(request_id = %rec.request_id, "request denied by its method or operation");
                         }
                     }
-                    return FlowOutcome::Refused(refusal);
+                    return refused(&rec, refusal);
                 }
                 Effect::Discard(refusal) => {
                     let id = rec.request_id.clone();
                     let _ = self.on_store(move |s| s.delete(&id)).await;
                     return FlowOutcome::Refused(refusal);
                 }
-                Effect::Refuse(refusal) => return FlowOutcome::Refused(refusal),
+                Effect::Refuse(refusal) => return refused(&rec, refusal),
                 Effect::Approved(_)
                 | Effect::Denied(_)
                 | Effect::Unchanged
@@ -1059,6 +1059,16 @@ impl AuthFlow {
         let id = request_id.map(str::to_string);
         self.on_store(move |s| s.decisions(id.as_deref())).await
     }
+}
+
+/// The outcome refusing `rec` with `refusal`; an internal one is logged (a
+/// stored stage state its method cannot read, or an answer for another stage).
+fn refused(rec: &PendingRecord, refusal: Refusal) -> FlowOutcome {
+    if refusal == Refusal::Internal {
+        let stage = rec.stage().map(Stage::name).unwrap_or("(none)");
+        tracing::error!(request_id = %rec.request_id, stage, "the flow refused a request it cannot read");
+    }
+    FlowOutcome::Refused(refusal)
 }
 
 /// Run blocking `work` (SQLite) on tokio's blocking pool. A panic is passed on.

@@ -289,6 +289,7 @@ pub enum Effect {
 }
 
 /// The one transition function: the record after `event`, and what to do.
+#[must_use = "the effect is what the driver must do"]
 pub fn step(mut record: PendingRecord, event: Event<'_>) -> (PendingRecord, Effect) {
     let effect = transition(&mut record, event);
     (record, effect)
