@@ -134,6 +134,9 @@ pub enum HookDecision {
     Deny(Option<String>),
     /// Replace the remaining stages (none: the operation runs now).
     ReplaceRemainingStages(Stages),
+    /// The hook cannot decide (the operation is misconfigured, e.g. it named a
+    /// malformed stage): the request is dropped as an internal error.
+    Fail,
 }
 
 /// Why an administrator's decision is refused.
@@ -468,6 +471,7 @@ fn after_hook(r: &mut PendingRecord, decision: HookDecision) -> Effect {
             r.stages.truncate(r.stage_index + 1);
             r.stages.extend(rest.iter().cloned());
         }
+        HookDecision::Fail => return Effect::Close(Refusal::Internal),
     }
     let next = r.stage_index + 1;
     if next >= r.stages.len() {
@@ -979,6 +983,10 @@ mod tests {
         assert_eq!((r.stage_index, r.attempts), (1, 0));
         assert_eq!(r.stage_state, json!({"approved": false}));
         assert_eq!(r.pending_info.extra["stage"], json!(2));
+        assert_eq!(
+            step(passed(), Event::Hook(HookDecision::Fail)).1,
+            Effect::Close(Refusal::Internal)
+        );
         // None left: run.
         let (_, e) = step(
             passed(),

@@ -113,7 +113,7 @@ impl StageHook for OpHook<'_> {
                     Ok(stages) => HookDecision::ReplaceRemainingStages(stages),
                     Err(e) => {
                         tracing::error!(op = report.op, error = %e, "operation required a malformed stage");
-                        HookDecision::Deny(None)
+                        HookDecision::Fail
                     }
                 }
             }
