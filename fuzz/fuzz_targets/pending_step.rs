@@ -17,7 +17,7 @@
 //!   is a replay; everything else is rejected;
 //! - an emailed code matches only itself (surrounding whitespace aside);
 //! - a uid that is not the held request's, or the held request's presented by
-//!   another user, answers `not_found` whatever the data; the owner polling an
+//!   another user, is refused as not found whatever the data; the owner polling an
 //!   approval still awaited gets the same pending answer with the same uid.
 #![no_main]
 
@@ -28,8 +28,8 @@ use libfuzzer_sys::fuzz_target;
 use regent_auth::otp::HashedCode;
 use regent_auth::totp::{format_code, hotp, step_at, verify_code, TotpCheck, DIGITS, SKEW};
 use regent_auth::{method::response_code, AuthFlow, CallerId, FlowOptions, FlowOutcome};
-use regent_auth::{MethodRegistry, StartRequest};
-use regent_proto::{ErrorCode, Request};
+use regent_auth::{MethodRegistry, Refusal, Stage, StartRequest};
+use regent_proto::Request;
 use serde_json::{json, Value};
 
 /// The RFC 6238 test secret.
@@ -70,7 +70,7 @@ fn held() -> &'static Held {
             data: json!({"service": "nginx"}),
             display_data: json!({"service": "nginx"}),
             caller: owner.clone(),
-            stages: vec!["approval".into()],
+            stages: [Stage::Approval].into_iter().collect(),
             ttl: Duration::from_secs(365 * 24 * 3600),
             max_attempts: 5,
             approvers: Vec::new(),
@@ -146,8 +146,8 @@ fuzz_target!(|input: &[u8]| {
         );
     } else {
         assert_eq!(
-            outcome.code(),
-            Some(ErrorCode::NotFound),
+            outcome.refusal(),
+            Some(&Refusal::NotFound),
             "a foreign or unknown uid: {outcome:?}"
         );
     }

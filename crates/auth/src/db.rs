@@ -346,22 +346,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
             "writable by the group or others (mode {mode:04o}); use 0700"
         )));
     }
-    check_owner(&meta, insecure)
-}
-
-/// Refuse a file or directory owned by anyone but root or this process's user.
-pub(crate) fn check_owner(
-    meta: &std::fs::Metadata,
-    insecure: impl Fn(String) -> crate::AuthError,
-) -> Result<()> {
-    let euid = rustix::process::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != euid {
-        return Err(insecure(format!(
-            "owned by uid {}, neither root nor us",
-            meta.uid()
-        )));
-    }
-    Ok(())
+    secret::check_owner(&meta, insecure)
 }
 
 #[cfg(test)]

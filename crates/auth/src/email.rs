@@ -4,7 +4,7 @@
 //! [`AuthError::MailFailed`]: no SMTP reply or server detail reaches a client. The
 //! code itself is never logged.
 
-use crate::flow::CallerId;
+use crate::caller::CallerId;
 use crate::{secret, AuthError, Result};
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;

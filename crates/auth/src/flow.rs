@@ -1,22 +1,26 @@
 //! The engine the service calls for operations that need out-of-channel
-//! authorization: [`AuthFlow`].
+//! authorization: [`AuthFlow`], the thin async driver of [`crate::machine::step`].
 //!
 //! - [`AuthFlow::start`] stores the validated request and begins its first stage;
 //! - [`AuthFlow::resume`] takes the caller's uid and response, checks the current
-//!   stage, and answers with the next stage's pending response, an error, or
+//!   stage, and answers with the next stage's pending response, a [`Refusal`], or
 //!   [`FlowOutcome::Run`] with exactly the stored operation and data;
 //! - [`AuthFlow::list_page`], [`AuthFlow::request_op`], [`AuthFlow::approve`],
 //!   [`AuthFlow::deny`] serve the administrator channel: newest first, a page at a
 //!   time, requests found by their id (the table's key), never by a scan.
 //!
+//! Every decision is the machine's; this module does what its effects ask (the
+//! store, the TOTP store, mail, library methods, the operation's hook) and feeds
+//! the answers back. The server chooses the wire code of each outcome.
+//!
 //! [`AuthFlow::start`] holds a request only under the caps of [`FlowOptions`]
 //! (in all, per caller uid) and of the request (per caller uid and operation),
-//! counted and inserted in one transaction; beyond them it answers `busy`.
+//! counted and inserted in one transaction; beyond them it answers busy.
 //!
 //! Every completed stage consumes its uid (compare-and-set in the store) and issues
 //! a new one. Unknown, expired, used and foreign uids all answer the same
-//! `not_found`. One check runs at a time per request (a concurrent one answers
-//! `busy`), so parallel guesses cannot exceed the attempt limit.
+//! [`Refusal::NotFound`]. One check runs at a time per request (a concurrent one
+//! answers busy), so parallel guesses cannot exceed the attempt limit.
 //!
 //! Store work (SQLite, behind the store's one connection lock) made by `start`,
 //! `resume` and the administrator's calls runs on tokio's blocking pool, never on
@@ -25,16 +29,21 @@
 //!
 //! Deliveries (emails) run on a spawned task. `start`/`resume` wait for them up to
 //! [`FlowOptions::delivery_wait`]: a failure within that time drops the request and
-//! answers `operation_failed`; a later failure marks the record failed, and the next
-//! poll with the uid answers `operation_failed`.
+//! is answered; a later failure marks the record failed, and the next poll with
+//! the uid answers it.
 
-use crate::method::{Check, Delivery, MethodError, MethodRegistry, StageContext, StageStart};
+pub use crate::caller::CallerId;
+use crate::machine::{step, AdminRefusal, Effect, Event};
+pub use crate::machine::{Busy, HookDecision, Refusal, MAX_REASON_CHARS};
+use crate::method::{Delivery, MethodError, MethodRegistry, StageContext};
+use crate::otp::{self, HashedCode};
 use crate::store::{
-    uid_hash, CapReached, Decision, Inserted, PendingCaps, PendingRecord, PendingStore,
-    RecordStatus,
+    from_ms, to_ms, uid_hash, CapReached, Decision, Inserted, PendingCaps, PendingRecord,
+    PendingStore, RecordStatus,
 };
-use crate::{random, AuthError, Result};
-use regent_proto::{ErrorCode, PendingInfo, Response};
+use crate::{email::CodeMail, random, AuthError, Result};
+use regent_model::{Stage, Stages};
+use regent_proto::PendingInfo;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -42,11 +51,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-
-/// Who is calling, as the kernel (or a TLS certificate) says: the shared
-/// [`regent_model::Principal`]. A record read back from the store knows the
-/// caller's pid, ids and user name, not its groups.
-pub type CallerId = regent_model::Principal;
+use zeroize::Zeroizing;
 
 /// A validated request that needs authorization.
 #[derive(Debug, Clone)]
@@ -59,8 +64,8 @@ pub struct StartRequest {
     pub display_data: Value,
     /// Who asked.
     pub caller: CallerId,
-    /// The stages' method names, in order.
-    pub stages: Vec<String>,
+    /// The stages, in order.
+    pub stages: Stages,
     /// How long the request may wait.
     pub ttl: Duration,
     /// Failed attempts after which the request is dropped (0 is taken as 1).
@@ -68,7 +73,7 @@ pub struct StartRequest {
     /// Approver email addresses.
     pub approvers: Vec<String>,
     /// Requests of this operation one caller uid may have held at once; more
-    /// answer `busy` (0 is taken as 1). The service-wide caps are in
+    /// are refused busy (0 is taken as 1). The service-wide caps are in
     /// [`FlowOptions`].
     pub max_pending_per_uid: u32,
 }
@@ -93,13 +98,8 @@ pub enum FlowOutcome {
         /// The pending information.
         info: PendingInfo,
     },
-    /// Answer an error.
-    Error {
-        /// The code.
-        code: ErrorCode,
-        /// The sentence.
-        message: String,
-    },
+    /// Refuse; the server chooses the wire code.
+    Refused(Refusal),
 }
 
 impl fmt::Debug for FlowOutcome {
@@ -115,59 +115,21 @@ impl fmt::Debug for FlowOutcome {
                 .field("uid", &"<redacted>")
                 .field("info", info)
                 .finish(),
-            FlowOutcome::Error { code, message } => f
-                .debug_struct("Error")
-                .field("code", code)
-                .field("message", message)
-                .finish(),
+            FlowOutcome::Refused(r) => f.debug_tuple("Refused").field(r).finish(),
         }
     }
 }
 
 impl FlowOutcome {
-    fn error(code: ErrorCode, message: impl Into<String>) -> FlowOutcome {
-        FlowOutcome::Error {
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn not_found() -> FlowOutcome {
-        FlowOutcome::error(ErrorCode::NotFound, ErrorCode::NotFound.default_message())
-    }
-
-    fn internal() -> FlowOutcome {
-        FlowOutcome::error(ErrorCode::Internal, ErrorCode::Internal.default_message())
-    }
-
-    fn from_method(e: MethodError) -> FlowOutcome {
-        FlowOutcome::Error {
-            code: e.code,
-            message: e.message,
-        }
-    }
-
-    /// The response to send, or `None` for [`FlowOutcome::Run`] (run the operation).
-    pub fn to_response(&self) -> Option<Response> {
-        match self {
-            FlowOutcome::Run { .. } => None,
-            FlowOutcome::Pending { uid, info } => Some(Response::pending(uid.clone(), info)),
-            FlowOutcome::Error { code, message } => {
-                Some(Response::error_with(*code, message.clone()))
-            }
-        }
-    }
-
     /// Whether this outcome is a failure the rate limiter should count for the
     /// caller (a wrong code, an unknown uid, a code sent while the user backs off
     /// from too many wrong ones: a caller looping on codes is then paced).
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            FlowOutcome::Error {
-                code: ErrorCode::AuthFailed | ErrorCode::NotFound | ErrorCode::RateLimited,
-                ..
-            }
+            FlowOutcome::Refused(
+                Refusal::WrongCode { .. } | Refusal::NotFound | Refusal::RateLimited { .. }
+            )
         )
     }
 
@@ -180,10 +142,10 @@ impl FlowOutcome {
         matches!(self, FlowOutcome::Pending { uid: same, .. } if same == uid)
     }
 
-    /// The error code, if this is an error.
-    pub fn code(&self) -> Option<ErrorCode> {
+    /// The refusal, if this is one.
+    pub fn refusal(&self) -> Option<&Refusal> {
         match self {
-            FlowOutcome::Error { code, .. } => Some(*code),
+            FlowOutcome::Refused(r) => Some(r),
             _ => None,
         }
     }
@@ -200,24 +162,12 @@ pub struct StageReport<'a> {
     pub data: &'a Value,
     /// Who asked.
     pub caller: &'a CallerId,
-    /// The method of the stage that passed.
-    pub stage: &'a str,
+    /// The stage that passed.
+    pub stage: &'a Stage,
     /// Its index.
     pub stage_index: usize,
     /// The stages still to come.
-    pub remaining: &'a [String],
-}
-
-/// What a hook decides after a stage.
-#[must_use]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookDecision {
-    /// Go on with the remaining stages.
-    Continue,
-    /// Refuse the request, with an optional reason for the caller.
-    Deny(Option<String>),
-    /// Replace the remaining stages (empty: the operation runs now).
-    ReplaceRemainingStages(Vec<String>),
+    pub remaining: &'a [Stage],
 }
 
 /// Lets the service's operations react after each passed stage (like the Python
@@ -279,12 +229,13 @@ pub struct PendingSummary {
     pub display_data: Value,
     /// Who asked.
     pub caller: CallerId,
-    /// The current stage's method.
-    pub stage: String,
+    /// The current stage (none for a corrupt record whose index is past its
+    /// stages).
+    pub stage: Option<Stage>,
     /// Its index (0-based).
     pub stage_index: usize,
     /// All the stages.
-    pub stages: Vec<String>,
+    pub stages: Vec<Stage>,
     /// Whether the current stage waits for an administrator.
     pub awaiting_approval: bool,
     /// Whether an administrator approved the current stage (the caller has not
@@ -306,9 +257,6 @@ mod rfc3339 {
         s.collect_str(&humantime::format_rfc3339_seconds(*t))
     }
 }
-
-/// The longest denial reason kept (characters).
-pub const MAX_REASON_CHARS: usize = 500;
 
 /// The engine. Share it behind an `Arc`; every method takes `&self`.
 pub struct AuthFlow {
@@ -342,7 +290,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn context<'a>(r: &'a PendingRecord, index: usize, count: usize) -> StageContext<'a> {
+fn context(r: &PendingRecord) -> StageContext<'_> {
     StageContext {
         request_id: &r.request_id,
         op: &r.op,
@@ -350,49 +298,31 @@ fn context<'a>(r: &'a PendingRecord, index: usize, count: usize) -> StageContext
         caller: &r.caller,
         approvers: &r.approvers,
         expires_at: r.expires_at,
-        stage_index: index,
-        stage_count: count,
+        stage_index: r.stage_index,
+        stage_count: r.stages.len(),
     }
 }
 
-fn pending_info(
-    method: &str,
-    start: &mut StageStart,
-    r: &PendingRecord,
-    index: usize,
-    count: usize,
-) -> PendingInfo {
-    let mut extra = std::mem::take(&mut start.extra);
-    extra.insert("request_id".into(), json!(r.request_id));
-    extra.insert("stage".into(), json!(index + 1));
-    extra.insert("stages".into(), json!(count));
-    PendingInfo {
-        pending: method.to_string(),
-        message: std::mem::take(&mut start.message),
-        expires_at: humantime::format_rfc3339_seconds(r.expires_at).to_string(),
-        extra,
-    }
+/// Where a request is while the driver carries out the machine's effects.
+enum Phase<'a> {
+    /// A new request, not stored yet.
+    Start(PendingCaps),
+    /// A held request, found by the hash of the uid the caller presented.
+    Resume {
+        uid: &'a str,
+        hash: String,
+        response: &'a Value,
+        hook: Option<&'a dyn StageHook>,
+    },
 }
 
-fn clean_reason(reason: Option<String>) -> Option<String> {
-    reason
-        .map(|r| {
-            r.chars()
-                .filter(|c| !c.is_control())
-                .take(MAX_REASON_CHARS)
-                .collect::<String>()
-        })
-        .filter(|r| !r.trim().is_empty())
-}
-
-fn denied(reason: Option<&str>) -> FlowOutcome {
-    match reason {
-        Some(r) => FlowOutcome::error(
-            ErrorCode::Denied,
-            format!("{}: {r}", ErrorCode::Denied.default_message()),
-        ),
-        None => FlowOutcome::error(ErrorCode::Denied, ErrorCode::Denied.default_message()),
-    }
+/// The challenge to send once a begun stage is stored.
+#[derive(Default)]
+struct Outgoing {
+    /// An email code, in clear, for the approvers.
+    mail_code: Option<Zeroizing<String>>,
+    /// A library method's delivery.
+    delivery: Option<Delivery>,
 }
 
 impl AuthFlow {
@@ -435,12 +365,20 @@ impl AuthFlow {
         Ok(n)
     }
 
-    /// Check that every stage names a registered method.
-    pub fn check_stages(&self, stages: &[String]) -> Result<()> {
-        match stages.iter().find(|s| self.methods.get(s).is_none()) {
-            Some(s) => Err(AuthError::UnknownMethod(s.clone())),
-            None => Ok(()),
+    /// Check that every stage, given by name, is a method available here.
+    pub fn check_stages<S: AsRef<str>>(&self, stages: &[S]) -> Result<()> {
+        for name in stages {
+            let name = name.as_ref();
+            match Stage::parse(name) {
+                Ok(stage) if self.methods.has(&stage) => {}
+                _ => return Err(AuthError::UnknownMethod(name.to_string())),
+            }
         }
+        Ok(())
+    }
+
+    fn unavailable<'s>(&self, stages: impl IntoIterator<Item = &'s Stage>) -> Option<&'s Stage> {
+        stages.into_iter().find(|s| !self.methods.has(s))
     }
 
     /// Store a validated request and begin its first stage.
@@ -450,9 +388,19 @@ impl AuthFlow {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "purging expired requests failed"),
         }
-        if let Err(e) = self.check_stages(&req.stages) {
-            tracing::error!(op = %req.op, error = %e, "operation configured with an unknown method");
-            return FlowOutcome::internal();
+        if let Some(s) = self.unavailable(&req.stages) {
+            tracing::error!(op = %req.op, stage = %s, "operation configured with an unknown method");
+            return FlowOutcome::Refused(Refusal::Internal);
+        }
+        let Ok(request_id) = random::new_request_id() else {
+            return FlowOutcome::Refused(Refusal::Internal);
+        };
+        if req.stages.is_empty() {
+            return FlowOutcome::Run {
+                op: req.op,
+                data: req.data,
+                request_id,
+            };
         }
         let now = SystemTime::now();
         let caps = PendingCaps {
@@ -460,15 +408,15 @@ impl AuthFlow {
             per_uid: self.options.max_pending_per_uid.max(1),
             per_uid_op: req.max_pending_per_uid.max(1),
         };
-        let mut record = PendingRecord {
-            request_id: String::new(),
+        let record = PendingRecord {
+            request_id,
             stage_uid_hash: String::new(),
             op: req.op,
             data: req.data,
             display_data: req.display_data,
             caller: req.caller,
             approvers: req.approvers,
-            stages: req.stages,
+            stages: req.stages.iter().cloned().collect(),
             stage_index: 0,
             stage_state: Value::Null,
             pending_info: PendingInfo {
@@ -480,124 +428,419 @@ impl AuthFlow {
             attempts: 0,
             max_attempts: req.max_attempts.max(1),
             // Whole milliseconds, as stored.
-            created_at: crate::store::from_ms(crate::store::to_ms(now)),
-            expires_at: crate::store::from_ms(crate::store::to_ms(now + req.ttl)),
+            created_at: from_ms(to_ms(now)),
+            expires_at: from_ms(to_ms(now + req.ttl)),
             status: RecordStatus::Pending,
             status_reason: None,
         };
-        if record.stages.is_empty() {
-            let request_id = random::new_request_id().unwrap_or_default();
-            return FlowOutcome::Run {
-                op: record.op,
-                data: record.data,
-                request_id,
-            };
-        }
-        let Ok(request_id) = random::new_request_id() else {
-            return FlowOutcome::internal();
-        };
-        record.request_id = request_id;
-        let count = record.stages.len();
-        let method = self
-            .methods
-            .get(&record.stages[0])
-            .expect("checked above")
-            .clone();
-        let mut start = match method.begin(&context(&record, 0, count)).await {
-            Ok(s) => s,
-            Err(e) => return FlowOutcome::from_method(e),
-        };
-        let delivery = start.delivery.take();
-        record.stage_state = start.state.take();
-        record.pending_info = pending_info(method.name(), &mut start, &record, 0, count);
-        // A request id collision (40 bits) is retried with a fresh id.
-        let mut uid = String::new();
-        for attempt in 0..5 {
-            if attempt > 0 {
-                let Ok(id) = random::new_request_id() else {
-                    return FlowOutcome::internal();
-                };
-                record.request_id = id;
-                if let Some(v) = record.pending_info.extra.get_mut("request_id") {
-                    *v = json!(record.request_id);
-                }
+        let (record, effect) = step(record, Event::Begin);
+        self.drive(Phase::Start(caps), record, effect).await
+    }
+
+    /// Take the caller's next step: `uid` from the last pending response, `data`
+    /// its response (e.g. `{"code": "123456"}`), `hook` to let the operation react
+    /// after a passed stage.
+    pub async fn resume(
+        &self,
+        uid: &str,
+        caller: &CallerId,
+        data: &Value,
+        hook: Option<&dyn StageHook>,
+    ) -> FlowOutcome {
+        let hash = uid_hash(uid);
+        let h = hash.clone();
+        let rec = match self.on_store(move |s| s.by_uid_hash(&h)).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return FlowOutcome::Refused(Refusal::NotFound),
+            Err(e) => {
+                tracing::error!(error = %e, "pending store lookup failed");
+                return FlowOutcome::Refused(Refusal::Internal);
             }
-            let Ok(u) = random::new_uid() else {
-                return FlowOutcome::internal();
-            };
-            record.stage_uid_hash = uid_hash(&u);
-            let (inserted, back) = match self
-                .on_store(move |s| Ok((s.insert_capped(&record, &caps), record)))
-                .await
-            {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::error!(error = %e, "storing a pending request failed");
-                    return FlowOutcome::internal();
-                }
-            };
-            record = back;
-            match inserted {
-                Ok(Inserted::Stored) => {
-                    uid = u;
-                    break;
-                }
-                Ok(Inserted::Taken) => continue,
-                Ok(Inserted::Full(which)) => {
-                    let (what, cap) = match which {
-                        CapReached::PerUidOp => {
-                            ("for this operation by this user", caps.per_uid_op)
-                        }
-                        CapReached::PerUid => ("by this user", caps.per_uid),
-                        CapReached::Total => ("in all", caps.total),
+        };
+        if rec.caller.uid != caller.uid {
+            tracing::warn!(request_id = %rec.request_id, owner_uid = rec.caller.uid, caller_uid = caller.uid,
+                "a uid was presented by another user");
+        }
+        let event = Event::Respond {
+            caller_uid: caller.uid,
+            response: data,
+            now: SystemTime::now(),
+        };
+        let (rec, effect) = step(rec, event);
+        match effect {
+            Effect::Refuse(r) => return refused(&rec, r),
+            Effect::Discard(r) => {
+                let id = rec.request_id.clone();
+                let _ = self.on_store(move |s| s.delete(&id)).await;
+                return FlowOutcome::Refused(r);
+            }
+            _ => {}
+        }
+        let Some(_guard) = self.enter(&rec.request_id) else {
+            return FlowOutcome::Refused(Refusal::Busy(Busy::InProgress));
+        };
+        if let Some(stage) = rec.stage().filter(|s| !self.methods.has(s)) {
+            if !matches!(effect, Effect::Close(_)) {
+                tracing::error!(request_id = %rec.request_id, stage = %stage, "stored stage names an unknown method");
+                return FlowOutcome::Refused(Refusal::Internal);
+            }
+        }
+        let phase = Phase::Resume {
+            uid,
+            hash,
+            response: data,
+            hook,
+        };
+        self.drive(phase, rec, effect).await
+    }
+
+    /// Carry out the machine's effects until one gives the answer.
+    async fn drive(
+        &self,
+        phase: Phase<'_>,
+        mut rec: PendingRecord,
+        mut effect: Effect,
+    ) -> FlowOutcome {
+        let mut out = Outgoing::default();
+        loop {
+            let event = match effect {
+                Effect::CheckEnrolled { user } => {
+                    let Some(store) = self.methods.totp_store().cloned() else {
+                        return FlowOutcome::Refused(Refusal::Internal);
                     };
-                    tracing::warn!(op = %record.op, caller_uid = record.caller.uid, cap, "held requests {what} at their cap: request refused");
-                    return FlowOutcome::error(
-                        ErrorCode::Busy,
-                        format!("Too many requests are waiting for authorization {what} (at most {cap}); try again once some are decided"),
-                    );
+                    let name = user.clone();
+                    match on_blocking(move || store.is_enrolled(&name)).await {
+                        Ok(enrolled) => {
+                            if !enrolled {
+                                tracing::warn!(user = %user.escape_debug(), op = %rec.op, "TOTP required but the user is not enrolled");
+                            }
+                            Event::Enrolled(enrolled)
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "TOTP store lookup failed");
+                            Event::BeginFailed(MethodError::Internal)
+                        }
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "storing a pending request failed");
-                    return FlowOutcome::internal();
+                Effect::DrawEmailCode => {
+                    let digits = self.methods.email_digits();
+                    let drawn = otp::generate(digits)
+                        .and_then(|code| HashedCode::new(&code).map(|h| (code, h)));
+                    match drawn {
+                        Ok((code, hashed)) => {
+                            out.mail_code = Some(code);
+                            Event::EmailCode { hashed, digits }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot draw an email code");
+                            Event::BeginFailed(MethodError::Internal)
+                        }
+                    }
+                }
+                Effect::BeginMethod => {
+                    let Some(method) = rec.stage().and_then(|s| self.methods.get(s.name())) else {
+                        return FlowOutcome::Refused(Refusal::Internal);
+                    };
+                    match method.clone().begin(&context(&rec)).await {
+                        Ok(mut start) => {
+                            out.delivery = start.delivery.take();
+                            Event::MethodBegun {
+                                state: start.state,
+                                message: start.message,
+                                extra: start.extra,
+                            }
+                        }
+                        Err(e) => Event::BeginFailed(e),
+                    }
+                }
+                Effect::VerifyTotp { user, code } => {
+                    let Some(store) = self.methods.totp_store().cloned() else {
+                        return FlowOutcome::Refused(Refusal::Internal);
+                    };
+                    match on_blocking(move || store.verify(&user, code.expose())).await {
+                        Ok(check) => Event::TotpChecked(check),
+                        Err(e) => {
+                            tracing::error!(error = %e, "TOTP verification failed");
+                            Event::CheckFailed(MethodError::Internal)
+                        }
+                    }
+                }
+                Effect::CheckMethod => {
+                    let (Phase::Resume { response, .. }, Some(method)) =
+                        (&phase, rec.stage().and_then(|s| self.methods.get(s.name())))
+                    else {
+                        tracing::error!(request_id = %rec.request_id, "stored stage names an unknown method");
+                        return FlowOutcome::Refused(Refusal::Internal);
+                    };
+                    match method
+                        .check(&context(&rec), &rec.stage_state, response)
+                        .await
+                    {
+                        Ok(check) => Event::MethodChecked(check),
+                        Err(e) => Event::CheckFailed(e),
+                    }
+                }
+                Effect::AskHook => {
+                    let Phase::Resume { hash, hook, .. } = &phase else {
+                        return FlowOutcome::Refused(Refusal::Internal);
+                    };
+                    let stage = rec.stage().map(Stage::to_string).unwrap_or_default();
+                    tracing::info!(request_id = %rec.request_id, stage, "authorization stage passed");
+                    let decision = match (hook, rec.stage()) {
+                        (Some(hook), Some(stage)) => hook.after_stage(&StageReport {
+                            request_id: &rec.request_id,
+                            op: &rec.op,
+                            data: &rec.data,
+                            caller: &rec.caller,
+                            stage,
+                            stage_index: rec.stage_index,
+                            remaining: &rec.stages[rec.stage_index + 1..],
+                        }),
+                        _ => HookDecision::Continue,
+                    };
+                    if let HookDecision::ReplaceRemainingStages(rest) = &decision {
+                        if let Some(s) = self.unavailable(rest) {
+                            tracing::error!(request_id = %rec.request_id, stage = %s, "hook named an unknown method");
+                            self.take_logged(&rec.request_id, hash, "misconfigured")
+                                .await;
+                            return FlowOutcome::Refused(Refusal::Internal);
+                        }
+                    }
+                    Event::Hook(decision)
+                }
+                Effect::CountFailure => {
+                    let Phase::Resume { hash, .. } = &phase else {
+                        return FlowOutcome::Refused(Refusal::Internal);
+                    };
+                    let (id, h, max) = (rec.request_id.clone(), hash.clone(), rec.max_attempts);
+                    // Counting and dropping at the limit are one step: no
+                    // cancellation between them can leave a request past its
+                    // limit in the store.
+                    let counted = self
+                        .on_store(move |s| {
+                            let n = s.add_attempt(&id, &h)?;
+                            if n.is_some_and(|n| n >= max) {
+                                let _ = s.take(&id, &h);
+                            }
+                            Ok(n)
+                        })
+                        .await;
+                    match counted {
+                        Ok(Some(n)) if n >= max => {
+                            tracing::warn!(request_id = %rec.request_id, attempts = n, "attempt limit reached; request dropped");
+                            Event::Counted(Some(n))
+                        }
+                        Ok(n) => {
+                            if let Some(n) = n {
+                                tracing::info!(request_id = %rec.request_id, attempts = n, "wrong code");
+                            }
+                            Event::Counted(n)
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "counting an attempt failed");
+                            return FlowOutcome::Refused(Refusal::Internal);
+                        }
+                    }
+                }
+                Effect::Wait => {
+                    let Phase::Resume { uid, .. } = &phase else {
+                        return FlowOutcome::Refused(Refusal::Internal);
+                    };
+                    return FlowOutcome::Pending {
+                        uid: uid.to_string(),
+                        info: rec.pending_info,
+                    };
+                }
+                Effect::Run => {
+                    let Phase::Resume { hash, .. } = &phase else {
+                        return FlowOutcome::Refused(Refusal::Internal);
+                    };
+                    let (id, h) = (rec.request_id.clone(), hash.clone());
+                    return match self.on_store(move |s| s.take(&id, &h)).await {
+                        Ok(true) => {
+                            tracing::info!(request_id = %rec.request_id, op = %rec.op, "authorization complete");
+                            FlowOutcome::Run {
+                                op: rec.op,
+                                data: rec.data,
+                                request_id: rec.request_id,
+                            }
+                        }
+                        Ok(false) => FlowOutcome::Refused(Refusal::NotFound),
+                        Err(e) => {
+                            tracing::error!(error = %e, "consuming a request failed");
+                            FlowOutcome::Refused(Refusal::Internal)
+                        }
+                    };
+                }
+                Effect::Hold { mail } => return self.hold(&phase, rec, mail, out).await,
+                Effect::Close(refusal) => {
+                    if let Phase::Resume { hash, .. } = &phase {
+                        let what = match &refusal {
+                            Refusal::Denied { .. } => "denied",
+                            _ => "failed",
+                        };
+                        self.take_logged(&rec.request_id, hash, what).await;
+                        if what == "denied" && rec.status == RecordStatus::Pending {
+                            tracing::info!(request_id = %rec.request_id, "request denied by its method or operation");
+                        }
+                    }
+                    return refused(&rec, refusal);
+                }
+                Effect::Discard(refusal) => {
+                    let id = rec.request_id.clone();
+                    let _ = self.on_store(move |s| s.delete(&id)).await;
+                    return FlowOutcome::Refused(refusal);
+                }
+                Effect::Refuse(refusal) => return refused(&rec, refusal),
+                Effect::Approved(_)
+                | Effect::Denied(_)
+                | Effect::Unchanged
+                | Effect::NotAdmin(_) => return FlowOutcome::Refused(Refusal::Internal),
+            };
+            (rec, effect) = step(rec, event);
+        }
+    }
+
+    /// Store a begun stage under a fresh uid (a new request, or the next stage
+    /// of a held one), send its challenge, and answer pending.
+    async fn hold(
+        &self,
+        phase: &Phase<'_>,
+        mut rec: PendingRecord,
+        mail: bool,
+        out: Outgoing,
+    ) -> FlowOutcome {
+        let uid = match phase {
+            Phase::Start(caps) => match self.insert(&mut rec, *caps).await {
+                Ok(uid) => uid,
+                Err(refusal) => return FlowOutcome::Refused(refusal),
+            },
+            Phase::Resume { hash, .. } => {
+                let Ok(uid) = random::new_uid() else {
+                    return FlowOutcome::Refused(Refusal::Internal);
+                };
+                rec.stage_uid_hash = uid_hash(&uid);
+                let (id, old, new) = (
+                    rec.request_id.clone(),
+                    hash.clone(),
+                    rec.stage_uid_hash.clone(),
+                );
+                let (stages, index, state, info) = (
+                    rec.stages.clone(),
+                    rec.stage_index,
+                    rec.stage_state.clone(),
+                    rec.pending_info.clone(),
+                );
+                match self
+                    .on_store(move |s| s.advance(&id, &old, &new, &stages, index, &state, &info))
+                    .await
+                {
+                    Ok(true) => uid,
+                    Ok(false) => return FlowOutcome::Refused(Refusal::NotFound),
+                    Err(e) => {
+                        tracing::error!(error = %e, "advancing a request failed");
+                        return FlowOutcome::Refused(Refusal::Internal);
+                    }
                 }
             }
-        }
-        if uid.is_empty() {
-            tracing::error!("could not find a free request id");
-            return FlowOutcome::internal();
-        }
-        tracing::info!(request_id = %record.request_id, op = %record.op, caller_uid = record.caller.uid,
-            stages = ?record.stages, "authorization requested");
+        };
+        let delivery = match (mail, out.mail_code) {
+            (true, Some(code)) => self.mail(&rec, code),
+            _ => out.delivery,
+        };
         if let Some(d) = delivery {
-            if let Some(err) = self
-                .deliver(&record.request_id, &record.stage_uid_hash, d)
-                .await
-            {
-                return err;
+            if let Some(refusal) = self.deliver(&rec.request_id, &rec.stage_uid_hash, d).await {
+                return FlowOutcome::Refused(refusal);
             }
         }
         FlowOutcome::Pending {
             uid,
-            info: record.pending_info,
+            info: rec.pending_info,
         }
     }
 
-    /// Run a delivery on its own task, waiting up to `delivery_wait` for it. Returns
-    /// the error to answer if it failed in that time (the request is then dropped).
-    async fn deliver(
+    /// Insert a new request under the caps, with a fresh uid; its uid, or why not.
+    async fn insert(
         &self,
-        request_id: &str,
-        hash: &str,
-        delivery: Delivery,
-    ) -> Option<FlowOutcome> {
+        rec: &mut PendingRecord,
+        caps: PendingCaps,
+    ) -> std::result::Result<String, Refusal> {
+        // A request id collision (40 bits) is retried with a fresh id.
+        for attempt in 0..5 {
+            if attempt > 0 {
+                rec.request_id = random::new_request_id().map_err(|_| Refusal::Internal)?;
+                if let Some(v) = rec.pending_info.extra.get_mut("request_id") {
+                    *v = json!(rec.request_id);
+                }
+            }
+            let uid = random::new_uid().map_err(|_| Refusal::Internal)?;
+            rec.stage_uid_hash = uid_hash(&uid);
+            let copy = rec.clone();
+            let inserted = self.on_store(move |s| s.insert_capped(&copy, &caps)).await;
+            match inserted {
+                Ok(Inserted::Stored) => {
+                    tracing::info!(request_id = %rec.request_id, op = %rec.op, caller_uid = rec.caller.uid,
+                        stages = ?rec.stages.iter().map(Stage::name).collect::<Vec<_>>(), "authorization requested");
+                    return Ok(uid);
+                }
+                Ok(Inserted::Taken) => continue,
+                Ok(Inserted::Full(which)) => {
+                    let cap = match which {
+                        CapReached::PerUidOp => caps.per_uid_op,
+                        CapReached::PerUid => caps.per_uid,
+                        CapReached::Total => caps.total,
+                    };
+                    let what = which.what();
+                    tracing::warn!(op = %rec.op, caller_uid = rec.caller.uid, cap, "held requests {what} at their cap: request refused");
+                    return Err(Refusal::Busy(Busy::Full { which, cap }));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "storing a pending request failed");
+                    return Err(Refusal::Internal);
+                }
+            }
+        }
+        tracing::error!("could not find a free request id");
+        Err(Refusal::Internal)
+    }
+
+    /// The delivery mailing `code` to the approvers of `rec`.
+    fn mail(&self, rec: &PendingRecord, code: Zeroizing<String>) -> Option<Delivery> {
+        let mailer = self.methods.mailer()?.clone();
+        let to = rec.approvers.clone();
+        let (request_id, op, data, caller, expires_at) = (
+            rec.request_id.clone(),
+            rec.op.clone(),
+            rec.display_data.clone(),
+            rec.caller.clone(),
+            rec.expires_at,
+        );
+        Some(Box::pin(async move {
+            let mail = CodeMail {
+                request_id: &request_id,
+                op: &op,
+                display_data: &data,
+                caller: &caller,
+                expires_at,
+                code: &code,
+            };
+            mailer
+                .send_code(&to, &mail)
+                .await
+                .map_err(|_| MethodError::operation_failed(crate::machine::EMAIL_FAILED_MESSAGE))
+        }))
+    }
+
+    /// Run a delivery on its own task, waiting up to `delivery_wait` for it. Returns
+    /// the refusal to answer if it failed in that time (the request is then dropped).
+    async fn deliver(&self, request_id: &str, hash: &str, delivery: Delivery) -> Option<Refusal> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let store = self.store.clone();
         let (id, h) = (request_id.to_string(), hash.to_string());
         tokio::spawn(async move {
-            let result = delivery.await;
+            let result = delivery.await.map_err(Refusal::from);
             if let Err(e) = &result {
-                let reason = e.message.clone();
+                let reason = e.to_string();
                 let marked = tokio::task::spawn_blocking(move || {
                     store.mark_failed(&id, &h, &reason).map_err(|se| (id, se))
                 })
@@ -617,8 +860,8 @@ impl AuthFlow {
                 );
                 return None;
             }
-            Ok(Ok(Err(e))) => FlowOutcome::from_method(e),
-            Ok(Err(_)) => FlowOutcome::internal(),
+            Ok(Ok(Err(refusal))) => refusal,
+            Ok(Err(_)) => Refusal::Internal,
         };
         let id = request_id.to_string();
         if let Err(e) = self.on_store(move |s| s.delete(&id)).await {
@@ -635,11 +878,7 @@ impl AuthFlow {
         work: impl FnOnce(&PendingStore) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || work(&store)).await {
-            Ok(r) => r,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(AuthError::StoreCancelled),
-        }
+        on_blocking(move || work(&store)).await
     }
 
     /// Consume the request's current uid (a final answer), logging a failure.
@@ -662,230 +901,12 @@ impl AuthFlow {
         })
     }
 
-    /// Take the caller's next step: `uid` from the last pending response, `data`
-    /// its response (e.g. `{"code": "123456"}`), `hook` to let the operation react
-    /// after a passed stage.
-    pub async fn resume(
-        &self,
-        uid: &str,
-        caller: &CallerId,
-        data: &Value,
-        hook: Option<&dyn StageHook>,
-    ) -> FlowOutcome {
-        let hash = uid_hash(uid);
-        let h = hash.clone();
-        let rec = match self.on_store(move |s| s.by_uid_hash(&h)).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return FlowOutcome::not_found(),
-            Err(e) => {
-                tracing::error!(error = %e, "pending store lookup failed");
-                return FlowOutcome::internal();
-            }
-        };
-        if rec.caller.uid != caller.uid {
-            tracing::warn!(request_id = %rec.request_id, owner_uid = rec.caller.uid, caller_uid = caller.uid,
-                "a uid was presented by another user");
-            return FlowOutcome::not_found();
-        }
-        if SystemTime::now() >= rec.expires_at {
-            let id = rec.request_id.clone();
-            let _ = self.on_store(move |s| s.delete(&id)).await;
-            return FlowOutcome::not_found();
-        }
-        let Some(_guard) = self.enter(&rec.request_id) else {
-            return FlowOutcome::error(
-                ErrorCode::Busy,
-                "Another step of this request is in progress",
-            );
-        };
-        match rec.status {
-            RecordStatus::Pending => {}
-            RecordStatus::Denied => {
-                self.take_logged(&rec.request_id, &hash, "denied").await;
-                return denied(rec.status_reason.as_deref());
-            }
-            RecordStatus::Failed => {
-                self.take_logged(&rec.request_id, &hash, "failed").await;
-                let msg = rec
-                    .status_reason
-                    .clone()
-                    .unwrap_or_else(|| ErrorCode::OperationFailed.default_message().into());
-                return FlowOutcome::error(ErrorCode::OperationFailed, msg);
-            }
-        }
-        let count = rec.stages.len();
-        let Some(method) = self.methods.get(rec.stage()).cloned() else {
-            tracing::error!(request_id = %rec.request_id, stage = rec.stage(), "stored stage names an unknown method");
-            return FlowOutcome::internal();
-        };
-        let check = method
-            .check(
-                &context(&rec, rec.stage_index, count),
-                &rec.stage_state,
-                data,
-            )
-            .await;
-        match check {
-            Err(e) => FlowOutcome::from_method(e),
-            Ok(Check::Waiting) => FlowOutcome::Pending {
-                uid: uid.to_string(),
-                info: rec.pending_info,
-            },
-            Ok(Check::Denied(reason)) => {
-                self.take_logged(&rec.request_id, &hash, "denied").await;
-                tracing::info!(request_id = %rec.request_id, stage = rec.stage(), "request denied by its method");
-                denied(clean_reason(reason).as_deref())
-            }
-            Ok(Check::Failed) => self.failed_attempt(&rec, &hash).await,
-            Ok(Check::Passed) => self.passed(rec, &hash, hook).await,
-        }
-    }
-
-    async fn failed_attempt(&self, rec: &PendingRecord, hash: &str) -> FlowOutcome {
-        let (id, h, max) = (rec.request_id.clone(), hash.to_string(), rec.max_attempts);
-        // Counting and dropping at the limit are one step: no cancellation between
-        // them can leave a request past its limit in the store.
-        let counted = self
-            .on_store(move |s| {
-                let n = s.add_attempt(&id, &h)?;
-                if n.is_some_and(|n| n >= max) {
-                    let _ = s.take(&id, &h);
-                }
-                Ok(n)
-            })
-            .await;
-        match counted {
-            Ok(Some(n)) if n >= rec.max_attempts => {
-                tracing::warn!(request_id = %rec.request_id, attempts = n, "attempt limit reached; request dropped");
-                FlowOutcome::error(
-                    ErrorCode::AuthFailed,
-                    "Wrong code; too many attempts, the request was dropped",
-                )
-            }
-            Ok(Some(n)) => {
-                tracing::info!(request_id = %rec.request_id, attempts = n, "wrong code");
-                let left = rec.max_attempts - n;
-                FlowOutcome::error(
-                    ErrorCode::AuthFailed,
-                    format!(
-                        "Wrong code ({left} attempt{} left)",
-                        if left == 1 { "" } else { "s" }
-                    ),
-                )
-            }
-            Ok(None) => FlowOutcome::not_found(),
-            Err(e) => {
-                tracing::error!(error = %e, "counting an attempt failed");
-                FlowOutcome::internal()
-            }
-        }
-    }
-
-    async fn passed(
-        &self,
-        rec: PendingRecord,
-        hash: &str,
-        hook: Option<&dyn StageHook>,
-    ) -> FlowOutcome {
-        let index = rec.stage_index;
-        let mut stages = rec.stages.clone();
-        tracing::info!(request_id = %rec.request_id, stage = rec.stage(), "authorization stage passed");
-        if let Some(hook) = hook {
-            let report = StageReport {
-                request_id: &rec.request_id,
-                op: &rec.op,
-                data: &rec.data,
-                caller: &rec.caller,
-                stage: rec.stage(),
-                stage_index: index,
-                remaining: &rec.stages[index + 1..],
-            };
-            match hook.after_stage(&report) {
-                HookDecision::Continue => {}
-                HookDecision::Deny(reason) => {
-                    self.take_logged(&rec.request_id, hash, "denied").await;
-                    tracing::info!(request_id = %rec.request_id, "request denied by its operation");
-                    return denied(clean_reason(reason).as_deref());
-                }
-                HookDecision::ReplaceRemainingStages(rest) => {
-                    if let Err(e) = self.check_stages(&rest) {
-                        tracing::error!(request_id = %rec.request_id, error = %e, "hook named an unknown method");
-                        self.take_logged(&rec.request_id, hash, "misconfigured")
-                            .await;
-                        return FlowOutcome::internal();
-                    }
-                    stages.truncate(index + 1);
-                    stages.extend(rest);
-                }
-            }
-        }
-        let next = index + 1;
-        if next >= stages.len() {
-            let (id, h) = (rec.request_id.clone(), hash.to_string());
-            return match self.on_store(move |s| s.take(&id, &h)).await {
-                Ok(true) => {
-                    tracing::info!(request_id = %rec.request_id, op = %rec.op, "authorization complete");
-                    FlowOutcome::Run {
-                        op: rec.op,
-                        data: rec.data,
-                        request_id: rec.request_id,
-                    }
-                }
-                Ok(false) => FlowOutcome::not_found(),
-                Err(e) => {
-                    tracing::error!(error = %e, "consuming a request failed");
-                    FlowOutcome::internal()
-                }
-            };
-        }
-        let count = stages.len();
-        let method = self.methods.get(&stages[next]).expect("checked").clone();
-        let mut start = match method.begin(&context(&rec, next, count)).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.take_logged(&rec.request_id, hash, "failed").await;
-                return FlowOutcome::from_method(e);
-            }
-        };
-        let delivery = start.delivery.take();
-        let state = start.state.take();
-        let info = pending_info(method.name(), &mut start, &rec, next, count);
-        let Ok(uid) = random::new_uid() else {
-            return FlowOutcome::internal();
-        };
-        let new_hash = uid_hash(&uid);
-        let (id, old, new) = (rec.request_id.clone(), hash.to_string(), new_hash.clone());
-        let advanced = self
-            .on_store(move |s| {
-                let done = s.advance(&id, &old, &new, &stages, next, &state, &info)?;
-                Ok((done, info))
-            })
-            .await;
-        let info = match advanced {
-            Ok((true, info)) => info,
-            Ok((false, _)) => return FlowOutcome::not_found(),
-            Err(e) => {
-                tracing::error!(error = %e, "advancing a request failed");
-                return FlowOutcome::internal();
-            }
-        };
-        if let Some(d) = delivery {
-            if let Some(err) = self.deliver(&rec.request_id, &new_hash, d).await {
-                return err;
-            }
-        }
-        FlowOutcome::Pending { uid, info }
-    }
-
     fn summary(&self, r: PendingRecord) -> PendingSummary {
-        let awaiting = self
-            .methods
-            .get(r.stage())
-            .is_some_and(|m| m.decided_by_admin());
+        let awaiting = r.stage() == Some(&Stage::Approval);
         PendingSummary {
-            stage: r.stage().to_string(),
+            stage: r.stage().cloned(),
             awaiting_approval: awaiting,
-            approved: awaiting && r.stage_state.get("approved") == Some(&Value::Bool(true)),
+            approved: crate::machine::is_approved(&r),
             request_id: r.request_id,
             op: r.op,
             display_data: r.display_data,
@@ -964,56 +985,12 @@ impl AuthFlow {
     /// Who may approve at all is the administrator channel's business. The store
     /// work runs on the blocking pool; the request is found by its key.
     pub async fn approve(&self, request_id: &str, by: &CallerId, allow_self: bool) -> Result<()> {
-        let id = request_id.to_string();
-        let rec = self.on_store(move |s| live_record(s, &id)).await?;
-        let admin_stage = self
-            .methods
-            .get(rec.stage())
-            .is_some_and(|m| m.decided_by_admin());
-        if !admin_stage {
-            return Err(AuthError::NotAwaitingApproval {
-                request_id: request_id.to_string(),
-                stage: rec.stage().to_string(),
-            });
-        }
-        if !allow_self && by.uid == rec.caller.uid {
-            tracing::warn!(
-                request_id,
-                by_uid = by.uid,
-                "refused: approving one's own request"
-            );
-            return Err(AuthError::OwnRequest(request_id.to_string()));
-        }
-        if rec.stage_state.get("approved") == Some(&Value::Bool(true)) {
-            return Ok(());
-        }
-        let now = SystemTime::now();
-        let state = json!({
-            "approved": true,
-            "by_uid": by.uid,
-            "by_user": by.user,
-            "at": crate::store::to_ms(now),
-        });
-        let decision = Decision {
-            request_id: rec.request_id.clone(),
-            op: rec.op.clone(),
-            caller_uid: rec.caller.uid,
-            caller_user: rec.caller.user.clone(),
-            decision: "approved".into(),
-            by_uid: by.uid,
-            by_user: by.user.clone(),
-            reason: None,
-            at: now,
-        };
-        let index = rec.stage_index;
-        if !self
-            .on_store(move |s| s.approve(index, &state, &decision))
-            .await?
-        {
-            return Err(AuthError::RequestNotFound(request_id.to_string()));
-        }
-        tracing::info!(request_id, op = %rec.op, by_uid = by.uid, "request approved");
-        Ok(())
+        self.decide(request_id, by, |by, now| Event::Approve {
+            by,
+            allow_self,
+            now,
+        })
+        .await
     }
 
     /// Deny `request_id` (at any stage), as `by`, with an optional reason that the
@@ -1024,23 +1001,60 @@ impl AuthFlow {
         by: &CallerId,
         reason: Option<String>,
     ) -> Result<()> {
+        self.decide(request_id, by, |by, now| Event::Deny { by, reason, now })
+            .await
+    }
+
+    /// An administrator's decision: the machine's transition, then the store.
+    async fn decide<'b>(
+        &self,
+        request_id: &str,
+        by: &'b CallerId,
+        event: impl FnOnce(&'b CallerId, SystemTime) -> Event<'b>,
+    ) -> Result<()> {
+        let not_found = || AuthError::RequestNotFound(request_id.to_string());
         let id = request_id.to_string();
         let rec = self.on_store(move |s| live_record(s, &id)).await?;
-        let decision = Decision {
-            request_id: rec.request_id.clone(),
-            op: rec.op.clone(),
-            caller_uid: rec.caller.uid,
-            caller_user: rec.caller.user.clone(),
-            decision: "denied".into(),
-            by_uid: by.uid,
-            by_user: by.user.clone(),
-            reason: clean_reason(reason),
-            at: SystemTime::now(),
+        let (rec, effect) = step(rec, event(by, SystemTime::now()));
+        let stored = match effect {
+            Effect::Unchanged => return Ok(()),
+            Effect::Approved(decision) => {
+                let (index, state) = (rec.stage_index, rec.stage_state.clone());
+                self.on_store(move |s| s.approve(index, &state, &decision))
+                    .await?
+            }
+            Effect::Denied(decision) => self.on_store(move |s| s.deny(&decision)).await?,
+            Effect::NotAdmin(AdminRefusal::NotFound) => return Err(not_found()),
+            Effect::NotAdmin(AdminRefusal::NotAwaitingApproval { stage }) => {
+                return Err(AuthError::NotAwaitingApproval {
+                    request_id: request_id.to_string(),
+                    stage,
+                })
+            }
+            Effect::NotAdmin(AdminRefusal::OwnRequest) => {
+                tracing::warn!(
+                    request_id,
+                    by_uid = by.uid,
+                    "refused: approving one's own request"
+                );
+                return Err(AuthError::OwnRequest(request_id.to_string()));
+            }
+            _ => {
+                return Err(AuthError::Corrupt {
+                    id: request_id.to_string(),
+                    reason: "unreadable approval state".into(),
+                })
+            }
         };
-        if !self.on_store(move |s| s.deny(&decision)).await? {
-            return Err(AuthError::RequestNotFound(request_id.to_string()));
+        if !stored {
+            return Err(not_found());
         }
-        tracing::info!(request_id, op = %rec.op, by_uid = by.uid, "request denied");
+        let what = if rec.status == RecordStatus::Denied {
+            "request denied"
+        } else {
+            "request approved"
+        };
+        tracing::info!(request_id, op = %rec.op, by_uid = by.uid, "{what}");
         Ok(())
     }
 
@@ -1049,6 +1063,27 @@ impl AuthFlow {
     pub async fn decisions(&self, request_id: Option<&str>) -> Result<Vec<Decision>> {
         let id = request_id.map(str::to_string);
         self.on_store(move |s| s.decisions(id.as_deref())).await
+    }
+}
+
+/// The outcome refusing `rec` with `refusal`; an internal one is logged (a
+/// stored stage state its method cannot read, or an answer for another stage).
+fn refused(rec: &PendingRecord, refusal: Refusal) -> FlowOutcome {
+    if refusal == Refusal::Internal {
+        let stage = rec.stage().map(Stage::name).unwrap_or("(none)");
+        tracing::error!(request_id = %rec.request_id, stage, "the flow refused a request it cannot read");
+    }
+    FlowOutcome::Refused(refusal)
+}
+
+/// Run blocking `work` (SQLite) on tokio's blocking pool. A panic is passed on.
+async fn on_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(AuthError::StoreCancelled),
     }
 }
 

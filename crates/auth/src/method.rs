@@ -1,20 +1,26 @@
-//! Authorization methods: the [`AuthMethod`] trait (send the challenge, check the
-//! response), the [`MethodRegistry`], and the built-ins `totp`, `email` and
-//! `approval`.
+//! Authorization methods: the [`AuthMethod`] trait a library implements to add
+//! its own out-of-channel check, and the [`MethodRegistry`] of a service: the
+//! built-ins it has (`approval` always, `totp` with a TOTP store, `email` with a
+//! mailer) and the library's methods, by name.
+//!
+//! The built-ins are not trait objects: their transitions are the pure
+//! [`crate::machine::step`], and the engine ([`crate::flow`]) does their I/O with
+//! the store and mailer held here. A library method is asked through this trait
+//! and keeps its own JSON state, which nothing else reads.
 
-use crate::email::{CodeMail, Mailer};
-use crate::flow::CallerId;
-use crate::otp::{self, HashedCode};
-use crate::totp::{TotpCheck, TotpStore};
+use crate::caller::CallerId;
+use crate::email::Mailer;
+use crate::otp;
+use crate::totp::TotpStore;
 use async_trait::async_trait;
-use regent_proto::ErrorCode;
-use serde_json::{json, Map, Value};
+use regent_model::Stage;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// What a method knows about the request whose stage it handles.
 #[derive(Debug, Clone, Copy)]
@@ -83,56 +89,52 @@ pub enum Check {
     Passed,
     /// A wrong response: counts an attempt.
     Failed,
-    /// Nothing decided yet (an approval awaited): the same pending response again.
+    /// Nothing decided yet: the same pending response again.
     Waiting,
     /// Refused, with an optional reason shown to the caller.
     Denied(Option<String>),
 }
 
-/// A method's failure, as the caller sees it: a code and a sentence that must not
-/// carry internal details (log those).
+/// A method's failure, as the caller will be told it (the server picks the wire
+/// code): sentences must not carry internal details (log those).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MethodError {
-    /// The error code answered.
-    pub code: ErrorCode,
-    /// The sentence answered.
-    pub message: String,
+pub enum MethodError {
+    /// The stage cannot go on (not enrolled, the email could not be sent...):
+    /// this sentence is answered (as `operation_failed`).
+    Unavailable(String),
+    /// The caller must wait this long before trying again (`rate_limited`).
+    RateLimited {
+        /// How long.
+        retry_after: Duration,
+    },
+    /// Something failed inside; details are in the log (`internal`).
+    Internal,
 }
 
 impl MethodError {
-    /// `operation_failed` with this sentence.
+    /// [`MethodError::Unavailable`] with this sentence.
     pub fn operation_failed(message: impl Into<String>) -> MethodError {
-        MethodError {
-            code: ErrorCode::OperationFailed,
-            message: message.into(),
-        }
+        MethodError::Unavailable(message.into())
     }
-    /// `internal` with the default sentence.
+    /// [`MethodError::Internal`].
     pub fn internal() -> MethodError {
-        MethodError {
-            code: ErrorCode::Internal,
-            message: ErrorCode::Internal.default_message().into(),
-        }
+        MethodError::Internal
     }
 }
 
-/// An authorization method (like the Python Regent's `Auth` class).
+/// An out-of-channel method added by a library (like the Python Regent's `Auth`
+/// class). The built-in `totp`, `email` and `approval` are not of this kind.
 #[async_trait]
 pub trait AuthMethod: Send + Sync + 'static {
-    /// The name stages use, e.g. `totp`.
+    /// The name stages use: `[a-z][a-z0-9_-]*`, at most 32 characters, not a
+    /// built-in's (see [`regent_model::Stage::parse`]).
     fn name(&self) -> &str;
-
-    /// Whether administrators decide this stage with `approve` (which sets
-    /// `"approved": true` in the stage state) rather than the caller.
-    fn decided_by_admin(&self) -> bool {
-        false
-    }
 
     /// Begin the stage: prepare (and return as [`StageStart::delivery`]) the challenge.
     async fn begin(&self, ctx: &StageContext<'_>) -> Result<StageStart, MethodError>;
 
     /// Check the caller's `response` (the `data` of the uid request) against the
-    /// stored `state`.
+    /// `state` this method stored at [`AuthMethod::begin`].
     async fn check(
         &self,
         ctx: &StageContext<'_>,
@@ -141,10 +143,25 @@ pub trait AuthMethod: Send + Sync + 'static {
     ) -> Result<Check, MethodError>;
 }
 
-/// The methods a service knows, by name.
-#[derive(Clone, Default)]
+/// The `code` string of a response, if any.
+pub fn response_code(response: &Value) -> Option<&str> {
+    response.get("code").and_then(Value::as_str)
+}
+
+/// The methods a service knows, by name: the built-ins it has the means for and
+/// the library's methods.
+#[derive(Clone)]
 pub struct MethodRegistry {
+    totp: Option<Arc<TotpStore>>,
+    mailer: Option<Arc<Mailer>>,
+    email_digits: u32,
     methods: HashMap<String, Arc<dyn AuthMethod>>,
+}
+
+impl Default for MethodRegistry {
+    fn default() -> Self {
+        MethodRegistry::with_builtins(None, None, otp::MIN_DIGITS)
+    }
 }
 
 impl fmt::Debug for MethodRegistry {
@@ -154,275 +171,123 @@ impl fmt::Debug for MethodRegistry {
 }
 
 impl MethodRegistry {
-    /// An empty registry.
+    /// A registry of `approval` alone.
     pub fn new() -> MethodRegistry {
         MethodRegistry::default()
     }
 
     /// The built-ins: `approval` always, `totp` with a TOTP store, `email` with a
-    /// mailer (codes of `email_digits` digits).
+    /// mailer (codes of `email_digits` digits, 6 to 9).
     pub fn with_builtins(
         totp: Option<Arc<TotpStore>>,
         mailer: Option<Arc<Mailer>>,
         email_digits: u32,
     ) -> Self {
-        let mut r = MethodRegistry::new();
-        r.register(Arc::new(ApprovalMethod));
-        if let Some(store) = totp {
-            r.register(Arc::new(TotpMethod::new(store)));
+        MethodRegistry {
+            totp,
+            mailer,
+            email_digits: email_digits.clamp(otp::MIN_DIGITS, otp::MAX_DIGITS),
+            methods: HashMap::new(),
         }
-        if let Some(mailer) = mailer {
-            r.register(Arc::new(EmailMethod::new(mailer, email_digits)));
-        }
-        r
     }
 
-    /// Add a method, replacing (and returning) one of the same name.
+    /// Add a library method, replacing one of the same name. Returns the method
+    /// left out: the one replaced, or `method` itself when its name is a
+    /// built-in's or is not a well-formed stage name (logged; it cannot be used).
     pub fn register(&mut self, method: Arc<dyn AuthMethod>) -> Option<Arc<dyn AuthMethod>> {
-        self.methods.insert(method.name().to_string(), method)
+        match Stage::parse(method.name()) {
+            Ok(Stage::Method(name)) => self.methods.insert(name, method),
+            Ok(_) => {
+                tracing::error!(
+                    name = method.name(),
+                    "a library method may not take a built-in method's name; not registered"
+                );
+                Some(method)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a library method's name is malformed; not registered");
+                Some(method)
+            }
+        }
     }
 
-    /// The method called `name`.
+    /// Whether `stage` can run here.
+    pub fn has(&self, stage: &Stage) -> bool {
+        match stage {
+            Stage::Approval => true,
+            Stage::Totp => self.totp.is_some(),
+            Stage::Email => self.mailer.is_some(),
+            Stage::Method(name) => self.methods.contains_key(name),
+        }
+    }
+
+    /// The library method called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn AuthMethod>> {
         self.methods.get(name)
     }
 
-    /// The registered names, sorted.
-    pub fn names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.methods.keys().map(String::as_str).collect();
+    /// The TOTP store, when `totp` is available.
+    pub fn totp_store(&self) -> Option<&Arc<TotpStore>> {
+        self.totp.as_ref()
+    }
+
+    /// The mailer, when `email` is available.
+    pub fn mailer(&self) -> Option<&Arc<Mailer>> {
+        self.mailer.as_ref()
+    }
+
+    /// How many digits an emailed code has.
+    pub fn email_digits(&self) -> u32 {
+        self.email_digits
+    }
+
+    /// The available names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let built_in = Stage::BUILT_IN.into_iter().filter(|s| self.has(s));
+        let mut v: Vec<String> = built_in.map(String::from).collect();
+        v.extend(self.methods.keys().cloned());
         v.sort_unstable();
         v
     }
 }
 
-/// The `code` string of a response, if any.
-pub fn response_code(response: &Value) -> Option<&str> {
-    response.get("code").and_then(Value::as_str)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The TOTP account of a caller: the user name, or `#UID` when it has none.
-pub fn totp_user(caller: &CallerId) -> String {
-    caller
-        .user
-        .clone()
-        .unwrap_or_else(|| format!("#{}", caller.uid))
-}
+    struct Named(&'static str);
 
-/// `totp`: the caller enters the current code of their authenticator.
-#[derive(Debug)]
-pub struct TotpMethod {
-    store: Arc<TotpStore>,
-}
-
-impl TotpMethod {
-    /// The method over this store.
-    pub fn new(store: Arc<TotpStore>) -> TotpMethod {
-        TotpMethod { store }
-    }
-}
-
-#[async_trait]
-impl AuthMethod for TotpMethod {
-    fn name(&self) -> &str {
-        "totp"
-    }
-
-    async fn begin(&self, ctx: &StageContext<'_>) -> Result<StageStart, MethodError> {
-        let user = totp_user(ctx.caller);
-        // The store shares its connection with the pending store: off the event loop.
-        let (store, name) = (self.store.clone(), user.clone());
-        let enrolled = tokio::task::spawn_blocking(move || store.is_enrolled(&name))
-            .await
-            .unwrap_or_else(|_| Err(crate::AuthError::StoreCancelled));
-        match enrolled {
-            Ok(true) => Ok(StageStart::new(
-                json!({ "user": user }),
-                "Enter the 6-digit code from your authenticator",
-            )),
-            Ok(false) => {
-                tracing::warn!(user = %user.escape_debug(), op = ctx.op, "TOTP required but the user is not enrolled");
-                Err(MethodError::operation_failed(
-                    "This operation needs a TOTP code, and no authenticator is enrolled for you \
-                     (an administrator runs `regent totp enroll USER`)",
-                ))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "TOTP store lookup failed");
-                Err(MethodError::internal())
-            }
+    #[async_trait]
+    impl AuthMethod for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        async fn begin(&self, _: &StageContext<'_>) -> Result<StageStart, MethodError> {
+            Err(MethodError::Internal)
+        }
+        async fn check(
+            &self,
+            _: &StageContext<'_>,
+            _: &Value,
+            _: &Value,
+        ) -> Result<Check, MethodError> {
+            Ok(Check::Failed)
         }
     }
 
-    async fn check(
-        &self,
-        _ctx: &StageContext<'_>,
-        state: &Value,
-        response: &Value,
-    ) -> Result<Check, MethodError> {
-        let Some(user) = state.get("user").and_then(Value::as_str) else {
-            tracing::error!("TOTP stage state has no user");
-            return Err(MethodError::internal());
-        };
-        let Some(code) = response_code(response) else {
-            return Ok(Check::Failed);
-        };
-        // The store shares its connection with the pending store: off the event loop.
-        let (store, user, code) = (
-            self.store.clone(),
-            user.to_string(),
-            zeroize::Zeroizing::new(code.to_string()),
-        );
-        let verified = tokio::task::spawn_blocking(move || store.verify(&user, &code))
-            .await
-            .unwrap_or_else(|_| Err(crate::AuthError::StoreCancelled));
-        match verified {
-            Ok(TotpCheck::Accepted { .. }) => Ok(Check::Passed),
-            Ok(TotpCheck::Rejected | TotpCheck::Replayed | TotpCheck::NotEnrolled) => {
-                Ok(Check::Failed)
-            }
-            Ok(TotpCheck::Locked { retry_after }) => Err(MethodError {
-                code: ErrorCode::RateLimited,
-                message: format!(
-                    "Too many wrong codes for this user; try again in {} s",
-                    retry_after.as_secs().max(1)
-                ),
-            }),
-            Err(e) => {
-                tracing::error!(error = %e, "TOTP verification failed");
-                Err(MethodError::internal())
-            }
+    #[test]
+    fn library_methods_take_their_own_well_formed_names_only() {
+        let mut r = MethodRegistry::with_builtins(None, None, 6);
+        assert!(r.register(Arc::new(Named("yubikey"))).is_none());
+        assert!(r.register(Arc::new(Named("yubikey"))).is_some(), "replaced");
+        for refused in ["totp", "approval", "Bad Name", ""] {
+            let back = r.register(Arc::new(Named(refused)));
+            assert_eq!(back.map(|m| m.name().to_string()), Some(refused.into()));
         }
-    }
-}
-
-/// `email`: a one-time code is mailed to the approvers, who pass it on to the caller.
-#[derive(Debug)]
-pub struct EmailMethod {
-    mailer: Arc<Mailer>,
-    digits: u32,
-}
-
-/// The sentence a failed email sending answers with (no SMTP details).
-pub const EMAIL_FAILED_MESSAGE: &str = "The authorization email could not be sent";
-
-impl EmailMethod {
-    /// The method over this mailer, with codes of `digits` digits (6 to 9).
-    pub fn new(mailer: Arc<Mailer>, digits: u32) -> EmailMethod {
-        EmailMethod {
-            mailer,
-            digits: digits.clamp(otp::MIN_DIGITS, otp::MAX_DIGITS),
-        }
-    }
-}
-
-#[async_trait]
-impl AuthMethod for EmailMethod {
-    fn name(&self) -> &str {
-        "email"
-    }
-
-    async fn begin(&self, ctx: &StageContext<'_>) -> Result<StageStart, MethodError> {
-        if ctx.approvers.is_empty() {
-            tracing::error!(
-                op = ctx.op,
-                "email authorization configured without approvers"
-            );
-            return Err(MethodError::operation_failed(EMAIL_FAILED_MESSAGE));
-        }
-        let code = otp::generate(self.digits).map_err(|e| {
-            tracing::error!(error = %e, "cannot draw an email code");
-            MethodError::internal()
-        })?;
-        let hashed = HashedCode::new(&code).map_err(|e| {
-            tracing::error!(error = %e, "cannot hash an email code");
-            MethodError::internal()
-        })?;
-        let state = serde_json::to_value(&hashed).map_err(|_| MethodError::internal())?;
-        let mailer = self.mailer.clone();
-        let to = ctx.approvers.to_vec();
-        let (request_id, op, data, caller, expires_at) = (
-            ctx.request_id.to_string(),
-            ctx.op.to_string(),
-            ctx.display_data.clone(),
-            ctx.caller.clone(),
-            ctx.expires_at,
-        );
-        let delivery: Delivery = Box::pin(async move {
-            let mail = CodeMail {
-                request_id: &request_id,
-                op: &op,
-                display_data: &data,
-                caller: &caller,
-                expires_at,
-                code: &code,
-            };
-            mailer
-                .send_code(&to, &mail)
-                .await
-                .map_err(|_| MethodError::operation_failed(EMAIL_FAILED_MESSAGE))
-        });
-        let mut start = StageStart::new(
-            state,
-            format!(
-                "Enter the {}-digit code sent by email to the approvers of this operation",
-                self.digits
-            ),
-        );
-        start.delivery = Some(delivery);
-        Ok(start)
-    }
-
-    async fn check(
-        &self,
-        ctx: &StageContext<'_>,
-        state: &Value,
-        response: &Value,
-    ) -> Result<Check, MethodError> {
-        let hashed = otp::from_state(state).map_err(|e| {
-            tracing::error!(request_id = ctx.request_id, error = %e, "email stage state unreadable");
-            MethodError::internal()
-        })?;
-        Ok(match response_code(response) {
-            Some(code) if hashed.verify(code) => Check::Passed,
-            _ => Check::Failed,
-        })
-    }
-}
-
-/// `approval`: an administrator approves (`regent approve ID`) or denies.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApprovalMethod;
-
-#[async_trait]
-impl AuthMethod for ApprovalMethod {
-    fn name(&self) -> &str {
-        "approval"
-    }
-
-    fn decided_by_admin(&self) -> bool {
-        true
-    }
-
-    async fn begin(&self, ctx: &StageContext<'_>) -> Result<StageStart, MethodError> {
-        Ok(StageStart::new(
-            json!({ "approved": false }),
-            format!(
-                "Waiting for an administrator to approve request {}",
-                ctx.request_id
-            ),
-        ))
-    }
-
-    async fn check(
-        &self,
-        _ctx: &StageContext<'_>,
-        state: &Value,
-        _response: &Value,
-    ) -> Result<Check, MethodError> {
-        Ok(if state.get("approved") == Some(&Value::Bool(true)) {
-            Check::Passed
-        } else {
-            Check::Waiting
-        })
+        assert!(r.has(&Stage::Approval));
+        assert!(!r.has(&Stage::Totp), "no TOTP store");
+        assert!(!r.has(&Stage::Email), "no mailer");
+        assert!(r.has(&Stage::Method("yubikey".into())));
+        assert_eq!(r.names(), ["approval", "yubikey"]);
     }
 }

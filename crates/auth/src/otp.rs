@@ -1,7 +1,7 @@
 //! One-time numeric codes (for email): drawn uniformly from the OS random source,
 //! kept only as a salted HMAC-SHA256, checked in constant time.
 
-use crate::{random, AuthError, Result};
+use crate::{random, Result};
 use data_encoding::HEXLOWER;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -71,14 +71,6 @@ impl HashedCode {
     }
 }
 
-/// Decode a stored [`HashedCode`] from a stage state.
-pub(crate) fn from_state(state: &serde_json::Value) -> Result<HashedCode> {
-    serde_json::from_value(state.clone()).map_err(|e| AuthError::Corrupt {
-        id: "email stage".into(),
-        reason: e.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +116,7 @@ mod tests {
         };
         assert!(!corrupt.verify("042917"));
         let state = serde_json::to_value(&h).unwrap();
-        assert!(from_state(&state).unwrap().verify("042917"));
+        let back: HashedCode = serde_json::from_value(state).unwrap();
+        assert!(back.verify("042917"));
     }
 }

@@ -177,7 +177,23 @@ pub(crate) fn check_protected(path: &Path, meta: &std::fs::Metadata, forbidden: 
             0o666 & !forbidden
         )));
     }
-    crate::db::check_owner(meta, insecure)
+    check_owner(meta, insecure)
+}
+
+/// Refuse a file or directory owned by anyone but root or this process's user.
+pub(crate) fn check_owner(
+    meta: &std::fs::Metadata,
+    insecure: impl Fn(String) -> AuthError,
+) -> Result<()> {
+    let euid = rustix::process::geteuid().as_raw();
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(insecure(format!(
+            "owned by uid {}, neither root nor us",
+            meta.uid()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

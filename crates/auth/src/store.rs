@@ -6,9 +6,10 @@
 //! current stage's uid is stored only as its SHA-256. Changes that consume a uid are
 //! compare-and-set on that hash, so a uid is used once even under races.
 
-use crate::flow::CallerId;
+use crate::caller::CallerId;
 use crate::{db, AuthError, Result};
 use data_encoding::HEXLOWER;
+use regent_model::Stage;
 use regent_proto::PendingInfo;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde_json::Value;
@@ -80,8 +81,9 @@ pub struct PendingRecord {
     pub caller: CallerId,
     /// Approver email addresses.
     pub approvers: Vec<String>,
-    /// The stages' method names, in order.
-    pub stages: Vec<String>,
+    /// The stages, in order (stored as their names). A hook may add a stage the
+    /// request already passed, so this is a path, not a set.
+    pub stages: Vec<Stage>,
     /// The current stage.
     pub stage_index: usize,
     /// The current stage's state (method-specific JSON).
@@ -103,12 +105,9 @@ pub struct PendingRecord {
 }
 
 impl PendingRecord {
-    /// The current stage's method name.
-    pub fn stage(&self) -> &str {
-        self.stages
-            .get(self.stage_index)
-            .map(String::as_str)
-            .unwrap_or("")
+    /// The current stage (`None` past the last one: a corrupt record).
+    pub fn stage(&self) -> Option<&Stage> {
+        self.stages.get(self.stage_index)
     }
 }
 
@@ -161,6 +160,17 @@ pub enum CapReached {
     PerUid,
     /// [`PendingCaps::per_uid_op`].
     PerUidOp,
+}
+
+impl CapReached {
+    /// Whose requests the cap counts, as a sentence says it.
+    pub fn what(self) -> &'static str {
+        match self {
+            CapReached::PerUidOp => "for this operation by this user",
+            CapReached::PerUid => "by this user",
+            CapReached::Total => "in all",
+        }
+    }
 }
 
 /// What [`PendingStore::insert_capped`] did.
@@ -464,7 +474,7 @@ impl PendingStore {
         request_id: &str,
         old_hash: &str,
         new_hash: &str,
-        stages: &[String],
+        stages: &[Stage],
         index: usize,
         state: &Value,
         info: &PendingInfo,
@@ -610,7 +620,7 @@ mod tests {
             display_data: json!({"service": "nginx"}),
             caller: CallerId::unix(Some(42), 1000, 1000, Some("alice".into())),
             approvers: vec!["admin@example.org".into()],
-            stages: vec!["email".into(), "approval".into()],
+            stages: vec![Stage::Email, Stage::Approval],
             stage_index: 0,
             stage_state: json!({"k": 1}),
             pending_info: PendingInfo {
@@ -670,7 +680,7 @@ mod tests {
         let got = s.by_uid_hash(&uid_hash("uid-two")).unwrap().unwrap();
         assert_eq!(
             (got.stage_index, got.attempts, got.stage()),
-            (1, 0, "approval")
+            (1, 0, Some(&Stage::Approval))
         );
 
         let d = Decision {

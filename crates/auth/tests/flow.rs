@@ -4,10 +4,9 @@
 use async_trait::async_trait;
 use regent_auth::method::{Check, MethodError, StageContext, StageStart};
 use regent_auth::{
-    AuthError, AuthFlow, AuthMethod, CallerId, FlowOptions, FlowOutcome, HookDecision,
-    MethodRegistry, StageHook, StageReport, StartRequest, TotpStore,
+    AuthError, AuthFlow, AuthMethod, Busy, CallerId, FlowOptions, FlowOutcome, HookDecision,
+    MethodRegistry, Refusal, Stage, StageHook, StageReport, Stages, StartRequest, TotpStore,
 };
-use regent_proto::ErrorCode;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
@@ -64,7 +63,7 @@ fn request(stages: &[&str]) -> StartRequest {
         data: json!({"service": "nginx"}),
         display_data: json!({"service": "nginx"}),
         caller: alice(),
-        stages: stages.iter().map(|s| s.to_string()).collect(),
+        stages: stages.iter().map(|s| Stage::parse(s).unwrap()).collect(),
         ttl: Duration::from_secs(600),
         max_attempts: 3,
         approvers: vec![],
@@ -79,9 +78,9 @@ fn pending(o: FlowOutcome) -> (String, regent_proto::PendingInfo) {
     }
 }
 
-fn error(o: &FlowOutcome) -> (ErrorCode, String) {
+fn error(o: &FlowOutcome) -> (Refusal, String) {
     match o {
-        FlowOutcome::Error { code, message } => (*code, message.clone()),
+        FlowOutcome::Refused(r) => (r.clone(), r.to_string()),
         other => panic!("expected an error, got {other:?}"),
     }
 }
@@ -139,7 +138,7 @@ async fn totp_stage_accepts_once_and_refuses_replay_and_wrong_codes() {
         (good.parse::<u32>().unwrap() + 500_000) % 1_000_000
     );
     let (c, msg) = error(&flow.resume(&uid, &alice(), &code(&wrong), None).await);
-    assert_eq!(c, ErrorCode::AuthFailed, "{msg}");
+    assert!(matches!(c, Refusal::WrongCode { .. }), "{msg}");
     assert!(!msg.contains(&wrong));
     // Data sent later is ignored: the stored data runs.
     let mut resp = code(&good);
@@ -148,19 +147,21 @@ async fn totp_stage_accepts_once_and_refuses_replay_and_wrong_codes() {
     // The uid is consumed.
     assert_eq!(
         error(&flow.resume(&uid, &alice(), &code(&good), None).await).0,
-        ErrorCode::NotFound
+        Refusal::NotFound
     );
 
     // The same code on a new request is a replay (unless the clock ticked to a
     // new step, in which case the old code is one step old and was used anyway).
     let (uid2, _) = pending(flow.start(request(&["totp"])).await);
     let (c, _) = error(&flow.resume(&uid2, &alice(), &code(&good), None).await);
-    assert_eq!(c, ErrorCode::AuthFailed);
+    assert!(matches!(c, Refusal::WrongCode { .. }), "{c:?}");
 
     // Mallory is not enrolled: the request cannot even start.
     let mut req = request(&["totp"]);
     req.caller = mallory();
-    assert_eq!(error(&flow.start(req).await).0, ErrorCode::OperationFailed);
+    let (c, msg) = error(&flow.start(req).await);
+    assert!(matches!(c, Refusal::Unavailable(Some(_))), "{c:?}");
+    assert!(msg.contains("no authenticator is enrolled"), "{msg}");
 }
 
 #[tokio::test]
@@ -176,13 +177,13 @@ async fn wrong_codes_are_counted_and_the_limit_drops_the_request() {
             "a wrong code is not a poll"
         );
         let (c, msg) = error(&outcome);
-        assert_eq!(c, ErrorCode::AuthFailed);
+        assert!(matches!(c, Refusal::WrongCode { .. }), "{c:?}");
         assert!(msg.contains(left), "{msg}");
         assert_eq!(flow.list_waiting().await.unwrap().len(), 1);
     }
     // Two wrong so far; the third drops it.
     let (c, msg) = error(&flow.resume(&uid, &alice(), &code("nope"), None).await);
-    assert_eq!(c, ErrorCode::AuthFailed);
+    assert!(matches!(c, Refusal::WrongCode { .. }), "{c:?}");
     assert!(msg.contains("dropped"), "{msg}");
     assert_eq!(
         error(
@@ -191,7 +192,7 @@ async fn wrong_codes_are_counted_and_the_limit_drops_the_request() {
                 .await
         )
         .0,
-        ErrorCode::NotFound
+        Refusal::NotFound
     );
     assert!(flow.list_waiting().await.unwrap().is_empty());
 }
@@ -214,7 +215,7 @@ async fn foreign_unknown_used_and_expired_uids_answer_one_not_found() {
         )
         .await;
     assert_eq!(foreign, unknown, "one answer for all");
-    assert_eq!(error(&foreign).0, ErrorCode::NotFound);
+    assert_eq!(error(&foreign).0, Refusal::NotFound);
     assert!(foreign.is_failure());
     // Mallory's try neither consumed the uid nor counted an attempt.
     assert_eq!(flow.list_waiting().await.unwrap()[0].attempts, 0);
@@ -275,7 +276,11 @@ async fn approval_polls_until_approved_and_refuses_self_approval() {
     assert_eq!(waiting.len(), 1);
     let w = &waiting[0];
     assert_eq!(
-        (w.request_id.as_str(), w.op.as_str(), w.stage.as_str()),
+        (
+            w.request_id.as_str(),
+            w.op.as_str(),
+            w.stage.as_ref().map(Stage::name).unwrap_or_default()
+        ),
         (id.as_str(), "restart", "approval")
     );
     assert!(w.awaiting_approval && !w.approved);
@@ -346,11 +351,11 @@ async fn denial_reaches_the_caller_with_its_reason_and_is_audited() {
             .resume(&uid, &alice(), &code("open-sesame"), None)
             .await,
     );
-    assert_eq!(c, ErrorCode::Denied);
+    assert!(matches!(c, Refusal::Denied { .. }), "{c:?}");
     assert!(msg.contains("not during business hours"), "{msg}");
     assert_eq!(
         error(&flow.resume(&uid, &alice(), &Value::Null, None).await).0,
-        ErrorCode::NotFound
+        Refusal::NotFound
     );
     let audit = flow.decisions(None).await.unwrap();
     assert_eq!(audit[0].decision, "denied");
@@ -362,7 +367,7 @@ async fn denial_reaches_the_caller_with_its_reason_and_is_audited() {
     // A method may deny too.
     let (uid, _) = pending(flow.start(request(&["passphrase"])).await);
     let (c, msg) = error(&flow.resume(&uid, &alice(), &code("never"), None).await);
-    assert_eq!(c, ErrorCode::Denied);
+    assert!(matches!(c, Refusal::Denied { .. }), "{c:?}");
     assert!(msg.contains("told to deny"));
 }
 
@@ -395,7 +400,7 @@ async fn stages_chain_with_a_new_uid_each_and_unknown_methods_are_refused() {
                 .await
         )
         .0,
-        ErrorCode::NotFound
+        Refusal::NotFound
     );
     flow.approve(info2.extra["request_id"].as_str().unwrap(), &root(), false)
         .await
@@ -404,7 +409,7 @@ async fn stages_chain_with_a_new_uid_each_and_unknown_methods_are_refused() {
 
     assert_eq!(
         error(&flow.start(request(&["carrier-pigeon"])).await).0,
-        ErrorCode::Internal
+        Refusal::Internal
     );
     // No stage at all: runs at once.
     assert_run(flow.start(request(&[])).await);
@@ -427,7 +432,7 @@ async fn hooks_can_skip_add_or_deny_stages() {
 
     // Skip the approval: nginx restarts pass after the first stage.
     let (uid, _) = pending(flow.start(request(&["passphrase", "approval"])).await);
-    let skip = Hook(HookDecision::ReplaceRemainingStages(vec![]));
+    let skip = Hook(HookDecision::ReplaceRemainingStages(Stages::none()));
     assert_run(
         flow.resume(&uid, &alice(), &code("open-sesame"), Some(&skip))
             .await,
@@ -436,7 +441,7 @@ async fn hooks_can_skip_add_or_deny_stages() {
     // Add an approval to a one-stage request.
     let (uid, _) = pending(flow.start(request(&["passphrase"])).await);
     let add = Hook(HookDecision::ReplaceRemainingStages(
-        vec!["approval".into()],
+        [Stage::Approval].into_iter().collect(),
     ));
     let (_, info) = pending(
         flow.resume(&uid, &alice(), &code("open-sesame"), Some(&add))
@@ -445,7 +450,7 @@ async fn hooks_can_skip_add_or_deny_stages() {
     assert_eq!(info.pending, "approval");
     assert_eq!(
         flow.list_waiting().await.unwrap()[0].stages,
-        vec!["passphrase", "approval"]
+        vec![Stage::Method("passphrase".into()), Stage::Approval]
     );
 
     let (uid, _) = pending(flow.start(request(&["passphrase"])).await);
@@ -455,7 +460,7 @@ async fn hooks_can_skip_add_or_deny_stages() {
             .resume(&uid, &alice(), &code("open-sesame"), Some(&deny))
             .await,
     );
-    assert_eq!(c, ErrorCode::Denied);
+    assert!(matches!(c, Refusal::Denied { .. }), "{c:?}");
     assert!(msg.contains("not this one"));
 }
 
@@ -509,13 +514,16 @@ async fn one_check_at_a_time_per_request() {
         .expect("the first check started");
     // While the first check holds the request, a second one is turned away.
     let second = flow.resume(&uid, &alice(), &code("y"), None).await;
-    assert_eq!(second.code(), Some(ErrorCode::Busy));
+    assert_eq!(second.refusal(), Some(&Refusal::Busy(Busy::InProgress)));
     release.notify_one();
     let first = tokio::time::timeout(Duration::from_secs(20), first)
         .await
         .expect("released")
         .unwrap();
-    assert_eq!(first.code(), Some(ErrorCode::AuthFailed));
+    assert!(
+        matches!(first.refusal(), Some(Refusal::WrongCode { .. })),
+        "{first:?}"
+    );
     assert_eq!(
         flow.list_waiting().await.unwrap()[0].attempts,
         1,

@@ -38,7 +38,7 @@ async fn kill9_child_helper() {
             data: json!({"delay": 5}),
             display_data: json!({"delay": 5}),
             caller: alice(),
-            stages: vec!["approval".into()],
+            stages: [regent_auth::Stage::Approval].into_iter().collect(),
             ttl: Duration::from_secs(600),
             max_attempts: 5,
             approvers: vec![],

@@ -5,10 +5,9 @@
 //! tests fail with that instruction (they do not skip).
 
 use regent_auth::{
-    AuthFlow, CallerId, FlowOptions, FlowOutcome, Mailer, MethodRegistry, SmtpConfig, SmtpSecurity,
-    StartRequest,
+    AuthFlow, CallerId, FlowOptions, FlowOutcome, Mailer, MethodRegistry, Refusal, SmtpConfig,
+    SmtpSecurity, Stage, StartRequest,
 };
-use regent_proto::ErrorCode;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -115,7 +114,7 @@ fn request(stages: &[&str]) -> StartRequest {
         data: json!({"name": "bob", "password": "s3cret-pw"}),
         display_data: json!({"name": "bob", "password": "<redacted>"}),
         caller: alice(),
-        stages: stages.iter().map(|s| s.to_string()).collect(),
+        stages: stages.iter().map(|s| Stage::parse(s).unwrap()).collect(),
         ttl: Duration::from_secs(600),
         max_attempts: 5,
         approvers: vec!["admin@example.org".into(), "second@example.org".into()],
@@ -178,7 +177,10 @@ async fn email_then_approval_through_a_real_smtp_server() {
     let o = flow
         .resume(&uid, &alice(), &json!({"code": wrong}), None)
         .await;
-    assert_eq!(o.code(), Some(ErrorCode::AuthFailed));
+    assert!(
+        matches!(o.refusal(), Some(Refusal::WrongCode { .. })),
+        "{o:?}"
+    );
 
     let (uid2, info2) = pending(
         flow.resume(&uid, &alice(), &json!({"code": code}), None)
@@ -189,8 +191,8 @@ async fn email_then_approval_through_a_real_smtp_server() {
     assert_eq!(
         flow.resume(&uid, &alice(), &json!({"code": code}), None)
             .await
-            .code(),
-        Some(ErrorCode::NotFound)
+            .refusal(),
+        Some(&Refusal::NotFound)
     );
     assert!(matches!(
         flow.resume(&uid2, &alice(), &Value::Null, None).await,
@@ -221,11 +223,13 @@ async fn a_refused_connection_answers_operation_failed_without_smtp_details() {
         FlowOptions::default(),
     );
     let o = flow.start(request(&["email"])).await;
-    let FlowOutcome::Error { code, message } = &o else {
+    let FlowOutcome::Refused(refusal) = &o else {
         panic!("expected an error, got {o:?}")
     };
-    assert_eq!(*code, ErrorCode::OperationFailed);
-    assert_eq!(message, "The authorization email could not be sent");
+    assert_eq!(
+        refusal,
+        &Refusal::Unavailable(Some("The authorization email could not be sent".into()))
+    );
     assert!(
         flow.list_waiting().await.unwrap().is_empty(),
         "the request is dropped"
@@ -256,10 +260,10 @@ async fn a_late_failure_is_answered_at_the_next_poll() {
         let o = flow
             .resume(&uid, &alice(), &json!({"code": "123456"}), None)
             .await;
-        match o.code() {
+        match o.refusal() {
             // Not failed yet: a wrong code counts; keep within the attempt limit.
-            Some(ErrorCode::AuthFailed) => {}
-            Some(ErrorCode::OperationFailed) => break,
+            Some(Refusal::WrongCode { .. }) => {}
+            Some(Refusal::Unavailable(_)) => break,
             other => panic!("unexpected {other:?}: {o:?}"),
         }
         assert!(Instant::now() < deadline, "the failure never surfaced");
@@ -268,8 +272,8 @@ async fn a_late_failure_is_answered_at_the_next_poll() {
     assert_eq!(
         flow.resume(&uid, &alice(), &json!({"code": "1"}), None)
             .await
-            .code(),
-        Some(ErrorCode::NotFound)
+            .refusal(),
+        Some(&Refusal::NotFound)
     );
     drop(listener);
 }

@@ -19,9 +19,10 @@ use crate::operation::Checked;
 use crate::policy::{evaluate, Standing};
 use crate::registry::{Entry, Registry};
 use regent_auth::{
-    FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, StageHook, StageReport, StartRequest,
+    Busy, FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, Refusal, StageHook, StageReport,
+    StartRequest,
 };
-use regent_model::{Stage, Stages, Verdict};
+use regent_model::{Stages, Verdict};
 use regent_proto::{ErrorCode, Response};
 use serde_json::Value;
 use std::sync::Arc;
@@ -48,6 +49,35 @@ pub(crate) fn stage_names(stages: &Stages) -> Vec<String> {
     stages.iter().map(|s| s.name().to_string()).collect()
 }
 
+/// The answer to a refused held request: the one place where the auth engine's
+/// typed refusals become wire codes.
+pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
+    let code = match refusal {
+        Refusal::WrongCode { .. } => ErrorCode::AuthFailed,
+        Refusal::NotFound => return Response::error(ErrorCode::NotFound),
+        Refusal::Denied { reason: None } => return Response::error(ErrorCode::Denied),
+        Refusal::Denied { reason: Some(r) } => {
+            let message = format!("{}: {r}", ErrorCode::Denied.default_message());
+            return Response::error_with(ErrorCode::Denied, message);
+        }
+        Refusal::RateLimited { .. } => ErrorCode::RateLimited,
+        Refusal::Busy(Busy::InProgress | Busy::Full { .. }) => ErrorCode::Busy,
+        Refusal::Unavailable(None) => return Response::error(ErrorCode::OperationFailed),
+        Refusal::Unavailable(Some(_)) => ErrorCode::OperationFailed,
+        Refusal::Internal => return Response::error(ErrorCode::Internal),
+    };
+    Response::error_with(code, refusal.to_string())
+}
+
+/// The answer to an outcome that does not run anything.
+fn outcome_response(outcome: FlowOutcome) -> Response {
+    match outcome {
+        FlowOutcome::Pending { uid, info } => Response::pending(uid, &info),
+        FlowOutcome::Refused(r) => refusal_response(&r),
+        FlowOutcome::Run { .. } => Response::error(ErrorCode::Internal),
+    }
+}
+
 /// Lets a Rust operation react after each stage (`Operation::after_stage`); what
 /// it says is weighed by the policy ([`evaluate`], [`Standing::AfterStage`]).
 struct OpHook<'a> {
@@ -60,32 +90,16 @@ impl StageHook for OpHook<'_> {
         let Some(entry) = self.registry.get(report.op) else {
             return HookDecision::Deny(None);
         };
-        // The store keeps the names it was given; one that no longer parses
-        // (a damaged store) denies.
-        let (Ok(stage), Ok(remaining)) = (
-            Stage::parse(report.stage),
-            report
-                .remaining
-                .iter()
-                .map(|s| Stage::parse(s))
-                .collect::<Result<Stages, _>>(),
-        ) else {
-            tracing::error!(
-                op = report.op,
-                request = report.request_id,
-                "held request names a malformed stage"
-            );
-            return HookDecision::Deny(None);
-        };
+        let remaining: Stages = report.remaining.iter().cloned().collect();
         let said = entry
             .op
-            .after_stage(self.caller, report.data, &stage, &remaining);
+            .after_stage(self.caller, report.data, report.stage, &remaining);
         match evaluate(
             self.caller,
             &entry.options.rule(),
             Standing::AfterStage(&said),
         ) {
-            Verdict::Run => HookDecision::ReplaceRemainingStages(Vec::new()),
+            Verdict::Run => HookDecision::ReplaceRemainingStages(Stages::none()),
             Verdict::Deny(why) => {
                 tracing::info!(
                     op = report.op,
@@ -96,7 +110,7 @@ impl StageHook for OpHook<'_> {
                 HookDecision::Deny(None)
             }
             Verdict::Hold(stages) if stages == remaining => HookDecision::Continue,
-            Verdict::Hold(stages) => HookDecision::ReplaceRemainingStages(stage_names(&stages)),
+            Verdict::Hold(stages) => HookDecision::ReplaceRemainingStages(stages),
         }
     }
 }
@@ -119,8 +133,7 @@ impl Shared {
             );
             return Response::error(ErrorCode::Internal);
         };
-        let stages = stage_names(&stages);
-        audit.note(&format!("held for {}", stages.join(" then ")));
+        audit.note(&format!("held for {}", stage_names(&stages).join(" then ")));
         let request = StartRequest {
             op: op.to_string(),
             data: checked.data,
@@ -136,9 +149,7 @@ impl Shared {
             FlowOutcome::Run { op, data, .. } => {
                 self.execute(caller, &op, entry, data, false).await
             }
-            other => other
-                .to_response()
-                .unwrap_or_else(|| Response::error(ErrorCode::Internal)),
+            other => outcome_response(other),
         }
     }
 
@@ -203,9 +214,7 @@ impl Shared {
                     }
                 }
             }
-            other => other
-                .to_response()
-                .unwrap_or_else(|| Response::error(ErrorCode::Internal)),
+            other => outcome_response(other),
         }
     }
 }
@@ -216,7 +225,87 @@ mod tests {
     use crate::operation::{Context, OpError, Operation};
     use crate::registry::OpOptions;
     use crate::Service;
+    use regent_model::Stage;
     use std::time::Instant;
+
+    #[test]
+    fn refusals_answer_the_codes_and_sentences_callers_have_always_seen() {
+        let wire = |r: Refusal| match refusal_response(&r) {
+            Response::Error {
+                code: Some(code),
+                error,
+            } => (code, error),
+            other => panic!("{r:?}: expected an error, got {other:?}"),
+        };
+        let default = |c: ErrorCode| (c, c.default_message().to_string());
+        let cases = [
+            (
+                Refusal::WrongCode { attempts_left: 2 },
+                (ErrorCode::AuthFailed, "Wrong code (2 attempts left)".into()),
+            ),
+            (
+                Refusal::WrongCode { attempts_left: 0 },
+                (
+                    ErrorCode::AuthFailed,
+                    "Wrong code; too many attempts, the request was dropped".into(),
+                ),
+            ),
+            (Refusal::NotFound, default(ErrorCode::NotFound)),
+            (Refusal::Denied { reason: None }, default(ErrorCode::Denied)),
+            (
+                Refusal::Denied {
+                    reason: Some("not today".into()),
+                },
+                (
+                    ErrorCode::Denied,
+                    format!("{}: not today", ErrorCode::Denied.default_message()),
+                ),
+            ),
+            (
+                Refusal::RateLimited {
+                    retry_after: Duration::from_millis(300),
+                },
+                (
+                    ErrorCode::RateLimited,
+                    "Too many wrong codes for this user; try again in 1 s".into(),
+                ),
+            ),
+            (
+                Refusal::Busy(Busy::InProgress),
+                (
+                    ErrorCode::Busy,
+                    "Another step of this request is in progress".into(),
+                ),
+            ),
+            (
+                Refusal::Busy(Busy::Full {
+                    which: regent_auth::CapReached::PerUid,
+                    cap: 32,
+                }),
+                (
+                    ErrorCode::Busy,
+                    "Too many requests are waiting for authorization by this user (at most 32); \
+                     try again once some are decided"
+                        .into(),
+                ),
+            ),
+            (
+                Refusal::Unavailable(Some("The authorization email could not be sent".into())),
+                (
+                    ErrorCode::OperationFailed,
+                    "The authorization email could not be sent".into(),
+                ),
+            ),
+            (
+                Refusal::Unavailable(None),
+                default(ErrorCode::OperationFailed),
+            ),
+            (Refusal::Internal, default(ErrorCode::Internal)),
+        ];
+        for (refusal, want) in cases {
+            assert_eq!(wire(refusal.clone()), want, "{refusal:?}");
+        }
+    }
 
     #[test]
     fn the_poll_rate_allows_a_burst_and_one_poll_a_second() {
