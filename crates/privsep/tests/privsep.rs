@@ -194,6 +194,114 @@ fn helper_dies_with_its_parent() -> Check {
     )
 }
 
+/// The calls [`audit_child`] makes: (entrypoint, outcome), each exactly once.
+const AUDITED: [(&str, &str); 7] = [
+    ("privsep.ping", "ok"),
+    ("privsep.ping", "ok"),
+    ("quick", "ok"),
+    ("quick", "invalid_data"),
+    ("boom", "operation_failed"),
+    ("spin", "timeout"),
+    ("status", "ok"),
+];
+
+/// As root: a child program starts a forked and a commanded helper (installing no
+/// subscriber of its own), makes the calls of [`AUDITED`] and stops them. Each call
+/// leaves exactly one audit record, with the caller's pid and uid, on the helpers'
+/// stderr (the child's, captured here).
+fn calls_leave_audit_records() -> Check {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let child = Command::new(exe)
+        .arg("--audit-child")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure(
+        out.status.success(),
+        format!("the audit child failed: {stdout} {stderr}"),
+    )?;
+    let records: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("regent::audit"))
+        .collect();
+    ensure(
+        records.len() == AUDITED.len(),
+        format!(
+            "{} records for {} calls: {stderr}",
+            records.len(),
+            AUDITED.len()
+        ),
+    )?;
+    for record in &records {
+        for field in [
+            format!("pid={pid} "),
+            "uid=0 ".into(),
+            "duration_us=".into(),
+        ] {
+            ensure(
+                record.contains(&field),
+                format!("no {field:?} in {record:?}"),
+            )?;
+        }
+    }
+    for (op, outcome) in AUDITED {
+        let expected = AUDITED.iter().filter(|c| **c == (op, outcome)).count();
+        let found = records
+            .iter()
+            .filter(|r| {
+                r.contains(&format!(" op={op} "))
+                    && (r.contains(&format!("outcome=\"{outcome}\""))
+                        || r.contains(&format!("outcome={outcome} ")))
+            })
+            .count();
+        ensure(
+            found == expected,
+            format!("{found} records of {op} {outcome}, expected {expected}: {stderr}"),
+        )?;
+    }
+    Ok(())
+}
+
+fn audit_child() -> ExitCode {
+    let pidfile = std::env::temp_dir().join(format!("regent-privsep-audit-{}", std::process::id()));
+    let started = [
+        spin::EP.start(Start::Fork),
+        via_command::EP.start(Start::Command(&[])),
+    ];
+    let calls = || -> Check {
+        for r in started {
+            r.map_err(|e| e.to_string())?;
+        }
+        ensure(matches!(spin::quick(1, Some(2)), Ok(3)), "quick")?;
+        ensure(
+            SPIN.call::<Value>("quick", json!({"x": "no"})).is_err(),
+            "bad argument",
+        )?;
+        ensure(spin::boom().is_err(), "boom")?;
+        ensure(
+            matches!(spin::spin(s(&pidfile)), Err(PrivsepError::Timeout { .. })),
+            "spin",
+        )?;
+        ensure(via_command::status().is_ok(), "status")
+    };
+    let result = calls();
+    SPIN.stop();
+    VIA_COMMAND.stop();
+    let _ = std::fs::remove_file(&pidfile);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main_cannot_write(f: &Fixture) -> Check {
     let err = std::fs::OpenOptions::new()
         .write(true)
@@ -413,6 +521,9 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--parent-death-child") {
         return parent_death_child();
     }
+    if std::env::args().nth(1).as_deref() == Some("--audit-child") {
+        return audit_child();
+    }
     if std::fs::read_to_string("/proc/self/status")
         .map(|s| !s.contains("\nUid:\t0\t"))
         .unwrap_or(true)
@@ -424,6 +535,7 @@ fn main() -> ExitCode {
     let f = fixture();
     let mut results: Vec<(&str, Check)> = Vec::new();
     results.push(("helper_dies_with_its_parent", helper_dies_with_its_parent()));
+    results.push(("calls_leave_audit_records", calls_leave_audit_records()));
 
     // Start every helper while root and single-threaded.
     let started = [
