@@ -39,8 +39,8 @@
 //! The helper is a child subreaper: on timeout, the pipeline drops the call, which
 //! SIGKILLs the worker and every process descending from it and reaps them all;
 //! the caller gets `timeout` and the next call a new worker. The helper exits when
-//! its client closes the channel (once a call in progress has ended), and with its
-//! parent (`PR_SET_PDEATHSIG`) when forked.
+//! its client closes the channel (a call in progress then is stopped the same way),
+//! and with its parent (`PR_SET_PDEATHSIG`) when forked.
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -142,7 +142,11 @@ fn refuse(mut channel: &UnixStream, msg: String) -> ! {
 fn serve(ep: &'static Entrypoints, channel: UnixStream) -> ! {
     let _ = sys::set_child_subreaper();
     audit_to_stderr();
-    let service = match service(ep) {
+    let service = match channel
+        .try_clone()
+        .map_err(|e| format!("cannot watch the channel: {e}"))
+        .and_then(|watched| service(ep, watched))
+    {
         Ok(s) => s,
         Err(e) => refuse(&channel, e),
     };
@@ -188,7 +192,7 @@ fn audit_to_stderr() {
 
 /// The service the helper serves: the ping and one operation per entrypoint, each
 /// with the context's timeout; limits for one private connection.
-fn service(ep: &'static Entrypoints) -> Result<Service, String> {
+fn service(ep: &'static Entrypoints, channel: UnixStream) -> Result<Service, String> {
     let ctx = ep.context();
     let mut registry = Registry::new();
     let ping = Ping {
@@ -197,7 +201,7 @@ fn service(ep: &'static Entrypoints) -> Result<Service, String> {
     registry
         .register_dyn(PING, Arc::new(ping), OpOptions::default())
         .map_err(|e| e.to_string())?;
-    let workers = Arc::new(Workers::new(ep));
+    let workers = Arc::new(Workers::new(ep, channel));
     for &name in ep.names() {
         let op = EntrypointOp::new(name, workers.clone());
         let options = OpOptions::default().timeout(ctx.call_timeout());

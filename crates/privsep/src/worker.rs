@@ -16,6 +16,7 @@
 //! descending from it are SIGKILLed and reaped: the helper is their subreaper.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use regent_exec::tree::{self, ProcScratch};
 use regent_proto::LineBuffer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, Interest};
 
 use crate::entrypoints::{Entrypoints, Step};
 use crate::wire::MAX_LINE;
@@ -36,18 +37,22 @@ use crate::wire::MAX_LINE;
 /// The stack of the thread an entrypoint runs on: a main thread's usual size.
 const WORKER_STACK: usize = 8 * 1024 * 1024;
 
-/// What the helper's workers share: the entrypoints and the buffers for finding a
-/// worker's descendants.
+/// What the helper's workers share: the entrypoints, the buffers for finding a
+/// worker's descendants, and the client's channel, watched during a call.
 pub(crate) struct Workers {
     ep: &'static Entrypoints,
     scratch: Mutex<ProcScratch>,
+    channel: UnixStream,
 }
 
 impl Workers {
-    pub(crate) fn new(ep: &'static Entrypoints) -> Workers {
+    /// `channel`: a descriptor of the client's channel (a copy), to notice the
+    /// client closing it while a call runs.
+    pub(crate) fn new(ep: &'static Entrypoints, channel: UnixStream) -> Workers {
         Workers {
             ep,
             scratch: Mutex::new(ProcScratch::default()),
+            channel,
         }
     }
 
@@ -69,7 +74,14 @@ impl Workers {
             workers: self,
             stopped: None,
         };
-        let answer = read_answer(answer).await;
+        let answer = tokio::select! {
+            answer = read_answer(answer) => answer,
+            () = client_gone(&self.channel) => {
+                // No one can take the answer: stop the work now, not at its time limit.
+                worker.stop();
+                return Err(OpError::Failed("the client closed the channel".into()));
+            }
+        };
         let status = worker.stop();
         match answer {
             Some(answer) => answer.into_result(),
@@ -185,6 +197,32 @@ async fn read_answer(answer: OwnedFd) -> Option<Answer> {
             Ok(0) | Err(_) => return None,
             Ok(n) => buf.commit(n),
         }
+    }
+}
+
+/// Resolves once the client has closed its end of the channel (never, if that
+/// cannot be watched). Only looks: a request sent meanwhile stays for the
+/// connection to read.
+async fn client_gone(channel: &UnixStream) {
+    let watched = channel
+        .try_clone()
+        .and_then(|dup| dup.set_nonblocking(true).map(|()| dup))
+        .and_then(tokio::net::UnixStream::from_std);
+    let Ok(watched) = watched else {
+        return std::future::pending().await;
+    };
+    loop {
+        let Ok(ready) = watched.ready(Interest::READABLE).await else {
+            return std::future::pending().await;
+        };
+        if ready.is_read_closed() {
+            return;
+        }
+        // Readable only (a request sent meanwhile): forget that readiness without
+        // reading, and wait for the next event.
+        let _ = watched.try_io(Interest::READABLE, || {
+            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+        });
     }
 }
 
