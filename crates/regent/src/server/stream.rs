@@ -43,3 +43,101 @@ impl Service {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operation::{Context, OpError, Operation};
+    use std::sync::Mutex;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// Answers with the caller the service saw.
+    struct WhoCalls;
+    impl Operation for WhoCalls {
+        type Data = ();
+        type Output = (Option<i32>, u32);
+        async fn perform(&self, ctx: Context, _: ()) -> Result<(Option<i32>, u32), OpError> {
+            Ok((ctx.caller.pid, ctx.caller.uid))
+        }
+    }
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn serves_a_socketpair_through_the_pipeline_with_its_audit() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let answers = tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(async {
+                let service = Service::builder("unused")
+                    .register("who", WhoCalls)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let (ours, theirs) = UnixStream::pair().unwrap();
+                let served = tokio::spawn(service.serve_stream(theirs));
+                let (read, mut write) = ours.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let mut answers = Vec::new();
+                for request in [r#"{"op":"who"}"#, "not json", r#"{"op":"nope"}"#] {
+                    write
+                        .write_all(format!("{request}\n").as_bytes())
+                        .await
+                        .unwrap();
+                    answers.push(lines.next_line().await.unwrap().unwrap());
+                }
+                drop(write);
+                // The peer closed: serving ends.
+                tokio::time::timeout(std::time::Duration::from_secs(10), served)
+                    .await
+                    .expect("serve_stream returns once the peer closes")
+                    .unwrap()
+                    .unwrap();
+                answers
+            })
+        });
+        let me = (std::process::id(), nix::unistd::Uid::current().as_raw());
+        let done = regent_proto::Response::parse(answers[0].as_bytes()).unwrap();
+        assert_eq!(
+            done,
+            regent_proto::Response::Done(serde_json::json!([me.0, me.1]))
+        );
+        assert!(answers[1].contains("bad_request"), "{}", answers[1]);
+        assert!(answers[2].contains("unknown_operation"), "{}", answers[2]);
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let records: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("regent::audit"))
+            .collect();
+        assert_eq!(records.len(), 3, "{log}");
+        for (record, outcome) in records
+            .iter()
+            .zip(["ok", "bad_request", "unknown_operation"])
+        {
+            assert!(
+                record.contains(&format!("pid={} uid={} ", me.0, me.1)),
+                "{record}"
+            );
+            assert!(record.contains(outcome), "{record}");
+        }
+    }
+}
