@@ -209,12 +209,10 @@ fn service(ep: &'static Entrypoints, channel: UnixStream) -> Result<Service, Str
             .register_dyn(name, Arc::new(op), options)
             .map_err(|e| format!("entrypoint {name}: {e}"))?;
     }
+    // One connection, one call at a time; the daemon's line and write timeouts.
     let limits = Limits {
         max_line: MAX_LINE,
         idle_timeout: IDLE_NEVER,
-        max_connections: 1,
-        max_connections_per_uid: 1,
-        reserved_connections: 0,
         max_runs: 1,
         ..Limits::default()
     };

@@ -90,6 +90,11 @@ macro_rules! spin_ops {
                 pub fn quick(x: u32, y: Option<u32>) -> u32 {
                     x + y.unwrap_or(1)
                 }
+                /// Run async code on a runtime of its own.
+                pub fn in_runtime(x: u32) -> u32 {
+                    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+                    runtime.block_on(async move { x * 2 })
+                }
                 /// Panic.
                 pub fn boom() -> () {
                     panic!("entrypoint panics on purpose")
@@ -522,6 +527,14 @@ fn timeout_stops_the_work(f: &Fixture) -> Check {
     )
 }
 
+/// The helper serves on a runtime; an entrypoint may still start one of its own.
+fn entrypoint_may_start_a_runtime() -> Check {
+    match spin::in_runtime(21) {
+        Ok(42) => Ok(()),
+        other => Err(format!("an entrypoint with its own runtime: {other:?}")),
+    }
+}
+
 fn failures_are_reported() -> Check {
     let code = |r: Result<Value, PrivsepError>| match r {
         Err(PrivsepError::Remote { code, .. }) => code,
@@ -663,6 +676,10 @@ fn main() -> ExitCode {
     ));
     results.push(("timeout_stops_the_work", timeout_stops_the_work(&f)));
     results.push(("failures_are_reported", failures_are_reported()));
+    results.push((
+        "entrypoint_may_start_a_runtime",
+        entrypoint_may_start_a_runtime(),
+    ));
     results.push(("command_mode_works", command_mode_works(&f)));
     results.push(("stop_ends_the_helper", stop_ends_the_helper()));
     results.push(("main_still_cannot_write", main_cannot_write(&f)));
