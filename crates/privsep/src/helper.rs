@@ -1,32 +1,74 @@
 //! The helper: a confined process serving one context's entrypoints over the private
-//! channel, with the Regent protocol (`op` = entrypoint name, `data` = named
-//! arguments).
+//! channel, through the Regent service's own connection code and pipeline.
 //!
-//! Each call runs in a fresh worker forked from the (single-threaded) helper, so a
-//! timeout really stops the work: the helper is a child subreaper, and when the time
-//! is up it SIGKILLs the worker and every process descending from it, reaps them
-//! all, and answers `timeout`; the next call gets a new worker. After every call,
-//! whatever the worker left behind is killed too. The helper exits on EOF from its
-//! client, and with its parent (`PR_SET_PDEATHSIG`) when forked.
+//! The helper builds a [`regent::Service`] whose operations are the context's
+//! entrypoints (see [`crate::worker`]) plus the ping, and serves the one
+//! already-connected channel with [`regent::Service::serve_stream`]: the same
+//! framing with its hard cap (16 MiB here), parsing, rate limiting, resolution,
+//! verdict, validation (the entrypoint's arguments are decoded in the helper before
+//! anything runs), execution within the context's timeout, and **one audit record
+//! per request**, in the daemon's format and to its tracing target
+//! (`regent::audit`: op, caller pid and uid, outcome, duration).
+//!
+//! # Where the audit records go
+//!
+//! To the helper's stderr, which it inherits from the program (a helper command
+//! passes it through), through the global `tracing` subscriber. A forked helper
+//! keeps the subscriber the program installed before [`crate::Entrypoints::start`];
+//! a program that wants its own in a commanded helper installs it before
+//! [`crate::helper_main`]. Either must write synchronously (no writer thread: the
+//! helper stays single-threaded, below). When none is installed, the helper
+//! installs a plain text one (level info) on stderr, so that a privileged call is
+//! never without its record. The caller in a record is the kernel's word about the
+//! channel (`SO_PEERCRED`): the process that created the socketpair, with the ids
+//! it had then (before the program dropped its privileges).
+//!
+//! # One thread, and why
+//!
+//! Each call runs in a worker forked from the helper, and a process may only fork
+//! safely while it has one thread. So the helper serves on a current-thread tokio
+//! runtime with nothing that starts a thread (no blocking pool: the caller is not
+//! looked up in the user database, there is no store), and every fork checks the
+//! thread count first (`regent_exec::sys::fork_single_threaded`): should a thread
+//! appear, calls fail with `internal` instead of forking unsafely. A dedicated
+//! pre-forked process to fork the workers from would need a second private
+//! protocol between it and the server for the same guarantee. The worker runs the
+//! entrypoint on a fresh thread of its own, outside the helper's runtime, so an
+//! entrypoint may start a runtime of its own as before.
+//!
+//! The helper is a child subreaper: on timeout, the pipeline drops the call, which
+//! SIGKILLs the worker and every process descending from it and reaps them all;
+//! the caller gets `timeout` and the next call a new worker. The helper exits when
+//! its client closes the channel (a call in progress then is stopped the same way),
+//! and with its parent (`PR_SET_PDEATHSIG`) when forked.
 
-use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use regent_exec::sys::{self, Forked};
-use regent_exec::tree::{self, ProcScratch};
+use regent::operation::{
+    Authorization, BoxResult, Checked, Context, DynOperation, InvalidData, OpInfo,
+};
+use regent::registry::{OpOptions, Registry};
+use regent::{Caller, Limits, Service};
+use regent_exec::sys;
 use regent_exec::Confinement;
-use regent_proto::{ErrorCode, LineBuffer, Request, Response};
-use serde_json::json;
+use regent_proto::{ErrorCode, Response};
+use serde_json::{json, Value};
 
-use crate::context::{Entrypoints, MAX_LINE, PING};
+use crate::entrypoints::Entrypoints;
+use crate::wire::{MAX_LINE, PING};
+use crate::worker::{EntrypointOp, Workers};
+
+/// The idle time allowed between calls: in practice never (the helper lives as
+/// long as its client's channel).
+const IDLE_NEVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
 /// Entry of a forked helper: keep only the channel, confine, serve. Never returns.
 pub(crate) fn run_forked(
-    ep: &Entrypoints,
+    ep: &'static Entrypoints,
     confinement: &Confinement,
     channel: UnixStream,
     parent: i32,
@@ -36,31 +78,24 @@ pub(crate) fn run_forked(
     keep.sort_unstable();
     // Other contexts' channels and whatever else the program had open stay behind.
     let _ = sys::close_fds_except(&keep);
-    let Ok(reader) = channel.try_clone() else {
-        sys::exit_now(1)
-    };
-    let (input, mut output) = (
-        File::from(OwnedFd::from(reader)),
-        File::from(OwnedFd::from(channel)),
-    );
     if let Err(failure) = confinement.apply() {
         let msg = format!(
             "the helper could not take on its policy: {}",
             failure.into_error()
         );
-        let _ = output.write_all(&Response::error_with(ErrorCode::Internal, msg).to_line());
-        sys::exit_now(1);
+        refuse(&channel, msg);
     }
     // Set after the credential changes, which clear it.
     let _ = sys::set_parent_death_signal(libc::SIGKILL);
     if sys::getppid() != parent {
         sys::exit_now(0);
     }
-    serve(ep, input, output)
+    serve(ep, channel)
 }
 
-/// Entry of a helper started through a helper command: the channel is stdin/stdout.
-pub(crate) fn run_commanded(ep: &Entrypoints) -> ! {
+/// Entry of a helper started through a helper command: the channel is stdin (and
+/// stdout, the same socket).
+pub(crate) fn run_commanded(ep: &'static Entrypoints) -> ! {
     let fail = |msg: String| -> ! {
         eprintln!("regent-privsep helper {}: {msg}", ep.context().name());
         sys::exit_now(2)
@@ -72,19 +107,15 @@ pub(crate) fn run_commanded(ep: &Entrypoints) -> ! {
         )),
         Err(e) => fail(e.to_string()),
     }
-    let input = std::io::stdin()
+    let channel: OwnedFd = std::io::stdin()
         .as_fd()
         .try_clone_to_owned()
         .unwrap_or_else(|e| fail(e.to_string()));
-    let output = std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .unwrap_or_else(|e| fail(e.to_string()));
+    let channel = UnixStream::from(channel);
     // Entrypoints printing to stdout must not corrupt the channel.
     if let Err(e) = sys::stdio_to_dev_null(&[0, 1]) {
         fail(e.to_string());
     }
-    let mut output = File::from(output);
     let confined = ep
         .context()
         .policy()
@@ -92,223 +123,136 @@ pub(crate) fn run_commanded(ep: &Entrypoints) -> ! {
         .and_then(|p| Confinement::prepare(&p).map_err(|e| e.to_string()))
         .and_then(|c| c.apply().map_err(|f| f.into_error().to_string()));
     if let Err(e) = confined {
-        let msg = format!("the helper could not take on its policy: {e}");
-        let _ = output.write_all(&Response::error_with(ErrorCode::Internal, msg).to_line());
-        sys::exit_now(1);
+        refuse(
+            &channel,
+            format!("the helper could not take on its policy: {e}"),
+        );
     }
     let _ = sys::set_parent_death_signal(libc::SIGKILL);
-    serve(ep, File::from(input), output)
+    serve(ep, channel)
 }
 
-/// Read more from the client into `buf`; false on EOF or error.
-fn read_more(input: &mut File, buf: &mut LineBuffer) -> bool {
-    let mut chunk = [0u8; 8192];
-    loop {
-        match input.read(&mut chunk) {
-            Ok(0) => return false,
-            Ok(n) => {
-                buf.extend(&chunk[..n]);
-                return true;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
+/// Answer the client's first request with `internal` and this sentence, and exit.
+fn refuse(mut channel: &UnixStream, msg: String) -> ! {
+    let _ = channel.write_all(&Response::error_with(ErrorCode::Internal, msg).to_line());
+    sys::exit_now(1)
 }
 
-fn serve(ep: &Entrypoints, mut input: File, mut output: File) -> ! {
+/// Serve the channel until the client closes it, then exit.
+fn serve(ep: &'static Entrypoints, channel: UnixStream) -> ! {
     let _ = sys::set_child_subreaper();
-    let mut buf = LineBuffer::new(MAX_LINE);
-    let mut scratch = ProcScratch::default();
-    loop {
-        let line = match buf.next_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => {
-                if read_more(&mut input, &mut buf) {
-                    continue;
-                }
-                sys::exit_now(0)
-            }
-            Err(_) => {
-                let _ = output.write_all(&Response::error(ErrorCode::TooLarge).to_line());
-                sys::exit_now(0)
-            }
-        };
-        let response = match Request::parse(&line) {
-            Err(e) => Response::error_with(ErrorCode::BadRequest, e.to_string()).to_line(),
-            Ok(Request::Continue { .. }) => Response::error_with(
-                ErrorCode::BadRequest,
-                "a privileged helper has no pending requests",
-            )
-            .to_line(),
-            Ok(Request::New { op, .. }) if op == PING => {
-                Response::Done(json!({"context": ep.context().name(), "pid": sys::getpid()}))
-                    .to_line()
-            }
-            Ok(Request::New { op, .. }) if !ep.names().contains(&op.as_str()) => {
-                Response::error_with(ErrorCode::UnknownOperation, format!("no entrypoint {op:?}"))
-                    .to_line()
-            }
-            Ok(Request::New { op, data, .. }) => {
-                let timeout = ep.context().call_timeout();
-                match call_in_worker(ep, &op, data, timeout, &mut input, &mut buf, &mut scratch) {
-                    Some(line) => line,
-                    None => sys::exit_now(0),
-                }
-            }
-        };
-        if output.write_all(&response).is_err() {
-            sys::exit_now(0);
-        }
-    }
-}
-
-enum Outcome {
-    Answer(Vec<u8>),
-    TimedOut,
-    Died,
-    ClientGone,
-}
-
-/// Run one call in a forked worker. Returns the response line, or `None` if the client
-/// went away meanwhile.
-fn call_in_worker(
-    ep: &Entrypoints,
-    op: &str,
-    data: serde_json::Value,
-    timeout: Duration,
-    input: &mut File,
-    inbuf: &mut LineBuffer,
-    scratch: &mut ProcScratch,
-) -> Option<Vec<u8>> {
-    let internal = |what: &str| Some(Response::error_with(ErrorCode::Internal, what).to_line());
-    let Ok((r, w)) = sys::pipe_cloexec() else {
-        return internal("cannot create a pipe");
+    audit_to_stderr();
+    let service = match channel
+        .try_clone()
+        .map_err(|e| format!("cannot watch the channel: {e}"))
+        .and_then(|watched| service(ep, watched))
+    {
+        Ok(s) => s,
+        Err(e) => refuse(&channel, e),
     };
-    let worker = match sys::fork_single_threaded() {
-        Err(_) => return internal("cannot fork a worker"),
-        Ok(Forked::Child) => {
-            drop(r);
-            let mut keep = [0, 1, 2, w.as_raw_fd()];
-            keep.sort_unstable();
-            // The worker never touches the client's channel.
-            let _ = sys::close_fds_except(&keep);
-            let _ = sys::set_parent_death_signal(libc::SIGKILL);
-            let response = match catch_unwind(AssertUnwindSafe(|| ep.dispatch(op, data))) {
-                Ok(Some(response)) => response,
-                Ok(None) => Response::error_with(
-                    ErrorCode::UnknownOperation,
-                    format!("no entrypoint {op:?}"),
-                ),
-                Err(_) => {
-                    Response::error_with(ErrorCode::OperationFailed, "the entrypoint panicked")
-                }
-            };
-            sys::write_all_raw(w.as_raw_fd(), &response.to_line());
-            sys::exit_now(0)
+    let served = channel
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let stream = tokio::net::UnixStream::from_std(channel)
+                    .map_err(|e| format!("registering the channel: {e}"))?;
+                service
+                    .serve_stream(stream)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
+    match served {
+        Ok(()) => sys::exit_now(0),
+        Err(e) => {
+            eprintln!("regent-privsep helper {}: {e}", ep.context().name());
+            sys::exit_now(1)
         }
-        Ok(Forked::Parent(pid)) => pid,
+    }
+}
+
+/// Install a plain text subscriber on stderr if the program installed none, so
+/// that every call leaves its audit record.
+fn audit_to_stderr() {
+    if !tracing::dispatcher::has_been_set() {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .try_init();
+    }
+}
+
+/// The service the helper serves: the ping and one operation per entrypoint, each
+/// with the context's timeout; limits for one private connection.
+fn service(ep: &'static Entrypoints, channel: UnixStream) -> Result<Service, String> {
+    let ctx = ep.context();
+    let mut registry = Registry::new();
+    let ping = Ping {
+        context: ctx.name(),
     };
-    drop(w);
-    let outcome = wait_for_worker(File::from(r), timeout, input, inbuf);
-    let status = kill_and_reap_all(worker, scratch);
-    match outcome {
-        Outcome::Answer(mut line) => {
-            line.push(b'\n');
-            Some(line)
-        }
-        Outcome::TimedOut => Some(
-            Response::error_with(
-                ErrorCode::Timeout,
-                format!("{op} ran past its time limit of {timeout:?} and was stopped"),
-            )
-            .to_line(),
-        ),
-        Outcome::Died => {
-            let how = match status {
-                Some(st) if libc::WIFSIGNALED(st) => {
-                    format!("killed by signal {}", libc::WTERMSIG(st))
-                }
-                Some(st) => format!("exited with status {}", libc::WEXITSTATUS(st)),
-                None => "vanished".into(),
-            };
-            Some(
-                Response::error_with(
-                    ErrorCode::OperationFailed,
-                    format!("the entrypoint died ({how})"),
-                )
-                .to_line(),
-            )
-        }
-        Outcome::ClientGone => None,
+    registry
+        .register_dyn(PING, Arc::new(ping), OpOptions::default())
+        .map_err(|e| e.to_string())?;
+    let workers = Arc::new(Workers::new(ep, channel));
+    for &name in ep.names() {
+        let op = EntrypointOp::new(name, workers.clone());
+        let options = OpOptions::default().timeout(ctx.call_timeout());
+        registry
+            .register_dyn(name, Arc::new(op), options)
+            .map_err(|e| format!("entrypoint {name}: {e}"))?;
     }
+    // One connection, one call at a time; the daemon's line and write timeouts.
+    let limits = Limits {
+        max_line: MAX_LINE,
+        idle_timeout: IDLE_NEVER,
+        max_runs: 1,
+        ..Limits::default()
+    };
+    Service::builder(format!("privsep:{}", ctx.name()))
+        .registry(registry)
+        .limits(limits)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
-fn wait_for_worker(
-    mut from_worker: File,
-    timeout: Duration,
-    input: &mut File,
-    inbuf: &mut LineBuffer,
-) -> Outcome {
-    let deadline = Instant::now() + timeout;
-    let mut answer = LineBuffer::new(MAX_LINE);
-    let mut chunk = [0u8; 8192];
-    loop {
-        match answer.next_line() {
-            Ok(Some(line)) => return Outcome::Answer(line),
-            Ok(None) => {}
-            Err(_) => return Outcome::Died,
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Outcome::TimedOut;
-        }
-        let Ok(ready) = sys::poll_readable(
-            &[from_worker.as_raw_fd(), input.as_raw_fd()],
-            Some(remaining),
-        ) else {
-            return Outcome::Died;
-        };
-        if ready.get(1) == Some(&true) {
-            // EOF here means the client is gone; data is kept for after this call.
-            if !read_more(input, inbuf) || inbuf.pending_len() > MAX_LINE {
-                return Outcome::ClientGone;
-            }
-        }
-        if ready.first() == Some(&true) {
-            match from_worker.read(&mut chunk) {
-                Ok(0) => return Outcome::Died,
-                Ok(n) => answer.extend(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return Outcome::Died,
-            }
-        }
-    }
+/// The ping: which context and which process answer.
+struct Ping {
+    context: &'static str,
 }
 
-/// SIGKILL every descendant of the helper (the worker's whole tree, wherever it
-/// went: orphans come back to us as subreaper) and reap them all. Returns the
-/// worker's wait status.
-fn kill_and_reap_all(worker: i32, scratch: &mut ProcScratch) -> Option<i32> {
-    let me = sys::getpid();
-    let mut status = None;
-    loop {
-        loop {
-            match sys::wait_nohang(-1) {
-                Ok(Some((pid, st))) => {
-                    if pid == worker {
-                        status = Some(st);
-                    }
-                }
-                Ok(None) => break,
-                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => return status,
-                Err(_) => break,
-            }
+impl DynOperation for Ping {
+    fn info(&self) -> OpInfo {
+        OpInfo {
+            description: "Check that the helper answers".into(),
+            params: Value::Null,
         }
-        if status.is_none() {
-            let _ = sys::kill_process(worker, libc::SIGKILL);
-        }
-        tree::signal_tree(me, None, libc::SIGKILL, scratch);
-        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    fn check(&self, _data: Value) -> Result<Checked, InvalidData> {
+        Ok(Checked {
+            data: Value::Null,
+            redacted: Value::Null,
+        })
+    }
+
+    fn authorize(&self, _caller: &Caller, _data: &Value) -> Authorization {
+        Authorization::Allow
+    }
+
+    fn after_stage(&self, _: &Caller, _: &Value, _: &str, remaining: &[String]) -> Authorization {
+        Authorization::continue_with(remaining)
+    }
+
+    fn perform(self: Arc<Self>, _ctx: Context, _data: Value) -> BoxResult {
+        let answer = json!({"context": self.context, "pid": sys::getpid()});
+        Box::pin(async move { Ok(answer) })
     }
 }

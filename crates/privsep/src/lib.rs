@@ -32,29 +32,47 @@
 //! hidden argument). It takes on the context's policy with `regent_exec`'s
 //! [`regent_exec::Confinement`] (user, groups, capability sets, bounding set,
 //! `no_new_privs`), and speaks the Regent protocol over a private socketpair: `op` is
-//! the entrypoint's name, `data` an object of its named arguments. Each call runs in
-//! a fresh worker process; on timeout the worker and everything it started are
-//! killed (see `helper`), the caller gets [`PrivsepError::Timeout`], and the next
-//! call works. The helper exits when its client closes the channel or its parent dies.
+//! the entrypoint's name, `data` an object of its named arguments. It serves that
+//! channel through the Regent service's own pipeline ([`regent::Service::serve_stream`]):
+//! the arguments are checked before anything runs, and every call leaves one audit
+//! record (target `regent::audit`, the daemon's fields) on the helper's stderr
+//! through the program's `tracing` subscriber, or a plain one the helper installs
+//! when the program has none (see `helper`). Each call runs in a fresh worker
+//! process; on timeout the worker and everything it started are killed, the caller
+//! gets [`PrivsepError::Timeout`], and the next call works. The helper exits when
+//! its client closes the channel or its parent dies.
 //!
 //! Arguments and results must be owned serde types. Each call is a fork of the helper,
 //! so entrypoints keep no state between calls.
 //!
-//! **Boundaries.** Owns privileged contexts for Rust programs. May import `regent-exec`
-//! and `regent-proto`; not `regent-config` or `regent-auth`.
+//! **Boundaries.** Owns privileged contexts for Rust programs: the client side
+//! (`context`, `channel`, `start`), the entrypoint registry (`entrypoints`) and the
+//! helper that serves it (`helper`, with one worker process per call in `worker`).
+//! Sits above `regent` (layer 5): it may import `regent` (the service, pipeline
+//! and audit it serves through), `regent-exec` and `regent-proto`; not
+//! `regent-config` or `regent-auth` directly, and never `regent-cli`. Nothing below
+//! it imports it.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod channel;
 mod context;
+mod entrypoints;
 mod error;
 mod helper;
 mod privileges;
+mod start;
+mod wire;
+mod worker;
 
-pub use context::{Context, Dispatch, Entrypoints, Start, HELPER_FLAG};
+pub use context::Context;
+pub use entrypoints::{Dispatch, Entrypoints, Step};
 pub use error::PrivsepError;
 pub use privileges::drop_privileges;
 pub use regent_proto::Response;
+pub use start::Start;
+pub use wire::HELPER_FLAG;
 
 /// If this process was started as a helper (`--regent-privsep-helper NAME`), run the
 /// helper of the context `NAME` among `registries` and never return; otherwise return
@@ -80,19 +98,19 @@ pub fn helper_main(registries: &[&'static Entrypoints]) {
 /// Support for [`entrypoints!`]; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use regent::operation::OpError;
     pub use serde_json::{to_value, Map, Value};
 
-    use regent_proto::{ErrorCode, Response};
     use serde::de::DeserializeOwned;
     use serde::Serialize;
 
     /// The named-argument object (`null` counts as empty).
-    pub fn args_map(data: Value) -> Result<Map<String, Value>, Response> {
+    pub fn args_map(data: Value) -> Result<Map<String, Value>, OpError> {
         match data {
             Value::Object(map) => Ok(map),
             Value::Null => Ok(Map::new()),
-            _ => Err(Response::error_with(
-                ErrorCode::InvalidData,
+            _ => Err(OpError::invalid(
+                "",
                 "data must be an object of named arguments",
             )),
         }
@@ -102,33 +120,23 @@ pub mod __private {
     pub fn take_arg<T: DeserializeOwned>(
         map: &mut Map<String, Value>,
         name: &str,
-    ) -> Result<T, Response> {
+    ) -> Result<T, OpError> {
         let value = map.remove(name).unwrap_or(Value::Null);
-        serde_json::from_value(value).map_err(|e| {
-            Response::error_with(ErrorCode::InvalidData, format!("argument {name:?}: {e}"))
-        })
+        serde_json::from_value(value).map_err(|e| OpError::invalid(name, e.to_string()))
     }
 
     /// Refuse arguments the entrypoint does not take.
-    pub fn no_extra(map: &Map<String, Value>) -> Result<(), Response> {
+    pub fn no_extra(map: &Map<String, Value>) -> Result<(), OpError> {
         match map.keys().next() {
             None => Ok(()),
-            Some(k) => Err(Response::error_with(
-                ErrorCode::InvalidData,
-                format!("unknown argument {k:?}"),
-            )),
+            Some(k) => Err(OpError::invalid(k.as_str(), "unknown argument")),
         }
     }
 
-    /// The success response for an entrypoint's result.
-    pub fn done<T: Serialize>(value: &T) -> Response {
-        match serde_json::to_value(value) {
-            Ok(v) => Response::Done(v),
-            Err(e) => Response::error_with(
-                ErrorCode::Internal,
-                format!("cannot encode the result: {e}"),
-            ),
-        }
+    /// An entrypoint's result, encoded.
+    pub fn done<T: Serialize>(value: &T) -> Result<Value, OpError> {
+        serde_json::to_value(value)
+            .map_err(|e| OpError::Internal(format!("cannot encode the result: {e}")))
     }
 }
 
@@ -167,23 +175,25 @@ macro_rules! entrypoints {
         $rvis static $registry: $crate::Entrypoints = $crate::Entrypoints::new(
             &$ctx,
             &[$(::core::stringify!($name)),*],
-            |__op: &str, __data: $crate::__private::Value| -> ::core::option::Option<$crate::Response> {
+            |__op: &str, __data: $crate::__private::Value, __step: $crate::Step|
+             -> ::core::option::Option<::core::result::Result<$crate::__private::Value, $crate::__private::OpError>> {
                 $(
                     if __op == ::core::stringify!($name) {
                         fn $name($($arg: $ty),*) -> $ret $body
-                        let __run = move || -> ::core::result::Result<$crate::Response, $crate::Response> {
+                        let __run = move || -> ::core::result::Result<$crate::__private::Value, $crate::__private::OpError> {
                             #[allow(unused_mut)]
                             let mut __args = $crate::__private::args_map(__data)?;
                             $( let $arg: $ty = $crate::__private::take_arg(&mut __args, ::core::stringify!($arg))?; )*
                             $crate::__private::no_extra(&__args)?;
-                            ::core::result::Result::Ok($crate::__private::done(&$name($($arg),*)))
+                            match __step {
+                                $crate::Step::Check => ::core::result::Result::Ok($crate::__private::Value::Null),
+                                $crate::Step::Run => $crate::__private::done(&$name($($arg),*)),
+                            }
                         };
-                        return ::core::option::Option::Some(match __run() {
-                            ::core::result::Result::Ok(r) | ::core::result::Result::Err(r) => r,
-                        });
+                        return ::core::option::Option::Some(__run());
                     }
                 )*
-                let _ = __data;
+                let _ = (__data, __step);
                 ::core::option::Option::None
             },
         );

@@ -4,13 +4,15 @@
 //! to an unprivileged uid, and checks what each side can and cannot do.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use regent_privsep::{drop_privileges, helper_main, Context, PrivsepError, Start};
+use regent_privsep::{drop_privileges, helper_main, Context, PrivsepError, Start, HELPER_FLAG};
 use regent_proto::ErrorCode;
 use serde_json::{json, Value};
 
@@ -30,6 +32,10 @@ static VIA_COMMAND: Context = Context::new("via-command")
 static SPIN: Context = Context::new("spin")
     .run_as(NOBODY, NOBODY)
     .timeout(Duration::from_secs(1));
+/// Served only through a raw channel, by a helper command.
+static SLOW: Context = Context::new("slow")
+    .run_as(NOBODY, NOBODY)
+    .timeout(Duration::from_secs(600));
 static ORPHAN: Context = Context::new("orphan").run_as(NOBODY, NOBODY);
 static NEVER: Context = Context::new("never");
 
@@ -66,28 +72,40 @@ file_ops!(via_command, crate::VIA_COMMAND);
 file_ops!(orphan, crate::ORPHAN);
 file_ops!(never, crate::NEVER);
 
-mod spin {
-    regent_privsep::entrypoints! {
-        context: crate::SPIN;
-        registry: pub static EP;
-        /// Start a child, record both pids, then never return (the helper must kill both).
-        pub fn spin(pidfile: String) -> () {
-            #[allow(clippy::zombie_processes)]
-            let child = std::process::Command::new("/bin/sleep").arg("1000").spawn().expect("sleep starts");
-            std::fs::write(&pidfile, format!("{} {}", std::process::id(), child.id())).expect("pidfile");
-            #[allow(clippy::empty_loop)]
-            loop {}
+macro_rules! spin_ops {
+    ($module:ident, $ctx:path) => {
+        mod $module {
+            regent_privsep::entrypoints! {
+                context: $ctx;
+                registry: pub static EP;
+                /// Start a child, record both pids, then never return (the helper must kill both).
+                pub fn spin(pidfile: String) -> () {
+                    #[allow(clippy::zombie_processes)]
+                    let child = std::process::Command::new("/bin/sleep").arg("1000").spawn().expect("sleep starts");
+                    std::fs::write(&pidfile, format!("{} {}", std::process::id(), child.id())).expect("pidfile");
+                    #[allow(clippy::empty_loop)]
+                    loop {}
+                }
+                /// Answer at once.
+                pub fn quick(x: u32, y: Option<u32>) -> u32 {
+                    x + y.unwrap_or(1)
+                }
+                /// Run async code on a runtime of its own.
+                pub fn in_runtime(x: u32) -> u32 {
+                    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+                    runtime.block_on(async move { x * 2 })
+                }
+                /// Panic.
+                pub fn boom() -> () {
+                    panic!("entrypoint panics on purpose")
+                }
+            }
         }
-        /// Answer at once.
-        pub fn quick(x: u32, y: Option<u32>) -> u32 {
-            x + y.unwrap_or(1)
-        }
-        /// Panic.
-        pub fn boom() -> () {
-            panic!("entrypoint panics on purpose")
-        }
-    }
+    };
 }
+
+spin_ops!(spin, crate::SPIN);
+spin_ops!(slow, crate::SLOW);
 
 type Check = Result<(), String>;
 
@@ -191,6 +209,181 @@ fn helper_dies_with_its_parent() -> Check {
     ensure(
         wait_dead(helper, Duration::from_secs(5)),
         format!("helper {helper} outlived its parent"),
+    )
+}
+
+/// The calls [`audit_child`] makes: (entrypoint, outcome), each exactly once.
+const AUDITED: [(&str, &str); 7] = [
+    ("privsep.ping", "ok"),
+    ("privsep.ping", "ok"),
+    ("quick", "ok"),
+    ("quick", "invalid_data"),
+    ("boom", "operation_failed"),
+    ("spin", "timeout"),
+    ("status", "ok"),
+];
+
+/// As root: a child program starts a forked and a commanded helper (installing no
+/// subscriber of its own), makes the calls of [`AUDITED`] and stops them. Each call
+/// leaves exactly one audit record, with the caller's pid and uid, on the helpers'
+/// stderr (the child's, captured here).
+fn calls_leave_audit_records() -> Check {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let child = Command::new(exe)
+        .arg("--audit-child")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id();
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure(
+        out.status.success(),
+        format!("the audit child failed: {stdout} {stderr}"),
+    )?;
+    let records: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("regent::audit"))
+        .collect();
+    ensure(
+        records.len() == AUDITED.len(),
+        format!(
+            "{} records for {} calls: {stderr}",
+            records.len(),
+            AUDITED.len()
+        ),
+    )?;
+    for record in &records {
+        for field in [
+            format!("pid={pid} "),
+            "uid=0 ".into(),
+            "duration_us=".into(),
+        ] {
+            ensure(
+                record.contains(&field),
+                format!("no {field:?} in {record:?}"),
+            )?;
+        }
+    }
+    for (op, outcome) in AUDITED {
+        let expected = AUDITED.iter().filter(|c| **c == (op, outcome)).count();
+        let found = records
+            .iter()
+            .filter(|r| {
+                r.contains(&format!(" op={op} "))
+                    && (r.contains(&format!("outcome=\"{outcome}\""))
+                        || r.contains(&format!("outcome={outcome} ")))
+            })
+            .count();
+        ensure(
+            found == expected,
+            format!("{found} records of {op} {outcome}, expected {expected}: {stderr}"),
+        )?;
+    }
+    Ok(())
+}
+
+fn audit_child() -> ExitCode {
+    let pidfile = std::env::temp_dir().join(format!("regent-privsep-audit-{}", std::process::id()));
+    let started = [
+        spin::EP.start(Start::Fork),
+        via_command::EP.start(Start::Command(&[])),
+    ];
+    let calls = || -> Check {
+        for r in started {
+            r.map_err(|e| e.to_string())?;
+        }
+        ensure(matches!(spin::quick(1, Some(2)), Ok(3)), "quick")?;
+        ensure(
+            SPIN.call::<Value>("quick", json!({"x": "no"})).is_err(),
+            "bad argument",
+        )?;
+        ensure(spin::boom().is_err(), "boom")?;
+        ensure(
+            matches!(spin::spin(s(&pidfile)), Err(PrivsepError::Timeout { .. })),
+            "spin",
+        )?;
+        ensure(via_command::status().is_ok(), "status")
+    };
+    let result = calls();
+    SPIN.stop();
+    VIA_COMMAND.stop();
+    let _ = std::fs::remove_file(&pidfile);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The two pids a spinning entrypoint recorded in `pidfile`, once it has.
+fn spin_pids(pidfile: &Path, within: Duration) -> Result<Vec<i32>, String> {
+    let end = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(pidfile).unwrap_or_default();
+        let pids: Vec<i32> = text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if pids.len() == 2 {
+            return Ok(pids);
+        }
+        if Instant::now() > end {
+            return Err(format!("pidfile {text:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// As root: a client that closes the channel while a call runs (here a raw client
+/// of a commanded helper) makes the helper stop the call's work and exit, long
+/// before the call's time limit (600 s).
+fn client_closing_mid_call_stops_the_work(f: &Fixture) -> Check {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
+    let theirs_in = theirs.try_clone().map_err(|e| e.to_string())?;
+    let mut helper = Command::new(exe)
+        .args([HELPER_FLAG, "slow"])
+        .stdin(Stdio::from(OwnedFd::from(theirs_in)))
+        .stdout(Stdio::from(OwnedFd::from(theirs)))
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pidfile = f.pids.join("slow");
+    let request = json!({"op": "spin", "data": {"pidfile": s(&pidfile)}});
+    let sent = (&ours).write_all(format!("{request}\n").as_bytes());
+    let pids = sent
+        .map_err(|e| e.to_string())
+        .and_then(|()| spin_pids(&pidfile, Duration::from_secs(10)));
+    drop(ours);
+    let end = Instant::now() + Duration::from_secs(10);
+    let exited = loop {
+        match helper.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+            _ => break None,
+        }
+    };
+    if exited.is_none() {
+        let _ = helper.kill();
+        let _ = helper.wait();
+    }
+    let pids = pids?;
+    ensure(exited.is_some(), "the helper outlived its client's channel")?;
+    let alive: Vec<i32> = pids
+        .into_iter()
+        .filter(|&pid| !wait_dead(pid, Duration::from_secs(2)))
+        .collect();
+    for &pid in &alive {
+        // Not left behind when this check fails.
+        let _ = regent_exec::sys::kill_process(pid, libc::SIGKILL);
+    }
+    ensure(
+        alive.is_empty(),
+        format!("pids {alive:?} of the abandoned call are alive"),
     )
 }
 
@@ -334,6 +527,14 @@ fn timeout_stops_the_work(f: &Fixture) -> Check {
     )
 }
 
+/// The helper serves on a runtime; an entrypoint may still start one of its own.
+fn entrypoint_may_start_a_runtime() -> Check {
+    match spin::in_runtime(21) {
+        Ok(42) => Ok(()),
+        other => Err(format!("an entrypoint with its own runtime: {other:?}")),
+    }
+}
+
 fn failures_are_reported() -> Check {
     let code = |r: Result<Value, PrivsepError>| match r {
         Err(PrivsepError::Remote { code, .. }) => code,
@@ -409,9 +610,12 @@ fn parent_death_child() -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    helper_main(&[&via_command::EP]);
+    helper_main(&[&via_command::EP, &slow::EP]);
     if std::env::args().nth(1).as_deref() == Some("--parent-death-child") {
         return parent_death_child();
+    }
+    if std::env::args().nth(1).as_deref() == Some("--audit-child") {
+        return audit_child();
     }
     if std::fs::read_to_string("/proc/self/status")
         .map(|s| !s.contains("\nUid:\t0\t"))
@@ -424,6 +628,11 @@ fn main() -> ExitCode {
     let f = fixture();
     let mut results: Vec<(&str, Check)> = Vec::new();
     results.push(("helper_dies_with_its_parent", helper_dies_with_its_parent()));
+    results.push(("calls_leave_audit_records", calls_leave_audit_records()));
+    results.push((
+        "client_closing_mid_call_stops_the_work",
+        client_closing_mid_call_stops_the_work(&f),
+    ));
 
     // Start every helper while root and single-threaded.
     let started = [
@@ -467,6 +676,10 @@ fn main() -> ExitCode {
     ));
     results.push(("timeout_stops_the_work", timeout_stops_the_work(&f)));
     results.push(("failures_are_reported", failures_are_reported()));
+    results.push((
+        "entrypoint_may_start_a_runtime",
+        entrypoint_may_start_a_runtime(),
+    ));
     results.push(("command_mode_works", command_mode_works(&f)));
     results.push(("stop_ends_the_helper", stop_ends_the_helper()));
     results.push(("main_still_cannot_write", main_cannot_write(&f)));

@@ -21,6 +21,7 @@ mod connection;
 pub mod listener;
 pub(crate) mod pending;
 pub mod pipeline;
+mod stream;
 
 pub use listener::SocketOptions;
 use regent_auth::RateLimiter;
