@@ -52,7 +52,7 @@ use regent::operation::{
     Authorization, BoxResult, Checked, Context, DynOperation, InvalidData, OpInfo,
 };
 use regent::registry::{OpOptions, Registry};
-use regent::{Caller, Limits, Service};
+use regent::{Caller, Limits, Service, Stage, Stages};
 use regent_exec::sys;
 use regent_exec::Confinement;
 use regent_proto::{ErrorCode, Response};
@@ -247,7 +247,7 @@ impl DynOperation for Ping {
         Authorization::Allow
     }
 
-    fn after_stage(&self, _: &Caller, _: &Value, _: &str, remaining: &[String]) -> Authorization {
+    fn after_stage(&self, _: &Caller, _: &Value, _: &Stage, remaining: &Stages) -> Authorization {
         Authorization::continue_with(remaining)
     }
 

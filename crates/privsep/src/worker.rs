@@ -23,7 +23,7 @@ use std::time::Duration;
 use regent::operation::{
     Authorization, BoxResult, Checked, Context, DynOperation, InvalidData, OpError, OpInfo,
 };
-use regent::Caller;
+use regent::{Caller, Stage, Stages};
 use regent_exec::sys::{self, Forked};
 use regent_exec::tree::{self, ProcScratch};
 use regent_proto::LineBuffer;
@@ -306,7 +306,7 @@ impl DynOperation for EntrypointOp {
         Authorization::Allow
     }
 
-    fn after_stage(&self, _: &Caller, _: &Value, _: &str, remaining: &[String]) -> Authorization {
+    fn after_stage(&self, _: &Caller, _: &Value, _: &Stage, remaining: &Stages) -> Authorization {
         Authorization::continue_with(remaining)
     }
 

@@ -26,14 +26,7 @@ impl Service {
         let cred = stream
             .peer_cred()
             .map_err(|e| Error::io("reading the peer's credentials", e))?;
-        let caller = Caller {
-            pid: cred.pid(),
-            uid: cred.uid(),
-            gid: cred.gid(),
-            user: None,
-            groups: vec![cred.gid()],
-            group_names: Vec::new(),
-        };
+        let caller = Caller::unix(cred.pid(), cred.uid(), cred.gid(), None);
         // Never sent: the stream is served until its peer closes it. Kept alive
         // to the end (a dropped sender would read as a shutdown).
         let (never, rx) = watch::channel(false);
