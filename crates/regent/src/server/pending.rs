@@ -15,7 +15,7 @@
 use super::audit::Audit;
 use super::Shared;
 use crate::identity::Caller;
-use crate::operation::Checked;
+use crate::operation::{Authorization, Checked};
 use crate::policy::{evaluate, may_call, Standing};
 use crate::registry::{Entry, Registry};
 use regent_auth::{
@@ -86,15 +86,17 @@ impl StageHook for OpHook<'_> {
             Standing::AfterStage(&said),
         ) {
             Verdict::Run => HookDecision::ReplaceRemainingStages(Vec::new()),
-            // A caller the operation's `allow` rule no longer admits is asked no
-            // further stage: the request ends here, and the last verdict (the
-            // same caller and rule, `Standing::StagesPassed` in
-            // `continue_request`) refuses it `permission_denied` with the reason
-            // in its audit record, as a refused caller has always been. Denied
-            // here, the flow would answer `denied`, the word for an approver's or
-            // the operation's refusal, and the record would not say why.
+            // A caller the operation's `allow` rule no longer admits (and whom
+            // the operation did not refuse itself) is asked no further stage:
+            // the request ends here, and the last verdict (the same caller and
+            // rule, `Standing::StagesPassed` in `continue_request`) refuses it
+            // `permission_denied` with the reason in its audit record, as a
+            // refused caller has always been. Denied here, the flow would answer
+            // `denied`, the word for an approver's or the operation's refusal,
+            // and the record would not say why.
             Verdict::Deny(_)
-                if !may_call(self.caller, entry.options.allow.as_ref()).is_allowed() =>
+                if !matches!(said, Authorization::Deny(_))
+                    && !may_call(self.caller, entry.options.allow.as_ref()).is_allowed() =>
             {
                 HookDecision::ReplaceRemainingStages(Vec::new())
             }
