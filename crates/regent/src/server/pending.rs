@@ -227,7 +227,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operation::{Authorization, Context, OpError, Operation};
+    use crate::operation::{Context, OpError, Operation};
     use crate::policy::AllowRule;
     use crate::registry::OpOptions;
     use crate::Service;
