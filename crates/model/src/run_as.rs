@@ -29,11 +29,15 @@ impl RunAs {
     }
 
     /// (uid, gid) when both are numeric ids, as after resolution; `None` while a
-    /// name or the user's primary group is still to be looked up.
+    /// name or the user's primary group is still to be looked up, and for the id
+    /// `u32::MAX` (-1), which is no id: `setresuid(-1, ...)` leaves the ids as
+    /// they are, so a command would run as the service itself.
     #[must_use]
     pub fn resolved(&self) -> Option<(u32, u32)> {
         match (&self.user, &self.group) {
-            (Account::Id(uid), Some(Account::Id(gid))) => Some((*uid, *gid)),
+            (Account::Id(uid), Some(Account::Id(gid))) if *uid != u32::MAX && *gid != u32::MAX => {
+                Some((*uid, *gid))
+            }
             _ => None,
         }
     }
@@ -78,5 +82,12 @@ mod tests {
             group: Some(Account::Name("adm".into())),
         };
         assert_eq!(named_group.resolved(), None);
+        // -1 is "leave unchanged" to setresuid/setresgid: never a resolved id.
+        assert_eq!(RunAs::ids(u32::MAX, 0).resolved(), None);
+        assert_eq!(RunAs::ids(0, u32::MAX).resolved(), None);
+        assert_eq!(
+            RunAs::ids(u32::MAX - 1, 0).resolved(),
+            Some((u32::MAX - 1, 0))
+        );
     }
 }

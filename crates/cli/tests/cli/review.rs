@@ -292,3 +292,141 @@ fn a_socket_directory_reached_through_another_users_symlink_is_refused() {
         "a socket was bound"
     );
 }
+
+/// Issue 8's review: the authorization rewrite (`policy::evaluate`,
+/// `policy::may_decide`) must decide as before. An `approve` rule that names a
+/// user makes them an approver of that operation only: they see its requests
+/// and no other, and they may not approve their own; an administrator the rule
+/// leaves out sees nothing of it; a user in neither gets no listing at all.
+#[test]
+fn an_approve_rule_neither_lets_its_approver_approve_their_own_nor_see_others() {
+    use crate::pending::{admins_config, assert_error, who};
+    let approver = who("regent-e2e-rv-appr");
+    let plain = who("regent-e2e-rv-plain");
+    let admin = who("regent-e2e-rv-adm");
+    group_with("regent-e2e-admins", &["regent-e2e-rv-adm"]);
+    let ops = r#"
+[operations.guarded]
+description = "Approved by one named user"
+command = ["printf", "guarded"]
+auth = ["approval"]
+approve = { users = ["regent-e2e-rv-appr"] }
+
+[operations.plain]
+description = "Approved by the administrators"
+command = ["printf", "plain"]
+auth = ["approval"]
+
+[operations.closed]
+description = "For the administrators only"
+command = ["printf", "closed"]
+allow = { groups = ["regent-e2e-admins"] }
+"#;
+    let d = Daemon::start(&admins_config(), ops);
+    let mine = approver.start(&d, "guarded", "null");
+    let theirs = plain.start(&d, "guarded", "null");
+    let other_op = plain.start(&d, "plain", "null");
+
+    // The approver may not approve their own request (permission_denied, as an
+    // administrator approving their own), which stays pending.
+    let o = approver.run(&d, &["approve", mine.request_id()]);
+    assert_error(&o, 3, "permission_denied");
+    assert_eq!(code(&approver.poll(&d, &mine.uid)), 7, "still pending");
+    // They see the requests of `guarded` only, their own among them.
+    let o = approver.run(&d, &["pending", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let listing = stdout(&o);
+    assert!(
+        listing.contains(mine.request_id()) && listing.contains(theirs.request_id()),
+        "{listing}"
+    );
+    assert!(!listing.contains(other_op.request_id()), "{listing}");
+    // And may not decide on `plain`: it answers like an unknown id.
+    for verb in ["approve", "deny"] {
+        let o = approver.run(&d, &[verb, other_op.request_id()]);
+        assert_error(&o, 3, "not_found");
+    }
+    // The administrator, left out by the rule, sees `plain` and nothing of `guarded`.
+    let o = admin.run(&d, &["pending", "--json"]);
+    let listing = stdout(&o);
+    assert!(listing.contains(other_op.request_id()), "{listing}");
+    assert!(
+        !listing.contains(mine.request_id()) && !listing.contains(theirs.request_id()),
+        "{listing}"
+    );
+    // A user in neither gets no listing, and `regent ops` hides what they may not call.
+    assert_error(&plain.run(&d, &["pending"]), 3, "permission_denied");
+    let o = plain.run(&d, &["ops", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("guarded") && !stdout(&o).contains("closed"),
+        "{}",
+        stdout(&o)
+    );
+    // The approver approves someone else's, which runs; root approves theirs.
+    let o = approver.run(&d, &["approve", theirs.request_id()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    crate::pending::assert_ran(&plain.poll(&d, &theirs.uid), "guarded");
+    assert_eq!(code(&d.cli(&["approve", mine.request_id()])), 0);
+    crate::pending::assert_ran(&approver.poll(&d, &mine.uid), "guarded");
+}
+
+/// Serialises group changes with the other tests' user and group changes.
+fn users_lock() -> nix::fcntl::Flock<std::fs::File> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/tmp/regent-e2e-users.lock")
+        .unwrap();
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap()
+}
+
+/// Issue 8's review: a caller who leaves the operation's `allow` group while
+/// their request waits for approval never runs it, though it was approved (the
+/// groups are the user database's word when the request resumes, never the
+/// ones it was held with). The rewrite let the policy refuse them after the
+/// stage, inside the flow, which answered `denied` ("Request denied", as if an
+/// approver had) and left the reason out of the audit record; they are refused
+/// `permission_denied`, with the reason in the record, as before.
+#[test]
+fn a_caller_removed_from_the_allowed_group_while_held_does_not_run() {
+    use crate::pending::{assert_error, OPEN};
+    let caller = crate::pending::who("regent-e2e-rv-held");
+    group_with("regent-e2e-rv-holders", &["regent-e2e-rv-held"]);
+    let ops = r#"
+[operations.deploy]
+description = "Deploys, once approved"
+command = ["printf", "deployed"]
+auth = ["approval"]
+allow = { groups = ["regent-e2e-rv-holders"] }
+"#;
+    let mut d = Daemon::start(OPEN, ops);
+    let p = caller.start(&d, "deploy", "null");
+    {
+        let _g = users_lock();
+        let st = std::process::Command::new("gpasswd")
+            .args(["-d", "regent-e2e-rv-held", "regent-e2e-rv-holders"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    // A fresh daemon on the same store: nothing of the caller is cached.
+    d.kill9();
+    d.spawn();
+    assert_eq!(code(&d.cli(&["approve", p.request_id()])), 0);
+    let o = caller.poll(&d, &p.uid);
+    assert_error(&o, 3, "permission_denied");
+    assert!(!stdout(&o).contains("deployed"), "{}", stdout(&o));
+    // Consumed: the uid is not usable again.
+    assert_error(&caller.poll(&d, &p.uid), 3, "not_found");
+    d.stop();
+    let mine = audit_of(&d, caller.uid);
+    let refused = mine
+        .iter()
+        .find(|r| r["fields"]["outcome"] == "permission_denied")
+        .unwrap_or_else(|| panic!("no permission_denied record: {mine:?}"));
+    assert_eq!(refused["fields"]["op"], "deploy", "{refused}");
+    let note = refused["fields"]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("not among the allowed"), "{refused}");
+}

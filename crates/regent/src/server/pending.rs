@@ -15,8 +15,8 @@
 use super::audit::Audit;
 use super::Shared;
 use crate::identity::Caller;
-use crate::operation::Checked;
-use crate::policy::{evaluate, Standing};
+use crate::operation::{Authorization, Checked};
+use crate::policy::{evaluate, may_call, Standing};
 use crate::registry::{Entry, Registry};
 use regent_auth::{
     Busy, FlowOutcome, HookDecision, RateLimitConfig, RateLimiter, Refusal, StageHook, StageReport,
@@ -100,6 +100,20 @@ impl StageHook for OpHook<'_> {
             Standing::AfterStage(&said),
         ) {
             Verdict::Run => HookDecision::ReplaceRemainingStages(Stages::none()),
+            // A caller the operation's `allow` rule no longer admits (and whom
+            // the operation did not refuse itself) is asked no further stage:
+            // the request ends here, and the last verdict (the same caller and
+            // rule, `Standing::StagesPassed` in `continue_request`) refuses it
+            // `permission_denied` with the reason in its audit record, as a
+            // refused caller has always been. Denied here, the flow would answer
+            // `denied`, the word for an approver's or the operation's refusal,
+            // and the record would not say why.
+            Verdict::Deny(_)
+                if !matches!(said, Authorization::Deny(_))
+                    && !may_call(self.caller, entry.options.allow.as_ref()).is_allowed() =>
+            {
+                HookDecision::ReplaceRemainingStages(Stages::none())
+            }
             Verdict::Deny(why) => {
                 tracing::info!(
                     op = report.op,
@@ -223,6 +237,7 @@ impl Shared {
 mod tests {
     use super::*;
     use crate::operation::{Context, OpError, Operation};
+    use crate::policy::AllowRule;
     use crate::registry::OpOptions;
     use crate::Service;
     use regent_model::Stage;
@@ -431,5 +446,99 @@ mod tests {
         let bob_poll = serde_json::json!({"uid": bob_uid, "data": null});
         assert_eq!(pending_uid(&ask(shared, &bob, bob_poll).await), bob_uid);
         pending_uid(&ask(shared, &alice, new.clone()).await);
+    }
+
+    /// Counts its runs; after the first approval it asks for a second one.
+    #[derive(Default)]
+    struct TwoApprovals {
+        asked: std::sync::atomic::AtomicUsize,
+        ran: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Operation for TwoApprovals {
+        type Data = ();
+        type Output = String;
+        fn after_stage(&self, _: &Caller, _: &(), stage: &Stage, rest: &Stages) -> Authorization {
+            use std::sync::atomic::Ordering::SeqCst;
+            if *stage == Stage::Approval && rest.is_empty() && self.asked.fetch_add(1, SeqCst) == 0
+            {
+                Authorization::require([Stage::Approval])
+            } else {
+                Authorization::continue_with(rest)
+            }
+        }
+        async fn perform(&self, _: Context, _: ()) -> Result<String, OpError> {
+            self.ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok("ran".into())
+        }
+    }
+
+    fn member(uid: u32, groups: &[u32]) -> Arc<Caller> {
+        let mut c = Caller::clone(&caller(uid));
+        c.groups.extend_from_slice(groups);
+        Arc::new(c)
+    }
+
+    fn request_id(r: &Response) -> String {
+        match r {
+            Response::Pending { data, .. } => data["request_id"].as_str().unwrap().to_string(),
+            other => panic!("expected pending, got {other:?}"),
+        }
+    }
+
+    async fn approve(shared: &Shared, id: &str) {
+        let line = serde_json::json!({"op": "regent.approve", "data": {"id": id}});
+        let r = ask(shared, &caller(0), line).await;
+        assert!(matches!(r, Response::Done(_)), "{r:?}");
+    }
+
+    /// Review of issue 8: a stage the operation adds after a stage passed is
+    /// waited for (never skipped), and a caller who left the operation's `allow`
+    /// group while its request waited never runs it, whatever stage it was at.
+    #[tokio::test]
+    async fn a_stage_added_after_a_stage_is_waited_for_and_a_caller_who_lost_the_right_never_runs()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let op = TwoApprovals::default();
+        let ran = op.ran.clone();
+        let options = OpOptions::new()
+            .auth([Stage::Approval])
+            .allow(AllowRule::groups([60u32]));
+        let service = Service::builder(dir.path().join("s.sock"))
+            .register_with("two", op, options)
+            .unwrap()
+            .pending_store(dir.path().join("pending.db"))
+            .build()
+            .unwrap();
+        let shared = &service.shared;
+        let (alice, alice_removed) = (member(1000, &[60]), member(1000, &[]));
+        let new = serde_json::json!({"op": "two", "data": null});
+        let poll = |uid: &str| serde_json::json!({"uid": uid, "data": null});
+
+        // Approved once: the operation asks for a second approval, which is waited for.
+        let first = ask(shared, &alice, new.clone()).await;
+        let id = request_id(&first);
+        approve(shared, &id).await;
+        let second = ask(shared, &alice, poll(&pending_uid(&first))).await;
+        assert_eq!(request_id(&second), id, "{second:?}");
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // Still waiting until approved again, then it runs, once.
+        let again = ask(shared, &alice, poll(&pending_uid(&second))).await;
+        assert_eq!(pending_uid(&again), pending_uid(&second));
+        approve(shared, &id).await;
+        let done = ask(shared, &alice, poll(&pending_uid(&second))).await;
+        assert_eq!(done, Response::Done(serde_json::json!("ran")));
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // Removed from the group while held: approved, it is refused and not run.
+        let held = ask(shared, &alice, new.clone()).await;
+        approve(shared, &request_id(&held)).await;
+        let refused = |r: &Response, want: ErrorCode| matches!(r, Response::Error { code: Some(c), .. } if *c == want);
+        let r = ask(shared, &alice_removed, poll(&pending_uid(&held))).await;
+        assert!(refused(&r, ErrorCode::PermissionDenied), "{r:?}");
+        // Nor can the uid be used again once the member is back.
+        let r = ask(shared, &alice, poll(&pending_uid(&held))).await;
+        assert!(refused(&r, ErrorCode::NotFound), "{r:?}");
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
