@@ -846,7 +846,7 @@ mod tests {
 
     #[test]
     fn a_library_method_is_asked_and_keeps_its_own_state() {
-        let passphrase = Stage::Method("passphrase".into());
+        let passphrase = Stage::parse("passphrase").unwrap();
         let (r, e) = step(record(std::slice::from_ref(&passphrase)), Event::Begin);
         assert_eq!(e, Effect::BeginMethod);
         assert_eq!(
@@ -950,7 +950,7 @@ mod tests {
 
     #[test]
     fn hooks_deny_continue_or_replace_the_stages_still_to_come() {
-        let passphrase = Stage::Method("passphrase".into());
+        let passphrase = Stage::parse("passphrase").unwrap();
         let passed = || {
             let mut r = record(&[passphrase.clone(), Stage::Approval]);
             r.stage_state = json!({"mine": true});

@@ -196,7 +196,7 @@ impl MethodRegistry {
     /// built-in's or is not a well-formed stage name (logged; it cannot be used).
     pub fn register(&mut self, method: Arc<dyn AuthMethod>) -> Option<Arc<dyn AuthMethod>> {
         match Stage::parse(method.name()) {
-            Ok(Stage::Method(name)) => self.methods.insert(name, method),
+            Ok(Stage::Method(name)) => self.methods.insert(name.as_str().to_string(), method),
             Ok(_) => {
                 tracing::error!(
                     name = method.name(),
@@ -217,7 +217,7 @@ impl MethodRegistry {
             Stage::Approval => true,
             Stage::Totp => self.totp.is_some(),
             Stage::Email => self.mailer.is_some(),
-            Stage::Method(name) => self.methods.contains_key(name),
+            Stage::Method(name) => self.methods.contains_key(name.as_str()),
         }
     }
 
@@ -287,7 +287,7 @@ mod tests {
         assert!(r.has(&Stage::Approval));
         assert!(!r.has(&Stage::Totp), "no TOTP store");
         assert!(!r.has(&Stage::Email), "no mailer");
-        assert!(r.has(&Stage::Method("yubikey".into())));
+        assert!(r.has(&Stage::parse("yubikey").unwrap()));
         assert_eq!(r.names(), ["approval", "yubikey"]);
     }
 }

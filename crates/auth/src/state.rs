@@ -96,7 +96,7 @@ mod tests {
                 json!({"approved": true, "by_uid": 0, "by_user": "root", "at": 1_700_000_000_000i64}),
             ),
             (
-                Stage::Method("passphrase".into()),
+                Stage::parse("passphrase").unwrap(),
                 json!({"any": ["thing"]}),
             ),
         ];

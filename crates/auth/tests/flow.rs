@@ -450,7 +450,7 @@ async fn hooks_can_skip_add_or_deny_stages() {
     assert_eq!(info.pending, "approval");
     assert_eq!(
         flow.list_waiting().await.unwrap()[0].stages,
-        vec![Stage::Method("passphrase".into()), Stage::Approval]
+        vec![Stage::parse("passphrase").unwrap(), Stage::Approval]
     );
 
     let (uid, _) = pending(flow.start(request(&["passphrase"])).await);

@@ -16,7 +16,7 @@ pub mod principal;
 pub mod run_as;
 pub mod smtp;
 
-pub use stage::{BadStageName, Stage, Stages};
+pub use stage::{BadStageName, MethodName, Stage, Stages};
 pub use verdict::Verdict;
 
 pub use account::Account;

@@ -18,7 +18,36 @@ pub enum Stage {
     /// An administrator's decision (`approval`).
     Approval,
     /// A method registered by a library under this name.
-    Method(String),
+    Method(MethodName),
+}
+
+/// A library method's name: `[a-z][a-z0-9_-]*`, at most 32 characters, not one of
+/// the built-ins. Only [`MethodName::new`] (or [`Stage::parse`]) makes one, so a
+/// [`Stage::Method`] always names a stage that parses back to itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MethodName(String);
+
+impl MethodName {
+    /// `name`, if it is well formed and not a built-in stage's.
+    pub fn new(name: &str) -> Result<MethodName, BadStageName> {
+        match Stage::parse(name)? {
+            Stage::Method(m) => Ok(m),
+            _ => Err(BadStageName {
+                chars: name.chars().count(),
+            }),
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MethodName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A stage name that is not `[a-z][a-z0-9_-]*` of at most 32 characters.
@@ -63,7 +92,7 @@ impl Stage {
                         chars: other.chars().count(),
                     });
                 }
-                Stage::Method(other.to_string())
+                Stage::Method(MethodName(other.to_string()))
             }
         })
     }
@@ -74,7 +103,7 @@ impl Stage {
             Stage::Totp => "totp",
             Stage::Email => "email",
             Stage::Approval => "approval",
-            Stage::Method(n) => n,
+            Stage::Method(n) => n.as_str(),
         }
     }
 
@@ -184,7 +213,15 @@ mod tests {
             assert!(s.is_built_in());
         }
         let custom = Stage::parse("yubikey-otp").unwrap();
-        assert_eq!(custom, Stage::Method("yubikey-otp".into()));
+        assert_eq!(
+            custom,
+            Stage::Method(MethodName::new("yubikey-otp").unwrap())
+        );
+        assert!(
+            MethodName::new("totp").is_err(),
+            "a built-in is not a method name"
+        );
+        assert!(MethodName::new("YubiKey").is_err());
         assert!(!custom.is_built_in());
         assert_eq!(custom.to_string(), "yubikey-otp");
     }

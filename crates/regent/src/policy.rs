@@ -409,7 +409,7 @@ mod tests {
         let said = Authorization::require([
             Stage::Approval,
             Stage::Email,
-            Stage::Method("yubikey".into()),
+            Stage::parse("yubikey").unwrap(),
         ]);
         assert_eq!(
             evaluate(&alice, &r, Standing::New(&said)),
@@ -417,7 +417,7 @@ mod tests {
                 Stage::Totp,
                 Stage::Email,
                 Stage::Approval,
-                Stage::Method("yubikey".into()),
+                Stage::parse("yubikey").unwrap(),
             ]))
         );
         // An operation without configured stages holds for its own only.
