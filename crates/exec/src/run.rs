@@ -12,8 +12,8 @@ use crate::child::{Confinement, SetupFailure};
 use crate::error::ExecError;
 use crate::pathfd::{self, PathFailure, PathFds};
 use crate::policy::{CommandSpec, ExecOutput, ExecPolicy};
+use crate::postfork::Hook;
 use crate::resolve::resolve_program;
-use crate::supervisor::Hook;
 use crate::sys;
 
 /// How long after SIGTERM (beyond the grace) to wait for the supervisor before
@@ -105,18 +105,13 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    let mut hook = Hook::new(
-        confinement,
-        policy.kill_grace,
-        sys::getpid(),
-        std::os::fd::AsRawFd::as_raw_fd(&report_write),
-    )
-    .with_paths(paths);
-    sys::register_pre_exec(&mut cmd, move || hook.run());
+    Hook::new(confinement, policy.kill_grace, sys::getpid(), report_write)
+        .with_paths(paths)
+        .register(&mut cmd);
     let spawned = cmd.spawn();
-    // Drops the hook in this process: closes the Landlock ruleset descriptor.
+    // Drops the hook in this process: closes the Landlock ruleset descriptor and
+    // the write end of the report pipe.
     drop(cmd);
-    drop(report_write);
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {

@@ -204,7 +204,7 @@ fn call_in_worker(
                     Response::error_with(ErrorCode::OperationFailed, "the entrypoint panicked")
                 }
             };
-            sys::write_all_raw(w.as_raw_fd(), &response.to_line());
+            sys::write_all_raw(&w, &response.to_line());
             sys::exit_now(0)
         }
         Ok(Forked::Parent(pid)) => pid,
@@ -263,10 +263,8 @@ fn wait_for_worker(
         if remaining.is_zero() {
             return Outcome::TimedOut;
         }
-        let Ok(ready) = sys::poll_readable(
-            &[from_worker.as_raw_fd(), input.as_raw_fd()],
-            Some(remaining),
-        ) else {
+        let Ok(ready) = sys::poll_readable(&[from_worker.as_fd(), input.as_fd()], Some(remaining))
+        else {
             return Outcome::Died;
         };
         if ready.get(1) == Some(&true) {
