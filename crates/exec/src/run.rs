@@ -2,6 +2,7 @@
 //! within bounds, and stop its whole tree on timeout.
 
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Duration;
@@ -89,12 +90,11 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
     let (report_read, report_write) =
         sys::pipe_cloexec().map_err(|e| ExecError::setup("pipe", e))?;
 
+    // std forks the supervisor and sets up its descriptors, directory and process
+    // group; the hook never returns to std's `exec` but to report a failure: the
+    // command is executed from the prepared `image` (see `postfork`).
     let mut cmd = tokio::process::Command::new(&program);
-    cmd.arg0(&name)
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", &policy.command_path)
-        .env("LANG", "C.UTF-8")
+    cmd.env_clear()
         .current_dir("/")
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
@@ -105,9 +105,25 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    Hook::new(confinement, policy.kill_grace, sys::getpid(), report_write)
-        .with_paths(paths)
-        .register(&mut cmd);
+    // The environment is cleared but for these.
+    let env = [
+        format!("PATH={}", policy.command_path),
+        "LANG=C.UTF-8".to_string(),
+    ];
+    let image = sys::ExecImage::new(program.as_os_str().as_bytes(), &argv, &env).map_err(|_| {
+        ExecError::Invalid {
+            reason: "the program path or command_path contains a NUL byte".into(),
+        }
+    })?;
+    Hook::new(
+        confinement,
+        image,
+        policy.kill_grace,
+        sys::getpid(),
+        report_write,
+    )
+    .with_paths(paths)
+    .register(&mut cmd);
     let spawned = cmd.spawn();
     // Drops the hook in this process: closes the Landlock ruleset descriptor and
     // the write end of the report pipe.

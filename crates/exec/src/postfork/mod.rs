@@ -5,7 +5,7 @@
 //! forked from it only async-signal-safe code may run (no allocation, no lock, no
 //! unwinding) until it `exec`s or exits. The compiler cannot check that, so the two
 //! entry points into such a child, [`sys::register_pre_exec`] and
-//! [`sys::fork_in_pre_exec`], are `unsafe fn`s, and this module is the one place
+//! [`sys::vfork_on`], are `unsafe fn`s, and this module is the one place
 //! that calls them: each call carries a `SAFETY:` comment saying why the code it
 //! starts keeps the contract. All of that code lives here, in one place to review:
 //! the hook ([`Hook::run`]), the supervisor's loop (`supervise`), the confinement a
@@ -28,9 +28,21 @@
 //! inherited from the service can run in it; it waits for SIGCHLD, SIGTERM, SIGINT
 //! and SIGHUP with `sigtimedwait`), reads which signal dispositions are not the
 //! default (`SigCgt`/`SigIgn` of `/proc/self/status`), sets
-//! `PR_SET_CHILD_SUBREAPER`, and forks the real command, which resets exactly those
-//! dispositions (a handful, not all 62), restores an empty signal mask, applies the
-//! [`Confinement`] and returns to std to `exec`. The supervisor then closes every descriptor it holds (so the
+//! `PR_SET_CHILD_SUBREAPER`, and starts the real command in a process that shares
+//! its memory until `exec` (`clone(CLONE_VM | CLONE_VFORK)` on a stack allocated
+//! before the first fork, as `posix_spawn` does: the supervisor's copy of the
+//! service's address space is not copied a second time). That process resets
+//! exactly the non-default dispositions (a handful, not all 62), restores an empty
+//! signal mask, applies the [`Confinement`], opens the path descriptors and
+//! `execve`s the command's [`sys::ExecImage`], built before the first fork. A
+//! failure on the way (a set-up step, or `execve` itself) is left in the hook's
+//! memory for the supervisor, which reaps that process and returns the error to
+//! std, which reports it to `spawn` exactly as a failed `exec` of its own.
+//!
+//! Per run that is one copy of the service's address space (std's fork of the
+//! supervisor) where there were two, and about 65 fewer system calls (62
+//! `rt_sigaction` resets became the few the service really changed; the kernel's
+//! `cap_last_cap` is read once per process). The supervisor then closes every descriptor it holds (so the
 //! service sees EOF on the output pipes as soon as the tree is gone) and waits:
 //!
 //! - every orphan of the tree, `setsid` or not, is re-parented to it, so "no child
@@ -44,11 +56,12 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use crate::child::{Confinement, SetupFailure, Step};
 use crate::pathfd::PathFds;
-use crate::sys::{self, Forked, SigSet};
+use crate::sys::{self, ExecImage, SigSet};
 
 mod confine;
 mod paths;
@@ -56,6 +69,10 @@ mod supervise;
 pub mod tree;
 
 use tree::ProcScratch;
+
+/// Stack of the command's process between its start and its `exec` (it runs the
+/// confinement and the opening of path descriptors; generous for debug builds).
+const COMMAND_STACK: usize = 256 * 1024;
 
 /// The state moved into the pre-exec hook.
 pub(crate) struct Hook {
@@ -65,6 +82,12 @@ pub(crate) struct Hook {
     service_pid: i32,
     report: OwnedFd,
     paths: PathFds,
+    image: ExecImage,
+    /// Allocated (not initialised) before the fork; see `COMMAND_STACK`.
+    stack: Vec<u8>,
+    /// Set by the command's process, which shares the supervisor's memory until it
+    /// `exec`s: the errno of the step that failed instead (0: none).
+    failed: AtomicI32,
 }
 
 impl Hook {
@@ -73,6 +96,7 @@ impl Hook {
     /// command (and its hook) after spawn closes the service's copy.
     pub(crate) fn new(
         confinement: Confinement,
+        image: ExecImage,
         grace: Duration,
         service_pid: i32,
         report: OwnedFd,
@@ -84,6 +108,9 @@ impl Hook {
             service_pid,
             report,
             paths: PathFds::default(),
+            image,
+            stack: Vec::with_capacity(COMMAND_STACK),
+            failed: AtomicI32::new(0),
         }
     }
 
@@ -97,10 +124,13 @@ impl Hook {
     pub(crate) fn register(mut self, cmd: &mut tokio::process::Command) {
         // SAFETY: `Hook::run` is async-signal-safe: it calls only the
         // async-signal-safe wrappers of `sys` (raw system calls), writes only into
-        // memory prepared here before the fork (the scratch buffers, the prepared
-        // confinement and path records), allocates and frees nothing, takes no lock,
-        // never panics (no indexing, no unwrap), reports failure as an errno-built
-        // `io::Error`, and its supervisor side ends in `sys::exit_now`.
+        // memory prepared here before the fork (the scratch buffers, the command's
+        // stack, the prepared confinement and path records), allocates and frees
+        // nothing (taking the stack out of the hook leaves an empty `Vec`, no
+        // allocation), takes no lock, does not panic (no unwrap; its few indexing
+        // operations are into fixed-size buffers within bounds by construction),
+        // reports failure as an errno-built `io::Error`, and its supervisor side
+        // ends in `sys::exit_now`.
         unsafe { sys::register_pre_exec(cmd, move || self.run()) }
     }
 
@@ -109,8 +139,9 @@ impl Hook {
         io::Error::from_raw_os_error(failure.errno)
     }
 
-    /// Runs in the forked child: returns (to std, which `exec`s) in the command
-    /// process; never returns in the supervisor.
+    /// Runs in the forked child, which becomes the supervisor: it starts the
+    /// command and never returns, but for a failure before the command's `exec`
+    /// (returned to std, which reports it to `spawn`).
     fn run(&mut self) -> io::Result<()> {
         let watched = SigSet::of(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
         // From here on no handler inherited from the service runs in this process.
@@ -118,33 +149,57 @@ impl Hook {
         // Frozen since the fork: the dispositions the command must not inherit.
         let non_default = sys::non_default_signals();
         sys::set_child_subreaper().map_err(|e| self.fail(fail(Step::Fork, e)))?;
-        // SAFETY: both sides below run only async-signal-safe code, as `run` itself
-        // (see `register`): the command side resets signals, applies the prepared
-        // confinement, opens the prepared paths and returns to std's `exec`; the
-        // supervisor side runs `supervise`, which allocates nothing, uses the
-        // scratch buffers allocated before the first fork, and ends in `exit_now`.
-        match unsafe { sys::fork_in_pre_exec() }.map_err(|e| self.fail(fail(Step::Fork, e)))? {
-            Forked::Child => {
-                reset_dispositions(non_default);
-                sys::unblock_all_signals().map_err(|e| self.fail(fail(Step::Fork, e)))?;
-                // The marking is best effort: exec closes everything close-on-exec anyway.
-                let _ = sys::close_range_from(3, true);
-                self.confinement.apply().map_err(|f| self.fail(f))?;
-                // With the command's own credentials and sandbox: its path descriptors.
-                self.paths.open_all(&self.report)?;
-                // After the credential changes (which clear it): die with the supervisor.
-                sys::set_parent_death_signal(libc::SIGKILL)
-                    .map_err(|e| self.fail(fail(Step::DeathSignal, e)))?;
-                Ok(())
-            }
-            Forked::Parent(main) => supervise::supervise(
-                main,
-                &watched,
-                self.grace,
-                self.service_pid,
-                &mut self.scratch,
-            ),
+        let mut stack = std::mem::take(&mut self.stack);
+        // SAFETY: this process is single-threaded (a fresh fork) and stays suspended
+        // until the command's process execs or exits; `command` is async-signal-safe
+        // like the rest of the hook (see `register`), runs well within
+        // `COMMAND_STACK`, and writes only the hook's own state (`paths`, `failed`),
+        // which this side reads afterwards.
+        let main = unsafe {
+            sys::vfork_on(stack.spare_capacity_mut(), &mut || {
+                self.command(non_default)
+            })
         }
+        .map_err(|e| self.fail(fail(Step::Fork, e)))?;
+        let errno = self.failed.load(Ordering::SeqCst);
+        if errno != 0 {
+            let _ = sys::wait_blocking(main);
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        supervise::supervise(
+            main,
+            &watched,
+            self.grace,
+            self.service_pid,
+            &mut self.scratch,
+        )
+    }
+
+    /// The command's process, sharing the supervisor's memory until `exec`:
+    /// take on the command's signals, confinement and path descriptors, and
+    /// `exec` it. Returns (its exit status) only on failure, recorded in `failed`
+    /// (set-up steps also write their record to the report pipe).
+    fn command(&mut self, non_default: Option<u64>) -> i32 {
+        let errno = match self.prepare_command(non_default) {
+            Ok(()) => self.image.exec().raw_os_error().unwrap_or(libc::EIO),
+            Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
+        };
+        self.failed.store(errno.max(1), Ordering::SeqCst);
+        127
+    }
+
+    fn prepare_command(&mut self, non_default: Option<u64>) -> io::Result<()> {
+        reset_dispositions(non_default);
+        sys::unblock_all_signals().map_err(|e| self.fail(fail(Step::Fork, e)))?;
+        // The marking is best effort: exec closes everything close-on-exec anyway.
+        let _ = sys::close_range_from(3, true);
+        self.confinement.apply().map_err(|f| self.fail(f))?;
+        // With the command's own credentials and sandbox: its path descriptors.
+        self.paths.open_all(&self.report)?;
+        // After the credential changes (which clear it): die with the supervisor.
+        sys::set_parent_death_signal(libc::SIGKILL)
+            .map_err(|e| self.fail(fail(Step::DeathSignal, e)))?;
+        Ok(())
     }
 }
 

@@ -20,9 +20,10 @@
 //! [`thread_count`].
 //!
 //! Two functions are `unsafe` (crate-private, called only from `postfork`):
-//! [`register_pre_exec`] and [`fork_in_pre_exec`], whose callers promise that the
-//! code they run after the fork is async-signal-safe. [`fork_single_threaded`]
-//! stays safe: it checks its own precondition (one thread) at run time.
+//! [`register_pre_exec`] and [`vfork_on`], whose callers promise that the code
+//! they run after the fork is async-signal-safe (and, for `vfork_on`, fits the
+//! stack it is given). [`fork_single_threaded`] stays safe: it checks its own
+//! precondition (one thread) at run time.
 
 use std::ffi::CStr;
 use std::io;
@@ -722,31 +723,6 @@ pub enum Forked {
     Child,
 }
 
-/// Fork a raw child (`clone(SIGCHLD)`, without libc's atfork handlers, which are
-/// not async-signal-safe) from inside a pre-exec hook.
-///
-/// # Safety
-///
-/// The calling process may have been forked from a multi-threaded one (it is in a
-/// pre-exec hook): locks held by vanished threads stay held and the allocator may be
-/// mid-operation. Both sides of this fork may therefore only run
-/// **async-signal-safe** code until they `exec` or `_exit`: no allocation or
-/// deallocation, no lock (no `println!`, no `tracing`), no unwinding; only the
-/// wrappers of this module documented as async-signal-safe and memory prepared
-/// before the first fork.
-pub(crate) unsafe fn fork_in_pre_exec() -> io::Result<Forked> {
-    // SAFETY: clone(SIGCHLD) with no stack and no pointers is fork(2) without
-    // libc's bookkeeping; what runs afterwards is the caller's obligation (above).
-    let r = check(unsafe {
-        libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0)
-    })?;
-    Ok(if r == 0 {
-        Forked::Child
-    } else {
-        Forked::Parent(r as i32)
-    })
-}
-
 /// Number of threads of this process (from `/proc/self/status`). Not
 /// async-signal-safe (allocates).
 pub fn thread_count() -> io::Result<usize> {
@@ -768,7 +744,7 @@ pub fn thread_count() -> io::Result<usize> {
 /// exact copy with no lock held by a vanished thread, so it may go on running
 /// ordinary Rust code.
 ///
-/// Safe, unlike [`fork_in_pre_exec`]: the one precondition that would make the
+/// Safe, unlike [`register_pre_exec`] and [`vfork_on`]: the one precondition that would make the
 /// child's code restricted (other threads) is checked here at run time, and only
 /// the calling thread could start another thread between the check and the fork.
 pub fn fork_single_threaded() -> io::Result<Forked> {
@@ -798,8 +774,8 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
 /// `println!`), no unwinding (it reports failure by returning an `io::Error`
 /// built from an errno, which allocates nothing), only the async-signal-safe
 /// wrappers of this module, over memory prepared before the fork. If it forks
-/// (see [`fork_in_pre_exec`]) both sides keep that restriction, and a side that is
-/// not to `exec` must end in [`exit_now`].
+/// (see [`vfork_on`]) both sides keep that restriction, and a side that is not to
+/// `exec` must end in [`exit_now`].
 pub(crate) unsafe fn register_pre_exec<F>(cmd: &mut tokio::process::Command, hook: F)
 where
     F: FnMut() -> io::Result<()> + Send + Sync + 'static,
@@ -808,5 +784,120 @@ where
     // which is what `pre_exec` requires.
     unsafe {
         cmd.pre_exec(hook);
+    }
+}
+
+/// A program, its argument vector and its environment as `execve(2)` takes them,
+/// built before a fork so that a forked child can execute it without allocating.
+pub struct ExecImage {
+    program: std::ffi::CString,
+    _strings: Vec<std::ffi::CString>,
+    /// Null-terminated pointer arrays into `_strings` (argv first, then envp).
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into the heap buffers of the `CString`s owned by
+// the same value (which never move or change while it lives, whatever happens to
+// the `ExecImage` itself), and are only ever read.
+unsafe impl Send for ExecImage {}
+// SAFETY: as for `Send`: nothing is mutated through a shared reference.
+unsafe impl Sync for ExecImage {}
+
+impl ExecImage {
+    /// `program` (a path) run with `args` (`args[0]` is the name it is told) and
+    /// the environment `env` (`NAME=value` entries). `EINVAL` if any holds a NUL.
+    pub fn new<S: AsRef<[u8]>>(program: &[u8], args: &[S], env: &[S]) -> io::Result<ExecImage> {
+        let c = |b: &[u8]| std::ffi::CString::new(b).map_err(|_| einval());
+        let program = c(program)?;
+        let mut strings = Vec::with_capacity(args.len() + env.len());
+        for s in args.iter().chain(env) {
+            strings.push(c(s.as_ref())?);
+        }
+        let ptrs = |v: &[std::ffi::CString]| {
+            v.iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect::<Vec<_>>()
+        };
+        let (a, e) = strings.split_at(args.len());
+        let (argv, envp) = (ptrs(a), ptrs(e));
+        Ok(ExecImage {
+            program,
+            _strings: strings,
+            argv,
+            envp,
+        })
+    }
+
+    /// `execve` the image: returns only on failure, with its error.
+    /// Async-signal-safe.
+    pub fn exec(&self) -> io::Error {
+        // SAFETY: `program` is a valid C string; `argv` and `envp` are
+        // null-terminated arrays of pointers to valid C strings, all owned by
+        // `self`, which outlives the call (on success the process image is gone).
+        unsafe {
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+            )
+        };
+        io::Error::last_os_error()
+    }
+}
+
+/// The closure run by [`vfork_on`]'s child, behind a thin pointer.
+type VforkChild<'a> = &'a mut dyn FnMut() -> i32;
+
+extern "C" fn vfork_trampoline(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `&mut VforkChild` `vfork_on` passed, alive until the
+    // child has exec'd or exited (the parent is suspended until then).
+    let child = unsafe { &mut *arg.cast::<VforkChild<'_>>() };
+    child()
+}
+
+/// Run `child` in a new process that shares this process's memory and runs on
+/// `stack` (`clone(CLONE_VM | CLONE_VFORK | SIGCHLD)`, as `posix_spawn` does): no
+/// copy of the address space is made, and this process is suspended until the child
+/// `exec`s or exits. The child's exit status is `child`'s return value. Returns the
+/// child's pid.
+///
+/// # Safety
+///
+/// - The calling process must be single-threaded (a freshly forked child): the
+///   new process shares its memory, including the calling thread's thread-local
+///   state (`errno`), which only a suspended caller leaves alone.
+/// - `child` runs in a process forked from a possibly multi-threaded one, on
+///   `stack`: it must be async-signal-safe (no allocation or deallocation, no lock,
+///   no unwinding), must fit in `stack`, and may write only memory the caller
+///   expects it to write (everything it writes is seen by the caller afterwards). It
+///   should end in an `exec` ([`ExecImage::exec`]) or return its exit status.
+pub(crate) unsafe fn vfork_on(
+    stack: &mut [std::mem::MaybeUninit<u8>],
+    mut child: VforkChild<'_>,
+) -> io::Result<i32> {
+    // The stack grows down: start at its end, aligned to 16 bytes.
+    let end = stack.as_mut_ptr_range().end as usize & !15;
+    if end <= stack.as_ptr() as usize + 4096 {
+        return Err(einval());
+    }
+    let arg = (&mut child as *mut VforkChild<'_>).cast::<libc::c_void>();
+    // SAFETY: `vfork_trampoline` runs `child` on `stack`, which is live and not
+    // otherwise used until the child execs or exits (CLONE_VFORK suspends us until
+    // then, so `child` and everything it borrows outlive its use); the rest is the
+    // caller's contract above.
+    let pid = unsafe {
+        libc::clone(
+            vfork_trampoline,
+            end as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            arg,
+        )
+    };
+    if pid == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(pid)
     }
 }
