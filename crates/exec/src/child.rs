@@ -48,7 +48,7 @@ pub enum Step {
     NoNewPrivs = 9,
     /// `landlock_restrict_self`.
     Landlock = 10,
-    /// Preparing the child (signal mask, fork of the supervisor).
+    /// Preparing the child (signal mask, start of the command by the supervisor).
     Fork = 11,
     /// `PR_SET_PDEATHSIG`.
     DeathSignal = 12,

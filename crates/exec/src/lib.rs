@@ -19,14 +19,14 @@
 //!
 //! **Where the `unsafe` is, and why.** The crate is `deny(unsafe_code)` except two
 //! modules. [`sys`] wraps system calls: rustix's typed calls where rustix has them,
-//! and libc (fork, `_exit`, signal masks and dispositions, `close_range`, Landlock,
-//! seccomp) where it has not, each `unsafe` block with its `SAFETY:` comment.
-//! `postfork` is the only caller of the two `unsafe fn`s of `sys`
-//! (`register_pre_exec`, `fork_in_pre_exec`), whose contract (only
-//! async-signal-safe code may run in a child forked from a multi-threaded process)
-//! the compiler cannot check: keeping all post-fork code in that one module makes
-//! the contract reviewable in one place. Every other crate of the workspace forbids
-//! `unsafe`.
+//! and libc (fork and `clone`, `execve`, `_exit`, signal masks and dispositions,
+//! `close_range`, Landlock, seccomp) where it has not, each `unsafe` block with its
+//! `SAFETY:` comment. `postfork` is the only caller of the two `unsafe fn`s of `sys`
+//! (`register_pre_exec`, `vfork_on`), whose contract (only async-signal-safe code
+//! may run in a child forked from a multi-threaded process) the compiler cannot
+//! check: keeping all post-fork code in that one module makes the contract
+//! reviewable in one place, with a `SAFETY:` comment where each hook is registered
+//! and each child started. Every other crate of the workspace forbids `unsafe`.
 //!
 //! **Boundaries.** Owns everything between fork and exec and all of the workspace's
 //! `unsafe` (`sys`, `postfork`). Imports no other Regent crate: callers hand it a resolved

@@ -67,7 +67,7 @@ async fn read_capped<R: AsyncRead + Unpin>(
 /// `/proc/self/fd/N` (a file that cannot be opened gives [`ExecError::Path`] and
 /// nothing runs), stdin is `/dev/null` unless `spec.stdin` is given, and no shell is
 /// involved. The command runs in its own process group under a per-run supervisor
-/// (see the `supervisor` module): when it exits, leftovers of its tree are stopped;
+/// (see the `postfork` module): when it exits, leftovers of its tree are stopped;
 /// on timeout, the whole tree gets SIGTERM, then SIGKILL after `kill_grace`, and the
 /// result is [`ExecError::Timeout`]. A non-zero exit is not an error: see
 /// [`ExecOutput::code`].

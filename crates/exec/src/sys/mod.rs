@@ -20,7 +20,7 @@
 //! [`thread_count`].
 //!
 //! Two functions are `unsafe` (crate-private, called only from `postfork`):
-//! [`register_pre_exec`] and [`vfork_on`], whose callers promise that the code
+//! `register_pre_exec` and `vfork_on`, whose callers promise that the code
 //! they run after the fork is async-signal-safe (and, for `vfork_on`, fits the
 //! stack it is given). [`fork_single_threaded`] stays safe: it checks its own
 //! precondition (one thread) at run time.
@@ -744,7 +744,7 @@ pub fn thread_count() -> io::Result<usize> {
 /// exact copy with no lock held by a vanished thread, so it may go on running
 /// ordinary Rust code.
 ///
-/// Safe, unlike [`register_pre_exec`] and [`vfork_on`]: the one precondition that would make the
+/// Safe, unlike `register_pre_exec` and `vfork_on`: the one precondition that would make the
 /// child's code restricted (other threads) is checked here at run time, and only
 /// the calling thread could start another thread between the check and the fork.
 pub fn fork_single_threaded() -> io::Result<Forked> {
