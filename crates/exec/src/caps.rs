@@ -4,12 +4,19 @@
 pub use regent_model::{Capability, UnknownCapability};
 
 /// The highest capability number the running kernel knows
-/// (`/proc/sys/kernel/cap_last_cap`).
+/// (`/proc/sys/kernel/cap_last_cap`). Read once per process (the kernel's value
+/// cannot change while it runs); a failed read is not remembered.
 pub fn kernel_last_cap() -> std::io::Result<u32> {
+    static LAST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    if let Some(&v) = LAST.get() {
+        return Ok(v);
+    }
     let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")?;
-    text.trim()
+    let v = text
+        .trim()
         .parse()
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad cap_last_cap"))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad cap_last_cap"))?;
+    Ok(*LAST.get_or_init(|| v))
 }
 
 #[cfg(test)]

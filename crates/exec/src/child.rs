@@ -1,6 +1,7 @@
 //! The confinement a process applies to itself: computed by [`Confinement::prepare`]
 //! before fork (may allocate, log, open files), applied by [`Confinement::apply`]
-//! after fork (async-signal-safe: raw system calls over prepared values only).
+//! after fork (async-signal-safe: raw system calls over prepared values only; it
+//! lives in `postfork::confine`, with everything else that runs after a fork).
 //!
 //! Order of [`Confinement::apply`]: resource limits; bounding set (needs
 //! `CAP_SETPCAP`, so while still privileged); supplementary groups, gid;
@@ -12,7 +13,9 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+
+use rustix::process::Resource;
 
 use crate::caps::{self, Capability};
 use crate::describe::{sandbox_protections, KernelSupport, ProtectionState};
@@ -45,7 +48,7 @@ pub enum Step {
     NoNewPrivs = 9,
     /// `landlock_restrict_self`.
     Landlock = 10,
-    /// Preparing the child (signal mask, fork of the supervisor).
+    /// Preparing the child (signal mask, start of the command by the supervisor).
     Fork = 11,
     /// `PR_SET_PDEATHSIG`.
     DeathSignal = 12,
@@ -109,7 +112,7 @@ pub struct SetupFailure {
 }
 
 impl SetupFailure {
-    fn new(step: Step, e: io::Error) -> SetupFailure {
+    pub(crate) fn new(step: Step, e: io::Error) -> SetupFailure {
         SetupFailure {
             step,
             errno: e.raw_os_error().unwrap_or(libc::EIO),
@@ -141,15 +144,15 @@ const MAX_RLIMITS: usize = 4;
 /// Everything a process applies to itself to take on a policy's privileges,
 /// computed in advance.
 pub struct Confinement {
-    rlimits: [Option<(u32, u64, u64)>; MAX_RLIMITS],
-    caps: Option<u64>,
-    last_cap: u32,
+    pub(crate) rlimits: [Option<(Resource, u64, u64)>; MAX_RLIMITS],
+    pub(crate) caps: Option<u64>,
+    pub(crate) last_cap: u32,
     /// (uid, gid) of the resolved `run_as`.
-    run_as: Option<(u32, u32)>,
-    no_new_privs: bool,
-    landlock: Option<OwnedFd>,
+    pub(crate) run_as: Option<(u32, u32)>,
+    pub(crate) no_new_privs: bool,
+    pub(crate) landlock: Option<OwnedFd>,
     /// The sandbox's seccomp program (built before fork).
-    seccomp: Option<Vec<libc::sock_filter>>,
+    pub(crate) seccomp: Option<Vec<libc::sock_filter>>,
 }
 
 impl fmt::Debug for Confinement {
@@ -238,10 +241,10 @@ impl Confinement {
         let l = &policy.limits;
         let rlimits = [
             l.cpu_seconds
-                .map(|s| (libc::RLIMIT_CPU, s, s.saturating_add(1))),
-            l.memory_bytes.map(|b| (libc::RLIMIT_AS, b, b)),
-            l.open_files.map(|n| (libc::RLIMIT_NOFILE, n, n)),
-            l.processes.map(|n| (libc::RLIMIT_NPROC, n, n)),
+                .map(|s| (Resource::Cpu, s, s.saturating_add(1))),
+            l.memory_bytes.map(|b| (Resource::As, b, b)),
+            l.open_files.map(|n| (Resource::Nofile, n, n)),
+            l.processes.map(|n| (Resource::Nproc, n, n)),
         ];
 
         Ok(Confinement {
@@ -253,57 +256,6 @@ impl Confinement {
             landlock,
             seccomp,
         })
-    }
-
-    /// Apply to the calling process, which must be single-threaded (a forked child, or
-    /// a program that checked). Async-signal-safe.
-    pub fn apply(&self) -> Result<(), SetupFailure> {
-        for (res, soft, hard) in self.rlimits.iter().flatten() {
-            sys::set_rlimit(*res, *soft, *hard).map_err(|e| SetupFailure::new(Step::Rlimit, e))?;
-        }
-        if let Some(mask) = self.caps {
-            for cap in 0..=self.last_cap.min(63) {
-                if mask & (1u64 << cap) == 0 {
-                    sys::capbset_drop(cap).map_err(|e| SetupFailure::new(Step::BoundingSet, e))?;
-                }
-            }
-        }
-        if let Some((uid, gid)) = self.run_as {
-            sys::clear_groups().map_err(|e| SetupFailure::new(Step::Groups, e))?;
-            sys::set_res_gid(gid).map_err(|e| SetupFailure::new(Step::Gid, e))?;
-            if self.caps.is_some() {
-                sys::set_keep_caps(true).map_err(|e| SetupFailure::new(Step::KeepCaps, e))?;
-            }
-            sys::set_res_uid(uid).map_err(|e| SetupFailure::new(Step::Uid, e))?;
-        }
-        if let Some(mask) = self.caps {
-            sys::capset(sys::CapSets {
-                effective: mask,
-                permitted: mask,
-                inheritable: mask,
-            })
-            .map_err(|e| SetupFailure::new(Step::Capset, e))?;
-            sys::ambient_clear_all().map_err(|e| SetupFailure::new(Step::Ambient, e))?;
-            for cap in 0..=self.last_cap.min(63) {
-                if mask & (1u64 << cap) != 0 {
-                    sys::ambient_raise(cap).map_err(|e| SetupFailure::new(Step::Ambient, e))?;
-                }
-            }
-            if self.run_as.is_some() {
-                sys::set_keep_caps(false).map_err(|e| SetupFailure::new(Step::KeepCaps, e))?;
-            }
-        }
-        if self.no_new_privs {
-            sys::set_no_new_privs().map_err(|e| SetupFailure::new(Step::NoNewPrivs, e))?;
-        }
-        if let Some(fd) = &self.landlock {
-            sys::landlock_restrict_self(fd.as_raw_fd())
-                .map_err(|e| SetupFailure::new(Step::Landlock, e))?;
-        }
-        if let Some(filter) = &self.seccomp {
-            sys::seccomp_set_filter(filter).map_err(|e| SetupFailure::new(Step::Seccomp, e))?;
-        }
-        Ok(())
     }
 
     /// True when a Landlock ruleset will be enforced.

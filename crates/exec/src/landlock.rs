@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -95,7 +95,7 @@ fn add_rule(ruleset: &OwnedFd, path: &Path, rights: u64) -> Result<(), ExecError
         .map_err(|e| ExecError::setup(step(), e))?
         .is_dir();
     let rights = if is_dir { rights } else { rights & FILE_RIGHTS };
-    sys::landlock_add_path_rule(ruleset.as_raw_fd(), file.as_raw_fd(), rights)
+    sys::landlock_add_path_rule(ruleset.as_fd(), file.as_fd(), rights)
         .map_err(|e| ExecError::setup(step(), e))
 }
 

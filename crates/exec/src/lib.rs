@@ -10,15 +10,28 @@
 //!
 //! Layout: `policy` (the declared types), `caps` (the kernel's side of
 //! `regent-model`'s capabilities), `resolve`
-//! (finding the program), `child` ([`Confinement`]: computed before fork, applied
-//! after), `landlock` (rulesets), `seccomp` (the sandbox's filter), `pathfd` (files
-//! passed as descriptors opened in the command's process), `supervisor` (the per-run subreaper that owns the
-//! process tree), `tree` (finding a tree through `/proc`), `run` (the async driver),
-//! `describe` (summary for `regent check`) and [`sys`] (the only `unsafe`).
+//! (finding the program), `child` ([`Confinement`]: computed before fork), `landlock`
+//! (rulesets), `seccomp` (the sandbox's filter), `pathfd` (files passed as
+//! descriptors opened in the command's process: prepared before fork), `run` (the
+//! async driver), `describe` (summary for `regent check`), [`sys`] (typed system
+//! calls) and `postfork` (everything that runs between fork and exec: the pre-exec
+//! hook, the per-run supervisor that owns the process tree, [`Confinement::apply`],
+//! the opening of path descriptors, and [`tree`], finding a tree through `/proc`).
+//!
+//! **Where the `unsafe` is, and why.** The crate is `deny(unsafe_code)` except two
+//! modules. [`sys`] wraps system calls: rustix's typed calls where rustix has them,
+//! and libc (fork and `clone`, `execve`, `_exit`, signal masks and dispositions,
+//! `close_range`, Landlock, seccomp) where it has not, each `unsafe` block with its
+//! `SAFETY:` comment. `postfork` is the only caller of the two `unsafe fn`s of `sys`
+//! (`register_pre_exec`, `vfork_on`), whose contract (only async-signal-safe code
+//! may run in a child forked from a multi-threaded process) the compiler cannot
+//! check: keeping all post-fork code in that one module makes the contract
+//! reviewable in one place, with a `SAFETY:` comment where each hook is registered
+//! and each child started. Every other crate of the workspace forbids `unsafe`.
 //!
 //! **Boundaries.** Owns everything between fork and exec and all of the workspace's
-//! `unsafe` (`sys`). Imports only `regent-model` (for [`Capability`] and [`RunAs`]),
-//! no other Regent crate: callers hand it a resolved [`ExecPolicy`].
+//! `unsafe` (`sys`, `postfork`). Imports only `regent-model` (for [`Capability`] and
+//! [`RunAs`]), no other Regent crate: callers hand it a resolved [`ExecPolicy`].
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,13 +43,15 @@ mod error;
 pub mod landlock;
 mod pathfd;
 mod policy;
+#[allow(unsafe_code)]
+mod postfork;
 mod resolve;
 mod run;
 pub mod seccomp;
-mod supervisor;
 #[allow(unsafe_code)]
 pub mod sys;
-pub mod tree;
+
+pub use postfork::tree;
 
 pub use caps::{Capability, UnknownCapability};
 pub use child::{Confinement, SetupFailure, Step};

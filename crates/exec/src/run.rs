@@ -2,6 +2,7 @@
 //! within bounds, and stop its whole tree on timeout.
 
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,8 +13,8 @@ use crate::child::{Confinement, SetupFailure};
 use crate::error::ExecError;
 use crate::pathfd::{self, PathFailure, PathFds};
 use crate::policy::{CommandSpec, ExecOutput, ExecPolicy};
+use crate::postfork::Hook;
 use crate::resolve::resolve_program;
-use crate::supervisor::Hook;
 use crate::sys;
 
 /// How long after SIGTERM (beyond the grace) to wait for the supervisor before
@@ -66,7 +67,7 @@ async fn read_capped<R: AsyncRead + Unpin>(
 /// `/proc/self/fd/N` (a file that cannot be opened gives [`ExecError::Path`] and
 /// nothing runs), stdin is `/dev/null` unless `spec.stdin` is given, and no shell is
 /// involved. The command runs in its own process group under a per-run supervisor
-/// (see the `supervisor` module): when it exits, leftovers of its tree are stopped;
+/// (see the `postfork` module): when it exits, leftovers of its tree are stopped;
 /// on timeout, the whole tree gets SIGTERM, then SIGKILL after `kill_grace`, and the
 /// result is [`ExecError::Timeout`]. A non-zero exit is not an error: see
 /// [`ExecOutput::code`].
@@ -89,12 +90,11 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
     let (report_read, report_write) =
         sys::pipe_cloexec().map_err(|e| ExecError::setup("pipe", e))?;
 
+    // std forks the supervisor and sets up its descriptors, directory and process
+    // group; the hook never returns to std's `exec` but to report a failure: the
+    // command is executed from the prepared `image` (see `postfork`).
     let mut cmd = tokio::process::Command::new(&program);
-    cmd.arg0(&name)
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", &policy.command_path)
-        .env("LANG", "C.UTF-8")
+    cmd.env_clear()
         .current_dir("/")
         .stdin(if spec.stdin.is_some() {
             Stdio::piped()
@@ -105,18 +105,29 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    let mut hook = Hook::new(
+    // The environment is cleared but for these.
+    let env = [
+        format!("PATH={}", policy.command_path),
+        "LANG=C.UTF-8".to_string(),
+    ];
+    let image = sys::ExecImage::new(program.as_os_str().as_bytes(), &argv, &env).map_err(|_| {
+        ExecError::Invalid {
+            reason: "the program path or command_path contains a NUL byte".into(),
+        }
+    })?;
+    Hook::new(
         confinement,
+        image,
         policy.kill_grace,
         sys::getpid(),
-        std::os::fd::AsRawFd::as_raw_fd(&report_write),
+        report_write,
     )
-    .with_paths(paths);
-    sys::register_pre_exec(&mut cmd, move || hook.run());
+    .with_paths(paths)
+    .register(&mut cmd);
     let spawned = cmd.spawn();
-    // Drops the hook in this process: closes the Landlock ruleset descriptor.
+    // Drops the hook in this process: closes the Landlock ruleset descriptor and
+    // the write end of the report pipe.
     drop(cmd);
-    drop(report_write);
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {

@@ -307,6 +307,45 @@ async fn missing_programs_are_not_found() {
 }
 
 #[tokio::test]
+async fn a_failing_exec_is_reported() {
+    // Found, but not executable: execve itself fails (EACCES) in the command's
+    // process, and the error comes back from spawn as before.
+    let dir = temp_dir("noexec");
+    let file = dir.join("not-a-program");
+    std::fs::write(&file, "#!/bin/sh\ntrue\n").unwrap();
+    let path = file.to_str().unwrap();
+    match run(&cmd(&[path]), &policy()).await {
+        Err(ExecError::Spawn { program, source }) => {
+            assert_eq!(program, path);
+            assert_eq!(source.raw_os_error(), Some(libc::EACCES), "{source}");
+        }
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    // The next run works as usual.
+    assert!(run(&cmd(&["true"]), &policy()).await.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_starts_with_default_signals() {
+    // The test process ignores SIGPIPE (Rust's runtime) and tokio catches SIGCHLD:
+    // the command ignores, catches and blocks nothing (but signals 32 and 33, which
+    // glibc reserves and lets no one change).
+    let mask = |st: &HashMap<String, String>, key: &str| {
+        u64::from_str_radix(&st[key], 16).unwrap() & !(0b11 << 31)
+    };
+    assert_ne!(
+        mask(&own_status(), "SigIgn"),
+        0,
+        "the scenario needs an ignored signal"
+    );
+    let st = child_status(&policy()).await;
+    for key in ["SigIgn", "SigCgt", "SigBlk"] {
+        assert_eq!(mask(&st, key), 0, "{key}: {}", st[key]);
+    }
+}
+
+#[tokio::test]
 async fn a_failing_setup_step_is_named() {
     // Above fs.nr_open: refused by the kernel even for root, after fork.
     let p = ExecPolicy {

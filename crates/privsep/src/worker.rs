@@ -179,7 +179,7 @@ fn worker_main(ep: &'static Entrypoints, op: &'static str, data: Value, answer: 
     };
     let mut line = serde_json::to_vec(&outcome).unwrap_or_default();
     line.push(b'\n');
-    sys::write_all_raw(fd, &line);
+    sys::write_all_raw(&answer, &line);
     sys::exit_now(0)
 }
 

@@ -3,10 +3,15 @@
 //! [`signal_tree`] scans `/proc/<pid>/stat` into a buffer allocated in advance
 //! ([`ProcScratch`]), works out which processes descend from an ancestor (by
 //! parent-pid chains) or belong to a process group, and signals them. Being
-//! allocation-free and built on raw system calls, it runs inside a forked child of a
-//! multi-threaded program (the per-run supervisor). It never panics.
+//! allocation-free and built on raw system calls (rustix's `getdents64` iterator
+//! over that buffer), it runs inside a forked child of a multi-threaded program
+//! (the per-run supervisor). It never panics.
 
 use std::ffi::CStr;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::fs::RawDir;
 
 use crate::sys;
 
@@ -26,7 +31,7 @@ const UNRELATED: u8 = 2;
 /// Buffers for [`signal_tree`], allocated before fork.
 pub struct ProcScratch {
     entries: Vec<Entry>,
-    dirbuf: Vec<u8>,
+    dirbuf: Vec<MaybeUninit<u8>>,
 }
 
 impl ProcScratch {
@@ -35,7 +40,7 @@ impl ProcScratch {
     pub fn new(max_processes: usize) -> ProcScratch {
         ProcScratch {
             entries: Vec::with_capacity(max_processes.max(16)),
-            dirbuf: vec![0; 16 * 1024],
+            dirbuf: vec![MaybeUninit::uninit(); 16 * 1024],
         }
     }
 }
@@ -80,7 +85,7 @@ fn parse_stat(stat: &[u8]) -> Option<(i32, i32)> {
 }
 
 /// Read `/proc/<name>/stat` relative to the open `/proc` descriptor.
-fn read_stat(proc_fd: i32, name: &[u8], buf: &mut [u8]) -> Option<(i32, i32)> {
+fn read_stat(proc_dir: BorrowedFd<'_>, name: &[u8], buf: &mut [u8]) -> Option<(i32, i32)> {
     let mut path = [0u8; 32];
     let suffix = b"/stat\0";
     let total = name.len() + suffix.len();
@@ -90,59 +95,36 @@ fn read_stat(proc_fd: i32, name: &[u8], buf: &mut [u8]) -> Option<(i32, i32)> {
     path.get_mut(..name.len())?.copy_from_slice(name);
     path.get_mut(name.len()..total)?.copy_from_slice(suffix);
     let cpath = CStr::from_bytes_with_nul(path.get(..total)?).ok()?;
-    let fd = sys::open_raw(Some(proc_fd), cpath, false).ok()?;
-    let n = sys::read_raw(fd, buf);
-    sys::close_fd(fd);
-    parse_stat(buf.get(..n.ok()?)?)
+    let fd = sys::open_raw(Some(proc_dir), cpath, false).ok()?;
+    let n = sys::read_raw(&fd, buf).ok()?;
+    drop(fd);
+    parse_stat(buf.get(..n)?)
 }
 
 /// Fill `scratch.entries` with the current process table.
 fn scan(scratch: &mut ProcScratch) -> bool {
     scratch.entries.clear();
-    let Ok(proc_fd) = sys::open_raw(None, c"/proc", true) else {
+    let Ok(proc_dir) = sys::open_raw(None, c"/proc", true) else {
         return false;
     };
     let mut statbuf = [0u8; 512];
-    loop {
-        let n = match sys::getdents64(proc_fd, &mut scratch.dirbuf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut off = 0usize;
-        while off < n {
-            // struct linux_dirent64 { u64 ino; i64 off; u16 reclen; u8 type; char name[]; }
-            let Some(reclen) = scratch
-                .dirbuf
-                .get(off + 16..off + 18)
-                .map(|b| usize::from(u16::from_ne_bytes([b[0], b[1]])))
-            else {
-                break;
-            };
-            if reclen == 0 {
-                break;
-            }
-            let name_area = scratch.dirbuf.get(off + 19..off + reclen).unwrap_or(&[]);
-            let name_len = name_area
-                .iter()
-                .position(|&b| b == 0)
-                .unwrap_or(name_area.len());
-            let name = name_area.get(..name_len).unwrap_or(&[]);
-            if let Some(pid) = parse_pid(name) {
-                if let Some((ppid, pgid)) = read_stat(proc_fd, name, &mut statbuf) {
-                    if scratch.entries.len() < scratch.entries.capacity() {
-                        scratch.entries.push(Entry {
-                            pid,
-                            ppid,
-                            pgid,
-                            mark: UNKNOWN,
-                        });
-                    }
+    let mut dir = RawDir::new(&proc_dir, &mut scratch.dirbuf);
+    while let Some(entry) = dir.next() {
+        let Ok(entry) = entry else { break };
+        let name = entry.file_name().to_bytes();
+        if let Some(pid) = parse_pid(name) {
+            if let Some((ppid, pgid)) = read_stat(proc_dir.as_fd(), name, &mut statbuf) {
+                if scratch.entries.len() < scratch.entries.capacity() {
+                    scratch.entries.push(Entry {
+                        pid,
+                        ppid,
+                        pgid,
+                        mark: UNKNOWN,
+                    });
                 }
             }
-            off += reclen;
         }
     }
-    sys::close_fd(proc_fd);
     true
 }
 
