@@ -1,9 +1,28 @@
-//! The TOML reader: walks the spanned TOML tree, builds the typed [`Config`] and
-//! reports every problem (unknown keys, wrong types, bad values, cross-checks) with
-//! its line, column and key path. No serde: a hand walk lets us report all errors.
+//! The TOML reader: config text into the typed [`Config`], with every problem
+//! reported at its line and column under its key path.
+//!
+//! Two passes:
+//! 1. **serde** ([`decode`]): the TOML is deserialised into the raw declaration
+//!    structs of [`raw`] (`deny_unknown_fields`, every value `Spanned`). Unknown
+//!    keys (with "did you mean", from serde's list of the struct's fields) and
+//!    values of the wrong type are reported there, all of them, not just the first.
+//! 2. **semantic checks** ([`service`], [`operation`], [`params`], [`exec`]): the
+//!    raw declarations become the model types, checking values (ranges,
+//!    durations, sizes, paths, names, addresses), parameters, templates and the
+//!    rules between keys (placeholders declared, secrets only on stdin...).
+//!
+//! ## Adding a key
+//! 1. Add a field named as the key to its struct in [`raw`] (`Opt<T>`: optional
+//!    and located; `T` is `String`, `bool`, `i64`, a `List` or one of the value
+//!    types there). The key is now accepted, and suggested for a misspelling.
+//! 2. Read it in the semantic pass of its table (e.g. [`service::read_service`])
+//!    into the model (a new model field, with its default, if it needs one).
+//!
+//! Nothing else lists keys. A parameter type's own keys are the fields of its
+//! struct in [`raw`] (`param_table!`); a key of another type is refused as not
+//! applying to this type.
 
-use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,31 +31,24 @@ use serde_json::Value;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::caps::canonical_capability;
 use crate::diag::{Diagnostics, Sink};
-use crate::model::*;
-use crate::net::{check_email, check_hostname};
-use crate::param::{
-    canonical_json, IpVersion, ParamKind, ParamSpec, Pattern, DEFAULT_STRING_MAX_LEN,
-};
+use crate::model::{Config, ServiceConfig};
 use crate::paths::normalize_path;
 use crate::principal::Principal;
-use crate::template::{is_valid_param_name, Placeholder, Template};
-use crate::units::{check_mode, parse_duration, parse_mode, parse_size};
+use crate::units::{parse_duration, parse_size};
 
+mod decode;
 mod exec;
 mod operation;
 mod params;
+mod raw;
 mod service;
 
-use exec::read_exec;
-use operation::read_operation;
-use params::read_param;
-use service::read_service;
+use decode::decode;
+use raw::{List, Period, RawConfig, Scalar, Size, Who};
 
-type Val<'i> = Spanned<DeValue<'i>>;
-
-const TOP_KEYS: &[&str] = &["service", "operations"];
+/// For a float or boolean where the serde pass lets none through.
+const UNEXPECTED: &str = "unexpected value";
 
 /// Joins a key path, quoting keys that are not bare TOML keys.
 fn join(path: &str, key: &str) -> String {
@@ -56,121 +68,9 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn type_name(v: &DeValue<'_>) -> &'static str {
-    match v {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) => "an integer",
-        DeValue::Float(_) => "a float",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a datetime",
-        DeValue::Array(_) => "an array",
-        DeValue::Table(_) => "a table",
-    }
-}
-
-/// A key and its value, with the key path.
-#[derive(Clone)]
-struct Field<'t, 'i> {
-    path: String,
-    key_span: Range<usize>,
-    val: &'t Val<'i>,
-}
-
-impl Field<'_, '_> {
-    fn span(&self) -> Range<usize> {
-        self.val.span()
-    }
-    fn value(&self) -> &DeValue<'_> {
-        self.val.get_ref()
-    }
-}
-
-struct Entry<'t, 'i> {
-    key: &'t str,
-    key_span: Range<usize>,
-    val: &'t Val<'i>,
-    used: Cell<bool>,
-}
-
-/// A table being read: tracks which keys were consumed to report unknown ones.
-struct Tbl<'t, 'i> {
-    path: String,
-    key_span: Range<usize>,
-    entries: Vec<Entry<'t, 'i>>,
-    known: &'static [&'static str],
-}
-
-impl<'t, 'i> Tbl<'t, 'i> {
-    fn new(
-        path: String,
-        key_span: Range<usize>,
-        t: &'t DeTable<'i>,
-        known: &'static [&'static str],
-    ) -> Self {
-        let entries = t
-            .iter()
-            .map(|(k, v)| Entry {
-                key: k.get_ref().as_ref(),
-                key_span: k.span(),
-                val: v,
-                used: Cell::new(false),
-            })
-            .collect();
-        Tbl {
-            path,
-            key_span,
-            entries,
-            known,
-        }
-    }
-
-    /// Takes a known key.
-    fn get(&self, key: &str) -> Option<Field<'t, 'i>> {
-        debug_assert!(self.known.contains(&key), "{key} not in known list");
-        let e = self.entries.iter().find(|e| e.key == key)?;
-        e.used.set(true);
-        Some(Field {
-            path: join(&self.path, key),
-            key_span: e.key_span.clone(),
-            val: e.val,
-        })
-    }
-
-    /// All entries as fields (for tables with free-form keys).
-    fn all(&self) -> Vec<(&'t str, Field<'t, 'i>)> {
-        self.entries
-            .iter()
-            .map(|e| {
-                e.used.set(true);
-                (
-                    e.key,
-                    Field {
-                        path: join(&self.path, e.key),
-                        key_span: e.key_span.clone(),
-                        val: e.val,
-                    },
-                )
-            })
-            .collect()
-    }
-
-    /// Reports every key not taken.
-    fn finish(self, r: &mut Reader<'_>) {
-        for e in self.entries.iter().filter(|e| !e.used.get()) {
-            r.sink.error(
-                e.key_span.clone(),
-                &join(&self.path, e.key),
-                match closest(e.key, self.known) {
-                    Some(k) => format!("unknown key '{}' (did you mean '{k}'?)", e.key),
-                    None => format!(
-                        "unknown key '{}' (expected one of: {})",
-                        e.key,
-                        self.known.join(", ")
-                    ),
-                },
-            );
-        }
-    }
+/// The path of element `i` of the list at `path`.
+fn item(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
 }
 
 /// Edit distance between two short strings (Levenshtein, by characters).
@@ -198,237 +98,170 @@ fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
         .map(|(_, k)| k)
 }
 
+/// The reading of one config text: where diagnostics go, and what the semantic
+/// pass needs from the text besides the raw declarations.
 struct Reader<'a> {
     sink: Sink<'a>,
+    /// The text, to see how an integer was written (`0o660` or `660`).
+    text: &'a str,
+    /// The document as parsed (parameter tables are read from it in a second step).
+    tree: Spanned<DeValue<'a>>,
+    /// The span of each key, by the span of its value.
+    keys: HashMap<(usize, usize), Range<usize>>,
+    /// Key paths of entries the serde pass refused (and reported): the semantic
+    /// pass does not call them missing.
+    failed: BTreeSet<String>,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn new(origin: &'a str, text: &'a str, tree: Spanned<DeValue<'a>>) -> Self {
+        let mut keys = HashMap::new();
+        index_keys(&tree, &mut keys);
+        Reader {
+            sink: Sink::new(origin, text),
+            text,
+            tree,
+            keys,
+            failed: BTreeSet::new(),
+        }
+    }
+
     fn err(&mut self, span: Range<usize>, path: &str, msg: impl Into<String>) {
         self.sink.error(span, path, msg);
     }
 
-    fn errors(&self) -> usize {
-        self.sink.diags.len()
+    /// True when an error was reported at `path` or inside it.
+    fn errors_in(&self, path: &str) -> bool {
+        let path = regent_proto::text::escape_line(path);
+        self.sink.diags.iter().any(|d| {
+            d.path
+                .strip_prefix(path.as_ref())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
     }
 
-    fn wrong_type(&mut self, f: &Field<'_, '_>, expected: &str) {
-        let found = type_name(f.value());
-        self.err(
-            f.span(),
-            &f.path,
-            format!("expected {expected}, found {found}"),
-        );
+    /// The span of the key whose value is `v` (the value's own span if none).
+    fn key_span<T>(&self, v: &Spanned<T>) -> Range<usize> {
+        let s = v.span();
+        self.keys.get(&(s.start, s.end)).cloned().unwrap_or(s)
     }
 
-    fn table<'t, 'i>(
-        &mut self,
-        f: &Field<'t, 'i>,
-        known: &'static [&'static str],
-    ) -> Option<Tbl<'t, 'i>> {
-        match f.val.get_ref() {
-            DeValue::Table(t) => Some(Tbl::new(f.path.clone(), f.key_span.clone(), t, known)),
-            _ => {
-                self.wrong_type(f, "a table");
-                None
+    /// The parsed value at exactly `span`.
+    fn value_at(&self, span: &Range<usize>) -> Option<Spanned<DeValue<'a>>> {
+        fn walk<'t, 'i>(
+            v: &'t Spanned<DeValue<'i>>,
+            span: &Range<usize>,
+        ) -> Option<&'t Spanned<DeValue<'i>>> {
+            if v.span() == *span && v.get_ref().is_table() {
+                return Some(v);
+            }
+            match v.get_ref() {
+                DeValue::Table(t) => t.values().find_map(|c| walk(c, span)),
+                DeValue::Array(a) => a.iter().find_map(|c| walk(c, span)),
+                _ => None,
             }
         }
+        walk(&self.tree, span).cloned()
     }
 
-    fn array<'t, 'i>(&mut self, f: &Field<'t, 'i>) -> Option<Vec<Field<'t, 'i>>> {
-        match f.val.get_ref() {
-            DeValue::Array(a) => Some(
-                a.iter()
-                    .enumerate()
-                    .map(|(i, v)| Field {
-                        path: format!("{}[{i}]", f.path),
-                        key_span: v.span(),
-                        val: v,
-                    })
-                    .collect(),
-            ),
-            _ => {
-                self.wrong_type(f, "an array");
-                None
-            }
-        }
-    }
-
-    fn string(&mut self, f: &Field<'_, '_>) -> Option<String> {
-        match f.value() {
-            DeValue::String(s) => Some(s.to_string()),
-            _ => {
-                self.wrong_type(f, "a string");
-                None
-            }
-        }
-    }
-
-    fn strings<'t, 'i>(&mut self, f: &Field<'t, 'i>) -> Option<Vec<(String, Field<'t, 'i>)>> {
-        let items = self.array(f)?;
-        let mut out = Vec::new();
-        let mut ok = true;
-        for item in items {
-            match self.string(&item) {
-                Some(s) => out.push((s, item)),
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
-    }
-
-    fn boolean(&mut self, f: &Field<'_, '_>) -> Option<bool> {
-        match f.value() {
-            DeValue::Boolean(b) => Some(*b),
-            _ => {
-                self.wrong_type(f, "true or false");
-                None
-            }
-        }
-    }
-
-    fn integer(&mut self, f: &Field<'_, '_>) -> Option<i64> {
-        match f.value() {
-            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    self.err(f.span(), &f.path, "integer is out of range");
-                    None
-                }
-            },
-            _ => {
-                self.wrong_type(f, "an integer");
-                None
-            }
+    /// Reports `key` missing from the table at `path` (whose key is at `span`),
+    /// unless it is there but was refused already.
+    fn missing(&mut self, span: Range<usize>, path: &str, key: &str) {
+        if !self.failed.contains(&join(path, key)) {
+            self.err(span, path, format!("missing required key '{key}'"));
         }
     }
 
     /// An integer in `min..=max`, converted to `T`.
-    fn int_in<T: TryFrom<i64>>(&mut self, f: &Field<'_, '_>, min: i64, max: i64) -> Option<T> {
-        let n = self.integer(f)?;
+    fn int_in<T: TryFrom<i64>>(
+        &mut self,
+        v: &Spanned<i64>,
+        path: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<T> {
+        let n = *v.get_ref();
         if n < min || n > max {
-            self.err(
-                f.span(),
-                &f.path,
-                format!("must be between {min} and {max}"),
-            );
+            self.err(v.span(), path, format!("must be between {min} and {max}"));
             return None;
         }
         T::try_from(n).ok()
     }
 
-    fn duration(&mut self, f: &Field<'_, '_>, min: Duration) -> Option<Duration> {
-        match f.value() {
-            DeValue::String(s) => match parse_duration(s) {
-                Ok(d) if d < min => {
-                    self.err(
-                        f.span(),
-                        &f.path,
-                        format!("must be at least {}ms", min.as_millis()),
-                    );
-                    None
-                }
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.err(f.span(), &f.path, e);
-                    None
-                }
+    fn duration(&mut self, v: &Spanned<Period>, path: &str, min: Duration) -> Option<Duration> {
+        let r = match &v.get_ref().0 {
+            Scalar::Str(s) => match parse_duration(s) {
+                Ok(d) if d < min => Err(format!("must be at least {}ms", min.as_millis())),
+                r => r,
             },
-            DeValue::Integer(i) => {
-                self.err(
-                    f.span(),
-                    &f.path,
-                    format!(
-                        "a duration needs a unit: write e.g. \"{}s\" or \"{}ms\"",
-                        i.as_str(),
-                        i.as_str()
-                    ),
-                );
-                None
-            }
-            _ => {
-                self.wrong_type(f, "a duration string such as \"10s\"");
-                None
-            }
-        }
-    }
-
-    fn size(&mut self, f: &Field<'_, '_>, min: u64) -> Option<u64> {
-        let n = match f.value() {
-            DeValue::String(s) => match parse_size(s) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.err(f.span(), &f.path, e);
-                    return None;
-                }
-            },
-            DeValue::Integer(_) => {
-                let n = self.integer(f)?;
-                match u64::try_from(n) {
-                    Ok(n) => n,
-                    Err(_) => {
-                        self.err(f.span(), &f.path, "a size cannot be negative");
-                        return None;
-                    }
-                }
-            }
-            _ => {
-                self.wrong_type(f, "a size such as \"512M\" or a number of bytes");
-                return None;
-            }
+            Scalar::Int(i) => Err(format!(
+                "a duration needs a unit: write e.g. \"{i}s\" or \"{i}ms\""
+            )),
+            Scalar::Float(_) | Scalar::Bool(_) => Err(UNEXPECTED.into()),
         };
-        if n < min {
-            self.err(f.span(), &f.path, format!("must be at least {min} bytes"));
-            return None;
-        }
-        Some(n)
+        r.map_err(|e| self.err(v.span(), path, e)).ok()
     }
 
-    fn abs_path(&mut self, f: &Field<'_, '_>) -> Option<PathBuf> {
-        let s = self.string(f)?;
-        match normalize_path(&s) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                self.err(f.span(), &f.path, format!("path {e}"));
-                None
-            }
-        }
-    }
-
-    fn principal(&mut self, f: &Field<'_, '_>) -> Option<Principal> {
-        let r = match f.value() {
-            DeValue::String(s) => Principal::parse(s),
-            DeValue::Integer(_) => {
-                let n = self.integer(f)?;
-                u32::try_from(n)
-                    .ok()
-                    .and_then(Principal::from_id)
-                    .ok_or_else(|| format!("id {n} is out of range"))
-            }
-            _ => {
-                self.wrong_type(f, "a name or a numeric id");
-                return None;
-            }
+    fn size(&mut self, v: &Spanned<Size>, path: &str, min: u64) -> Option<u64> {
+        let r = match &v.get_ref().0 {
+            Scalar::Str(s) => parse_size(s),
+            Scalar::Int(i) => u64::try_from(*i).map_err(|_| "a size cannot be negative".into()),
+            Scalar::Float(_) | Scalar::Bool(_) => Err(UNEXPECTED.into()),
         };
-        r.map_err(|e| self.err(f.span(), &f.path, e)).ok()
+        let r = r.and_then(|n| {
+            if n < min {
+                Err(format!("must be at least {min} bytes"))
+            } else {
+                Ok(n)
+            }
+        });
+        r.map_err(|e| self.err(v.span(), path, e)).ok()
     }
 
-    fn principals(&mut self, f: &Field<'_, '_>) -> Option<Vec<Principal>> {
-        let items = self.array(f)?;
-        let before = self.errors();
-        let out: Vec<Principal> = items.iter().filter_map(|i| self.principal(i)).collect();
-        (self.errors() == before).then_some(out)
+    fn abs_path(&mut self, v: &Spanned<String>, path: &str) -> Option<PathBuf> {
+        normalize_path(v.get_ref())
+            .map_err(|e| self.err(v.span(), path, format!("path {e}")))
+            .ok()
+    }
+
+    fn principal(&mut self, v: &Spanned<Who>, path: &str) -> Option<Principal> {
+        let r = match &v.get_ref().0 {
+            Scalar::Str(s) => Principal::parse(s),
+            Scalar::Int(n) => u32::try_from(*n)
+                .ok()
+                .and_then(Principal::from_id)
+                .ok_or_else(|| format!("id {n} is out of range")),
+            Scalar::Float(_) | Scalar::Bool(_) => Err(UNEXPECTED.into()),
+        };
+        r.map_err(|e| self.err(v.span(), path, e)).ok()
+    }
+
+    /// Every principal of a list, or `None` if one is wrong (each reported).
+    fn principals(&mut self, v: &Spanned<List<Who>>, path: &str) -> Option<Vec<Principal>> {
+        let items = v.get_ref();
+        let out: Vec<Principal> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| self.principal(p, &item(path, i)))
+            .collect();
+        (out.len() == items.len()).then_some(out)
     }
 
     /// A string that must be one of `choices`.
-    fn choice<T: Copy>(&mut self, f: &Field<'_, '_>, choices: &[(&str, T)]) -> Option<T> {
-        let s = self.string(f)?;
-        match choices.iter().find(|(n, _)| *n == s) {
-            Some((_, v)) => Some(*v),
+    fn choice<T: Copy>(
+        &mut self,
+        v: &Spanned<String>,
+        path: &str,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let s = v.get_ref();
+        match choices.iter().find(|(n, _)| n == s) {
+            Some((_, c)) => Some(*c),
             None => {
                 let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
                 self.err(
-                    f.span(),
-                    &f.path,
+                    v.span(),
+                    path,
                     format!(
                         "unknown value '{s}' (expected one of: {})",
                         names.join(", ")
@@ -440,39 +273,53 @@ impl Reader<'_> {
     }
 }
 
+/// Records the span of every key by the span of its value.
+fn index_keys(v: &Spanned<DeValue<'_>>, keys: &mut HashMap<(usize, usize), Range<usize>>) {
+    match v.get_ref() {
+        DeValue::Table(t) => {
+            for (k, val) in t.iter() {
+                let s = val.span();
+                keys.entry((s.start, s.end)).or_insert_with(|| k.span());
+                index_keys(val, keys);
+            }
+        }
+        DeValue::Array(a) => a.iter().for_each(|el| index_keys(el, keys)),
+        _ => {}
+    }
+}
+
 /// Parses and validates a whole config text.
 pub(crate) fn parse_config(text: &str, origin: &str) -> Result<Config, Diagnostics> {
-    let mut r = Reader {
-        sink: Sink::new(origin, text),
-    };
     let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
+        let mut sink = Sink::new(origin, text);
         for e in errors {
-            r.sink.error(
+            sink.error(
                 e.span().unwrap_or(0..0),
                 "",
                 format!("TOML syntax: {}", e.message()),
             );
         }
-        return Err(r.sink.finish().expect_err("errors were recorded"));
+        return Err(sink.finish().expect_err("errors were recorded"));
     }
-    let top = Tbl::new(String::new(), 0..0, root.get_ref(), TOP_KEYS);
-    let service = match top.get("service") {
-        Some(f) => read_service(&mut r, &f),
+    let span = root.span();
+    let tree = Spanned::new(span, DeValue::Table(root.into_inner()));
+    let mut r = Reader::new(origin, text, tree.clone());
+    let Some(raw) = decode::<RawConfig>(&mut r, tree, "", &|_, _| None) else {
+        return Err(r.sink.finish().expect_err("errors were recorded"));
+    };
+    let service = match &raw.service {
+        Some(s) => service::read_service(&mut r, s),
         None => ServiceConfig::default(),
     };
     let mut operations = BTreeMap::new();
-    if let Some(f) = top.get("operations") {
-        if let Some(ops) = r.table(&f, &[]) {
-            for (name, field) in ops.all() {
-                check_op_name(&mut r, name, &field);
-                if let Some(op) = read_operation(&mut r, &field, &service) {
-                    operations.insert(name.to_string(), op);
-                }
-            }
+    for (name, op) in raw.operations.iter().flat_map(|o| o.get_ref()) {
+        let path = join("operations", name.get_ref());
+        check_op_name(&mut r, name, &path);
+        if let Some(op) = operation::read_operation(&mut r, &path, name.span(), op, &service) {
+            operations.insert(name.get_ref().clone(), op);
         }
     }
-    top.finish(&mut r);
     r.sink.finish()?;
     Ok(Config {
         service,
@@ -480,38 +327,31 @@ pub(crate) fn parse_config(text: &str, origin: &str) -> Result<Config, Diagnosti
     })
 }
 
-fn check_op_name(r: &mut Reader<'_>, name: &str, f: &Field<'_, '_>) {
-    let valid = name.len() <= 64
-        && name
-            .chars()
+fn check_op_name(r: &mut Reader<'_>, name: &Spanned<String>, path: &str) {
+    let n = name.get_ref();
+    let valid = n.len() <= 64
+        && n.chars()
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
     if !valid {
         r.err(
-            f.key_span.clone(),
-            &f.path,
+            name.span(),
+            path,
             format!(
-                "invalid operation name '{name}' (expected [a-z0-9][a-z0-9._-]*, at most 64 characters)"
+                "invalid operation name '{n}' (expected [a-z0-9][a-z0-9._-]*, at most 64 characters)"
             ),
         );
-    } else if name.starts_with("regent.") {
+    } else if n.starts_with("regent.") {
         r.err(
-            f.key_span.clone(),
-            &f.path,
-            format!("operation name '{name}' is reserved (names starting with 'regent.' belong to Regent)"),
+            name.span(),
+            path,
+            format!(
+                "operation name '{n}' is reserved (names starting with 'regent.' belong to Regent)"
+            ),
         );
     }
-}
-
-fn missing(r: &mut Reader<'_>, t: &Tbl<'_, '_>, key: &str) {
-    r.err(
-        t.key_span.clone(),
-        &t.path,
-        format!("missing required key '{key}'"),
-    );
 }
 
 #[cfg(test)]
