@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use toml::de::{DeValue, ValueDeserializer};
 use toml::Spanned;
 
-use super::raw::OUT_OF_RANGE;
+use super::raw::{DATETIME_KEY, OUT_OF_RANGE};
 use super::{closest, join, Reader};
 
 /// Reads stop after this many errors in one value (each costs a re-read).
@@ -33,6 +33,8 @@ struct Hit {
     path: String,
     /// The path of the table entry holding it (`operations.x.command`).
     entry: String,
+    /// The span of that entry's key.
+    entry_key: Range<usize>,
     /// Steps from the decoded value to the node.
     route: Vec<Step>,
     /// Steps to the table entry holding it.
@@ -96,16 +98,21 @@ fn describe(message: &str, hit: &Hit, on_unknown: OnUnknown<'_>) -> String {
             return on_unknown(key, &known).unwrap_or_else(|| unknown_key(key, &known));
         }
     }
-    if let Some(rest) = message.strip_prefix("invalid type: ") {
-        let expected = rest.rsplit_once(", expected ").map_or("", |(_, e)| e);
-        return format!("expected {}, found {}", expected_name(expected), hit.found);
+    if hit.key.is_none() && message.starts_with(&format!("unknown field `{DATETIME_KEY}`")) {
+        // A struct read a datetime as a table with one odd key.
+        return format!("expected a table, found {}", hit.found);
     }
-    if hit.found == "an integer"
-        && (message.starts_with("invalid value: ") || message == "integer number overflowed")
-    {
-        return OUT_OF_RANGE.to_string();
+    let expected = ["invalid type: ", "invalid value: "]
+        .iter()
+        .find_map(|p| message.strip_prefix(p))
+        .map(|rest| expected_name(rest.rsplit_once(", expected ").map_or("", |(_, e)| e)));
+    match expected {
+        // An integer refused where an integer is expected does not fit in 64 bits.
+        Some("an integer") if hit.found == "an integer" => OUT_OF_RANGE.to_string(),
+        Some(expected) => format!("expected {expected}, found {}", hit.found),
+        None if message == "integer number overflowed" => OUT_OF_RANGE.to_string(),
+        None => message.to_string(),
     }
-    message.to_string()
 }
 
 /// Elements removed from arrays so far: by array path, their indices as written.
@@ -122,11 +129,11 @@ fn written_index(removed: &Removed, path: &str, i: usize) -> usize {
 fn find(
     v: &Spanned<DeValue<'_>>,
     span: &Range<usize>,
-    at: (&str, &str, &Removed),
+    at: (&str, (&str, &Range<usize>), &Removed),
     route: &mut Vec<Step>,
     entry_route: usize,
 ) -> Option<Hit> {
-    let (path, entry, removed) = at;
+    let (path, (entry, entry_key), removed) = at;
     match v.get_ref() {
         DeValue::Table(t) => {
             for (k, val) in t.iter() {
@@ -134,12 +141,14 @@ fn find(
                 let p = join(path, key);
                 route.push(Step::Key(key.to_string()));
                 let depth = route.len();
-                if let Some(hit) = find(val, span, (&p, &p, removed), route, depth) {
+                let key_span = k.span();
+                if let Some(hit) = find(val, span, (&p, (&p, &key_span), removed), route, depth) {
                     return Some(hit);
                 }
-                if k.span() == *span || val.span() == *span {
+                if key_span == *span || val.span() == *span {
                     return Some(Hit {
                         entry: p.clone(),
+                        entry_key: key_span.clone(),
                         path: p,
                         route: route.clone(),
                         entry_route: depth,
@@ -155,7 +164,8 @@ fn find(
             for (i, el) in a.iter().enumerate() {
                 let p = format!("{path}[{}]", written_index(removed, path, i));
                 route.push(Step::Index(i));
-                if let Some(hit) = find(el, span, (&p, entry, removed), route, entry_route) {
+                let at = (p.as_str(), (entry, entry_key), removed);
+                if let Some(hit) = find(el, span, at, route, entry_route) {
                     return Some(hit);
                 }
                 if el.span() == *span {
@@ -163,6 +173,7 @@ fn find(
                         array: Some((path.to_string(), written_index(removed, path, i))),
                         path: p,
                         entry: entry.to_string(),
+                        entry_key: entry_key.clone(),
                         route: route.clone(),
                         entry_route,
                         found: type_name(el.get_ref()),
@@ -241,13 +252,15 @@ pub(super) fn decode<T: DeserializeOwned>(
             Err(e) => e,
         };
         let span = e.span().unwrap_or_else(|| value.span());
-        let Some(hit) = find(&value, &span, (base, base, &removed), &mut Vec::new(), 0) else {
+        let at = (base, (base, &value.span()), &removed);
+        let Some(hit) = find(&value, &span, at, &mut Vec::new(), 0) else {
             r.err(span, base, e.message().to_string());
             return None;
         };
         r.err(span, &hit.path, describe(e.message(), &hit, on_unknown));
-        r.failed.insert(hit.entry.clone());
+        r.failed.insert(hit.entry.clone(), hit.entry_key.clone());
         if let Some((array, index)) = hit.array {
+            r.failed_items.insert(hit.entry.clone());
             drop_after.push(hit.route[..hit.entry_route].to_vec());
             removed.entry(array).or_default().push(index);
         }

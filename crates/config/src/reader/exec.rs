@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawLimits, RawOperation, RawRunAs, RawSandbox, Scalar, Who};
+use super::raw::{RawLimits, RawOperation, RawRunAs, RawSandbox, Scalar, Table, Who};
 use super::{item, join, Reader};
 use crate::caps::canonical_capability;
 use crate::model::{ExecDecl, LimitsDecl, OnUnsupported, RunAs, SandboxDecl};
@@ -129,7 +129,11 @@ fn read_run_as(r: &mut Reader<'_>, v: &Spanned<RawRunAs>, p: &str) -> Option<Run
     }
 }
 
-fn read_sandbox(r: &mut Reader<'_>, v: &Spanned<RawSandbox>, p: &str) -> Option<SandboxDecl> {
+fn read_sandbox(
+    r: &mut Reader<'_>,
+    v: &Spanned<Table<RawSandbox>>,
+    p: &str,
+) -> Option<SandboxDecl> {
     let t = v.get_ref();
     let mut paths = |list: &Option<Spanned<Vec<Spanned<String>>>>, key: &str| -> Vec<PathBuf> {
         let path = join(p, key);
@@ -159,7 +163,11 @@ fn read_sandbox(r: &mut Reader<'_>, v: &Spanned<RawSandbox>, p: &str) -> Option<
             allow.push(n.clone());
         }
     }
-    if read.is_empty() && write.is_empty() {
+    // A list with a refused element is not empty: it was reported already.
+    let refused = ["read", "write"]
+        .iter()
+        .any(|k| r.failed_items.contains(&join(p, k)));
+    if read.is_empty() && write.is_empty() && !refused {
         r.err(
             v.span(),
             p,

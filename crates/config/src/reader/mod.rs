@@ -45,7 +45,7 @@ mod raw;
 mod service;
 
 use decode::decode;
-use raw::{List, Period, RawConfig, Scalar, Size, Who};
+use raw::{List, Period, RawConfig, Scalar, Size, Who, OUT_OF_RANGE};
 
 /// For a float or boolean where the serde pass lets none through.
 const UNEXPECTED: &str = "unexpected value";
@@ -108,9 +108,13 @@ struct Reader<'a> {
     tree: Spanned<DeValue<'a>>,
     /// The span of each key, by the span of its value.
     keys: HashMap<(usize, usize), Range<usize>>,
-    /// Key paths of entries the serde pass refused (and reported): the semantic
-    /// pass does not call them missing.
-    failed: BTreeSet<String>,
+    /// Key paths of entries the serde pass refused (and reported), with the
+    /// spans of their keys: the semantic pass does not call them missing, and
+    /// checks that only need the key to be there still apply.
+    failed: BTreeMap<String, Range<usize>>,
+    /// Key paths of lists the serde pass refused an element of (a subset of
+    /// `failed`): their other elements were there.
+    failed_items: BTreeSet<String>,
 }
 
 impl<'a> Reader<'a> {
@@ -122,7 +126,8 @@ impl<'a> Reader<'a> {
             text,
             tree,
             keys,
-            failed: BTreeSet::new(),
+            failed: BTreeMap::new(),
+            failed_items: BTreeSet::new(),
         }
     }
 
@@ -130,13 +135,13 @@ impl<'a> Reader<'a> {
         self.sink.error(span, path, msg);
     }
 
-    /// True when an error was reported at `path` or inside it.
+    /// True when an error was reported inside the table or list at `path`.
     fn errors_in(&self, path: &str) -> bool {
         let path = regent_proto::text::escape_line(path);
         self.sink.diags.iter().any(|d| {
             d.path
                 .strip_prefix(path.as_ref())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
         })
     }
 
@@ -147,12 +152,12 @@ impl<'a> Reader<'a> {
     }
 
     /// The parsed value at exactly `span`.
-    fn value_at(&self, span: &Range<usize>) -> Option<Spanned<DeValue<'a>>> {
+    fn value_at(&self, span: &Range<usize>) -> Option<&Spanned<DeValue<'a>>> {
         fn walk<'t, 'i>(
             v: &'t Spanned<DeValue<'i>>,
             span: &Range<usize>,
         ) -> Option<&'t Spanned<DeValue<'i>>> {
-            if v.span() == *span && v.get_ref().is_table() {
+            if v.span() == *span {
                 return Some(v);
             }
             match v.get_ref() {
@@ -161,13 +166,33 @@ impl<'a> Reader<'a> {
                 _ => None,
             }
         }
-        walk(&self.tree, span).cloned()
+        walk(&self.tree, span)
+    }
+
+    /// The digits (without prefix) and radix of the integer written at `span`.
+    fn integer_at(&self, span: &Range<usize>) -> (String, u32) {
+        match self.value_at(span).map(Spanned::get_ref) {
+            Some(DeValue::Integer(i)) => (i.as_str().to_string(), i.radix()),
+            _ => (
+                self.text.get(span.clone()).unwrap_or_default().to_string(),
+                10,
+            ),
+        }
+    }
+
+    /// The span of the key at `path`, whose value is `v`: there, or refused by
+    /// the serde pass.
+    fn key_of<T>(&self, v: &Option<Spanned<T>>, path: &str) -> Option<Range<usize>> {
+        match v {
+            Some(v) => Some(self.key_span(v)),
+            None => self.failed.get(path).cloned(),
+        }
     }
 
     /// Reports `key` missing from the table at `path` (whose key is at `span`),
     /// unless it is there but was refused already.
     fn missing(&mut self, span: Range<usize>, path: &str, key: &str) {
-        if !self.failed.contains(&join(path, key)) {
+        if !self.failed.contains_key(&join(path, key)) {
             self.err(span, path, format!("missing required key '{key}'"));
         }
     }
@@ -194,9 +219,12 @@ impl<'a> Reader<'a> {
                 Ok(d) if d < min => Err(format!("must be at least {}ms", min.as_millis())),
                 r => r,
             },
-            Scalar::Int(i) => Err(format!(
-                "a duration needs a unit: write e.g. \"{i}s\" or \"{i}ms\""
-            )),
+            Scalar::Int(_) | Scalar::Big(_) => {
+                let (i, _) = self.integer_at(&v.span());
+                Err(format!(
+                    "a duration needs a unit: write e.g. \"{i}s\" or \"{i}ms\""
+                ))
+            }
             Scalar::Float(_) | Scalar::Bool(_) => Err(UNEXPECTED.into()),
         };
         r.map_err(|e| self.err(v.span(), path, e)).ok()
@@ -206,6 +234,7 @@ impl<'a> Reader<'a> {
         let r = match &v.get_ref().0 {
             Scalar::Str(s) => parse_size(s),
             Scalar::Int(i) => u64::try_from(*i).map_err(|_| "a size cannot be negative".into()),
+            Scalar::Big(_) => Err(OUT_OF_RANGE.into()),
             Scalar::Float(_) | Scalar::Bool(_) => Err(UNEXPECTED.into()),
         };
         let r = r.and_then(|n| {
@@ -231,6 +260,7 @@ impl<'a> Reader<'a> {
                 .ok()
                 .and_then(Principal::from_id)
                 .ok_or_else(|| format!("id {n} is out of range")),
+            Scalar::Big(_) => Err(OUT_OF_RANGE.into()),
             Scalar::Float(_) | Scalar::Bool(_) => Err(UNEXPECTED.into()),
         };
         r.map_err(|e| self.err(v.span(), path, e)).ok()
@@ -313,7 +343,7 @@ pub(crate) fn parse_config(text: &str, origin: &str) -> Result<Config, Diagnosti
         None => ServiceConfig::default(),
     };
     let mut operations = BTreeMap::new();
-    for (name, op) in raw.operations.iter().flat_map(|o| o.get_ref()) {
+    for (name, op) in raw.operations.iter().flat_map(|o| o.get_ref().iter()) {
         let path = join("operations", name.get_ref());
         check_op_name(&mut r, name, &path);
         if let Some(op) = operation::read_operation(&mut r, &path, name.span(), op, &service) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{List, RawAllow, RawOperation};
+use super::raw::{List, RawAllow, RawOperation, Table};
 use super::{item, join, Reader};
 use crate::model::{
     AllowDecl, OperationDecl, OutputMode, ServiceConfig, AUTH_METHODS, DEFAULT_MAX_ATTEMPTS,
@@ -23,7 +23,7 @@ pub(super) fn read_operation(
     r: &mut Reader<'_>,
     p: &str,
     name_span: Range<usize>,
-    raw: &Spanned<RawOperation>,
+    raw: &Spanned<Table<RawOperation>>,
     service: &ServiceConfig,
 ) -> Option<OperationDecl> {
     let at = |key: &str| join(p, key);
@@ -37,7 +37,7 @@ pub(super) fn read_operation(
     // Parameters first: the command and stdin refer to them.
     let mut params: BTreeMap<String, ParamSpec> = BTreeMap::new();
     let mut param_keys: BTreeMap<String, Range<usize>> = BTreeMap::new();
-    for (name, decl) in t.params.iter().flat_map(|v| v.get_ref()) {
+    for (name, decl) in t.params.iter().flat_map(|v| v.get_ref().iter()) {
         let (name, path) = (name.get_ref(), join(&at("params"), name.get_ref()));
         let key_span = r.key_span(decl);
         if !is_valid_param_name(name) {
@@ -146,25 +146,23 @@ pub(super) fn read_operation(
     }
     let has = |m: &str| auth.iter().any(|a| a == m);
     let mut approvers = Vec::new();
-    if let Some(v) = &t.approvers {
-        for (i, a) in v.get_ref().iter().enumerate() {
-            match check_email(a.get_ref()) {
-                Ok(()) => approvers.push(a.get_ref().clone()),
-                Err(e) => r.err(a.span(), &item(&at("approvers"), i), e),
-            }
+    let approvers_key = r.key_of(&t.approvers, &at("approvers"));
+    for (i, a) in t.approvers.iter().flat_map(|v| v.get_ref()).enumerate() {
+        match check_email(a.get_ref()) {
+            Ok(()) => approvers.push(a.get_ref().clone()),
+            Err(e) => r.err(a.span(), &item(&at("approvers"), i), e),
         }
-        if !has("email") {
-            let span = r.key_span(v);
-            r.err(
-                span,
-                &at("approvers"),
-                "approvers receive the codes of the 'email' method, which auth does not list (use 'approve' to say who may approve)",
-            );
-        }
+    }
+    if let Some(span) = approvers_key.clone().filter(|_| !has("email")) {
+        r.err(
+            span,
+            &at("approvers"),
+            "approvers receive the codes of the 'email' method, which auth does not list (use 'approve' to say who may approve)",
+        );
     }
     if has("email") {
         let span = t.auth.as_ref().map_or(name_span, Spanned::span);
-        if t.approvers.is_none() {
+        if approvers_key.is_none() {
             r.err(
                 span.clone(),
                 &at("auth"),
@@ -179,36 +177,50 @@ pub(super) fn read_operation(
             );
         }
     }
-    let approve = t.approve.as_ref().and_then(|v| {
-        if !has("approval") {
-            let span = r.key_span(v);
+    if let Some(span) = r
+        .key_of(&t.approve, &at("approve"))
+        .filter(|_| !has("approval"))
+    {
+        r.err(
+            span,
+            &at("approve"),
+            "approve only applies to the 'approval' method, which auth does not list",
+        );
+    }
+    let approve = t
+        .approve
+        .as_ref()
+        .and_then(|v| read_allow(r, v, &at("approve")));
+    let stage_keys = [
+        ("pending_ttl", r.key_of(&t.pending_ttl, &at("pending_ttl"))),
+        (
+            "max_attempts",
+            r.key_of(&t.max_attempts, &at("max_attempts")),
+        ),
+        (
+            "max_pending_per_uid",
+            r.key_of(&t.max_pending_per_uid, &at("max_pending_per_uid")),
+        ),
+    ];
+    for (key, span) in stage_keys {
+        if let Some(span) = span.filter(|_| auth.is_empty()) {
             r.err(
                 span,
-                &at("approve"),
-                "approve only applies to the 'approval' method, which auth does not list",
+                &at(key),
+                "has no effect: the operation has no auth stages",
             );
         }
-        read_allow(r, v, &at("approve"))
-    });
+    }
     let pending_ttl = match &t.pending_ttl {
-        Some(v) => {
-            no_effect_without_auth(r, v, &at("pending_ttl"), &auth);
-            r.duration(v, &at("pending_ttl"), Duration::from_secs(1))
-        }
+        Some(v) => r.duration(v, &at("pending_ttl"), Duration::from_secs(1)),
         None => Some(DEFAULT_PENDING_TTL),
     };
     let max_attempts = match &t.max_attempts {
-        Some(v) => {
-            no_effect_without_auth(r, v, &at("max_attempts"), &auth);
-            r.int_in(v, &at("max_attempts"), 1, 1000)
-        }
+        Some(v) => r.int_in(v, &at("max_attempts"), 1, 1000),
         None => Some(DEFAULT_MAX_ATTEMPTS),
     };
     let max_pending_per_uid = match &t.max_pending_per_uid {
-        Some(v) => {
-            no_effect_without_auth(r, v, &at("max_pending_per_uid"), &auth);
-            r.int_in(v, &at("max_pending_per_uid"), 1, 1_000_000)
-        }
+        Some(v) => r.int_in(v, &at("max_pending_per_uid"), 1, 1_000_000),
         None => Some(DEFAULT_OP_MAX_PENDING_PER_UID),
     };
 
@@ -233,17 +245,6 @@ pub(super) fn read_operation(
         max_pending_per_uid: max_pending_per_uid?,
         exec,
     })
-}
-
-fn no_effect_without_auth<T>(r: &mut Reader<'_>, v: &Spanned<T>, path: &str, auth: &[String]) {
-    if auth.is_empty() {
-        let span = r.key_span(v);
-        r.err(
-            span,
-            path,
-            "has no effect: the operation has no auth stages",
-        );
-    }
 }
 
 fn read_command(
@@ -316,7 +317,7 @@ fn read_command(
     ok.then_some(template)
 }
 
-fn read_allow(r: &mut Reader<'_>, v: &Spanned<RawAllow>, p: &str) -> Option<AllowDecl> {
+fn read_allow(r: &mut Reader<'_>, v: &Spanned<Table<RawAllow>>, p: &str) -> Option<AllowDecl> {
     let t = v.get_ref();
     let users = t
         .users

@@ -10,7 +10,7 @@ use std::ops::Range;
 use serde_json::Value;
 use toml::Spanned;
 
-use super::decode::{decode, fields};
+use super::decode::{decode, fields, type_name};
 use super::raw::{
     Common, EnumParam, IntegerParam, IpParam, ParamHead, PathParam, PlainParam, RawParam, Scalar,
     StringParam,
@@ -46,7 +46,14 @@ pub(super) fn read_param(
     if let RawParam::Short(ty) = decl.get_ref() {
         return short(r, decl.span(), p, ty);
     }
-    let node = r.value_at(&decl.span())?;
+    let node = match r.value_at(&decl.span()) {
+        Some(v) if v.get_ref().is_table() => v.clone(),
+        found => {
+            let found = found.map_or("something else", |v| type_name(v.get_ref()));
+            r.err(decl.span(), p, format!("expected a table, found {found}"));
+            return None;
+        }
+    };
     let head: ParamHead = decode(r, node.clone(), p, &|_, _| None)?;
     let Some(ty) = &head.ty else {
         let span = r.key_span(decl);
@@ -185,7 +192,8 @@ pub(super) fn read_param(
             t.common()
         }
     };
-    let spec = finish(r, p, kind, common);
+    let refused_default = r.failed.get(&join(p, "default")).cloned();
+    let spec = finish(r, p, kind, common, refused_default);
     if r.errors_in(p) {
         return None;
     }
@@ -193,24 +201,47 @@ pub(super) fn read_param(
 }
 
 /// The keys every type takes, and the default checked against the type.
-fn finish(r: &mut Reader<'_>, p: &str, kind: ParamKind, c: Common) -> Option<ParamSpec> {
+/// `refused_default`: the key span of a default the serde pass refused.
+fn finish(
+    r: &mut Reader<'_>,
+    p: &str,
+    kind: ParamKind,
+    c: Common,
+    refused_default: Option<Range<usize>>,
+) -> Option<ParamSpec> {
     let secret = c.secret.is_some_and(|v| *v.get_ref());
-    let default = c.default.and_then(|v| {
-        let path = join(p, "default");
-        if secret {
-            let span = r.key_span(&v);
+    let path = join(p, "default");
+    let default_key = c
+        .default
+        .as_ref()
+        .map(|v| r.key_span(v))
+        .or(refused_default);
+    if let Some(span) = default_key.filter(|_| secret) {
+        r.err(
+            span,
+            &path,
+            "a secret parameter cannot have a default (it would live in the config file)",
+        );
+    }
+    let default = c.default.filter(|_| !secret).and_then(|v| {
+        let json = match &v.get_ref().0 {
+            Scalar::Str(s) => Some(Value::String(s.clone())),
+            Scalar::Int(i) => Some(Value::from(*i)),
+            Scalar::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number),
+            Scalar::Bool(b) => Some(Value::Bool(*b)),
+            Scalar::Big(_) => None,
+        };
+        let Some(json) = json else {
+            let found = match v.get_ref().0 {
+                Scalar::Float(_) => "a float",
+                _ => "an integer",
+            };
             r.err(
-                span,
+                v.span(),
                 &path,
-                "a secret parameter cannot have a default (it would live in the config file)",
+                format!("expected a string, integer or boolean, found {found}"),
             );
             return None;
-        }
-        let json = match &v.get_ref().0 {
-            Scalar::Str(s) => Value::String(s.clone()),
-            Scalar::Int(i) => Value::from(*i),
-            Scalar::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-            Scalar::Bool(b) => Value::Bool(*b),
         };
         match kind.check(&json) {
             Ok(text) => Some(canonical_json(kind.value_kind(), &text)),

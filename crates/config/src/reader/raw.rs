@@ -10,7 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
 
+use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Unexpected, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
@@ -21,16 +24,80 @@ pub(super) type Opt<T> = Option<Spanned<T>>;
 /// A list of values, each with its location.
 pub(super) type List<T> = Vec<Spanned<T>>;
 
+/// A table read into the struct `T` (only a table: serde would also read a
+/// struct from an array).
+pub(super) struct Table<T>(pub T);
+
+impl<T> Deref for Table<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Table<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Table<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Table)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// How the TOML deserialiser hands a datetime over: a table with this one key.
+pub(super) const DATETIME_KEY: &str = "$__toml_private_datetime";
+
 /// A table of declarations by name (`[operations.NAME]`, `params.NAME`), each
 /// name with its location.
-pub(super) type Named<T> = BTreeMap<Spanned<String>, Spanned<T>>;
+pub(super) struct Named<T>(BTreeMap<Spanned<String>, Spanned<T>>);
+
+impl<T> Deref for Named<T> {
+    type Target = BTreeMap<Spanned<String>, Spanned<T>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Named<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Named<T>, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    if key.get_ref() == DATETIME_KEY {
+                        return Err(de::Error::invalid_type(
+                            Unexpected::Other("datetime"),
+                            &self,
+                        ));
+                    }
+                    let value = map.next_value()?;
+                    out.insert(key, value);
+                }
+                Ok(Named(out))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
 
 /// The whole file.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
-    pub service: Opt<RawService>,
-    pub operations: Opt<Named<RawOperation>>,
+    pub service: Opt<Table<RawService>>,
+    pub operations: Opt<Named<Table<RawOperation>>>,
 }
 
 /// `[service]`.
@@ -59,8 +126,8 @@ pub(super) struct RawService {
     pub max_pending: Opt<i64>,
     pub max_pending_per_uid: Opt<i64>,
     pub command_path: Opt<String>,
-    pub smtp: Opt<RawSmtp>,
-    pub tcp: Opt<RawTcp>,
+    pub smtp: Opt<Table<RawSmtp>>,
+    pub tcp: Opt<Table<RawTcp>>,
 }
 
 /// `[service.smtp]`.
@@ -93,20 +160,20 @@ pub(super) struct RawOperation {
     pub command: Opt<List<String>>,
     pub params: Opt<Named<RawParam>>,
     pub stdin: Opt<String>,
-    pub allow: Opt<RawAllow>,
+    pub allow: Opt<Table<RawAllow>>,
     pub timeout: Opt<Period>,
     pub output: Opt<String>,
     pub max_output: Opt<Size>,
     pub auth: Opt<List<String>>,
     pub approvers: Opt<List<String>>,
-    pub approve: Opt<RawAllow>,
+    pub approve: Opt<Table<RawAllow>>,
     pub pending_ttl: Opt<Period>,
     pub max_attempts: Opt<i64>,
     pub max_pending_per_uid: Opt<i64>,
     pub run_as: Opt<RawRunAs>,
     pub capabilities: Opt<List<String>>,
-    pub sandbox: Opt<RawSandbox>,
-    pub limits: Opt<RawLimits>,
+    pub sandbox: Opt<Table<RawSandbox>>,
+    pub limits: Opt<Table<RawLimits>>,
     pub on_unsupported: Opt<String>,
     pub concurrency: Opt<i64>,
 }
@@ -222,9 +289,11 @@ pub(super) struct ParamHead {
 
 /// A parameter: the shorthand `params.NAME = "hostname"`, or a table read in a
 /// second step into the struct of its type (its keys depend on the type).
+/// Anything else is refused in that step, with the parameter still declared (a
+/// placeholder naming it is not reported as well).
 pub(super) enum RawParam {
     Short(String),
-    Table,
+    Other,
 }
 
 impl<'de> Deserialize<'de> for RawParam {
@@ -238,9 +307,30 @@ impl<'de> Deserialize<'de> for RawParam {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawParam, E> {
                 Ok(RawParam::Short(v.to_string()))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawParam, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(RawParam::Table)
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawParam, A::Error> {
+                IgnoredAny::deserialize(MapAccessDeserializer::new(map)).map(|_| RawParam::Other)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<RawParam, A::Error> {
+                IgnoredAny::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(|_| RawParam::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawParam, E> {
+                Ok(RawParam::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawParam, E> {
+                Ok(RawParam::Other)
+            }
+            fn visit_i128<E: de::Error>(self, _: i128) -> Result<RawParam, E> {
+                Ok(RawParam::Other)
+            }
+            fn visit_u128<E: de::Error>(self, _: u128) -> Result<RawParam, E> {
+                Ok(RawParam::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawParam, E> {
+                Ok(RawParam::Other)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawParam, E> {
+                Ok(RawParam::Other)
             }
         }
         d.deserialize_any(V)
@@ -271,9 +361,23 @@ impl<'de> Deserialize<'de> for RawRunAs {
             fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawRunAs, E> {
                 Err(E::custom(OUT_OF_RANGE))
             }
+            fn visit_i128<E: de::Error>(self, _: i128) -> Result<RawRunAs, E> {
+                Err(E::custom(OUT_OF_RANGE))
+            }
+            fn visit_u128<E: de::Error>(self, _: u128) -> Result<RawRunAs, E> {
+                Err(E::custom(OUT_OF_RANGE))
+            }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRunAs, A::Error> {
-                RawRunAsTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                RawRunAsTable::deserialize(MapAccessDeserializer::new(map))
                     .map(RawRunAs::Table)
+                    .map_err(|e| {
+                        // A datetime comes as a table with one odd key.
+                        if e.to_string().contains(DATETIME_KEY) {
+                            de::Error::invalid_type(Unexpected::Other("datetime"), &self)
+                        } else {
+                            e
+                        }
+                    })
             }
         }
         d.deserialize_any(V)
@@ -288,6 +392,8 @@ pub(super) const OUT_OF_RANGE: &str = "integer is out of range";
 pub(super) enum Scalar {
     Str(String),
     Int(i64),
+    /// An integer beyond 64 bits, as its digits.
+    Big(String),
     Float(f64),
     Bool(bool),
 }
@@ -309,14 +415,14 @@ impl Visitor<'_> for ScalarVisitor {
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
         Ok(Scalar::Int(v))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Scalar, E> {
-        Err(E::custom(OUT_OF_RANGE))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(i64::try_from(v).map_or_else(|_| Scalar::Big(v.to_string()), Scalar::Int))
     }
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<Scalar, E> {
-        Err(E::custom(OUT_OF_RANGE))
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Scalar, E> {
+        Ok(Scalar::Big(v.to_string()))
     }
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<Scalar, E> {
-        Err(E::custom(OUT_OF_RANGE))
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Scalar, E> {
+        Ok(Scalar::Big(v.to_string()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
         if self.any {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{Mode, RawService, RawSmtp, RawTcp, Scalar};
+use super::raw::{Mode, RawService, RawSmtp, RawTcp, Scalar, Table};
 use super::{join, Reader};
 use crate::model::{LogFormat, ServiceConfig, SmtpDecl, SmtpSecurity, TcpDecl};
 use crate::net::{check_email, check_hostname};
@@ -12,7 +12,7 @@ use crate::units::{check_mode, parse_mode};
 
 const MS: Duration = Duration::from_millis(1);
 
-pub(super) fn read_service(r: &mut Reader<'_>, raw: &Spanned<RawService>) -> ServiceConfig {
+pub(super) fn read_service(r: &mut Reader<'_>, raw: &Spanned<Table<RawService>>) -> ServiceConfig {
     let p = "service";
     let at = |key: &str| join(p, key);
     let t = raw.get_ref();
@@ -21,7 +21,7 @@ pub(super) fn read_service(r: &mut Reader<'_>, raw: &Spanned<RawService>) -> Ser
         s.socket = r.abs_path(v, &at("socket")).unwrap_or(s.socket);
     }
     if let Some(v) = &t.socket_mode {
-        match mode(r.text, v) {
+        match mode(r, v) {
             Ok(m) => s.socket_mode = m,
             Err(e) => r.err(v.span(), &at("socket_mode"), e),
         }
@@ -149,26 +149,22 @@ pub(super) fn read_service(r: &mut Reader<'_>, raw: &Spanned<RawService>) -> Ser
 }
 
 /// `socket_mode`: `"0660"`, or an integer written in octal (`0o660`).
-fn mode(text: &str, v: &Spanned<Mode>) -> Result<u32, String> {
+fn mode(r: &Reader<'_>, v: &Spanned<Mode>) -> Result<u32, String> {
     match &v.get_ref().0 {
         Scalar::Str(m) => parse_mode(m),
-        Scalar::Int(n) => {
-            let written = text.get(v.span()).unwrap_or_default();
-            if written.starts_with("0o") {
-                u32::try_from(*n)
-                    .map_err(|e| e.to_string())
-                    .and_then(check_mode)
-            } else {
-                Err(format!(
-                    "write the mode as an octal string, e.g. \"0{written}\" ({written} is read as decimal)"
-                ))
-            }
-        }
+        Scalar::Int(_) | Scalar::Big(_) => match r.integer_at(&v.span()) {
+            (digits, 8) => u32::from_str_radix(&digits, 8)
+                .map_err(|e| e.to_string())
+                .and_then(check_mode),
+            (digits, _) => Err(format!(
+                "write the mode as an octal string, e.g. \"0{digits}\" ({digits} is read as decimal)"
+            )),
+        },
         Scalar::Float(_) | Scalar::Bool(_) => Err(super::UNEXPECTED.into()),
     }
 }
 
-fn read_smtp(r: &mut Reader<'_>, raw: &Spanned<RawSmtp>, p: &str) -> Option<SmtpDecl> {
+fn read_smtp(r: &mut Reader<'_>, raw: &Spanned<Table<RawSmtp>>, p: &str) -> Option<SmtpDecl> {
     let at = |key: &str| join(p, key);
     let t = raw.get_ref();
     let key_span = r.key_span(raw);
@@ -247,7 +243,7 @@ fn read_smtp(r: &mut Reader<'_>, raw: &Spanned<RawSmtp>, p: &str) -> Option<Smtp
     })
 }
 
-fn read_tcp(r: &mut Reader<'_>, raw: &Spanned<RawTcp>, p: &str) -> Option<TcpDecl> {
+fn read_tcp(r: &mut Reader<'_>, raw: &Spanned<Table<RawTcp>>, p: &str) -> Option<TcpDecl> {
     let at = |key: &str| join(p, key);
     let t = raw.get_ref();
     let key_span = r.key_span(raw);
