@@ -38,11 +38,12 @@ mod principal;
 mod reader;
 mod template;
 mod units;
+mod values;
 
 use std::path::Path;
 
 pub use caps::{canonical_capability, capability_number, CAPABILITIES};
-pub use data::{check_paths, validate_data, CallerVars, FieldError, ParamValue, Params};
+pub use data::{check_paths, validate_data, FieldError};
 pub use diag::{Diagnostic, Diagnostics};
 pub use error::Error;
 pub use examples::{demo_config, demo_config_text, example_config};
@@ -61,6 +62,7 @@ pub use paths::{check_path_no_symlink_escape, normalize_path, not_found_message,
 pub use principal::Principal;
 pub use template::{is_valid_param_name, Placeholder, Template};
 pub use units::{parse_duration, parse_mode, parse_size};
+pub use values::{CallerVars, ParamValue, Params};
 
 /// Largest config file accepted, in bytes.
 pub const MAX_CONFIG_SIZE: u64 = 4 << 20;

@@ -12,8 +12,8 @@
 
 use std::fmt;
 
-use crate::data::{CallerVars, Params};
 use crate::error::Error;
+use crate::values::{CallerVars, Params};
 
 /// One value a template can refer to.
 #[derive(Debug, Clone, PartialEq, Eq)]

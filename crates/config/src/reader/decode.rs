@@ -4,7 +4,7 @@
 //! serde stops at the first error. The error has a span; the node at that span
 //! is found in the tree (which gives the key path and the type actually
 //! written), reported, and removed, and the value is read again, until it reads
-//! cleanly. Removed table entries are remembered ([`Reader::failed`]) so that the
+//! cleanly. Removed table entries are remembered (`Reader::failed`) so that the
 //! semantic pass does not also call them missing.
 
 use std::collections::HashMap;
@@ -14,8 +14,8 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use toml::de::{DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use super::context::{closest, join, Reader};
 use super::raw::{DATETIME_KEY, OUT_OF_RANGE};
-use super::{closest, join, Reader};
 
 /// Reads stop after this many errors in one value (each costs a re-read).
 const MAX_ERRORS: usize = 200;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::context::{item, join, Reader};
 use super::raw::{RawLimits, RawOperation, RawRunAs, RawSandbox, Scalar, Table, Who};
-use super::{item, join, Reader};
 use crate::caps::canonical_capability;
 use crate::model::{ExecDecl, LimitsDecl, OnUnsupported, RunAs, SandboxDecl};
 use crate::principal::Principal;

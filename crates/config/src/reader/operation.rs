@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::context::{item, join, Reader};
 use super::raw::{List, RawAllow, RawOperation, Table};
-use super::{item, join, Reader};
 use crate::model::{
     AllowDecl, OperationDecl, OutputMode, ServiceConfig, AUTH_METHODS, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_OUTPUT, DEFAULT_OP_MAX_PENDING_PER_UID, DEFAULT_PENDING_TTL, DEFAULT_TIMEOUT,

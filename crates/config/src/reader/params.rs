@@ -10,12 +10,12 @@ use std::ops::Range;
 use serde_json::Value;
 use toml::Spanned;
 
+use super::context::{item, join, Reader};
 use super::decode::{decode, fields, type_name};
 use super::raw::{
     Common, EnumParam, IntegerParam, IpParam, ParamHead, PathParam, PlainParam, RawParam, Scalar,
     StringParam,
 };
-use super::{item, join, Reader};
 use crate::param::{
     canonical_json, IpVersion, ParamKind, ParamSpec, PathAccess, Pattern, DEFAULT_STRING_MAX_LEN,
 };

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::context::{join, Reader};
 use super::raw::{Mode, RawService, RawSmtp, RawTcp, Scalar, Table};
-use super::{join, Reader};
 use crate::model::{LogFormat, ServiceConfig, SmtpDecl, SmtpSecurity, TcpDecl};
 use crate::net::{check_email, check_hostname};
 use crate::units::{check_mode, parse_mode};
@@ -160,7 +160,7 @@ fn mode(r: &Reader<'_>, v: &Spanned<Mode>) -> Result<u32, String> {
                 "write the mode as an octal string, e.g. \"0{digits}\" ({digits} is read as decimal)"
             )),
         },
-        Scalar::Float(_) | Scalar::Bool(_) => Err(super::UNEXPECTED.into()),
+        Scalar::Float(_) | Scalar::Bool(_) => Err(super::context::UNEXPECTED.into()),
     }
 }
 
