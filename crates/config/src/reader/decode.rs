@@ -349,6 +349,32 @@ mod tests {
         assert_eq!(fields::<T>(), ["alpha", "beta"]);
     }
 
+    /// A struct a test adds a key to: the field is all it takes.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Grown {
+        alpha: Option<Spanned<i64>>,
+        brand_new: Option<Spanned<String>>,
+    }
+
+    #[test]
+    fn a_new_field_is_accepted_and_suggested() {
+        let text = "alpha = 1\nbrand_new = \"x\"\nbrand_nwe = 2\nalpha_ = \"y\"\n";
+        let (root, e) = toml::de::DeTable::parse_recoverable(text);
+        assert!(e.is_empty());
+        let tree = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
+        let mut r = Reader::new("t", text, tree.clone());
+        let got: Grown = decode(&mut r, tree, "", &|_, _| None).unwrap();
+        assert_eq!(got.alpha.map(Spanned::into_inner), Some(1));
+        assert_eq!(got.brand_new.map(Spanned::into_inner).as_deref(), Some("x"));
+        let d = r.sink.finish().unwrap_err();
+        assert_eq!(
+            d.to_string(),
+            "t:3:1: brand_nwe: unknown key 'brand_nwe' (did you mean 'brand_new'?)\n\
+             t:4:1: alpha_: unknown key 'alpha_' (did you mean 'alpha'?)"
+        );
+    }
+
     #[test]
     fn unknown_key_messages() {
         assert_eq!(

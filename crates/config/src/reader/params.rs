@@ -11,7 +11,7 @@ use serde_json::Value;
 use toml::Spanned;
 
 use super::context::{item, join, Reader};
-use super::decode::{decode, fields, type_name};
+use super::decode::{decode, fields, type_name, unknown_key};
 use super::raw::{
     Common, EnumParam, IntegerParam, IpParam, ParamHead, PathParam, PlainParam, RawParam, Scalar,
     StringParam,
@@ -24,17 +24,28 @@ const PARAM_TYPES: &[&str] = &[
     "string", "enum", "integer", "bool", "ip", "ipv4", "ipv6", "hostname", "path",
 ];
 
-/// True for a key some parameter type takes.
-fn is_param_key(key: &str) -> bool {
-    [
+/// Every key some parameter type takes, each once.
+fn param_keys() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    for f in [
         fields::<StringParam>(),
         fields::<EnumParam>(),
         fields::<IntegerParam>(),
         fields::<IpParam>(),
         fields::<PathParam>(),
-    ]
-    .iter()
-    .any(|f| f.contains(&key))
+    ] {
+        for k in f {
+            if !keys.contains(k) {
+                keys.push(k);
+            }
+        }
+    }
+    keys
+}
+
+/// True for a key some parameter type takes.
+fn is_param_key(key: &str) -> bool {
+    param_keys().contains(&key)
 }
 
 /// Reads the parameter declared at key path `p`.
@@ -58,6 +69,14 @@ pub(super) fn read_param(
     let Some(ty) = &head.ty else {
         let span = r.key_span(decl);
         r.missing(span, p, "type");
+        // Without a type, a key no type takes is still reported (`tpye`).
+        let known = param_keys();
+        for (key, _) in node.get_ref().as_table().into_iter().flatten() {
+            if !known.contains(&key.get_ref().as_ref()) {
+                let msg = unknown_key(key.get_ref(), &known);
+                r.err(key.span(), &join(p, key.get_ref()), msg);
+            }
+        }
         return None;
     };
     let Some(mut kind) = param_kind_defaults(ty.get_ref()) else {

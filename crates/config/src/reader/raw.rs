@@ -489,3 +489,64 @@ scalar!(
     "a string, integer or boolean",
     true
 );
+
+#[cfg(test)]
+mod tests {
+    use super::super::decode::fields;
+    use super::*;
+
+    /// The keys an unknown key's diagnostic lists for the table in `text`.
+    fn listed(text: &str) -> Vec<String> {
+        let d = crate::parse(text, "t").expect_err("zzzzzzzz is no key");
+        let line = d
+            .iter()
+            .find(|d| d.message.starts_with("unknown key 'zzzzzzzz'"))
+            .unwrap_or_else(|| panic!("{d}"));
+        let list = line.message.split_once("expected one of: ").unwrap().1;
+        list.trim_end_matches(')')
+            .split(", ")
+            .map(String::from)
+            .collect()
+    }
+
+    /// The keys a table takes are its struct's fields and nothing else: adding
+    /// a field is all it takes for the key to be accepted and suggested.
+    #[test]
+    fn each_table_takes_the_fields_of_its_struct() {
+        let op = "[operations.x]\ncommand = [\"echo\", \"{p}\"]\n";
+        let param = |ty: &str| format!("{op}params.p = {{ type = \"{ty}\", zzzzzzzz = 1 }}\n");
+        let cases: Vec<(String, &[&str])> = vec![
+            ("zzzzzzzz = 1\n".into(), fields::<RawConfig>()),
+            ("[service]\nzzzzzzzz = 1\n".into(), fields::<RawService>()),
+            ("[service.smtp]\nzzzzzzzz = 1\n".into(), fields::<RawSmtp>()),
+            ("[service.tcp]\nzzzzzzzz = 1\n".into(), fields::<RawTcp>()),
+            (format!("{op}zzzzzzzz = 1\n"), fields::<RawOperation>()),
+            (
+                format!("{op}allow = {{ zzzzzzzz = 1 }}\n"),
+                fields::<RawAllow>(),
+            ),
+            (
+                format!("{op}run_as = {{ zzzzzzzz = 1 }}\n"),
+                fields::<RawRunAsTable>(),
+            ),
+            (
+                format!("{op}sandbox = {{ zzzzzzzz = 1 }}\n"),
+                fields::<RawSandbox>(),
+            ),
+            (
+                format!("{op}limits = {{ zzzzzzzz = 1 }}\n"),
+                fields::<RawLimits>(),
+            ),
+            (param("string"), fields::<StringParam>()),
+            (param("enum"), fields::<EnumParam>()),
+            (param("integer"), fields::<IntegerParam>()),
+            (param("ipv6"), fields::<IpParam>()),
+            (param("path"), fields::<PathParam>()),
+            (param("hostname"), fields::<PlainParam>()),
+        ];
+        for (text, want) in cases {
+            assert!(!want.is_empty(), "{text}");
+            assert_eq!(listed(&text), want, "{text}");
+        }
+    }
+}
