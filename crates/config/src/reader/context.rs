@@ -74,10 +74,11 @@ pub(super) struct Reader<'a> {
     pub(super) sink: Sink<'a>,
     /// The text, to see how an integer was written (`0o660` or `660`).
     pub(super) text: &'a str,
-    /// The document as parsed (parameter tables are read from it in a second step).
-    pub(super) tree: Spanned<DeValue<'a>>,
+    /// Each value of the document as parsed, by its span (parameter tables are
+    /// read from it in a second step).
+    values: HashMap<(usize, usize), &'a Spanned<DeValue<'a>>>,
     /// The span of each key, by the span of its value.
-    pub(super) keys: HashMap<(usize, usize), Range<usize>>,
+    keys: HashMap<(usize, usize), Range<usize>>,
     /// Key paths of entries the serde pass refused (and reported), with the
     /// spans of their keys: the semantic pass does not call them missing, and
     /// checks that only need the key to be there still apply.
@@ -88,16 +89,32 @@ pub(super) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(origin: &'a str, text: &'a str, tree: Spanned<DeValue<'a>>) -> Self {
-        let mut keys = HashMap::new();
-        index_keys(&tree, &mut keys);
-        Reader {
+    pub(super) fn new(origin: &'a str, text: &'a str, tree: &'a Spanned<DeValue<'a>>) -> Self {
+        let mut r = Reader {
             sink: Sink::new(origin, text),
             text,
-            tree,
-            keys,
+            values: HashMap::new(),
+            keys: HashMap::new(),
             failed: BTreeMap::new(),
             failed_items: BTreeSet::new(),
+        };
+        r.index(None, tree);
+        r
+    }
+
+    /// Records `v` and the values inside it by span, and the key of each.
+    fn index(&mut self, key: Option<Range<usize>>, v: &'a Spanned<DeValue<'a>>) {
+        let s = v.span();
+        self.values.entry((s.start, s.end)).or_insert(v);
+        if let Some(k) = key {
+            self.keys.entry((s.start, s.end)).or_insert(k);
+        }
+        match v.get_ref() {
+            DeValue::Table(t) => t
+                .iter()
+                .for_each(|(k, val)| self.index(Some(k.span()), val)),
+            DeValue::Array(a) => a.iter().for_each(|el| self.index(None, el)),
+            _ => {}
         }
     }
 
@@ -105,14 +122,20 @@ impl<'a> Reader<'a> {
         self.sink.error(span, path, msg);
     }
 
-    /// True when an error was reported inside the table or list at `path`.
-    pub(super) fn errors_in(&self, path: &str) -> bool {
-        let path = regent_proto::text::escape_line(path);
-        self.sink.diags.iter().any(|d| {
-            d.path
-                .strip_prefix(path.as_ref())
-                .is_some_and(|rest| rest.starts_with(['.', '[']))
-        })
+    /// The number of errors reported so far.
+    pub(super) fn errors(&self) -> usize {
+        self.sink.diags.len()
+    }
+
+    /// True when an error was reported since there were `before`, or the serde
+    /// pass refused something inside the table at `path`.
+    pub(super) fn errors_since(&self, before: usize, path: &str) -> bool {
+        self.errors() != before
+            || self
+                .failed
+                .range(path.to_string()..)
+                .take_while(|(p, _)| p.starts_with(path))
+                .any(|(p, _)| p[path.len()..].starts_with(['.', '[']))
     }
 
     /// The span of the key whose value is `v` (the value's own span if none).
@@ -122,21 +145,8 @@ impl<'a> Reader<'a> {
     }
 
     /// The parsed value at exactly `span`.
-    pub(super) fn value_at(&self, span: &Range<usize>) -> Option<&Spanned<DeValue<'a>>> {
-        fn walk<'t, 'i>(
-            v: &'t Spanned<DeValue<'i>>,
-            span: &Range<usize>,
-        ) -> Option<&'t Spanned<DeValue<'i>>> {
-            if v.span() == *span {
-                return Some(v);
-            }
-            match v.get_ref() {
-                DeValue::Table(t) => t.values().find_map(|c| walk(c, span)),
-                DeValue::Array(a) => a.iter().find_map(|c| walk(c, span)),
-                _ => None,
-            }
-        }
-        walk(&self.tree, span)
+    pub(super) fn value_at(&self, span: &Range<usize>) -> Option<&'a Spanned<DeValue<'a>>> {
+        self.values.get(&(span.start, span.end)).copied()
     }
 
     /// The digits (without prefix) and radix of the integer written at `span`.
@@ -279,21 +289,6 @@ impl<'a> Reader<'a> {
                 None
             }
         }
-    }
-}
-
-/// Records the span of every key by the span of its value.
-fn index_keys(v: &Spanned<DeValue<'_>>, keys: &mut HashMap<(usize, usize), Range<usize>>) {
-    match v.get_ref() {
-        DeValue::Table(t) => {
-            for (k, val) in t.iter() {
-                let s = val.span();
-                keys.entry((s.start, s.end)).or_insert_with(|| k.span());
-                index_keys(val, keys);
-            }
-        }
-        DeValue::Array(a) => a.iter().for_each(|el| index_keys(el, keys)),
-        _ => {}
     }
 }
 

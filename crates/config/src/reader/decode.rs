@@ -363,8 +363,8 @@ mod tests {
         let (root, e) = toml::de::DeTable::parse_recoverable(text);
         assert!(e.is_empty());
         let tree = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
-        let mut r = Reader::new("t", text, tree.clone());
-        let got: Grown = decode(&mut r, tree, "", &|_, _| None).unwrap();
+        let mut r = Reader::new("t", text, &tree);
+        let got: Grown = decode(&mut r, tree.clone(), "", &|_, _| None).unwrap();
         assert_eq!(got.alpha.map(Spanned::into_inner), Some(1));
         assert_eq!(got.brand_new.map(Spanned::into_inner).as_deref(), Some("x"));
         let d = r.sink.finish().unwrap_err();

@@ -58,8 +58,8 @@ pub(crate) fn parse_config(text: &str, origin: &str) -> Result<Config, Diagnosti
     }
     let span = root.span();
     let tree = Spanned::new(span, DeValue::Table(root.into_inner()));
-    let mut r = Reader::new(origin, text, tree.clone());
-    let Some(raw) = decode::<RawConfig>(&mut r, tree, "", &|_, _| None) else {
+    let mut r = Reader::new(origin, text, &tree);
+    let Some(raw) = decode::<RawConfig>(&mut r, tree.clone(), "", &|_, _| None) else {
         return Err(r.sink.finish().expect_err("errors were recorded"));
     };
     let service = match &raw.service {

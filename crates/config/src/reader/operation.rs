@@ -28,6 +28,7 @@ pub(super) fn read_operation(
 ) -> Option<OperationDecl> {
     let at = |key: &str| join(p, key);
     let t = raw.get_ref();
+    let before = r.errors();
     let description = t
         .description
         .as_ref()
@@ -225,7 +226,7 @@ pub(super) fn read_operation(
     };
 
     let exec = super::exec::read_exec(r, t, p);
-    if r.errors_in(p) {
+    if r.errors_since(before, p) {
         return None;
     }
     Some(OperationDecl {
@@ -319,6 +320,7 @@ fn read_command(
 
 fn read_allow(r: &mut Reader<'_>, v: &Spanned<Table<RawAllow>>, p: &str) -> Option<AllowDecl> {
     let t = v.get_ref();
+    let before = r.errors();
     let users = t
         .users
         .as_ref()
@@ -329,7 +331,7 @@ fn read_allow(r: &mut Reader<'_>, v: &Spanned<Table<RawAllow>>, p: &str) -> Opti
         .as_ref()
         .and_then(|l| r.principals(l, &join(p, "groups")))
         .unwrap_or_default();
-    if r.errors_in(p) {
+    if r.errors_since(before, p) {
         return None;
     }
     if users.is_empty() && groups.is_empty() {

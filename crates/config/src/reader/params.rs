@@ -84,6 +84,7 @@ pub(super) fn read_param(
         return None;
     };
     let ty = ty.get_ref().as_str();
+    let before = r.errors();
     let other_type = |key: &str, _: &[&str]| {
         is_param_key(key).then(|| format!("key '{key}' does not apply to type '{ty}'"))
     };
@@ -136,7 +137,7 @@ pub(super) fn read_param(
                             values.push(text.clone());
                         }
                     }
-                    if values.is_empty() && !r.errors_in(p) {
+                    if values.is_empty() && !r.errors_since(before, p) {
                         r.err(
                             list.span(),
                             &at("values"),
@@ -213,7 +214,7 @@ pub(super) fn read_param(
     };
     let refused_default = r.failed.get(&join(p, "default")).cloned();
     let spec = finish(r, p, kind, common, refused_default);
-    if r.errors_in(p) {
+    if r.errors_since(before, p) {
         return None;
     }
     spec

@@ -168,6 +168,7 @@ fn read_smtp(r: &mut Reader<'_>, raw: &Spanned<Table<RawSmtp>>, p: &str) -> Opti
     let at = |key: &str| join(p, key);
     let t = raw.get_ref();
     let key_span = r.key_span(raw);
+    let before = r.errors();
     let host = match &t.host {
         Some(v) => {
             let h = v.get_ref();
@@ -230,7 +231,7 @@ fn read_smtp(r: &mut Reader<'_>, raw: &Spanned<Table<RawSmtp>>, p: &str) -> Opti
         Some(v) => r.duration(v, &at("timeout"), MS),
         None => Some(Duration::from_secs(30)),
     };
-    if r.errors_in(p) {
+    if r.errors_since(before, p) {
         return None;
     }
     Some(SmtpDecl {
@@ -247,6 +248,7 @@ fn read_tcp(r: &mut Reader<'_>, raw: &Spanned<Table<RawTcp>>, p: &str) -> Option
     let at = |key: &str| join(p, key);
     let t = raw.get_ref();
     let key_span = r.key_span(raw);
+    let before = r.errors();
     let listen = match &t.listen {
         Some(v) => v
             .get_ref()
@@ -277,7 +279,7 @@ fn read_tcp(r: &mut Reader<'_>, raw: &Spanned<Table<RawTcp>>, p: &str) -> Option
         .client_ca
         .as_ref()
         .and_then(|v| r.abs_path(v, &at("client_ca")));
-    if r.errors_in(p) {
+    if r.errors_since(before, p) {
         return None;
     }
     Some(TcpDecl {
