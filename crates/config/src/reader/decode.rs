@@ -254,7 +254,23 @@ pub(super) fn decode<T: DeserializeOwned>(
         let span = e.span().unwrap_or_else(|| value.span());
         let at = (base, (base, &value.span()), &removed);
         let Some(hit) = find(&value, &span, at, &mut Vec::new(), 0) else {
-            r.err(span, base, e.message().to_string());
+            // The value itself (a table read from an integer...): nothing to remove.
+            let message = if span == value.span() {
+                let whole = Hit {
+                    path: base.to_string(),
+                    entry: base.to_string(),
+                    entry_key: span.clone(),
+                    route: Vec::new(),
+                    entry_route: 0,
+                    found: type_name(value.get_ref()),
+                    key: None,
+                    array: None,
+                };
+                describe(e.message(), &whole, on_unknown)
+            } else {
+                e.message().to_string()
+            };
+            r.err(span, base, message);
             return None;
         };
         r.err(span, &hit.path, describe(e.message(), &hit, on_unknown));

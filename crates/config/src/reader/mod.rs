@@ -40,7 +40,7 @@ mod service;
 
 use context::{join, Reader};
 use decode::decode;
-use raw::RawConfig;
+use raw::{RawConfig, RawOperation, Table};
 
 /// Parses and validates a whole config text.
 pub(crate) fn parse_config(text: &str, origin: &str) -> Result<Config, Diagnostics> {
@@ -70,7 +70,17 @@ pub(crate) fn parse_config(text: &str, origin: &str) -> Result<Config, Diagnosti
     for (name, op) in raw.operations.iter().flat_map(|o| o.get_ref().iter()) {
         let path = join("operations", name.get_ref());
         check_op_name(&mut r, name, &path);
-        if let Some(op) = operation::read_operation(&mut r, &path, name.span(), op, &service) {
+        let Some(node) = r.value_at(&op.span()) else {
+            // Every value is indexed: never, but never silently either.
+            r.err(op.span(), &path, "cannot find this operation's table");
+            continue;
+        };
+        let Some(op) = decode::<Table<RawOperation>>(&mut r, node.clone(), &path, &|_, _| None)
+        else {
+            continue;
+        };
+        let op = Spanned::new(node.span(), op);
+        if let Some(op) = operation::read_operation(&mut r, &path, name.span(), &op, &service) {
             operations.insert(name.get_ref().clone(), op);
         }
     }

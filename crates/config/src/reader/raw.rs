@@ -97,7 +97,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub service: Opt<Table<RawService>>,
-    pub operations: Opt<Named<Table<RawOperation>>>,
+    /// Each operation is read in a second step, on its own (an error in one
+    /// does not make the others read again).
+    pub operations: Opt<Named<IgnoredAny>>,
 }
 
 /// `[service]`.
