@@ -2,10 +2,12 @@
 //! reported at its line and column under its key path.
 //!
 //! Two passes:
-//! 1. **serde** ([`decode`]): the TOML is deserialised into the raw declaration
+//! 1. **serde** ([`mod@decode`]): the TOML is deserialised into the raw declaration
 //!    structs of [`raw`] (`deny_unknown_fields`, every value `Spanned`). Unknown
 //!    keys (with "did you mean", from serde's list of the struct's fields) and
 //!    values of the wrong type are reported there, all of them, not just the first.
+//!    Each operation, and each parameter table (whose keys depend on its `type`),
+//!    is read on its own, from the parsed document.
 //! 2. **semantic checks** ([`service`], [`operation`], [`params`], [`exec`]): the
 //!    raw declarations become the model types, checking values (ranges,
 //!    durations, sizes, paths, names, addresses), parameters, templates and the
