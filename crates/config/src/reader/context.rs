@@ -73,7 +73,7 @@ pub(super) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
 pub(super) struct Reader<'a> {
     pub(super) sink: Sink<'a>,
     /// The text, to see how an integer was written (`0o660` or `660`).
-    pub(super) text: &'a str,
+    text: &'a str,
     /// Each value of the document as parsed, by its span (parameter tables are
     /// read from it in a second step).
     values: HashMap<(usize, usize), &'a Spanned<DeValue<'a>>>,

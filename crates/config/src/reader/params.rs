@@ -212,8 +212,7 @@ pub(super) fn read_param(
             t.common()
         }
     };
-    let refused_default = r.failed.get(&join(p, "default")).cloned();
-    let spec = finish(r, p, kind, common, refused_default);
+    let spec = finish(r, p, kind, common);
     if r.errors_since(before, p) {
         return None;
     }
@@ -221,21 +220,10 @@ pub(super) fn read_param(
 }
 
 /// The keys every type takes, and the default checked against the type.
-/// `refused_default`: the key span of a default the serde pass refused.
-fn finish(
-    r: &mut Reader<'_>,
-    p: &str,
-    kind: ParamKind,
-    c: Common,
-    refused_default: Option<Range<usize>>,
-) -> Option<ParamSpec> {
+fn finish(r: &mut Reader<'_>, p: &str, kind: ParamKind, c: Common) -> Option<ParamSpec> {
     let secret = c.secret.is_some_and(|v| *v.get_ref());
     let path = join(p, "default");
-    let default_key = c
-        .default
-        .as_ref()
-        .map(|v| r.key_span(v))
-        .or(refused_default);
+    let default_key = r.key_of(&c.default, &path);
     if let Some(span) = default_key.filter(|_| secret) {
         r.err(
             span,
