@@ -2,9 +2,15 @@
 //!
 //! Every error found while reading a config is collected (not just the first) and
 //! rendered one per line as `FILE:LINE:COL: key.path: message`.
+//!
+//! Key paths and messages quote what the file contains, which may hide terminal
+//! escapes or bidirectional overrides: they are escaped
+//! ([`regent_proto::text::escape_line`]) when recorded and again when shown.
 
 use std::fmt;
 use std::ops::Range;
+
+use regent_proto::text::escape_line;
 
 /// One configuration error, located in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,15 +41,15 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.origin)?;
+        f.write_str(&escape_line(&self.origin))?;
         if let Some((line, col)) = self.location {
             write!(f, ":{line}:{col}")?;
         }
         f.write_str(": ")?;
         if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
+            write!(f, "{}: ", escape_line(&self.path))?;
         }
-        f.write_str(&self.message)
+        f.write_str(&escape_line(&self.message))
     }
 }
 
@@ -127,14 +133,15 @@ impl<'a> Sink<'a> {
         (line + 1, col + 1)
     }
 
-    /// Records an error at `span` for key path `path`.
+    /// Records an error at `span` for key path `path`, both escaped.
     pub(crate) fn error(&mut self, span: Range<usize>, path: &str, message: impl Into<String>) {
         let location = Some(self.line_col(span.start));
+        let message: String = message.into();
         self.diags.push(Diagnostic {
             origin: self.origin.to_string(),
             location,
-            path: path.to_string(),
-            message: message.into(),
+            path: escape_line(path).into_owned(),
+            message: escape_line(&message).into_owned(),
         });
     }
 

@@ -10,7 +10,10 @@
 //! daemon hands path parameters to commands as descriptors (see [`PathAccess`]).
 //!
 //! Errors in a config are all reported at once, each with its line, column and
-//! key path ([`Diagnostics`]).
+//! key path ([`Diagnostics`]), what the file contains escaped. The reader has two
+//! passes: serde reads the TOML into raw declarations that deny unknown keys
+//! ("did you mean" picks from their fields), then the semantic checks build the
+//! model.
 //!
 //! Template rules (no shell anywhere): a template element renders to exactly one
 //! argv element; text and placeholders may be mixed inside one element

@@ -71,6 +71,31 @@ fn check_and_serve_refuse_a_bad_config_with_locations() {
     assert!(stderr(&o).contains("refusing to start"), "{}", stderr(&o));
 }
 
+/// `regent check` quotes the config's keys and values in its diagnostics: a
+/// terminal escape or a bidirectional override in the file reaches the terminal
+/// escaped, not as a control.
+#[test]
+fn check_escapes_what_the_config_contains() {
+    let (_dir, _s, config, _) = write_config(
+        "",
+        "[operations.bad]\ncommand = [\"true\"]\n\"x\\u001b]0;owned\\u0007\" = 1\n\"txt\u{202e}exe\" = 2\n",
+    );
+    let mut c = std::process::Command::new(regent());
+    c.args(["check", "--config"]).arg(&config);
+    let o = run(c);
+    assert_eq!(code(&o), 4, "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        !out.contains(['\u{1b}', '\u{7}', '\u{202e}']),
+        "a control reached the terminal: {out:?}"
+    );
+    assert!(
+        out.contains("unknown key 'x\\u{001b}]0;owned\\u{0007}'"),
+        "{out}"
+    );
+    assert!(out.contains("unknown key 'txt\\u{202e}exe'"), "{out}");
+}
+
 #[test]
 fn calls_and_exit_statuses() {
     let d = Daemon::start("", OPS);

@@ -1,63 +1,58 @@
-//! Reading the least-privilege keys of an operation: `run_as`, `capabilities`,
-//! `sandbox`, `limits`, `on_unsupported`, `concurrency`.
+//! The semantic pass over the least-privilege keys of an operation: `run_as`,
+//! `capabilities`, `sandbox`, `limits`, `on_unsupported`, `concurrency`.
 
-use super::*;
+use std::path::PathBuf;
+use std::time::Duration;
 
-const RUN_AS_KEYS: &[&str] = &["user", "group"];
+use toml::Spanned;
 
-const SANDBOX_KEYS: &[&str] = &["read", "write", "allow"];
+use super::context::{item, join, Reader};
+use super::raw::{RawLimits, RawOperation, RawRunAs, RawSandbox, Scalar, Table, Who};
+use crate::model::{ExecDecl, LimitsDecl, OnUnsupported, SandboxDecl};
+use regent_model::{Account, Capability, RunAs};
 
 /// The families `sandbox.allow` may name (`regent_exec::SandboxAllow::NAMES`).
 const SANDBOX_ALLOW: &[&str] = &["metadata", "unix", "tcp", "signals"];
 
-const LIMITS_KEYS: &[&str] = &["cpu", "memory", "open_files", "processes"];
-
-pub(super) fn read_exec(r: &mut Reader<'_>, t: &Tbl<'_, '_>) -> ExecDecl {
+/// Reads the execution policy of the operation `t` at key path `p`.
+pub(super) fn read_exec(r: &mut Reader<'_>, t: &RawOperation, p: &str) -> ExecDecl {
+    let at = |key: &str| join(p, key);
     let mut e = ExecDecl::default();
-    if let Some(f) = t.get("run_as") {
-        e.run_as = read_run_as(r, &f);
+    if let Some(v) = &t.run_as {
+        e.run_as = read_run_as(r, v, &at("run_as"));
     }
-    if let Some(f) = t.get("capabilities") {
+    if let Some(v) = &t.capabilities {
         let mut caps: Vec<Capability> = Vec::new();
-        for (name, item) in r.strings(&f).unwrap_or_default() {
-            match Capability::parse(&name) {
+        for (i, name) in v.get_ref().iter().enumerate() {
+            let path = item(&at("capabilities"), i);
+            match Capability::parse(name.get_ref()) {
                 Ok(c) if caps.contains(&c) => {
-                    r.err(item.span(), &item.path, format!("{c} is listed twice"));
+                    r.err(name.span(), &path, format!("{c} is listed twice"));
                 }
                 Ok(c) => caps.push(c),
                 Err(_) => r.err(
-                    item.span(),
-                    &item.path,
-                    format!("unknown capability '{name}' (expected a Linux capability such as CAP_NET_ADMIN)"),
+                    name.span(),
+                    &path,
+                    format!(
+                        "unknown capability '{}' (expected a Linux capability such as CAP_NET_ADMIN)",
+                        name.get_ref()
+                    ),
                 ),
             }
         }
         e.capabilities = Some(caps);
     }
-    if let Some(f) = t.get("sandbox") {
-        e.sandbox = read_sandbox(r, &f);
+    if let Some(v) = &t.sandbox {
+        e.sandbox = read_sandbox(r, v, &at("sandbox"));
     }
-    if let Some(f) = t.get("limits") {
-        if let Some(lt) = r.table(&f, LIMITS_KEYS) {
-            if let Some(f) = lt.get("cpu") {
-                e.limits.cpu = r.duration(&f, Duration::from_secs(1));
-            }
-            if let Some(f) = lt.get("memory") {
-                e.limits.memory = r.size(&f, 1 << 20);
-            }
-            if let Some(f) = lt.get("open_files") {
-                e.limits.open_files = r.int_in(&f, 1, 1 << 30);
-            }
-            if let Some(f) = lt.get("processes") {
-                e.limits.processes = r.int_in(&f, 1, 1 << 30);
-            }
-            lt.finish(r);
-        }
+    if let Some(v) = &t.limits {
+        e.limits = read_limits(r, v.get_ref(), &at("limits"));
     }
-    if let Some(f) = t.get("on_unsupported") {
+    if let Some(v) = &t.on_unsupported {
         e.on_unsupported = r
             .choice(
-                &f,
+                v,
+                &at("on_unsupported"),
                 &[
                     ("refuse", OnUnsupported::Refuse),
                     ("warn", OnUnsupported::Warn),
@@ -65,94 +60,112 @@ pub(super) fn read_exec(r: &mut Reader<'_>, t: &Tbl<'_, '_>) -> ExecDecl {
             )
             .unwrap_or_default();
     }
-    if let Some(f) = t.get("concurrency") {
-        e.concurrency = r.int_in(&f, 1, 1_000_000);
+    if let Some(v) = &t.concurrency {
+        e.concurrency = r.int_in(v, &at("concurrency"), 1, 1_000_000);
     }
     e
 }
 
-fn read_run_as(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<RunAs> {
-    match f.value() {
-        DeValue::String(s) => {
+fn read_limits(r: &mut Reader<'_>, t: &RawLimits, p: &str) -> LimitsDecl {
+    let at = |key: &str| join(p, key);
+    LimitsDecl {
+        cpu: t
+            .cpu
+            .as_ref()
+            .and_then(|v| r.duration(v, &at("cpu"), Duration::from_secs(1))),
+        memory: t
+            .memory
+            .as_ref()
+            .and_then(|v| r.size(v, &at("memory"), 1 << 20)),
+        open_files: t
+            .open_files
+            .as_ref()
+            .and_then(|v| r.int_in(v, &at("open_files"), 1, 1 << 30)),
+        processes: t
+            .processes
+            .as_ref()
+            .and_then(|v| r.int_in(v, &at("processes"), 1, 1 << 30)),
+    }
+}
+
+fn read_run_as(r: &mut Reader<'_>, v: &Spanned<RawRunAs>, p: &str) -> Option<RunAs> {
+    match v.get_ref() {
+        RawRunAs::Text(s) => {
             let (u, g) = match s.split_once(':') {
                 Some((u, g)) => (u, Some(g)),
-                None => (s.as_ref(), None),
+                None => (s.as_str(), None),
             };
-            let user = Account::parse(u)
-                .map_err(|e| r.err(f.span(), &f.path, e))
-                .ok();
+            let user = Account::parse(u).map_err(|e| r.err(v.span(), p, e)).ok();
             let group = match g {
-                Some(g) => Some(
-                    Account::parse(g)
-                        .map_err(|e| r.err(f.span(), &f.path, e))
-                        .ok()?,
-                ),
+                Some(g) => Some(Account::parse(g).map_err(|e| r.err(v.span(), p, e)).ok()?),
                 None => None,
             };
             Some(RunAs { user: user?, group })
         }
-        DeValue::Integer(_) => Some(RunAs {
-            user: r.principal(f)?,
+        RawRunAs::Id(n) => Some(RunAs {
+            user: r.principal(&Spanned::new(v.span(), Who(Scalar::Int(*n))), p)?,
             group: None,
         }),
-        DeValue::Table(_) => {
-            let t = r.table(f, RUN_AS_KEYS)?;
-            let user = match t.get("user") {
-                Some(f) => r.principal(&f),
+        RawRunAs::Table(t) => {
+            let user = match &t.user {
+                Some(u) => r.principal(u, &join(p, "user")),
                 None => {
-                    missing(r, &t, "user");
+                    let span = r.key_span(v);
+                    r.missing(span, p, "user");
                     None
                 }
             };
-            let group = t.get("group").and_then(|f| r.principal(&f));
-            t.finish(r);
+            let group = t
+                .group
+                .as_ref()
+                .and_then(|g| r.principal(g, &join(p, "group")));
             Some(RunAs { user: user?, group })
-        }
-        _ => {
-            r.wrong_type(f, "\"user\", \"user:group\", a uid or { user, group }");
-            None
         }
     }
 }
 
-fn read_sandbox(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<SandboxDecl> {
-    let t = r.table(f, SANDBOX_KEYS)?;
-    let paths = |r: &mut Reader<'_>, key: &str| -> Vec<PathBuf> {
-        let Some(f) = t.get(key) else {
-            return Vec::new();
-        };
-        let Some(items) = r.array(&f) else {
-            return Vec::new();
-        };
-        items.iter().filter_map(|i| r.abs_path(i)).collect()
+fn read_sandbox(
+    r: &mut Reader<'_>,
+    v: &Spanned<Table<RawSandbox>>,
+    p: &str,
+) -> Option<SandboxDecl> {
+    let t = v.get_ref();
+    let mut paths = |list: &Option<Spanned<Vec<Spanned<String>>>>, key: &str| -> Vec<PathBuf> {
+        let path = join(p, key);
+        list.iter()
+            .flat_map(|l| l.get_ref().iter().enumerate())
+            .filter_map(|(i, d)| r.abs_path(d, &item(&path, i)))
+            .collect()
     };
-    let read = paths(r, "read");
-    let write = paths(r, "write");
+    let read = paths(&t.read, "read");
+    let write = paths(&t.write, "write");
     let mut allow: Vec<String> = Vec::new();
-    if let Some(f) = t.get("allow") {
-        for (name, item) in r.strings(&f).unwrap_or_default() {
-            if !SANDBOX_ALLOW.contains(&name.as_str()) {
-                r.err(
-                    item.span(),
-                    &item.path,
-                    format!(
-                        "unknown sandbox opt-in '{}' (expected one of: {})",
-                        name.escape_debug(),
-                        SANDBOX_ALLOW.join(", ")
-                    ),
-                );
-            } else if allow.contains(&name) {
-                r.err(item.span(), &item.path, format!("{name} is listed twice"));
-            } else {
-                allow.push(name);
-            }
+    for (i, name) in t.allow.iter().flat_map(|l| l.get_ref()).enumerate() {
+        let (path, n) = (item(&join(p, "allow"), i), name.get_ref());
+        if !SANDBOX_ALLOW.contains(&n.as_str()) {
+            r.err(
+                name.span(),
+                &path,
+                format!(
+                    "unknown sandbox opt-in '{}' (expected one of: {})",
+                    n.escape_debug(),
+                    SANDBOX_ALLOW.join(", ")
+                ),
+            );
+        } else if allow.contains(n) {
+            r.err(name.span(), &path, format!("{n} is listed twice"));
+        } else {
+            allow.push(n.clone());
         }
     }
-    t.finish(r);
-    if read.is_empty() && write.is_empty() {
+    // A list with a refused element is not empty: it was reported already.
+    let refused = ["read", "write"]
+        .iter()
+        .any(|k| r.failed_items.contains(&join(p, k)));
+    if read.is_empty() && write.is_empty() && !refused {
         r.err(
-            f.span(),
-            &f.path,
+            v.span(),
+            p,
             "a sandbox with no read or write paths would deny everything (even loading the program)",
         );
         return None;

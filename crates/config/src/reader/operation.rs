@@ -1,120 +1,116 @@
-//! Reading one `[operations.NAME]` table: command, params, stdin, policy and auth,
-//! with the cross-checks between them (placeholders declared, params used, secrets
-//! only on stdin).
+//! The semantic pass over one `[operations.NAME]` table: command, params, stdin,
+//! policy and auth, with the cross-checks between them (placeholders declared,
+//! params used, secrets only on stdin).
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::time::Duration;
 
-const OP_KEYS: &[&str] = &[
-    "description",
-    "command",
-    "params",
-    "stdin",
-    "allow",
-    "timeout",
-    "output",
-    "max_output",
-    "auth",
-    "approvers",
-    "approve",
-    "pending_ttl",
-    "max_attempts",
-    "max_pending_per_uid",
-    "run_as",
-    "capabilities",
-    "sandbox",
-    "limits",
-    "on_unsupported",
-    "concurrency",
-];
+use toml::Spanned;
 
-const ALLOW_KEYS: &[&str] = &["users", "groups"];
+use super::context::{item, join, Reader};
+use super::raw::{List, RawAllow, RawOperation, Table};
+use crate::model::{
+    AllowDecl, OperationDecl, OutputMode, ServiceConfig, AUTH_METHODS, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_OUTPUT, DEFAULT_OP_MAX_PENDING_PER_UID, DEFAULT_PENDING_TTL, DEFAULT_TIMEOUT,
+};
+use crate::net::check_email;
+use crate::param::{ParamKind, ParamSpec};
+use crate::template::{is_valid_param_name, Placeholder, Template};
 
+/// Reads the operation at key path `p`, whose name is at `name_span`.
 pub(super) fn read_operation(
     r: &mut Reader<'_>,
-    f: &Field<'_, '_>,
+    p: &str,
+    name_span: Range<usize>,
+    raw: &Spanned<Table<RawOperation>>,
     service: &ServiceConfig,
 ) -> Option<OperationDecl> {
-    let t = r.table(f, OP_KEYS)?;
+    let at = |key: &str| join(p, key);
+    let t = raw.get_ref();
     let before = r.errors();
     let description = t
-        .get("description")
-        .and_then(|f| r.string(&f))
+        .description
+        .as_ref()
+        .map(|v| v.get_ref().clone())
         .unwrap_or_default();
 
     // Parameters first: the command and stdin refer to them.
     let mut params: BTreeMap<String, ParamSpec> = BTreeMap::new();
-    let mut param_fields: BTreeMap<String, Range<usize>> = BTreeMap::new();
-    if let Some(pf) = t.get("params") {
-        if let Some(pt) = r.table(&pf, &[]) {
-            for (name, field) in pt.all() {
-                if !is_valid_param_name(name) {
-                    r.err(
-                        field.key_span.clone(),
-                        &field.path,
-                        format!("invalid parameter name '{name}' (expected [A-Za-z_][A-Za-z0-9_-]*, at most 64 characters)"),
-                    );
-                    continue;
-                }
-                param_fields.insert(name.to_string(), field.key_span.clone());
-                if let Some(spec) = read_param(r, &field) {
-                    params.insert(name.to_string(), spec);
-                }
-            }
+    let mut param_keys: BTreeMap<String, Range<usize>> = BTreeMap::new();
+    for (name, decl) in t.params.iter().flat_map(|v| v.get_ref().iter()) {
+        let (name, path) = (name.get_ref(), join(&at("params"), name.get_ref()));
+        let key_span = r.key_span(decl);
+        if !is_valid_param_name(name) {
+            r.err(
+                key_span,
+                &path,
+                format!("invalid parameter name '{name}' (expected [A-Za-z_][A-Za-z0-9_-]*, at most 64 characters)"),
+            );
+            continue;
+        }
+        param_keys.insert(name.clone(), key_span);
+        if let Some(spec) = super::params::read_param(r, decl, &path) {
+            params.insert(name.clone(), spec);
         }
     }
 
     let mut used: BTreeSet<String> = BTreeSet::new();
-    let command = match t.get("command") {
-        Some(cf) => read_command(r, &cf, &param_fields, &params, &mut used),
+    let command = match &t.command {
+        Some(v) => read_command(r, v, &at("command"), &param_keys, &params, &mut used),
         None => {
-            missing(r, &t, "command");
+            r.missing(name_span.clone(), p, "command");
             None
         }
     };
 
-    let stdin = t.get("stdin").and_then(|sf| {
-        let name = r.string(&sf)?;
-        if !param_fields.contains_key(&name) {
+    let stdin = t.stdin.as_ref().and_then(|v| {
+        let name = v.get_ref();
+        if !param_keys.contains_key(name) {
             r.err(
-                sf.span(),
-                &sf.path,
+                v.span(),
+                &at("stdin"),
                 format!("stdin names '{name}', which is not a declared parameter"),
             );
             return None;
         }
         if params
-            .get(&name)
+            .get(name)
             .is_some_and(|p| matches!(p.kind, ParamKind::Path { .. }))
         {
             r.err(
-                sf.span(),
-                &sf.path,
+                v.span(),
+                &at("stdin"),
                 format!("stdin names the path parameter '{name}': the command would get its name and open it itself, which can be raced; put {{{name}}} in the command, which then gets an open descriptor"),
             );
             return None;
         }
         used.insert(name.clone());
-        Some(name)
+        Some(name.clone())
     });
 
-    for (name, span) in &param_fields {
+    for (name, span) in &param_keys {
         if !used.contains(name) {
             r.err(
                 span.clone(),
-                &join(&join(&t.path, "params"), name),
+                &join(&at("params"), name),
                 format!("parameter '{name}' is declared but used neither in command nor as stdin"),
             );
         }
     }
 
-    let allow = t.get("allow").and_then(|f| read_allow(r, &f));
-    let timeout = match t.get("timeout") {
-        Some(f) => r.duration(&f, Duration::from_millis(1)),
+    let allow = t
+        .allow
+        .as_ref()
+        .and_then(|v| read_allow(r, v, &at("allow")));
+    let timeout = match &t.timeout {
+        Some(v) => r.duration(v, &at("timeout"), Duration::from_millis(1)),
         None => Some(DEFAULT_TIMEOUT),
     };
-    let output = match t.get("output") {
-        Some(f) => r.choice(
-            &f,
+    let output = match &t.output {
+        Some(v) => r.choice(
+            v,
+            &at("output"),
             &[
                 ("text", OutputMode::Text),
                 ("json", OutputMode::Json),
@@ -123,104 +119,114 @@ pub(super) fn read_operation(
         ),
         None => Some(OutputMode::Text),
     };
-    let max_output = match t.get("max_output") {
-        Some(f) => r
-            .size(&f, 1)
+    let max_output = match &t.max_output {
+        Some(v) => r
+            .size(v, &at("max_output"), 1)
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         None => Some(DEFAULT_MAX_OUTPUT),
     };
 
     // Out-of-channel authorization.
-    let auth_field = t.get("auth");
     let mut auth = Vec::new();
-    if let Some(af) = &auth_field {
-        for (m, item) in r.strings(af).unwrap_or_default() {
-            if !AUTH_METHODS.contains(&m.as_str()) {
-                r.err(
-                    item.span(),
-                    &item.path,
-                    format!(
-                        "unknown authorization method '{m}' (expected one of: {})",
-                        AUTH_METHODS.join(", ")
-                    ),
-                );
-            } else if auth.contains(&m) {
-                r.err(item.span(), &item.path, format!("'{m}' is listed twice"));
-            } else {
-                auth.push(m);
-            }
+    for (i, m) in t.auth.iter().flat_map(|v| v.get_ref()).enumerate() {
+        let (path, name) = (item(&at("auth"), i), m.get_ref());
+        if !AUTH_METHODS.contains(&name.as_str()) {
+            r.err(
+                m.span(),
+                &path,
+                format!(
+                    "unknown authorization method '{name}' (expected one of: {})",
+                    AUTH_METHODS.join(", ")
+                ),
+            );
+        } else if auth.contains(name) {
+            r.err(m.span(), &path, format!("'{name}' is listed twice"));
+        } else {
+            auth.push(name.clone());
         }
     }
     let has = |m: &str| auth.iter().any(|a| a == m);
     let mut approvers = Vec::new();
-    let approvers_field = t.get("approvers");
-    if let Some(apf) = &approvers_field {
-        for (a, item) in r.strings(apf).unwrap_or_default() {
-            match check_email(&a) {
-                Ok(()) => approvers.push(a),
-                Err(e) => r.err(item.span(), &item.path, e),
-            }
-        }
-        if !has("email") {
-            r.err(
-                apf.key_span.clone(),
-                &apf.path,
-                "approvers receive the codes of the 'email' method, which auth does not list (use 'approve' to say who may approve)",
-            );
+    let approvers_key = r.key_of(&t.approvers, &at("approvers"));
+    for (i, a) in t.approvers.iter().flat_map(|v| v.get_ref()).enumerate() {
+        match check_email(a.get_ref()) {
+            Ok(()) => approvers.push(a.get_ref().clone()),
+            Err(e) => r.err(a.span(), &item(&at("approvers"), i), e),
         }
     }
+    if let Some(span) = approvers_key.clone().filter(|_| !has("email")) {
+        r.err(
+            span,
+            &at("approvers"),
+            "approvers receive the codes of the 'email' method, which auth does not list (use 'approve' to say who may approve)",
+        );
+    }
     if has("email") {
-        let af = auth_field.as_ref().expect("auth was read");
-        if approvers_field.is_none() {
+        let span = t.auth.as_ref().map_or(name_span, Spanned::span);
+        if approvers_key.is_none() {
             r.err(
-                af.span(),
-                &af.path,
+                span.clone(),
+                &at("auth"),
                 "the 'email' method needs approvers = [\"someone@example.org\"]",
             );
         }
         if service.smtp.is_none() {
             r.err(
-                af.span(),
-                &af.path,
+                span,
+                &at("auth"),
                 "the 'email' method needs a [service.smtp] table",
             );
         }
     }
-    let approve = t.get("approve").and_then(|f| {
-        if !has("approval") {
+    if let Some(span) = r
+        .key_of(&t.approve, &at("approve"))
+        .filter(|_| !has("approval"))
+    {
+        r.err(
+            span,
+            &at("approve"),
+            "approve only applies to the 'approval' method, which auth does not list",
+        );
+    }
+    let approve = t
+        .approve
+        .as_ref()
+        .and_then(|v| read_allow(r, v, &at("approve")));
+    let stage_keys = [
+        ("pending_ttl", r.key_of(&t.pending_ttl, &at("pending_ttl"))),
+        (
+            "max_attempts",
+            r.key_of(&t.max_attempts, &at("max_attempts")),
+        ),
+        (
+            "max_pending_per_uid",
+            r.key_of(&t.max_pending_per_uid, &at("max_pending_per_uid")),
+        ),
+    ];
+    for (key, span) in stage_keys {
+        if let Some(span) = span.filter(|_| auth.is_empty()) {
             r.err(
-                f.key_span.clone(),
-                &f.path,
-                "approve only applies to the 'approval' method, which auth does not list",
+                span,
+                &at(key),
+                "has no effect: the operation has no auth stages",
             );
         }
-        read_allow(r, &f)
-    });
-    let pending_ttl = match t.get("pending_ttl") {
-        Some(f) => {
-            no_effect_without_auth(r, &f, &auth);
-            r.duration(&f, Duration::from_secs(1))
-        }
+    }
+    let pending_ttl = match &t.pending_ttl {
+        Some(v) => r.duration(v, &at("pending_ttl"), Duration::from_secs(1)),
         None => Some(DEFAULT_PENDING_TTL),
     };
-    let max_attempts = match t.get("max_attempts") {
-        Some(f) => {
-            no_effect_without_auth(r, &f, &auth);
-            r.int_in(&f, 1, 1000)
-        }
+    let max_attempts = match &t.max_attempts {
+        Some(v) => r.int_in(v, &at("max_attempts"), 1, 1000),
         None => Some(DEFAULT_MAX_ATTEMPTS),
     };
-    let max_pending_per_uid = match t.get("max_pending_per_uid") {
-        Some(f) => {
-            no_effect_without_auth(r, &f, &auth);
-            r.int_in(&f, 1, 1_000_000)
-        }
+    let max_pending_per_uid = match &t.max_pending_per_uid {
+        Some(v) => r.int_in(v, &at("max_pending_per_uid"), 1, 1_000_000),
         None => Some(DEFAULT_OP_MAX_PENDING_PER_UID),
     };
 
-    let exec = read_exec(r, &t);
-    t.finish(r);
-    if r.errors() != before {
+    let exec = super::exec::read_exec(r, t, p);
+    if r.errors_since(before, p) {
         return None;
     }
     Some(OperationDecl {
@@ -242,55 +248,46 @@ pub(super) fn read_operation(
     })
 }
 
-fn no_effect_without_auth(r: &mut Reader<'_>, f: &Field<'_, '_>, auth: &[String]) {
-    if auth.is_empty() {
-        r.err(
-            f.key_span.clone(),
-            &f.path,
-            "has no effect: the operation has no auth stages",
-        );
-    }
-}
-
 fn read_command(
     r: &mut Reader<'_>,
-    f: &Field<'_, '_>,
+    v: &Spanned<List<String>>,
+    path: &str,
     declared: &BTreeMap<String, Range<usize>>,
     params: &BTreeMap<String, ParamSpec>,
     used: &mut BTreeSet<String>,
 ) -> Option<Template> {
-    let items = r.strings(f)?;
+    let items = v.get_ref();
     if items.is_empty() {
-        r.err(f.span(), &f.path, "command is empty");
+        r.err(v.span(), path, "command is empty");
         return None;
     }
-    let texts: Vec<&str> = items.iter().map(|(s, _)| s.as_str()).collect();
+    let texts: Vec<&str> = items.iter().map(|s| s.get_ref().as_str()).collect();
     let template = match Template::parse(&texts) {
         Ok(t) => t,
         Err(crate::Error::Template { index, reason }) => {
-            let item = &items[index].1;
-            r.err(item.span(), &item.path, reason);
+            r.err(items[index].span(), &item(path, index), reason);
             return None;
         }
         Err(e) => {
-            r.err(f.span(), &f.path, e.to_string());
+            r.err(v.span(), path, e.to_string());
             return None;
         }
     };
     let mut ok = true;
     if let Some(why) = shell_with_params(&template, &texts) {
-        r.err(f.span(), &f.path, why);
+        r.err(v.span(), path, why);
         ok = false;
     }
-    for (i, (_, item)) in items.iter().enumerate() {
+    for (i, element) in items.iter().enumerate() {
+        let (span, element_path) = (element.span(), item(path, i));
         for ph in template.element_placeholders(i) {
             let Placeholder::Param(name) = ph else {
                 continue;
             };
             if !declared.contains_key(name) {
                 r.err(
-                    item.span(),
-                    &item.path,
+                    span.clone(),
+                    &element_path,
                     format!("placeholder {{{name}}} is not a declared parameter (declare params.{name}, or use caller.uid, caller.gid, caller.user)"),
                 );
                 ok = false;
@@ -302,16 +299,16 @@ fn read_command(
                 .is_some_and(|p| matches!(p.kind, ParamKind::Path { .. }));
             if is_path && template.followed_placeholders(i).any(|p| p == ph) {
                 r.err(
-                    item.span(),
-                    &item.path,
+                    span.clone(),
+                    &element_path,
                     format!("path parameter {{{name}}} must end its element: it becomes /proc/self/fd/N, and a name appended to it would be resolved by the command, following symlinks, outside the checks"),
                 );
                 ok = false;
             }
             if params.get(name).is_some_and(|p| p.secret) {
                 r.err(
-                    item.span(),
-                    &item.path,
+                    span.clone(),
+                    &element_path,
                     format!("secret parameter '{name}' must not appear in the command line (argv is visible to every user); pass it with stdin = \"{name}\""),
                 );
                 ok = false;
@@ -321,25 +318,26 @@ fn read_command(
     ok.then_some(template)
 }
 
-fn read_allow(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<AllowDecl> {
-    let t = r.table(f, ALLOW_KEYS)?;
+fn read_allow(r: &mut Reader<'_>, v: &Spanned<Table<RawAllow>>, p: &str) -> Option<AllowDecl> {
+    let t = v.get_ref();
     let before = r.errors();
     let users = t
-        .get("users")
-        .and_then(|f| r.principals(&f))
+        .users
+        .as_ref()
+        .and_then(|l| r.principals(l, &join(p, "users")))
         .unwrap_or_default();
     let groups = t
-        .get("groups")
-        .and_then(|f| r.principals(&f))
+        .groups
+        .as_ref()
+        .and_then(|l| r.principals(l, &join(p, "groups")))
         .unwrap_or_default();
-    t.finish(r);
-    if r.errors() != before {
+    if r.errors_since(before, p) {
         return None;
     }
     if users.is_empty() && groups.is_empty() {
         r.err(
-            f.span(),
-            &f.path,
+            v.span(),
+            p,
             "lists no users and no groups, which would allow nobody",
         );
         return None;

@@ -1,303 +1,303 @@
-//! Reading parameter declarations (`params.NAME = { type = ... }`).
+//! The semantic pass over parameter declarations (`params.NAME = { type = ... }`
+//! or the shorthand `params.NAME = "hostname"`).
+//!
+//! A parameter table is read in two steps: its `type` first, then the whole table
+//! into the struct of that type (`raw::StringParam`...), whose fields are the
+//! keys the type takes.
 
-use super::*;
-use crate::param::PathAccess;
+use std::ops::Range;
+
+use serde_json::Value;
+use toml::Spanned;
+
+use super::context::{item, join, Reader};
+use super::decode::{decode, fields, type_name, unknown_key};
+use super::raw::{
+    Common, EnumParam, IntegerParam, IpParam, ParamHead, PathParam, PlainParam, RawParam, Scalar,
+    StringParam,
+};
+use crate::param::{
+    canonical_json, IpVersion, ParamKind, ParamSpec, PathAccess, Pattern, DEFAULT_STRING_MAX_LEN,
+};
 
 const PARAM_TYPES: &[&str] = &[
     "string", "enum", "integer", "bool", "ip", "ipv4", "ipv6", "hostname", "path",
 ];
 
-const PARAM_COMMON_KEYS: &[&str] = &["type", "description", "secret", "optional", "default"];
-
-const PARAM_STRING_KEYS: &[&str] = &[
-    "type",
-    "description",
-    "secret",
-    "optional",
-    "default",
-    "pattern",
-    "min_len",
-    "max_len",
-    "allow_leading_dash",
-];
-
-const PARAM_ENUM_KEYS: &[&str] = &[
-    "type",
-    "description",
-    "secret",
-    "optional",
-    "default",
-    "values",
-];
-
-const PARAM_INT_KEYS: &[&str] = &[
-    "type",
-    "description",
-    "secret",
-    "optional",
-    "default",
-    "min",
-    "max",
-];
-
-const PARAM_IP_KEYS: &[&str] = &[
-    "type",
-    "description",
-    "secret",
-    "optional",
-    "default",
-    "public",
-];
-
-const PARAM_PATH_KEYS: &[&str] = &[
-    "type",
-    "description",
-    "secret",
-    "optional",
-    "default",
-    "under",
-    "must_exist",
-    "access",
-];
-
-const PARAM_ALL_KEYS: &[&str] = &[
-    "pattern",
-    "min_len",
-    "max_len",
-    "allow_leading_dash",
-    "values",
-    "min",
-    "max",
-    "public",
-    "under",
-    "must_exist",
-    "access",
-];
-
-fn toml_to_json(v: &DeValue<'_>) -> Option<Value> {
-    match v {
-        DeValue::String(s) => Some(Value::String(s.to_string())),
-        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
-            .ok()
-            .map(Value::from),
-        DeValue::Float(f) => f
-            .as_str()
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number),
-        DeValue::Boolean(b) => Some(Value::Bool(*b)),
-        _ => None,
+/// Every key some parameter type takes, each once.
+fn param_keys() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    for f in [
+        fields::<StringParam>(),
+        fields::<EnumParam>(),
+        fields::<IntegerParam>(),
+        fields::<IpParam>(),
+        fields::<PathParam>(),
+    ] {
+        for k in f {
+            if !keys.contains(k) {
+                keys.push(k);
+            }
+        }
     }
+    keys
 }
 
-pub(super) fn read_param(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<ParamSpec> {
-    // Shorthand: params.host = "hostname".
-    if let DeValue::String(ty) = f.value() {
-        let kind = param_kind_defaults(ty);
-        return match kind {
-            Some(k) if !matches!(k, ParamKind::Enum { .. }) => Some(ParamSpec {
-                kind: k,
-                secret: false,
-                optional: false,
-                default: None,
-                description: String::new(),
-            }),
-            Some(_) => {
-                r.err(
-                    f.span(),
-                    &f.path,
-                    "type 'enum' needs values: write { type = \"enum\", values = [...] }",
-                );
-                None
-            }
-            None => {
-                unknown_type(r, f, ty);
-                None
-            }
-        };
+/// True for a key some parameter type takes.
+fn is_param_key(key: &str) -> bool {
+    param_keys().contains(&key)
+}
+
+/// Reads the parameter declared at key path `p`.
+pub(super) fn read_param(
+    r: &mut Reader<'_>,
+    decl: &Spanned<RawParam>,
+    p: &str,
+) -> Option<ParamSpec> {
+    if let RawParam::Short(ty) = decl.get_ref() {
+        return short(r, decl.span(), p, ty);
     }
-    let mut t = r.table(f, PARAM_COMMON_KEYS)?;
+    let node = match r.value_at(&decl.span()) {
+        Some(v) if v.get_ref().is_table() => v.clone(),
+        found => {
+            let found = found.map_or("something else", |v| type_name(v.get_ref()));
+            r.err(decl.span(), p, format!("expected a table, found {found}"));
+            return None;
+        }
+    };
+    let head: ParamHead = decode(r, node.clone(), p, &|_, _| None)?;
+    let Some(ty) = &head.ty else {
+        let span = r.key_span(decl);
+        r.missing(span, p, "type");
+        // Without a type, a key no type takes is still reported (`tpye`).
+        let known = param_keys();
+        for (key, _) in node.get_ref().as_table().into_iter().flatten() {
+            if !known.contains(&key.get_ref().as_ref()) {
+                let msg = unknown_key(key.get_ref(), &known);
+                r.err(key.span(), &join(p, key.get_ref()), msg);
+            }
+        }
+        return None;
+    };
+    let Some(mut kind) = param_kind_defaults(ty.get_ref()) else {
+        unknown_type(r, ty.span(), p, ty.get_ref());
+        return None;
+    };
+    let ty = ty.get_ref().as_str();
     let before = r.errors();
-    let Some(tf) = t.get("type") else {
-        missing(r, &t, "type");
-        return None;
+    let other_type = |key: &str, _: &[&str]| {
+        is_param_key(key).then(|| format!("key '{key}' does not apply to type '{ty}'"))
     };
-    let ty = r.string(&tf)?;
-    let Some(mut kind) = param_kind_defaults(&ty) else {
-        unknown_type(r, &tf, &ty);
-        return None;
-    };
-    t.known = match kind {
-        ParamKind::String { .. } => PARAM_STRING_KEYS,
-        ParamKind::Enum { .. } => PARAM_ENUM_KEYS,
-        ParamKind::Integer { .. } => PARAM_INT_KEYS,
-        ParamKind::Ip { .. } => PARAM_IP_KEYS,
-        ParamKind::Path { .. } => PARAM_PATH_KEYS,
-        ParamKind::Bool | ParamKind::Hostname => PARAM_COMMON_KEYS,
-    };
-    match &mut kind {
+    let at = |key: &str| join(p, key);
+    let common = match &mut kind {
         ParamKind::String {
             pattern,
             min_len,
             max_len,
             allow_leading_dash,
         } => {
-            if let Some(f) = t.get("pattern") {
-                if let Some(p) = r.string(&f) {
-                    match Pattern::new(&p) {
-                        Ok(p) => *pattern = Some(p),
-                        Err(e) => r.err(f.span(), &f.path, e),
-                    }
+            let mut t: StringParam = decode(r, node, p, &other_type)?;
+            if let Some(v) = &t.pattern {
+                match Pattern::new(v.get_ref()) {
+                    Ok(re) => *pattern = Some(re),
+                    Err(e) => r.err(v.span(), &at("pattern"), e),
                 }
             }
-            if let Some(f) = t.get("min_len") {
-                *min_len = r.int_in(&f, 0, 1 << 20).unwrap_or(0);
+            if let Some(v) = &t.min_len {
+                *min_len = r.int_in(v, &at("min_len"), 0, 1 << 20).unwrap_or(0);
             }
-            if let Some(f) = t.get("max_len") {
-                *max_len = r.int_in(&f, 1, 1 << 20).unwrap_or(DEFAULT_STRING_MAX_LEN);
+            if let Some(v) = &t.max_len {
+                *max_len = r
+                    .int_in(v, &at("max_len"), 1, 1 << 20)
+                    .unwrap_or(DEFAULT_STRING_MAX_LEN);
                 if *min_len > *max_len {
-                    r.err(f.span(), &f.path, "max_len is smaller than min_len");
+                    r.err(v.span(), &at("max_len"), "max_len is smaller than min_len");
                 }
             }
-            if let Some(f) = t.get("allow_leading_dash") {
-                *allow_leading_dash = r.boolean(&f).unwrap_or(false);
+            if let Some(v) = &t.allow_leading_dash {
+                *allow_leading_dash = *v.get_ref();
             }
+            t.common()
         }
-        ParamKind::Enum { values } => match t.get("values") {
-            Some(f) => {
-                for (v, item) in r.strings(&f).unwrap_or_default() {
-                    if v.is_empty() || v.contains('\0') {
+        ParamKind::Enum { values } => {
+            let mut t: EnumParam = decode(r, node, p, &other_type)?;
+            match &t.values {
+                Some(list) => {
+                    for (i, v) in list.get_ref().iter().enumerate() {
+                        let (path, text) = (item(&at("values"), i), v.get_ref());
+                        if text.is_empty() || text.contains('\0') {
+                            r.err(
+                                v.span(),
+                                &path,
+                                "enum values must be non-empty and contain no NUL",
+                            );
+                        } else if values.contains(text) {
+                            r.err(v.span(), &path, format!("'{text}' is listed twice"));
+                        } else {
+                            values.push(text.clone());
+                        }
+                    }
+                    if values.is_empty() && !r.errors_since(before, p) {
                         r.err(
-                            item.span(),
-                            &item.path,
-                            "enum values must be non-empty and contain no NUL",
+                            list.span(),
+                            &at("values"),
+                            "an enum needs at least one value",
                         );
-                    } else if values.contains(&v) {
-                        r.err(item.span(), &item.path, format!("'{v}' is listed twice"));
-                    } else {
-                        values.push(v);
                     }
                 }
-                if values.is_empty() && r.errors() == before {
-                    r.err(f.span(), &f.path, "an enum needs at least one value");
+                None => {
+                    let span = r.key_span(decl);
+                    r.missing(span, p, "values");
                 }
             }
-            None => missing(r, &t, "values"),
-        },
+            t.common()
+        }
         ParamKind::Integer { min, max } => {
-            *min = t.get("min").and_then(|f| r.integer(&f));
-            if let Some(f) = t.get("max") {
-                *max = r.integer(&f);
-                if let (Some(a), Some(b)) = (*min, *max) {
-                    if a > b {
-                        r.err(f.span(), &f.path, "max is smaller than min");
-                    }
+            let mut t: IntegerParam = decode(r, node, p, &other_type)?;
+            *min = t.min.as_ref().map(|v| *v.get_ref());
+            if let Some(v) = &t.max {
+                *max = Some(*v.get_ref());
+                if min.is_some_and(|a| a > *v.get_ref()) {
+                    r.err(v.span(), &at("max"), "max is smaller than min");
                 }
             }
+            t.common()
         }
         ParamKind::Ip { public, .. } => {
-            if let Some(f) = t.get("public") {
-                *public = r.boolean(&f).unwrap_or(false);
+            let mut t: IpParam = decode(r, node, p, &other_type)?;
+            if let Some(v) = &t.public {
+                *public = *v.get_ref();
             }
+            t.common()
         }
         ParamKind::Path {
             under,
             must_exist,
             access,
         } => {
-            *under = t.get("under").and_then(|f| r.abs_path(&f));
-            if let Some(f) = t.get("access") {
-                if let Some(a) = r.string(&f) {
-                    match PathAccess::parse(&a) {
-                        Some(a) => *access = a,
-                        None => r.err(
-                            f.span(),
-                            &f.path,
-                            format!("unknown access '{a}' (expected read, write or create)"),
+            let mut t: PathParam = decode(r, node, p, &other_type)?;
+            *under = t.under.as_ref().and_then(|v| r.abs_path(v, &at("under")));
+            if let Some(v) = &t.access {
+                match PathAccess::parse(v.get_ref()) {
+                    Some(a) => *access = a,
+                    None => r.err(
+                        v.span(),
+                        &at("access"),
+                        format!(
+                            "unknown access '{}' (expected read, write or create)",
+                            v.get_ref()
                         ),
-                    }
+                    ),
                 }
             }
             // read and write open an existing file; create may make it.
             *must_exist = *access != PathAccess::Create;
-            if let Some(f) = t.get("must_exist") {
-                match (r.boolean(&f), *access) {
-                    (Some(false), PathAccess::Read | PathAccess::Write) => r.err(
-                        f.span(),
-                        &f.path,
+            if let Some(v) = &t.must_exist {
+                match (*v.get_ref(), *access) {
+                    (false, PathAccess::Read | PathAccess::Write) => r.err(
+                        v.span(),
+                        &at("must_exist"),
                         format!(
                             "a file opened for {} must exist; use access = \"create\" for a file the command may create",
                             access.as_str()
                         ),
                     ),
-                    (Some(b), _) => *must_exist = b,
-                    (None, _) => {}
+                    (b, _) => *must_exist = b,
                 }
             }
+            t.common()
         }
-        ParamKind::Bool | ParamKind::Hostname => {}
+        ParamKind::Bool | ParamKind::Hostname => {
+            let mut t: PlainParam = decode(r, node, p, &other_type)?;
+            t.common()
+        }
+    };
+    let spec = finish(r, p, kind, common);
+    if r.errors_since(before, p) {
+        return None;
     }
-    let description = t
-        .get("description")
-        .and_then(|f| r.string(&f))
-        .unwrap_or_default();
-    let secret = t.get("secret").and_then(|f| r.boolean(&f)).unwrap_or(false);
-    let optional = t
-        .get("optional")
-        .and_then(|f| r.boolean(&f))
-        .unwrap_or(false);
-    let default = t.get("default").and_then(|f| {
-        if secret {
+    spec
+}
+
+/// The keys every type takes, and the default checked against the type.
+fn finish(r: &mut Reader<'_>, p: &str, kind: ParamKind, c: Common) -> Option<ParamSpec> {
+    let secret = c.secret.is_some_and(|v| *v.get_ref());
+    let path = join(p, "default");
+    let default_key = r.key_of(&c.default, &path);
+    if let Some(span) = default_key.filter(|_| secret) {
+        r.err(
+            span,
+            &path,
+            "a secret parameter cannot have a default (it would live in the config file)",
+        );
+    }
+    let default = c.default.filter(|_| !secret).and_then(|v| {
+        let json = match &v.get_ref().0 {
+            Scalar::Str(s) => Some(Value::String(s.clone())),
+            Scalar::Int(i) => Some(Value::from(*i)),
+            Scalar::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number),
+            Scalar::Bool(b) => Some(Value::Bool(*b)),
+            Scalar::Big(_) => None,
+        };
+        let Some(json) = json else {
+            let found = match v.get_ref().0 {
+                Scalar::Float(_) => "a float",
+                _ => "an integer",
+            };
             r.err(
-                f.key_span.clone(),
-                &f.path,
-                "a secret parameter cannot have a default (it would live in the config file)",
+                v.span(),
+                &path,
+                format!("expected a string, integer or boolean, found {found}"),
             );
             return None;
-        }
-        let Some(j) = toml_to_json(f.value()) else {
-            r.wrong_type(&f, "a string, integer or boolean");
-            return None;
         };
-        match kind.check(&j) {
+        match kind.check(&json) {
             Ok(text) => Some(canonical_json(kind.value_kind(), &text)),
             Err(why) => {
-                r.err(f.span(), &f.path, format!("invalid default: {why}"));
+                r.err(v.span(), &path, format!("invalid default: {why}"));
                 None
             }
         }
     });
-    // Keys that belong to another type get a clearer message than "unknown key".
-    for e in t.entries.iter().filter(|e| !e.used.get()) {
-        if PARAM_ALL_KEYS.contains(&e.key) {
-            e.used.set(true);
-            r.err(
-                e.key_span.clone(),
-                &join(&t.path, e.key),
-                format!("key '{}' does not apply to type '{ty}'", e.key),
-            );
-        }
-    }
-    t.finish(r);
-    if r.errors() != before {
-        return None;
-    }
     Some(ParamSpec {
         kind,
         secret,
-        optional,
+        optional: c.optional.is_some_and(|v| *v.get_ref()),
         default,
-        description,
+        description: c.description.map(Spanned::into_inner).unwrap_or_default(),
     })
 }
 
-fn unknown_type(r: &mut Reader<'_>, f: &Field<'_, '_>, ty: &str) {
-    // Reported at the type's value, under the parameter's path.
-    let path = f.path.strip_suffix(".type").unwrap_or(&f.path).to_string();
+/// `params.NAME = "hostname"`.
+fn short(r: &mut Reader<'_>, span: Range<usize>, p: &str, ty: &str) -> Option<ParamSpec> {
+    match param_kind_defaults(ty) {
+        Some(ParamKind::Enum { .. }) => {
+            r.err(
+                span,
+                p,
+                "type 'enum' needs values: write { type = \"enum\", values = [...] }",
+            );
+            None
+        }
+        Some(kind) => Some(ParamSpec {
+            kind,
+            secret: false,
+            optional: false,
+            default: None,
+            description: String::new(),
+        }),
+        None => {
+            unknown_type(r, span, p, ty);
+            None
+        }
+    }
+}
+
+/// Reported at the type's value, under the parameter's path.
+fn unknown_type(r: &mut Reader<'_>, span: Range<usize>, p: &str, ty: &str) {
     r.err(
-        f.span(),
-        &path,
+        span,
+        p,
         format!(
             "unknown type '{ty}' (expected one of {})",
             PARAM_TYPES.join(", ")

@@ -1,116 +1,76 @@
-//! Reading the `[service]` table and its `smtp` and `tcp` sub-tables.
+//! The semantic pass over `[service]` and its `smtp` and `tcp` sub-tables.
 
-use super::*;
+use std::time::Duration;
 
-const SERVICE_KEYS: &[&str] = &[
-    "socket",
-    "socket_mode",
-    "socket_owner",
-    "socket_group",
-    "secret_file",
-    "max_line",
-    "line_timeout",
-    "idle_timeout",
-    "max_connections",
-    "max_connections_per_uid",
-    "reserved_connections",
-    "max_runs",
-    "write_timeout",
-    "rate_limit_hold",
-    "threads",
-    "log_format",
-    "store",
-    "admin_group",
-    "allow_self_approval",
-    "max_pending",
-    "max_pending_per_uid",
-    "command_path",
-    "smtp",
-    "tcp",
-];
+use toml::Spanned;
 
-const SMTP_KEYS: &[&str] = &[
-    "host",
-    "port",
-    "security",
-    "from",
-    "credentials_file",
-    "timeout",
-];
+use super::context::{join, Reader};
+use super::raw::{Mode, RawService, RawSmtp, RawTcp, Scalar, Table};
+use crate::model::{LogFormat, ServiceConfig, SmtpDecl, TcpDecl};
+use crate::net::{check_email, check_hostname};
+use crate::units::{check_mode, parse_mode};
+use regent_model::SmtpSecurity;
 
-const TCP_KEYS: &[&str] = &["listen", "cert", "key", "client_ca"];
+const MS: Duration = Duration::from_millis(1);
 
-pub(super) fn read_service(r: &mut Reader<'_>, f: &Field<'_, '_>) -> ServiceConfig {
+pub(super) fn read_service(r: &mut Reader<'_>, raw: &Spanned<Table<RawService>>) -> ServiceConfig {
+    let p = "service";
+    let at = |key: &str| join(p, key);
+    let t = raw.get_ref();
     let mut s = ServiceConfig::default();
-    let Some(t) = r.table(f, SERVICE_KEYS) else {
-        return s;
-    };
-    if let Some(f) = t.get("socket") {
-        s.socket = r.abs_path(&f).unwrap_or(s.socket);
+    if let Some(v) = &t.socket {
+        s.socket = r.abs_path(v, &at("socket")).unwrap_or(s.socket);
     }
-    if let Some(f) = t.get("socket_mode") {
-        let mode = match f.value() {
-            DeValue::String(m) => parse_mode(m),
-            DeValue::Integer(i) if i.radix() == 8 => u32::from_str_radix(i.as_str(), 8)
-                .map_err(|e| e.to_string())
-                .and_then(check_mode),
-            DeValue::Integer(i) => Err(format!(
-                "write the mode as an octal string, e.g. \"0{}\" ({} is read as decimal)",
-                i.as_str(),
-                i.as_str()
-            )),
-            other => Err(format!(
-                "expected an octal mode string such as \"0660\", found {}",
-                type_name(other)
-            )),
-        };
-        match mode {
+    if let Some(v) = &t.socket_mode {
+        match mode(r, v) {
             Ok(m) => s.socket_mode = m,
-            Err(e) => r.err(f.span(), &f.path, e),
+            Err(e) => r.err(v.span(), &at("socket_mode"), e),
         }
     }
-    if let Some(f) = t.get("socket_owner") {
-        s.socket_owner = r.principal(&f);
+    if let Some(v) = &t.socket_owner {
+        s.socket_owner = r.principal(v, &at("socket_owner"));
     }
-    if let Some(f) = t.get("socket_group") {
-        s.socket_group = r.principal(&f);
+    if let Some(v) = &t.socket_group {
+        s.socket_group = r.principal(v, &at("socket_group"));
     }
-    if let Some(f) = t.get("secret_file") {
-        s.secret_file = r.abs_path(&f);
+    if let Some(v) = &t.secret_file {
+        s.secret_file = r.abs_path(v, &at("secret_file"));
     }
-    if let Some(f) = t.get("max_line") {
-        if let Some(n) = r.size(&f, 256) {
+    if let Some(v) = &t.max_line {
+        if let Some(n) = r.size(v, &at("max_line"), 256) {
             s.max_line = usize::try_from(n).unwrap_or(usize::MAX);
         }
     }
-    if let Some(f) = t.get("line_timeout") {
+    if let Some(v) = &t.line_timeout {
         s.line_timeout = r
-            .duration(&f, Duration::from_millis(1))
+            .duration(v, &at("line_timeout"), MS)
             .unwrap_or(s.line_timeout);
     }
-    if let Some(f) = t.get("idle_timeout") {
+    if let Some(v) = &t.idle_timeout {
         s.idle_timeout = r
-            .duration(&f, Duration::from_millis(1))
+            .duration(v, &at("idle_timeout"), MS)
             .unwrap_or(s.idle_timeout);
     }
-    if let Some(f) = t.get("max_connections") {
-        s.max_connections = r.int_in(&f, 1, 1_000_000).unwrap_or(s.max_connections);
+    if let Some(v) = &t.max_connections {
+        s.max_connections = r
+            .int_in(v, &at("max_connections"), 1, 1_000_000)
+            .unwrap_or(s.max_connections);
     }
-    if let Some(f) = t.get("max_connections_per_uid") {
+    if let Some(v) = &t.max_connections_per_uid {
         s.max_connections_per_uid = r
-            .int_in(&f, 1, 1_000_000)
+            .int_in(v, &at("max_connections_per_uid"), 1, 1_000_000)
             .unwrap_or(s.max_connections_per_uid);
     }
     // Unset: 8, but never more than a quarter of the slots.
     s.reserved_connections = s.reserved_connections.min(s.max_connections / 4);
-    if let Some(f) = t.get("reserved_connections") {
-        if let Some(n) = r.int_in(&f, 0, 1_000_000) {
+    if let Some(v) = &t.reserved_connections {
+        if let Some(n) = r.int_in(v, &at("reserved_connections"), 0, 1_000_000) {
             if n < s.max_connections {
                 s.reserved_connections = n;
             } else {
                 r.err(
-                    f.span(),
-                    &f.path,
+                    v.span(),
+                    &at("reserved_connections"),
                     format!(
                         "must be less than max_connections ({}): others would get no slot",
                         s.max_connections
@@ -119,86 +79,117 @@ pub(super) fn read_service(r: &mut Reader<'_>, f: &Field<'_, '_>) -> ServiceConf
             }
         }
     }
-    if let Some(f) = t.get("max_runs") {
-        s.max_runs = r.int_in(&f, 1, 1_000_000).unwrap_or(s.max_runs);
+    if let Some(v) = &t.max_runs {
+        s.max_runs = r
+            .int_in(v, &at("max_runs"), 1, 1_000_000)
+            .unwrap_or(s.max_runs);
     }
-    if let Some(f) = t.get("write_timeout") {
+    if let Some(v) = &t.write_timeout {
         s.write_timeout = r
-            .duration(&f, Duration::from_millis(1))
+            .duration(v, &at("write_timeout"), MS)
             .unwrap_or(s.write_timeout);
     }
-    if let Some(f) = t.get("threads") {
-        s.threads = r.int_in(&f, 1, 256).unwrap_or(s.threads);
+    if let Some(v) = &t.threads {
+        s.threads = r.int_in(v, &at("threads"), 1, 256).unwrap_or(s.threads);
     }
-    if let Some(f) = t.get("rate_limit_hold") {
-        s.rate_limit_hold = r.duration(&f, Duration::ZERO).unwrap_or(s.rate_limit_hold);
+    if let Some(v) = &t.rate_limit_hold {
+        s.rate_limit_hold = r
+            .duration(v, &at("rate_limit_hold"), Duration::ZERO)
+            .unwrap_or(s.rate_limit_hold);
     }
-    if let Some(f) = t.get("log_format") {
+    if let Some(v) = &t.log_format {
         s.log_format = r
-            .choice(&f, &[("text", LogFormat::Text), ("json", LogFormat::Json)])
+            .choice(
+                v,
+                &at("log_format"),
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )
             .unwrap_or_default();
     }
-    if let Some(f) = t.get("store") {
-        s.store = r.abs_path(&f).unwrap_or(s.store);
+    if let Some(v) = &t.store {
+        s.store = r.abs_path(v, &at("store")).unwrap_or(s.store);
     }
-    if let Some(f) = t.get("admin_group") {
-        s.admin_group = r.principal(&f);
+    if let Some(v) = &t.admin_group {
+        s.admin_group = r.principal(v, &at("admin_group"));
     }
-    if let Some(f) = t.get("allow_self_approval") {
-        s.allow_self_approval = r.boolean(&f).unwrap_or(false);
+    if let Some(v) = &t.allow_self_approval {
+        s.allow_self_approval = *v.get_ref();
     }
-    if let Some(f) = t.get("max_pending") {
-        s.max_pending = r.int_in(&f, 1, 1_000_000).unwrap_or(s.max_pending);
+    if let Some(v) = &t.max_pending {
+        s.max_pending = r
+            .int_in(v, &at("max_pending"), 1, 1_000_000)
+            .unwrap_or(s.max_pending);
     }
-    if let Some(f) = t.get("max_pending_per_uid") {
-        s.max_pending_per_uid = r.int_in(&f, 1, 1_000_000).unwrap_or(s.max_pending_per_uid);
+    if let Some(v) = &t.max_pending_per_uid {
+        s.max_pending_per_uid = r
+            .int_in(v, &at("max_pending_per_uid"), 1, 1_000_000)
+            .unwrap_or(s.max_pending_per_uid);
     }
-    if let Some(f) = t.get("command_path") {
-        if let Some(p) = r.string(&f) {
-            if p.split(':')
-                .all(|d| d.starts_with('/') && !d.contains('\0'))
-            {
-                s.command_path = p;
-            } else {
-                r.err(
-                    f.span(),
-                    &f.path,
-                    "must be a ':'-separated list of absolute directories",
-                );
-            }
+    if let Some(v) = &t.command_path {
+        let dirs = v.get_ref();
+        if dirs
+            .split(':')
+            .all(|d| d.starts_with('/') && !d.contains('\0'))
+        {
+            s.command_path.clone_from(dirs);
+        } else {
+            r.err(
+                v.span(),
+                &at("command_path"),
+                "must be a ':'-separated list of absolute directories",
+            );
         }
     }
-    if let Some(f) = t.get("smtp") {
-        s.smtp = read_smtp(r, &f);
+    if let Some(v) = &t.smtp {
+        s.smtp = read_smtp(r, v, &at("smtp"));
     }
-    if let Some(f) = t.get("tcp") {
-        s.tcp = read_tcp(r, &f);
+    if let Some(v) = &t.tcp {
+        s.tcp = read_tcp(r, v, &at("tcp"));
     }
-    t.finish(r);
     s
 }
 
-fn read_smtp(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<SmtpDecl> {
-    let t = r.table(f, SMTP_KEYS)?;
+/// `socket_mode`: `"0660"`, or an integer written in octal (`0o660`).
+fn mode(r: &Reader<'_>, v: &Spanned<Mode>) -> Result<u32, String> {
+    match &v.get_ref().0 {
+        Scalar::Str(m) => parse_mode(m),
+        Scalar::Int(_) | Scalar::Big(_) => match r.integer_at(&v.span()) {
+            (digits, 8) => u32::from_str_radix(&digits, 8)
+                .map_err(|e| e.to_string())
+                .and_then(check_mode),
+            (digits, _) => Err(format!(
+                "write the mode as an octal string, e.g. \"0{digits}\" ({digits} is read as decimal)"
+            )),
+        },
+        Scalar::Float(_) | Scalar::Bool(_) => Err(super::context::UNEXPECTED.into()),
+    }
+}
+
+fn read_smtp(r: &mut Reader<'_>, raw: &Spanned<Table<RawSmtp>>, p: &str) -> Option<SmtpDecl> {
+    let at = |key: &str| join(p, key);
+    let t = raw.get_ref();
+    let key_span = r.key_span(raw);
     let before = r.errors();
-    let host = match t.get("host") {
-        Some(f) => r.string(&f).and_then(|h| {
+    let host = match &t.host {
+        Some(v) => {
+            let h = v.get_ref();
             let ok = !h.is_empty()
-                && (check_hostname(&h).is_ok() || h.parse::<std::net::IpAddr>().is_ok());
+                && (check_hostname(h).is_ok() || h.parse::<std::net::IpAddr>().is_ok());
             if !ok {
-                r.err(f.span(), &f.path, "must be a hostname or an IP address");
+                r.err(v.span(), &at("host"), "must be a hostname or an IP address");
             }
-            ok.then_some(h)
-        }),
+            ok.then(|| h.clone())
+        }
         None => {
-            missing(r, &t, "host");
+            r.missing(key_span.clone(), p, "host");
             None
         }
     };
-    let security = match t.get("security") {
-        Some(f) => r
+    let security = match &t.security {
+        Some(v) => r
             .choice(
-                &f,
+                v,
+                &at("security"),
                 &[
                     ("starttls", SmtpSecurity::StartTls),
                     ("tls", SmtpSecurity::Tls),
@@ -208,43 +199,40 @@ fn read_smtp(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<SmtpDecl> {
             .unwrap_or_default(),
         None => SmtpSecurity::StartTls,
     };
-    let port = match t.get("port") {
-        Some(f) => r.int_in(&f, 1, 65535),
+    let port = match &t.port {
+        Some(v) => r.int_in(v, &at("port"), 1, 65535),
         None => Some(match security {
             SmtpSecurity::StartTls => 587,
             SmtpSecurity::Tls => 465,
             SmtpSecurity::None => 25,
         }),
     };
-    let from = match t.get("from") {
-        Some(f) => r.string(&f).and_then(|a| {
-            check_email(&a)
-                .map_err(|e| r.err(f.span(), &f.path, e))
-                .ok()?;
-            Some(a)
-        }),
+    let from = match &t.from {
+        Some(v) => check_email(v.get_ref())
+            .map_err(|e| r.err(v.span(), &at("from"), e))
+            .ok()
+            .map(|()| v.get_ref().clone()),
         None => {
-            missing(r, &t, "from");
+            r.missing(key_span, p, "from");
             None
         }
     };
-    let credentials_file = t.get("credentials_file").and_then(|f| {
-        let p = r.abs_path(&f)?;
+    let credentials_file = t.credentials_file.as_ref().and_then(|v| {
+        let file = r.abs_path(v, &at("credentials_file"))?;
         if security == SmtpSecurity::None {
             r.err(
-                f.span(),
-                &f.path,
+                v.span(),
+                &at("credentials_file"),
                 "refusing to send credentials without TLS (security = \"none\")",
             );
         }
-        Some(p)
+        Some(file)
     });
-    let timeout = match t.get("timeout") {
-        Some(f) => r.duration(&f, Duration::from_millis(1)),
+    let timeout = match &t.timeout {
+        Some(v) => r.duration(v, &at("timeout"), MS),
         None => Some(regent_model::smtp::DEFAULT_SMTP_TIMEOUT),
     };
-    t.finish(r);
-    if r.errors() != before {
+    if r.errors_since(before, p) {
         return None;
     }
     Some(SmtpDecl {
@@ -257,38 +245,42 @@ fn read_smtp(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<SmtpDecl> {
     })
 }
 
-fn read_tcp(r: &mut Reader<'_>, f: &Field<'_, '_>) -> Option<TcpDecl> {
-    let t = r.table(f, TCP_KEYS)?;
+fn read_tcp(r: &mut Reader<'_>, raw: &Spanned<Table<RawTcp>>, p: &str) -> Option<TcpDecl> {
+    let at = |key: &str| join(p, key);
+    let t = raw.get_ref();
+    let key_span = r.key_span(raw);
     let before = r.errors();
-    let listen = match t.get("listen") {
-        Some(f) => r.string(&f).and_then(|s| {
-            s.parse()
-                .map_err(|_| {
-                    r.err(
-                        f.span(),
-                        &f.path,
-                        "expected an address:port such as \"0.0.0.0:8443\"",
-                    )
-                })
-                .ok()
-        }),
+    let listen = match &t.listen {
+        Some(v) => v
+            .get_ref()
+            .parse()
+            .map_err(|_| {
+                r.err(
+                    v.span(),
+                    &at("listen"),
+                    "expected an address:port such as \"0.0.0.0:8443\"",
+                );
+            })
+            .ok(),
         None => {
-            missing(r, &t, "listen");
+            r.missing(key_span.clone(), p, "listen");
             None
         }
     };
-    let req_path = |r: &mut Reader<'_>, key: &str| match t.get(key) {
-        Some(f) => r.abs_path(&f),
+    let mut required = |v: &Option<Spanned<String>>, key: &str| match v {
+        Some(v) => r.abs_path(v, &at(key)),
         None => {
-            missing(r, &t, key);
+            r.missing(key_span.clone(), p, key);
             None
         }
     };
-    let cert = req_path(r, "cert");
-    let key = req_path(r, "key");
-    let client_ca = t.get("client_ca").and_then(|f| r.abs_path(&f));
-    t.finish(r);
-    if r.errors() != before {
+    let cert = required(&t.cert, "cert");
+    let key = required(&t.key, "key");
+    let client_ca = t
+        .client_ca
+        .as_ref()
+        .and_then(|v| r.abs_path(v, &at("client_ca")));
+    if r.errors_since(before, p) {
         return None;
     }
     Some(TcpDecl {
