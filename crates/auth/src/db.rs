@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1: the pending requests, the decisions audit and the TOTP secrets.
 pub const SCHEMA_V1: &str = "
@@ -82,6 +82,13 @@ CREATE TABLE IF NOT EXISTS totp_failures (
     failures     INTEGER NOT NULL,
     locked_until INTEGER NOT NULL
 );
+";
+
+/// Version 3: each held request keeps the digest of its operation's declaration
+/// when it was held (see `PendingRecord::declaration`); rows held by version 2
+/// have none (NULL), and the service decides what that means.
+const SCHEMA_V3: &str = "
+ALTER TABLE pending ADD COLUMN declaration TEXT;
 ";
 
 /// An open database: one SQLite connection behind a lock. The descriptors of the
@@ -308,6 +315,9 @@ fn migrate(path: &Path, mut conn: Connection) -> Result<Connection> {
     if version < 2 {
         tx.execute_batch(SCHEMA_V2)?;
     }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3)?;
+    }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         if version > 0 {
@@ -459,9 +469,14 @@ mod tests {
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, 3);
         let n: i64 = conn
             .query_row("SELECT count(*) FROM totp_failures", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        // Version 3's column, empty.
+        let n: i64 = conn
+            .query_row("SELECT count(declaration) FROM pending", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
     }

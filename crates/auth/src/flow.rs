@@ -76,6 +76,11 @@ pub struct StartRequest {
     /// are refused busy (0 is taken as 1). The service-wide caps are in
     /// [`FlowOptions`].
     pub max_pending_per_uid: u32,
+    /// The digest of the operation's declaration (see
+    /// [`crate::store::declaration_digest`]), stored with the request and given
+    /// back by [`FlowOutcome::Run`], so the service runs it only under the
+    /// declaration it was held under.
+    pub declaration: Option<String>,
 }
 
 /// What the service does next.
@@ -90,6 +95,9 @@ pub enum FlowOutcome {
         data: Value,
         /// The request id, for logs.
         request_id: String,
+        /// The declaration digest the request was held under
+        /// ([`StartRequest::declaration`]).
+        declaration: Option<String>,
     },
     /// Answer a pending response.
     Pending {
@@ -263,7 +271,8 @@ pub struct AuthFlow {
     store: Arc<PendingStore>,
     methods: MethodRegistry,
     options: FlowOptions,
-    in_flight: Mutex<HashSet<String>>,
+    /// Requests being checked, shared with every [`AuthFlow::reconfigured`] copy.
+    in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
 impl fmt::Debug for AuthFlow {
@@ -337,8 +346,21 @@ impl AuthFlow {
             store,
             methods,
             options,
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Arc::default(),
         })
+    }
+
+    /// The same store (its connection, and the set of requests being checked)
+    /// with other methods and options: what a configuration reload swaps in. A
+    /// request held before keeps its place, and a step in progress on the old
+    /// engine still makes a concurrent one on the new engine answer busy.
+    pub fn reconfigured(&self, methods: MethodRegistry, options: FlowOptions) -> AuthFlow {
+        AuthFlow {
+            store: self.store.clone(),
+            methods,
+            options,
+            in_flight: self.in_flight.clone(),
+        }
     }
 
     /// The underlying store, for tools and tests. Its calls block (SQLite, and a
@@ -400,6 +422,7 @@ impl AuthFlow {
                 op: req.op,
                 data: req.data,
                 request_id,
+                declaration: req.declaration,
             };
         }
         let now = SystemTime::now();
@@ -432,6 +455,7 @@ impl AuthFlow {
             expires_at: from_ms(to_ms(now + req.ttl)),
             status: RecordStatus::Pending,
             status_reason: None,
+            declaration: req.declaration,
         };
         let (record, effect) = step(record, Event::Begin);
         self.drive(Phase::Start(caps), record, effect).await
@@ -663,6 +687,7 @@ impl AuthFlow {
                                 op: rec.op,
                                 data: rec.data,
                                 request_id: rec.request_id,
+                                declaration: rec.declaration,
                             }
                         }
                         Ok(false) => FlowOutcome::Refused(Refusal::NotFound),

@@ -617,6 +617,7 @@ mod tests {
             expires_at: from_ms(NOW_MS + 600_000),
             status: RecordStatus::Pending,
             status_reason: None,
+            declaration: None,
         }
     }
 

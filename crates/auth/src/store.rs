@@ -23,6 +23,12 @@ pub fn uid_hash(uid: &str) -> String {
     HEXLOWER.encode(&Sha256::digest(uid.as_bytes()))
 }
 
+/// The SHA-256 of an operation's canonical declaration, hex: what a held request
+/// keeps to tell, when it would run, whether its operation changed meanwhile.
+pub fn declaration_digest(canonical: &[u8]) -> String {
+    HEXLOWER.encode(&Sha256::digest(canonical))
+}
+
 /// Milliseconds since the Unix epoch (0 before it, saturating far after).
 pub fn to_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
@@ -102,6 +108,10 @@ pub struct PendingRecord {
     pub status: RecordStatus,
     /// Why it was denied or failed (a sentence safe to show the caller).
     pub status_reason: Option<String>,
+    /// The digest ([`declaration_digest`]) of the operation's declaration when
+    /// the request was held; `None` for a request held by a build before schema
+    /// version 3, or by a service whose operation has no declaration.
+    pub declaration: Option<String>,
 }
 
 impl PendingRecord {
@@ -195,7 +205,7 @@ impl std::fmt::Debug for PendingStore {
 const COLUMNS: &str =
     "request_id, stage_uid_hash, op, data, display_data, caller_uid, caller_gid, caller_pid,
     caller_user, approvers, stages, stage_index, stage_state, pending_info, attempts, max_attempts,
-    created_at, expires_at, status, status_reason";
+    created_at, expires_at, status, status_reason, declaration";
 
 // Statements on the administrator's and the caps' paths; each finds its rows
 // through an index (see the query-plan test).
@@ -224,6 +234,7 @@ struct RawRecord {
     pid: Option<i64>,
     user: Option<String>,
     reason: Option<String>,
+    declaration: Option<String>,
 }
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<RawRecord> {
@@ -255,6 +266,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<RawRecord> {
         pid: r.get(7)?,
         user: r.get(8)?,
         reason: r.get(19)?,
+        declaration: r.get(20)?,
     })
 }
 
@@ -285,6 +297,7 @@ fn decode(r: RawRecord) -> Result<PendingRecord> {
         expires_at: from_ms(expires),
         status: RecordStatus::parse(&status).ok_or_else(|| corrupt(id, "status", &status))?,
         status_reason: r.reason,
+        declaration: r.declaration,
         stage_uid_hash,
         op,
         request_id,
@@ -403,7 +416,7 @@ impl PendingStore {
 fn insert_record(conn: &Connection, r: &PendingRecord) -> Result<bool> {
     let n = conn.execute(
             &format!("INSERT OR IGNORE INTO pending ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                      ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
+                      ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"),
             params![
                 r.request_id,
                 r.stage_uid_hash,
@@ -425,6 +438,7 @@ fn insert_record(conn: &Connection, r: &PendingRecord) -> Result<bool> {
                 to_ms(r.expires_at),
                 r.status.as_str(),
                 r.status_reason,
+                r.declaration,
             ],
         )?;
     Ok(n == 1)
@@ -635,6 +649,7 @@ mod tests {
             expires_at: from_ms(to_ms(now + expires_in)),
             status: RecordStatus::Pending,
             status_reason: None,
+            declaration: Some(declaration_digest(b"test")),
         }
     }
 

@@ -68,6 +68,7 @@ fn request(stages: &[&str]) -> StartRequest {
         max_attempts: 3,
         approvers: vec![],
         max_pending_per_uid: 100,
+        declaration: Some("digest-of-the-declaration".into()),
     }
 }
 
@@ -91,8 +92,10 @@ fn assert_run(o: FlowOutcome) -> String {
             op,
             data,
             request_id,
+            declaration,
         } => {
             assert_eq!(op, "restart");
+            assert_eq!(declaration.as_deref(), Some("digest-of-the-declaration"));
             assert_eq!(
                 data,
                 json!({"service": "nginx"}),

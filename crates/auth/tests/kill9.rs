@@ -43,6 +43,7 @@ async fn kill9_child_helper() {
             max_attempts: 5,
             approvers: vec![],
             max_pending_per_uid: 100,
+            declaration: None,
         })
         .await;
     let FlowOutcome::Pending { uid, info } = outcome else {
@@ -99,6 +100,7 @@ async fn a_pending_request_survives_kill_9() {
             op,
             data,
             request_id,
+            declaration: None,
         } => {
             assert_eq!((op.as_str(), request_id.as_str()), ("reboot", id));
             assert_eq!(data, json!({"delay": 5}));

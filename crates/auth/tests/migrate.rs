@@ -129,8 +129,12 @@ async fn a_version_1_store_opens_and_its_held_requests_complete() {
                 op,
                 data,
                 request_id,
+                declaration,
             } => {
                 assert_eq!((op.as_str(), request_id.as_str()), ("restart", id));
+                // Held before digests were kept: the service decides (see
+                // the README, "Reloading the configuration").
+                assert_eq!(declaration, None);
                 assert_eq!(data, json!({"service": id}));
             }
             other => panic!("{id}: expected run, got {other:?}"),
@@ -393,4 +397,105 @@ async fn held_requests_written_before_the_state_machine_complete() {
 
 fn root() -> CallerId {
     CallerId::unix(None, 0, 0, Some("root".into()))
+}
+
+/// The indexes and the TOTP failure table version 2 added, exactly as it did.
+const V2: &str = "
+CREATE INDEX IF NOT EXISTS pending_caller ON pending (caller_uid, op);
+CREATE INDEX IF NOT EXISTS pending_created ON pending (created_at);
+CREATE TABLE IF NOT EXISTS totp_failures (
+    user         TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    locked_until INTEGER NOT NULL
+);
+PRAGMA user_version = 2;
+";
+
+/// A store written by version 2 (before held requests kept their declaration's
+/// digest) opens, is migrated to version 3, and its held request completes with
+/// no digest; a request held after the migration keeps the digest it was given.
+#[tokio::test]
+async fn a_version_2_store_opens_and_its_held_requests_complete_without_a_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = dir.path().join("pending.db");
+    let now = SystemTime::now();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.execute_batch(V2).unwrap();
+        conn.execute(
+            "INSERT INTO pending VALUES ('v2aaaaaa', ?1, 'restart', ?2, ?2, 1000, 1000, 7, 'alice',
+             '[]', '[\"approval\"]', 0, 'null', ?3, 0, 5, ?4, ?5, 'pending', NULL)",
+            rusqlite::params![
+                uid_hash("uid-written-by-version-2"),
+                json!({"service": "v2"}).to_string(),
+                json!({"pending": "approval", "message": "Waiting", "expires_at": "2099-01-01T00:00:00Z",
+                       "request_id": "v2aaaaaa", "stage": 1, "stages": 1})
+                .to_string(),
+                ms(now),
+                ms(now + Duration::from_secs(600)),
+            ],
+        )
+        .unwrap();
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let flow = AuthFlow::open(
+        &path,
+        MethodRegistry::with_builtins(None, None, 6),
+        FlowOptions::default(),
+    )
+    .unwrap();
+    let version: i64 = flow
+        .store()
+        .database()
+        .lock()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+    flow.approve("v2aaaaaa", &root(), false).await.unwrap();
+    match flow
+        .resume("uid-written-by-version-2", &alice(), &json!(null), None)
+        .await
+    {
+        FlowOutcome::Run {
+            op,
+            data,
+            request_id,
+            declaration,
+        } => {
+            assert_eq!((op.as_str(), request_id.as_str()), ("restart", "v2aaaaaa"));
+            assert_eq!(data, json!({"service": "v2"}));
+            assert_eq!(declaration, None, "version 2 kept no digest");
+        }
+        other => panic!("expected run, got {other:?}"),
+    }
+
+    // Held now: the digest is stored and given back.
+    let digest = regent_auth::store::declaration_digest(b"restart v3");
+    let outcome = flow
+        .start(regent_auth::StartRequest {
+            op: "restart".into(),
+            data: json!({"service": "v3"}),
+            display_data: json!({"service": "v3"}),
+            caller: alice(),
+            stages: [regent_auth::Stage::Approval].into_iter().collect(),
+            ttl: Duration::from_secs(600),
+            max_attempts: 5,
+            approvers: vec![],
+            max_pending_per_uid: 10,
+            declaration: Some(digest.clone()),
+        })
+        .await;
+    let FlowOutcome::Pending { uid, info } = outcome else {
+        panic!("expected pending, got {outcome:?}")
+    };
+    let id = info.extra["request_id"].as_str().unwrap().to_string();
+    flow.approve(&id, &root(), false).await.unwrap();
+    match flow.resume(&uid, &alice(), &json!(null), None).await {
+        FlowOutcome::Run { declaration, .. } => assert_eq!(declaration, Some(digest)),
+        other => panic!("expected run, got {other:?}"),
+    }
 }

@@ -119,6 +119,7 @@ fn request(stages: &[&str]) -> StartRequest {
         max_attempts: 5,
         approvers: vec!["admin@example.org".into(), "second@example.org".into()],
         max_pending_per_uid: 100,
+        declaration: None,
     }
 }
 

@@ -8,6 +8,7 @@ use crate::command::CommandOperation;
 use crate::error::Error;
 use crate::policy::AllowRule;
 use crate::registry::{OpOptions, Registry};
+use crate::server::ServiceBuilder;
 use crate::server::{Limits, SharedSecret};
 use crate::Service;
 use nix::unistd::{Group, Uid, User};
@@ -121,10 +122,26 @@ pub fn op_options(decl: &OperationDecl) -> Result<OpOptions, regent_model::BadSt
     })
 }
 
-/// Build the registry of command operations a config declares.
+/// The digest of an operation's validated declaration, as a held request keeps
+/// it: SHA-256 of a canonical text of everything that decides what runs and who
+/// may run or approve it (the command template, parameters, `run_as`,
+/// capabilities, sandbox, limits, `allow`/`approve`, stages, time limits) and
+/// the `command_path` bare names resolve against. Only the description is left
+/// out. The text is the declaration's `Debug` rendering (fields in declaration
+/// order, maps sorted): the same for the same declaration in this build.
+pub fn declaration_digest(decl: &OperationDecl, command_path: &str) -> String {
+    let mut decl = decl.clone();
+    decl.description = String::new();
+    let canonical = format!("regent-declaration-1\n{command_path:?}\n{decl:?}");
+    regent_auth::store::declaration_digest(canonical.as_bytes())
+}
+
+/// Build the registry of command operations a config declares, each with its
+/// [`declaration_digest`].
 pub fn registry(config: &Config) -> Result<Registry, Error> {
     let mut registry = Registry::new();
     for (name, decl) in &config.operations {
+        let digest = declaration_digest(decl, &config.service.command_path);
         let mut policy = exec_policy(name, decl)?;
         // The configured PATH: what bare names are resolved against and what the
         // command runs with.
@@ -132,7 +149,7 @@ pub fn registry(config: &Config) -> Result<Registry, Error> {
         let op = CommandOperation::new(name, decl.clone(), policy);
         let options =
             op_options(decl).map_err(|e| Error::Config(format!("operation {name}: {e}")))?;
-        registry.register_dyn(name, Arc::new(op), options)?;
+        registry.register_declared(name, Arc::new(op), options, digest)?;
     }
     Ok(registry)
 }
@@ -145,6 +162,12 @@ pub fn limits(config: &Config) -> Limits {
 /// Build a service from a config and its secret (read by the caller from
 /// `secret_file` or stdin).
 pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service, Error> {
+    builder(config, secret)?.build()
+}
+
+/// The builder of the service a config describes (what [`service`] builds, and
+/// what a reload applies: see [`crate::reload`]).
+pub fn builder(config: &Config, secret: Option<SharedSecret>) -> Result<ServiceBuilder, Error> {
     let s = &config.service;
     let owner = s
         .socket_owner
@@ -178,7 +201,7 @@ pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service,
     if config.operations.values().any(|d| !d.auth.is_empty()) {
         b = b.pending_store(&s.store);
     }
-    b.build()
+    Ok(b)
 }
 
 /// The mailer's settings from the config's `[service.smtp]`.

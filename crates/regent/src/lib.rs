@@ -8,7 +8,9 @@
 //! - who may call what: [`policy`] (a pure decision);
 //! - writing operations in Rust: [`operation`], registered in a [`registry`];
 //! - the wire format: the `regent-proto` crate, re-exported as [`proto`];
-//! - calling a service: [`client`].
+//! - calling a service: [`client`];
+//! - reloading the daemon's config on SIGHUP: [`reload`] (the swap itself:
+//!   [`server::reload`]).
 //!
 //! **Boundaries.** Owns the service: transports, the pipeline, the policy, the
 //! registry, the built-in operations and the client. The caller ([`Principal`]) and the
@@ -26,6 +28,7 @@ pub mod identity;
 pub mod operation;
 pub mod policy;
 pub mod registry;
+pub mod reload;
 pub mod server;
 
 pub use error::Error;

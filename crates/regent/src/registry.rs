@@ -112,6 +112,9 @@ pub struct Entry {
     pub options: OpOptions,
     /// Its concurrency gate, if limited.
     pub(crate) gate: Option<Arc<Semaphore>>,
+    /// The digest of its declaration ([`Registry::register_declared`]), if it
+    /// has one: a held request runs only under the declaration it was held under.
+    pub declaration: Option<String>,
 }
 
 /// Why a name cannot be registered.
@@ -176,9 +179,52 @@ impl Registry {
         let gate = options
             .concurrency
             .map(|n| Arc::new(Semaphore::new(n.max(1))));
-        self.ops
-            .insert(name.to_string(), Entry { op, options, gate });
+        self.ops.insert(
+            name.to_string(),
+            Entry {
+                op,
+                options,
+                gate,
+                declaration: None,
+            },
+        );
         Ok(())
+    }
+
+    /// [`Registry::register_dyn`] for an operation made from a declaration (a
+    /// config's), with the digest of that declaration
+    /// ([`regent_auth::store::declaration_digest`]).
+    pub fn register_declared(
+        &mut self,
+        name: &str,
+        op: Arc<dyn DynOperation>,
+        options: OpOptions,
+        declaration: String,
+    ) -> Result<(), RegisterError> {
+        self.register_dyn(name, op, options)?;
+        if let Some(entry) = self.ops.get_mut(name) {
+            entry.declaration = Some(declaration);
+        }
+        Ok(())
+    }
+
+    /// This registry, where an operation whose declaration is the same as in
+    /// `running` shares its concurrency gate: across a reload, runs still in
+    /// flight under the old configuration count against the new one's limit.
+    pub(crate) fn keeping_gates_of(mut self, running: &Registry) -> Registry {
+        for (name, entry) in &mut self.ops {
+            match running.ops.get(name) {
+                Some(old)
+                    if entry.declaration.is_some()
+                        && old.declaration == entry.declaration
+                        && old.options.concurrency == entry.options.concurrency =>
+                {
+                    entry.gate = old.gate.clone();
+                }
+                _ => {}
+            }
+        }
+        self
     }
 
     /// Look an operation up.

@@ -89,7 +89,15 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(crate::exit::OTHER);
         }
     };
-    let result = runtime.block_on(service.run_on(listener));
+    // SIGHUP (`systemctl reload`) reloads the config (see README, "Reloading").
+    let secret_source = if args.secret_stdin {
+        regent::reload::SecretSource::KeptFromStart
+    } else {
+        regent::reload::SecretSource::ConfigFile
+    };
+    let reload =
+        regent::reload::DaemonReload::new(&args.config, config, secret_source, service.reloader());
+    let result = runtime.block_on(service.run_on_reloading(listener, move || reload.run()));
     drop(runtime);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -137,8 +145,8 @@ impl std::io::Read for RawStdin {
 ///   the dumpable flag;
 /// - `PR_SET_DUMPABLE` 0: no core dump, and its `/proc/PID` files (memory,
 ///   environment) and `ptrace` are for root only, not for its owner's uid;
-/// - SIGHUP blocked until the service installs its handler (which logs it and
-///   goes on serving), so a hangup at any moment cannot kill the daemon. Commands
+/// - SIGHUP blocked until the service installs its handler (which reloads the
+///   config and goes on serving), so a hangup at any moment cannot kill the daemon. Commands
 ///   start with every signal unblocked.
 fn harden_process() -> Result<(), String> {
     use nix::sys::resource::{setrlimit, Resource};

@@ -7,6 +7,7 @@ mod hostile;
 mod path_race;
 mod pending;
 mod privilege;
+mod reload;
 mod review;
 mod sandbox;
 mod security;

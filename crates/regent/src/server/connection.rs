@@ -11,7 +11,8 @@
 //! Each connection is its own task, so a slow client or a slow operation holds up
 //! nobody else.
 
-use super::{Limits, Shared};
+use super::reload::Current;
+use super::Limits;
 use crate::identity::Caller;
 use regent_proto::{ErrorCode, FrameError, LineBuffer, Response};
 use std::future::Future;
@@ -150,8 +151,11 @@ async fn finish_blocked_write<F: Future<Output = std::io::Result<()>>>(
 }
 
 /// Serve one connection until it closes.
+///
+/// Each request is served under the configuration current when it arrives
+/// (see [`super::reload`]); the limits are the same in every one.
 pub(crate) async fn serve<S>(
-    shared: Arc<Shared>,
+    current: Arc<Current>,
     stream: S,
     caller: Arc<Caller>,
     mut shutdown: watch::Receiver<bool>,
@@ -161,12 +165,13 @@ pub(crate) async fn serve<S>(
     // A connection reads a request, then writes its answer, in turn: one stream
     // serves both, with no lock around each read and write as a split would add.
     let mut stream = stream;
-    let mut buf = LineBuffer::new(shared.limits.max_line);
+    let limits = current.load().limits.clone();
+    let mut buf = LineBuffer::new(limits.max_line);
     loop {
         if *shutdown.borrow() && !buf.has_partial() {
             break;
         }
-        let line = match next_line(&mut stream, &mut buf, &shared.limits, &mut shutdown).await {
+        let line = match next_line(&mut stream, &mut buf, &limits, &mut shutdown).await {
             Ok(line) => line,
             Err(ReadEnd::TooLarge) => {
                 tracing::warn!(
@@ -175,7 +180,7 @@ pub(crate) async fn serve<S>(
                     "request over the size limit; closing"
                 );
                 let line = Response::error(ErrorCode::TooLarge).to_line();
-                if write_answer(&mut stream, &line, &shared.limits, &caller, &mut shutdown).await {
+                if write_answer(&mut stream, &line, &limits, &caller, &mut shutdown).await {
                     let _ = stream.shutdown().await;
                 }
                 break;
@@ -189,9 +194,11 @@ pub(crate) async fn serve<S>(
         // Boxed: the request's future is as large as its longest path, and held
         // inline it would make every connection's task (allocated per connection)
         // too big for the allocator's fast path.
+        let shared = current.load();
         let response = Box::pin(shared.handle(&caller, &line)).await;
+        drop(shared);
         let line = response.to_line();
-        if !write_answer(&mut stream, &line, &shared.limits, &caller, &mut shutdown).await {
+        if !write_answer(&mut stream, &line, &limits, &caller, &mut shutdown).await {
             break;
         }
     }

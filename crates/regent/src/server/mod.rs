@@ -21,11 +21,14 @@ mod connection;
 pub mod listener;
 pub(crate) mod pending;
 pub mod pipeline;
+pub mod reload;
 mod stream;
 
 pub use listener::SocketOptions;
 use regent_auth::RateLimiter;
 pub use regent_auth::SharedSecret;
+use reload::Current;
+pub use reload::Reloader;
 
 use crate::error::Error;
 use crate::identity::{Caller, IdentityResolver};
@@ -52,22 +55,31 @@ use tokio_util::task::TaskTracker;
 /// shared [`regent_model::Limits`], which the config's defaults are too.
 pub use regent_model::Limits;
 
-/// State shared by every connection.
+/// One configuration of the service, shared by every connection: a request
+/// takes the current one when it starts and keeps it to its end, so a reload
+/// ([`Reloader`]) swaps in a new one for new requests while requests in flight
+/// finish under the old. What must outlive a reload (failure and poll counts,
+/// the bound on runs, the pending store) is shared by every snapshot.
 pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// Only the secret's digest: the service never needs the secret itself.
-    pub(crate) secret: Option<regent_auth::SecretDigest>,
-    pub(crate) limiter: RateLimiter<u32>,
+    pub(crate) secret: Option<Arc<regent_auth::SecretDigest>>,
+    pub(crate) limiter: Arc<RateLimiter<u32>>,
     /// Approval polls per caller uid ([`pending::poll_limiter`]).
-    pub(crate) poll_limiter: RateLimiter<u32>,
+    pub(crate) poll_limiter: Arc<RateLimiter<u32>>,
+    /// Not reloaded: the limits the service started with.
     pub(crate) limits: Limits,
     pub(crate) flow: Option<AuthFlow>,
     pub(crate) admin_group: Option<Account>,
     pub(crate) allow_self_approval: bool,
     /// Refusals counted per uid, so a flood of them cannot flood the log.
-    pub(crate) refusals: audit::Refusals,
+    pub(crate) refusals: Arc<audit::Refusals>,
     /// Operations running at once ([`Limits::max_runs`]).
-    pub(crate) runs: Semaphore,
+    pub(crate) runs: Arc<Semaphore>,
+    /// Each operation's declaration digest when the service started: what a
+    /// held request stored without one (by a store of schema version 2) is
+    /// taken to have been held under ([`pending`]).
+    pub(crate) started_with: Arc<HashMap<String, Option<String>>>,
 }
 
 impl Shared {
@@ -106,6 +118,7 @@ pub struct ServiceBuilder {
     allow_self_approval: bool,
     flow_options: FlowOptions,
     identities: IdentityResolver,
+    keep_secret: bool,
 }
 
 impl ServiceBuilder {
@@ -135,6 +148,14 @@ impl ServiceBuilder {
     /// (the secret's text is zeroized when [`ServiceBuilder::build`] runs).
     pub fn secret(mut self, secret: SharedSecret) -> Self {
         self.secret = Some(secret);
+        self
+    }
+
+    /// For a reload ([`Reloader::apply`]): keep the secret the running service
+    /// has (e.g. one read from standard input at start, which cannot be read
+    /// again), whatever [`ServiceBuilder::secret`] says.
+    pub fn keep_current_secret(mut self) -> Self {
+        self.keep_secret = true;
         self
     }
 
@@ -224,27 +245,56 @@ impl ServiceBuilder {
         self
     }
 
+    /// The methods for a flow over the store at `path`: the built-in ones (with
+    /// this builder's mailer) and the added ones.
+    fn methods_for(&mut self, path: &Path) -> Result<MethodRegistry, Error> {
+        let totp = TotpStore::open(path)
+            .map_err(|e| Error::Config(format!("TOTP store {}: {e}", path.display())))?;
+        let mailer = match &self.mailer {
+            Some((cfg, timeout)) => Some(Arc::new(
+                Mailer::with_timeout(cfg, *timeout).map_err(|e| Error::Config(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let mut methods = MethodRegistry::with_builtins(Some(Arc::new(totp)), mailer, 6);
+        for m in std::mem::take(&mut self.methods) {
+            methods.register(m);
+        }
+        Ok(methods)
+    }
+
     /// Finish: open the pending store if one was given, and check that every
     /// stage an operation declares has a method.
     pub fn build(self) -> Result<Service, Error> {
-        let mut flow = self.flow;
+        let (socket, identities, shared) = self.snapshot(None)?;
+        let shared = Arc::new(shared);
+        Ok(Service {
+            socket,
+            identities,
+            current: Arc::new(Current::new(shared.clone())),
+            shared,
+        })
+    }
+
+    /// The configuration this builder describes. With `running`, a reload's:
+    /// the lasting state (counts, the bound on runs, the limits, the pending
+    /// store, whose held requests survive) is the running service's.
+    fn snapshot(
+        mut self,
+        running: Option<&Shared>,
+    ) -> Result<(SocketOptions, IdentityResolver, Shared), Error> {
+        let mut flow = self.flow.take();
         if flow.is_none() {
-            if let Some(path) = &self.store {
-                let totp = TotpStore::open(path)
-                    .map_err(|e| Error::Config(format!("TOTP store {}: {e}", path.display())))?;
-                let mailer = match &self.mailer {
-                    Some((cfg, timeout)) => Some(Arc::new(
-                        Mailer::with_timeout(cfg, *timeout)
-                            .map_err(|e| Error::Config(e.to_string()))?,
-                    )),
-                    None => None,
-                };
-                let mut methods = MethodRegistry::with_builtins(Some(Arc::new(totp)), mailer, 6);
-                for m in self.methods {
-                    methods.register(m);
-                }
+            let open = running.and_then(|r| r.flow.as_ref());
+            if let Some(open) = open {
+                // The store stays open (its path cannot change without a
+                // restart): the same held requests, with this builder's methods.
+                let methods = self.methods_for(open.store().path())?;
+                flow = Some(open.reconfigured(methods, self.flow_options));
+            } else if let Some(path) = self.store.clone() {
+                let methods = self.methods_for(&path)?;
                 flow = Some(
-                    AuthFlow::open(path, methods, self.flow_options).map_err(|e| {
+                    AuthFlow::open(&path, methods, self.flow_options).map_err(|e| {
                         Error::Config(format!("pending store {}: {e}", path.display()))
                     })?,
                 );
@@ -266,29 +316,62 @@ impl ServiceBuilder {
                     .map_err(|e| Error::Config(format!("operation {name}: {e}")))?,
             }
         }
-        Ok(Service {
-            socket: self.socket,
-            identities: self.identities,
-            shared: Arc::new(Shared {
+        let secret = match running {
+            Some(r) if self.keep_secret => r.secret.clone(),
+            _ => self.secret.map(|s| Arc::new(s.into_digest())),
+        };
+        let shared = match running {
+            None => Shared {
+                started_with: Arc::new(
+                    self.registry
+                        .iter()
+                        .map(|(name, e)| (name.clone(), e.declaration.clone()))
+                        .collect(),
+                ),
                 registry: self.registry,
-                secret: self.secret.map(SharedSecret::into_digest),
-                limiter: RateLimiter::new(Default::default()),
-                poll_limiter: pending::poll_limiter(),
-                runs: Semaphore::new(self.limits.max_runs.clamp(1, Semaphore::MAX_PERMITS)),
+                secret,
+                limiter: Arc::new(RateLimiter::new(Default::default())),
+                poll_limiter: Arc::new(pending::poll_limiter()),
+                runs: Arc::new(Semaphore::new(
+                    self.limits.max_runs.clamp(1, Semaphore::MAX_PERMITS),
+                )),
                 limits: self.limits,
                 flow,
                 admin_group: self.admin_group,
                 allow_self_approval: self.allow_self_approval,
-                refusals: audit::Refusals::new(),
-            }),
-        })
+                refusals: Arc::new(audit::Refusals::new()),
+            },
+            Some(r) => Shared {
+                registry: self.registry.keeping_gates_of(&r.registry),
+                secret,
+                limiter: r.limiter.clone(),
+                poll_limiter: r.poll_limiter.clone(),
+                runs: r.runs.clone(),
+                limits: r.limits.clone(),
+                // A store is never closed by a reload: its held requests
+                // answer (`denied`, if their operation went away).
+                flow: flow.or_else(|| {
+                    r.flow
+                        .as_ref()
+                        .map(|f| f.reconfigured(f.methods().clone(), self.flow_options))
+                }),
+                admin_group: self.admin_group,
+                allow_self_approval: self.allow_self_approval,
+                refusals: r.refusals.clone(),
+                started_with: r.started_with.clone(),
+            },
+        };
+        Ok((self.socket, self.identities, shared))
     }
 }
 
 /// A Regent service.
 pub struct Service {
     socket: SocketOptions,
+    /// The configuration it was built with.
     shared: Arc<Shared>,
+    /// The configuration new requests are served under (see [`Reloader`]).
+    current: Arc<Current>,
     identities: IdentityResolver,
 }
 
@@ -319,7 +402,13 @@ impl Service {
             allow_self_approval: false,
             flow_options: FlowOptions::default(),
             identities: IdentityResolver::default(),
+            keep_secret: false,
         }
+    }
+
+    /// A handle that swaps this service's configuration while it serves.
+    pub fn reloader(&self) -> Reloader {
+        Reloader::new(self.current.clone())
     }
 
     /// The socket path.
@@ -333,7 +422,8 @@ impl Service {
     }
 
     /// Bind, serve until SIGTERM or SIGINT, finish requests in flight, remove the socket.
-    /// SIGHUP is logged and ignored. To stop on something else, see [`Service::run_until`].
+    /// SIGHUP is logged and ignored (see [`Service::run_on_reloading`]). To stop on
+    /// something else, see [`Service::run_until`].
     pub async fn run(self) -> Result<(), Error> {
         let std_listener = self.bind()?;
         self.run_on(std_listener).await
@@ -343,9 +433,29 @@ impl Service {
     /// SIGINT, finish requests in flight, remove the socket. The daemon binds, drops
     /// privileges, and only then starts its runtime and calls this.
     pub async fn run_on(self, std_listener: std::os::unix::net::UnixListener) -> Result<(), Error> {
+        self.run_signalled(std_listener, None).await
+    }
+
+    /// [`Service::run_on`], calling `reload` on each SIGHUP (on the blocking pool,
+    /// one at a time; the daemon's is [`crate::reload::DaemonReload::run`], which
+    /// swaps the configuration through [`Service::reloader`]).
+    pub async fn run_on_reloading(
+        self,
+        std_listener: std::os::unix::net::UnixListener,
+        reload: impl Fn() + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        self.run_signalled(std_listener, Some(Arc::new(reload)))
+            .await
+    }
+
+    async fn run_signalled(
+        self,
+        std_listener: std::os::unix::net::UnixListener,
+        reload: Option<OnHangup>,
+    ) -> Result<(), Error> {
         let signals = Signals::install()?;
         let stop = async {
-            signals.wait_for_stop().await;
+            signals.wait_for_stop(reload).await;
             tracing::info!("signal received: finishing requests in flight");
         };
         self.run_on_until(std_listener, stop).await
@@ -393,16 +503,16 @@ impl Service {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("setting the listener non-blocking", e))?;
-        let shared = self.shared;
+        let shared = self.current.load();
         let acceptor = Arc::new(Acceptor {
             identities: self.identities,
+            current: self.current,
             slots: Arc::new(Semaphore::new(shared.limits.max_connections)),
             reserve: shared
                 .limits
                 .reserved_connections
                 .min(shared.limits.max_connections.saturating_sub(1)),
             per_uid: Arc::default(),
-            shared: shared.clone(),
         });
         if shared.flow.is_some() {
             // Off the event loop and in the background: a store another process
@@ -473,7 +583,9 @@ impl Service {
 
 /// Accepts connections and serves each on the runtime it runs on.
 struct Acceptor {
-    shared: Arc<Shared>,
+    /// The configuration: each connection is admitted under the current one,
+    /// each of its requests served under the one current when it starts.
+    current: Arc<Current>,
     identities: IdentityResolver,
     slots: Arc<Semaphore>,
     /// Slots only root and administrators may take.
@@ -497,7 +609,9 @@ impl Acceptor {
     ) -> Result<(), Error> {
         let listener = UnixListener::from_std(listener)
             .map_err(|e| Error::io("registering the listener", e))?;
-        let shared = &self.shared;
+        // For what no reload changes (the limits, the refusal counts).
+        let lasting = self.current.load();
+        let shared = &lasting;
         let connections = TaskTracker::new();
         // A timer that is always armed on this runtime. Tokio's timer driver wakes
         // its own thread (an eventfd write and an extra epoll round) whenever a new
@@ -549,6 +663,7 @@ impl Acceptor {
                 _per_uid: per_uid,
             };
             let (pid, uid, gid) = (cred.pid(), cred.uid(), cred.gid());
+            let shared = &self.current.load();
             // A cache hit is served at once; a miss is looked up off the loop by
             // the connection's own task, so only this connection waits for it.
             match self.identities.cached(pid, uid, gid) {
@@ -556,10 +671,10 @@ impl Acceptor {
                     connections.spawn(refuse_busy(stream));
                 }
                 Some(caller) => {
-                    let shared = shared.clone();
+                    let current = self.current.clone();
                     let rx = shutdown.clone();
                     connections.spawn(async move {
-                        connection::serve(shared, stream, Arc::new(caller), rx).await;
+                        connection::serve(current, stream, Arc::new(caller), rx).await;
                         drop(held);
                     });
                 }
@@ -576,6 +691,7 @@ impl Acceptor {
         }
         drop(listener);
         connections.close();
+        let shared = &lasting;
         let grace = shared.limits.shutdown_grace;
         if tokio::time::timeout(grace, connections.wait())
             .await
@@ -598,7 +714,7 @@ impl Acceptor {
         admin_only: bool,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let shared = &self.shared;
+        let shared = &self.current.load();
         let stopping = async {
             if shutdown.changed().await.is_err() {
                 // No one can stop the service any more: only the timeout applies.
@@ -624,7 +740,7 @@ impl Acceptor {
         if admin_only && !shared.is_admin(&caller) {
             return refuse_busy(stream).await;
         }
-        connection::serve(shared.clone(), stream, Arc::new(caller), shutdown).await;
+        connection::serve(self.current.clone(), stream, Arc::new(caller), shutdown).await;
     }
 }
 
@@ -667,9 +783,12 @@ impl Drop for PerUid {
     }
 }
 
-/// The signals the service handles: SIGTERM and SIGINT stop it; SIGHUP is
-/// logged and otherwise ignored (reloading the config is not supported yet), so
-/// a hangup can never kill the daemon.
+/// What the service does on SIGHUP (see [`Service::run_on_reloading`]).
+type OnHangup = Arc<dyn Fn() + Send + Sync>;
+
+/// The signals the service handles: SIGTERM and SIGINT stop it; SIGHUP reloads
+/// (or, with nothing to reload, is logged and otherwise ignored), so a hangup
+/// can never kill the daemon.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -697,16 +816,26 @@ impl Signals {
         Ok(signals)
     }
 
-    /// Resolves on SIGTERM or SIGINT; logs each SIGHUP and keeps waiting.
-    async fn wait_for_stop(mut self) {
+    /// Resolves on SIGTERM or SIGINT; on each SIGHUP, reloads (off the event
+    /// loop, while requests go on being served) or logs it, and keeps waiting.
+    /// A stop signal during a reload is acted on once the reload is done.
+    async fn wait_for_stop(mut self, reload: Option<OnHangup>) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
-                _ = self.hup.recv() => tracing::warn!(
-                    "SIGHUP received: reloading the configuration is not supported yet; \
-                     still serving with the configuration loaded at start"
-                ),
+                _ = self.hup.recv() => match &reload {
+                    Some(reload) => {
+                        let reload = reload.clone();
+                        if let Err(e) = tokio::task::spawn_blocking(move || reload()).await {
+                            tracing::error!(error = %e, "configuration reload failed");
+                        }
+                    }
+                    None => tracing::warn!(
+                        "SIGHUP received: this service has nothing to reload; \
+                         still serving with the configuration loaded at start"
+                    ),
+                },
             }
         }
     }

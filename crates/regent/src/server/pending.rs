@@ -129,7 +129,24 @@ impl StageHook for OpHook<'_> {
     }
 }
 
+/// Why a held request whose operation changed answers `denied`.
+pub(crate) const CHANGED_WHILE_HELD: &str =
+    "the operation was changed or removed while the request was held";
+
 impl Shared {
+    /// Whether a held request, stored with the digest `held` of its operation's
+    /// declaration, may run as `entry` (the operation now). A request stored
+    /// without one (by a store of schema version 2, or a library operation with
+    /// no declaration) is taken to have been held under the declaration the
+    /// service started with: it runs unless a reload changed the operation.
+    fn held_under(&self, op: &str, held: Option<&str>, entry: &Entry) -> bool {
+        let held = match held {
+            Some(d) => Some(d),
+            None => self.started_with.get(op).and_then(|d| d.as_deref()),
+        };
+        held == entry.declaration.as_deref()
+    }
+
     pub(crate) async fn hold(
         &self,
         caller: &Arc<Caller>,
@@ -158,6 +175,7 @@ impl Shared {
             max_attempts: entry.options.max_attempts,
             approvers: entry.options.approvers.clone(),
             max_pending_per_uid: entry.options.max_pending_per_uid,
+            declaration: entry.declaration.clone(),
         };
         match flow.start(request).await {
             FlowOutcome::Run { op, data, .. } => {
@@ -207,12 +225,27 @@ impl Shared {
                 op,
                 data,
                 request_id,
+                declaration,
             } => {
                 audit.op(&op);
                 audit.note(&format!("request {request_id} authorized"));
-                let Some(entry) = self.registry.get(&op) else {
-                    tracing::error!(op, request_id, "held operation no longer exists");
-                    return Response::error(ErrorCode::OperationFailed);
+                // Never run under another declaration than the one it was held
+                // under: an operation a reload changed or removed meanwhile
+                // answers `denied`.
+                let Some(entry) = self
+                    .registry
+                    .get(&op)
+                    .filter(|e| self.held_under(&op, declaration.as_deref(), e))
+                else {
+                    tracing::warn!(
+                        op,
+                        request_id,
+                        "held request denied: its operation was changed or removed while it was held"
+                    );
+                    audit.note("its operation was changed or removed while it was held");
+                    return refusal_response(&Refusal::Denied {
+                        reason: Some(CHANGED_WHILE_HELD.into()),
+                    });
                 };
                 // The data approved is the data that runs, and only if the
                 // caller still may run it.

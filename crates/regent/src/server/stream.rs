@@ -30,7 +30,7 @@ impl Service {
         // Never sent: the stream is served until its peer closes it. Kept alive
         // to the end (a dropped sender would read as a shutdown).
         let (never, rx) = watch::channel(false);
-        connection::serve(self.shared.clone(), stream, Arc::new(caller), rx).await;
+        connection::serve(self.current.clone(), stream, Arc::new(caller), rx).await;
         drop(never);
         self.shared.refusals.flush(true);
         Ok(())

@@ -1,0 +1,240 @@
+//! The daemon's reload (SIGHUP, `systemctl reload`): read and validate the config
+//! with the same reader as at start; refuse it, keeping the running one, if it
+//! has errors or changes a key only a restart can apply; otherwise swap its
+//! operations, policy, secret and SMTP settings in for new requests at once
+//! ([`Reloader::apply`]). One log line per reload says which.
+//!
+//! Keys that need a restart ([`RESTART_ONLY`]): what was bound, sized or dropped
+//! at start. Capabilities are among them in effect: the daemon dropped every
+//! capability its operations did not need, so a config whose operations need one
+//! it no longer holds is refused ([`needs_dropped_capabilities`]).
+
+use crate::daemon;
+use crate::error::Error;
+use crate::server::reload::Reloaded;
+use crate::server::{Reloader, SharedSecret};
+use regent_config::Config;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The `[service]` keys a reload cannot apply: the socket (bound at start), the
+/// serving threads and connection limits (sized at start), the log format, the
+/// pending store's path (open), and `[service.tcp]` (listeners bound at start).
+pub const RESTART_ONLY: &[&str] = &[
+    "socket",
+    "socket_mode",
+    "socket_owner",
+    "socket_group",
+    "threads",
+    "max_line",
+    "line_timeout",
+    "idle_timeout",
+    "write_timeout",
+    "max_connections",
+    "max_connections_per_uid",
+    "reserved_connections",
+    "max_runs",
+    "rate_limit_hold",
+    "log_format",
+    "store",
+    "tcp",
+];
+
+/// The restart-only keys (of [`RESTART_ONLY`]) whose values differ.
+pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str> {
+    let (a, b) = (&running.service, &next.service);
+    // `Debug` renders every value of these keys whole (none is a secret).
+    let values = |s: &regent_config::ServiceConfig| -> Vec<String> {
+        vec![
+            format!("{:?}", s.socket),
+            format!("{:?}", s.socket_mode),
+            format!("{:?}", s.socket_owner),
+            format!("{:?}", s.socket_group),
+            format!("{:?}", s.threads),
+            format!("{:?}", s.max_line),
+            format!("{:?}", s.line_timeout),
+            format!("{:?}", s.idle_timeout),
+            format!("{:?}", s.write_timeout),
+            format!("{:?}", s.max_connections),
+            format!("{:?}", s.max_connections_per_uid),
+            format!("{:?}", s.reserved_connections),
+            format!("{:?}", s.max_runs),
+            format!("{:?}", s.rate_limit_hold),
+            format!("{:?}", s.log_format),
+            format!("{:?}", s.store),
+            // TLS: the listen addresses need a restart; the certificate, key,
+            // client CA and CRL are to be reloaded (compare `listen` alone here
+            // once the TLS transport swaps its material on reload).
+            format!("{:?}", s.tcp),
+        ]
+    };
+    RESTART_ONLY
+        .iter()
+        .zip(values(a).into_iter().zip(values(b)))
+        .filter(|(_, (x, y))| x != y)
+        .map(|(key, _)| *key)
+        .collect()
+}
+
+/// The capabilities `next`'s operations need that the running daemon, started
+/// with `running`, has dropped (empty if none; all of them named `ALL` when
+/// `next` needs the full privilege and it was dropped).
+pub fn needs_dropped_capabilities(running: &Config, next: &Config) -> Result<Vec<String>, Error> {
+    let Some(kept) = daemon::needed_capabilities(running)? else {
+        return Ok(Vec::new()); // Nothing was dropped.
+    };
+    Ok(match daemon::needed_capabilities(next)? {
+        None => vec!["ALL (an operation declares no `capabilities`)".into()],
+        Some(wanted) => wanted
+            .into_iter()
+            .filter(|c| !kept.contains(c))
+            .map(|c| c.to_string())
+            .collect(),
+    })
+}
+
+/// Where the daemon's secret comes from on a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The config's `secret_file`, read again (none if the key is gone).
+    ConfigFile,
+    /// Kept as read at start (`--secret-stdin`: standard input is read once).
+    KeptFromStart,
+}
+
+/// The daemon's reload: the config file, the config running now, and the
+/// service's [`Reloader`].
+pub struct DaemonReload {
+    path: PathBuf,
+    running: Mutex<Config>,
+    secret: SecretSource,
+    reloader: Reloader,
+}
+
+impl DaemonReload {
+    /// Reload `path` into the service `reloader` swaps, which runs `running`.
+    pub fn new(
+        path: &Path,
+        running: Config,
+        secret: SecretSource,
+        reloader: Reloader,
+    ) -> DaemonReload {
+        DaemonReload {
+            path: path.to_path_buf(),
+            running: Mutex::new(running),
+            secret,
+            reloader,
+        }
+    }
+
+    /// Reload once and log one line: `configuration reloaded` with what changed,
+    /// or `configuration reload refused` with every error (each with its
+    /// `FILE:LINE:COL` when it has one, escaped). Blocking (it reads files and
+    /// the user database): run it off an event loop.
+    pub fn run(&self) {
+        // notify: reloading
+        match self.try_reload() {
+            Ok(summary) => tracing::info!(
+                config = %self.path.display(),
+                "configuration reloaded: {summary}"
+            ),
+            Err(errors) => tracing::warn!(
+                config = %self.path.display(),
+                "configuration reload refused, still serving the previous configuration: {}",
+                errors.join("; ")
+            ),
+        }
+        // notify: ready
+    }
+
+    /// Reload once: what changed, or why nothing did.
+    pub fn try_reload(&self) -> Result<String, Vec<String>> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let next = regent_config::load(&self.path)
+            .map_err(|diags| diags.iter().map(|d| d.to_string()).collect::<Vec<_>>())?;
+        let restart = restart_only_changes(&running, &next);
+        if !restart.is_empty() {
+            return Err(vec![format!(
+                "changed key(s) that need a restart: {} (restart the service to apply them)",
+                restart.join(", ")
+            )]);
+        }
+        let dropped =
+            needs_dropped_capabilities(&running, &next).map_err(|e| vec![e.to_string()])?;
+        if !dropped.is_empty() {
+            return Err(vec![format!(
+                "the operations need capabilities the daemon dropped at start: {} \
+                 (restart the service to apply them)",
+                dropped.join(", ")
+            )]);
+        }
+        let secret = match self.secret {
+            SecretSource::KeptFromStart => None,
+            SecretSource::ConfigFile => match &next.service.secret_file {
+                Some(path) => Some(SharedSecret::from_file(path).map_err(|e| vec![e.to_string()])?),
+                None => None,
+            },
+        };
+        let mut builder = daemon::builder(&next, secret).map_err(|e| vec![e.to_string()])?;
+        if self.secret == SecretSource::KeptFromStart {
+            builder = builder.keep_current_secret();
+        }
+        let reloaded = self
+            .reloader
+            .apply(builder)
+            .map_err(|e| vec![e.to_string()])?;
+        let summary = summary(&running, &next, &reloaded);
+        *running = next;
+        Ok(summary)
+    }
+}
+
+/// What a reload changed, in one clause per kind of change.
+fn summary(running: &Config, next: &Config, ops: &Reloaded) -> String {
+    let (a, b) = (&running.service, &next.service);
+    let mut changed: Vec<&str> = Vec::new();
+    let differ = |x: String, y: String| x != y;
+    for (key, differs) in [
+        (
+            "secret_file",
+            differ(
+                format!("{:?}", a.secret_file),
+                format!("{:?}", b.secret_file),
+            ),
+        ),
+        (
+            "admin_group",
+            differ(
+                format!("{:?}", a.admin_group),
+                format!("{:?}", b.admin_group),
+            ),
+        ),
+        (
+            "allow_self_approval",
+            a.allow_self_approval != b.allow_self_approval,
+        ),
+        ("max_pending", a.max_pending != b.max_pending),
+        (
+            "max_pending_per_uid",
+            a.max_pending_per_uid != b.max_pending_per_uid,
+        ),
+        ("command_path", a.command_path != b.command_path),
+        (
+            "smtp",
+            differ(format!("{:?}", a.smtp), format!("{:?}", b.smtp)),
+        ),
+    ] {
+        if differs {
+            changed.push(key);
+        }
+    }
+    let service = if changed.is_empty() {
+        "service settings unchanged".to_string()
+    } else {
+        format!("service settings changed: {}", changed.join(", "))
+    };
+    format!(
+        "{ops}; {service}; {} operation(s) served",
+        next.operations.len()
+    )
+}
