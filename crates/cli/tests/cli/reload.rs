@@ -294,3 +294,40 @@ fn a_new_secret_takes_effect_and_the_old_one_is_refused() {
     // The secret is never logged.
     assert!(!d.log_text().contains(new_secret) && !d.log_text().contains(SECRET));
 }
+
+/// Requests held before digests were kept (a store of schema version 2) are
+/// taken to have been held under the declaration the daemon started with: they
+/// run, unless a reload since the start changed their operation.
+#[test]
+fn requests_held_without_a_digest_run_until_a_reload_changes_their_operation() {
+    let mut d = Daemon::start("allow_self_approval = true", HELD);
+    let start = |d: &Daemon, op: &str| -> Pending { pending_of(&d.cli(&["call", op, "--json"])) };
+    let (same, changed) = (start(&d, "same"), start(&d, "changed"));
+    assert!(d.stop().success());
+    // Remove their digests, as version 2 wrote them (Python's sqlite3 module).
+    let store = d.dir.path().join("state/pending.db");
+    let mut c = std::process::Command::new("python3");
+    c.args([
+        "-c",
+        "import sqlite3, sys\n\
+         c = sqlite3.connect(sys.argv[1])\n\
+         n = c.execute('UPDATE pending SET declaration = NULL WHERE declaration IS NOT NULL').rowcount\n\
+         c.commit()\n\
+         print(n)",
+    ])
+    .arg(&store);
+    let o = run(c);
+    assert_eq!(stdout(&o).trim(), "2", "{}", stderr(&o));
+    d.spawn();
+
+    for p in [&same, &changed] {
+        let o = d.cli(&["approve", p.request_id()]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let o = d.cli(&["call", "--uid", &same.uid]);
+    assert_eq!((code(&o), stdout(&o).trim()), (0, "same"), "{}", stderr(&o));
+    rewrite(&d, "allow_self_approval = true", HELD_AFTER);
+    hup(&d, RELOADED);
+    let o = d.cli(&["call", "--uid", &changed.uid]);
+    assert_error(&o, 3, "denied");
+}
