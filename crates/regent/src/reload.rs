@@ -238,3 +238,86 @@ fn summary(running: &Config, next: &Config, ops: &Reloaded) -> String {
         next.operations.len()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::declaration_digest;
+    use regent_exec::Capability;
+
+    fn config(service: &str, ops: &str) -> Config {
+        regent_config::parse(&format!("[service]\n{service}\n{ops}"), "t.toml").unwrap()
+    }
+
+    const NET: &str = r#"
+[operations.fw]
+description = "x"
+command = ["/bin/true"]
+capabilities = ["net_admin"]
+"#;
+
+    #[test]
+    fn only_restart_only_keys_are_named() {
+        let running = config("threads = 1", NET);
+        let same_but_reloadable = config(
+            "threads = 1\nallow_self_approval = true\nmax_pending = 7\ncommand_path = \"/bin\"",
+            "",
+        );
+        assert!(restart_only_changes(&running, &same_but_reloadable).is_empty());
+        let moved = config(
+            "threads = 2\nsocket = \"/run/other/regent.sock\"\nmax_runs = 3\nstore = \"/var/lib/x/p.db\"",
+            NET,
+        );
+        assert_eq!(
+            restart_only_changes(&running, &moved),
+            ["socket", "threads", "max_runs", "store"]
+        );
+    }
+
+    #[test]
+    fn capabilities_the_daemon_dropped_refuse_the_reload() {
+        let running = config("", NET);
+        assert!(needs_dropped_capabilities(&running, &running)
+            .unwrap()
+            .is_empty());
+        let raw = config(
+            "",
+            r#"
+[operations.fw]
+description = "x"
+command = ["/bin/true"]
+capabilities = ["net_admin", "net_raw"]
+"#,
+        );
+        assert_eq!(
+            needs_dropped_capabilities(&running, &raw).unwrap(),
+            [Capability::NET_RAW.to_string()]
+        );
+        // An operation without `capabilities` needs the full privilege.
+        let full = config(
+            "",
+            "[operations.all]\ndescription = \"x\"\ncommand = [\"/bin/true\"]\n",
+        );
+        assert_eq!(
+            needs_dropped_capabilities(&running, &full).unwrap().len(),
+            1
+        );
+        // A daemon that kept its full privilege may take any of them.
+        assert!(needs_dropped_capabilities(&full, &raw).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_digest_follows_what_runs_and_not_the_description() {
+        let a = config("", NET);
+        let digest = |c: &Config| declaration_digest(&c.operations["fw"], &c.service.command_path);
+        let described = config(
+            "",
+            &NET.replace("description = \"x\"", "description = \"y\""),
+        );
+        assert_eq!(digest(&a), digest(&described));
+        let other_command = config("", &NET.replace("/bin/true", "/bin/false"));
+        assert_ne!(digest(&a), digest(&other_command));
+        let other_path = config("command_path = \"/bin\"", NET);
+        assert_ne!(digest(&a), digest(&other_path));
+    }
+}

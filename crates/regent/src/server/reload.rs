@@ -125,3 +125,85 @@ fn compare(old: &Shared, new: &Shared) -> Reloaded {
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Caller;
+    use crate::operation::{Context, OpError, Operation};
+    use crate::Service;
+    use regent_proto::{ErrorCode, Response};
+
+    struct Say(&'static str);
+
+    impl Operation for Say {
+        type Data = ();
+        type Output = String;
+        async fn perform(&self, _: Context, _: ()) -> Result<String, OpError> {
+            Ok(self.0.into())
+        }
+    }
+
+    async fn call(current: &Current, op: &str, secret: &str) -> Response {
+        let root = Arc::new(Caller::unix(None, 0, 0, None));
+        let line = serde_json::json!({"op": op, "data": null, "secret": secret}).to_string();
+        current.load().handle(&root, line.as_bytes()).await
+    }
+
+    #[tokio::test]
+    async fn a_reload_swaps_operations_and_secret_for_new_requests_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let service = Service::builder(&sock)
+            .secret_str("first-secret")
+            .register("a", Say("a"))
+            .unwrap()
+            .build()
+            .unwrap();
+        let reloader = service.reloader();
+        let current = &service.current;
+        let before = current.load();
+        assert_eq!(
+            call(current, "a", "first-secret").await,
+            Response::Done("a".into())
+        );
+
+        // The secret kept, `a` replaced by `b`.
+        let next = Service::builder(&sock)
+            .register("b", Say("b"))
+            .unwrap()
+            .keep_current_secret();
+        let r = reloader.apply(next).unwrap();
+        assert_eq!((r.added, r.removed), (vec!["b".into()], vec!["a".into()]));
+        assert_eq!(
+            call(current, "b", "first-secret").await,
+            Response::Done("b".into())
+        );
+        assert_eq!(
+            call(current, "a", "first-secret").await,
+            Response::error(ErrorCode::UnknownOperation)
+        );
+        // A request that took the old snapshot still sees it whole.
+        let root = Arc::new(Caller::unix(None, 0, 0, None));
+        let old = serde_json::json!({"op": "a", "data": null, "secret": "first-secret"});
+        assert_eq!(
+            before.handle(&root, old.to_string().as_bytes()).await,
+            Response::Done("a".into())
+        );
+
+        // A new secret: the old one is refused.
+        let next = Service::builder(&sock)
+            .secret_str("second-secret")
+            .register("b", Say("b"))
+            .unwrap();
+        assert!(reloader.apply(next).unwrap().operations_unchanged());
+        assert_eq!(
+            call(current, "b", "first-secret").await,
+            Response::error(ErrorCode::PermissionDenied)
+        );
+        assert_eq!(
+            call(current, "b", "second-secret").await,
+            Response::Done("b".into())
+        );
+    }
+}
