@@ -57,6 +57,26 @@ fn ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+/// Make the store at `path` root-only, open it with this build, and check that
+/// it was migrated to the current schema version.
+fn open_migrated(path: &std::path::Path) -> AuthFlow {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let flow = AuthFlow::open(
+        path,
+        MethodRegistry::with_builtins(None, None, 6),
+        FlowOptions::default(),
+    )
+    .unwrap();
+    let version: i64 = flow
+        .store()
+        .database()
+        .lock()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, regent_auth::db::SCHEMA_VERSION);
+    flow
+}
+
 fn alice() -> CallerId {
     CallerId::unix(Some(7), 1000, 1000, Some("alice".into()))
 }
@@ -100,21 +120,7 @@ async fn a_version_1_store_opens_and_its_held_requests_complete() {
             .unwrap();
         }
     }
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-
-    let flow = AuthFlow::open(
-        &path,
-        MethodRegistry::with_builtins(None, None, 6),
-        FlowOptions::default(),
-    )
-    .unwrap();
-    let version: i64 = flow
-        .store()
-        .database()
-        .lock()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, regent_auth::db::SCHEMA_VERSION);
+    let flow = open_migrated(&path);
     let page = flow.list_page(None, 10).await.unwrap();
     assert_eq!(page.requests.len(), 2);
     assert_eq!(page.more, 0);
@@ -441,20 +447,7 @@ async fn a_version_2_store_opens_and_its_held_requests_complete_without_a_digest
         )
         .unwrap();
     }
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let flow = AuthFlow::open(
-        &path,
-        MethodRegistry::with_builtins(None, None, 6),
-        FlowOptions::default(),
-    )
-    .unwrap();
-    let version: i64 = flow
-        .store()
-        .database()
-        .lock()
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 3);
+    let flow = open_migrated(&path);
     flow.approve("v2aaaaaa", &root(), false).await.unwrap();
     match flow
         .resume("uid-written-by-version-2", &alice(), &json!(null), None)

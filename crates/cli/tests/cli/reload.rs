@@ -200,25 +200,20 @@ command = ["printf", "removed"]
 auth = ["approval"]
 "#;
 
-const HELD_AFTER: &str = r#"
-[operations.same]
-description = "Unchanged by the reload (a new description changes nothing)"
-command = ["printf", "same"]
-auth = ["approval"]
-
-[operations.changed]
-description = "Its command changes while held"
-command = ["printf", "after"]
-auth = ["approval"]
-"#;
-
+/// [`HELD`] after the reload: `same` only described anew, `changed` running
+/// another command, `removed` gone.
+fn held_after() -> String {
+    let (kept, _removed) = HELD.split_at(HELD.find("[operations.removed]").unwrap());
+    kept.replace("Unchanged by the reload", "Described anew by the reload")
+        .replace(r#"["printf", "before"]"#, r#"["printf", "after"]"#)
+}
 #[test]
 fn held_requests_survive_a_reload_and_never_run_under_another_declaration() {
     let d = Daemon::start("allow_self_approval = true", HELD);
     let start = |op: &str| -> Pending { pending_of(&d.cli(&["call", op, "--json"])) };
     let (same, changed, removed) = (start("same"), start("changed"), start("removed"));
 
-    rewrite(&d, "allow_self_approval = true", HELD_AFTER);
+    rewrite(&d, "allow_self_approval = true", &held_after());
     hup(&d, RELOADED);
     let line = &reload_lines(&d)[0];
     assert!(
@@ -326,7 +321,7 @@ fn requests_held_without_a_digest_run_until_a_reload_changes_their_operation() {
     }
     let o = d.cli(&["call", "--uid", &same.uid]);
     assert_eq!((code(&o), stdout(&o).trim()), (0, "same"), "{}", stderr(&o));
-    rewrite(&d, "allow_self_approval = true", HELD_AFTER);
+    rewrite(&d, "allow_self_approval = true", &held_after());
     hup(&d, RELOADED);
     let o = d.cli(&["call", "--uid", &changed.uid]);
     assert_error(&o, 3, "denied");
