@@ -1,4 +1,4 @@
-//! A store written by schema version 1 (the first release) opens with this
+//! A store written by schema version 1 (the first release) or 2 opens with this
 //! build, is migrated, and the requests it held complete.
 
 use regent_auth::store::uid_hash;
@@ -77,6 +77,33 @@ fn open_migrated(path: &std::path::Path) -> AuthFlow {
     flow
 }
 
+/// A held `restart` request of alice's waiting on `approval`, written as
+/// versions 1 and 2 wrote them (20 columns), its data `{"service": id}`.
+fn insert_approval_row(
+    conn: &rusqlite::Connection,
+    id: &str,
+    uid: &str,
+    state: &serde_json::Value,
+    now: SystemTime,
+) {
+    conn.execute(
+        "INSERT INTO pending VALUES (?1, ?2, 'restart', ?3, ?3, 1000, 1000, 7, 'alice',
+         '[]', '[\"approval\"]', 0, ?4, ?5, 0, 5, ?6, ?7, 'pending', NULL)",
+        rusqlite::params![
+            id,
+            uid_hash(uid),
+            json!({"service": id}).to_string(),
+            state.to_string(),
+            json!({"pending": "approval", "message": "Waiting", "expires_at": "2099-01-01T00:00:00Z",
+                   "request_id": id, "stage": 1, "stages": 1})
+            .to_string(),
+            ms(now),
+            ms(now + Duration::from_secs(600)),
+        ],
+    )
+    .unwrap();
+}
+
 fn alice() -> CallerId {
     CallerId::unix(Some(7), 1000, 1000, Some("alice".into()))
 }
@@ -102,22 +129,7 @@ async fn a_version_1_store_opens_and_its_held_requests_complete() {
                 json!({"approved": true, "by_uid": 0, "by_user": "root", "at": ms(now)}),
             ),
         ] {
-            conn.execute(
-                "INSERT INTO pending VALUES (?1, ?2, 'restart', ?3, ?3, 1000, 1000, 7, 'alice',
-                 '[]', '[\"approval\"]', 0, ?4, ?5, 0, 5, ?6, ?7, 'pending', NULL)",
-                rusqlite::params![
-                    id,
-                    uid_hash(uid),
-                    json!({"service": id}).to_string(),
-                    state.to_string(),
-                    json!({"pending": "approval", "message": "Waiting", "expires_at": "2099-01-01T00:00:00Z",
-                           "request_id": id, "stage": 1, "stages": 1})
-                    .to_string(),
-                    ms(now),
-                    ms(now + Duration::from_secs(600)),
-                ],
-            )
-            .unwrap();
+            insert_approval_row(&conn, id, uid, &state, now);
         }
     }
     let flow = open_migrated(&path);
@@ -432,20 +444,13 @@ async fn a_version_2_store_opens_and_its_held_requests_complete_without_a_digest
             .unwrap();
         conn.execute_batch(V1).unwrap();
         conn.execute_batch(V2).unwrap();
-        conn.execute(
-            "INSERT INTO pending VALUES ('v2aaaaaa', ?1, 'restart', ?2, ?2, 1000, 1000, 7, 'alice',
-             '[]', '[\"approval\"]', 0, 'null', ?3, 0, 5, ?4, ?5, 'pending', NULL)",
-            rusqlite::params![
-                uid_hash("uid-written-by-version-2"),
-                json!({"service": "v2"}).to_string(),
-                json!({"pending": "approval", "message": "Waiting", "expires_at": "2099-01-01T00:00:00Z",
-                       "request_id": "v2aaaaaa", "stage": 1, "stages": 1})
-                .to_string(),
-                ms(now),
-                ms(now + Duration::from_secs(600)),
-            ],
-        )
-        .unwrap();
+        insert_approval_row(
+            &conn,
+            "v2aaaaaa",
+            "uid-written-by-version-2",
+            &json!(null),
+            now,
+        );
     }
     let flow = open_migrated(&path);
     flow.approve("v2aaaaaa", &root(), false).await.unwrap();
@@ -460,7 +465,7 @@ async fn a_version_2_store_opens_and_its_held_requests_complete_without_a_digest
             declaration,
         } => {
             assert_eq!((op.as_str(), request_id.as_str()), ("restart", "v2aaaaaa"));
-            assert_eq!(data, json!({"service": "v2"}));
+            assert_eq!(data, json!({"service": "v2aaaaaa"}));
             assert_eq!(declaration, None, "version 2 kept no digest");
         }
         other => panic!("expected run, got {other:?}"),
