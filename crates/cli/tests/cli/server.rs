@@ -653,7 +653,14 @@ fn sighup_does_not_stop_the_daemon() {
         "the daemon died of SIGHUP"
     );
     assert_eq!(code(&d.cli(&["call", "ok"])), 0);
-    // Each SIGHUP reloads the (unchanged) config and says so in one line.
+    // Each SIGHUP reloads the (unchanged) config and says so in one line (the
+    // log is written by a background thread: wait for the third).
+    let t = std::time::Instant::now();
+    while d.log_text().matches("configuration reloaded").count() < 3
+        && t.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(
         d.log_text().matches("configuration reloaded").count(),
         3,
