@@ -67,6 +67,11 @@ pub fn check_socket_dir(socket: &Path) -> Result<(), Error> {
 }
 
 fn check_parent(dir: &Path) -> Result<(), Error> {
+    let me = nix::unistd::geteuid().as_raw();
+    // The path as written first, before anything follows a symlink: where another
+    // user's symlink sits in a sticky directory, the kernel (fs.protected_symlinks)
+    // refuses to follow it even for root, and that EACCES would hide the reason.
+    check_ancestors(dir, me, false)?;
     let meta = fs::metadata(dir)
         .map_err(|e| Error::io(format!("socket directory {}", dir.display()), e))?;
     if !meta.is_dir() {
@@ -75,7 +80,6 @@ fn check_parent(dir: &Path) -> Result<(), Error> {
             dir.display()
         )));
     }
-    let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != 0 && meta.uid() != me {
         return Err(Error::Unsafe(format!(
             "socket directory {} is owned by uid {}, not root or the service (uid {me})",
@@ -96,24 +100,25 @@ fn check_parent(dir: &Path) -> Result<(), Error> {
             mode & 0o7777
         )));
     }
-    check_ancestors(dir, me)
+    check_ancestors(dir, me, true)
 }
 
-/// Every directory above `dir`, as written and with symlinks resolved, must be
+/// Every directory above `dir`, as written (`resolved` false) or with symlinks
+/// resolved (`resolved` true), must be
 /// owned by root or `me` and writable by no one else; a sticky directory others
 /// can write is fine above an entry owned by root or `me` (no one else may
 /// rename or remove it).
-fn check_ancestors(dir: &Path, me: u32) -> Result<(), Error> {
-    let written = std::path::absolute(dir)
-        .map_err(|e| Error::io(format!("socket directory {}", dir.display()), e))?;
-    let real = fs::canonicalize(dir)
-        .map_err(|e| Error::io(format!("socket directory {}", dir.display()), e))?;
-    for path in [&written, &real] {
-        let mut child = path.as_path();
-        while let Some(parent) = child.parent() {
-            check_ancestor(parent, child, me)?;
-            child = parent;
-        }
+fn check_ancestors(dir: &Path, me: u32, resolved: bool) -> Result<(), Error> {
+    let path = if resolved {
+        fs::canonicalize(dir)
+    } else {
+        std::path::absolute(dir)
+    }
+    .map_err(|e| Error::io(format!("socket directory {}", dir.display()), e))?;
+    let mut child = path.as_path();
+    while let Some(parent) = child.parent() {
+        check_ancestor(parent, child, me)?;
+        child = parent;
     }
     Ok(())
 }
@@ -176,8 +181,11 @@ fn create_socket_dir(dir: &Path) -> Result<(), Error> {
 pub fn bind(opts: &SocketOptions) -> Result<UnixListener, Error> {
     let path = &opts.path;
     let dir = socket_dir(path);
-    if !dir.exists() {
-        create_socket_dir(&dir)?;
+    // Not `exists()`, which follows a symlink (and reads a link the kernel will
+    // not follow as missing): only a path with nothing at all there is created.
+    match fs::symlink_metadata(&dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => create_socket_dir(&dir)?,
+        _ => {}
     }
     check_parent(&dir)?;
 
