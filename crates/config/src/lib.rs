@@ -69,6 +69,7 @@ pub use values::{ParamValue, Params};
 /// The shared vocabulary the config is written in, re-exported for convenience.
 pub use regent_model::{Account, Capability, Limits, Principal, RunAs, SmtpSecurity};
 pub use regent_model::{ExecDecl, OnUnsupported, ResourceLimits, Sandbox, SandboxAllow};
+pub use regent_model::{Stage, Stages};
 
 /// Largest config file accepted, in bytes.
 pub const MAX_CONFIG_SIZE: u64 = 4 << 20;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regent_model::{Account, ExecDecl, Limits, SmtpSecurity};
+use regent_model::{Account, ExecDecl, Limits, SmtpSecurity, Stages};
 use serde_json::{json, Value};
 
 use crate::param::ParamSpec;
@@ -247,7 +247,7 @@ pub struct OperationDecl {
     /// Captured bytes per stream.
     pub max_output: usize,
     /// Authorization stages, in order (`totp`, `email`, `approval`).
-    pub auth: Vec<String>,
+    pub auth: Stages,
     /// Email addresses the `email` method sends codes to.
     pub approvers: Vec<String>,
     /// Who may approve with the `approval` method; none: root and `admin_group`.
@@ -276,7 +276,7 @@ impl OperationDecl {
             timeout: DEFAULT_TIMEOUT,
             output: OutputMode::Text,
             max_output: DEFAULT_MAX_OUTPUT,
-            auth: Vec::new(),
+            auth: Stages::none(),
             approvers: Vec::new(),
             approve: None,
             pending_ttl: DEFAULT_PENDING_TTL,

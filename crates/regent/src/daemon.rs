@@ -65,16 +65,8 @@ pub fn exec_policy(decl: &OperationDecl) -> Result<ExecPolicy, Error> {
 }
 
 /// The options (policy, limits, stages) an operation's declaration asks for.
-///
-/// The config names its stages as strings (checked by the reader); they become
-/// [`Stage`](regent_model::Stage)s here, and a malformed name is refused.
-pub fn op_options(decl: &OperationDecl) -> Result<OpOptions, regent_model::BadStageName> {
-    let auth = decl
-        .auth
-        .iter()
-        .map(|name| regent_model::Stage::parse(name))
-        .collect::<Result<_, _>>()?;
-    Ok(OpOptions {
+pub fn op_options(decl: &OperationDecl) -> OpOptions {
+    OpOptions {
         allow: decl.allow.as_ref().map(AllowRule::from),
         // The command's own timeout is enforced by the executor, which stops the
         // process tree; the outer limit leaves room for the kill grace.
@@ -84,9 +76,9 @@ pub fn op_options(decl: &OperationDecl) -> Result<OpOptions, regent_model::BadSt
         max_attempts: decl.max_attempts,
         max_pending_per_uid: decl.max_pending_per_uid,
         approvers: decl.approvers.clone(),
-        auth,
+        auth: decl.auth.clone(),
         approve: decl.approve.as_ref().map(AllowRule::from),
-    })
+    }
 }
 
 /// Build the registry of command operations a config declares.
@@ -98,9 +90,7 @@ pub fn registry(config: &Config) -> Result<Registry, Error> {
         // command runs with.
         policy.command_path = config.service.command_path.clone();
         let op = CommandOperation::new(name, decl.clone(), policy);
-        let options =
-            op_options(decl).map_err(|e| Error::Config(format!("operation {name}: {e}")))?;
-        registry.register_dyn(name, Arc::new(op), options)?;
+        registry.register_dyn(name, Arc::new(op), op_options(decl))?;
     }
     Ok(registry)
 }

@@ -105,7 +105,8 @@ pub fn run(args: Args) -> ExitCode {
             );
         }
         if !decl.auth.is_empty() {
-            println!("    requires: {}", decl.auth.join(" then "));
+            let stages: Vec<&str> = decl.auth.iter().map(|s| s.name()).collect();
+            println!("    requires: {}", stages.join(" then "));
         }
     }
     ExitCode::SUCCESS
