@@ -24,8 +24,9 @@
 //!
 //! **Boundaries.** Owns the TOML schema and what it means: parameter types, templates,
 //! diagnostics. The concepts it reads into (accounts, capabilities, `run_as`, the
-//! caller a template names, the service limits and their defaults) are
-//! `regent-model`'s, not its own. May import `regent-model` and `regent-proto` only;
+//! caller a template names, the service limits and their defaults, an operation's
+//! auth stages and execution declaration: sandbox, resource limits,
+//! `on_unsupported`) are `regent-model`'s, not its own. May import `regent-model` and `regent-proto` only;
 //! never `regent-exec`, `regent-auth` or `regent`. Inside, the modules form no cycle:
 //! `reader` -> `model` -> `template` -> `values` -> `param`, and `data` (validation)
 //! sits beside `reader`.

@@ -1,5 +1,6 @@
 //! The semantic pass over the least-privilege keys of an operation: `run_as`,
-//! `capabilities`, `sandbox`, `limits`, `on_unsupported`, `concurrency`.
+//! `capabilities`, `sandbox`, `limits`, `on_unsupported`, `concurrency`, into the
+//! model's [`ExecDecl`] (the type the executor's policy starts from).
 
 use std::path::PathBuf;
 use std::time::Duration;
