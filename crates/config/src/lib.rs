@@ -24,8 +24,9 @@
 //!
 //! **Boundaries.** Owns the TOML schema and what it means: parameter types, templates,
 //! diagnostics. The concepts it reads into (accounts, capabilities, `run_as`, the
-//! caller a template names, the service limits and their defaults) are
-//! `regent-model`'s, not its own. May import `regent-model` and `regent-proto` only;
+//! caller a template names, the service limits and their defaults, an operation's
+//! auth stages and execution declaration: sandbox, resource limits,
+//! `on_unsupported`) are `regent-model`'s, not its own. May import `regent-model` and `regent-proto` only;
 //! never `regent-exec`, `regent-auth` or `regent`. Inside, the modules form no cycle:
 //! `reader` -> `model` -> `template` -> `values` -> `param`, and `data` (validation)
 //! sits beside `reader`.
@@ -52,10 +53,9 @@ pub use diag::{Diagnostic, Diagnostics};
 pub use error::Error;
 pub use examples::{demo_config, demo_config_text, example_config};
 pub use model::{
-    AllowDecl, Config, ExecDecl, LimitsDecl, LogFormat, OnUnsupported, OperationDecl, OutputMode,
-    SandboxDecl, ServiceConfig, SmtpDecl, TcpDecl, AUTH_METHODS, DEFAULT_COMMAND_PATH,
-    DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_OUTPUT, DEFAULT_PENDING_TTL, DEFAULT_SOCKET, DEFAULT_STORE,
-    DEFAULT_TIMEOUT,
+    AllowDecl, Config, LogFormat, OperationDecl, OutputMode, ServiceConfig, SmtpDecl, TcpDecl,
+    AUTH_METHODS, DEFAULT_COMMAND_PATH, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_OUTPUT,
+    DEFAULT_PENDING_TTL, DEFAULT_SOCKET, DEFAULT_STORE, DEFAULT_TIMEOUT,
 };
 pub use model::{DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_UID, DEFAULT_OP_MAX_PENDING_PER_UID};
 pub use net::{check_hostname, is_public, non_public_reason};
@@ -69,6 +69,8 @@ pub use values::{ParamValue, Params};
 
 /// The shared vocabulary the config is written in, re-exported for convenience.
 pub use regent_model::{Account, Capability, Limits, Principal, RunAs, SmtpSecurity};
+pub use regent_model::{ExecDecl, OnUnsupported, ResourceLimits, Sandbox, SandboxAllow};
+pub use regent_model::{Stage, Stages};
 
 /// Largest config file accepted, in bytes.
 pub const MAX_CONFIG_SIZE: u64 = 4 << 20;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regent_model::{Account, Capability, Limits, RunAs, SmtpSecurity};
+use regent_model::{Account, ExecDecl, Limits, SmtpSecurity, Stages};
 use serde_json::{json, Value};
 
 use crate::param::ParamSpec;
@@ -227,58 +227,6 @@ pub struct AllowDecl {
     pub groups: Vec<Account>,
 }
 
-/// `sandbox`: a Landlock filesystem allowlist.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SandboxDecl {
-    /// Paths readable (and executable) beneath.
-    pub read: Vec<PathBuf>,
-    /// Paths readable and writable beneath.
-    pub write: Vec<PathBuf>,
-    /// `allow`: families the sandbox lets through (`"metadata"`, `"unix"`, `"tcp"`,
-    /// `"signals"`), each listed once; empty: all denied.
-    pub allow: Vec<String>,
-}
-
-/// `limits`: resource limits (rlimits) for the command.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LimitsDecl {
-    /// CPU time (RLIMIT_CPU; whole seconds, at least 1s).
-    pub cpu: Option<Duration>,
-    /// Address space in bytes (RLIMIT_AS).
-    pub memory: Option<u64>,
-    /// Open files (RLIMIT_NOFILE).
-    pub open_files: Option<u64>,
-    /// Processes of the run-as user (RLIMIT_NPROC).
-    pub processes: Option<u64>,
-}
-
-/// What to do when the kernel lacks a requested protection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnUnsupported {
-    /// Refuse to run the operation (default).
-    #[default]
-    Refuse,
-    /// Run without it, logging a warning.
-    Warn,
-}
-
-/// Execution policy of an operation (least privilege).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ExecDecl {
-    /// `run_as`; none: the service's own user.
-    pub run_as: Option<RunAs>,
-    /// `capabilities`; none: not restricted by the config, `Some(vec![])`: all dropped.
-    pub capabilities: Option<Vec<Capability>>,
-    /// `sandbox`; none: no filesystem sandbox.
-    pub sandbox: Option<SandboxDecl>,
-    /// `limits`.
-    pub limits: LimitsDecl,
-    /// `on_unsupported = "refuse" | "warn"`.
-    pub on_unsupported: OnUnsupported,
-    /// `concurrency`: runs at once; beyond it: `busy`.
-    pub concurrency: Option<usize>,
-}
-
 /// One `[operations.NAME]` table.
 #[derive(Debug, Clone)]
 pub struct OperationDecl {
@@ -299,7 +247,7 @@ pub struct OperationDecl {
     /// Captured bytes per stream.
     pub max_output: usize,
     /// Authorization stages, in order (`totp`, `email`, `approval`).
-    pub auth: Vec<String>,
+    pub auth: Stages,
     /// Email addresses the `email` method sends codes to.
     pub approvers: Vec<String>,
     /// Who may approve with the `approval` method; none: root and `admin_group`.
@@ -311,7 +259,7 @@ pub struct OperationDecl {
     /// Requests of this operation one caller uid may have held at once
     /// (`max_pending_per_uid`); beyond it: `busy`.
     pub max_pending_per_uid: u32,
-    /// Execution policy.
+    /// Execution policy (least privilege), the model's [`ExecDecl`].
     pub exec: ExecDecl,
 }
 
@@ -328,7 +276,7 @@ impl OperationDecl {
             timeout: DEFAULT_TIMEOUT,
             output: OutputMode::Text,
             max_output: DEFAULT_MAX_OUTPUT,
-            auth: Vec::new(),
+            auth: Stages::none(),
             approvers: Vec::new(),
             approve: None,
             pending_ttl: DEFAULT_PENDING_TTL,

@@ -49,11 +49,14 @@ fn example_config_parses_with_every_feature() {
     let pw = c.operation("web-password").unwrap();
     assert!(pw.params["password"].secret);
     assert_eq!(pw.stdin.as_deref(), Some("password"));
-    assert_eq!(pw.auth, vec!["totp"]);
+    assert_eq!(pw.auth, Stages::from_iter([Stage::Totp]));
     assert_eq!(pw.max_attempts, 3);
 
     let reboot = c.operation("reboot").unwrap();
-    assert_eq!(reboot.auth, vec!["email", "approval"]);
+    assert_eq!(
+        reboot.auth,
+        Stages::from_iter([Stage::Email, Stage::Approval])
+    );
     assert_eq!(reboot.approvers, vec!["ops@example.org"]);
 
     let cc = c.operation("cache-clear").unwrap();

@@ -21,8 +21,9 @@ use crate::caps::{self, Capability};
 use crate::describe::{sandbox_protections, KernelSupport, ProtectionState};
 use crate::error::ExecError;
 use crate::landlock;
-use crate::policy::{ExecPolicy, Unsupported};
+use crate::policy::ExecPolicy;
 use crate::{seccomp, sys};
+use regent_model::{OnUnsupported, Sandbox};
 
 /// A step of [`Confinement::apply`], reported when it fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,8 +176,8 @@ impl Confinement {
     pub fn prepare(policy: &ExecPolicy) -> Result<Confinement, ExecError> {
         let warn_or_refuse = |feature: String| -> Result<(), ExecError> {
             match policy.on_unsupported {
-                Unsupported::Refuse => Err(ExecError::Unsupported { feature }),
-                Unsupported::Warn => {
+                OnUnsupported::Refuse => Err(ExecError::Unsupported { feature }),
+                OnUnsupported::Warn => {
                     tracing::warn!(%feature, "kernel lacks a requested protection; running without it");
                     Ok(())
                 }
@@ -217,7 +218,7 @@ impl Confinement {
             }
         };
 
-        let (landlock, seccomp) = match &policy.landlock {
+        let (landlock, seccomp) = match &policy.sandbox {
             None => (None, None),
             Some(rules) => {
                 if !policy.no_new_privs {
@@ -240,9 +241,9 @@ impl Confinement {
 
         let l = &policy.limits;
         let rlimits = [
-            l.cpu_seconds
+            l.cpu_seconds()
                 .map(|s| (Resource::Cpu, s, s.saturating_add(1))),
-            l.memory_bytes.map(|b| (Resource::As, b, b)),
+            l.memory.map(|b| (Resource::As, b, b)),
             l.open_files.map(|n| (Resource::Nofile, n, n)),
             l.processes.map(|n| (Resource::Nproc, n, n)),
         ];
@@ -264,15 +265,12 @@ impl Confinement {
     }
 }
 
-type Sandbox = (Option<OwnedFd>, Option<Vec<libc::sock_filter>>);
+type Prepared = (Option<OwnedFd>, Option<Vec<libc::sock_filter>>);
 
 /// The Landlock ruleset and seccomp program of a declared sandbox. Each protection
 /// the kernel lacks is refused or warned about on its own (`on_unsupported`), so a
 /// kernel without signal scoping still gets the filesystem rules.
-fn prepare_sandbox(
-    policy: &ExecPolicy,
-    rules: &crate::policy::LandlockRules,
-) -> Result<Sandbox, ExecError> {
+fn prepare_sandbox(policy: &ExecPolicy, rules: &Sandbox) -> Result<Prepared, ExecError> {
     let kernel = KernelSupport::current();
     let missing: Vec<String> = sandbox_protections(policy, &kernel)
         .into_iter()
@@ -283,19 +281,19 @@ fn prepare_sandbox(
         .collect();
     if !missing.is_empty() {
         match policy.on_unsupported {
-            Unsupported::Refuse => {
+            OnUnsupported::Refuse => {
                 return Err(ExecError::Unsupported {
                     feature: missing.join("; "),
                 })
             }
-            Unsupported::Warn => {
+            OnUnsupported::Warn => {
                 for feature in &missing {
                     tracing::warn!(%feature, "kernel lacks a requested protection; running without it");
                 }
             }
         }
     }
-    let allow = &policy.sandbox_allow;
+    let allow = &rules.allow;
     let landlock = match kernel.landlock_abi {
         None => None,
         Some(abi) => {

@@ -8,8 +8,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::ExecError;
-use crate::policy::LandlockRules;
 use crate::sys;
+use regent_model::Sandbox;
 
 const EXECUTE: u64 = 1 << 0;
 const WRITE_FILE: u64 = 1 << 1;
@@ -56,7 +56,7 @@ pub fn abi_version() -> Option<u32> {
 /// to handle (all denied: no network rule is added) and `scoped` the scopes; both
 /// must be 0 where `abi` lacks them.
 pub(crate) fn build_ruleset(
-    rules: &LandlockRules,
+    rules: &Sandbox,
     abi: u32,
     net: u64,
     scoped: u64,

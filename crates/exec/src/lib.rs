@@ -8,10 +8,10 @@
 //! kernel lacks a requested protection the policy either refuses (default) or runs
 //! with a logged warning.
 //!
-//! Layout: `policy` (the declared types), `caps` (the kernel's side of
-//! `regent-model`'s capabilities), `resolve`
-//! (finding the program), `child` ([`Confinement`]: computed before fork), `landlock`
-//! (rulesets), `seccomp` (the sandbox's filter), `pathfd` (files passed as
+//! Layout: `policy` (what to run and the policy it runs under), `caps` (the
+//! kernel's side of `regent-model`'s capabilities), `resolve` (finding the
+//! program), `child` ([`Confinement`]: computed before fork), `landlock` (rulesets
+//! for a [`Sandbox`]), `seccomp` (the sandbox's filter), `pathfd` (files passed as
 //! descriptors opened in the command's process: prepared before fork), `run` (the
 //! async driver), `describe` (summary for `regent check`), [`sys`] (typed system
 //! calls) and `postfork` (everything that runs between fork and exec: the pre-exec
@@ -30,8 +30,10 @@
 //! and each child started. Every other crate of the workspace forbids `unsafe`.
 //!
 //! **Boundaries.** Owns everything between fork and exec and all of the workspace's
-//! `unsafe` (`sys`, `postfork`). Imports only `regent-model` (for [`Capability`] and
-//! [`RunAs`]), no other Regent crate: callers hand it a resolved [`ExecPolicy`].
+//! `unsafe` (`sys`, `postfork`). Imports only `regent-model` (for [`Capability`],
+//! [`RunAs`], [`Sandbox`], [`ResourceLimits`], [`OnUnsupported`] and the declared
+//! [`ExecDecl`] a policy starts from, [`ExecPolicy::declared`]), no other Regent
+//! crate: callers hand it a resolved [`ExecPolicy`].
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -58,9 +60,6 @@ pub use child::{Confinement, SetupFailure, Step};
 pub use describe::{describe, sandbox_protections, KernelSupport, Protection, ProtectionState};
 pub use error::ExecError;
 pub use pathfd::{reserve_path_descriptors, untrusted_directory, PathRefusal, MAX_PATHS};
-pub use policy::{
-    CommandSpec, ExecOutput, ExecPolicy, FileAccess, LandlockRules, PathArg, ResourceLimits,
-    SandboxAllow, Unsupported, FIXED_PATH,
-};
-pub use regent_model::RunAs;
+pub use policy::{CommandSpec, ExecOutput, ExecPolicy, FileAccess, PathArg, FIXED_PATH};
+pub use regent_model::{ExecDecl, OnUnsupported, ResourceLimits, RunAs, Sandbox, SandboxAllow};
 pub use run::run;

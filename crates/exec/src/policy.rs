@@ -7,7 +7,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use regent_model::limits::{DEFAULT_MAX_OUTPUT, DEFAULT_RUN_TIMEOUT};
-use regent_model::{Capability, RunAs};
+use regent_model::{Capability, ExecDecl, OnUnsupported, ResourceLimits, RunAs, Sandbox};
 
 /// The default `PATH` commands get (and bare program names are resolved against).
 pub use regent_model::limits::DEFAULT_COMMAND_PATH as FIXED_PATH;
@@ -135,110 +135,6 @@ impl fmt::Debug for CommandSpec {
     }
 }
 
-/// A Landlock filesystem sandbox: everything not listed is denied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LandlockRules {
-    /// Readable (and executable) files and directory trees. The program and the
-    /// libraries it loads must be covered (e.g. `/usr`, `/lib`, `/etc`).
-    pub read: Vec<PathBuf>,
-    /// Readable and writable trees (create, remove, truncate; execute too).
-    pub write: Vec<PathBuf>,
-}
-
-/// What a declared sandbox lets a command do beyond its filesystem lists
-/// (`sandbox.allow`). Each family is denied unless opted in; none of them applies to
-/// an operation without a sandbox.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SandboxAllow {
-    /// `"metadata"`: the chmod, chown, utime and xattr system calls (and the
-    /// `FS_IOC_SETFLAGS`/`FS_IOC_FSSETXATTR` ioctls) on any file the command can name.
-    pub metadata: bool,
-    /// `"unix"`: creating Unix sockets (connecting to any Unix socket, pathname or
-    /// abstract, that the command's uid may reach).
-    pub unix: bool,
-    /// `"tcp"`: TCP `bind` and `connect` (Landlock ABI 4 and later deny both otherwise).
-    pub tcp: bool,
-    /// `"signals"`: signalling processes outside the sandbox (Landlock ABI 6 and
-    /// later deny it otherwise).
-    pub signals: bool,
-}
-
-impl SandboxAllow {
-    /// The names accepted in `sandbox.allow`, in a fixed order.
-    pub const NAMES: [&'static str; 4] = ["metadata", "unix", "tcp", "signals"];
-
-    /// Turn on the family called `name`; `false` for an unknown name.
-    pub fn set(&mut self, name: &str) -> bool {
-        match name {
-            "metadata" => self.metadata = true,
-            "unix" => self.unix = true,
-            "tcp" => self.tcp = true,
-            "signals" => self.signals = true,
-            _ => return false,
-        }
-        true
-    }
-
-    /// The families `names` turn on, or the first unknown name.
-    pub fn from_names<'a, I>(names: I) -> Result<SandboxAllow, String>
-    where
-        I: IntoIterator<Item = &'a str>,
-    {
-        let mut allow = SandboxAllow::default();
-        for name in names {
-            if !allow.set(name) {
-                return Err(name.to_string());
-            }
-        }
-        Ok(allow)
-    }
-
-    /// The names of the families turned on, in [`SandboxAllow::NAMES`] order.
-    pub fn names(&self) -> Vec<&'static str> {
-        let on = [self.metadata, self.unix, self.tcp, self.signals];
-        SandboxAllow::NAMES
-            .iter()
-            .zip(on)
-            .filter(|(_, on)| *on)
-            .map(|(n, _)| *n)
-            .collect()
-    }
-}
-
-/// Resource limits (each `None` leaves the inherited limit).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ResourceLimits {
-    /// `RLIMIT_CPU` seconds (soft; hard is one more, then SIGKILL).
-    pub cpu_seconds: Option<u64>,
-    /// `RLIMIT_AS` bytes of address space.
-    pub memory_bytes: Option<u64>,
-    /// `RLIMIT_NOFILE`: highest file descriptor number + 1.
-    pub open_files: Option<u64>,
-    /// `RLIMIT_NPROC`: processes of the target real uid (ignored by the kernel for
-    /// root and for holders of `CAP_SYS_ADMIN`/`CAP_SYS_RESOURCE`).
-    pub processes: Option<u64>,
-}
-
-impl ResourceLimits {
-    /// True when no limit is set.
-    pub fn is_empty(&self) -> bool {
-        *self == ResourceLimits::default()
-    }
-}
-
-/// What to do when the kernel lacks a feature the policy asks for. It applies to
-/// each feature on its own: a kernel with Landlock ABI 2 still enforces the
-/// filesystem rules and the seccomp filter, and refuses (or warns about) only TCP
-/// rules (ABI 4) and signal scoping (ABI 6); see [`crate::sandbox_protections`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Unsupported {
-    /// Do not run; answer [`crate::ExecError::Unsupported`]. The default.
-    #[default]
-    Refuse,
-    /// Log a `tracing::warn!` and run without the missing protection.
-    Warn,
-}
-
 /// The declared execution policy of one operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecPolicy {
@@ -257,17 +153,17 @@ pub struct ExecPolicy {
     pub capabilities: Option<Vec<Capability>>,
     /// Set `no_new_privs` (default true; required with Landlock).
     pub no_new_privs: bool,
-    /// Filesystem sandbox. When set, the command also runs under a seccomp filter
-    /// and Landlock's network and scope restrictions, minus what `sandbox_allow`
-    /// opts back in (see [`SandboxAllow`]).
-    pub landlock: Option<LandlockRules>,
-    /// What the sandbox lets through (ignored without `landlock`).
-    pub sandbox_allow: SandboxAllow,
+    /// Sandbox: a Landlock filesystem allowlist. When set, the command also runs
+    /// under a seccomp filter and Landlock's network and scope restrictions, minus
+    /// the families its `allow` opts back in (see
+    /// [`SandboxAllow`](regent_model::SandboxAllow)).
+    pub sandbox: Option<Sandbox>,
     /// Resource limits.
     pub limits: ResourceLimits,
     /// Refuse (default) or warn when the kernel lacks a requested feature (decided
-    /// per feature).
-    pub on_unsupported: Unsupported,
+    /// per feature, see [`crate::sandbox_protections`]); refusing answers
+    /// [`crate::ExecError::Unsupported`], warning logs a `tracing::warn!`.
+    pub on_unsupported: OnUnsupported,
     /// The `PATH` a bare program name is resolved against and the command runs
     /// with (default [`FIXED_PATH`]); entries that are not absolute are skipped.
     pub command_path: String,
@@ -282,11 +178,29 @@ impl Default for ExecPolicy {
             run_as: None,
             capabilities: None,
             no_new_privs: true,
-            landlock: None,
-            sandbox_allow: SandboxAllow::default(),
+            sandbox: None,
             limits: ResourceLimits::default(),
-            on_unsupported: Unsupported::Refuse,
+            on_unsupported: OnUnsupported::Refuse,
             command_path: FIXED_PATH.to_string(),
+        }
+    }
+}
+
+impl ExecPolicy {
+    /// The policy an operation's declaration asks for: its `run_as`,
+    /// `capabilities`, `sandbox`, `limits` and `on_unsupported`, the rest at the
+    /// defaults. `run_as` is taken as declared: a caller must resolve names to ids
+    /// before it runs ([`Confinement::prepare`](crate::Confinement::prepare)
+    /// refuses names).
+    #[must_use]
+    pub fn declared(decl: &ExecDecl) -> ExecPolicy {
+        ExecPolicy {
+            run_as: decl.run_as.clone(),
+            capabilities: decl.capabilities.clone(),
+            sandbox: decl.sandbox.clone(),
+            limits: decl.limits,
+            on_unsupported: decl.on_unsupported,
+            ..ExecPolicy::default()
         }
     }
 }

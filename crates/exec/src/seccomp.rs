@@ -28,8 +28,8 @@
 //! Architectures: x86-64 and aarch64 (little endian). Elsewhere the filter is
 //! unsupported and `on_unsupported` decides.
 
-use crate::policy::SandboxAllow;
 use crate::sys;
+use regent_model::SandboxAllow;
 
 // Classic BPF opcodes (linux/filter.h).
 const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use regent_exec::{
-    run, CommandSpec, ExecError, ExecPolicy, FileAccess, LandlockRules, PathArg, PathRefusal, RunAs,
+    run, CommandSpec, ExecError, ExecPolicy, FileAccess, PathArg, PathRefusal, RunAs, Sandbox,
 };
 
 /// nobody's uid and gid.
@@ -125,9 +125,10 @@ async fn the_file_is_opened_with_the_commands_own_access() {
     // A Landlock sandbox that does not cover the directory refuses the open.
     if regent_exec::landlock::abi_version().is_some() {
         let sandboxed = ExecPolicy {
-            landlock: Some(LandlockRules {
+            sandbox: Some(Sandbox {
                 read: vec!["/usr".into(), "/lib".into(), "/lib64".into(), "/etc".into()],
                 write: vec![],
+                ..Sandbox::default()
             }),
             ..policy()
         };
@@ -140,7 +141,7 @@ async fn the_file_is_opened_with_the_commands_own_access() {
         // One that covers it lets the file through (the real open goes through
         // /proc/self/fd, which the sandbox does not list).
         let covering = ExecPolicy {
-            landlock: Some(LandlockRules {
+            sandbox: Some(Sandbox {
                 read: vec![
                     "/usr".into(),
                     "/lib".into(),
@@ -149,6 +150,7 @@ async fn the_file_is_opened_with_the_commands_own_access() {
                     root.join("under"),
                 ],
                 write: vec![],
+                ..Sandbox::default()
             }),
             ..policy()
         };

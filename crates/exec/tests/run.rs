@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use regent_exec::{
-    run, sys, Capability, CommandSpec, ExecError, ExecPolicy, LandlockRules, ResourceLimits, RunAs,
-    Unsupported,
+    run, sys, Capability, CommandSpec, ExecError, ExecPolicy, OnUnsupported, ResourceLimits, RunAs,
+    Sandbox,
 };
 
 /// nobody's uid and gid.
@@ -365,8 +365,8 @@ async fn a_failing_setup_step_is_named() {
 async fn resource_limits_are_enforced() {
     let limited = ExecPolicy {
         limits: ResourceLimits {
-            cpu_seconds: Some(30),
-            memory_bytes: Some(512 * 1024 * 1024),
+            cpu: Some(Duration::from_secs(30)),
+            memory: Some(512 * 1024 * 1024),
             open_files: Some(6),
             processes: Some(100),
         },
@@ -412,7 +412,7 @@ async fn resource_limits_are_enforced() {
     // CPU seconds: a busy loop is stopped by SIGXCPU.
     let cpu = ExecPolicy {
         limits: ResourceLimits {
-            cpu_seconds: Some(1),
+            cpu: Some(Duration::from_secs(1)),
             ..ResourceLimits::default()
         },
         ..policy()
@@ -443,9 +443,10 @@ async fn landlock_denies_what_is_not_listed() {
     let mut read = system_read_paths();
     read.push(readable.clone());
     let p = ExecPolicy {
-        landlock: Some(LandlockRules {
+        sandbox: Some(Sandbox {
             read,
             write: vec![writable.clone()],
+            ..Sandbox::default()
         }),
         ..policy()
     };
@@ -459,7 +460,7 @@ async fn landlock_denies_what_is_not_listed() {
             Err(ExecError::Unsupported { .. })
         ));
         let warn = ExecPolicy {
-            on_unsupported: Unsupported::Warn,
+            on_unsupported: OnUnsupported::Warn,
             ..p
         };
         assert!(run(&cmd(&["true"]), &warn).await.unwrap().success());
@@ -530,9 +531,10 @@ async fn landlock_denies_what_is_not_listed() {
 async fn landlock_needs_no_new_privs() {
     let p = ExecPolicy {
         no_new_privs: false,
-        landlock: Some(LandlockRules {
+        sandbox: Some(Sandbox {
             read: system_read_paths(),
             write: vec![],
+            ..Sandbox::default()
         }),
         ..policy()
     };

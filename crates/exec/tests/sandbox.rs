@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use regent_exec::{
-    landlock, run, CommandSpec, ExecOutput, ExecPolicy, LandlockRules, SandboxAllow,
-};
+use regent_exec::{landlock, run, CommandSpec, ExecOutput, ExecPolicy, Sandbox, SandboxAllow};
 
 fn cmd(argv: &[&str]) -> CommandSpec {
     CommandSpec::new(argv.iter().copied())
@@ -67,11 +65,11 @@ impl Scene {
         ExecPolicy {
             timeout: Duration::from_secs(20),
             capabilities: Some(Vec::new()),
-            landlock: Some(LandlockRules {
+            sandbox: Some(Sandbox {
                 read,
                 write: vec![self.dir.join("write")],
+                allow,
             }),
-            sandbox_allow: allow,
             ..ExecPolicy::default()
         }
     }
@@ -263,7 +261,7 @@ async fn each_opt_in_reenables_exactly_its_family() {
 async fn without_a_sandbox_nothing_changes() {
     let scene = Scene::new("plain");
     let p = ExecPolicy {
-        landlock: None,
+        sandbox: None,
         ..scene.policy(SandboxAllow::default())
     };
     for (what, spec) in metadata_changes(&scene.outside) {

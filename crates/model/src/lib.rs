@@ -3,8 +3,16 @@
 //! config reads TOML into these types, exec runs under them, auth holds requests in
 //! terms of them and the server decides with them. Plain data: no I/O, no async.
 //!
-//! **Boundaries.** Owns the concepts (principal, capability, run-as, stage, limits,
-//! verdict) and nothing that acts on them. Imports no other Regent crate.
+//! The concepts: [`Principal`] (who calls: a Unix peer or a TLS client), [`Account`]
+//! (a user or group by name or id), [`Capability`], [`RunAs`], [`SmtpSecurity`],
+//! [`Limits`] (a service's connection limits and the defaults written once), the
+//! execution part of an operation's declaration ([`ExecDecl`]: its [`Sandbox`] and
+//! [`SandboxAllow`] opt-ins, [`ResourceLimits`], [`OnUnsupported`]), [`Stage`] and
+//! [`Verdict`].
+//!
+//! **Boundaries.** Owns the concepts (principal, account, capability, run-as, smtp,
+//! limits, sandbox, resource limits, execution declaration, stage, verdict) and
+//! nothing that acts on them. Imports no other Regent crate; depends on serde only.
 #![forbid(unsafe_code)]
 pub mod stage;
 pub mod verdict;
@@ -16,6 +24,10 @@ pub mod principal;
 pub mod run_as;
 pub mod smtp;
 
+pub mod exec;
+pub mod rlimits;
+pub mod sandbox;
+
 pub use stage::{BadStageName, MethodName, Stage, Stages};
 pub use verdict::Verdict;
 
@@ -25,3 +37,7 @@ pub use limits::Limits;
 pub use principal::{Peer, Principal};
 pub use run_as::RunAs;
 pub use smtp::SmtpSecurity;
+
+pub use exec::{ExecDecl, OnUnsupported};
+pub use rlimits::ResourceLimits;
+pub use sandbox::{Sandbox, SandboxAllow};

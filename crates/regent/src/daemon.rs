@@ -12,10 +12,8 @@ use crate::server::ServiceBuilder;
 use crate::server::{Limits, SharedSecret};
 use crate::Service;
 use nix::unistd::{Group, Uid, User};
-use regent_config::{Config, ExecDecl, OnUnsupported, OperationDecl};
-use regent_exec::{
-    Capability, ExecPolicy, LandlockRules, ResourceLimits, SandboxAllow, Unsupported,
-};
+use regent_config::{Config, OperationDecl};
+use regent_exec::{Capability, ExecPolicy};
 use regent_model::{Account, RunAs};
 use std::sync::Arc;
 
@@ -45,69 +43,31 @@ pub fn resolve_group(p: &Account) -> Result<u32, Error> {
     }
 }
 
-/// The execution policy an operation's declaration asks for.
-pub fn exec_policy(name: &str, decl: &OperationDecl) -> Result<ExecPolicy, Error> {
-    let ExecDecl {
-        run_as,
-        capabilities,
-        sandbox,
-        limits,
-        on_unsupported,
-        ..
-    } = &decl.exec;
-    let run_as = match run_as {
-        None => None,
-        Some(r) => {
-            let (uid, primary) = resolve_user(&r.user)?;
-            let gid = match &r.group {
-                Some(g) => resolve_group(g)?,
-                None => primary,
-            };
-            Some(RunAs::ids(uid, gid))
-        }
+/// Resolve a declared `run_as` to ids (the user's primary group when it names none).
+pub fn resolve_run_as(r: &RunAs) -> Result<RunAs, Error> {
+    let (uid, primary) = resolve_user(&r.user)?;
+    let gid = match &r.group {
+        Some(g) => resolve_group(g)?,
+        None => primary,
     };
+    Ok(RunAs::ids(uid, gid))
+}
+
+/// The execution policy an operation's declaration asks for: its declared
+/// [`ExecDecl`](regent_model::ExecDecl) as the executor takes it, with `run_as`
+/// resolved to ids, and the operation's `timeout` and `max_output`.
+pub fn exec_policy(decl: &OperationDecl) -> Result<ExecPolicy, Error> {
     Ok(ExecPolicy {
         timeout: decl.timeout,
         max_output: decl.max_output,
-        run_as,
-        capabilities: capabilities.clone(),
-        landlock: sandbox.as_ref().map(|s| LandlockRules {
-            read: s.read.clone(),
-            write: s.write.clone(),
-        }),
-        sandbox_allow: match sandbox {
-            None => SandboxAllow::default(),
-            Some(s) => {
-                SandboxAllow::from_names(s.allow.iter().map(String::as_str)).map_err(|n| {
-                    Error::Config(format!("operation {name}: unknown sandbox opt-in {n:?}"))
-                })?
-            }
-        },
-        limits: ResourceLimits {
-            cpu_seconds: limits.cpu.map(|d| d.as_secs().max(1)),
-            memory_bytes: limits.memory,
-            open_files: limits.open_files,
-            processes: limits.processes,
-        },
-        on_unsupported: match on_unsupported {
-            OnUnsupported::Refuse => Unsupported::Refuse,
-            OnUnsupported::Warn => Unsupported::Warn,
-        },
-        ..ExecPolicy::default()
+        run_as: decl.exec.run_as.as_ref().map(resolve_run_as).transpose()?,
+        ..ExecPolicy::declared(&decl.exec)
     })
 }
 
 /// The options (policy, limits, stages) an operation's declaration asks for.
-///
-/// The config names its stages as strings (checked by the reader); they become
-/// [`Stage`](regent_model::Stage)s here, and a malformed name is refused.
-pub fn op_options(decl: &OperationDecl) -> Result<OpOptions, regent_model::BadStageName> {
-    let auth = decl
-        .auth
-        .iter()
-        .map(|name| regent_model::Stage::parse(name))
-        .collect::<Result<_, _>>()?;
-    Ok(OpOptions {
+pub fn op_options(decl: &OperationDecl) -> OpOptions {
+    OpOptions {
         allow: decl.allow.as_ref().map(AllowRule::from),
         // The command's own timeout is enforced by the executor, which stops the
         // process tree; the outer limit leaves room for the kill grace.
@@ -117,9 +77,9 @@ pub fn op_options(decl: &OperationDecl) -> Result<OpOptions, regent_model::BadSt
         max_attempts: decl.max_attempts,
         max_pending_per_uid: decl.max_pending_per_uid,
         approvers: decl.approvers.clone(),
-        auth,
+        auth: decl.auth.clone(),
         approve: decl.approve.as_ref().map(AllowRule::from),
-    })
+    }
 }
 
 /// The digest of an operation's validated declaration, as a held request keeps
@@ -142,14 +102,12 @@ pub fn registry(config: &Config) -> Result<Registry, Error> {
     let mut registry = Registry::new();
     for (name, decl) in &config.operations {
         let digest = declaration_digest(decl, &config.service.command_path);
-        let mut policy = exec_policy(name, decl)?;
+        let mut policy = exec_policy(decl)?;
         // The configured PATH: what bare names are resolved against and what the
         // command runs with.
         policy.command_path = config.service.command_path.clone();
         let op = CommandOperation::new(name, decl.clone(), policy);
-        let options =
-            op_options(decl).map_err(|e| Error::Config(format!("operation {name}: {e}")))?;
-        registry.register_declared(name, Arc::new(op), options, digest)?;
+        registry.register_declared(name, Arc::new(op), op_options(decl), digest)?;
     }
     Ok(registry)
 }
@@ -220,12 +178,7 @@ pub fn describe(config: &Config) -> Result<Vec<(String, String)>, Error> {
     config
         .operations
         .iter()
-        .map(|(name, decl)| {
-            Ok((
-                name.clone(),
-                regent_exec::describe(&exec_policy(name, decl)?),
-            ))
-        })
+        .map(|(name, decl)| Ok((name.clone(), regent_exec::describe(&exec_policy(decl)?))))
         .collect()
 }
 
@@ -338,12 +291,37 @@ capabilities = ["net_admin"]
     #[test]
     fn the_declaration_is_what_runs() {
         let config = regent_config::parse(CONFIG, "t.toml").unwrap();
-        let policy = exec_policy("x", &config.operations["x"]).unwrap();
+        let policy = exec_policy(&config.operations["x"]).unwrap();
         assert_eq!(policy.run_as, Some(RunAs::ids(0, 0)));
         assert_eq!(policy.capabilities, Some(vec![Capability::NET_ADMIN]));
         let keep = needed_capabilities(&config).unwrap().unwrap();
         for cap in [Capability::NET_ADMIN, Capability::SETUID, Capability::KILL] {
             assert!(keep.contains(&cap), "{cap} kept");
         }
+    }
+
+    #[test]
+    fn the_sandbox_and_limits_run_as_declared() {
+        let text = format!(
+            "{CONFIG}{}",
+            r#"sandbox = { read = ["/usr"], write = ["/tmp"], allow = ["signals", "tcp"] }
+limits = { cpu = "1500ms", memory = "64M", open_files = 32 }
+on_unsupported = "warn"
+timeout = "7s"
+"#
+        );
+        let config = regent_config::parse(&text, "t.toml").unwrap();
+        let decl = &config.operations["x"];
+        let policy = exec_policy(decl).unwrap();
+        let sandbox = policy.sandbox.as_ref().unwrap();
+        assert_eq!(Some(sandbox), decl.exec.sandbox.as_ref());
+        assert_eq!(sandbox.allow.names(), ["tcp", "signals"]);
+        assert_eq!(sandbox.write, [std::path::PathBuf::from("/tmp")]);
+        assert_eq!(policy.limits, decl.exec.limits);
+        assert_eq!(policy.limits.cpu_seconds(), Some(1));
+        assert_eq!(policy.limits.memory, Some(64 << 20));
+        assert_eq!(policy.on_unsupported, regent_model::OnUnsupported::Warn);
+        assert_eq!(policy.timeout, std::time::Duration::from_secs(7));
+        assert!(regent_exec::describe(&policy).contains("allow [tcp, signals]"));
     }
 }

@@ -55,7 +55,7 @@ pub fn run(args: Args) -> ExitCode {
         println!("    runs: {}", decl.command);
         println!("    privilege: {privilege}");
         // `describe` above resolved the same policy, so this cannot fail here.
-        let policy = regent::daemon::exec_policy(&name, decl).ok();
+        let policy = regent::daemon::exec_policy(decl).ok();
         if let Some(policy) = &policy {
             print_protections(policy, &kernel);
         }
@@ -105,7 +105,8 @@ pub fn run(args: Args) -> ExitCode {
             );
         }
         if !decl.auth.is_empty() {
-            println!("    requires: {}", decl.auth.join(" then "));
+            let stages: Vec<&str> = decl.auth.iter().map(|s| s.name()).collect();
+            println!("    requires: {}", stages.join(" then "));
         }
     }
     ExitCode::SUCCESS
@@ -131,9 +132,9 @@ fn print_protections(policy: &regent::exec::ExecPolicy, kernel: &regent::exec::K
         println!(
             "      => {}",
             match policy.on_unsupported {
-                regent::exec::Unsupported::Refuse =>
+                regent::exec::OnUnsupported::Refuse =>
                     "every run is REFUSED on this kernel (on_unsupported = \"refuse\"; allow the feature in sandbox.allow or set on_unsupported = \"warn\")",
-                regent::exec::Unsupported::Warn =>
+                regent::exec::OnUnsupported::Warn =>
                     "runs WITHOUT the missing protections, with a warning (on_unsupported = \"warn\")",
             }
         );

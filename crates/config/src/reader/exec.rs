@@ -1,5 +1,6 @@
 //! The semantic pass over the least-privilege keys of an operation: `run_as`,
-//! `capabilities`, `sandbox`, `limits`, `on_unsupported`, `concurrency`.
+//! `capabilities`, `sandbox`, `limits`, `on_unsupported`, `concurrency`, into the
+//! model's [`ExecDecl`] (the type the executor's policy starts from).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,11 +9,9 @@ use toml::Spanned;
 
 use super::context::{item, join, Reader};
 use super::raw::{RawLimits, RawOperation, RawRunAs, RawSandbox, Scalar, Table, Who};
-use crate::model::{ExecDecl, LimitsDecl, OnUnsupported, SandboxDecl};
-use regent_model::{Account, Capability, RunAs};
-
-/// The families `sandbox.allow` may name (`regent_exec::SandboxAllow::NAMES`).
-const SANDBOX_ALLOW: &[&str] = &["metadata", "unix", "tcp", "signals"];
+use regent_model::{
+    Account, Capability, ExecDecl, OnUnsupported, ResourceLimits, RunAs, Sandbox, SandboxAllow,
+};
 
 /// Reads the execution policy of the operation `t` at key path `p`.
 pub(super) fn read_exec(r: &mut Reader<'_>, t: &RawOperation, p: &str) -> ExecDecl {
@@ -49,15 +48,9 @@ pub(super) fn read_exec(r: &mut Reader<'_>, t: &RawOperation, p: &str) -> ExecDe
         e.limits = read_limits(r, v.get_ref(), &at("limits"));
     }
     if let Some(v) = &t.on_unsupported {
+        let choices = OnUnsupported::ALL.map(|o| (o.name(), o));
         e.on_unsupported = r
-            .choice(
-                v,
-                &at("on_unsupported"),
-                &[
-                    ("refuse", OnUnsupported::Refuse),
-                    ("warn", OnUnsupported::Warn),
-                ],
-            )
+            .choice(v, &at("on_unsupported"), &choices)
             .unwrap_or_default();
     }
     if let Some(v) = &t.concurrency {
@@ -66,9 +59,9 @@ pub(super) fn read_exec(r: &mut Reader<'_>, t: &RawOperation, p: &str) -> ExecDe
     e
 }
 
-fn read_limits(r: &mut Reader<'_>, t: &RawLimits, p: &str) -> LimitsDecl {
+fn read_limits(r: &mut Reader<'_>, t: &RawLimits, p: &str) -> ResourceLimits {
     let at = |key: &str| join(p, key);
-    LimitsDecl {
+    ResourceLimits {
         cpu: t
             .cpu
             .as_ref()
@@ -124,11 +117,7 @@ fn read_run_as(r: &mut Reader<'_>, v: &Spanned<RawRunAs>, p: &str) -> Option<Run
     }
 }
 
-fn read_sandbox(
-    r: &mut Reader<'_>,
-    v: &Spanned<Table<RawSandbox>>,
-    p: &str,
-) -> Option<SandboxDecl> {
+fn read_sandbox(r: &mut Reader<'_>, v: &Spanned<Table<RawSandbox>>, p: &str) -> Option<Sandbox> {
     let t = v.get_ref();
     let mut paths = |list: &Option<Spanned<Vec<Spanned<String>>>>, key: &str| -> Vec<PathBuf> {
         let path = join(p, key);
@@ -139,23 +128,23 @@ fn read_sandbox(
     };
     let read = paths(&t.read, "read");
     let write = paths(&t.write, "write");
-    let mut allow: Vec<String> = Vec::new();
+    let mut allow = SandboxAllow::default();
     for (i, name) in t.allow.iter().flat_map(|l| l.get_ref()).enumerate() {
         let (path, n) = (item(&join(p, "allow"), i), name.get_ref());
-        if !SANDBOX_ALLOW.contains(&n.as_str()) {
+        if !SandboxAllow::NAMES.contains(&n.as_str()) {
             r.err(
                 name.span(),
                 &path,
                 format!(
                     "unknown sandbox opt-in '{}' (expected one of: {})",
                     n.escape_debug(),
-                    SANDBOX_ALLOW.join(", ")
+                    SandboxAllow::NAMES.join(", ")
                 ),
             );
-        } else if allow.contains(n) {
+        } else if allow.names().contains(&n.as_str()) {
             r.err(name.span(), &path, format!("{n} is listed twice"));
         } else {
-            allow.push(n.clone());
+            allow.set(n);
         }
     }
     // A list with a refused element is not empty: it was reported already.
@@ -170,5 +159,5 @@ fn read_sandbox(
         );
         return None;
     }
-    Some(SandboxDecl { read, write, allow })
+    Some(Sandbox { read, write, allow })
 }

@@ -17,6 +17,7 @@ use crate::model::{
 use crate::net::check_email;
 use crate::param::{ParamKind, ParamSpec};
 use crate::template::{is_valid_param_name, Placeholder, Template};
+use regent_model::{Stage, Stages};
 
 /// Reads the operation at key path `p`, whose name is at `name_span`.
 pub(super) fn read_operation(
@@ -127,25 +128,25 @@ pub(super) fn read_operation(
     };
 
     // Out-of-channel authorization.
-    let mut auth = Vec::new();
+    let mut auth = Stages::none();
     for (i, m) in t.auth.iter().flat_map(|v| v.get_ref()).enumerate() {
         let (path, name) = (item(&at("auth"), i), m.get_ref());
-        if !AUTH_METHODS.contains(&name.as_str()) {
-            r.err(
+        match Stage::BUILT_IN.iter().find(|s| s.name() == name) {
+            None => r.err(
                 m.span(),
                 &path,
                 format!(
                     "unknown authorization method '{name}' (expected one of: {})",
                     AUTH_METHODS.join(", ")
                 ),
-            );
-        } else if auth.contains(name) {
-            r.err(m.span(), &path, format!("'{name}' is listed twice"));
-        } else {
-            auth.push(name.clone());
+            ),
+            Some(stage) if !auth.push(stage.clone()) => {
+                r.err(m.span(), &path, format!("'{name}' is listed twice"));
+            }
+            Some(_) => {}
         }
     }
-    let has = |m: &str| auth.iter().any(|a| a == m);
+    let has = |stage: Stage| auth.contains(&stage);
     let mut approvers = Vec::new();
     let approvers_key = r.key_of(&t.approvers, &at("approvers"));
     for (i, a) in t.approvers.iter().flat_map(|v| v.get_ref()).enumerate() {
@@ -154,14 +155,14 @@ pub(super) fn read_operation(
             Err(e) => r.err(a.span(), &item(&at("approvers"), i), e),
         }
     }
-    if let Some(span) = approvers_key.clone().filter(|_| !has("email")) {
+    if let Some(span) = approvers_key.clone().filter(|_| !has(Stage::Email)) {
         r.err(
             span,
             &at("approvers"),
             "approvers receive the codes of the 'email' method, which auth does not list (use 'approve' to say who may approve)",
         );
     }
-    if has("email") {
+    if has(Stage::Email) {
         let span = t.auth.as_ref().map_or(name_span, Spanned::span);
         if approvers_key.is_none() {
             r.err(
@@ -180,7 +181,7 @@ pub(super) fn read_operation(
     }
     if let Some(span) = r
         .key_of(&t.approve, &at("approve"))
-        .filter(|_| !has("approval"))
+        .filter(|_| !has(Stage::Approval))
     {
         r.err(
             span,
