@@ -6,8 +6,9 @@
 //! The directory (0700) holds `ca.crt`, `ca.key`, `server.crt`, `server.key`,
 //! `crl.pem` and `clients/NAME.crt`, `clients/NAME.key`: private keys 0600,
 //! certificates and the CRL 0644; nothing is ever overwritten but the CRL, which
-//! is replaced atomically. Keys are ECDSA P-256 made by rcgen on ring, held in
-//! zeroized buffers where rcgen hands them out, and never printed.
+//! is replaced atomically. Keys are ECDSA P-256 made by rcgen on ring and never
+//! printed; a key pair (rcgen zeroizes its PKCS#8 copy) and its PEM text are held
+//! in `Zeroizing` wrappers, cleared when dropped.
 //!
 //! A client certificate names its client in its first DNS SAN and its subject CN
 //! (both `NAME`, which must be a valid client name: `[A-Za-z0-9][A-Za-z0-9._@-]*`,
@@ -303,7 +304,7 @@ fn private_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// Read a private key, refusing one others may read.
-fn read_key(path: &Path) -> Result<KeyPair, String> {
+fn read_key(path: &Path) -> Result<Zeroizing<KeyPair>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.mode() & 0o077 != 0 {
         return Err(format!(
@@ -316,6 +317,7 @@ fn read_key(path: &Path) -> Result<KeyPair, String> {
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
     );
     KeyPair::from_pem(&pem)
+        .map(Zeroizing::new)
         .map_err(|e| format!("{}: not a private key rcgen reads: {e}", path.display()))
 }
 
@@ -347,9 +349,9 @@ fn from_timestamp(secs: i64) -> Result<OffsetDateTime, String> {
 // ---------------------------------------------------------------------------
 // The CA
 
-/// DIR's CA: the issuer to sign with, its certificate's DER and its expiry.
+/// DIR's CA: its key, its certificate's DER and its expiry.
 struct Ca {
-    issuer: Issuer<'static, KeyPair>,
+    key: Zeroizing<KeyPair>,
     cert_der: Vec<u8>,
     not_after: OffsetDateTime,
 }
@@ -372,13 +374,18 @@ impl Ca {
             return Err(format!("{} is not a CA certificate", cert_path.display()));
         }
         let not_after = from_timestamp(cert.validity().not_after.timestamp())?;
-        let issuer = Issuer::from_ca_cert_der(&cert_der.clone().into(), key)
-            .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+        drop(cert);
         Ok(Ca {
-            issuer,
+            key,
             cert_der,
             not_after,
         })
+    }
+
+    /// The issuer to sign with (borrowing the key).
+    fn issuer(&self) -> Result<Issuer<'static, &KeyPair>, String> {
+        Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &*self.key)
+            .map_err(|e| format!("{CA_CERT}: {e}"))
     }
 
     fn cert(&self) -> Result<X509Certificate<'_>, String> {
@@ -435,15 +442,15 @@ fn leaf_params(
 }
 
 /// A new key pair, its PEM in a zeroized buffer.
-fn new_key() -> Result<(KeyPair, Zeroizing<String>), String> {
-    let key = KeyPair::generate().map_err(|e| format!("generating a key: {e}"))?;
+fn new_key() -> Result<(Zeroizing<KeyPair>, Zeroizing<String>), String> {
+    let key = Zeroizing::new(KeyPair::generate().map_err(|e| format!("generating a key: {e}"))?);
     let pem = Zeroizing::new(key.serialize_pem());
     Ok((key, pem))
 }
 
 /// A signed CRL listing `revoked`, number `number`, valid until the CA expires.
 fn crl_pem(
-    ca: &Issuer<'_, KeyPair>,
+    ca: &Issuer<'_, impl rcgen::SigningKey>,
     ca_not_after: OffsetDateTime,
     number: &[u8],
     revoked: Vec<RevokedCertParams>,
@@ -499,9 +506,9 @@ fn init(dir: &Path, names: &[String], days: u32) -> Result<(), Failure> {
     let ca_params = ca_params(now)?;
     let ca_not_after = ca_params.not_after;
     let ca_cert = ca_params
-        .self_signed(&ca_key)
+        .self_signed(&*ca_key)
         .map_err(|e| format!("signing the CA certificate: {e}"))?;
-    let ca = Issuer::new(ca_params, ca_key);
+    let ca = Issuer::new(ca_params, &*ca_key);
 
     let (server_key, server_key_pem) = new_key()?;
     let not_after = (now + Duration::days(days.into())).min(ca_not_after);
@@ -513,7 +520,7 @@ fn init(dir: &Path, names: &[String], days: u32) -> Result<(), Failure> {
         not_after,
     )?;
     let server_cert = params
-        .signed_by(&server_key, &ca)
+        .signed_by(&*server_key, &ca)
         .map_err(|e| format!("signing the server certificate: {e}"))?;
     let crl = crl_pem(&ca, ca_not_after, &[1], Vec::new(), now)?;
 
@@ -598,7 +605,7 @@ fn issue(name: &str, dir: &Path, days: u32) -> Result<(), Failure> {
         not_after,
     )?;
     let cert = params
-        .signed_by(&key, &ca.issuer)
+        .signed_by(&*key, &ca.issuer()?)
         .map_err(|e| format!("signing the certificate: {e}"))?;
 
     let mut created = Created::default();
@@ -753,7 +760,7 @@ fn revoke(serial_text: &str, dir: &Path) -> Result<(), Failure> {
     });
     let count = revoked.len();
     let number = next_number(&number);
-    let pem = crl_pem(&ca.issuer, ca.not_after, &number, revoked, now)?;
+    let pem = crl_pem(&ca.issuer()?, ca.not_after, &number, revoked, now)?;
 
     // Replace the CRL atomically: a server reloading it never reads half a file.
     let tmp = dir.join(format!(".{CRL}.{}", std::process::id()));
