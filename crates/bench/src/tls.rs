@@ -14,12 +14,13 @@
 //! config and the part prints `regent serve TLS: not available (TCP listener
 //! refused)` after the echo server's figures.
 
+use crate::extra::verdict;
 use crate::report::median;
 use crate::BenchOptions;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -166,16 +167,7 @@ impl Target {
             .and_then(|()| s.flush())
             .map_err(|e| format!("{}: writing: {e}", self.label))?;
         buf.clear();
-        let mut chunk = [0u8; 4096];
-        while !buf.ends_with(b"\n") {
-            let n = s
-                .read(&mut chunk)
-                .map_err(|e| format!("{}: reading: {e}", self.label))?;
-            if n == 0 {
-                return Err(format!("{} closed without a reply", self.label));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        crate::procs::read_line(s, buf, &self.label)?;
         Ok(String::from_utf8_lossy(buf).contains(&self.expect))
     }
 
@@ -330,14 +322,6 @@ impl Rounds {
 /// Median over rounds of `ours[i] / base[i]`.
 fn ratio(base: &[f64], ours: &[f64]) -> f64 {
     median(base.iter().zip(ours).map(|(b, o)| o / b))
-}
-
-fn verdict(pass: bool) -> &'static str {
-    if pass {
-        "PASS"
-    } else {
-        "MISS"
-    }
 }
 
 /// Run the TLS part; one printable line each.

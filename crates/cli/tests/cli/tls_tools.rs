@@ -83,6 +83,22 @@ fn serial_of(cert: &Path) -> String {
     out.trim().strip_prefix("serial=").unwrap().to_string()
 }
 
+/// `openssl crl -verify -text` of the lab's CRL, asserting that the CA signed it.
+fn verified_crl(lab: &Path) -> String {
+    let (ok, out) = openssl(&[
+        "crl",
+        "-in",
+        s(&lab.join("crl.pem")),
+        "-CAfile",
+        s(&lab.join("ca.crt")),
+        "-noout",
+        "-verify",
+        "-text",
+    ]);
+    assert!(ok && out.contains("verify OK"), "{out}");
+    out
+}
+
 #[test]
 fn init_makes_a_ca_and_a_server_certificate_with_the_right_modes() {
     let (_top, lab) = lab();
@@ -119,17 +135,7 @@ fn init_makes_a_ca_and_a_server_certificate_with_the_right_modes() {
         "{out}"
     );
     // The first CRL is the CA's and lists nothing.
-    let (ok, out) = openssl(&[
-        "crl",
-        "-in",
-        s(&lab.join("crl.pem")),
-        "-CAfile",
-        s(&lab.join("ca.crt")),
-        "-noout",
-        "-verify",
-        "-text",
-    ]);
-    assert!(ok && out.contains("verify OK"), "{out}");
+    let out = verified_crl(&lab);
     assert!(out.contains("No Revoked Certificates"), "{out}");
 }
 
@@ -235,20 +241,7 @@ fn revoke_adds_to_a_crl_signed_by_the_ca_keeping_earlier_revocations() {
     let (_top, lab) = lab();
     let first = issue(&lab, "first");
     let second = issue(&lab, "second");
-    let crl_text = || {
-        let (ok, out) = openssl(&[
-            "crl",
-            "-in",
-            s(&lab.join("crl.pem")),
-            "-CAfile",
-            s(&lab.join("ca.crt")),
-            "-noout",
-            "-verify",
-            "-text",
-        ]);
-        assert!(ok && out.contains("verify OK"), "{out}");
-        out
-    };
+    let crl_text = || verified_crl(&lab);
     let out = tls(&["revoke", &first, s(&lab)]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(
