@@ -59,8 +59,8 @@ const SERIAL_BYTES: usize = 16;
 /// `regent tls`.
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Make a CA and a server certificate with its key in DIR (a new or empty
-    /// directory, made 0700), and an empty revocation list.
+    /// Make a CA and a server certificate with its key in DIR (made 0700 if new;
+    /// an existing one must be closed to others), and an empty revocation list.
     Init {
         /// The directory.
         dir: PathBuf,
