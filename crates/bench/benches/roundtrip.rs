@@ -9,7 +9,9 @@
 //! `regent-bench-server`, to compare), `REGENT_BENCH_DAEMON` (the `regent`
 //! binary; by default target/release/regent: run `cargo build --release -p
 //! regent-cli` first),
-//! `REGENT_SHARED` (the shared/ directory).
+//! `REGENT_SHARED` (the shared/ directory), `REGENT_BENCH_PARTS` (what to run,
+//! comma-separated: `roundtrip` (the Unix-socket figures), `tls` (TLS beside an
+//! echo server); default both).
 
 use regent_bench::{run, BenchOptions, Variant};
 use std::path::{Path, PathBuf};
@@ -49,7 +51,27 @@ fn daemon_program() -> Result<PathBuf, String> {
     Ok(program)
 }
 
+/// The parts to run: `$REGENT_BENCH_PARTS`, else all.
+fn parts() -> (bool, bool) {
+    let Ok(list) = std::env::var("REGENT_BENCH_PARTS") else {
+        return (true, true);
+    };
+    let (mut roundtrip, mut tls) = (false, false);
+    for part in list.split(',').map(str::trim) {
+        match part {
+            "roundtrip" => roundtrip = true,
+            "tls" => tls = true,
+            other => {
+                eprintln!("regent-bench: REGENT_BENCH_PARTS: roundtrip or tls, not {other:?}");
+                std::process::exit(2);
+            }
+        }
+    }
+    (roundtrip, tls)
+}
+
 fn main() {
+    let (roundtrip, tls) = parts();
     let server = std::env::var_os("REGENT_BENCH_SERVER")
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_regent-bench-server").into());
     let mut opts = BenchOptions::new(vec![server]);
@@ -69,11 +91,11 @@ fn main() {
             }
         }
     }
-    if opts
+    let daemon_variant = opts
         .variants
         .iter()
-        .any(|v| v.audit == regent_bench::AuditLog::Daemon)
-    {
+        .any(|v| v.audit == regent_bench::AuditLog::Daemon);
+    if tls || (roundtrip && daemon_variant) {
         match daemon_program() {
             Ok(p) => opts.daemon_program = Some(p),
             Err(e) => {
@@ -82,11 +104,29 @@ fn main() {
             }
         }
     }
-    match run(&opts) {
-        Ok(report) => println!("{report}"),
-        Err(e) => {
-            eprintln!("regent-bench: {e}");
-            std::process::exit(1);
+    if roundtrip {
+        match run(&opts) {
+            Ok(report) => println!("{report}"),
+            Err(e) => {
+                eprintln!("regent-bench: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if tls {
+        match regent_bench::tls::run(&opts) {
+            Ok(lines) => {
+                if roundtrip {
+                    println!();
+                }
+                for line in lines {
+                    println!("{line}");
+                }
+            }
+            Err(e) => {
+                eprintln!("regent-bench: TLS: {e}");
+                std::process::exit(1);
+            }
         }
     }
 }

@@ -23,7 +23,8 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-fn verdict(pass: bool) -> &'static str {
+/// `PASS` or `MISS`.
+pub(crate) fn verdict(pass: bool) -> &'static str {
     if pass {
         "PASS"
     } else {

@@ -27,6 +27,7 @@ pub mod load;
 pub mod procs;
 pub mod report;
 pub mod server;
+pub mod tls;
 pub mod tools;
 pub mod users;
 

@@ -110,16 +110,7 @@ impl ServerProc {
         s.write_all(format!("{line}\n").as_bytes())
             .map_err(|e| format!("writing to {}: {e}", self.label))?;
         let mut reply = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !reply.ends_with(b"\n") {
-            let n = s
-                .read(&mut chunk)
-                .map_err(|e| format!("reading from {}: {e}", self.label))?;
-            if n == 0 {
-                return Err(format!("{} closed without a reply", self.label));
-            }
-            reply.extend_from_slice(&chunk[..n]);
-        }
+        read_line(&mut s, &mut reply, &self.label)?;
         reply.pop();
         String::from_utf8(reply).map_err(|_| format!("{} replied with non-UTF-8", self.label))
     }
@@ -151,6 +142,22 @@ impl ServerProc {
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// Read from `r` into `buf` until it ends with a newline (`label` names the
+/// server in errors).
+pub(crate) fn read_line(r: &mut impl Read, buf: &mut Vec<u8>, label: &str) -> Result<(), String> {
+    let mut chunk = [0u8; 4096];
+    while !buf.ends_with(b"\n") {
+        let n = r
+            .read(&mut chunk)
+            .map_err(|e| format!("reading from {label}: {e}"))?;
+        if n == 0 {
+            return Err(format!("{label} closed without a reply"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(())
 }
 
 impl Drop for ServerProc {

@@ -199,6 +199,9 @@ pub fn server_main(args: impl IntoIterator<Item = String>) -> Result<(), String>
     if args.first().map(String::as_str) == Some("hold") {
         return hold(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("tls-echo") {
+        return crate::tls::echo_main(&args[1..]);
+    }
     let args = ServerArgs::parse(args)?;
     let mut secret = String::new();
     std::io::stdin()

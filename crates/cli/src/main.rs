@@ -1,8 +1,9 @@
 //! `regent`: one command for callers and administrators. Thin over the library:
 //! each subcommand parses its arguments into validated settings and calls it.
 //!
-//! **Boundaries.** Imports `regent` (and what it re-exports) and `regent-proto`; no
-//! policy, parsing of requests or command execution of its own.
+//! **Boundaries.** Imports `regent` (and what it re-exports) and `regent-proto`, and
+//! `rcgen`/`x509-parser` only for `regent tls`'s lab certificates; no policy,
+//! parsing of requests or command execution of its own.
 
 #![forbid(unsafe_code)]
 // First: its macros replace `println!` and friends in every module below.
@@ -45,6 +46,9 @@ enum Command {
     /// Manage TOTP second factors.
     #[command(subcommand)]
     Totp(cmd::totp::Command),
+    /// Make certificates for a lab or a test: a CA, server and client certificates, a CRL.
+    #[command(subcommand)]
+    Tls(cmd::tls::Command),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Approve(a) => cmd::admin::approve(a),
         Command::Deny(a) => cmd::admin::deny(a),
         Command::Totp(c) => cmd::totp::run(c),
+        Command::Tls(c) => cmd::tls::run(c),
         Command::Demo(a) => {
             logging::init_quiet();
             cmd::demo::run(a)

@@ -13,4 +13,5 @@ mod sandbox;
 mod security;
 mod server;
 mod store;
+mod tls_tools;
 mod util;
