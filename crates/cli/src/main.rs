@@ -10,6 +10,7 @@
 mod out;
 mod cmd;
 mod exit;
+mod journal;
 mod logging;
 mod secret;
 
@@ -42,6 +43,8 @@ enum Command {
     Approve(cmd::admin::ApproveArgs),
     /// Deny a waiting request (administrators).
     Deny(cmd::admin::DenyArgs),
+    /// The service's state: uptime, connections, held requests (administrators).
+    Status(cmd::status::Args),
     /// Manage TOTP second factors.
     #[command(subcommand)]
     Totp(cmd::totp::Command),
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Pending(a) => cmd::admin::pending(a),
         Command::Approve(a) => cmd::admin::approve(a),
         Command::Deny(a) => cmd::admin::deny(a),
+        Command::Status(a) => cmd::status::run(a),
         Command::Totp(c) => cmd::totp::run(c),
         Command::Demo(a) => {
             logging::init_quiet();

@@ -145,6 +145,16 @@ pub fn limits(config: &Config) -> Limits {
 /// Build a service from a config and its secret (read by the caller from
 /// `secret_file` or stdin).
 pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service, Error> {
+    service_with(config, secret, None)
+}
+
+/// [`service`], with fields the daemon adds to `regent.status` (see
+/// [`crate::server::ServiceBuilder::status_extra`]).
+pub fn service_with(
+    config: &Config,
+    secret: Option<SharedSecret>,
+    status_extra: Option<crate::server::StatusExtra>,
+) -> Result<Service, Error> {
     let s = &config.service;
     let owner = s
         .socket_owner
@@ -168,6 +178,9 @@ pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service,
         .pending_caps(s.max_pending, s.max_pending_per_uid);
     if let Some(secret) = secret {
         b = b.secret(secret);
+    }
+    if let Some(extra) = status_extra {
+        b = b.status_extra(extra);
     }
     if let Some(g) = &s.admin_group {
         b = b.admin_group(g.clone());

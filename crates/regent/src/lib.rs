@@ -17,12 +17,14 @@
 //! `regent-cli` or `regent-bench`.
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub mod builtin;
 pub mod client;
 pub mod command;
 pub mod daemon;
 pub mod error;
 pub mod identity;
+pub mod notify;
 pub mod operation;
 pub mod policy;
 pub mod registry;

@@ -5,4 +5,5 @@ pub mod call;
 pub mod check;
 pub mod demo;
 pub mod serve;
+pub mod status;
 pub mod totp;
