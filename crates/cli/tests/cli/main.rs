@@ -15,4 +15,5 @@ mod security;
 mod server;
 mod status;
 mod store;
+mod systemd;
 mod util;
