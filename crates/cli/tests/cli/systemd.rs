@@ -1,7 +1,9 @@
 //! Under a real systemd: a system manager in new pid, mount and cgroup
-//! namespaces (its own `/run`, its own cgroup trees) runs the shipped
+//! namespaces (its own `/run`, `/tmp` and `/var`, its own cgroup trees, no unit
+//! but those under test) runs the shipped
 //! `dist/regent.socket` and `dist/regent.service`, changed only to run this
-//! test's binary and config. The daemon starts on the first connection from the
+//! test's binary and config (with a group of its own, stderr to a file). The
+//! daemon starts on the first connection from the
 //! host, reaches `active` through `Type=notify`, runs with the unit's bounding
 //! set and no_new_privs, and `systemctl stop` stops it gracefully while the
 //! socket stays.
@@ -13,6 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SYSTEMD: &str = "/lib/systemd/systemd";
+
+/// The socket's group.
+const GROUP: &str = "regent-e2e-sock";
 
 /// The unit's `CapabilityBoundingSet=`: CHOWN, DAC_OVERRIDE, FOWNER, KILL,
 /// SETGID, SETUID, SETPCAP, NET_ADMIN, NET_RAW.
@@ -50,6 +55,8 @@ fn unavailable() -> Option<String> {
 /// The system manager and what it serves; powered off and removed on drop.
 struct Manager {
     base: PathBuf,
+    /// The cgroups (under each hierarchy) the manager was moved into.
+    cgroup: String,
     child: Option<Child>,
     pid: i32,
 }
@@ -118,6 +125,27 @@ impl Drop for Manager {
             );
         }
         let _ = std::fs::remove_dir_all(&self.base);
+        for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"] {
+            remove_cgroup(&Path::new(root).join(&self.cgroup));
+        }
+    }
+}
+
+/// Remove a cgroup and those below it (empty once their processes are gone).
+fn remove_cgroup(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+    // The processes may take a moment to be gone after their init was killed.
+    for _ in 0..250 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -165,8 +193,8 @@ fn field(pid: i32, name: &str) -> String {
 }
 
 fn start_manager() -> Manager {
-    // Outside /tmp: the unit has PrivateTmp=.
-    let base = PathBuf::from(format!("/var/lib/regent-e2e-sysmgr-{}", std::process::id()));
+    // Outside /tmp (the unit has PrivateTmp=) and /var (private to the manager).
+    let base = PathBuf::from(format!("/opt/regent-e2e-sysmgr-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("units")).unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -181,21 +209,21 @@ fn start_manager() -> Manager {
     std::fs::write(
         &config,
         format!(
-            "[service]\nsocket = \"/run/regent/regent.sock\"\nsocket_group = \"regent\"\nsecret_file = \"{}\"\n\n[operations.whoami]\ndescription = \"who\"\ncommand = [\"whoami\"]\n",
+            "[service]\nsocket = \"/run/regent/regent.sock\"\nsocket_group = \"{GROUP}\"\nsecret_file = \"{}\"\n\n[operations.whoami]\ndescription = \"who\"\ncommand = [\"whoami\"]\n",
             secret.display()
         ),
     )
     .unwrap();
-    // The socket unit's SocketGroup=.
-    group_with("regent", &[]);
+    // SocketGroup=: a group of this test's, not `regent` (which the package's
+    // tests create and purge).
+    group_with(GROUP, &[]);
     let units = base.join("units");
-    std::fs::write(
-        units.join("regent.socket"),
-        shipped("regent.socket", &bin, &config),
-    )
-    .unwrap();
+    let socket_unit = shipped("regent.socket", &bin, &config)
+        .replace("SocketGroup=regent\n", &format!("SocketGroup={GROUP}\n"));
+    assert!(socket_unit.contains(&format!("SocketGroup={GROUP}\n")));
+    std::fs::write(units.join("regent.socket"), socket_unit).unwrap();
     let mut service = shipped("regent.service", &bin, &config);
-    // No journald runs in this manager: the daemon's stderr goes to a file.
+    // The daemon's stderr to a file the test reads (no journalctl here).
     service = service.replace(
         "[Service]\n",
         &format!(
@@ -222,7 +250,16 @@ mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup
 mkdir /sys/fs/cgroup/unified /sys/fs/cgroup/systemd
 mount -t cgroup2 nscg2 /sys/fs/cgroup/unified
 mount -t cgroup -o none,name=systemd nscgsd /sys/fs/cgroup/systemd
+# The manager shares the host's files but for these: its boot tasks
+# (tmpfiles --remove, the journal, StateDirectory=) must not touch the host's.
+for d in /tmp /var/tmp /var/lib /var/log /var/cache; do mount -t tmpfs tmpfs "$d"; done
 cp {units}/* /run/systemd/system/
+# Nothing but the units under test: every unit the system's targets pull in
+# (sysctl, sysusers, tmpfiles, journald, ...) is masked.
+for f in /lib/systemd/system/*.wants/* /etc/systemd/system/*.wants/*; do
+  n=$(basename "$f")
+  [ -e "/run/systemd/system/$n" ] || ln -s /dev/null "/run/systemd/system/$n"
+done
 export container=regent-e2e
 exec {SYSTEMD} --system --unit=regent-e2e.target --log-target=console --log-level=info
 "#,
@@ -269,6 +306,7 @@ exec unshare --pid --fork --mount --cgroup --mount-proc sh {inner}"#,
     };
     Manager {
         base,
+        cgroup: cg,
         child: Some(child),
         pid,
     }
