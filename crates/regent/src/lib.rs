@@ -11,7 +11,8 @@
 //! - calling a service: [`client`].
 //!
 //! **Boundaries.** Owns the service: transports, the pipeline, the policy, the
-//! registry, the built-in operations and the client. The caller ([`Principal`]) and the
+//! registry, the built-in operations and the client, and the service manager's
+//! protocols ([`activation`], [`notify`]). The caller ([`Principal`]) and the
 //! connection [`Limits`] are `regent-model`'s. May import `regent-proto`,
 //! `regent-model`, `regent-config`, `regent-exec` and `regent-auth`; never `regent-privsep`,
 //! `regent-cli` or `regent-bench`.
