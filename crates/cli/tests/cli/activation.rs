@@ -119,16 +119,6 @@ impl Notifications {
     }
 }
 
-fn status_field(pid: i32, name: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in {status}"))
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn socket_activation_serves_the_passed_socket_and_notifies_the_manager() {
     if !activate_available() {
@@ -163,7 +153,7 @@ fn socket_activation_serves_the_passed_socket_and_notifies_the_manager() {
     // READY=1 comes only after the privilege drop: the daemon already holds
     // only what its operations need.
     let pid = d.pid();
-    let bounding = u64::from_str_radix(&status_field(pid, "CapBnd"), 16).unwrap();
+    let bounding = u64::from_str_radix(&proc_status_field(pid, "CapBnd"), 16).unwrap();
     assert_eq!(bounding, KILL | SETPCAP, "the bounding set at READY=1");
     assert!(
         ready
@@ -235,7 +225,7 @@ fn a_non_root_daemon_notifies_ready_and_stopping() {
     let first = UnixStream::connect(&d.socket).unwrap();
     notes.wait_for("READY=1");
     assert_eq!(
-        status_field(d.pid(), "Uid").split_whitespace().next(),
+        proc_status_field(d.pid(), "Uid").split_whitespace().next(),
         Some(u.as_str())
     );
     drop(first);

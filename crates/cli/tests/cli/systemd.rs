@@ -182,16 +182,6 @@ fn host_pid(inner: i32, comm: &str) -> Option<i32> {
     None
 }
 
-fn field(pid: i32, name: &str) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .unwrap_or_else(|| panic!("no {name} in {status}"))
-        .trim()
-        .to_string()
-}
-
 fn start_manager() -> Manager {
     // Outside /tmp (the unit has PrivateTmp=) and /var (private to the manager).
     let base = PathBuf::from(format!("/opt/regent-e2e-sysmgr-{}", std::process::id()));
@@ -360,12 +350,12 @@ fn the_shipped_units_run_the_daemon_under_systemd() {
     let inner: i32 = m.show("regent.service", "MainPID").parse().unwrap();
     let pid = host_pid(inner, "regent").unwrap_or_else(|| panic!("no daemon {inner}: {}", m.log()));
     assert_eq!(
-        u64::from_str_radix(&field(pid, "CapBnd"), 16).unwrap(),
+        u64::from_str_radix(&proc_status_field(pid, "CapBnd"), 16).unwrap(),
         UNIT_BOUNDING,
         "{}",
         m.log()
     );
-    assert_eq!(field(pid, "NoNewPrivs"), "1");
+    assert_eq!(proc_status_field(pid, "NoNewPrivs"), "1");
     let daemon_log = std::fs::read_to_string(m.base.join("daemon.log")).unwrap_or_default();
     assert!(
         daemon_log.contains("serving the socket passed by the service manager"),
