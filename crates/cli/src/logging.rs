@@ -123,7 +123,9 @@ impl Queue {
         self.push_parts(&[record])
     }
 
-    /// [`Queue::push`] of a record in parts (kept together).
+    /// Queue one record given in parts (kept together, e.g. a journal record and
+    /// its length); waits while the queue is full. `false` when the background
+    /// thread has ended (the caller writes directly).
     fn push_parts(&self, parts: &[&[u8]]) -> bool {
         let mut st = self.lock();
         while st.buf.len() >= QUEUE_CAP && !st.closed {
@@ -156,7 +158,9 @@ impl Queue {
         })
     }
 
-    /// [`Queue::serve`], handing each batch to `deliver`.
+    /// The background thread: gather for up to [`FLUSH_INTERVAL`], hand the batch
+    /// to `deliver` (a write to stderr, or one datagram per journal record),
+    /// repeat until stopped and empty.
     fn serve_with(&self, mut deliver: impl FnMut(&[u8])) {
         let mut spare = Vec::new();
         loop {
