@@ -2,11 +2,12 @@
 //! namespaces (its own `/run`, `/tmp` and `/var`, its own cgroup trees, no unit
 //! but those under test) runs the shipped
 //! `dist/regent.socket` and `dist/regent.service`, changed only to run this
-//! test's binary and config (with a group of its own, stderr to a file). The
+//! test's binary and config (with a socket group of its own). The
 //! daemon starts on the first connection from the
 //! host, reaches `active` through `Type=notify`, runs with the unit's bounding
-//! set and no_new_privs, and `systemctl stop` stops it gracefully while the
-//! socket stays.
+//! set and no_new_privs, sends its records to the manager's journald with the
+//! audit fields as journal fields (`journalctl REGENT_OP=whoami` finds them), and
+//! `systemctl stop` stops it gracefully while the socket stays.
 
 use crate::util::*;
 use std::os::unix::fs::PermissionsExt;
@@ -71,6 +72,26 @@ impl Manager {
             .unwrap()
     }
 
+    /// `journalctl -o cat ARGS` in the manager (its journald).
+    fn journal(&self, args: &[&str]) -> String {
+        let pid = self.pid.to_string();
+        let o = Command::new("nsenter")
+            .args([
+                "-t",
+                &pid,
+                "-m",
+                "-p",
+                "journalctl",
+                "--no-pager",
+                "-o",
+                "cat",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     fn show(&self, unit: &str, property: &str) -> String {
         let o = self.systemctl(&["show", "-p", property, "--value", unit]);
         String::from_utf8_lossy(&o.stdout).trim().to_string()
@@ -95,7 +116,7 @@ impl Manager {
 
     fn log(&self) -> String {
         let manager = std::fs::read_to_string(self.base.join("manager.log")).unwrap_or_default();
-        let daemon = std::fs::read_to_string(self.base.join("daemon.log")).unwrap_or_default();
+        let daemon = self.journal(&["SYSLOG_IDENTIFIER=regent"]);
         let units = self.systemctl(&["status", "--no-pager", "regent.socket", "regent.service"]);
         format!(
             "manager:\n{manager}\ndaemon:\n{daemon}\nunits:\n{}{}",
@@ -212,15 +233,7 @@ fn start_manager() -> Manager {
         .replace("SocketGroup=regent\n", &format!("SocketGroup={GROUP}\n"));
     assert!(socket_unit.contains(&format!("SocketGroup={GROUP}\n")));
     std::fs::write(units.join("regent.socket"), socket_unit).unwrap();
-    let mut service = shipped("regent.service", &bin, &config);
-    // The daemon's stderr to a file the test reads (no journalctl here).
-    service = service.replace(
-        "[Service]\n",
-        &format!(
-            "[Service]\nStandardError=append:{}\n",
-            base.join("daemon.log").display()
-        ),
-    );
+    let service = shipped("regent.service", &bin, &config);
     std::fs::write(units.join("regent.service"), service).unwrap();
     std::fs::write(
         units.join("regent-e2e.target"),
@@ -244,10 +257,11 @@ mount -t cgroup -o none,name=systemd nscgsd /sys/fs/cgroup/systemd
 # (tmpfiles --remove, the journal, StateDirectory=) must not touch the host's.
 for d in /tmp /var/tmp /var/lib /var/log /var/cache; do mount -t tmpfs tmpfs "$d"; done
 cp {units}/* /run/systemd/system/
-# Nothing but the units under test: every unit the system's targets pull in
-# (sysctl, sysusers, tmpfiles, journald, ...) is masked.
+# Nothing but the units under test and journald: every other unit the system's
+# targets pull in (sysctl, sysusers, tmpfiles, utmp, ...) is masked.
 for f in /lib/systemd/system/*.wants/* /etc/systemd/system/*.wants/*; do
   n=$(basename "$f")
+  case "$n" in systemd-journald*) continue ;; esac
   [ -e "/run/systemd/system/$n" ] || ln -s /dev/null "/run/systemd/system/$n"
 done
 export container=regent-e2e
@@ -356,10 +370,21 @@ fn the_shipped_units_run_the_daemon_under_systemd() {
         m.log()
     );
     assert_eq!(proc_status_field(pid, "NoNewPrivs"), "1");
-    let daemon_log = std::fs::read_to_string(m.base.join("daemon.log")).unwrap_or_default();
+    // Its records are in the journal, with the audit fields as journal fields.
+    m.wait("the audit record in the journal", || {
+        m.journal(&[
+            "REGENT_OP=whoami",
+            "REGENT_OUTCOME=ok",
+            "REGENT_CALLER_UID=0",
+            "_SYSTEMD_UNIT=regent.service",
+        ])
+        .contains("request ")
+    });
     assert!(
-        daemon_log.contains("serving the socket passed by the service manager"),
-        "{daemon_log}"
+        m.journal(&["SYSLOG_IDENTIFIER=regent"])
+            .contains("serving the socket passed by the service manager"),
+        "{}",
+        m.log()
     );
 
     // A graceful stop: the daemon exits 0 on SIGTERM; the socket stays.
@@ -373,8 +398,10 @@ fn the_shipped_units_run_the_daemon_under_systemd() {
         "{}",
         m.log()
     );
-    let daemon_log = std::fs::read_to_string(m.base.join("daemon.log")).unwrap_or_default();
-    assert!(daemon_log.contains("\"stopped\""), "{daemon_log}");
+    m.wait("the last record", || {
+        m.journal(&["SYSLOG_IDENTIFIER=regent", "MESSAGE=stopped"])
+            .contains("stopped")
+    });
     assert!(socket.exists(), "the socket unit's socket was removed");
 
     // The next connection starts it again.
