@@ -1,8 +1,9 @@
 //! Records to journald's native protocol when stderr is the journal
-//! (`JOURNAL_STREAM` names the daemon's stderr). journald itself is not started
-//! here (it needs a system manager): the daemon is pointed, through
-//! `REGENT_JOURNAL_SOCKET` (for tests only), at a real datagram socket the test
-//! binds, and the test parses the native protocol as journald would.
+//! (`JOURNAL_STREAM` names the daemon's stderr). Here the daemon is pointed,
+//! through `REGENT_JOURNAL_SOCKET` (for tests only), at a real datagram socket
+//! the test binds, and the test parses the native protocol as journald would;
+//! the real journald, queried with `journalctl REGENT_OP=...`, is in
+//! `systemd.rs` (it needs a system manager).
 
 use crate::util::*;
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! Under a real systemd: a system manager in new pid, mount and cgroup
 //! namespaces (its own `/run`, `/tmp` and `/var`, its own cgroup trees, no unit
-//! but those under test) runs the shipped
+//! but those under test and journald) runs the shipped
 //! `dist/regent.socket` and `dist/regent.service`, changed only to run this
 //! test's binary and config (with a socket group of its own). The
 //! daemon starts on the first connection from the
