@@ -24,6 +24,11 @@
 //! strings). The audit record escapes what callers send field by field already
 //! ([`regent::server::audit::Escaped`]); this is the backstop for every other
 //! record. Colours are used only when stderr is a terminal.
+//!
+//! When stderr is the journal (`JOURNAL_STREAM`), records go instead to
+//! journald's native socket with their fields as journal fields (see
+//! [`crate::journal`]), through the same queue: each record is queued with its
+//! length, and the background thread sends it as one datagram.
 
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
@@ -54,6 +59,24 @@ pub enum Format {
 }
 
 static BACKGROUND: OnceLock<&'static Queue> = OnceLock::new();
+
+/// Set when records go to the journal ([`init`] found stderr to be the journal).
+static JOURNAL: OnceLock<crate::journal::Sender> = OnceLock::new();
+
+/// Each record queued for the journal is preceded by its length (4 bytes, native
+/// order), so the background thread can send one datagram per record.
+const FRAME: usize = 4;
+
+/// Send each framed record of `batch` to the journal.
+fn send_frames(journal: &crate::journal::Sender, mut batch: &[u8]) {
+    while batch.len() >= FRAME {
+        let mut len = [0u8; FRAME];
+        len.copy_from_slice(&batch[..FRAME]);
+        let len = (u32::from_ne_bytes(len) as usize).min(batch.len() - FRAME);
+        journal.send(&batch[FRAME..FRAME + len]);
+        batch = &batch[FRAME + len..];
+    }
+}
 
 /// The records waiting for the background thread.
 struct Queue {
@@ -95,7 +118,15 @@ impl Queue {
 
     /// Queue one record; waits while the queue is full. `false` when the
     /// background thread has ended (the caller writes directly).
+    #[cfg(test)]
     fn push(&self, record: &[u8]) -> bool {
+        self.push_parts(&[record])
+    }
+
+    /// Queue one record given in parts (kept together, e.g. a journal record and
+    /// its length); waits while the queue is full. `false` when the background
+    /// thread has ended (the caller writes directly).
+    fn push_parts(&self, parts: &[&[u8]]) -> bool {
         let mut st = self.lock();
         while st.buf.len() >= QUEUE_CAP && !st.closed {
             st.waiting += 1;
@@ -106,7 +137,9 @@ impl Queue {
             return false;
         }
         let before = st.buf.len();
-        st.buf.extend_from_slice(record);
+        for part in parts {
+            st.buf.extend_from_slice(part);
+        }
         let wake = before == 0 || (before < HIGH_WATER && st.buf.len() >= HIGH_WATER);
         drop(st);
         if wake {
@@ -117,7 +150,18 @@ impl Queue {
 
     /// The background thread: gather for up to [`FLUSH_INTERVAL`], write, repeat
     /// until stopped and empty.
+    #[cfg(test)]
     fn serve(&self, mut out: impl Write) {
+        self.serve_with(|batch| {
+            let _ = out.write_all(batch);
+            let _ = out.flush();
+        })
+    }
+
+    /// The background thread: gather for up to [`FLUSH_INTERVAL`], hand the batch
+    /// to `deliver` (a write to stderr, or one datagram per journal record),
+    /// repeat until stopped and empty.
+    fn serve_with(&self, mut deliver: impl FnMut(&[u8])) {
         let mut spare = Vec::new();
         loop {
             let mut st = self.lock();
@@ -150,8 +194,7 @@ impl Queue {
             }
             // Nothing better to do with an error than to go on: the records
             // cannot go anywhere else, and the requests must not stop.
-            let _ = out.write_all(&batch);
-            let _ = out.flush();
+            deliver(&batch);
             spare = batch;
             spare.clear();
             if spare.capacity() > 4 * QUEUE_CAP {
@@ -176,8 +219,18 @@ struct Sanitizing {
 impl Sanitizing {
     fn emit(&self, record: &[u8]) -> io::Result<()> {
         match self.queue {
-            Some(q) if q.push(record) => Ok(()),
+            Some(q) if q.push_parts(&[record]) => Ok(()),
             _ => io::stderr().write_all(record),
+        }
+    }
+
+    /// A journal record (escaped field by field by its formatter): queued with
+    /// its length, or sent at once.
+    fn emit_journal(&self, journal: &crate::journal::Sender, record: &[u8]) {
+        let len = (record.len() as u32).to_ne_bytes();
+        match self.queue {
+            Some(q) if q.push_parts(&[&len, record]) => {}
+            _ => journal.send(record),
         }
     }
 }
@@ -185,6 +238,10 @@ impl Sanitizing {
 impl Write for Sanitizing {
     /// The formatter hands over one whole record per call; it is written whole.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(journal) = JOURNAL.get() {
+            self.emit_journal(journal, buf);
+            return Ok(buf.len());
+        }
         match sanitize(buf, self.colours) {
             None => self.emit(buf)?,
             Some(clean) => self.emit(clean.as_bytes())?,
@@ -241,8 +298,28 @@ impl<'a> MakeWriter<'a> for Switch {
 
 /// Install the subscriber. `RUST_LOG` overrides the default level (`info`).
 /// Text is coloured only when stderr is a terminal.
+/// When stderr is the journal (`JOURNAL_STREAM`), records go to journald's
+/// native socket instead, whatever the format (see [`crate::journal`]).
 pub fn init(format: Format) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if crate::journal::stderr_is_journal() {
+        match crate::journal::Sender::new(crate::journal::socket_path()) {
+            Ok(sender) => {
+                if JOURNAL.set(sender).is_ok() {
+                    let _ = tracing_subscriber::fmt()
+                        .with_env_filter(filter)
+                        .with_ansi(false)
+                        .with_writer(Switch { colours: false })
+                        .event_format(crate::journal::JournalFormat)
+                        .try_init();
+                    return;
+                }
+            }
+            Err(e) => {
+                eprintln!("regent: cannot open a socket to the journal, logging to stderr: {e}")
+            }
+        }
+    }
     let colours = format == Format::Text && io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -253,6 +330,16 @@ pub fn init(format: Format) {
         Format::Text => builder.with_target(true).try_init(),
         Format::Json => builder.json().with_current_span(false).try_init(),
     };
+}
+
+/// Bytes of records waiting for the background writer (for `regent status`).
+pub fn queued_bytes() -> usize {
+    BACKGROUND.get().map_or(0, |q| q.lock().buf.len())
+}
+
+/// Whether records go to the journal's native socket.
+pub fn to_journal() -> bool {
+    JOURNAL.get().is_some()
 }
 
 /// Writes what is queued and stops the background writer when dropped.
@@ -280,7 +367,16 @@ pub fn start_background_writer() -> LogGuard {
     let queue: &'static Queue = Box::leak(Box::new(Queue::new()));
     let thread = std::thread::Builder::new()
         .name("regent-log".into())
-        .spawn(move || queue.serve(io::stderr()));
+        .spawn(move || match JOURNAL.get() {
+            Some(journal) => queue.serve_with(|batch| send_frames(journal, batch)),
+            None => {
+                let mut out = io::stderr();
+                queue.serve_with(|batch| {
+                    let _ = out.write_all(batch);
+                    let _ = out.flush();
+                })
+            }
+        });
     match thread {
         Ok(t) if BACKGROUND.set(queue).is_ok() => LogGuard { thread: Some(t) },
         Ok(t) => {
@@ -342,13 +438,27 @@ where
 /// Writes the fields of one record as `tracing_subscriber`'s default visitor
 /// does: the message as it is, then `name=value` (values in `Debug` form: strings
 /// quoted), separated by spaces.
-struct PlainFields<'w, 'a> {
+pub(crate) struct PlainFields<'w, 'a> {
     writer: &'w mut Writer<'a>,
     first: bool,
     result: fmt::Result,
 }
 
-impl PlainFields<'_, '_> {
+impl<'w, 'a> PlainFields<'w, 'a> {
+    /// Fields written to `writer`.
+    pub(crate) fn new(writer: &'w mut Writer<'a>) -> Self {
+        PlainFields {
+            writer,
+            first: true,
+            result: Ok(()),
+        }
+    }
+
+    /// Whether every field was written.
+    pub(crate) fn finish(self) -> fmt::Result {
+        self.result
+    }
+
     fn pad(&mut self) {
         if self.first {
             self.first = false;

@@ -11,6 +11,7 @@
 mod out;
 mod cmd;
 mod exit;
+mod journal;
 mod logging;
 mod secret;
 
@@ -43,6 +44,8 @@ enum Command {
     Approve(cmd::admin::ApproveArgs),
     /// Deny a waiting request (administrators).
     Deny(cmd::admin::DenyArgs),
+    /// The service's state: uptime, connections, held requests (administrators).
+    Status(cmd::status::Args),
     /// Manage TOTP second factors.
     #[command(subcommand)]
     Totp(cmd::totp::Command),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Pending(a) => cmd::admin::pending(a),
         Command::Approve(a) => cmd::admin::approve(a),
         Command::Deny(a) => cmd::admin::deny(a),
+        Command::Status(a) => cmd::status::run(a),
         Command::Totp(c) => cmd::totp::run(c),
         Command::Tls(c) => cmd::tls::run(c),
         Command::Demo(a) => {

@@ -12,13 +12,21 @@
 //!   blocking pool, and requests are found by their key, never by a scan. An id
 //!   the caller may not decide on answers `not_found`, like an unknown one.
 //!
+//! - `regent.status`: the service's version, uptime, connections (open and the
+//!   limit), held requests, audit refusals counted but not yet summarized, and
+//!   the features it offers (plus what the embedding program adds, e.g. the
+//!   daemon's log queue). Root and `admin_group` only
+//!   ([`crate::policy::may_read_status`]).
+//!
 //! A call refused before anything was decided (an unknown `regent.*` name, a
 //! caller who may not administer, bad data, an id the caller may not decide on)
 //! is a refusal like any other: a flood of them is summarized per uid in the
 //! audit log ([`crate::server::audit`]).
 
 use crate::identity::Caller;
-use crate::policy::{may_call, may_decide, AdminAction, AdminDecision, HeldRequest};
+use crate::policy::{
+    may_call, may_decide, may_read_status, AdminAction, AdminDecision, HeldRequest,
+};
 use crate::registry::Entry;
 use crate::server::audit::Audit;
 use crate::server::Shared;
@@ -44,6 +52,66 @@ struct PageQuery {
 struct Decide {
     id: String,
     reason: Option<String>,
+}
+
+/// `regent.status`'s data: `null` or `{}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {}
+
+/// What `regent.status` answers.
+async fn status(shared: &Shared) -> serde_json::Map<String, Value> {
+    use std::sync::atomic::Ordering;
+    let limit = shared.limits.max_connections;
+    let open = limit.saturating_sub(shared.slots.available_permits());
+    let held = match &shared.flow {
+        None => Value::Null,
+        Some(flow) => match flow.list_page(None, 1).await {
+            Ok(page) => json!(page.requests.len() as u64 + page.more),
+            Err(e) => {
+                tracing::warn!(error = %e, "counting held requests for regent.status");
+                Value::Null
+            }
+        },
+    };
+    let mut features = vec!["unix"];
+    if shared.secret.is_some() {
+        features.push("secret");
+    }
+    if let Some(flow) = &shared.flow {
+        features.push("pending");
+        for method in ["totp", "email", "approval"] {
+            if flow.methods().get(method).is_some() {
+                features.push(method);
+            }
+        }
+    }
+    if shared.activated.load(Ordering::Relaxed) {
+        features.push("socket-activation");
+    }
+    if crate::notify::watchdog_interval().is_some() {
+        features.push("watchdog");
+    }
+    let mut out = serde_json::Map::new();
+    out.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+    out.insert(
+        "uptime_seconds".into(),
+        json!(shared.started.elapsed().as_secs()),
+    );
+    out.insert("connections".into(), json!({"open": open, "limit": limit}));
+    out.insert("operations".into(), json!(shared.registry.len()));
+    out.insert("held_requests".into(), held);
+    out.insert(
+        "audit".into(),
+        json!({"refusals_counted": shared.refusals.counted()}),
+    );
+    out.insert("features".into(), json!(features));
+    if let Some(extra) = &shared.status_extra {
+        for (k, v) in extra() {
+            out.entry(k).or_insert(v);
+        }
+    }
+    out
 }
 
 /// A held request of the operation `entry` (if it still exists) made by `by`,
@@ -115,6 +183,18 @@ pub(crate) async fn handle(
                 })
                 .collect();
             Response::Done(Value::Array(ops))
+        }
+        "regent.status" => {
+            if let AdminDecision::NotEntitled(why) = may_read_status(caller, &shared.admins()) {
+                audit.refused();
+                audit.note(&why);
+                return Response::error(ErrorCode::PermissionDenied);
+            }
+            if let Err(e) = crate::operation::decode::<StatusQuery>(data) {
+                audit.refused();
+                return Response::error_with(ErrorCode::InvalidData, e.to_string());
+            }
+            Response::Done(Value::Object(status(shared).await))
         }
         "regent.pending" | "regent.approve" | "regent.deny" => {
             if !may_administer(shared, caller) {

@@ -120,7 +120,21 @@ pub fn limits(config: &Config) -> Limits {
 /// Build a service from a config and its secret (read by the caller from
 /// `secret_file` or stdin).
 pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service, Error> {
-    builder(config, secret)?.build()
+    service_with(config, secret, None)
+}
+
+/// [`service`], with fields the daemon adds to `regent.status` (see
+/// [`crate::server::ServiceBuilder::status_extra`]).
+pub fn service_with(
+    config: &Config,
+    secret: Option<SharedSecret>,
+    status_extra: Option<crate::server::StatusExtra>,
+) -> Result<Service, Error> {
+    let mut b = builder(config, secret)?;
+    if let Some(extra) = status_extra {
+        b = b.status_extra(extra);
+    }
+    b.build()
 }
 
 /// The builder of the service a config describes (what [`service`] builds, and

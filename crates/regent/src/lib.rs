@@ -13,18 +13,21 @@
 //!   [`server::reload`]).
 //!
 //! **Boundaries.** Owns the service: transports, the pipeline, the policy, the
-//! registry, the built-in operations and the client. The caller ([`Principal`]) and the
+//! registry, the built-in operations and the client, and the service manager's
+//! protocols ([`activation`], [`notify`]). The caller ([`Principal`]) and the
 //! connection [`Limits`] are `regent-model`'s. May import `regent-proto`,
 //! `regent-model`, `regent-config`, `regent-exec` and `regent-auth`; never `regent-privsep`,
 //! `regent-cli` or `regent-bench`.
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub mod builtin;
 pub mod client;
 pub mod command;
 pub mod daemon;
 pub mod error;
 pub mod identity;
+pub mod notify;
 pub mod operation;
 pub mod policy;
 pub mod registry;

@@ -280,10 +280,40 @@ pub fn may_decide(caller: &Caller, admins: &Admins<'_>, held: &HeldRequest<'_>) 
     AdminDecision::Allow
 }
 
+/// May `caller` read the service's status (`regent.status`: connections, held
+/// requests, the audit queue)? Root and members of `admin_group` only: the
+/// status tells how busy the service is and how many requests wait, which is
+/// the administrators' business. An `approve` rule of one operation does not
+/// grant it.
+pub fn may_read_status(caller: &Caller, admins: &Admins<'_>) -> AdminDecision {
+    if caller.uid == 0 || admins.group.is_some_and(|g| in_group(caller, g)) {
+        return AdminDecision::Allow;
+    }
+    AdminDecision::NotEntitled(format!(
+        "user {} (uid {}) may not read the service's status",
+        caller.user_or_uid(),
+        caller.uid
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use regent_model::Stage;
+
+    #[test]
+    fn only_root_and_administrators_read_the_status() {
+        let group = Account::Name("ops".into());
+        let admins = Admins {
+            group: Some(&group),
+            allow_self_approval: false,
+        };
+        assert!(may_read_status(&caller(0, "root", &[]), &admins).is_allowed());
+        assert!(may_read_status(&caller(1000, "ann", &[(50, "ops")]), &admins).is_allowed());
+        let plain = may_read_status(&caller(1001, "bob", &[(51, "web")]), &admins);
+        assert!(matches!(plain, AdminDecision::NotEntitled(ref why) if why.contains("bob")));
+        assert!(!may_read_status(&caller(1001, "bob", &[]), &Admins::default()).is_allowed());
+    }
 
     fn caller(uid: u32, user: &str, groups: &[(u32, &str)]) -> Caller {
         Caller {

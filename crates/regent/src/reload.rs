@@ -132,7 +132,8 @@ impl DaemonReload {
     /// `FILE:LINE:COL` when it has one, escaped). Blocking (it reads files and
     /// the user database): run it off an event loop.
     pub fn run(&self) {
-        // notify: reloading
+        // The service manager sees the reload (systemctl reload waits for READY=1).
+        crate::notify::reloading();
         match self.try_reload() {
             Ok(summary) => tracing::info!(
                 config = %self.path.display(),
@@ -144,7 +145,7 @@ impl DaemonReload {
                 errors.join("; ")
             ),
         }
-        // notify: ready
+        crate::notify::ready();
     }
 
     /// Reload once: what changed, or why nothing did.

@@ -5,5 +5,6 @@ pub mod call;
 pub mod check;
 pub mod demo;
 pub mod serve;
+pub mod status;
 pub mod tls;
 pub mod totp;

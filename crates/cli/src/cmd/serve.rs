@@ -25,6 +25,10 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("regent: refusing to start: {e}");
         return ExitCode::from(crate::exit::OTHER);
     }
+    // Sockets passed by the service manager, taken before this process opens
+    // anything else (their numbers are 3, 4, ...); refused further down, once
+    // the log is set up, if they do not match the config.
+    let passed = regent::activation::from_env();
     let config = match regent::config::load(&args.config) {
         Ok(c) => c,
         Err(diags) => {
@@ -41,6 +45,9 @@ pub fn run(args: Args) -> ExitCode {
         regent::config::LogFormat::Json => logging::Format::Json,
     });
     logging::init(format);
+    // Still single-threaded: reads and unsets NOTIFY_SOCKET and the watchdog's
+    // variables.
+    regent::notify::init();
     // Before anything else holds descriptors: path parameters get low numbers.
     if let Err(e) = regent::exec::reserve_path_descriptors() {
         tracing::error!("cannot reserve descriptors for path parameters: {e}");
@@ -60,11 +67,12 @@ pub fn run(args: Args) -> ExitCode {
     // Bind the socket and open the store while this process is still
     // single-threaded, drop the capabilities no operation needs, and only then start
     // the runtime's threads (capabilities belong to threads).
-    let prepared = regent::daemon::service(&config, secret).and_then(|service| {
-        let listener = service.bind()?;
-        let kept = regent::daemon::drop_service_privileges(&config)?;
-        Ok((service, listener, kept))
-    });
+    let prepared =
+        regent::daemon::service_with(&config, secret, Some(status_extra())).and_then(|service| {
+            let (service, listener) = listen(service, passed, &config.service.socket)?;
+            let kept = regent::daemon::drop_service_privileges(&config)?;
+            Ok((service, listener, kept))
+        });
     let (service, listener, kept) = match prepared {
         Ok(x) => x,
         Err(e) => {
@@ -109,6 +117,53 @@ pub fn run(args: Args) -> ExitCode {
     // A graceful stop (SIGTERM, SIGINT) writes every queued record before exiting.
     drop(log_guard);
     code
+}
+
+/// What the daemon adds to `regent.status`: its log queue, and whether records
+/// go to the journal.
+fn status_extra() -> regent::server::StatusExtra {
+    std::sync::Arc::new(|| {
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "log".into(),
+            serde_json::json!({
+                "queued_bytes": logging::queued_bytes(),
+                "journal": logging::to_journal(),
+            }),
+        );
+        m
+    })
+}
+
+/// The listener: the one the service manager passed for the configured socket
+/// (socket activation), else a freshly bound one.
+fn listen(
+    service: regent::Service,
+    passed: Result<Option<Vec<regent::activation::Passed>>, regent::activation::ActivationError>,
+    socket: &std::path::Path,
+) -> Result<(regent::Service, std::os::unix::net::UnixListener), regent::Error> {
+    let passed = passed.map_err(|e| regent::Error::Config(e.to_string()))?;
+    let Some(passed) = passed else {
+        let listener = service.bind()?;
+        return Ok((service, listener));
+    };
+    let socket = std::path::absolute(socket)
+        .map_err(|e| regent::Error::io(format!("socket path {}", socket.display()), e))?;
+    let count = passed.len();
+    match regent::activation::unix_listener_for(passed, &socket)? {
+        Some(listener) => {
+            tracing::info!(
+                socket = %socket.display(),
+                passed = count,
+                "serving the socket passed by the service manager (its mode, owner and group are the socket unit's)"
+            );
+            Ok((service.socket_passed(), listener))
+        }
+        None => {
+            let listener = service.bind()?;
+            Ok((service, listener))
+        }
+    }
 }
 
 /// The secret from stdin or the config's `secret_file`.

@@ -1,9 +1,11 @@
 //! End-to-end tests: the real `regent` binary as daemon and as client, real
 //! processes, and genuinely unprivileged users created for the purpose.
+mod activation;
 mod audit_log;
 mod client_safety;
 mod core;
 mod hostile;
+mod journal;
 mod path_race;
 mod pending;
 mod privilege;
@@ -12,6 +14,8 @@ mod review;
 mod sandbox;
 mod security;
 mod server;
+mod status;
 mod store;
+mod systemd;
 mod tls_tools;
 mod util;

@@ -354,3 +354,14 @@ pub fn stderr(o: &Output) -> String {
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
+
+/// The value of `name:` in `/proc/PID/status` (e.g. `CapBnd`, `NoNewPrivs`).
+pub fn proc_status_field(pid: i32, name: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+        .trim()
+        .to_string()
+}

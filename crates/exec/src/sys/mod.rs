@@ -901,3 +901,49 @@ pub(crate) unsafe fn vfork_on(
         Ok(pid)
     }
 }
+
+/// Whether [`take_inherited_listeners`] has run in this process.
+static LISTENERS_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The first descriptor a service manager passes (`SD_LISTEN_FDS_START`).
+pub const LISTEN_FDS_START: RawFd = 3;
+
+/// Take ownership of the `count` descriptors a service manager passed to this
+/// process (`LISTEN_FDS`: numbers 3, 4, ...), each checked to be open and marked
+/// close-on-exec (so no command inherits it). Succeeds once per process: a second
+/// call is refused, so no descriptor gets two owners. Call it first thing, before
+/// this process opens anything else. Not async-signal-safe (it is for start-up).
+pub fn take_inherited_listeners(count: u32) -> io::Result<Vec<OwnedFd>> {
+    use std::sync::atomic::Ordering;
+    const MAX: u32 = 1024;
+    if count > MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("LISTEN_FDS={count}: more than {MAX} descriptors"),
+        ));
+    }
+    if LISTENERS_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the passed descriptors were already taken",
+        ));
+    }
+    let mut fds = Vec::with_capacity(count as usize);
+    for fd in (0..count).map(|i| LISTEN_FDS_START + i as RawFd) {
+        // SAFETY: F_GETFD only reads the descriptor's flags; on a number that is
+        // not open it fails with EBADF and touches nothing.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("descriptor {fd} named by LISTEN_FDS is not open"),
+            ));
+        }
+        // SAFETY: the descriptor is open (checked above) and was passed to this
+        // process by its service manager; the flag above makes this the only
+        // call that takes these numbers, so each gets exactly one owner.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC).map_err(err)?;
+        fds.push(owned);
+    }
+    Ok(fds)
+}

@@ -367,6 +367,16 @@ impl Refusals {
         false
     }
 
+    /// Refusals counted (not logged in full) in the windows still open: they
+    /// will be written as summaries.
+    pub(crate) fn counted(&self) -> u64 {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows
+            .values()
+            .flat_map(|w| w.counted.iter().map(|(_, n)| n))
+            .sum()
+    }
+
     /// Write the summaries of windows that have ended (all of them with `all`)
     /// and forget those uids. Cheap when no window is open: the service calls it
     /// every second.

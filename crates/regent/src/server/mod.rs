@@ -80,7 +80,20 @@ pub(crate) struct Shared {
     /// held request stored without one (by a store of schema version 2) is
     /// taken to have been held under ([`pending`]).
     pub(crate) started_with: Arc<HashMap<String, Option<String>>>,
+    /// Connection slots ([`Limits::max_connections`]), shared by every acceptor
+    /// and kept across reloads.
+    pub(crate) slots: Arc<Semaphore>,
+    /// When the service was built (for `regent.status`'s uptime).
+    pub(crate) started: std::time::Instant,
+    /// Serving a socket the service manager passed.
+    pub(crate) activated: Arc<std::sync::atomic::AtomicBool>,
+    /// What the embedding program adds to `regent.status`.
+    pub(crate) status_extra: Option<StatusExtra>,
 }
+
+/// A source of extra `regent.status` fields (e.g. the daemon's log queue), see
+/// [`ServiceBuilder::status_extra`].
+pub type StatusExtra = Arc<dyn Fn() -> serde_json::Map<String, serde_json::Value> + Send + Sync>;
 
 impl Shared {
     /// Who administers held requests besides root, for [`policy::may_decide`].
@@ -119,9 +132,17 @@ pub struct ServiceBuilder {
     flow_options: FlowOptions,
     identities: IdentityResolver,
     keep_secret: bool,
+    status_extra: Option<StatusExtra>,
 }
 
 impl ServiceBuilder {
+    /// Add the fields `extra` returns to every `regent.status` answer (called
+    /// on the event loop: keep it cheap and non-blocking).
+    pub fn status_extra(mut self, extra: StatusExtra) -> Self {
+        self.status_extra = Some(extra);
+        self
+    }
+
     /// Cap the requests held for authorization: `total` at once in all, and
     /// `per_uid` per caller uid (all operations together; each operation's own
     /// cap is [`OpOptions::max_pending_per_uid`]). Beyond a cap: `busy`.
@@ -270,6 +291,7 @@ impl ServiceBuilder {
         let shared = Arc::new(shared);
         Ok(Service {
             socket,
+            socket_passed: false,
             identities,
             current: Arc::new(Current::new(shared.clone())),
             shared,
@@ -335,6 +357,10 @@ impl ServiceBuilder {
                 runs: Arc::new(Semaphore::new(
                     self.limits.max_runs.clamp(1, Semaphore::MAX_PERMITS),
                 )),
+                slots: Arc::new(Semaphore::new(self.limits.max_connections)),
+                started: std::time::Instant::now(),
+                activated: Arc::default(),
+                status_extra: self.status_extra,
                 limits: self.limits,
                 flow,
                 admin_group: self.admin_group,
@@ -359,6 +385,11 @@ impl ServiceBuilder {
                 allow_self_approval: self.allow_self_approval,
                 refusals: r.refusals.clone(),
                 started_with: r.started_with.clone(),
+                slots: r.slots.clone(),
+                started: r.started,
+                activated: r.activated.clone(),
+                // A reload's builder has none: the embedding program's stays.
+                status_extra: self.status_extra.or_else(|| r.status_extra.clone()),
             },
         };
         Ok((self.socket, self.identities, shared))
@@ -368,6 +399,9 @@ impl ServiceBuilder {
 /// A Regent service.
 pub struct Service {
     socket: SocketOptions,
+    /// The listener was passed by the service manager (socket activation): the
+    /// socket file is the manager's, and is left in place at exit.
+    socket_passed: bool,
     /// The configuration it was built with.
     shared: Arc<Shared>,
     /// The configuration new requests are served under (see [`Reloader`]).
@@ -403,6 +437,7 @@ impl Service {
             flow_options: FlowOptions::default(),
             identities: IdentityResolver::default(),
             keep_secret: false,
+            status_extra: None,
         }
     }
 
@@ -414,6 +449,17 @@ impl Service {
     /// The socket path.
     pub fn socket_path(&self) -> &PathBuf {
         &self.socket.path
+    }
+
+    /// Serve a listener the service manager passed (see [`crate::activation`])
+    /// instead of one this service bound: the socket file belongs to the manager,
+    /// so it is left in place when the service stops.
+    pub fn socket_passed(mut self) -> Self {
+        self.socket_passed = true;
+        self.shared
+            .activated
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self
     }
 
     /// Bind the socket (with its mode, owner and group).
@@ -478,19 +524,28 @@ impl Service {
     ) -> Result<(), Error> {
         let (tx, rx) = watch::channel(false);
         let path = self.socket.path.clone();
+        let remove = !self.socket_passed;
         let serve = self.serve(std_listener, rx);
         tokio::pin!(serve, shutdown);
         let mut stopping = false;
+        // The watchdog is pinged from this event loop: a stuck loop stops pinging.
+        let watchdog = crate::notify::watchdog_interval();
+        let mut ping = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             tokio::select! {
                 r = &mut serve => break r,
                 () = &mut shutdown, if !stopping => {
                     stopping = true;
+                    crate::notify::stopping();
                     let _ = tx.send(true);
                 }
+                _ = ping.tick(), if watchdog.is_some() => crate::notify::watchdog(),
             }
         };
-        let _ = std::fs::remove_file(&path);
+        if remove {
+            let _ = std::fs::remove_file(&path);
+        }
         result
     }
 
@@ -507,7 +562,7 @@ impl Service {
         let acceptor = Arc::new(Acceptor {
             identities: self.identities,
             current: self.current,
-            slots: Arc::new(Semaphore::new(shared.limits.max_connections)),
+            slots: shared.slots.clone(),
             reserve: shared
                 .limits
                 .reserved_connections
@@ -555,6 +610,13 @@ impl Service {
                 .map_err(|e| Error::io("starting an acceptor thread", e))?;
             threads.push(t);
         }
+        // Listening already (connections wait in the backlog), and the daemon
+        // dropped its privileges before starting this runtime.
+        crate::notify::ready_with_status(&format!(
+            "serving {} operation(s) on {}",
+            shared.registry.len(),
+            self.socket.path.display()
+        ));
         let result = acceptor.accept_loop(listener, shutdown).await;
         for t in threads {
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || t.join())
