@@ -61,7 +61,7 @@ pub fn run(args: Args) -> ExitCode {
     // single-threaded, drop the capabilities no operation needs, and only then start
     // the runtime's threads (capabilities belong to threads).
     let prepared = regent::daemon::service(&config, secret).and_then(|service| {
-        let listener = service.bind()?;
+        let listener = service.bind_all()?;
         let kept = regent::daemon::drop_service_privileges(&config)?;
         Ok((service, listener, kept))
     });
@@ -89,7 +89,7 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(crate::exit::OTHER);
         }
     };
-    let result = runtime.block_on(service.run_on(listener));
+    let result = runtime.block_on(service.run_on_sockets(listener));
     drop(runtime);
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,5 +11,6 @@ mod review;
 mod sandbox;
 mod security;
 mod server;
+mod sockets;
 mod store;
 mod util;

@@ -11,7 +11,7 @@
 //! Each connection is its own task, so a slow client or a slow operation holds up
 //! nobody else.
 
-use super::{Limits, Shared};
+use super::{Limits, Shared, SocketEntry};
 use crate::identity::Caller;
 use regent_proto::{ErrorCode, FrameError, LineBuffer, Response};
 use std::future::Future;
@@ -154,6 +154,7 @@ pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
     stream: S,
     caller: Arc<Caller>,
+    socket: &SocketEntry,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -189,7 +190,7 @@ pub(crate) async fn serve<S>(
         // Boxed: the request's future is as large as its longest path, and held
         // inline it would make every connection's task (allocated per connection)
         // too big for the allocator's fast path.
-        let response = Box::pin(shared.handle(&caller, &line)).await;
+        let response = Box::pin(shared.handle_on(&caller, &socket.exposure, &line)).await;
         let line = response.to_line();
         if !write_answer(&mut stream, &line, &shared.limits, &caller, &mut shutdown).await {
             break;

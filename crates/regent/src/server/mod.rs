@@ -1,5 +1,6 @@
-//! The service: a listener on a Unix socket, a task per connection, and the
-//! request pipeline ([`pipeline`]) that authenticates, authorizes and executes.
+//! The service: listeners on one or more Unix sockets ([`sockets`]), a task per
+//! connection, and the request pipeline ([`pipeline`]) that authenticates,
+//! authorizes and executes.
 //!
 //! ```no_run
 //! # use regent::{Service, operation::*};
@@ -21,11 +22,13 @@ mod connection;
 pub mod listener;
 pub(crate) mod pending;
 pub mod pipeline;
+pub mod sockets;
 mod stream;
 
 pub use listener::SocketOptions;
 use regent_auth::RateLimiter;
 pub use regent_auth::SharedSecret;
+pub use sockets::{BoundSocket, Exposure, SocketEntry};
 
 use crate::error::Error;
 use crate::identity::{Caller, IdentityResolver};
@@ -95,6 +98,8 @@ impl Shared {
 /// Builds a [`Service`].
 pub struct ServiceBuilder {
     socket: SocketOptions,
+    /// Sockets after the first (see [`ServiceBuilder::socket`]).
+    more_sockets: Vec<SocketEntry>,
     registry: Registry,
     secret: Option<SharedSecret>,
     limits: Limits,
@@ -128,6 +133,13 @@ impl ServiceBuilder {
     pub fn owner(mut self, uid: Option<u32>, gid: Option<u32>) -> Self {
         self.socket.owner = uid;
         self.socket.group = gid;
+        self
+    }
+
+    /// Listen on one more socket, offering what `entry` says (the first socket,
+    /// given to [`Service::builder`], offers everything). See [`sockets`].
+    pub fn socket(mut self, entry: SocketEntry) -> Self {
+        self.more_sockets.push(entry);
         self
     }
 
@@ -266,8 +278,14 @@ impl ServiceBuilder {
                     .map_err(|e| Error::Config(format!("operation {name}: {e}")))?,
             }
         }
+        let sockets: Vec<Arc<SocketEntry>> =
+            std::iter::once(SocketEntry::new(self.socket, Exposure::everything()))
+                .chain(self.more_sockets)
+                .map(Arc::new)
+                .collect();
+        sockets::check_entries(&sockets, |op| self.registry.get(op).is_some())?;
         Ok(Service {
-            socket: self.socket,
+            sockets,
             identities: self.identities,
             shared: Arc::new(Shared {
                 registry: self.registry,
@@ -287,7 +305,8 @@ impl ServiceBuilder {
 
 /// A Regent service.
 pub struct Service {
-    socket: SocketOptions,
+    /// The first is the one given to [`Service::builder`].
+    sockets: Vec<Arc<SocketEntry>>,
     shared: Arc<Shared>,
     identities: IdentityResolver,
 }
@@ -308,6 +327,7 @@ impl Service {
     pub fn builder(socket: impl AsRef<Path>) -> ServiceBuilder {
         ServiceBuilder {
             socket: SocketOptions::new(socket.as_ref()),
+            more_sockets: Vec::new(),
             registry: Registry::new(),
             secret: None,
             limits: Limits::default(),
@@ -322,33 +342,62 @@ impl Service {
         }
     }
 
-    /// The socket path.
+    /// The first socket's path.
     pub fn socket_path(&self) -> &PathBuf {
-        &self.socket.path
+        &self.sockets[0].options.path
     }
 
-    /// Bind the socket (with its mode, owner and group).
+    /// Every socket, the first one first: what each offers, and the paths a
+    /// listener passed by a service manager is matched by.
+    pub fn sockets(&self) -> &[Arc<SocketEntry>] {
+        &self.sockets
+    }
+
+    /// Bind the first socket (with its mode, owner and group). A service with
+    /// several sockets binds them all with [`Service::bind_all`].
     pub fn bind(&self) -> Result<std::os::unix::net::UnixListener, Error> {
-        listener::bind(&self.socket)
+        self.sockets[0].bind()
     }
 
-    /// Bind, serve until SIGTERM or SIGINT, finish requests in flight, remove the socket.
-    /// SIGHUP is logged and ignored. To stop on something else, see [`Service::run_until`].
+    /// Bind every socket, each with its entry, ready for [`Service::run_on_sockets`].
+    pub fn bind_all(&self) -> Result<Vec<BoundSocket>, Error> {
+        self.sockets
+            .iter()
+            .map(|e| Ok(BoundSocket::new(e.clone(), e.bind()?)))
+            .collect()
+    }
+
+    /// The first socket's entry paired with `listener`.
+    fn first(&self, listener: std::os::unix::net::UnixListener) -> Vec<BoundSocket> {
+        vec![BoundSocket::new(self.sockets[0].clone(), listener)]
+    }
+
+    /// Bind every socket, serve until SIGTERM or SIGINT, finish requests in
+    /// flight, remove the sockets. SIGHUP is logged and ignored. To stop on
+    /// something else, see [`Service::run_until`].
     pub async fn run(self) -> Result<(), Error> {
-        let std_listener = self.bind()?;
-        self.run_on(std_listener).await
+        let bound = self.bind_all()?;
+        self.run_on_sockets(bound).await
     }
 
-    /// Serve on an already bound listener (see [`Service::bind`]) until SIGTERM or
-    /// SIGINT, finish requests in flight, remove the socket. The daemon binds, drops
-    /// privileges, and only then starts its runtime and calls this.
+    /// Serve on the first socket, already bound (see [`Service::bind`]), until
+    /// SIGTERM or SIGINT, finish requests in flight, remove the socket. A
+    /// service with several sockets uses [`Service::run_on_sockets`].
     pub async fn run_on(self, std_listener: std::os::unix::net::UnixListener) -> Result<(), Error> {
+        let bound = self.first(std_listener);
+        self.run_on_sockets(bound).await
+    }
+
+    /// Serve on sockets already bound (see [`Service::bind_all`]) until SIGTERM
+    /// or SIGINT, finish requests in flight, remove the sockets. The daemon
+    /// binds, drops privileges, and only then starts its runtime and calls this.
+    pub async fn run_on_sockets(self, bound: Vec<BoundSocket>) -> Result<(), Error> {
         let signals = Signals::install()?;
         let stop = async {
             signals.wait_for_stop().await;
             tracing::info!("signal received: finishing requests in flight");
         };
-        self.run_on_until(std_listener, stop).await
+        self.run_sockets_until(bound, stop).await
     }
 
     /// Bind, serve until `shutdown` completes, finish requests in flight (up to
@@ -356,19 +405,29 @@ impl Service {
     /// installed: the embedding program decides when to stop, e.g. with
     /// `tokio::signal::ctrl_c()` or a channel.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let std_listener = self.bind()?;
-        self.run_on_until(std_listener, shutdown).await
+        let bound = self.bind_all()?;
+        self.run_sockets_until(bound, shutdown).await
     }
 
-    /// [`Service::run_until`] on an already bound listener (see [`Service::bind`]).
+    /// [`Service::run_until`] on the first socket, already bound (see [`Service::bind`]).
     pub async fn run_on_until(
         self,
         std_listener: std::os::unix::net::UnixListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
+        let bound = self.first(std_listener);
+        self.run_sockets_until(bound, shutdown).await
+    }
+
+    /// [`Service::run_until`] on sockets already bound (see [`Service::bind_all`]).
+    pub async fn run_sockets_until(
+        self,
+        bound: Vec<BoundSocket>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
         let (tx, rx) = watch::channel(false);
-        let path = self.socket.path.clone();
-        let serve = self.serve(std_listener, rx);
+        let paths: Vec<PathBuf> = bound.iter().map(|b| b.entry.path().to_owned()).collect();
+        let serve = self.serve_sockets(bound, rx);
         tokio::pin!(serve, shutdown);
         let mut stopping = false;
         let result = loop {
@@ -380,19 +439,34 @@ impl Service {
                 }
             }
         };
-        let _ = std::fs::remove_file(&path);
+        for path in paths {
+            let _ = std::fs::remove_file(&path);
+        }
         result
     }
 
-    /// Serve on a bound listener until `shutdown` turns true.
+    /// Serve on the first socket's bound listener until `shutdown` turns true.
     pub async fn serve(
         self,
         listener: std::os::unix::net::UnixListener,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), Error> {
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("setting the listener non-blocking", e))?;
+        let bound = self.first(listener);
+        self.serve_sockets(bound, shutdown).await
+    }
+
+    /// Serve on bound sockets until `shutdown` turns true. Every socket shares
+    /// the service's connection limits (in all, per uid, and the reserve).
+    pub async fn serve_sockets(
+        self,
+        bound: Vec<BoundSocket>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        for b in &bound {
+            b.listener
+                .set_nonblocking(true)
+                .map_err(|e| Error::io("setting the listener non-blocking", e))?;
+        }
         let shared = self.shared;
         let acceptor = Arc::new(Acceptor {
             identities: self.identities,
@@ -419,19 +493,28 @@ impl Service {
                 }
             });
         }
-        tracing::info!(
-            socket = %self.socket.path.display(),
-            operations = shared.registry.len(),
-            acceptors = shared.limits.acceptors.max(1),
-            "listening"
-        );
+        for b in &bound {
+            let offered = b.entry.exposure.operations().map(Iterator::count);
+            tracing::info!(
+                socket = %b.entry.path().display(),
+                operations = offered.unwrap_or(shared.registry.len()),
+                admin = b.entry.exposure.admin(),
+                acceptors = shared.limits.acceptors.max(1),
+                "listening"
+            );
+        }
         // Thread-per-core: each extra acceptor is a thread with its own
         // single-threaded runtime accepting on the same listening socket, so a
         // connection is served start to finish on the thread that accepted it.
         let mut threads = Vec::new();
         for i in 1..shared.limits.acceptors.max(1) {
-            let l = listener
-                .try_clone()
+            let l = bound
+                .iter()
+                .map(|b| {
+                    let l = b.listener.try_clone()?;
+                    Ok(BoundSocket::new(b.entry.clone(), l))
+                })
+                .collect::<std::io::Result<Vec<_>>>()
                 .map_err(|e| Error::io("cloning the listener", e))?;
             let a = acceptor.clone();
             let rx = shutdown.clone();
@@ -441,11 +524,11 @@ impl Service {
                 .map_err(|e| Error::io("starting an acceptor runtime", e))?;
             let t = std::thread::Builder::new()
                 .name(format!("regent-acceptor-{i}"))
-                .spawn(move || runtime.block_on(a.accept_loop(l, rx)))
+                .spawn(move || runtime.block_on(a.accept_on_all(l, rx)))
                 .map_err(|e| Error::io("starting an acceptor thread", e))?;
             threads.push(t);
         }
-        let result = acceptor.accept_loop(listener, shutdown).await;
+        let result = acceptor.accept_on_all(bound, shutdown).await;
         for t in threads {
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || t.join())
                 .await
@@ -463,10 +546,10 @@ impl Service {
     pub fn spawn(
         self,
     ) -> Result<(ShutdownHandle, tokio::task::JoinHandle<Result<(), Error>>), Error> {
-        let listener = self.bind()?;
+        let bound = self.bind_all()?;
         let (tx, rx) = watch::channel(false);
         let handle = ShutdownHandle(Arc::new(tx));
-        let task = tokio::spawn(self.serve(listener, rx));
+        let task = tokio::spawn(self.serve_sockets(bound, rx));
         Ok((handle, task))
     }
 }
@@ -488,14 +571,38 @@ struct Admitted {
 }
 
 impl Acceptor {
-    /// Accept until `shutdown`, then wait (up to the grace) for this loop's
-    /// connections to finish their requests in flight.
+    /// Accept on every socket, on this runtime, until `shutdown`.
+    async fn accept_on_all(
+        self: Arc<Self>,
+        bound: Vec<BoundSocket>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let mut bound = bound.into_iter();
+        let Some(first) = bound.next() else {
+            return Ok(());
+        };
+        let others: Vec<_> = bound
+            .map(|b| tokio::spawn(self.clone().accept_loop(b, shutdown.clone())))
+            .collect();
+        let mut result = self.accept_loop(first, shutdown).await;
+        for task in others {
+            let r = task
+                .await
+                .unwrap_or_else(|e| Err(Error::io("accept loop", std::io::Error::other(e))));
+            result = result.and(r);
+        }
+        result
+    }
+
+    /// Accept on one socket until `shutdown`, then wait (up to the grace) for
+    /// this loop's connections to finish their requests in flight.
     async fn accept_loop(
         self: Arc<Self>,
-        listener: std::os::unix::net::UnixListener,
+        bound: BoundSocket,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), Error> {
-        let listener = UnixListener::from_std(listener)
+        let entry = bound.entry;
+        let listener = UnixListener::from_std(bound.listener)
             .map_err(|e| Error::io("registering the listener", e))?;
         let shared = &self.shared;
         let connections = TaskTracker::new();
@@ -558,16 +665,18 @@ impl Acceptor {
                 Some(caller) => {
                     let shared = shared.clone();
                     let rx = shutdown.clone();
+                    let entry = entry.clone();
                     connections.spawn(async move {
-                        connection::serve(shared, stream, Arc::new(caller), rx).await;
+                        connection::serve(shared, stream, Arc::new(caller), &entry, rx).await;
                         drop(held);
                     });
                 }
                 None => {
                     let this = self.clone();
                     let rx = shutdown.clone();
+                    let entry = entry.clone();
                     connections.spawn(Box::pin(async move {
-                        this.resolve_then_serve(stream, (pid, uid, gid), admin_only, rx)
+                        this.resolve_then_serve(stream, &entry, (pid, uid, gid), admin_only, rx)
                             .await;
                         drop(held);
                     }));
@@ -594,6 +703,7 @@ impl Acceptor {
     async fn resolve_then_serve(
         &self,
         stream: UnixStream,
+        entry: &SocketEntry,
         (pid, uid, gid): (Option<i32>, u32, u32),
         admin_only: bool,
         mut shutdown: watch::Receiver<bool>,
@@ -624,7 +734,7 @@ impl Acceptor {
         if admin_only && !shared.is_admin(&caller) {
             return refuse_busy(stream).await;
         }
-        connection::serve(shared.clone(), stream, Arc::new(caller), shutdown).await;
+        connection::serve(shared.clone(), stream, Arc::new(caller), entry, shutdown).await;
     }
 }
 

@@ -170,6 +170,7 @@ impl Shared {
     pub(crate) async fn continue_request(
         &self,
         caller: &Arc<Caller>,
+        exposure: &super::Exposure,
         uid: &str,
         data: Value,
         audit: &mut Audit,
@@ -210,6 +211,11 @@ impl Shared {
             } => {
                 audit.op(&op);
                 audit.note(&format!("request {request_id} authorized"));
+                // Continued on a socket that does not offer it: as if unknown.
+                if !exposure.offers(&op) {
+                    audit.note("not offered on this socket");
+                    return Response::error(ErrorCode::UnknownOperation);
+                }
                 let Some(entry) = self.registry.get(&op) else {
                     tracing::error!(op, request_id, "held operation no longer exists");
                     return Response::error(ErrorCode::OperationFailed);
