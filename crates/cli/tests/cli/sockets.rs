@@ -288,3 +288,49 @@ command = ["/bin/true"]
     assert_ne!(code(&o), 0, "{o:?}");
     assert!(stdout(&o).contains("writable by group or others"), "{o:?}");
 }
+
+/// Holds a connection on `argv[1]` (answered once), then asks `regent.ops` on
+/// `argv[2]` while holding it, and again after closing it; prints the codes.
+const HOLD_ONE: &str = r#"
+import json, os, socket, sys, time
+line = (json.dumps({"secret": os.environ["S"], "op": "regent.ops", "data": None}) + "\n").encode()
+def ask(s):
+    try:
+        s.sendall(line)
+    except BrokenPipeError:
+        pass  # refused at accept: its answer is already waiting
+    reply = s.makefile("rb").readline()
+    return json.loads(reply).get("code", "ok") if reply else "closed"
+held = socket.socket(socket.AF_UNIX)
+held.connect(sys.argv[1])
+first = ask(held)
+other = socket.socket(socket.AF_UNIX)
+other.connect(sys.argv[2])
+during = ask(other)
+held.close()
+other.close()
+# The slot is freed once the daemon has seen the close: ask until then.
+for _ in range(100):
+    again = socket.socket(socket.AF_UNIX)
+    again.connect(sys.argv[2])
+    after = ask(again)
+    again.close()
+    if after != "busy":
+        break
+    time.sleep(0.05)
+print(json.dumps([first, during, after]))
+"#;
+
+#[test]
+fn connection_limits_count_every_socket_together() {
+    let d = Daemon::start("max_connections_per_uid = 1", OPS);
+    let mut c = Command::new("python3");
+    c.arg("-c")
+        .arg(HOLD_ONE)
+        .arg(&d.socket)
+        .arg(web(&d))
+        .env("S", SECRET);
+    let codes = parse(&run(c));
+    // One connection of this uid on the first socket: none more on the second.
+    assert_eq!(codes, serde_json::json!(["ok", "busy", "ok"]));
+}

@@ -547,4 +547,41 @@ mod tests {
         assert!(refused(&r, ErrorCode::NotFound), "{r:?}");
         assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
+
+    /// A held request continued on a socket that does not offer its operation
+    /// answers as an unknown operation, and does not run.
+    #[tokio::test]
+    async fn a_held_request_continued_on_a_socket_without_its_operation_is_unknown_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = Service::builder(dir.path().join("s.sock"))
+            .register_with("say", Say, OpOptions::new().auth([Stage::Approval]))
+            .unwrap()
+            .pending_store(dir.path().join("pending.db"))
+            .build()
+            .unwrap();
+        let shared = &service.shared;
+        let alice = caller(1000);
+        let held = ask(
+            shared,
+            &alice,
+            serde_json::json!({"op": "say", "data": null}),
+        )
+        .await;
+        approve(shared, &request_id(&held)).await;
+        let other = super::super::Exposure::only(["something-else"], false);
+        let poll = serde_json::json!({"uid": pending_uid(&held), "data": null});
+        let r = shared
+            .handle_on(&alice, &other, poll.to_string().as_bytes())
+            .await;
+        assert!(
+            matches!(
+                r,
+                Response::Error {
+                    code: Some(ErrorCode::UnknownOperation),
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    }
 }
