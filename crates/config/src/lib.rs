@@ -52,6 +52,7 @@ pub use data::{check_paths, validate_data, FieldError};
 pub use diag::{Diagnostic, Diagnostics};
 pub use error::Error;
 pub use examples::{demo_config, demo_config_text, example_config};
+pub use model::SocketDecl;
 pub use model::{
     AllowDecl, Config, LogFormat, OperationDecl, OutputMode, ServiceConfig, SmtpDecl, TcpDecl,
     AUTH_METHODS, DEFAULT_COMMAND_PATH, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_OUTPUT,

@@ -120,6 +120,10 @@ pub struct ServiceConfig {
     pub smtp: Option<SmtpDecl>,
     /// TLS over TCP listener (`[service.tcp]`); not served yet: reserved for a later issue.
     pub tcp: Option<TcpDecl>,
+    /// Further Unix sockets (`[[service.sockets]]`), each offering only the
+    /// operations it names; the `socket*` keys are the implicit first entry,
+    /// see [`ServiceConfig::all_sockets`].
+    pub sockets: Vec<SocketDecl>,
 }
 
 impl Default for ServiceConfig {
@@ -152,11 +156,30 @@ impl Default for ServiceConfig {
             command_path: DEFAULT_COMMAND_PATH.to_string(),
             smtp: None,
             tcp: None,
+            sockets: Vec::new(),
         }
     }
 }
 
 impl ServiceConfig {
+    /// Every Unix socket the service listens on: first the one of the `socket`,
+    /// `socket_mode`, `socket_owner` and `socket_group` keys (every operation, and
+    /// the administrator operations), then the `[[service.sockets]]` entries.
+    #[must_use]
+    pub fn all_sockets(&self) -> Vec<SocketDecl> {
+        let first = SocketDecl {
+            path: self.socket.clone(),
+            mode: self.socket_mode,
+            owner: self.socket_owner.clone(),
+            group: self.socket_group.clone(),
+            operations: None,
+            admin: true,
+        };
+        std::iter::once(first)
+            .chain(self.sockets.iter().cloned())
+            .collect()
+    }
+
     /// The connection limits this table declares (the rest at their defaults).
     #[must_use]
     pub fn limits(&self) -> Limits {
@@ -204,6 +227,29 @@ pub struct TcpDecl {
     pub key: PathBuf,
     /// CA for client certificates; none: clients are not identified by certificate.
     pub client_ca: Option<PathBuf>,
+}
+
+/// One Unix socket and what it offers (`[[service.sockets]]`, or the implicit
+/// first entry of the `socket*` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketDecl {
+    /// Where (`path`); no two entries share one.
+    pub path: PathBuf,
+    /// File mode (`mode`, default `"0660"`).
+    pub mode: u32,
+    /// Owner (`owner`), default: the service's user.
+    pub owner: Option<Account>,
+    /// Group (`group`), default: the service's group.
+    pub group: Option<Account>,
+    /// The declared operations callers of this socket may ask for
+    /// (`operations = [...]`, each declared); `None`: every one (the implicit
+    /// first entry). Any other name is answered as an unknown operation.
+    pub operations: Option<Vec<String>>,
+    /// Whether the administrator operations (`regent.pending`, `regent.approve`,
+    /// `regent.deny`, and every other reserved one but `regent.ops`) are offered
+    /// here (`admin`): default true for the implicit first entry, false for the
+    /// `[[service.sockets]]` entries.
+    pub admin: bool,
 }
 
 /// What to return on success.

@@ -693,3 +693,126 @@ fn pending_caps_parse_default_and_are_bounded() {
     );
     assert!(e.contains("operations.x.max_pending_per_uid"), "{e}");
 }
+
+const TWO_OPS: &str = r#"
+[operations.host-reboot]
+command = ["/bin/true"]
+[operations.web-restart]
+command = ["/bin/true"]
+"#;
+
+#[test]
+fn sockets_each_offer_their_own_operations() {
+    let text = format!(
+        r#"[service]
+socket = "/run/regent/regent.sock"
+[[service.sockets]]
+path = "/run/regent/web/regent.sock"
+mode = "0666"
+group = "www-data"
+operations = ["web-restart"]
+[[service.sockets]]
+path = "/run/regent/admin.sock"
+operations = []
+admin = true
+{TWO_OPS}"#
+    );
+    let c = parse(&text, "t.toml").unwrap();
+    let all = c.service.all_sockets();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].path, Path::new("/run/regent/regent.sock"));
+    assert_eq!((all[0].operations.clone(), all[0].admin), (None, true));
+    let web = &all[1];
+    assert_eq!(web.path, Path::new("/run/regent/web/regent.sock"));
+    assert_eq!(web.mode, 0o666);
+    assert_eq!(web.group, Some(Account::parse("www-data").unwrap()));
+    assert_eq!(web.owner, None);
+    assert_eq!(web.operations, Some(vec!["web-restart".to_string()]));
+    assert!(!web.admin, "admin is off unless the entry says so");
+    assert_eq!(all[2].mode, 0o660);
+    assert_eq!(
+        (all[2].operations.clone(), all[2].admin),
+        (Some(vec![]), true)
+    );
+    // Without entries: the implicit first one only.
+    let c = parse(TWO_OPS, "t.toml").unwrap();
+    assert_eq!(c.service.all_sockets().len(), 1);
+}
+
+#[test]
+fn socket_entry_errors_have_locations() {
+    let e = errors(&format!(
+        r#"[service]
+socket = "/run/regent/regent.sock"
+[[service.sockets]]
+path = "/run/regent/c.sock"
+operations = ["web-restrat", "nothing-like-it"]
+[[service.sockets]]
+path = "/run/regent/regent.sock"
+operations = ["host-reboot"]
+[[service.sockets]]
+path = "/run/regent/d.sock"
+operations = ["web-restart"]
+[[service.sockets]]
+path = "/run/regent/c.sock"
+operations = ["web-restart"]
+[[service.sockets]]
+mode = "0600"
+{TWO_OPS}"#
+    ));
+    let want = [
+        "t.toml:5:15: service.sockets[0].operations[0]: no operation \"web-restrat\" is declared (did you mean 'web-restart'?)",
+        "t.toml:5:30: service.sockets[0].operations[1]: no operation \"nothing-like-it\" is declared",
+        "t.toml:7:8: service.sockets[1].path: /run/regent/regent.sock is already the path of another socket",
+        "t.toml:13:8: service.sockets[3].path: /run/regent/c.sock is already the path of another socket",
+        "t.toml:15:1: service.sockets[4]: missing required key 'path'",
+        "t.toml:15:1: service.sockets[4]: missing required key 'operations'",
+    ];
+    for w in want {
+        assert!(
+            e.iter().any(|l| l.starts_with(w)),
+            "missing {w:?} in {e:#?}"
+        );
+    }
+    assert!(
+        !e.iter()
+            .any(|l| l.contains("nothing-like-it\" is declared (")),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn a_socket_entry_with_bad_values_reports_each_at_its_place() {
+    let e = errors(&format!(
+        r#"[[service.sockets]]
+path = "relative.sock"
+mode = 666
+owner = 1.5
+operations = ["web-restart"]
+{TWO_OPS}"#
+    ));
+    let want = [
+        "t.toml:2:8: service.sockets[0].path: path must be an absolute path",
+        "t.toml:3:8: service.sockets[0].mode: write the mode as an octal string",
+        "t.toml:4:9: service.sockets[0].owner:",
+    ];
+    for w in want {
+        assert!(
+            e.iter().any(|l| l.starts_with(w)),
+            "missing {w:?} in {e:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_misspelt_socket_key_gets_a_suggestion() {
+    let e = one_error(&format!(
+        "[[service.sockets]]\npath = \"/run/r/a.sock\"\noperations = []\nadmn = true\n{TWO_OPS}"
+    ));
+    assert!(
+        e.starts_with(
+            "t.toml:4:1: service.sockets[0].admn: unknown key 'admn' (did you mean 'admin'?)"
+        ),
+        "{e}"
+    );
+}

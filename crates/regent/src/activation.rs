@@ -314,24 +314,30 @@ fn address_of(fd: &OwnedFd, addr: &SockaddrStorage) -> PassedAddress {
     }
 }
 
-/// The daemon's use of [`plan`]: the listener for its one configured Unix socket
-/// (`None`: it was not passed, bind it), refusing passed TCP sockets until the
-/// daemon has a TCP listener.
-pub fn unix_listener_for(
+/// The passed Unix listeners for the configured sockets, in their order (`None`
+/// for a socket that was not passed: it is bound as usual). A passed TCP socket
+/// is refused while no TCP listener is configured.
+pub fn unix_listeners_for(
     passed: Vec<Passed>,
-    socket: &Path,
-) -> Result<Option<std::os::unix::net::UnixListener>, Error> {
+    sockets: &[std::path::PathBuf],
+) -> Result<Vec<Option<std::os::unix::net::UnixListener>>, Error> {
     let facts: Vec<SocketFacts> = passed.iter().map(|p| p.facts.clone()).collect();
-    let plan = plan(&facts, &[socket]).map_err(|e| Error::Config(e.to_string()))?;
+    let configured: Vec<&Path> = sockets.iter().map(|p| p.as_path()).collect();
+    let plan = plan(&facts, &configured).map_err(|e| Error::Config(e.to_string()))?;
     if let Some((index, addr)) = plan.tcp.first() {
         return Err(Error::Config(format!(
             "socket activation: passed descriptor {index} (TCP socket {addr}) is for a TCP listener, and this daemon has none configured ([service.tcp]): remove it from the socket unit"
         )));
     }
     let mut passed: Vec<Option<Passed>> = passed.into_iter().map(Some).collect();
-    Ok(plan.unix[0]
-        .and_then(|i| passed[i].take())
-        .map(Passed::into_unix_listener))
+    Ok(plan
+        .unix
+        .iter()
+        .map(|i| {
+            i.and_then(|i| passed[i].take())
+                .map(Passed::into_unix_listener)
+        })
+        .collect())
 }
 
 #[cfg(test)]

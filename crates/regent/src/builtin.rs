@@ -1,7 +1,8 @@
 //! The service's own operations, under the reserved `regent.` prefix.
 //!
-//! - `regent.ops`: the operations this caller may call, with descriptions and
-//!   parameters. Operations the caller may not call are not listed.
+//! - `regent.ops`: the operations this caller may call on this socket, with
+//!   descriptions and parameters. Operations the caller may not call, or that
+//!   the socket does not offer ([`crate::server::sockets`]), are not listed.
 //! - `regent.pending` (`{"limit"?}`), `regent.approve` (`{"id"}`), `regent.deny`
 //!   (`{"id", "reason"?}`): the administrator channel. Open only to root and to
 //!   members of the configured admin group (or an operation's `approve` rule), by
@@ -29,7 +30,7 @@ use crate::policy::{
 };
 use crate::registry::Entry;
 use crate::server::audit::Audit;
-use crate::server::Shared;
+use crate::server::{Exposure, Shared};
 use regent_proto::{ErrorCode, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -162,6 +163,7 @@ fn admin_error(e: regent_auth::AuthError) -> Response {
 pub(crate) async fn handle(
     shared: &Shared,
     caller: &Arc<Caller>,
+    exposure: &Exposure,
     op: &str,
     data: Value,
     audit: &mut Audit,
@@ -171,7 +173,9 @@ pub(crate) async fn handle(
             let ops: Vec<Value> = shared
                 .registry
                 .iter()
-                .filter(|(_, e)| may_call(caller, e.options.allow.as_ref()).is_allowed())
+                .filter(|(name, e)| {
+                    exposure.offers(name) && may_call(caller, e.options.allow.as_ref()).is_allowed()
+                })
                 .map(|(name, e)| {
                     let info = e.op.info();
                     json!({

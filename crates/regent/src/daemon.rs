@@ -8,8 +8,7 @@ use crate::command::CommandOperation;
 use crate::error::Error;
 use crate::policy::AllowRule;
 use crate::registry::{OpOptions, Registry};
-use crate::server::ServiceBuilder;
-use crate::server::{Limits, SharedSecret};
+use crate::server::{Exposure, Limits, ServiceBuilder, SharedSecret, SocketEntry, SocketOptions};
 use crate::Service;
 use nix::unistd::{Group, Uid, User};
 use regent_config::{Config, OperationDecl};
@@ -161,6 +160,9 @@ pub fn builder(config: &Config, secret: Option<SharedSecret>) -> Result<ServiceB
         .registry(registry(config)?)
         .allow_self_approval(s.allow_self_approval)
         .pending_caps(s.max_pending, s.max_pending_per_uid);
+    for d in &s.sockets {
+        b = b.socket(socket_entry(d)?);
+    }
     if let Some(secret) = secret {
         b = b.secret(secret);
     }
@@ -174,6 +176,24 @@ pub fn builder(config: &Config, secret: Option<SharedSecret>) -> Result<ServiceB
         b = b.pending_store(&s.store);
     }
     Ok(b)
+}
+
+/// A `[[service.sockets]]` entry as the service serves it.
+pub fn socket_entry(d: &regent_config::SocketDecl) -> Result<SocketEntry, Error> {
+    let mut options = SocketOptions::new(&d.path);
+    options.mode = d.mode;
+    options.owner = d
+        .owner
+        .as_ref()
+        .map(resolve_user)
+        .transpose()?
+        .map(|(uid, _)| uid);
+    options.group = d.group.as_ref().map(resolve_group).transpose()?;
+    let exposure = match &d.operations {
+        Some(ops) => Exposure::only(ops.iter().cloned(), d.admin),
+        None => Exposure::everything(),
+    };
+    Ok(SocketEntry::new(options, exposure))
 }
 
 /// The mailer's settings from the config's `[service.smtp]`.

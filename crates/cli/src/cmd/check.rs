@@ -33,9 +33,11 @@ pub fn run(args: Args) -> ExitCode {
     // The same checks `serve` makes before it binds: the socket's directory and
     // the secret file (read and dropped; its mode must grant nothing to others).
     let s = &config.service;
-    if let Err(e) = regent::server::listener::check_socket_dir(&s.socket) {
-        println!("{}: {e}", args.config.display());
-        return ExitCode::from(crate::exit::INVALID);
+    for socket in s.all_sockets() {
+        if let Err(e) = regent::server::listener::check_socket_dir(&socket.path) {
+            println!("{}: {e}", args.config.display());
+            return ExitCode::from(crate::exit::INVALID);
+        }
     }
     if let Err(e) = super::serve::load_secret(&config, false) {
         println!("{}: {e}", args.config.display());
@@ -43,6 +45,15 @@ pub fn run(args: Args) -> ExitCode {
     }
     println!("{}: OK", args.config.display());
     println!("socket {} (mode {:04o})", s.socket.display(), s.socket_mode);
+    for socket in &s.sockets {
+        let ops = socket.operations.as_deref().unwrap_or_default().join(", ");
+        let admin = if socket.admin { "; admin" } else { "" };
+        println!(
+            "socket {} (mode {:04o}): {ops}{admin}",
+            socket.path.display(),
+            socket.mode
+        );
+    }
     match &s.secret_file {
         Some(p) => println!("secret from {}", p.display()),
         None => println!("no secret file (use --secret-stdin, or run without a secret)"),

@@ -69,7 +69,7 @@ pub fn run(args: Args) -> ExitCode {
     // the runtime's threads (capabilities belong to threads).
     let prepared =
         regent::daemon::service_with(&config, secret, Some(status_extra())).and_then(|service| {
-            let (service, listener) = listen(service, passed, &config.service.socket)?;
+            let (service, listener) = listen(service, passed)?;
             let kept = regent::daemon::drop_service_privileges(&config)?;
             Ok((service, listener, kept))
         });
@@ -140,30 +140,41 @@ fn status_extra() -> regent::server::StatusExtra {
 fn listen(
     service: regent::Service,
     passed: Result<Option<Vec<regent::activation::Passed>>, regent::activation::ActivationError>,
-    socket: &std::path::Path,
-) -> Result<(regent::Service, std::os::unix::net::UnixListener), regent::Error> {
+) -> Result<(regent::Service, Vec<regent::server::BoundSocket>), regent::Error> {
     let passed = passed.map_err(|e| regent::Error::Config(e.to_string()))?;
     let Some(passed) = passed else {
-        let listener = service.bind()?;
-        return Ok((service, listener));
+        let bound = service.bind_all()?;
+        return Ok((service, bound));
     };
-    let socket = std::path::absolute(socket)
-        .map_err(|e| regent::Error::io(format!("socket path {}", socket.display()), e))?;
     let count = passed.len();
-    match regent::activation::unix_listener_for(passed, &socket)? {
-        Some(listener) => {
-            tracing::info!(
-                socket = %socket.display(),
-                passed = count,
-                "serving the socket passed by the service manager (its mode, owner and group are the socket unit's)"
-            );
-            Ok((service.socket_passed(), listener))
-        }
-        None => {
-            let listener = service.bind()?;
-            Ok((service, listener))
+    let paths = service
+        .sockets()
+        .iter()
+        .map(|e| {
+            std::path::absolute(e.path()).map_err(|err| {
+                regent::Error::io(format!("socket path {}", e.path().display()), err)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut listeners = regent::activation::unix_listeners_for(passed, &paths)?;
+    let mut bound = Vec::new();
+    for (entry, listener) in service.sockets().iter().zip(listeners.iter_mut()) {
+        match listener.take() {
+            Some(l) => {
+                tracing::info!(
+                    socket = %entry.path().display(),
+                    passed = count,
+                    "serving the socket passed by the service manager (its mode, owner and group are the socket unit's)"
+                );
+                bound.push(regent::server::BoundSocket::passed(entry.clone(), l));
+            }
+            None => bound.push(regent::server::BoundSocket::new(
+                entry.clone(),
+                entry.bind()?,
+            )),
         }
     }
+    Ok((service.socket_passed(), bound))
 }
 
 /// The secret from stdin or the config's `secret_file`.

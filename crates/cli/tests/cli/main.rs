@@ -14,6 +14,7 @@ mod review;
 mod sandbox;
 mod security;
 mod server;
+mod sockets;
 mod status;
 mod store;
 mod systemd;

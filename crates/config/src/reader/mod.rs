@@ -86,6 +86,15 @@ pub(crate) fn parse_config(text: &str, origin: &str) -> Result<Config, Diagnosti
             operations.insert(name.get_ref().clone(), op);
         }
     }
+    if let Some(s) = &raw.service {
+        let declared: Vec<&str> = raw
+            .operations
+            .iter()
+            .flat_map(|o| o.get_ref().keys())
+            .map(|k| k.get_ref().as_str())
+            .collect();
+        service::check_socket_operations(&mut r, s, &declared);
+    }
     r.sink.finish()?;
     Ok(Config {
         service,

@@ -130,6 +130,19 @@ pub(super) struct RawService {
     pub command_path: Opt<String>,
     pub smtp: Opt<Table<RawSmtp>>,
     pub tcp: Opt<Table<RawTcp>>,
+    pub sockets: Opt<List<Table<RawSocket>>>,
+}
+
+/// One `[[service.sockets]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSocket {
+    pub path: Opt<String>,
+    pub mode: Opt<Mode>,
+    pub owner: Opt<Who>,
+    pub group: Opt<Who>,
+    pub operations: Opt<List<String>>,
+    pub admin: Opt<bool>,
 }
 
 /// `[service.smtp]`.

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::context::{join, Reader};
-use super::raw::{Mode, RawService, RawSmtp, RawTcp, Scalar, Table};
-use crate::model::{LogFormat, ServiceConfig, SmtpDecl, TcpDecl};
+use super::context::{closest, item, join, Reader};
+use super::raw::{List, Mode, RawService, RawSmtp, RawSocket, RawTcp, Scalar, Table};
+use crate::model::{LogFormat, ServiceConfig, SmtpDecl, SocketDecl, TcpDecl};
 use crate::net::{check_email, check_hostname};
 use crate::units::{check_mode, parse_mode};
 use regent_model::SmtpSecurity;
@@ -146,7 +146,111 @@ pub(super) fn read_service(r: &mut Reader<'_>, raw: &Spanned<Table<RawService>>)
     if let Some(v) = &t.tcp {
         s.tcp = read_tcp(r, v, &at("tcp"));
     }
+    if let Some(v) = &t.sockets {
+        s.sockets = read_sockets(r, v.get_ref(), &s, &at("sockets"));
+    }
     s
+}
+
+/// The `[[service.sockets]]` entries. Their operation names are checked once
+/// the operations are read ([`check_socket_operations`]).
+fn read_sockets(
+    r: &mut Reader<'_>,
+    raw: &List<Table<RawSocket>>,
+    s: &ServiceConfig,
+    p: &str,
+) -> Vec<SocketDecl> {
+    let mut seen = vec![s.socket.clone()];
+    let mut out = Vec::new();
+    for (i, entry) in raw.iter().enumerate() {
+        let p = item(p, i);
+        let at = |key: &str| join(&p, key);
+        let t = entry.get_ref();
+        let before = r.errors();
+        let path = match &t.path {
+            Some(v) => r.abs_path(v, &at("path")).and_then(|path| {
+                if seen.contains(&path) {
+                    r.err(
+                        v.span(),
+                        &at("path"),
+                        format!(
+                            "{} is already the path of another socket: each socket needs its own",
+                            path.display()
+                        ),
+                    );
+                    return None;
+                }
+                seen.push(path.clone());
+                Some(path)
+            }),
+            None => {
+                r.missing(r.key_span(entry), &p, "path");
+                None
+            }
+        };
+        let mode = match &t.mode {
+            Some(v) => mode(r, v).map_err(|e| r.err(v.span(), &at("mode"), e)).ok(),
+            None => Some(0o660),
+        };
+        let owner = t.owner.as_ref().map(|v| r.principal(v, &at("owner")));
+        let group = t.group.as_ref().map(|v| r.principal(v, &at("group")));
+        let operations = match &t.operations {
+            Some(v) => v.get_ref().iter().map(|n| n.get_ref().clone()).collect(),
+            None => {
+                r.missing(r.key_span(entry), &p, "operations");
+                Vec::new()
+            }
+        };
+        if r.errors_since(before, &p) {
+            continue;
+        }
+        let (Some(path), Some(mode)) = (path, mode) else {
+            continue;
+        };
+        out.push(SocketDecl {
+            path,
+            mode,
+            owner: owner.flatten(),
+            group: group.flatten(),
+            operations: Some(operations),
+            admin: t.admin.as_ref().is_some_and(|a| *a.get_ref()),
+        });
+    }
+    out
+}
+
+/// Every operation a `[[service.sockets]]` entry names must be declared (a
+/// misspelt one gets a suggestion).
+pub(super) fn check_socket_operations(
+    r: &mut Reader<'_>,
+    raw: &Spanned<Table<RawService>>,
+    declared: &[&str],
+) {
+    let Some(sockets) = &raw.get_ref().sockets else {
+        return;
+    };
+    for (i, entry) in sockets.get_ref().iter().enumerate() {
+        let Some(ops) = &entry.get_ref().operations else {
+            continue;
+        };
+        for (j, name) in ops.get_ref().iter().enumerate() {
+            let n = name.get_ref();
+            if declared.contains(&n.as_str()) {
+                continue;
+            }
+            let hint = match closest(n, declared) {
+                Some(k) => format!(" (did you mean '{k}'?)"),
+                None => String::new(),
+            };
+            let path = item(&join(&item("service.sockets", i), "operations"), j);
+            let shown = serde_json::Value::String(n.clone());
+            r.err(
+                name.span(),
+                &path,
+                format!("no operation {shown} is declared{hint}"),
+            );
+        }
+    }
 }
 
 /// `socket_mode`: `"0660"`, or an integer written in octal (`0o660`).

@@ -12,7 +12,7 @@
 //! nobody else.
 
 use super::reload::Current;
-use super::Limits;
+use super::{Limits, SocketEntry};
 use crate::identity::Caller;
 use regent_proto::{ErrorCode, FrameError, LineBuffer, Response};
 use std::future::Future;
@@ -158,6 +158,7 @@ pub(crate) async fn serve<S>(
     current: Arc<Current>,
     stream: S,
     caller: Arc<Caller>,
+    socket: &SocketEntry,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -195,7 +196,7 @@ pub(crate) async fn serve<S>(
         // inline it would make every connection's task (allocated per connection)
         // too big for the allocator's fast path.
         let shared = current.load();
-        let response = Box::pin(shared.handle(&caller, &line)).await;
+        let response = Box::pin(shared.handle_on(&caller, &socket.exposure, &line)).await;
         drop(shared);
         let line = response.to_line();
         if !write_answer(&mut stream, &line, &limits, &caller, &mut shutdown).await {

@@ -1,5 +1,6 @@
-//! The service: a listener on a Unix socket, a task per connection, and the
-//! request pipeline ([`pipeline`]) that authenticates, authorizes and executes.
+//! The service: listeners on one or more Unix sockets ([`sockets`]), a task per
+//! connection, and the request pipeline ([`pipeline`]) that authenticates,
+//! authorizes and executes.
 //!
 //! ```no_run
 //! # use regent::{Service, operation::*};
@@ -22,6 +23,7 @@ pub mod listener;
 pub(crate) mod pending;
 pub mod pipeline;
 pub mod reload;
+pub mod sockets;
 mod stream;
 
 pub use listener::SocketOptions;
@@ -29,6 +31,7 @@ use regent_auth::RateLimiter;
 pub use regent_auth::SharedSecret;
 use reload::Current;
 pub use reload::Reloader;
+pub use sockets::{BoundSocket, Exposure, SocketEntry};
 
 use crate::error::Error;
 use crate::identity::{Caller, IdentityResolver};
@@ -120,6 +123,8 @@ impl Shared {
 /// Builds a [`Service`].
 pub struct ServiceBuilder {
     socket: SocketOptions,
+    /// Sockets after the first (see [`ServiceBuilder::socket`]).
+    more_sockets: Vec<SocketEntry>,
     registry: Registry,
     secret: Option<SharedSecret>,
     limits: Limits,
@@ -162,6 +167,13 @@ impl ServiceBuilder {
     pub fn owner(mut self, uid: Option<u32>, gid: Option<u32>) -> Self {
         self.socket.owner = uid;
         self.socket.group = gid;
+        self
+    }
+
+    /// Listen on one more socket, offering what `entry` says (the first socket,
+    /// given to [`Service::builder`], offers everything). See [`sockets`].
+    pub fn socket(mut self, entry: SocketEntry) -> Self {
+        self.more_sockets.push(entry);
         self
     }
 
@@ -287,11 +299,10 @@ impl ServiceBuilder {
     /// Finish: open the pending store if one was given, and check that every
     /// stage an operation declares has a method.
     pub fn build(self) -> Result<Service, Error> {
-        let (socket, identities, shared) = self.snapshot(None)?;
+        let (sockets, identities, shared) = self.snapshot(None)?;
         let shared = Arc::new(shared);
         Ok(Service {
-            socket,
-            socket_passed: false,
+            sockets,
             identities,
             current: Arc::new(Current::new(shared.clone())),
             shared,
@@ -304,7 +315,7 @@ impl ServiceBuilder {
     fn snapshot(
         mut self,
         running: Option<&Shared>,
-    ) -> Result<(SocketOptions, IdentityResolver, Shared), Error> {
+    ) -> Result<(Vec<Arc<SocketEntry>>, IdentityResolver, Shared), Error> {
         let mut flow = self.flow.take();
         if flow.is_none() {
             let open = running.and_then(|r| r.flow.as_ref());
@@ -338,6 +349,12 @@ impl ServiceBuilder {
                     .map_err(|e| Error::Config(format!("operation {name}: {e}")))?,
             }
         }
+        let sockets: Vec<Arc<SocketEntry>> =
+            std::iter::once(SocketEntry::new(self.socket, Exposure::everything()))
+                .chain(self.more_sockets)
+                .map(Arc::new)
+                .collect();
+        sockets::check_entries(&sockets, |op| self.registry.get(op).is_some())?;
         let secret = match running {
             Some(r) if self.keep_secret => r.secret.clone(),
             _ => self.secret.map(|s| Arc::new(s.into_digest())),
@@ -392,16 +409,14 @@ impl ServiceBuilder {
                 status_extra: self.status_extra.or_else(|| r.status_extra.clone()),
             },
         };
-        Ok((self.socket, self.identities, shared))
+        Ok((sockets, self.identities, shared))
     }
 }
 
 /// A Regent service.
 pub struct Service {
-    socket: SocketOptions,
-    /// The listener was passed by the service manager (socket activation): the
-    /// socket file is the manager's, and is left in place at exit.
-    socket_passed: bool,
+    /// The first is the one given to [`Service::builder`].
+    sockets: Vec<Arc<SocketEntry>>,
     /// The configuration it was built with.
     shared: Arc<Shared>,
     /// The configuration new requests are served under (see [`Reloader`]).
@@ -425,6 +440,7 @@ impl Service {
     pub fn builder(socket: impl AsRef<Path>) -> ServiceBuilder {
         ServiceBuilder {
             socket: SocketOptions::new(socket.as_ref()),
+            more_sockets: Vec::new(),
             registry: Registry::new(),
             secret: None,
             limits: Limits::default(),
@@ -446,57 +462,87 @@ impl Service {
         Reloader::new(self.current.clone())
     }
 
-    /// The socket path.
+    /// The first socket's path.
     pub fn socket_path(&self) -> &PathBuf {
-        &self.socket.path
+        &self.sockets[0].options.path
     }
 
-    /// Serve a listener the service manager passed (see [`crate::activation`])
-    /// instead of one this service bound: the socket file belongs to the manager,
-    /// so it is left in place when the service stops.
-    pub fn socket_passed(mut self) -> Self {
-        self.socket_passed = true;
+    /// Serve listeners the service manager passed (see [`crate::activation`]):
+    /// marks the service as activated (for `regent.status`). A passed socket's
+    /// file belongs to the manager: it is left in place when the service stops
+    /// (see [`BoundSocket::passed`]).
+    pub fn socket_passed(self) -> Self {
         self.shared
             .activated
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self
     }
 
-    /// Bind the socket (with its mode, owner and group).
-    pub fn bind(&self) -> Result<std::os::unix::net::UnixListener, Error> {
-        listener::bind(&self.socket)
+    /// Every socket, the first one first: what each offers, and the paths a
+    /// listener passed by a service manager is matched by.
+    pub fn sockets(&self) -> &[Arc<SocketEntry>] {
+        &self.sockets
     }
 
-    /// Bind, serve until SIGTERM or SIGINT, finish requests in flight, remove the socket.
-    /// SIGHUP is logged and ignored (see [`Service::run_on_reloading`]). To stop on
+    /// Bind the first socket (with its mode, owner and group). A service with
+    /// several sockets binds them all with [`Service::bind_all`].
+    pub fn bind(&self) -> Result<std::os::unix::net::UnixListener, Error> {
+        self.sockets[0].bind()
+    }
+
+    /// Bind every socket, each with its entry, ready for [`Service::run_on_sockets`].
+    pub fn bind_all(&self) -> Result<Vec<BoundSocket>, Error> {
+        self.sockets
+            .iter()
+            .map(|e| Ok(BoundSocket::new(e.clone(), e.bind()?)))
+            .collect()
+    }
+
+    /// The first socket's entry paired with `listener`.
+    fn first(&self, listener: std::os::unix::net::UnixListener) -> Vec<BoundSocket> {
+        vec![BoundSocket::new(self.sockets[0].clone(), listener)]
+    }
+
+    /// Bind every socket, serve until SIGTERM or SIGINT, finish requests in
+    /// flight, remove the sockets. SIGHUP is logged and ignored (see
+    /// [`Service::run_on_reloading`]). To stop on
     /// something else, see [`Service::run_until`].
     pub async fn run(self) -> Result<(), Error> {
-        let std_listener = self.bind()?;
-        self.run_on(std_listener).await
+        let bound = self.bind_all()?;
+        self.run_on_sockets(bound).await
     }
 
-    /// Serve on an already bound listener (see [`Service::bind`]) until SIGTERM or
-    /// SIGINT, finish requests in flight, remove the socket. The daemon binds, drops
-    /// privileges, and only then starts its runtime and calls this.
+    /// Serve on the first socket, already bound (see [`Service::bind`]), until
+    /// SIGTERM or SIGINT, finish requests in flight, remove the socket. A
+    /// service with several sockets uses [`Service::run_on_sockets`].
     pub async fn run_on(self, std_listener: std::os::unix::net::UnixListener) -> Result<(), Error> {
-        self.run_signalled(std_listener, None).await
+        let bound = self.first(std_listener);
+        self.run_on_sockets(bound).await
     }
 
-    /// [`Service::run_on`], calling `reload` on each SIGHUP (on the blocking pool,
-    /// one at a time; the daemon's is [`crate::reload::DaemonReload::run`], which
-    /// swaps the configuration through [`Service::reloader`]).
+    /// Serve on sockets already bound (see [`Service::bind_all`]) until SIGTERM
+    /// or SIGINT, finish requests in flight, remove the sockets this service
+    /// bound. The daemon binds, drops privileges, and only then starts its
+    /// runtime and calls this.
+    pub async fn run_on_sockets(self, bound: Vec<BoundSocket>) -> Result<(), Error> {
+        self.run_signalled(bound, None).await
+    }
+
+    /// [`Service::run_on_sockets`], calling `reload` on each SIGHUP (on the
+    /// blocking pool, one at a time; the daemon's is
+    /// [`crate::reload::DaemonReload::run`], which swaps the configuration
+    /// through [`Service::reloader`]).
     pub async fn run_on_reloading(
         self,
-        std_listener: std::os::unix::net::UnixListener,
+        bound: Vec<BoundSocket>,
         reload: impl Fn() + Send + Sync + 'static,
     ) -> Result<(), Error> {
-        self.run_signalled(std_listener, Some(Arc::new(reload)))
-            .await
+        self.run_signalled(bound, Some(Arc::new(reload))).await
     }
 
     async fn run_signalled(
         self,
-        std_listener: std::os::unix::net::UnixListener,
+        bound: Vec<BoundSocket>,
         reload: Option<OnHangup>,
     ) -> Result<(), Error> {
         let signals = Signals::install()?;
@@ -504,7 +550,7 @@ impl Service {
             signals.wait_for_stop(reload).await;
             tracing::info!("signal received: finishing requests in flight");
         };
-        self.run_on_until(std_listener, stop).await
+        self.run_sockets_until(bound, stop).await
     }
 
     /// Bind, serve until `shutdown` completes, finish requests in flight (up to
@@ -512,20 +558,34 @@ impl Service {
     /// installed: the embedding program decides when to stop, e.g. with
     /// `tokio::signal::ctrl_c()` or a channel.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let std_listener = self.bind()?;
-        self.run_on_until(std_listener, shutdown).await
+        let bound = self.bind_all()?;
+        self.run_sockets_until(bound, shutdown).await
     }
 
-    /// [`Service::run_until`] on an already bound listener (see [`Service::bind`]).
+    /// [`Service::run_until`] on the first socket, already bound (see [`Service::bind`]).
     pub async fn run_on_until(
         self,
         std_listener: std::os::unix::net::UnixListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), Error> {
+        let bound = self.first(std_listener);
+        self.run_sockets_until(bound, shutdown).await
+    }
+
+    /// [`Service::run_until`] on sockets already bound (see [`Service::bind_all`]).
+    pub async fn run_sockets_until(
+        self,
+        bound: Vec<BoundSocket>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
         let (tx, rx) = watch::channel(false);
-        let path = self.socket.path.clone();
-        let remove = !self.socket_passed;
-        let serve = self.serve(std_listener, rx);
+        // Only the sockets this service bound: a passed one is the manager's.
+        let paths: Vec<PathBuf> = bound
+            .iter()
+            .filter(|b| !b.passed)
+            .map(|b| b.entry.path().to_owned())
+            .collect();
+        let serve = self.serve_sockets(bound, rx);
         tokio::pin!(serve, shutdown);
         let mut stopping = false;
         // The watchdog is pinged from this event loop: a stuck loop stops pinging.
@@ -543,21 +603,34 @@ impl Service {
                 _ = ping.tick(), if watchdog.is_some() => crate::notify::watchdog(),
             }
         };
-        if remove {
+        for path in paths {
             let _ = std::fs::remove_file(&path);
         }
         result
     }
 
-    /// Serve on a bound listener until `shutdown` turns true.
+    /// Serve on the first socket's bound listener until `shutdown` turns true.
     pub async fn serve(
         self,
         listener: std::os::unix::net::UnixListener,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), Error> {
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("setting the listener non-blocking", e))?;
+        let bound = self.first(listener);
+        self.serve_sockets(bound, shutdown).await
+    }
+
+    /// Serve on bound sockets until `shutdown` turns true. Every socket shares
+    /// the service's connection limits (in all, per uid, and the reserve).
+    pub async fn serve_sockets(
+        self,
+        bound: Vec<BoundSocket>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        for b in &bound {
+            b.listener
+                .set_nonblocking(true)
+                .map_err(|e| Error::io("setting the listener non-blocking", e))?;
+        }
         let shared = self.current.load();
         let acceptor = Arc::new(Acceptor {
             identities: self.identities,
@@ -584,19 +657,28 @@ impl Service {
                 }
             });
         }
-        tracing::info!(
-            socket = %self.socket.path.display(),
-            operations = shared.registry.len(),
-            acceptors = shared.limits.acceptors.max(1),
-            "listening"
-        );
+        for b in &bound {
+            let offered = b.entry.exposure.operations().map(Iterator::count);
+            tracing::info!(
+                socket = %b.entry.path().display(),
+                operations = offered.unwrap_or(shared.registry.len()),
+                admin = b.entry.exposure.admin(),
+                acceptors = shared.limits.acceptors.max(1),
+                "listening"
+            );
+        }
         // Thread-per-core: each extra acceptor is a thread with its own
         // single-threaded runtime accepting on the same listening socket, so a
         // connection is served start to finish on the thread that accepted it.
         let mut threads = Vec::new();
         for i in 1..shared.limits.acceptors.max(1) {
-            let l = listener
-                .try_clone()
+            let l = bound
+                .iter()
+                .map(|b| {
+                    let l = b.listener.try_clone()?;
+                    Ok(BoundSocket::new(b.entry.clone(), l))
+                })
+                .collect::<std::io::Result<Vec<_>>>()
                 .map_err(|e| Error::io("cloning the listener", e))?;
             let a = acceptor.clone();
             let rx = shutdown.clone();
@@ -606,18 +688,22 @@ impl Service {
                 .map_err(|e| Error::io("starting an acceptor runtime", e))?;
             let t = std::thread::Builder::new()
                 .name(format!("regent-acceptor-{i}"))
-                .spawn(move || runtime.block_on(a.accept_loop(l, rx)))
+                .spawn(move || runtime.block_on(a.accept_on_all(l, rx)))
                 .map_err(|e| Error::io("starting an acceptor thread", e))?;
             threads.push(t);
         }
         // Listening already (connections wait in the backlog), and the daemon
         // dropped its privileges before starting this runtime.
+        let paths: Vec<String> = bound
+            .iter()
+            .map(|b| b.entry.path().display().to_string())
+            .collect();
         crate::notify::ready_with_status(&format!(
             "serving {} operation(s) on {}",
             shared.registry.len(),
-            self.socket.path.display()
+            paths.join(", ")
         ));
-        let result = acceptor.accept_loop(listener, shutdown).await;
+        let result = acceptor.accept_on_all(bound, shutdown).await;
         for t in threads {
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || t.join())
                 .await
@@ -635,10 +721,10 @@ impl Service {
     pub fn spawn(
         self,
     ) -> Result<(ShutdownHandle, tokio::task::JoinHandle<Result<(), Error>>), Error> {
-        let listener = self.bind()?;
+        let bound = self.bind_all()?;
         let (tx, rx) = watch::channel(false);
         let handle = ShutdownHandle(Arc::new(tx));
-        let task = tokio::spawn(self.serve(listener, rx));
+        let task = tokio::spawn(self.serve_sockets(bound, rx));
         Ok((handle, task))
     }
 }
@@ -662,14 +748,38 @@ struct Admitted {
 }
 
 impl Acceptor {
-    /// Accept until `shutdown`, then wait (up to the grace) for this loop's
-    /// connections to finish their requests in flight.
+    /// Accept on every socket, on this runtime, until `shutdown`.
+    async fn accept_on_all(
+        self: Arc<Self>,
+        bound: Vec<BoundSocket>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let mut bound = bound.into_iter();
+        let Some(first) = bound.next() else {
+            return Ok(());
+        };
+        let others: Vec<_> = bound
+            .map(|b| tokio::spawn(self.clone().accept_loop(b, shutdown.clone())))
+            .collect();
+        let mut result = self.accept_loop(first, shutdown).await;
+        for task in others {
+            let r = task
+                .await
+                .unwrap_or_else(|e| Err(Error::io("accept loop", std::io::Error::other(e))));
+            result = result.and(r);
+        }
+        result
+    }
+
+    /// Accept on one socket until `shutdown`, then wait (up to the grace) for
+    /// this loop's connections to finish their requests in flight.
     async fn accept_loop(
         self: Arc<Self>,
-        listener: std::os::unix::net::UnixListener,
+        bound: BoundSocket,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), Error> {
-        let listener = UnixListener::from_std(listener)
+        let entry = bound.entry;
+        let listener = UnixListener::from_std(bound.listener)
             .map_err(|e| Error::io("registering the listener", e))?;
         // For what no reload changes (the limits, the refusal counts).
         let lasting = self.current.load();
@@ -735,16 +845,18 @@ impl Acceptor {
                 Some(caller) => {
                     let current = self.current.clone();
                     let rx = shutdown.clone();
+                    let entry = entry.clone();
                     connections.spawn(async move {
-                        connection::serve(current, stream, Arc::new(caller), rx).await;
+                        connection::serve(current, stream, Arc::new(caller), &entry, rx).await;
                         drop(held);
                     });
                 }
                 None => {
                     let this = self.clone();
                     let rx = shutdown.clone();
+                    let entry = entry.clone();
                     connections.spawn(Box::pin(async move {
-                        this.resolve_then_serve(stream, (pid, uid, gid), admin_only, rx)
+                        this.resolve_then_serve(stream, &entry, (pid, uid, gid), admin_only, rx)
                             .await;
                         drop(held);
                     }));
@@ -772,6 +884,7 @@ impl Acceptor {
     async fn resolve_then_serve(
         &self,
         stream: UnixStream,
+        entry: &SocketEntry,
         (pid, uid, gid): (Option<i32>, u32, u32),
         admin_only: bool,
         mut shutdown: watch::Receiver<bool>,
@@ -802,7 +915,14 @@ impl Acceptor {
         if admin_only && !shared.is_admin(&caller) {
             return refuse_busy(stream).await;
         }
-        connection::serve(self.current.clone(), stream, Arc::new(caller), shutdown).await;
+        connection::serve(
+            self.current.clone(),
+            stream,
+            Arc::new(caller),
+            entry,
+            shutdown,
+        )
+        .await;
     }
 }
 

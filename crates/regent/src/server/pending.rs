@@ -188,6 +188,7 @@ impl Shared {
     pub(crate) async fn continue_request(
         &self,
         caller: &Arc<Caller>,
+        exposure: &super::Exposure,
         uid: &str,
         data: Value,
         audit: &mut Audit,
@@ -229,6 +230,11 @@ impl Shared {
             } => {
                 audit.op(&op);
                 audit.note(&format!("request {request_id} authorized"));
+                // Continued on a socket that does not offer it: as if unknown.
+                if !exposure.offers(&op) {
+                    audit.note("not offered on this socket");
+                    return Response::error(ErrorCode::UnknownOperation);
+                }
                 // Never run under another declaration than the one it was held
                 // under: an operation a reload changed or removed meanwhile
                 // answers `denied`.
@@ -573,5 +579,42 @@ mod tests {
         let r = ask(shared, &alice, poll(&pending_uid(&held))).await;
         assert!(refused(&r, ErrorCode::NotFound), "{r:?}");
         assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A held request continued on a socket that does not offer its operation
+    /// answers as an unknown operation, and does not run.
+    #[tokio::test]
+    async fn a_held_request_continued_on_a_socket_without_its_operation_is_unknown_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = Service::builder(dir.path().join("s.sock"))
+            .register_with("say", Say, OpOptions::new().auth([Stage::Approval]))
+            .unwrap()
+            .pending_store(dir.path().join("pending.db"))
+            .build()
+            .unwrap();
+        let shared = &service.shared;
+        let alice = caller(1000);
+        let held = ask(
+            shared,
+            &alice,
+            serde_json::json!({"op": "say", "data": null}),
+        )
+        .await;
+        approve(shared, &request_id(&held)).await;
+        let other = super::super::Exposure::only(["something-else"], false);
+        let poll = serde_json::json!({"uid": pending_uid(&held), "data": null});
+        let r = shared
+            .handle_on(&alice, &other, poll.to_string().as_bytes())
+            .await;
+        assert!(
+            matches!(
+                r,
+                Response::Error {
+                    code: Some(ErrorCode::UnknownOperation),
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
     }
 }

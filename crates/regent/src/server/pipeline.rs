@@ -8,7 +8,8 @@
 //!    nobody else ever waits;
 //! 3. **authenticate**: the socket secret, in constant time (`permission_denied`);
 //! 4. **resolve** the operation (`unknown_operation`) — reserved `regent.*` names
-//!    are the service's own ([`crate::builtin`]);
+//!    are the service's own ([`crate::builtin`]); one the socket does not offer
+//!    ([`super::sockets`]) is answered as one that does not exist;
 //! 5. **authorize** the caller by the operation's `allow` rule
 //!    ([`crate::policy::may_call`], `permission_denied`), before its
 //!    data is looked at;
@@ -21,7 +22,7 @@
 //! Every request leaves exactly one audit record.
 
 use super::audit::Audit;
-use super::Shared;
+use super::{Exposure, Shared};
 use crate::identity::Caller;
 use crate::operation::Context;
 use crate::policy::{evaluate, may_call, Decision, Standing};
@@ -35,15 +36,32 @@ use std::task::Poll;
 use std::time::Instant;
 
 impl Shared {
-    /// Answer one request line from `caller`.
+    /// Answer one request line from `caller` on a socket offering everything.
+    #[cfg(test)]
     pub(crate) async fn handle(&self, caller: &Arc<Caller>, line: &[u8]) -> Response {
+        self.handle_on(caller, &Exposure::everything(), line).await
+    }
+
+    /// Answer one request line from `caller` on a socket offering `exposure`.
+    pub(crate) async fn handle_on(
+        &self,
+        caller: &Arc<Caller>,
+        exposure: &Exposure,
+        line: &[u8],
+    ) -> Response {
         let mut audit = Audit::start(caller);
-        let response = self.process(caller, line, &mut audit).await;
+        let response = self.process(caller, exposure, line, &mut audit).await;
         audit.finish(&response, &self.refusals);
         response
     }
 
-    async fn process(&self, caller: &Arc<Caller>, line: &[u8], audit: &mut Audit) -> Response {
+    async fn process(
+        &self,
+        caller: &Arc<Caller>,
+        exposure: &Exposure,
+        line: &[u8],
+        audit: &mut Audit,
+    ) -> Response {
         let request = match Request::parse(line) {
             Ok(r) => r,
             Err(e) => {
@@ -81,8 +99,14 @@ impl Shared {
         match request {
             Request::New { op, data, .. } => {
                 audit.op(&op);
+                // Not offered on this socket: the same answer as no such
+                // operation, so that nothing tells it exists elsewhere.
+                if !exposure.offers(&op) {
+                    audit.refused();
+                    return Response::error(ErrorCode::UnknownOperation);
+                }
                 if op.starts_with(RESERVED_PREFIX) {
-                    return crate::builtin::handle(self, caller, &op, data, audit).await;
+                    return crate::builtin::handle(self, caller, exposure, &op, data, audit).await;
                 }
                 let Some(entry) = self.registry.get(&op) else {
                     audit.refused();
@@ -95,7 +119,7 @@ impl Shared {
                 // Boxed, as is `hold` below: the out-of-channel paths are large
                 // futures, and inline they would make every connection's task,
                 // moved on each spawn, that much bigger.
-                Box::pin(self.continue_request(caller, &uid, data, audit)).await
+                Box::pin(self.continue_request(caller, exposure, &uid, data, audit)).await
             }
         }
     }

@@ -30,7 +30,9 @@ impl Service {
         // Never sent: the stream is served until its peer closes it. Kept alive
         // to the end (a dropped sender would read as a shutdown).
         let (never, rx) = watch::channel(false);
-        connection::serve(self.current.clone(), stream, Arc::new(caller), rx).await;
+        // As on the first socket: everything the service offers.
+        let first = &self.sockets[0];
+        connection::serve(self.current.clone(), stream, Arc::new(caller), first, rx).await;
         drop(never);
         self.shared.refusals.flush(true);
         Ok(())
