@@ -59,7 +59,7 @@
 //! double-forks unless the service itself became a process-wide subreaper.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -69,51 +69,52 @@ use crate::sys::{self, ExecImage, SigSet};
 
 mod confine;
 mod paths;
+mod spawn;
 mod supervise;
 pub mod tree;
 
-use tree::ProcScratch;
+pub(crate) use spawn::{start, StartError, Stdio};
 
-/// Stack of the command's process between its start and its `exec` (it runs the
-/// confinement and the opening of path descriptors; generous for debug builds).
-const COMMAND_STACK: usize = 256 * 1024;
+/// The signals the supervisor waits for (through a signalfd; all are blocked).
+fn watched() -> SigSet {
+    SigSet::of(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+}
 
-/// The state moved into the pre-exec hook.
+/// A run's prepared command: what the supervisor and the command's process read
+/// (and, for `paths` and `failed`, write) between the supervisor's start and the
+/// command's `exec`. The service keeps it, untouched, until then (see `spawn`).
 pub(crate) struct Hook {
     confinement: Confinement,
-    scratch: ProcScratch,
     grace: Duration,
     service_pid: i32,
-    report: OwnedFd,
+    /// Number of the write end of the report pipe in the supervisor's descriptor
+    /// table (a copy of the service's, made when the supervisor starts).
+    report: RawFd,
     paths: PathFds,
     image: ExecImage,
-    /// Allocated (not initialised) before the fork; see `COMMAND_STACK`.
-    stack: Vec<u8>,
     /// Set by the command's process, which shares the supervisor's memory until it
     /// `exec`s: the errno of the step that failed instead (0: none).
     failed: AtomicI32,
 }
 
 impl Hook {
-    /// Prepare (before fork). `report` is the write end of a close-on-exec pipe on
-    /// which a failed set-up step is reported; the hook owns it, so dropping the
-    /// command (and its hook) after spawn closes the service's copy.
+    /// Prepare (before the supervisor starts). `report` is the number of the
+    /// write end of a close-on-exec pipe on which a failed step is reported; the
+    /// caller owns that descriptor (see `spawn::start`).
     pub(crate) fn new(
         confinement: Confinement,
         image: ExecImage,
         grace: Duration,
         service_pid: i32,
-        report: OwnedFd,
+        report: RawFd,
     ) -> Hook {
         Hook {
             confinement,
-            scratch: ProcScratch::default(),
             grace,
             service_pid,
             report,
             paths: PathFds::default(),
             image,
-            stack: Vec::with_capacity(COMMAND_STACK),
             failed: AtomicI32::new(0),
         }
     }
@@ -124,83 +125,46 @@ impl Hook {
         self
     }
 
-    /// Register the hook on `cmd`: it runs in the child std forks for it.
-    pub(crate) fn register(mut self, cmd: &mut tokio::process::Command) {
-        // SAFETY: `Hook::run` is async-signal-safe: it calls only the
-        // async-signal-safe wrappers of `sys` (raw system calls), writes only into
-        // memory prepared here before the fork (the scratch buffers, the command's
-        // stack, the prepared confinement and path records), allocates and frees
-        // nothing (taking the stack out of the hook leaves an empty `Vec`, no
-        // allocation), takes no lock, does not panic (no unwrap; its few indexing
-        // operations are into fixed-size buffers within bounds by construction),
-        // reports failure as an errno-built `io::Error`, and its supervisor side
-        // ends in `sys::exit_now`.
-        unsafe { sys::register_pre_exec(cmd, move || self.run()) }
+    fn report_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: only the supervisor and the command's process call this, before
+        // the supervisor closes its descriptors: `report` is open in both tables
+        // (copied from the service's, where the caller of `spawn::start` held it
+        // open until the supervisor started).
+        unsafe { sys::borrow_raw_fd(self.report) }
     }
 
     fn fail(&self, failure: SetupFailure) -> io::Error {
-        sys::write_all_raw(&self.report, &failure.encode());
+        sys::write_all_raw(self.report_fd(), &failure.encode());
         io::Error::from_raw_os_error(failure.errno)
     }
 
-    /// Runs in the forked child, which becomes the supervisor: it starts the
-    /// command and never returns, but for a failure before the command's `exec`
-    /// (returned to std, which reports it to `spawn`).
-    fn run(&mut self) -> io::Result<()> {
-        let watched = SigSet::of(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
-        // From here on no handler inherited from the service runs in this process.
-        sys::block_signals(&SigSet::full()).map_err(|e| self.fail(fail(Step::Fork, e)))?;
-        // Frozen since the fork: the dispositions the command must not inherit.
-        let non_default = sys::non_default_signals();
-        sys::set_child_subreaper().map_err(|e| self.fail(fail(Step::Fork, e)))?;
-        // Never dropped here: freeing memory is not async-signal-safe.
-        let mut stack = std::mem::ManuallyDrop::new(std::mem::take(&mut self.stack));
-        // SAFETY: this process is single-threaded (a fresh fork) and stays suspended
-        // until the command's process execs or exits; `command` is async-signal-safe
-        // like the rest of the hook (see `register`), runs well within
-        // `COMMAND_STACK`, and writes only the hook's own state (`paths`, `failed`),
-        // which this side reads afterwards.
-        let main = unsafe {
-            sys::vfork_on(stack.spare_capacity_mut(), &mut || {
-                self.command(non_default)
-            })
-        }
-        .map_err(|e| self.fail(fail(Step::Fork, e)))?;
-        let errno = self.failed.load(Ordering::SeqCst);
-        if errno != 0 {
-            let _ = sys::wait_blocking(main);
-            return Err(io::Error::from_raw_os_error(errno));
-        }
-        supervise::supervise(
-            main,
-            &watched,
-            self.grace,
-            self.service_pid,
-            &mut self.scratch,
-        )
-    }
-
     /// The command's process, sharing the supervisor's memory until `exec`:
-    /// take on the command's signals, confinement and path descriptors, and
+    /// take on the command's signal mask, confinement and path descriptors, and
     /// `exec` it. Returns (its exit status) only on failure, recorded in `failed`
-    /// (set-up steps also write their record to the report pipe).
-    fn command(&mut self, non_default: Option<u64>) -> i32 {
-        let errno = match self.prepare_command(non_default) {
-            Ok(()) => self.image.exec().raw_os_error().unwrap_or(libc::EIO),
+    /// and written to the report pipe.
+    fn command(&mut self) -> i32 {
+        let errno = match self.prepare_command() {
+            Ok(()) => {
+                let e = self.image.exec().raw_os_error().unwrap_or(libc::EIO);
+                let _ = self.fail(fail(Step::Exec, io::Error::from_raw_os_error(e)));
+                e
+            }
             Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
         };
         self.failed.store(errno.max(1), Ordering::SeqCst);
         127
     }
 
-    fn prepare_command(&mut self, non_default: Option<u64>) -> io::Result<()> {
-        reset_dispositions(non_default);
+    fn prepare_command(&mut self) -> io::Result<()> {
+        // The supervisor reset the dispositions the command must not inherit.
         sys::unblock_all_signals().map_err(|e| self.fail(fail(Step::Fork, e)))?;
         // The marking is best effort: exec closes everything close-on-exec anyway.
         let _ = sys::close_range_from(3, true);
         self.confinement.apply().map_err(|f| self.fail(f))?;
         // With the command's own credentials and sandbox: its path descriptors.
-        self.paths.open_all(&self.report)?;
+        let report = self.report;
+        // SAFETY: as in `report_fd`.
+        self.paths.open_all(unsafe { sys::borrow_raw_fd(report) })?;
         // After the credential changes (which clear it): die with the supervisor.
         sys::set_parent_death_signal(libc::SIGKILL)
             .map_err(|e| self.fail(fail(Step::DeathSignal, e)))?;
@@ -210,8 +174,8 @@ impl Hook {
 
 /// Reset to `SIG_DFL` the signals in `mask` (bit `n - 1` = signal `n`), or every
 /// catchable signal when the mask could not be read. `exec` resets caught signals
-/// by itself but keeps ignored ones; resetting both also keeps the service's
-/// handlers from running in the command's process before its `exec`.
+/// by itself but keeps ignored ones; resetting both in the supervisor also keeps
+/// the service's handlers from ever running in it or in the command's process.
 fn reset_dispositions(mask: Option<u64>) {
     let Some(mask) = mask else {
         sys::reset_signal_dispositions();
