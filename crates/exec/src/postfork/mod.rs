@@ -1,62 +1,64 @@
-//! Everything that runs between `fork` and `exec`, and the per-run supervisor: why
-//! and how a command's whole process tree dies.
+//! Everything that runs in the per-run supervisor and in the command's process
+//! before its `exec`: why and how a command's whole process tree dies.
 //!
-//! **Why this module may use `unsafe`.** The service is multi-threaded; in a child
-//! forked from it only async-signal-safe code may run (no allocation, no lock, no
-//! unwinding) until it `exec`s or exits. The compiler cannot check that, so the two
-//! entry points into such a child, [`sys::register_pre_exec`] and
-//! [`sys::vfork_on`], are `unsafe fn`s, and this module is the one place
-//! that calls them: each call carries a `SAFETY:` comment saying why the code it
-//! starts keeps the contract. All of that code lives here, in one place to review:
-//! the hook ([`Hook::run`]), the supervisor's loop (`supervise`), the confinement a
-//! process applies to itself (`confine`: [`Confinement::apply`]), the opening of
-//! path descriptors (`paths`) and the process-tree walk (`tree`). It touches only
-//! the async-signal-safe wrappers of `sys` and memory prepared before the fork; no
-//! other module of the crate runs after a fork.
+//! **Why this module may use `unsafe`.** The supervisor shares the memory of the
+//! multi-threaded service (see `spawn`), and the command's process shares it until
+//! `exec`: only async-signal-safe code may run in them (no allocation, no lock, no
+//! unwinding, no thread-local state). The compiler cannot check that, so the two
+//! ways to start such a process, `sys::clone_shared` and `sys::vfork_on`, are
+//! `unsafe fn`s, and this module is the one place that calls them: each call
+//! carries a `SAFETY:` comment saying why the code it starts keeps the contract.
+//! All of that code lives here, in one place to review: the start (`spawn`), the
+//! command's side of the hook ([`Hook::command`]), the supervisor's loop
+//! (`supervise`), the confinement a process applies to itself (`confine`:
+//! [`Confinement::apply`]), the opening of path descriptors (`paths`) and the
+//! process-tree walk (`tree`). It touches only the async-signal-safe wrappers of
+//! `sys` and memory prepared before the start; no other module of the crate runs in
+//! those processes.
 //!
-//! **Why a per-run supervisor.** A process group alone does not hold a tree: a descendant can `setsid()` (or
-//! `setpgid`) and double-fork, and once its parent exits it is re-parented to init,
-//! out of any group or ancestry we could follow. Making the *service* a child
-//! subreaper would collect those orphans, but process-wide: every orphan of every run
-//! (and of anything else the service spawns) would land on the service, unattributed,
-//! and someone would have to reap them without stealing the exit statuses tokio waits
-//! for.
+//! **Why a per-run supervisor.** A process group alone does not hold a tree: a
+//! descendant can `setsid()` (or `setpgid`) and double-fork, and once its parent
+//! exits it is re-parented to init, out of any group or ancestry we could follow.
+//! Making the *service* a child subreaper would collect those orphans, but
+//! process-wide: every orphan of every run (and of anything else the service
+//! spawns) would land on the service, unattributed, and someone would have to reap
+//! them.
 //!
-//! So each run gets its own subreaper. The pre-exec hook runs in the child std forks;
-//! that child becomes the **supervisor**: it blocks every signal (so no handler it
-//! inherited from the service can run in it; it waits for SIGCHLD, SIGTERM, SIGINT
-//! and SIGHUP with `sigtimedwait`), reads which signal dispositions are not the
-//! default (`SigCgt`/`SigIgn` of `/proc/self/status`), sets
+//! So each run gets its own subreaper, the **supervisor**, started by `spawn`
+//! without copying the service's address space (`clone(CLONE_VM)` on a stack of its
+//! own; `spawn` says why that is sound). It starts with every signal blocked (so
+//! no handler inherited from the service can run in it), takes the command's
+//! descriptors, directory (`/`) and a new process group, resets the dispositions
+//! that are not the default (`SigCgt`/`SigIgn` of `/proc/self/status`: a handful,
+//! not all 62), opens a signalfd for SIGCHLD, SIGTERM, SIGINT and SIGHUP, sets
 //! `PR_SET_CHILD_SUBREAPER`, and starts the real command in a process that shares
-//! its memory until `exec` (`clone(CLONE_VM | CLONE_VFORK)` on a stack allocated
-//! before the first fork, as `posix_spawn` does: the supervisor's copy of the
-//! service's address space is not copied a second time). That process resets
-//! exactly the non-default dispositions (a handful, not all 62), restores an empty
-//! signal mask, applies the [`Confinement`], opens the path descriptors and
-//! `execve`s the command's [`sys::ExecImage`], built before the first fork. A
-//! failure on the way (a set-up step, or `execve` itself) is left in the hook's
-//! memory for the supervisor, which reaps that process and returns the error to
-//! std, which reports it to `spawn` exactly as a failed `exec` of its own.
+//! the memory until `exec` (`clone(CLONE_VM | CLONE_VFORK)` on a second stack, as
+//! `posix_spawn` does). That process restores an empty signal mask, applies the
+//! [`Confinement`], opens the path descriptors and `execve`s the command's
+//! [`sys::ExecImage`], built before the start. A failure on the way (a set-up step,
+//! or `execve` itself) is written to the report pipe and left in the hook's memory
+//! for the supervisor, which reaps that process and exits; the service reads the
+//! record and reports it as before.
 //!
-//! The supervisor then closes every descriptor it holds (so the service sees EOF
-//! on the output pipes as soon as the tree is gone) and waits:
+//! The supervisor then closes every descriptor it holds but the signalfd (so the
+//! service sees EOF on the output pipes as soon as the tree is gone) and waits:
 //!
 //! - every orphan of the tree, `setsid` or not, is re-parented to it, so "no child
 //!   left" (`ECHILD`) means "no member of the tree left";
-//! - when the command exits, or when the service sends SIGTERM (timeout), or when the
-//!   service dies (`PR_SET_PDEATHSIG`), it sends SIGTERM to every descendant and group
-//!   member (found through `/proc` by parent-pid chains), waits `kill_grace`, then
-//!   SIGKILLs what is left, again and again, reaping, until nothing is left;
+//! - when the command exits, or when the service sends SIGTERM (timeout, or the
+//!   run abandoned), or when the service dies (`PR_SET_PDEATHSIG`), it sends SIGTERM
+//!   to every descendant and group member (found through `/proc` by parent-pid
+//!   chains), waits `kill_grace`, then SIGKILLs what is left, again and again,
+//!   reaping, until nothing is left;
 //! - it then exits the way the command did (same code, or same signal), so the
-//!   service reads the command's real status.
+//!   service, which reaps it through a pidfd, reads the command's real status.
 //!
-//! **The cost per run** (strace of `regent serve` running `/bin/true`): one copy of
-//! the service's address space (std's fork of the supervisor) where there were two
-//! (the command shares the supervisor's until `execve`), and about 121 system calls
-//! where there were 175: the 62 `rt_sigaction` resets became the 6 or 7 the service
-//! really changed, and the kernel's `cap_last_cap` is read once per process. Doing
-//! without the supervisor (one fork) would lose the guarantee above for `setsid`
-//! double-forks unless the service itself became a process-wide subreaper.
+//! **The cost per run.** No copy of the service's address space at all (before:
+//! one, std's fork of the supervisor, with its page-table copy and the
+//! copy-on-write faults that followed in both processes); two light clones, an
+//! `exec`, and the supervisor's few system calls. Doing without the supervisor
+//! (one fork) would lose the guarantee above for `setsid` double-forks unless the
+//! service itself became a process-wide subreaper.
 
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};

@@ -19,10 +19,11 @@
 //! forked child, which has exactly one thread, or a program that checked
 //! [`thread_count`].
 //!
-//! Two functions are `unsafe` (crate-private, called only from `postfork`):
-//! `register_pre_exec` and `vfork_on`, whose callers promise that the code
-//! they run after the fork is async-signal-safe (and, for `vfork_on`, fits the
-//! stack it is given). [`fork_single_threaded`] stays safe: it checks its own
+//! Three functions are `unsafe` (crate-private, called only from `postfork`):
+//! `clone_shared` and `vfork_on`, which start a process sharing this one's memory
+//! (their callers promise that the code it runs is async-signal-safe, fits the
+//! stack it is given and touches only memory kept alive for it), and
+//! `borrow_raw_fd`. [`fork_single_threaded`] stays safe: it checks its own
 //! precondition (one thread) at run time.
 
 use std::ffi::CStr;
@@ -729,7 +730,7 @@ pub fn seccomp_set_filter(filter: &[libc::sock_filter]) -> io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// fork, for the pre-exec hook and for single-threaded programs
+// fork, for single-threaded programs; exec images
 // ---------------------------------------------------------------------------
 
 /// Which side of a fork this is.
@@ -762,7 +763,7 @@ pub fn thread_count() -> io::Result<usize> {
 /// exact copy with no lock held by a vanished thread, so it may go on running
 /// ordinary Rust code.
 ///
-/// Safe, unlike `register_pre_exec` and `vfork_on`: the one precondition that would make the
+/// Safe, unlike `clone_shared` and `vfork_on`: the one precondition that would make the
 /// child's code restricted (other threads) is checked here at run time, and only
 /// the calling thread could start another thread between the check and the fork.
 pub fn fork_single_threaded() -> io::Result<Forked> {
