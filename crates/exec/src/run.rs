@@ -1,7 +1,7 @@
 //! [`run`]: spawn one command under its policy, feed its stdin, capture its output
 //! within bounds, and stop its whole tree on timeout.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
@@ -141,14 +141,7 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
             reason: "the program path or command_path contains a NUL byte".into(),
         }
     })?;
-    let hook = Hook::new(
-        confinement,
-        image,
-        policy.kill_grace,
-        sys::getpid(),
-        report_write.as_raw_fd(),
-    )
-    .with_paths(paths);
+    let hook = Hook::new(confinement, image, policy.kill_grace, sys::getpid()).with_paths(paths);
     let stdio = Stdio {
         stdin,
         stdout: out_write,

@@ -90,7 +90,8 @@ pub(crate) struct Hook {
     grace: Duration,
     service_pid: i32,
     /// Number of the write end of the report pipe in the supervisor's descriptor
-    /// table (a copy of the service's, made when the supervisor starts).
+    /// table (a copy of the service's, made when the supervisor starts); set by
+    /// `spawn::start`, never a standard descriptor.
     report: RawFd,
     paths: PathFds,
     image: ExecImage,
@@ -100,21 +101,18 @@ pub(crate) struct Hook {
 }
 
 impl Hook {
-    /// Prepare (before the supervisor starts). `report` is the number of the
-    /// write end of a close-on-exec pipe on which a failed step is reported; the
-    /// caller owns that descriptor (see `spawn::start`).
+    /// Prepare (before the supervisor starts).
     pub(crate) fn new(
         confinement: Confinement,
         image: ExecImage,
         grace: Duration,
         service_pid: i32,
-        report: RawFd,
     ) -> Hook {
         Hook {
             confinement,
             grace,
             service_pid,
-            report,
+            report: -1,
             paths: PathFds::default(),
             image,
             failed: AtomicI32::new(0),

@@ -291,8 +291,8 @@ fn read_report(fd: &OwnedFd) -> io::Result<Vec<u8>> {
 
 /// Start the supervisor of `hook`'s command, with `stdio` as the command's
 /// standard descriptors, and wait until the command has `exec`ed (or failed to).
-/// `report_write` must be the write end (number `hook.report`) of the
-/// close-on-exec pipe whose read end is `report_read`. Blocks the calling thread
+/// `report_write` is the write end of the close-on-exec pipe whose read end is
+/// `report_read`, on which a failed step is reported. Blocks the calling thread
 /// for as long as the command's set-up takes, as a `fork`+`exec` does.
 pub(crate) fn start(
     hook: Hook,
@@ -302,6 +302,10 @@ pub(crate) fn start(
 ) -> Result<Supervisor, StartError> {
     sweep();
     let mut hook = hook;
+    // Not 0, 1 or 2, which the supervisor replaces: the report pipe must stay
+    // open in it until it closes everything (see the module doc).
+    let report_write = above_stdio(report_write).map_err(StartError::Os)?;
+    hook.report = report_write.as_raw_fd();
     let stdio = [
         above_stdio(stdio.stdin).map_err(StartError::Os)?,
         above_stdio(stdio.stdout).map_err(StartError::Os)?,
