@@ -897,7 +897,7 @@ pub(crate) unsafe fn vfork_on(stack: &Stack, mut child: VforkChild<'_>) -> io::R
 // The per-run supervisor: a process sharing the service's memory
 // ---------------------------------------------------------------------------
 
-/// Memory for the stack of a process started by [`clone_shared`] or [`vfork_on`]:
+/// Memory for the stack of a process started by `clone_shared` or `vfork_on`:
 /// a private anonymous mapping whose lowest page is inaccessible (a guard: an
 /// overflow faults instead of writing into the memory it shares with the
 /// service). Unmapped when dropped.
@@ -1026,7 +1026,7 @@ pub(crate) unsafe fn clone_shared(
     Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
 }
 
-/// Whether this kernel has what [`clone_shared`] and [`wait_pidfd`] need: pidfds
+/// Whether this kernel has what `clone_shared` and [`wait_pidfd`] need: pidfds
 /// that `waitid(P_PIDFD)` accepts (Linux 5.4). Probed once, on this process's own
 /// pidfd (`ECHILD`: supported; `EINVAL`/`ENOSYS`: not). Not async-signal-safe.
 pub fn shared_clone_supported() -> bool {
