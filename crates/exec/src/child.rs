@@ -53,6 +53,9 @@ pub enum Step {
     Fork = 11,
     /// `PR_SET_PDEATHSIG`.
     DeathSignal = 12,
+    /// `execve` of the command itself (reported as [`ExecError::NotFound`] or
+    /// [`ExecError::Spawn`], as a failed start).
+    Exec = 13,
     /// Installing the sandbox's seccomp filter.
     Seccomp = 20,
 }
@@ -73,12 +76,13 @@ impl Step {
             Step::Landlock => "landlock_restrict_self",
             Step::Fork => "supervisor fork",
             Step::DeathSignal => "PR_SET_PDEATHSIG",
+            Step::Exec => "execve",
             Step::Seccomp => "seccomp filter",
         }
     }
 
     fn from_u8(v: u8) -> Option<Step> {
-        const ALL: [Step; 13] = [
+        const ALL: [Step; 14] = [
             Step::Rlimit,
             Step::BoundingSet,
             Step::Groups,
@@ -91,6 +95,7 @@ impl Step {
             Step::Landlock,
             Step::Fork,
             Step::DeathSignal,
+            Step::Exec,
             Step::Seccomp,
         ];
         ALL.iter().copied().find(|s| *s as u8 == v)

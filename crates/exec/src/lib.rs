@@ -14,20 +14,23 @@
 //! for a [`Sandbox`]), `seccomp` (the sandbox's filter), `pathfd` (files passed as
 //! descriptors opened in the command's process: prepared before fork), `run` (the
 //! async driver), `describe` (summary for `regent check`), [`sys`] (typed system
-//! calls) and `postfork` (everything that runs between fork and exec: the pre-exec
-//! hook, the per-run supervisor that owns the process tree, [`Confinement::apply`],
-//! the opening of path descriptors, and [`tree`], finding a tree through `/proc`).
+//! calls) and `postfork` (everything that runs in the per-run supervisor and in the
+//! command's process before `exec`: how the supervisor is started, its loop that
+//! owns the process tree, [`Confinement::apply`], the opening of path descriptors,
+//! and [`tree`], finding a tree through `/proc`).
 //!
 //! **Where the `unsafe` is, and why.** The crate is `deny(unsafe_code)` except two
 //! modules. [`sys`] wraps system calls: rustix's typed calls where rustix has them,
-//! and libc (fork and `clone`, `execve`, `_exit`, signal masks and dispositions,
+//! and libc (`clone`, `execve`, `_exit`, signal masks and dispositions, `signalfd`,
 //! `close_range`, Landlock, seccomp) where it has not, each `unsafe` block with its
-//! `SAFETY:` comment. `postfork` is the only caller of the two `unsafe fn`s of `sys`
-//! (`register_pre_exec`, `vfork_on`), whose contract (only async-signal-safe code
-//! may run in a child forked from a multi-threaded process) the compiler cannot
-//! check: keeping all post-fork code in that one module makes the contract
-//! reviewable in one place, with a `SAFETY:` comment where each hook is registered
-//! and each child started. Every other crate of the workspace forbids `unsafe`.
+//! `SAFETY:` comment. `postfork` is the only caller of the `unsafe fn`s of `sys`
+//! that start a process sharing the service's memory (`clone_shared`, for the
+//! per-run supervisor, and `vfork_on`, for the command until its `exec`), whose
+//! contract (only async-signal-safe code, touching only memory the service keeps
+//! alive and leaves alone) the compiler cannot check: keeping all that code in
+//! that one module makes the contract reviewable in one place, with a `SAFETY:`
+//! comment where each process is started. Every other crate of the workspace
+//! forbids `unsafe`.
 //!
 //! **Boundaries.** Owns everything between fork and exec and all of the workspace's
 //! `unsafe` (`sys`, `postfork`). Imports only `regent-model` (for [`Capability`],

@@ -1,37 +1,65 @@
 //! [`run`]: spawn one command under its policy, feed its stdin, capture its output
 //! within bounds, and stop its whole tree on timeout.
 
-use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
 
-use crate::child::{Confinement, SetupFailure};
+use crate::child::{Confinement, SetupFailure, Step};
 use crate::error::ExecError;
 use crate::pathfd::{self, PathFailure, PathFds};
 use crate::policy::{CommandSpec, ExecOutput, ExecPolicy};
-use crate::postfork::Hook;
+use crate::postfork::{self, Hook, StartError, Stdio};
 use crate::resolve::resolve_program;
-use crate::sys;
+use crate::sys::{self, Ended};
 
 /// How long after SIGTERM (beyond the grace) to wait for the supervisor before
 /// SIGKILLing its group directly.
 const SUPERVISOR_MARGIN: Duration = Duration::from_secs(5);
 
-/// Sends SIGTERM to the supervisor if the run is abandoned (future dropped) before
-/// the child was reaped; the supervisor then tears the tree down and tokio reaps it.
-struct AbandonGuard {
-    pid: Option<i32>,
+fn pipe_error(e: std::io::Error) -> ExecError {
+    ExecError::Io {
+        what: "setting up the command's pipes",
+        source: e,
+    }
 }
 
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid.take() {
-            let _ = sys::kill_process(pid, libc::SIGTERM);
+/// A close-on-exec pipe whose end `ours` (0: read, 1: write) is non-blocking.
+fn pipe_pair(ours_reads: bool) -> Result<(OwnedFd, OwnedFd), ExecError> {
+    let (read, write) = sys::pipe_cloexec().map_err(pipe_error)?;
+    let ours = if ours_reads { &read } else { &write };
+    sys::set_nonblocking(ours.as_fd()).map_err(pipe_error)?;
+    Ok((read, write))
+}
+
+/// The error for a start that failed with `report` (a record of the report pipe).
+fn start_failure(spec: &CommandSpec, name: String, report: &[u8]) -> ExecError {
+    if let Some(f) = PathFailure::decode(report) {
+        let field = spec
+            .paths
+            .get(f.index)
+            .map_or_else(String::new, |p| p.field.clone());
+        return ExecError::Path {
+            field,
+            refusal: f.refusal,
+        };
+    }
+    match SetupFailure::decode(report) {
+        Some(f) if f.step == Step::Exec && f.errno == libc::ENOENT => {
+            ExecError::NotFound { program: name }
         }
+        Some(f) if f.step == Step::Exec => ExecError::Spawn {
+            program: name,
+            source: std::io::Error::from_raw_os_error(f.errno),
+        },
+        Some(f) => f.into_error(),
+        None => ExecError::Spawn {
+            program: name,
+            source: std::io::Error::from_raw_os_error(libc::EIO),
+        },
     }
 }
 
@@ -87,24 +115,22 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
     let program = resolve_program(&argv, &policy.command_path)?;
     let name = argv[0].clone();
     let confinement = Confinement::prepare(policy)?;
+    if !sys::shared_clone_supported() {
+        return Err(ExecError::Unsupported {
+            feature: "pidfds usable with waitid (Linux 5.4), which the per-run supervisor needs"
+                .into(),
+        });
+    }
     let (report_read, report_write) =
         sys::pipe_cloexec().map_err(|e| ExecError::setup("pipe", e))?;
-
-    // std forks the supervisor and sets up its descriptors, directory and process
-    // group; the hook never returns to std's `exec` but to report a failure: the
-    // command is executed from the prepared `image` (see `postfork`).
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.env_clear()
-        .current_dir("/")
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(false);
+    let (out_read, out_write) = pipe_pair(true)?;
+    let (err_read, err_write) = pipe_pair(true)?;
+    let (stdin, stdin_write) = if spec.stdin.is_some() {
+        let (read, write) = pipe_pair(false)?;
+        (read, Some(write))
+    } else {
+        (sys::open_dev_null().map_err(pipe_error)?, None)
+    };
     // The environment is cleared but for these.
     let env = [
         format!("PATH={}", policy.command_path),
@@ -115,57 +141,34 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
             reason: "the program path or command_path contains a NUL byte".into(),
         }
     })?;
-    Hook::new(
-        confinement,
-        image,
-        policy.kill_grace,
-        sys::getpid(),
-        report_write,
-    )
-    .with_paths(paths)
-    .register(&mut cmd);
-    let spawned = cmd.spawn();
-    // Drops the hook in this process: closes the Landlock ruleset descriptor and
-    // the write end of the report pipe.
-    drop(cmd);
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            let mut report = Vec::new();
-            let _ = std::fs::File::from(report_read).read_to_end(&mut report);
-            if let Some(f) = PathFailure::decode(&report) {
-                let field = spec
-                    .paths
-                    .get(f.index)
-                    .map_or_else(String::new, |p| p.field.clone());
-                return Err(ExecError::Path {
-                    field,
-                    refusal: f.refusal,
-                });
-            }
-            if let Some(failure) = SetupFailure::decode(&report) {
-                return Err(failure.into_error());
-            }
-            if e.kind() == std::io::ErrorKind::NotFound {
-                return Err(ExecError::NotFound { program: name });
-            }
+    let hook = Hook::new(confinement, image, policy.kill_grace, sys::getpid()).with_paths(paths);
+    let stdio = Stdio {
+        stdin,
+        stdout: out_write,
+        stderr: err_write,
+    };
+    // Blocks until the command has exec'd (or failed to), as fork+exec does.
+    let mut supervisor = match postfork::start(hook, stdio, report_write, report_read) {
+        Ok(supervisor) => supervisor,
+        Err(StartError::Report(report)) => return Err(start_failure(spec, name, &report)),
+        Err(StartError::Os(e)) => {
             return Err(ExecError::Spawn {
                 program: name,
                 source: e,
-            });
+            })
         }
     };
-    drop(report_read);
-    let pid = child.id().map(|p| p as i32).ok_or_else(|| ExecError::Io {
-        what: "reading the child's pid",
-        source: std::io::Error::other("child already reaped"),
-    })?;
-    let mut guard = AbandonGuard { pid: Some(pid) };
+    let pid = supervisor.pid();
     tracing::debug!(program = %name, pid, "command started");
 
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let stdin = child.stdin.take();
+    // Dropped on an error or with the run's future, the supervisor gets SIGTERM
+    // and stops the tree.
+    let stdout = Some(pipe::Receiver::from_owned_fd_unchecked(out_read).map_err(pipe_error)?);
+    let stderr = Some(pipe::Receiver::from_owned_fd_unchecked(err_read).map_err(pipe_error)?);
+    let stdin = stdin_write
+        .map(pipe::Sender::from_owned_fd_unchecked)
+        .transpose()
+        .map_err(pipe_error)?;
     let input = spec.stdin.as_ref();
     let max = policy.max_output;
     let feed = async move {
@@ -177,7 +180,7 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
     };
     let work = async {
         let (status, out, err, ()) = tokio::join!(
-            child.wait(),
+            supervisor.wait(),
             read_capped(stdout, max),
             read_capped(stderr, max),
             feed
@@ -186,7 +189,6 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
     };
     match tokio::time::timeout(policy.timeout, work).await {
         Ok((status, out, err)) => {
-            guard.pid = None;
             let status = status.map_err(|e| ExecError::Io {
                 what: "waiting for the command",
                 source: e,
@@ -199,10 +201,14 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
                 what: "reading stderr",
                 source: e,
             })?;
-            tracing::debug!(program = %name, pid, code = ?status.code(), signal = ?status.signal(), "command finished");
+            let (code, signal) = match status {
+                Ended::Code(c) => (Some(c), None),
+                Ended::Signal(s) => (None, Some(s)),
+            };
+            tracing::debug!(program = %name, pid, ?code, ?signal, "command finished");
             Ok(ExecOutput {
-                code: status.code(),
-                signal: status.signal(),
+                code,
+                signal,
                 stdout,
                 stderr,
                 stdout_truncated,
@@ -211,15 +217,17 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
         }
         Err(_) => {
             tracing::info!(program = %name, pid, timeout = ?policy.timeout, "command timed out; stopping its tree");
-            let _ = sys::kill_process(pid, libc::SIGTERM);
+            let _ = supervisor.signal(libc::SIGTERM);
             let bound = policy.kill_grace.saturating_add(SUPERVISOR_MARGIN);
-            if tokio::time::timeout(bound, child.wait()).await.is_err() {
+            if tokio::time::timeout(bound, supervisor.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(pid, "supervisor did not finish; killing its process group");
                 let _ = sys::kill_group(pid, libc::SIGKILL);
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+                let _ = supervisor.signal(libc::SIGKILL);
+                let _ = supervisor.wait().await;
             }
-            guard.pid = None;
             Err(ExecError::Timeout {
                 after: policy.timeout,
             })

@@ -5,7 +5,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
@@ -20,7 +20,7 @@ impl PathFds {
     /// Open every file in the calling (forked, confined) process and put each at
     /// its reserved number, kept open across `exec`. Async-signal-safe. On failure,
     /// writes a record to `report_fd` and returns the error.
-    pub(crate) fn open_all(&mut self, report: &OwnedFd) -> io::Result<()> {
+    pub(crate) fn open_all(&mut self, report: BorrowedFd<'_>) -> io::Result<()> {
         // This process's copies of the scratch placeholders: freed, they are the
         // lowest free numbers, below the `open_files` limit like the targets,
         // whatever else the service had open at the fork.

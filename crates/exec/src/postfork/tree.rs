@@ -4,8 +4,8 @@
 //! ([`ProcScratch`]), works out which processes descend from an ancestor (by
 //! parent-pid chains) or belong to a process group, and signals them. Being
 //! allocation-free and built on raw system calls (rustix's `getdents64` iterator
-//! over that buffer), it runs inside a forked child of a multi-threaded program
-//! (the per-run supervisor). It never panics.
+//! over that buffer, no `errno`), it runs inside the per-run supervisor, which
+//! shares the memory of a multi-threaded program. It never panics.
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -28,7 +28,8 @@ const UNKNOWN: u8 = 0;
 const DESCENDANT: u8 = 1;
 const UNRELATED: u8 = 2;
 
-/// Buffers for [`signal_tree`], allocated before fork.
+/// Buffers for [`signal_tree`], allocated in advance (the supervisor's are
+/// pooled with its stacks).
 pub struct ProcScratch {
     entries: Vec<Entry>,
     dirbuf: Vec<MaybeUninit<u8>>,

@@ -19,10 +19,11 @@
 //! forked child, which has exactly one thread, or a program that checked
 //! [`thread_count`].
 //!
-//! Two functions are `unsafe` (crate-private, called only from `postfork`):
-//! `register_pre_exec` and `vfork_on`, whose callers promise that the code
-//! they run after the fork is async-signal-safe (and, for `vfork_on`, fits the
-//! stack it is given). [`fork_single_threaded`] stays safe: it checks its own
+//! Three functions are `unsafe` (crate-private, called only from `postfork`):
+//! `clone_shared` and `vfork_on`, which start a process sharing this one's memory
+//! (their callers promise that the code it runs is async-signal-safe, fits the
+//! stack it is given and touches only memory kept alive for it), and
+//! `borrow_raw_fd`. [`fork_single_threaded`] stays safe: it checks its own
 //! precondition (one thread) at run time.
 
 use std::ffi::CStr;
@@ -154,6 +155,24 @@ impl SigSet {
             }
             SigSet(set)
         }
+    }
+
+    /// The set holding only `sig`, built without libc (whose `sigaddset` sets
+    /// `errno` for the numbers it reserves): no thread-local is touched. An
+    /// out-of-range number gives the empty set.
+    pub fn single(sig: i32) -> SigSet {
+        const WORDS: usize = std::mem::size_of::<libc::sigset_t>() / 8;
+        const _: () = assert!(std::mem::size_of::<libc::sigset_t>() == WORDS * 8);
+        let mut words = [0u64; WORDS];
+        if let Ok(bit) = usize::try_from(sig - 1) {
+            if let Some(w) = words.get_mut(bit / 64) {
+                *w |= 1u64 << (bit % 64);
+            }
+        }
+        // SAFETY: sigset_t is plain data of exactly this size (checked above),
+        // a bit array in which bit `n - 1` is signal `n` (the kernel's layout,
+        // which glibc uses as is).
+        SigSet(unsafe { std::mem::transmute::<[u64; WORDS], libc::sigset_t>(words) })
     }
 
     /// Every signal.
@@ -711,7 +730,7 @@ pub fn seccomp_set_filter(filter: &[libc::sock_filter]) -> io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// fork, for the pre-exec hook and for single-threaded programs
+// fork, for single-threaded programs; exec images
 // ---------------------------------------------------------------------------
 
 /// Which side of a fork this is.
@@ -744,7 +763,7 @@ pub fn thread_count() -> io::Result<usize> {
 /// exact copy with no lock held by a vanished thread, so it may go on running
 /// ordinary Rust code.
 ///
-/// Safe, unlike `register_pre_exec` and `vfork_on`: the one precondition that would make the
+/// Safe, unlike `clone_shared` and `vfork_on`: the one precondition that would make the
 /// child's code restricted (other threads) is checked here at run time, and only
 /// the calling thread could start another thread between the check and the fork.
 pub fn fork_single_threaded() -> io::Result<Forked> {
@@ -762,28 +781,6 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
         p => Ok(Forked::Parent(p)),
-    }
-}
-
-/// Register `hook` to run in the child between `fork` and `exec` of `cmd`.
-///
-/// # Safety
-///
-/// `hook` runs in a child forked from a possibly multi-threaded process, so it must
-/// be **async-signal-safe**: no allocation or deallocation, no lock (no logging, no
-/// `println!`), no unwinding (it reports failure by returning an `io::Error`
-/// built from an errno, which allocates nothing), only the async-signal-safe
-/// wrappers of this module, over memory prepared before the fork. If it forks
-/// (see [`vfork_on`]) both sides keep that restriction, and a side that is not to
-/// `exec` must end in [`exit_now`].
-pub(crate) unsafe fn register_pre_exec<F>(cmd: &mut tokio::process::Command, hook: F)
-where
-    F: FnMut() -> io::Result<()> + Send + Sync + 'static,
-{
-    // SAFETY: the caller guarantees the hook is async-signal-safe (contract above),
-    // which is what `pre_exec` requires.
-    unsafe {
-        cmd.pre_exec(hook);
     }
 }
 
@@ -865,32 +862,26 @@ extern "C" fn vfork_trampoline(arg: *mut libc::c_void) -> libc::c_int {
 ///
 /// # Safety
 ///
-/// - The calling process must be single-threaded (a freshly forked child): the
-///   new process shares its memory, including the calling thread's thread-local
-///   state (`errno`), which only a suspended caller leaves alone.
-/// - `child` runs in a process forked from a possibly multi-threaded one, on
-///   `stack`: it must be async-signal-safe (no allocation or deallocation, no lock,
-///   no unwinding), must fit in `stack`, and may write only memory the caller
-///   expects it to write (everything it writes is seen by the caller afterwards). It
-///   should end in an `exec` ([`ExecImage::exec`]) or return its exit status.
-pub(crate) unsafe fn vfork_on(
-    stack: &mut [std::mem::MaybeUninit<u8>],
-    mut child: VforkChild<'_>,
-) -> io::Result<i32> {
-    // The stack grows down: start at its end, aligned to 16 bytes.
-    let end = stack.as_mut_ptr_range().end as usize & !15;
-    if end <= stack.as_ptr() as usize + 4096 {
-        return Err(einval());
-    }
+/// - The calling process must be the per-run supervisor (see `postfork`), whose
+///   only thread is the caller: the new process shares its memory and its
+///   thread-local state (`errno`), which only a suspended caller leaves alone.
+/// - `child` runs in a process sharing the memory of a possibly multi-threaded
+///   one, on `stack`: it must be async-signal-safe (no allocation or
+///   deallocation, no lock, no unwinding), must fit in `stack`, and may write only
+///   memory the caller expects it to write (everything it writes is seen by the
+///   caller afterwards). It should end in an `exec` ([`ExecImage::exec`]) or
+///   return its exit status.
+/// - No other process may use `stack` until the child has `exec`ed or exited.
+pub(crate) unsafe fn vfork_on(stack: &Stack, mut child: VforkChild<'_>) -> io::Result<i32> {
     let arg = (&mut child as *mut VforkChild<'_>).cast::<libc::c_void>();
-    // SAFETY: `vfork_trampoline` runs `child` on `stack`, which is live and not
-    // otherwise used until the child execs or exits (CLONE_VFORK suspends us until
-    // then, so `child` and everything it borrows outlive its use); the rest is the
-    // caller's contract above.
+    // SAFETY: `vfork_trampoline` runs `child` on `stack` (a live mapping with a
+    // guard page below it, used by no one else until the child execs or exits:
+    // caller's contract); CLONE_VFORK suspends us until then, so `child` and
+    // everything it borrows outlive its use; the rest is the caller's contract.
     let pid = unsafe {
         libc::clone(
             vfork_trampoline,
-            end as *mut libc::c_void,
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             arg,
         )
@@ -946,4 +937,303 @@ pub fn take_inherited_listeners(count: u32) -> io::Result<Vec<OwnedFd>> {
         fds.push(owned);
     }
     Ok(fds)
+}
+
+// ---------------------------------------------------------------------------
+// The per-run supervisor: a process sharing the service's memory
+// ---------------------------------------------------------------------------
+
+/// Memory for the stack of a process started by `clone_shared` or `vfork_on`:
+/// a private anonymous mapping whose lowest page is inaccessible (a guard: an
+/// overflow faults instead of writing into the memory it shares with the
+/// service). Unmapped when dropped.
+pub struct Stack {
+    base: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+// SAFETY: a `Stack` owns its mapping (no one else refers to it through the value);
+// it only hands out its address, so moving or sharing the value between threads is
+// harmless.
+unsafe impl Send for Stack {}
+// SAFETY: as for `Send`: `&Stack` gives only the address.
+unsafe impl Sync for Stack {}
+
+impl Stack {
+    /// At least `size` usable bytes (rounded up to pages) above a guard page.
+    /// Not async-signal-safe only in that it maps memory: call it before a clone.
+    pub fn new(size: usize) -> io::Result<Stack> {
+        use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
+        let page = rustix::param::page_size();
+        let len = size
+            .checked_next_multiple_of(page)
+            .and_then(|s| s.checked_add(page))
+            .ok_or_else(einval)?;
+        // SAFETY: a new private anonymous mapping at an address the kernel picks:
+        // it overlaps nothing of ours, and only this value refers to it.
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        }
+        .map_err(err)?;
+        let base = std::ptr::NonNull::new(base).ok_or_else(einval)?;
+        let stack = Stack { base, len };
+        // SAFETY: the first page of the mapping just made, which nothing uses.
+        unsafe { rustix::mm::mprotect(base.as_ptr(), page, MprotectFlags::empty()) }
+            .map_err(err)?;
+        Ok(stack)
+    }
+
+    /// The initial stack pointer (the stack grows down): the end of the mapping,
+    /// page-aligned (so 16-byte aligned).
+    pub fn top(&self) -> *mut libc::c_void {
+        self.base
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(self.len)
+            .cast()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and, the value being dropped, no longer used
+        // (an owner of a stack a process may still run on must not drop it: see
+        // `postfork::spawn`).
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr(), self.len) };
+    }
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stack({} bytes)", self.len)
+    }
+}
+
+/// The function a process started by [`clone_shared`] runs; its return value is
+/// the process's exit status.
+pub(crate) type SharedEntry = extern "C" fn(*mut libc::c_void) -> libc::c_int;
+
+/// Start a process that shares this process's memory but nothing else
+/// (`clone(CLONE_VM | CLONE_PIDFD | SIGCHLD)`): its own descriptor table, working
+/// directory, signal dispositions (copies made now), process group and
+/// credentials, running `entry(arg)` on `stack` while this process goes on. No page
+/// table is copied. Returns its pid and a pidfd for it (close-on-exec).
+///
+/// The kernel gives such a process no `rseq` area and no robust-futex list and
+/// is not asked to write a thread id anywhere (no `CLONE_CHILD_*TID`): on exit it
+/// writes no memory of ours. Its signal mask is the calling thread's, so the
+/// caller blocks every signal around the call ([`block_all_signals`]).
+///
+/// # Safety
+///
+/// The new process runs concurrently with every thread of this one, in the same
+/// memory, with the calling thread's thread pointer (its `errno`, its TLS). So:
+/// - `entry` must be async-signal-safe (no allocation or deallocation, no lock,
+///   no unwinding, no thread-local state) and fit in `stack`;
+/// - everything it reads or writes (`stack`, what `arg` leads to) must stay
+///   allocated, and be left alone by this process, for as long as it uses it
+///   (`stack`: until it has been reaped);
+/// - while it may still write thread-local state (`errno`, through a failing libc
+///   call), the calling thread must not run user code that could read it.
+pub(crate) unsafe fn clone_shared(
+    stack: &Stack,
+    entry: SharedEntry,
+    arg: *mut libc::c_void,
+) -> io::Result<(i32, OwnedFd)> {
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: `stack` is a live mapping with a guard page; the flags share only
+    // the memory (no CLONE_FILES, CLONE_FS, CLONE_SIGHAND, CLONE_THREAD,
+    // CLONE_SETTLS or CLONE_*TID); `pidfd` is a live c_int the kernel writes the
+    // new pidfd into before returning (CLONE_PIDFD); the rest is the caller's
+    // contract above.
+    let pid = unsafe {
+        libc::clone(
+            entry,
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_PIDFD | libc::SIGCHLD,
+            arg,
+            &mut pidfd as *mut libc::c_int,
+        )
+    };
+    if pid == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if pidfd < 0 {
+        // A kernel older than 5.2 ignores CLONE_PIDFD: the caller's support check
+        // (`shared_clone_supported`) keeps this from happening.
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    // SAFETY: the kernel gave us this new descriptor (close-on-exec); we own it.
+    Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+}
+
+/// Whether this kernel has what `clone_shared` and [`wait_pidfd`] need: pidfds
+/// that `waitid(P_PIDFD)` accepts (Linux 5.4). Probed once, on this process's own
+/// pidfd (`ECHILD`: supported; `EINVAL`/`ENOSYS`: not). Not async-signal-safe.
+pub fn shared_clone_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let Ok(fd) = rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        ) else {
+            return false;
+        };
+        matches!(
+            rustix::process::waitid(
+                rustix::process::WaitId::PidFd(fd.as_fd()),
+                rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOHANG,
+            ),
+            Err(Errno::CHILD)
+        )
+    })
+}
+
+/// How a process ended, as `waitid` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+/// Reap the child `pidfd` refers to if it has ended (`waitid(P_PIDFD, WEXITED)`,
+/// with `WNOHANG` unless `block`): `Ok(None)` while it runs.
+pub fn wait_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<Ended>> {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let mut options = WaitIdOptions::EXITED;
+    if !block {
+        options |= WaitIdOptions::NOHANG;
+    }
+    loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd), options) {
+            Ok(None) => return Ok(None),
+            Ok(Some(st)) => {
+                return Ok(Some(match (st.exit_status(), st.terminating_signal()) {
+                    (Some(code), _) => Ended::Code(code),
+                    (None, Some(sig)) => Ended::Signal(sig),
+                    (None, None) => Ended::Code(127),
+                }))
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(err(e)),
+        }
+    }
+}
+
+/// Send `sig` to the process `pidfd` refers to (no pid-reuse race).
+pub fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    rustix::process::pidfd_send_signal(pidfd, signal(sig)?).map_err(err)
+}
+
+/// Block every signal for the calling thread; returns the mask it had, for
+/// [`set_signal_mask`].
+pub fn block_all_signals() -> io::Result<SigSet> {
+    let full = SigSet::full();
+    let mut old = SigSet::of(&[]);
+    // SAFETY: both point to valid sigset_t values for the call; pthread_sigmask is
+    // async-signal-safe and returns the error number instead of setting errno.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &full.0, &mut old.0) };
+    if r == 0 {
+        Ok(old)
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
+/// Replace the calling thread's signal mask with `set`.
+pub fn set_signal_mask(set: &SigSet) -> io::Result<()> {
+    sigprocmask(libc::SIG_SETMASK, set)
+}
+
+/// A `signalfd` for the (blocked) signals of `set`, non-blocking, close-on-exec.
+pub fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
+    // SAFETY: `set` is a valid sigset_t for the call; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor the kernel just gave us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Wait until `fd` is readable, at most `timeout` (`None`: forever); `false` on
+/// timeout or interruption. A raw system call (no `errno`).
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    let mut pfd = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    let ts = timeout.map(|t| rustix::time::Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    matches!(rustix::event::poll(&mut pfd, ts.as_ref()), Ok(n) if n > 0)
+}
+
+/// Sleep for `duration` (`poll` on no descriptor: a raw system call, no `errno`);
+/// a signal may end it early.
+pub fn sleep_raw(duration: Duration) {
+    let ts = rustix::time::Timespec {
+        tv_sec: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(duration.subsec_nanos()),
+    };
+    let _ = rustix::event::poll(&mut [], Some(&ts));
+}
+
+/// The next signal queued on the non-blocking signalfd `fd`, if any. A raw
+/// system call (no `errno`).
+pub fn read_signal(fd: BorrowedFd<'_>) -> Option<i32> {
+    // struct signalfd_siginfo: 128 bytes, `ssi_signo` (u32) first.
+    let mut info = [0u8; 128];
+    match rustix::io::read(fd, &mut info) {
+        Ok(128) => {
+            let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+            i32::try_from(signo).ok()
+        }
+        _ => None,
+    }
+}
+
+/// Make the calling process the leader of a new process group (`setpgid(0, 0)`).
+pub fn new_process_group() -> io::Result<()> {
+    rustix::process::setpgid(None, None).map_err(err)
+}
+
+/// `chdir("/")`.
+pub fn chdir_root() -> io::Result<()> {
+    rustix::process::chdir(c"/").map_err(err)
+}
+
+/// A close-on-exec duplicate of `fd` numbered 3 or above (never a standard
+/// descriptor).
+pub fn dup_above_stdio(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 3).map_err(err)
+}
+
+/// Set `O_NONBLOCK` on the open file `fd` refers to (a pipe end this process
+/// keeps; the other end, in the command, stays blocking).
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(err)?;
+    rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK).map_err(err)
+}
+
+/// `/dev/null`, opened read-write and close-on-exec.
+pub fn open_dev_null() -> io::Result<OwnedFd> {
+    rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(err)
+}
+
+/// A descriptor number this process has open, borrowed. For the supervisor,
+/// which refers by number to descriptors of its own table (copied at its start).
+///
+/// # Safety
+///
+/// `fd` must be open in the calling process for as long as the result is used.
+pub(crate) unsafe fn borrow_raw_fd<'a>(fd: RawFd) -> BorrowedFd<'a> {
+    // SAFETY: the caller's contract.
+    unsafe { BorrowedFd::borrow_raw(fd) }
 }
