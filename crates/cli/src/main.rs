@@ -13,7 +13,7 @@ mod exit;
 mod logging;
 mod secret;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Let unprivileged programs ask a privileged service for narrow operations.
@@ -45,6 +45,12 @@ enum Command {
     /// Manage TOTP second factors.
     #[command(subcommand)]
     Totp(cmd::totp::Command),
+    /// Write the man pages, generated from this definition (for packagers).
+    #[command(hide = true)]
+    Man(cmd::docs::ManArgs),
+    /// Write a shell completion script to standard output (for packagers).
+    #[command(hide = true)]
+    Completions(cmd::docs::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,8 @@ fn main() -> ExitCode {
         Command::Approve(a) => cmd::admin::approve(a),
         Command::Deny(a) => cmd::admin::deny(a),
         Command::Totp(c) => cmd::totp::run(c),
+        Command::Man(a) => cmd::docs::man(Cli::command(), a),
+        Command::Completions(a) => cmd::docs::completions(Cli::command(), a),
         Command::Demo(a) => {
             logging::init_quiet();
             cmd::demo::run(a)

@@ -4,5 +4,6 @@ pub mod admin;
 pub mod call;
 pub mod check;
 pub mod demo;
+pub mod docs;
 pub mod serve;
 pub mod totp;
