@@ -32,7 +32,13 @@ fi
 bin=${1:-target/debug/regent}
 [ -x "$bin" ] || cargo build -p regent-cli --quiet
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+installed=no
+cleanup() {
+  # A failed check must not leave the package installed for the next run.
+  if [ "$installed" = yes ]; then dpkg --purge regent >/dev/null 2>&1 || true; fi
+  rm -rf "$out"
+}
+trap cleanup EXIT
 
 echo "-- AppArmor profile"
 apparmor_parser -Q -K -M /usr/share/apparmor-features/features dist/apparmor/regent ||
@@ -52,6 +58,7 @@ while read -r f; do
 done <"$out/files" >"$out/before"
 
 echo "-- dpkg -i"
+installed=yes
 dpkg -i "$deb"
 dpkg-query -W -f='${Conffiles}\n' regent | grep -q '^ /etc/regent/regent.toml ' ||
   fail "/etc/regent/regent.toml is not a conffile"
@@ -94,6 +101,7 @@ bash -c 'source /usr/share/bash-completion/completions/regent && complete -p reg
 
 echo "-- dpkg --purge"
 dpkg --purge regent
+installed=no
 left=()
 while read -r f; do
   [ -e "$f" ] || [ -L "$f" ] || continue
