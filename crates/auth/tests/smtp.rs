@@ -1,8 +1,10 @@
 //! Email authorization through a real SMTP server on loopback (aiosmtpd, started
 //! by the test from `tests/smtp_sink.py`), the code read from the delivered mail.
 //!
-//! Needs Python 3 with aiosmtpd: `python3 -m pip install aiosmtpd`. Without it these
-//! tests fail with that instruction (they do not skip).
+//! Needs Python 3 with aiosmtpd: the interpreter named by `REGENT_TEST_PYTHON`
+//! (`.ci/run` sets it to its virtual environment's), else `python3` on PATH, with
+//! `python3 -m pip install aiosmtpd`. Without it these tests fail with that
+//! instruction (they do not skip).
 
 use regent_auth::{
     AuthFlow, CallerId, FlowOptions, FlowOutcome, Mailer, MethodRegistry, Refusal, SmtpConfig,
@@ -28,17 +30,23 @@ impl Drop for Sink {
     }
 }
 
+/// The Python with aiosmtpd: `REGENT_TEST_PYTHON`, else `python3` on PATH.
+fn python() -> String {
+    std::env::var("REGENT_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
 fn start_sink() -> Sink {
     let dir = tempfile::tempdir().unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
-    let mut child = Command::new("python3")
+    let python = python();
+    let mut child = Command::new(&python)
         .arg(&script)
         .arg(dir.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 is needed for the SMTP tests");
+        .unwrap_or_else(|e| panic!("{python} is needed for the SMTP tests: {e}"));
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -49,7 +57,8 @@ fn start_sink() -> Sink {
         std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
         panic!(
             "the loopback SMTP server did not start ({status}): {err}\n\
-             Install aiosmtpd for the python3 on PATH: `python3 -m pip install aiosmtpd`"
+             Install aiosmtpd for {python} (REGENT_TEST_PYTHON, else python3 on PATH): \
+             `{python} -m pip install aiosmtpd`"
         );
     }
     let port = line.trim().parse().expect("the sink prints its port");

@@ -15,7 +15,7 @@ mod journal;
 mod logging;
 mod secret;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Let unprivileged programs ask a privileged service for narrow operations.
@@ -52,6 +52,12 @@ enum Command {
     /// Make certificates for a lab or a test: a CA, server and client certificates, a CRL.
     #[command(subcommand)]
     Tls(cmd::tls::Command),
+    /// Write the man pages, generated from this definition (for packagers).
+    #[command(hide = true)]
+    Man(cmd::docs::ManArgs),
+    /// Write a shell completion script to standard output (for packagers).
+    #[command(hide = true)]
+    Completions(cmd::docs::CompletionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,8 @@ fn main() -> ExitCode {
         Command::Status(a) => cmd::status::run(a),
         Command::Totp(c) => cmd::totp::run(c),
         Command::Tls(c) => cmd::tls::run(c),
+        Command::Man(a) => cmd::docs::man(Cli::command(), a),
+        Command::Completions(a) => cmd::docs::completions(Cli::command(), a),
         Command::Demo(a) => {
             logging::init_quiet();
             cmd::demo::run(a)

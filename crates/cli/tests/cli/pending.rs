@@ -243,19 +243,21 @@ struct Sink {
 
 impl Sink {
     fn start() -> Sink {
-        let probe = Command::new("python3")
+        let python = test_python();
+        let probe = Command::new(&python)
             .args(["-c", "import aiosmtpd"])
             .output();
         match probe {
             Ok(o) if o.status.success() => {}
             _ => panic!(
-                "the email tests need python3 with aiosmtpd for a real SMTP server on loopback: \
-                 run `python3 -m pip install aiosmtpd` (or `apt-get install -y python3-aiosmtpd`)"
+                "the email tests need {python} (REGENT_TEST_PYTHON, else python3 on PATH) with \
+                 aiosmtpd for a real SMTP server on loopback: run `{python} -m pip install aiosmtpd` \
+                 (or `apt-get install -y python3-aiosmtpd`)"
             ),
         }
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
-        let mut child = Command::new("python3")
+        let mut child = Command::new(&python)
             .arg(&script)
             .arg(dir.path())
             .stdin(Stdio::piped())

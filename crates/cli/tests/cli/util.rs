@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "e2e-secret-0123456789";
 
+/// The Python that runs the tests' peers needing packages (aiosmtpd):
+/// `REGENT_TEST_PYTHON` (`.ci/run` sets it to its virtual environment's), else
+/// `python3` on PATH. Attackers run as other users use the system's python3
+/// (stdlib only).
+pub fn test_python() -> String {
+    std::env::var("REGENT_TEST_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
 /// The regent binary, copied into a world-readable directory so that unprivileged
 /// users can run it wherever the checkout lives.
 pub fn regent() -> &'static Path {
