@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use regent_config::{
-    check_hostname, non_public_reason, validate_data, CallerVars, Config, IpVersion, OperationDecl,
+    check_hostname, non_public_reason, validate_data, Config, IpVersion, OperationDecl,
     ParamKind, Params,
 };
 use serde_json::Value;
@@ -95,11 +95,12 @@ fuzz_target!(|input: &[u8]| {
     let cfg = config();
     let ops: Vec<(&String, &OperationDecl)> = cfg.operations.iter().collect();
     let (name, op) = ops[input[0] as usize % ops.len()];
-    let caller = CallerVars {
-        uid: u32::from(input[1]) * 1000,
-        gid: u32::from(input[1]),
-        user: USERS[input[1] as usize % USERS.len()].to_string(),
-    };
+    let caller = regent_model::Principal::unix(
+        None,
+        u32::from(input[1]) * 1000,
+        u32::from(input[1]),
+        Some(USERS[input[1] as usize % USERS.len()].to_string()),
+    );
     let Ok(data) = serde_json::from_slice::<Value>(&input[2..]) else {
         return;
     };
@@ -259,7 +260,7 @@ fn check_value(op: &str, name: &str, kind: &ParamKind, text: &str) {
 /// The documented rendering, written from the template as `Display` shows it:
 /// `{{`/`}}` are braces, `{name}` a value; an element naming an absent
 /// parameter is left out; every other element is exactly one argv element.
-fn reference_render(op: &OperationDecl, params: &Params, caller: &CallerVars) -> Vec<String> {
+fn reference_render(op: &OperationDecl, params: &Params, caller: &regent_model::Principal) -> Vec<String> {
     let shown: Vec<String> = serde_json::from_str(&op.command.to_string()).expect("a JSON array");
     let mut argv = Vec::new();
     'elements: for element in shown {
@@ -280,7 +281,7 @@ fn reference_render(op: &OperationDecl, params: &Params, caller: &CallerVars) ->
                     match name.as_str() {
                         "caller.uid" => out.push_str(&caller.uid.to_string()),
                         "caller.gid" => out.push_str(&caller.gid.to_string()),
-                        "caller.user" => out.push_str(&caller.user),
+                        "caller.user" => out.push_str(&caller.user_or_uid()),
                         n => match params.get(n) {
                             Some(v) if v.is_secret() => out.push_str("<redacted>"),
                             Some(v) => out.push_str(v.as_str()),

@@ -59,12 +59,7 @@ fn held() -> &'static Held {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime");
-        let owner = CallerId {
-            uid: 1000,
-            gid: 1000,
-            pid: Some(1),
-            user: Some("alice".into()),
-        };
+        let owner = CallerId::unix(Some(1), 1000, 1000, Some("alice".into()));
         let outcome = rt.block_on(flow.start(StartRequest {
             op: "restart".into(),
             data: json!({"service": "nginx"}),
@@ -75,6 +70,7 @@ fn held() -> &'static Held {
             max_attempts: 5,
             approvers: Vec::new(),
             max_pending_per_uid: 8,
+            declaration: None,
         }));
         let FlowOutcome::Pending { uid, .. } = outcome else {
             panic!("the request was not held: {outcome:?}");
@@ -130,12 +126,7 @@ fuzz_target!(|input: &[u8]| {
     let caller = if flags & 2 != 0 {
         h.owner.clone()
     } else {
-        CallerId {
-            uid: 1001,
-            gid: 1001,
-            pid: Some(2),
-            user: Some("mallory".into()),
-        }
+        CallerId::unix(Some(2), 1001, 1001, Some("mallory".into()))
     };
     let outcome =
         h.rt.block_on(h.flow.resume(presented, &caller, &data, None));
