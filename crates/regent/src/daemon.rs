@@ -153,12 +153,6 @@ pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service,
         .transpose()?
         .map(|(uid, _)| uid);
     let group = s.socket_group.as_ref().map(resolve_group).transpose()?;
-    if s.tcp.is_some() {
-        return Err(Error::Config(
-            "[service.tcp] is not supported by this version: remove it (encrypted TCP is planned)"
-                .into(),
-        ));
-    }
     let mut b = Service::builder(&s.socket)
         .mode(s.socket_mode)
         .owner(owner, group)
@@ -171,6 +165,18 @@ pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service,
     }
     if let Some(g) = &s.admin_group {
         b = b.admin_group(g.clone());
+    }
+    b = b.admin_clients(s.admin_clients.clone());
+    if let Some(t) = &s.tcp {
+        b = b.tls(crate::server::TlsOptions {
+            listen: t.listen.clone(),
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+            client_ca: t.client_ca.clone(),
+            crl: t.crl.clone(),
+            handshake_timeout: t.handshake_timeout,
+            max_connections: t.max_connections,
+        });
     }
     if let Some(smtp) = &s.smtp {
         b = b.smtp_with_timeout(smtp_config(smtp), smtp.timeout);

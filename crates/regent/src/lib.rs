@@ -35,6 +35,7 @@ pub use policy::AllowRule;
 pub use regent_auth as auth;
 pub use regent_config as config;
 pub use regent_exec as exec;
+pub use regent_model as model;
 pub use regent_model::{Account, Principal, Stage, Stages, Verdict};
 pub use regent_proto as proto;
 pub use registry::OpOptions;

@@ -1,6 +1,7 @@
 //! The audit trail: one record per request, except for floods of refusals.
 //!
-//! A record holds the caller's pid, uid and user, the operation, the outcome code,
+//! A record holds the caller's pid, uid and user (for a TLS client: its
+//! certificate's name and serial and its address), the operation, the outcome code,
 //! the duration, and the data with secret fields redacted. Never the secret: the
 //! pipeline never hands it here.
 //!
@@ -283,11 +284,24 @@ impl Audit {
             kept: &self.op,
             len: self.op_len,
         };
+        // A TLS client: its certificate's name (checked at the handshake to be
+        // a plain word) and serial, and its address.
+        let (client, serial, peer) = match &self.caller.peer {
+            regent_model::Peer::Unix => (None, None, None),
+            regent_model::Peer::Tls {
+                name,
+                serial,
+                address,
+            } => (Some(name.as_str()), Some(serial.as_str()), Some(address)),
+        };
         tracing::info!(
             target: "regent::audit",
             pid = self.caller.pid,
             uid = self.caller.uid,
             user = %UserOrUid(&self.caller),
+            client = client.map(Escaped::word).map(tracing::field::display),
+            serial = serial.map(Escaped::word).map(tracing::field::display),
+            peer = peer.map(tracing::field::display),
             op = %op,
             outcome,
             duration_us = micros,

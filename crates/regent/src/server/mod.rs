@@ -22,10 +22,12 @@ pub mod listener;
 pub(crate) mod pending;
 pub mod pipeline;
 mod stream;
+pub mod tls;
 
 pub use listener::SocketOptions;
 use regent_auth::RateLimiter;
 pub use regent_auth::SharedSecret;
+pub use tls::TlsOptions;
 
 use crate::error::Error;
 use crate::identity::{Caller, IdentityResolver};
@@ -35,7 +37,7 @@ use crate::registry::{OpOptions, Registry};
 use regent_auth::{
     AuthFlow, AuthMethod, FlowOptions, Mailer, MethodRegistry, SmtpConfig, TotpStore,
 };
-use regent_model::Account;
+use regent_model::{Account, CallerKey};
 use regent_proto::{ErrorCode, Response};
 use std::collections::HashMap;
 use std::future::Future;
@@ -57,12 +59,14 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// Only the secret's digest: the service never needs the secret itself.
     pub(crate) secret: Option<regent_auth::SecretDigest>,
-    pub(crate) limiter: RateLimiter<u32>,
-    /// Approval polls per caller uid ([`pending::poll_limiter`]).
-    pub(crate) poll_limiter: RateLimiter<u32>,
+    pub(crate) limiter: RateLimiter<CallerKey>,
+    /// Approval polls per caller ([`pending::poll_limiter`]).
+    pub(crate) poll_limiter: RateLimiter<CallerKey>,
     pub(crate) limits: Limits,
     pub(crate) flow: Option<AuthFlow>,
     pub(crate) admin_group: Option<Account>,
+    /// TLS clients who administer like `admin_group`'s members.
+    pub(crate) admin_clients: Vec<String>,
     pub(crate) allow_self_approval: bool,
     /// Refusals counted per uid, so a flood of them cannot flood the log.
     pub(crate) refusals: audit::Refusals,
@@ -76,6 +80,7 @@ impl Shared {
         policy::Admins {
             group: self.admin_group.as_ref(),
             allow_self_approval: self.allow_self_approval,
+            clients: &self.admin_clients,
         }
     }
 
@@ -103,12 +108,21 @@ pub struct ServiceBuilder {
     methods: Vec<Arc<dyn AuthMethod>>,
     mailer: Option<(SmtpConfig, Duration)>,
     admin_group: Option<Account>,
+    admin_clients: Vec<String>,
     allow_self_approval: bool,
     flow_options: FlowOptions,
     identities: IdentityResolver,
+    tls: Option<TlsOptions>,
 }
 
 impl ServiceBuilder {
+    /// Also serve TCP with mutual TLS ([`tls`]); the material is loaded (and the
+    /// key's mode checked) by [`ServiceBuilder::build`].
+    pub fn tls(mut self, options: TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
     /// Cap the requests held for authorization: `total` at once in all, and
     /// `per_uid` per caller uid (all operations together; each operation's own
     /// cap is [`OpOptions::max_pending_per_uid`]). Beyond a cap: `busy`.
@@ -210,6 +224,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// TLS clients (by certificate name) who administer held requests like the
+    /// admin group's members.
+    pub fn admin_clients(mut self, clients: Vec<String>) -> Self {
+        self.admin_clients = clients;
+        self
+    }
+
     /// Allow an administrator to approve their own request (default: refused).
     pub fn allow_self_approval(mut self, allow: bool) -> Self {
         self.allow_self_approval = allow;
@@ -266,8 +287,16 @@ impl ServiceBuilder {
                     .map_err(|e| Error::Config(format!("operation {name}: {e}")))?,
             }
         }
+        let tls = self
+            .tls
+            .as_ref()
+            .map(tls::TlsTransport::load)
+            .transpose()?
+            .map(Arc::new);
         Ok(Service {
             socket: self.socket,
+            tls,
+            tcp_bound: Mutex::new(None),
             identities: self.identities,
             shared: Arc::new(Shared {
                 registry: self.registry,
@@ -278,6 +307,7 @@ impl ServiceBuilder {
                 limits: self.limits,
                 flow,
                 admin_group: self.admin_group,
+                admin_clients: self.admin_clients,
                 allow_self_approval: self.allow_self_approval,
                 refusals: audit::Refusals::new(),
             }),
@@ -288,6 +318,10 @@ impl ServiceBuilder {
 /// A Regent service.
 pub struct Service {
     socket: SocketOptions,
+    /// The TLS transport, if `[service.tcp]` is set.
+    tls: Option<Arc<tls::TlsTransport>>,
+    /// Its listeners, once [`Service::bind`] bound them.
+    tcp_bound: Mutex<Option<Vec<std::net::TcpListener>>>,
     shared: Arc<Shared>,
     identities: IdentityResolver,
 }
@@ -316,9 +350,11 @@ impl Service {
             methods: Vec::new(),
             mailer: None,
             admin_group: None,
+            admin_clients: Vec::new(),
             allow_self_approval: false,
             flow_options: FlowOptions::default(),
             identities: IdentityResolver::default(),
+            tls: None,
         }
     }
 
@@ -327,9 +363,25 @@ impl Service {
         &self.socket.path
     }
 
-    /// Bind the socket (with its mode, owner and group).
+    /// Bind the socket (with its mode, owner and group), and the TCP addresses
+    /// of the TLS transport if there is one (kept until the service serves).
     pub fn bind(&self) -> Result<std::os::unix::net::UnixListener, Error> {
+        if let Some(tls) = &self.tls {
+            let bound = tls.bind()?;
+            *self.tcp_bound.lock().unwrap_or_else(|e| e.into_inner()) = Some(bound);
+        }
         listener::bind(&self.socket)
+    }
+
+    /// The TCP addresses the TLS transport listens on (the ports the system
+    /// chose for port 0), once bound; empty without `[service.tcp]`.
+    pub fn tcp_addresses(&self) -> Vec<std::net::SocketAddr> {
+        let bound = self.tcp_bound.lock().unwrap_or_else(|e| e.into_inner());
+        bound
+            .iter()
+            .flatten()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// Bind, serve until SIGTERM or SIGINT, finish requests in flight, remove the socket.
@@ -445,7 +497,37 @@ impl Service {
                 .map_err(|e| Error::io("starting an acceptor thread", e))?;
             threads.push(t);
         }
+        let mut tls_loops = Vec::new();
+        if let Some(tls) = &self.tls {
+            let bound = self
+                .tcp_bound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let bound = match bound {
+                Some(b) => b,
+                None => tls.bind()?,
+            };
+            for l in bound {
+                if let Ok(addr) = l.local_addr() {
+                    tracing::info!(address = %addr, "listening for TLS clients");
+                }
+                tls_loops.push(tokio::spawn(tls::accept_loop(
+                    shared.clone(),
+                    tls.clone(),
+                    l,
+                    shutdown.clone(),
+                )));
+            }
+        }
         let result = acceptor.accept_loop(listener, shutdown).await;
+        for l in tls_loops {
+            match l.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "TLS listener"),
+                Err(e) => tracing::warn!(error = %e, "TLS listener task"),
+                Ok(Ok(())) => {}
+            }
+        }
         for t in threads {
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || t.join())
                 .await
