@@ -4,7 +4,8 @@
 //! Where to look:
 //! - a request is **authenticated, authorized and executed** in
 //!   [`server::pipeline`] (see its module docs for the steps);
-//! - who the caller is: [`identity`] (kernel credentials, never the client's word);
+//! - who the caller is: [`identity`] (kernel credentials, never the client's word),
+//!   or over TCP a client certificate ([`server::tls`]);
 //! - who may call what: [`policy`] (a pure decision);
 //! - writing operations in Rust: [`operation`], registered in a [`registry`];
 //! - the wire format: the `regent-proto` crate, re-exported as [`proto`];

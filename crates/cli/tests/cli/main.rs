@@ -12,4 +12,5 @@ mod sandbox;
 mod security;
 mod server;
 mod store;
+mod tls;
 mod util;

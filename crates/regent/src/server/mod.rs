@@ -717,33 +717,42 @@ async fn refuse_busy(mut stream: UnixStream) {
 }
 
 /// A connection slot counted against one uid; released on drop.
-struct PerUid {
-    counts: Arc<Mutex<HashMap<u32, usize>>>,
-    uid: u32,
+type PerUid = Counted<u32>;
+
+/// A count held against one key of a map while it lives (the connections of a
+/// uid or of a TLS client, the handshakes of an address); released on drop.
+pub(crate) struct Counted<K: std::hash::Hash + Eq + Clone> {
+    counts: Arc<Mutex<HashMap<K, usize>>>,
+    key: K,
 }
 
-impl PerUid {
-    fn acquire(counts: &Arc<Mutex<HashMap<u32, usize>>>, uid: u32, max: usize) -> Option<PerUid> {
+impl<K: std::hash::Hash + Eq + Clone> Counted<K> {
+    /// Count one more for `key`, unless it already has `max`.
+    pub(crate) fn acquire(
+        counts: &Arc<Mutex<HashMap<K, usize>>>,
+        key: K,
+        max: usize,
+    ) -> Option<Self> {
         let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(uid).or_insert(0);
+        let n = map.entry(key.clone()).or_insert(0);
         if *n >= max {
             return None;
         }
         *n += 1;
-        Some(PerUid {
+        Some(Counted {
             counts: counts.clone(),
-            uid,
+            key,
         })
     }
 }
 
-impl Drop for PerUid {
+impl<K: std::hash::Hash + Eq + Clone> Drop for Counted<K> {
     fn drop(&mut self) {
         let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.uid) {
+        if let Some(n) = map.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.uid);
+                map.remove(&self.key);
             }
         }
     }

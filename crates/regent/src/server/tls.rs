@@ -17,7 +17,7 @@
 //! - The server ends every connection with `close_notify`.
 
 use super::connection;
-use super::Shared;
+use super::{Counted, Shared};
 use crate::error::Error;
 use crate::identity::Caller;
 use regent_model::{valid_client_name, CallerKey};
@@ -294,40 +294,6 @@ impl ClientCertVerifier for NamedClients {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
-    }
-}
-
-/// A count held against one key of a map while it lives (handshakes of an
-/// address, connections of a client).
-struct Counted<K: std::hash::Hash + Eq + Clone> {
-    counts: Arc<Mutex<HashMap<K, usize>>>,
-    key: K,
-}
-
-impl<K: std::hash::Hash + Eq + Clone> Counted<K> {
-    fn acquire(counts: &Arc<Mutex<HashMap<K, usize>>>, key: K, max: usize) -> Option<Self> {
-        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(key.clone()).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(Counted {
-            counts: counts.clone(),
-            key,
-        })
-    }
-}
-
-impl<K: std::hash::Hash + Eq + Clone> Drop for Counted<K> {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.key);
-            }
-        }
     }
 }
 
