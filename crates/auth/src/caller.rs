@@ -22,3 +22,19 @@ pub fn totp_user(caller: &CallerId) -> String {
 pub fn totp_client(name: &str) -> String {
     format!("tls:{name}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totp_accounts_of_users_and_clients_never_meet() {
+        let alice = CallerId::unix(None, 1000, 1000, Some("alice".into()));
+        assert_eq!(totp_user(&alice), "alice");
+        assert_eq!(totp_user(&CallerId::unix(None, 7, 7, None)), "#7");
+        let panel = CallerId::tls("alice".into(), "01".into(), "192.0.2.1:1".parse().unwrap());
+        assert_eq!(totp_user(&panel), "tls:alice");
+        assert_eq!(totp_client("alice"), totp_user(&panel));
+        assert_ne!(totp_user(&panel), totp_user(&alice));
+    }
+}

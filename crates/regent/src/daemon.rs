@@ -168,15 +168,7 @@ pub fn service(config: &Config, secret: Option<SharedSecret>) -> Result<Service,
     }
     b = b.admin_clients(s.admin_clients.clone());
     if let Some(t) = &s.tcp {
-        b = b.tls(crate::server::TlsOptions {
-            listen: t.listen.clone(),
-            cert: t.cert.clone(),
-            key: t.key.clone(),
-            client_ca: t.client_ca.clone(),
-            crl: t.crl.clone(),
-            handshake_timeout: t.handshake_timeout,
-            max_connections: t.max_connections,
-        });
+        b = b.tls(t.clone());
     }
     if let Some(smtp) = &s.smtp {
         b = b.smtp_with_timeout(smtp_config(smtp), smtp.timeout);

@@ -657,14 +657,7 @@ impl Acceptor {
             }
         }
         drop(listener);
-        connections.close();
-        let grace = shared.limits.shutdown_grace;
-        if tokio::time::timeout(grace, connections.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("requests still in flight after {grace:?}; exiting anyway");
-        }
+        finish_in_flight(connections, &shared.limits).await;
         shared.refusals.flush(true);
         Ok(())
     }
@@ -714,6 +707,19 @@ impl Acceptor {
 async fn refuse_busy(mut stream: UnixStream) {
     let line = Response::error(ErrorCode::Busy).to_line();
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
+}
+
+/// After the listener stopped: wait (up to the shutdown grace) for the
+/// connections' requests in flight.
+pub(crate) async fn finish_in_flight(connections: TaskTracker, limits: &Limits) {
+    connections.close();
+    let grace = limits.shutdown_grace;
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {grace:?}; exiting anyway");
+    }
 }
 
 /// A connection slot counted against one uid; released on drop.

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -46,24 +46,8 @@ pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 8;
 /// How long the server waits to send its `close_notify` and the last answer.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What `[service.tcp]` declares.
-#[derive(Debug, Clone)]
-pub struct TlsOptions {
-    /// Addresses to listen on.
-    pub listen: Vec<SocketAddr>,
-    /// The server's certificate chain (PEM).
-    pub cert: PathBuf,
-    /// The server's private key (PEM), readable by its owner only.
-    pub key: PathBuf,
-    /// The CAs a client certificate must chain to (PEM bundle).
-    pub client_ca: PathBuf,
-    /// Certificate revocation lists (PEM), if any.
-    pub crl: Option<PathBuf>,
-    /// How long a handshake may take.
-    pub handshake_timeout: Duration,
-    /// TLS connections at once, all clients together.
-    pub max_connections: usize,
-}
+/// What `[service.tcp]` declares: the config's declaration, used as it is.
+pub use regent_config::TcpDecl as TlsOptions;
 
 /// The loaded TLS material and bounds.
 pub(crate) struct TlsTransport {
@@ -338,14 +322,7 @@ pub(crate) async fn accept_loop(
         });
     }
     drop(listener);
-    connections.close();
-    let grace = shared.limits.shutdown_grace;
-    if tokio::time::timeout(grace, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("TLS requests still in flight after {grace:?}; exiting anyway");
-    }
+    super::finish_in_flight(connections, &shared.limits).await;
     Ok(())
 }
 
