@@ -423,3 +423,43 @@ fn a_key_others_can_read_is_refused_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn the_rust_clients_blocking_and_async_call_over_tls() {
+    use regent::client::{AsyncClient, Client, Outcome};
+    let pki = Pki::new();
+    let (_d, port) = start(&pki, "");
+    let at = format!("localhost:{port}");
+    let (cert, key, ca) = (
+        pki.file("panel.crt"),
+        pki.file("panel.key"),
+        pki.file("ca.crt"),
+    );
+    let (cert, key, ca) = (Path::new(&cert), Path::new(&key), Path::new(&ca));
+    let client = Client::tls(&at, cert, key, ca).unwrap().secret(SECRET);
+    let want = Outcome::Done(serde_json::json!("client panel"));
+    assert_eq!(client.call("who", serde_json::Value::Null).unwrap(), want);
+    // A persistent connection serves several requests.
+    let mut conn = client.connect().unwrap();
+    for _ in 0..3 {
+        assert_eq!(conn.call("who", serde_json::Value::Null).unwrap(), want);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(async {
+        AsyncClient::tls(&at, cert, key, ca)
+            .unwrap()
+            .secret(SECRET)
+            .call("who", serde_json::Value::Null)
+            .await
+    });
+    assert_eq!(answer.unwrap(), want);
+    // Without the secret: refused, as on the socket.
+    let bare = Client::tls(&at, cert, key, ca).unwrap();
+    match bare.call("who", serde_json::Value::Null).unwrap() {
+        Outcome::Error { .. } => {}
+        other => panic!("no secret, yet {other:?}"),
+    }
+}
