@@ -463,3 +463,31 @@ fn the_rust_clients_blocking_and_async_call_over_tls() {
         other => panic!("no secret, yet {other:?}"),
     }
 }
+
+#[test]
+fn totp_secrets_are_managed_for_a_client_by_name() {
+    let dir = tempfile::Builder::new()
+        .prefix("regent-totp-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let store = dir.path().join("state").join("pending.db");
+    let store = store.display().to_string();
+    let totp = |args: &[&str]| {
+        let mut c = Command::new(regent());
+        c.arg("totp").args(args).args(["--store", &store]);
+        run(c)
+    };
+    let o = totp(&["remove", "--client", "panel"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("tls:panel has no TOTP secret"),
+        "{}",
+        stderr(&o)
+    );
+    let o = totp(&["remove", "--client", "not a name"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a client name"), "{}", stderr(&o));
+    // A user and a client at once: a usage error.
+    let o = totp(&["remove", "alice", "--client", "panel"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
