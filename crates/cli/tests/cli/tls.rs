@@ -50,6 +50,11 @@ keyUsage = critical,digitalSignature
 extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+[ client_san_ext ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectAltName = URI:https://example.org/x,DNS:backup.example.org,DNS:second.example.org
 [ crl_ext ]
 authorityKeyIdentifier = keyid
 CNF
@@ -70,6 +75,7 @@ issue other other client_ext
 issue expired panel client_ext -startdate 20200101000000Z -enddate 20200201000000Z
 issue revoked panel client_ext
 issue badname "bad name" client_ext
+issue sanned panel client_san_ext
 openssl ca -batch -config ca.cnf -revoke revoked.crt -crl_reason keyCompromise 2>/dev/null
 openssl ca -batch -config ca.cnf -gencrl -crlexts crl_ext -out crl.pem 2>/dev/null
 openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
@@ -144,7 +150,7 @@ impl Pki {
 const OPS: &str = r#"
 [operations.who]
 command = ["echo", "client {caller.client}"]
-allow = { users = ["root"], clients = ["panel", "other"] }
+allow = { users = ["root"], clients = ["panel", "other", "backup.example.org"] }
 
 [operations.panel-only]
 command = ["echo", "for panel"]
@@ -329,6 +335,9 @@ fn peers_not_ours_call_and_every_bad_client_is_refused() {
     // The daemon still serves.
     let answer = python(&pki, port, Some("other"), "", &request("who"));
     assert!(answer.contains(r#""data":"client other""#), "{answer}");
+    // Named by the first DNS subjectAltName, before any URI and the CN.
+    let answer = python(&pki, port, Some("sanned"), "", &request("who"));
+    assert!(answer.contains(r#""data":"client backup.example.org""#), "{answer}");
 }
 
 #[test]
