@@ -337,7 +337,10 @@ fn peers_not_ours_call_and_every_bad_client_is_refused() {
     assert!(answer.contains(r#""data":"client other""#), "{answer}");
     // Named by the first DNS subjectAltName, before any URI and the CN.
     let answer = python(&pki, port, Some("sanned"), "", &request("who"));
-    assert!(answer.contains(r#""data":"client backup.example.org""#), "{answer}");
+    assert!(
+        answer.contains(r#""data":"client backup.example.org""#),
+        "{answer}"
+    );
 }
 
 #[test]
