@@ -481,12 +481,13 @@ impl AuthFlow {
                 return FlowOutcome::Refused(Refusal::Internal);
             }
         };
-        if rec.caller.uid != caller.uid {
+        if !rec.caller.same_caller(caller) {
             tracing::warn!(request_id = %rec.request_id, owner_uid = rec.caller.uid, caller_uid = caller.uid,
-                "a uid was presented by another user");
+                owner_client = rec.caller.client(), caller_client = caller.client(),
+                "a uid was presented by another caller");
         }
         let event = Event::Respond {
-            caller_uid: caller.uid,
+            caller: caller.key(),
             response: data,
             now: SystemTime::now(),
         };

@@ -16,7 +16,7 @@ use crate::otp::HashedCode;
 use crate::state::{ApprovalState, StageState, TotpState};
 use crate::store::{to_ms, CapReached, Decision, PendingRecord, RecordStatus};
 use crate::totp::TotpCheck;
-use regent_model::{Stage, Stages};
+use regent_model::{CallerKey, Stage, Stages};
 use regent_proto::PendingInfo;
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -198,8 +198,8 @@ pub enum Event<'a> {
     BeginFailed(MethodError),
     /// The caller presented the stage's uid with this response (a code, or a poll).
     Respond {
-        /// Who presented it.
-        caller_uid: u32,
+        /// Who presented it: a uid, or a TLS client by name.
+        caller: CallerKey,
         /// The `data` sent with the uid.
         response: &'a Value,
         /// When.
@@ -328,12 +328,12 @@ fn transition(r: &mut PendingRecord, event: Event<'_>) -> Effect {
         (Event::BeginFailed(e), _) => Effect::Close(e.into()),
         (
             Event::Respond {
-                caller_uid,
+                caller,
                 response,
                 now,
             },
             _,
-        ) => respond(r, caller_uid, response, now),
+        ) => respond(r, &caller, response, now),
         (Event::TotpChecked(check), Some(Stage::Totp)) => match check {
             TotpCheck::Accepted { .. } => Effect::AskHook,
             TotpCheck::Locked { retry_after } => {
@@ -421,8 +421,9 @@ fn hold(
     Effect::Hold { mail }
 }
 
-fn respond(r: &PendingRecord, caller_uid: u32, response: &Value, now: SystemTime) -> Effect {
-    if r.caller.uid != caller_uid {
+fn respond(r: &PendingRecord, caller: &CallerKey, response: &Value, now: SystemTime) -> Effect {
+    // Bound to its caller: the same uid, or the same TLS client; never both kinds.
+    if r.caller.key() != *caller {
         return Effect::Refuse(Refusal::NotFound);
     }
     if now >= r.expires_at {
@@ -623,7 +624,7 @@ mod tests {
 
     fn respond(r: PendingRecord, response: &Value) -> (PendingRecord, Effect) {
         let event = Event::Respond {
-            caller_uid: 1000,
+            caller: CallerKey::Uid(1000),
             response,
             now: now(),
         };
@@ -900,7 +901,7 @@ mod tests {
     fn foreign_expired_and_failed_requests_are_answered_before_any_method() {
         let r = begun(&[Stage::Approval]);
         let foreign = Event::Respond {
-            caller_uid: 1001,
+            caller: CallerKey::Uid(1001),
             response: &Value::Null,
             now: now(),
         };
@@ -908,8 +909,44 @@ mod tests {
             step(r.clone(), foreign).1,
             Effect::Refuse(Refusal::NotFound)
         );
+        // A TLS client is never the Unix caller, whatever its name; and a
+        // request a TLS client made answers only that client.
+        for other in [
+            CallerKey::Client("1000".into()),
+            CallerKey::Uid(regent_model::TLS_ID),
+        ] {
+            let foreign = Event::Respond {
+                caller: other,
+                response: &Value::Null,
+                now: now(),
+            };
+            assert_eq!(
+                step(r.clone(), foreign).1,
+                Effect::Refuse(Refusal::NotFound)
+            );
+        }
+        let mut by_client = r.clone();
+        by_client.caller =
+            CallerId::tls("panel".into(), "10".into(), "192.0.2.1:1".parse().unwrap());
+        for (who, refused) in [
+            (CallerKey::Client("panel2".into()), true),
+            (CallerKey::Uid(regent_model::TLS_ID), true),
+            (CallerKey::Client("panel".into()), false),
+        ] {
+            let event = Event::Respond {
+                caller: who.clone(),
+                response: &Value::Null,
+                now: now(),
+            };
+            let effect = step(by_client.clone(), event).1;
+            assert_eq!(
+                effect == Effect::Refuse(Refusal::NotFound),
+                refused,
+                "{who:?}"
+            );
+        }
         let late = Event::Respond {
-            caller_uid: 1000,
+            caller: CallerKey::Uid(1000),
             response: &Value::Null,
             now: r.expires_at,
         };

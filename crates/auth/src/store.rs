@@ -213,8 +213,44 @@ const SQL_APPROVE: &str = "UPDATE pending SET stage_state = ?3
     WHERE request_id = ?1 AND stage_index = ?2 AND status = 'pending'";
 const SQL_DENY: &str = "UPDATE pending SET status = 'denied', status_reason = ?2
     WHERE request_id = ?1 AND status = 'pending'";
-const SQL_COUNT_UID_OP: &str = "SELECT count(*) FROM pending WHERE caller_uid = ?1 AND op = ?2";
-const SQL_COUNT_UID: &str = "SELECT count(*) FROM pending WHERE caller_uid = ?1";
+// A TLS client's records are counted by its name too (see [`stored_user`]):
+// `?3`/`?2` is `NAME ` (with its space) for a TLS client, else NULL.
+const SQL_COUNT_UID_OP: &str = "SELECT count(*) FROM pending WHERE caller_uid = ?1 AND op = ?2
+    AND (?3 IS NULL OR substr(caller_user, 1, length(?3)) = ?3)";
+const SQL_COUNT_UID: &str = "SELECT count(*) FROM pending WHERE caller_uid = ?1
+    AND (?2 IS NULL OR substr(caller_user, 1, length(?2)) = ?2)";
+
+/// What the `caller_user` column keeps: the user name of a Unix caller; for a
+/// TLS client (uid [`regent_model::TLS_ID`], which no Unix caller has) its
+/// name, certificate serial and address, separated by spaces, so that a
+/// record read back is bound to the same client.
+fn stored_user(caller: &CallerId) -> Option<String> {
+    match &caller.peer {
+        regent_model::Peer::Unix => caller.user.clone(),
+        regent_model::Peer::Tls {
+            name,
+            serial,
+            address,
+        } => Some(format!("{name} {serial} {address}")),
+    }
+}
+
+/// The caller of a record read back ([`stored_user`]'s inverse).
+fn stored_caller(pid: Option<i32>, uid: u32, gid: u32, user: Option<String>) -> CallerId {
+    if uid == regent_model::TLS_ID {
+        if let Some(text) = &user {
+            let mut parts = text.splitn(3, ' ');
+            if let (Some(name), Some(serial), Some(Ok(address))) =
+                (parts.next(), parts.next(), parts.next().map(str::parse))
+            {
+                if regent_model::valid_client_name(name) {
+                    return CallerId::tls(name.to_string(), serial.to_string(), address);
+                }
+            }
+        }
+    }
+    CallerId::unix(pid, uid, gid, user)
+}
 
 fn json_text(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).expect("JSON values serialise")
@@ -280,7 +316,7 @@ fn decode(r: RawRecord) -> Result<PendingRecord> {
     Ok(PendingRecord {
         data: json("data", &data)?,
         display_data: json("display_data", &display_data)?,
-        caller: CallerId::unix(
+        caller: stored_caller(
             r.pid.and_then(|p| i32::try_from(p).ok()),
             u32::try_from(uid).map_err(|e| corrupt(id, "caller_uid", e))?,
             u32::try_from(gid).map_err(|e| corrupt(id, "caller_gid", e))?,
@@ -344,16 +380,17 @@ impl PendingStore {
             Ok(u64::try_from(n).unwrap_or(0))
         };
         let uid = i64::from(r.caller.uid);
+        let client = r.caller.client().map(|name| format!("{name} "));
         let checks = [
             (
                 CapReached::PerUidOp,
                 caps.per_uid_op,
-                count(SQL_COUNT_UID_OP, &[&uid, &r.op])?,
+                count(SQL_COUNT_UID_OP, &[&uid, &r.op, &client])?,
             ),
             (
                 CapReached::PerUid,
                 caps.per_uid,
-                count(SQL_COUNT_UID, &[&uid])?,
+                count(SQL_COUNT_UID, &[&uid, &client])?,
             ),
             (
                 CapReached::Total,
@@ -426,7 +463,7 @@ fn insert_record(conn: &Connection, r: &PendingRecord) -> Result<bool> {
                 r.caller.uid,
                 r.caller.gid,
                 r.caller.pid,
-                r.caller.user,
+                stored_user(&r.caller),
                 json_text(&r.approvers),
                 json_text(&r.stages),
                 r.stage_index as i64,
@@ -820,6 +857,55 @@ mod tests {
             per_uid_op: 100,
         };
         assert_eq!(s.insert_capped(&dup, &roomy).unwrap(), Inserted::Taken);
+    }
+
+    #[test]
+    fn a_tls_client_is_kept_by_name_and_capped_per_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = PendingStore::open(&dir.path().join("p.db")).unwrap();
+        let caps = PendingCaps {
+            total: 100,
+            per_uid: 2,
+            per_uid_op: 100,
+        };
+        let hour = Duration::from_secs(3600);
+        let mut n = 0;
+        let mut rec = |name: &str| {
+            n += 1;
+            let mut r = record(&format!("t{n}"), &format!("v{n}"), hour);
+            r.caller = CallerId::tls(
+                name.into(),
+                "1A2B".into(),
+                "[2001:db8::1]:443".parse().unwrap(),
+            );
+            r
+        };
+        for _ in 0..2 {
+            assert_eq!(
+                s.insert_capped(&rec("panel"), &caps).unwrap(),
+                Inserted::Stored
+            );
+        }
+        assert_eq!(
+            s.insert_capped(&rec("panel"), &caps).unwrap(),
+            Inserted::Full(CapReached::PerUid)
+        );
+        // Another client (even one whose name extends this one's) has its own count.
+        assert_eq!(
+            s.insert_capped(&rec("panel2"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        assert_eq!(
+            s.insert_capped(&rec("pane"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        assert_eq!(
+            s.insert_capped(&rec("pan_l"), &caps).unwrap(),
+            Inserted::Stored
+        );
+        let back = s.by_request_id("t1").unwrap().unwrap().caller;
+        assert_eq!(back.peer, rec("panel").caller.peer);
+        assert_eq!(back.key(), regent_model::CallerKey::Client("panel".into()));
     }
 
     #[test]

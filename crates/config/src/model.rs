@@ -118,7 +118,10 @@ pub struct ServiceConfig {
     pub command_path: String,
     /// Outgoing mail for the `email` method (`[service.smtp]`).
     pub smtp: Option<SmtpDecl>,
-    /// TLS over TCP listener (`[service.tcp]`); not served yet: reserved for a later issue.
+    /// TLS clients (by certificate name) who administer held requests like
+    /// `admin_group`'s members (`admin_clients`).
+    pub admin_clients: Vec<String>,
+    /// Mutual-TLS listener (`[service.tcp]`).
     pub tcp: Option<TcpDecl>,
     /// Further Unix sockets (`[[service.sockets]]`), each offering only the
     /// operations it names; the `socket*` keys are the implicit first entry,
@@ -155,6 +158,7 @@ impl Default for ServiceConfig {
             max_pending_per_uid: DEFAULT_MAX_PENDING_PER_UID,
             command_path: DEFAULT_COMMAND_PATH.to_string(),
             smtp: None,
+            admin_clients: Vec::new(),
             tcp: None,
             sockets: Vec::new(),
         }
@@ -216,17 +220,29 @@ pub struct SmtpDecl {
     pub timeout: Duration,
 }
 
-/// The `[service.tcp]` table (reserved; the daemon should refuse it until served).
+/// Default `handshake_timeout` of `[service.tcp]`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default `max_connections` of `[service.tcp]`.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 256;
+
+/// The `[service.tcp]` table: TCP with mutual TLS.
 #[derive(Debug, Clone)]
 pub struct TcpDecl {
-    /// Address and port to listen on.
-    pub listen: SocketAddr,
+    /// Addresses and ports to listen on (one or more; IPv4 and IPv6).
+    pub listen: Vec<SocketAddr>,
     /// Server certificate chain (PEM).
     pub cert: PathBuf,
-    /// Server private key (PEM).
+    /// Server private key (PEM); refused at start if group or others may read it.
     pub key: PathBuf,
-    /// CA for client certificates; none: clients are not identified by certificate.
-    pub client_ca: Option<PathBuf>,
+    /// CAs (PEM bundle) a client certificate must chain to (required).
+    pub client_ca: PathBuf,
+    /// Certificate revocation lists (PEM), if any.
+    pub crl: Option<PathBuf>,
+    /// How long a client has to finish its handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// TLS connections at once, all clients together (default 256).
+    pub max_connections: usize,
 }
 
 /// One Unix socket and what it offers (`[[service.sockets]]`, or the implicit
@@ -271,6 +287,8 @@ pub struct AllowDecl {
     pub users: Vec<Account>,
     /// Allowed groups (primary or supplementary).
     pub groups: Vec<Account>,
+    /// Allowed TLS clients, by certificate name (`clients`).
+    pub clients: Vec<String>,
 }
 
 /// One `[operations.NAME]` table.

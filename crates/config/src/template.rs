@@ -6,7 +6,9 @@
 //!   placeholders, e.g. `"--to={ip}"`, and still renders as one element.
 //! - `{name}` is a declared parameter; `{caller.uid}`, `{caller.gid}` and
 //!   `{caller.user}` are the caller's kernel identity (a [`Principal`]; `user` is
-//!   the uid in decimal when the user database has no name for it). `{{` and `}}` are literal braces.
+//!   the uid in decimal when the user database has no name for it);
+//!   `{caller.client}` is a TLS client's certificate name (empty for a Unix
+//!   peer). `{{` and `}}` are literal braces.
 //! - An element that refers to an optional parameter absent from the request is
 //!   left out entirely (so `"--limit={n}"` disappears when `n` is not given).
 //! - `command[0]` is literal: an absolute path or a bare program name without `/`.
@@ -29,6 +31,20 @@ pub enum Placeholder {
     CallerGid,
     /// `{caller.user}`.
     CallerUser,
+    /// `{caller.client}`: a TLS client's certificate name (empty for a Unix peer).
+    CallerClient,
+}
+
+impl Placeholder {
+    /// True for the placeholders only a Unix peer has: `{caller.uid}`,
+    /// `{caller.gid}`, `{caller.user}`.
+    #[must_use]
+    pub fn is_unix_identity(&self) -> bool {
+        matches!(
+            self,
+            Placeholder::CallerUid | Placeholder::CallerGid | Placeholder::CallerUser
+        )
+    }
 }
 
 impl fmt::Display for Placeholder {
@@ -38,6 +54,7 @@ impl fmt::Display for Placeholder {
             Placeholder::CallerUid => f.write_str("caller.uid"),
             Placeholder::CallerGid => f.write_str("caller.gid"),
             Placeholder::CallerUser => f.write_str("caller.user"),
+            Placeholder::CallerClient => f.write_str("caller.client"),
         }
     }
 }
@@ -98,9 +115,10 @@ fn parse_element(s: &str) -> Result<Vec<Piece>, String> {
                     "caller.uid" => Placeholder::CallerUid,
                     "caller.gid" => Placeholder::CallerGid,
                     "caller.user" => Placeholder::CallerUser,
+                    "caller.client" => Placeholder::CallerClient,
                     n if n.starts_with("caller.") => {
                         return Err(format!(
-                            "unknown placeholder {{{n}}} (caller has uid, gid and user)"
+                            "unknown placeholder {{{n}}} (caller has uid, gid, user and client)"
                         ))
                     }
                     n if is_valid_param_name(n) => Placeholder::Param(n.to_string()),
@@ -219,6 +237,9 @@ impl Template {
                     Piece::Hole(Placeholder::CallerUid) => out.push_str(&caller.uid.to_string()),
                     Piece::Hole(Placeholder::CallerGid) => out.push_str(&caller.gid.to_string()),
                     Piece::Hole(Placeholder::CallerUser) => out.push_str(&caller.user_or_uid()),
+                    Piece::Hole(Placeholder::CallerClient) => {
+                        out.push_str(caller.client().unwrap_or_default());
+                    }
                     Piece::Hole(Placeholder::Param(name)) => match params.get(name) {
                         Some(v) if v.is_secret() => out.push_str("<redacted>"),
                         Some(v) => match replace(name) {

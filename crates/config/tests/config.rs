@@ -590,6 +590,7 @@ from = "regent@localhost"
 listen = "127.0.0.1:8443"
 cert = "/etc/regent/cert.pem"
 key = "/etc/regent/key.pem"
+client_ca = "/etc/regent/clients.pem"
 "#,
         "t",
     )
@@ -606,7 +607,12 @@ key = "/etc/regent/key.pem"
         (smtp.host.as_str(), smtp.port, smtp.security),
         ("127.0.0.1", 2525, SmtpSecurity::None)
     );
-    assert_eq!(s.tcp.as_ref().unwrap().listen.port(), 8443);
+    let tcp = s.tcp.as_ref().unwrap();
+    assert_eq!(tcp.listen.len(), 1);
+    assert_eq!(tcp.listen[0].port(), 8443);
+    assert_eq!(tcp.handshake_timeout, std::time::Duration::from_secs(10));
+    assert_eq!(tcp.max_connections, 256);
+    assert_eq!(tcp.crl, None);
 
     let e = errors(
         "[service]\nsocket_mode = \"4755\"\ncommand_path = \"bin:/usr/bin\"\n[service.smtp]\nhost = \"x\"\nsecurity = \"none\"\nfrom = \"a@b\"\ncredentials_file = \"/etc/c\"\n",
@@ -815,4 +821,125 @@ fn a_misspelt_socket_key_gets_a_suggestion() {
         ),
         "{e}"
     );
+}
+
+#[test]
+fn tcp_with_mutual_tls_parses_and_each_bad_value_is_located() {
+    let c = parse(
+        r#"
+[service]
+admin_clients = ["ops.example.org"]
+[service.tcp]
+listen = ["0.0.0.0:8443", "[::]:8443"]
+cert = "/etc/regent/cert.pem"
+key = "/etc/regent/key.pem"
+client_ca = "/etc/regent/clients.pem"
+crl = "/etc/regent/crl.pem"
+handshake_timeout = "3s"
+max_connections = 9
+[operations.who]
+command = ["echo", "{caller.client}"]
+allow = { users = ["root"], clients = ["panel", "ops.example.org"] }
+"#,
+        "t",
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let tcp = c.service.tcp.as_ref().unwrap();
+    assert_eq!(tcp.listen.len(), 2);
+    assert!(tcp.listen[0].is_ipv4() && tcp.listen[1].is_ipv6());
+    assert_eq!(
+        tcp.crl.as_deref(),
+        Some(std::path::Path::new("/etc/regent/crl.pem"))
+    );
+    assert_eq!(tcp.handshake_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(tcp.max_connections, 9);
+    assert_eq!(c.service.admin_clients, vec!["ops.example.org".to_string()]);
+    let allow = c.operation("who").unwrap().allow.as_ref().unwrap();
+    assert_eq!(
+        allow.clients,
+        vec!["panel".to_string(), "ops.example.org".to_string()]
+    );
+
+    let base = "[service.tcp]\ncert = \"/c\"\nkey = \"/k\"\nclient_ca = \"/a\"\n";
+    let cases: &[(String, &str)] = &[
+        (
+            format!("{base}listen = \"localhost\"\n"),
+            "t.toml:5:10: service.tcp.listen: expected an address:port",
+        ),
+        (
+            format!("{base}listen = [\"127.0.0.1:1\", \"nope\"]\n"),
+            "t.toml:5:26: service.tcp.listen: expected an address:port",
+        ),
+        (
+            format!("{base}listen = [\"[::1]:1\", \"[::1]:1\"]\n"),
+            "t.toml:5:22: service.tcp.listen: [::1]:1 is listed twice",
+        ),
+        (
+            format!("{base}listen = []\n"),
+            "t.toml:5:10: service.tcp.listen: lists no address",
+        ),
+        (
+            format!("{base}listen = \"127.0.0.1:1\"\nhandshake_timeout = \"soon\"\n"),
+            "t.toml:6:21: service.tcp.handshake_timeout:",
+        ),
+        (
+            format!("{base}listen = \"127.0.0.1:1\"\nmax_connections = 0\n"),
+            "t.toml:6:19: service.tcp.max_connections:",
+        ),
+        (
+            format!("{base}listen = \"127.0.0.1:1\"\ncrl = \"crl.pem\"\n"),
+            "t.toml:6:7: service.tcp.crl:",
+        ),
+        (
+            "[service.tcp]\nlisten = \"127.0.0.1:1\"\ncert = \"/c\"\nkey = \"/k\"\n".into(),
+            "t.toml:1:10: service.tcp: missing required key 'client_ca'",
+        ),
+        (
+            "[service]\nadmin_clients = [\"ok\", \"not ok\"]\n".into(),
+            "t.toml:2:24: service.admin_clients: a client name is",
+        ),
+        (
+            "[operations.x]\ncommand = [\"true\"]\nallow = { clients = [\"-x\"] }\n".into(),
+            "t.toml:3:22: operations.x.allow.clients: a client name is",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = errors(text);
+        assert!(
+            e.iter().any(|l| l.starts_with(want)),
+            "want {want:?} for\n{text}\ngot {e:#?}"
+        );
+    }
+}
+
+#[test]
+fn an_operation_tls_clients_may_call_has_no_unix_identity_in_its_command() {
+    let tcp = "[service.tcp]\nlisten = \"127.0.0.1:1\"\ncert = \"/c\"\nkey = \"/k\"\nclient_ca = \"/a\"\n";
+    for (allow, refused) in [
+        ("", true),
+        ("allow = { clients = [\"panel\"] }\n", true),
+        ("allow = { users = [\"root\"] }\n", false),
+    ] {
+        for ph in ["caller.uid", "caller.gid", "caller.user"] {
+            let text = format!("{tcp}[operations.x]\ncommand = [\"echo\", \"{{{ph}}}\"]\n{allow}");
+            match parse(&text, "t") {
+                Ok(_) => assert!(!refused, "{text}"),
+                Err(d) => {
+                    let e = d.to_string();
+                    assert!(refused, "{e}");
+                    assert!(
+                        e.contains("t:7:11: operations.x.command: uses {")
+                            && e.contains("which a TLS client does not have"),
+                        "{e}"
+                    );
+                }
+            }
+        }
+    }
+    // Without [service.tcp] no TLS client calls anything.
+    parse(
+        "[operations.x]\ncommand = [\"echo\", \"{caller.uid}\"]\n",
+        "t",
+    )
+    .unwrap();
 }

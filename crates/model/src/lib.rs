@@ -34,7 +34,7 @@ pub use verdict::Verdict;
 pub use account::Account;
 pub use capability::{Capability, UnknownCapability};
 pub use limits::Limits;
-pub use principal::{Peer, Principal};
+pub use principal::{valid_client_name, CallerKey, Peer, Principal, TLS_ID};
 pub use run_as::RunAs;
 pub use smtp::SmtpSecurity;
 

@@ -2,8 +2,13 @@
 //!
 //! Its identity is the transport's word, never the client's: on a Unix socket the
 //! kernel's `SO_PEERCRED` (pid, uid, gid), completed by the user database (name,
-//! groups). A TLS client will be the same type, told apart by its [`Peer`], and
-//! mapped to the account it acts as.
+//! groups). A TLS client is the same type, told apart by its [`Peer`]
+//! ([`Principal::tls`]): it is named by its certificate and holds no Unix
+//! account. Its `uid` and `gid` are [`TLS_ID`] (`(uid_t)-1`), a value the kernel
+//! never reports for a process (`setuid(-1)` changes nothing, and an unmapped id
+//! reads as the overflow id 65534), so it matches no Unix user; and policy
+//! never compares a TLS client with `users` or `groups` at all, only with
+//! `clients` (and a Unix peer never with `clients`).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -16,10 +21,10 @@ pub enum Peer {
     /// A local process on the Unix socket; its ids come from the kernel.
     #[default]
     Unix,
-    /// A remote client identified by its certificate. (No TLS transport serves
-    /// yet: `[service.tcp]` is refused at start-up.)
+    /// A remote client identified by its certificate over `[service.tcp]`.
     Tls {
-        /// The certificate's subject name.
+        /// The client's name from its certificate: the first DNS SAN, else the
+        /// first URI SAN, else the subject's CN (see [`valid_client_name`]).
         name: String,
         /// The certificate's serial number, in hex.
         serial: String,
@@ -34,6 +39,41 @@ impl Peer {
     pub fn is_unix(&self) -> bool {
         matches!(self, Peer::Unix)
     }
+
+    /// The TLS client's name; `None` for a Unix peer.
+    #[must_use]
+    pub fn client(&self) -> Option<&str> {
+        match self {
+            Peer::Unix => None,
+            Peer::Tls { name, .. } => Some(name),
+        }
+    }
+}
+
+/// The `uid` and `gid` of a TLS principal: `(uid_t)-1`, which no process has.
+pub const TLS_ID: u32 = u32::MAX;
+
+/// The longest client name a certificate may give.
+pub const MAX_CLIENT_NAME: usize = 64;
+
+/// Whether `name` may name a TLS client: `[A-Za-z0-9][A-Za-z0-9._@-]*`, at most
+/// [`MAX_CLIENT_NAME`] bytes. A certificate naming anything else is refused at
+/// the handshake, so a client name is safe in a log, a template and a mail.
+#[must_use]
+pub fn valid_client_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= MAX_CLIENT_NAME
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+}
+
+/// Who a per-caller bound counts: a Unix uid, or a TLS client by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CallerKey {
+    /// A local peer's uid.
+    Uid(u32),
+    /// A TLS client's name.
+    Client(String),
 }
 
 /// The caller of a request: the account it acts as and how it connected.
@@ -82,10 +122,54 @@ impl Principal {
         }
     }
 
-    /// True when the principal is in group `gid` (primary or supplementary).
+    /// A TLS client named `name` (already checked with [`valid_client_name`])
+    /// by a certificate with this serial, from `address`. It has no Unix
+    /// account: its ids are [`TLS_ID`], its user name none, its groups none.
+    #[must_use]
+    pub fn tls(name: String, serial: String, address: SocketAddr) -> Principal {
+        Principal {
+            uid: TLS_ID,
+            gid: TLS_ID,
+            pid: None,
+            user: None,
+            groups: Vec::new(),
+            group_names: Vec::new(),
+            peer: Peer::Tls {
+                name,
+                serial,
+                address,
+            },
+        }
+    }
+
+    /// The TLS client's name; `None` for a Unix peer.
+    #[must_use]
+    pub fn client(&self) -> Option<&str> {
+        self.peer.client()
+    }
+
+    /// Who per-caller bounds (rate limits, connections, held requests) count.
+    #[must_use]
+    pub fn key(&self) -> CallerKey {
+        match self.client() {
+            Some(name) => CallerKey::Client(name.to_string()),
+            None => CallerKey::Uid(self.uid),
+        }
+    }
+
+    /// True when `other` is the same caller for binding a held request: the
+    /// same uid on a Unix socket, the same client name over TLS; never a Unix
+    /// peer and a TLS client.
+    #[must_use]
+    pub fn same_caller(&self, other: &Principal) -> bool {
+        self.key() == other.key()
+    }
+
+    /// True when the principal is in group `gid` (primary or supplementary);
+    /// never for a TLS client.
     #[must_use]
     pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid || self.groups.contains(&gid)
+        self.peer.is_unix() && self.gid == gid || self.groups.contains(&gid)
     }
 
     /// True when the principal is in the group named `name`.
@@ -101,20 +185,23 @@ impl Principal {
         self.user.clone().unwrap_or_else(|| self.uid.to_string())
     }
 
-    /// True for root (uid 0).
+    /// True for root (uid 0 on a Unix socket; never a TLS client).
     #[must_use]
     pub fn is_root(&self) -> bool {
-        self.uid == 0
+        self.uid == 0 && self.peer.is_unix()
     }
 
     /// The value of a `{caller.KEY}` template placeholder: `uid`, `gid` or
-    /// `user`; `None` for any other key.
+    /// `user` for a Unix peer, `client` for a TLS client; `None` for any other
+    /// key or one the peer does not have (`regent check` refuses an operation
+    /// TLS clients may call that uses `uid`, `gid` or `user`).
     #[must_use]
     pub fn template_value(&self, key: &str) -> Option<String> {
-        match key {
-            "uid" => Some(self.uid.to_string()),
-            "gid" => Some(self.gid.to_string()),
-            "user" => Some(self.user_or_uid()),
+        match (key, &self.peer) {
+            ("uid", Peer::Unix) => Some(self.uid.to_string()),
+            ("gid", Peer::Unix) => Some(self.gid.to_string()),
+            ("user", Peer::Unix) => Some(self.user_or_uid()),
+            ("client", Peer::Tls { name, .. }) => Some(name.clone()),
             _ => None,
         }
     }
@@ -125,6 +212,11 @@ impl fmt::Display for Principal {
     /// certificate's name and its address. The user name comes from the local
     /// database, but a name may hold anything: escape before a terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Peer::Tls { name, address, .. } = &self.peer {
+            if self.uid == TLS_ID {
+                return write!(f, "client {name} from {address}");
+            }
+        }
         match &self.user {
             Some(u) => write!(f, "{u} (uid {})", self.uid)?,
             None => write!(f, "uid {}", self.uid)?,
@@ -201,6 +293,58 @@ mod tests {
         let back: Principal = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
         assert_eq!(back.peer, t.peer);
         assert_eq!((back.uid, back.user), (34, Some("backup".into())));
+    }
+
+    #[test]
+    fn a_tls_principal_matches_no_unix_account() {
+        let t = Principal::tls("panel".into(), "1001".into(), "[::1]:4000".parse().unwrap());
+        assert_eq!((t.uid, t.gid), (TLS_ID, TLS_ID));
+        assert!(!t.is_root() && !t.in_group(TLS_ID) && t.user.is_none());
+        assert_eq!(t.client(), Some("panel"));
+        assert_eq!(t.template_value("client").as_deref(), Some("panel"));
+        for k in ["uid", "gid", "user"] {
+            assert_eq!(t.template_value(k), None, "{k}");
+        }
+        assert_eq!(alice().template_value("client"), None);
+        assert_eq!(t.to_string(), "client panel from [::1]:4000");
+        assert_eq!(t.key(), CallerKey::Client("panel".into()));
+        assert_eq!(alice().key(), CallerKey::Uid(1000));
+        let other = Principal::tls(
+            "panel2".into(),
+            "1001".into(),
+            "[::1]:4000".parse().unwrap(),
+        );
+        assert!(!t.same_caller(&other) && t.same_caller(&t.clone()));
+        let unix_max = Principal::unix(None, TLS_ID, TLS_ID, Some("panel".into()));
+        assert!(!t.same_caller(&unix_max) && !unix_max.same_caller(&t));
+    }
+
+    #[test]
+    fn client_names() {
+        for good in [
+            "panel",
+            "a",
+            "backup.example.org",
+            "x@y-z.9",
+            "a_b",
+            "A0",
+            &"a".repeat(64),
+        ] {
+            assert!(valid_client_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".a",
+            "-a",
+            "a b",
+            "a\n",
+            "é",
+            "a/b",
+            &"a".repeat(65),
+            "a:b",
+        ] {
+            assert!(!valid_client_name(bad), "{bad}");
+        }
     }
 
     #[test]

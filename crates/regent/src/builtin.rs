@@ -31,6 +31,7 @@ use crate::policy::{
 use crate::registry::Entry;
 use crate::server::audit::Audit;
 use crate::server::{Exposure, Shared};
+use regent_model::CallerKey;
 use regent_proto::{ErrorCode, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -117,7 +118,7 @@ async fn status(shared: &Shared) -> serde_json::Map<String, Value> {
 
 /// A held request of the operation `entry` (if it still exists) made by `by`,
 /// as [`may_decide`] weighs it.
-fn held(entry: Option<&Entry>, by: Option<u32>, action: AdminAction) -> HeldRequest<'_> {
+fn held(entry: Option<&Entry>, by: Option<CallerKey>, action: AdminAction) -> HeldRequest<'_> {
     HeldRequest {
         approve: entry.and_then(|e| e.options.approve.as_ref()),
         requested_by: by,
@@ -267,7 +268,7 @@ pub(crate) async fn handle(
             } else {
                 AdminAction::Deny
             };
-            let request = held(shared.registry.get(&op_name), Some(requester.uid), action);
+            let request = held(shared.registry.get(&op_name), Some(requester.key()), action);
             match may_decide(caller, &shared.admins(), &request) {
                 AdminDecision::Allow => {}
                 AdminDecision::NotEntitled(_) => {

@@ -147,12 +147,6 @@ pub fn builder(config: &Config, secret: Option<SharedSecret>) -> Result<ServiceB
         .transpose()?
         .map(|(uid, _)| uid);
     let group = s.socket_group.as_ref().map(resolve_group).transpose()?;
-    if s.tcp.is_some() {
-        return Err(Error::Config(
-            "[service.tcp] is not supported by this version: remove it (encrypted TCP is planned)"
-                .into(),
-        ));
-    }
     let mut b = Service::builder(&s.socket)
         .mode(s.socket_mode)
         .owner(owner, group)
@@ -168,6 +162,10 @@ pub fn builder(config: &Config, secret: Option<SharedSecret>) -> Result<ServiceB
     }
     if let Some(g) = &s.admin_group {
         b = b.admin_group(g.clone());
+    }
+    b = b.admin_clients(s.admin_clients.clone());
+    if let Some(t) = &s.tcp {
+        b = b.tls(t.clone());
     }
     if let Some(smtp) = &s.smtp {
         b = b.smtp_with_timeout(smtp_config(smtp), smtp.timeout);

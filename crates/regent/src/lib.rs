@@ -4,7 +4,8 @@
 //! Where to look:
 //! - a request is **authenticated, authorized and executed** in
 //!   [`server::pipeline`] (see its module docs for the steps);
-//! - who the caller is: [`identity`] (kernel credentials, never the client's word);
+//! - who the caller is: [`identity`] (kernel credentials, never the client's word),
+//!   or over TCP a client certificate ([`server::tls`]);
 //! - who may call what: [`policy`] (a pure decision);
 //! - writing operations in Rust: [`operation`], registered in a [`registry`];
 //! - the wire format: the `regent-proto` crate, re-exported as [`proto`];
@@ -41,6 +42,7 @@ pub use policy::AllowRule;
 pub use regent_auth as auth;
 pub use regent_config as config;
 pub use regent_exec as exec;
+pub use regent_model as model;
 pub use regent_model::{Account, Principal, Stage, Stages, Verdict};
 pub use regent_proto as proto;
 pub use registry::OpOptions;

@@ -13,7 +13,9 @@
 //!
 //! Both rest on one matching of callers against rules ([`may_call`]): an
 //! operation may carry an [`AllowRule`]; callers matching any listed user or any
-//! listed group are allowed; everyone else is denied. An operation without a rule
+//! listed group are allowed, and TLS clients named in its `clients`; everyone
+//! else is denied. A TLS client never matches `users` or `groups` (it has no
+//! Unix account), a Unix peer never matches `clients`. An operation without a rule
 //! is open to every caller who can reach the socket and holds the secret. Names
 //! are compared with the names the user database gave for the caller's kernel ids.
 //! The pipeline asks [`may_call`] before it looks at a request's data, so that a
@@ -21,7 +23,7 @@
 
 use crate::identity::Caller;
 use crate::operation::Authorization;
-use regent_model::{Stages, Verdict};
+use regent_model::{CallerKey, Peer, Stages, Verdict};
 
 pub use regent_model::Account;
 
@@ -55,13 +57,15 @@ impl ToAccount for Account {
     }
 }
 
-/// Users and groups allowed to call an operation.
+/// Users, groups and TLS clients allowed to call an operation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowRule {
     /// Allowed users.
     pub users: Vec<Account>,
     /// Allowed groups (primary or supplementary membership).
     pub groups: Vec<Account>,
+    /// Allowed TLS clients, by certificate name.
+    pub clients: Vec<String>,
 }
 
 impl From<&regent_config::AllowDecl> for AllowRule {
@@ -69,6 +73,7 @@ impl From<&regent_config::AllowDecl> for AllowRule {
         AllowRule {
             users: d.users.clone(),
             groups: d.groups.clone(),
+            clients: d.clients.clone(),
         }
     }
 }
@@ -78,15 +83,23 @@ impl AllowRule {
     pub fn users<P: ToAccount>(users: impl IntoIterator<Item = P>) -> Self {
         AllowRule {
             users: users.into_iter().map(ToAccount::to_account).collect(),
-            groups: Vec::new(),
+            ..AllowRule::default()
         }
     }
 
     /// A rule allowing these groups.
     pub fn groups<P: ToAccount>(groups: impl IntoIterator<Item = P>) -> Self {
         AllowRule {
-            users: Vec::new(),
             groups: groups.into_iter().map(ToAccount::to_account).collect(),
+            ..AllowRule::default()
+        }
+    }
+
+    /// A rule allowing these TLS clients (by certificate name).
+    pub fn clients<S: Into<String>>(clients: impl IntoIterator<Item = S>) -> Self {
+        AllowRule {
+            clients: clients.into_iter().map(Into::into).collect(),
+            ..AllowRule::default()
         }
     }
 
@@ -120,6 +133,15 @@ pub fn may_call(caller: &Caller, allow: Option<&AllowRule>) -> Decision {
     let Some(rule) = allow else {
         return Decision::Allow;
     };
+    if let Peer::Tls { name, .. } = &caller.peer {
+        return if rule.clients.iter().any(|c| c == name) {
+            Decision::Allow
+        } else {
+            Decision::Deny(format!(
+                "TLS client {name} is not among the allowed clients"
+            ))
+        };
+    }
     let user_match = rule
         .users
         .iter()
@@ -205,6 +227,8 @@ pub struct Admins<'a> {
     pub group: Option<&'a Account>,
     /// Whether anyone may approve their own request (`allow_self_approval`).
     pub allow_self_approval: bool,
+    /// TLS clients who decide like the admin group's members (`admin_clients`).
+    pub clients: &'a [String],
 }
 
 /// What an administrator asks to do with a held request.
@@ -219,13 +243,13 @@ pub enum AdminAction {
 }
 
 /// What [`may_decide`] weighs of a held request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HeldRequest<'a> {
     /// Its operation's `approve` rule; `None`: the administrators decide.
     pub approve: Option<&'a AllowRule>,
-    /// The uid that made it, when known (a page is filtered by operation before
-    /// any request is read).
-    pub requested_by: Option<u32>,
+    /// Who made it (a uid, or a TLS client's name), when known (a page is
+    /// filtered by operation before any request is read).
+    pub requested_by: Option<CallerKey>,
     /// What the caller asks to do with it.
     pub action: AdminAction,
 }
@@ -251,30 +275,37 @@ impl AdminDecision {
     }
 }
 
+/// `user NAME (uid N)`, or `TLS client NAME`: who a refusal's reason names.
+fn who(caller: &Caller) -> String {
+    match caller.client() {
+        Some(name) => format!("TLS client {name}"),
+        None => format!("user {} (uid {})", caller.user_or_uid(), caller.uid),
+    }
+}
+
 /// Whether `caller` may do `held.action` with a held request.
 ///
 /// Root always may decide; otherwise the operation's `approve` rule if it has
 /// one, else membership of the admin group. Nobody, root included, approves a
 /// request they made themselves unless the service allows self-approval.
 pub fn may_decide(caller: &Caller, admins: &Admins<'_>, held: &HeldRequest<'_>) -> AdminDecision {
-    let entitled = caller.uid == 0
-        || match held.approve {
-            Some(rule) => may_call(caller, Some(rule)).is_allowed(),
-            None => admins.group.is_some_and(|g| in_group(caller, g)),
+    let entitled = caller.is_root()
+        || match (held.approve, &caller.peer) {
+            (Some(rule), _) => may_call(caller, Some(rule)).is_allowed(),
+            (None, Peer::Unix) => admins.group.is_some_and(|g| in_group(caller, g)),
+            (None, Peer::Tls { name, .. }) => admins.clients.iter().any(|c| c == name),
         };
     if !entitled {
         return AdminDecision::NotEntitled(format!(
-            "user {} (uid {}) may not decide on these requests",
-            caller.user_or_uid(),
-            caller.uid
+            "{} may not decide on these requests",
+            who(caller)
         ));
     }
-    let own = held.requested_by == Some(caller.uid);
+    let own = held.requested_by.as_ref() == Some(&caller.key());
     if held.action == AdminAction::Approve && own && !admins.allow_self_approval {
         return AdminDecision::OwnRequest(format!(
-            "user {} (uid {}) may not approve their own request",
-            caller.user_or_uid(),
-            caller.uid
+            "{} may not approve their own request",
+            who(caller)
         ));
     }
     AdminDecision::Allow
@@ -286,14 +317,15 @@ pub fn may_decide(caller: &Caller, admins: &Admins<'_>, held: &HeldRequest<'_>) 
 /// the administrators' business. An `approve` rule of one operation does not
 /// grant it.
 pub fn may_read_status(caller: &Caller, admins: &Admins<'_>) -> AdminDecision {
-    if caller.uid == 0 || admins.group.is_some_and(|g| in_group(caller, g)) {
+    let entitled = caller.is_root()
+        || match &caller.peer {
+            Peer::Unix => admins.group.is_some_and(|g| in_group(caller, g)),
+            Peer::Tls { name, .. } => admins.clients.iter().any(|c| c == name),
+        };
+    if entitled {
         return AdminDecision::Allow;
     }
-    AdminDecision::NotEntitled(format!(
-        "user {} (uid {}) may not read the service's status",
-        caller.user_or_uid(),
-        caller.uid
-    ))
+    AdminDecision::NotEntitled(format!("{} may not read the service's status", who(caller)))
 }
 
 #[cfg(test)]
@@ -304,11 +336,18 @@ mod tests {
     #[test]
     fn only_root_and_administrators_read_the_status() {
         let group = Account::Name("ops".into());
+        let clients = ["ops.example.org".to_string()];
         let admins = Admins {
             group: Some(&group),
             allow_self_approval: false,
+            clients: &clients,
         };
         assert!(may_read_status(&caller(0, "root", &[]), &admins).is_allowed());
+        let addr = "192.0.2.1:4000".parse().unwrap();
+        let admin_client = Caller::tls("ops.example.org".into(), "01".into(), addr);
+        assert!(may_read_status(&admin_client, &admins).is_allowed());
+        let other_client = Caller::tls("panel".into(), "02".into(), addr);
+        assert!(!may_read_status(&other_client, &admins).is_allowed());
         assert!(may_read_status(&caller(1000, "ann", &[(50, "ops")]), &admins).is_allowed());
         let plain = may_read_status(&caller(1001, "bob", &[(51, "web")]), &admins);
         assert!(matches!(plain, AdminDecision::NotEntitled(ref why) if why.contains("bob")));
@@ -491,7 +530,7 @@ mod tests {
     fn held(approve: Option<&AllowRule>, by: Option<u32>, action: AdminAction) -> HeldRequest<'_> {
         HeldRequest {
             approve,
-            requested_by: by,
+            requested_by: by.map(CallerKey::Uid),
             action,
         }
     }
@@ -506,6 +545,7 @@ mod tests {
             let admins = Admins {
                 group: Some(group),
                 allow_self_approval: false,
+                clients: &[],
             };
             for action in [AdminAction::See, AdminAction::Approve, AdminAction::Deny] {
                 let h = held(None, Some(2000), action);
@@ -525,6 +565,7 @@ mod tests {
         let admins = Admins {
             group: Some(&group),
             allow_self_approval: false,
+            clients: &[],
         };
         let approve = AllowRule::users(["carol"]);
         let admin = caller(1000, "alice", &[(1000, "alice"), (50, "regent-admins")]);
@@ -543,6 +584,7 @@ mod tests {
         let admins = Admins {
             group: Some(&group),
             allow_self_approval: false,
+            clients: &[],
         };
         let admin = caller(1000, "alice", &[(1000, "alice"), (50, "admins")]);
         let root = caller(0, "root", &[]);
@@ -580,5 +622,69 @@ mod tests {
                 assert!(may_decide(&root, &Admins::default(), &h).is_allowed());
             }
         }
+    }
+
+    fn client(name: &str) -> Caller {
+        Caller::tls(
+            name.into(),
+            "1000".into(),
+            "192.0.2.1:4000".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn tls_clients_match_only_clients_and_unix_peers_never_do() {
+        let none = Stages::none();
+        let mut allow = AllowRule::users(["panel", "0"]).and_groups(["panel", "4294967295"]);
+        allow.clients.push("panel".into());
+        let r = rule(Some(&allow), &none);
+        assert!(evaluate(&client("panel"), &r, RUN_NOW).is_run());
+        assert!(evaluate(&client("other"), &r, RUN_NOW).is_deny());
+        // A client named like an allowed user, or with the TLS id, is not that user.
+        let only_users = AllowRule::users(["panel", "4294967295"]).and_groups(["4294967295"]);
+        let r = rule(Some(&only_users), &none);
+        assert!(evaluate(&client("panel"), &r, RUN_NOW).is_deny());
+        // A Unix user named like an allowed client is not that client.
+        let only_clients = AllowRule::clients(["alice"]);
+        let r = rule(Some(&only_clients), &none);
+        assert!(evaluate(&caller(1000, "alice", &[]), &r, RUN_NOW).is_deny());
+        assert!(evaluate(&client("alice"), &r, RUN_NOW).is_run());
+        // Open operations are open to both.
+        assert!(evaluate(&client("x"), &rule(None, &none), RUN_NOW).is_run());
+    }
+
+    #[test]
+    fn admin_clients_decide_and_not_their_own() {
+        let group = Account::Id(0);
+        let clients = ["ops".to_string()];
+        let admins = Admins {
+            group: Some(&group),
+            allow_self_approval: false,
+            clients: &clients,
+        };
+        let ops = client("ops");
+        let h = HeldRequest {
+            approve: None,
+            requested_by: Some(CallerKey::Client("panel".into())),
+            action: AdminAction::Approve,
+        };
+        assert!(may_decide(&ops, &admins, &h).is_allowed());
+        assert!(!may_decide(&client("panel"), &admins, &h).is_allowed());
+        // The TLS id is not root, nor in group 0.
+        assert!(!may_decide(&client("root"), &admins, &h).is_allowed());
+        let own = HeldRequest {
+            requested_by: Some(ops.key()),
+            ..h
+        };
+        assert!(matches!(
+            may_decide(&ops, &admins, &own),
+            AdminDecision::OwnRequest(_)
+        ));
+        // A Unix uid is never the same requester as a client.
+        let by_uid = HeldRequest {
+            requested_by: Some(CallerKey::Uid(ops.uid)),
+            ..h
+        };
+        assert!(may_decide(&ops, &admins, &by_uid).is_allowed());
     }
 }

@@ -29,6 +29,20 @@ pub struct Target {
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// Call a service over TCP with mutual TLS at HOST:PORT instead of a socket
+    /// (with --cert, --key and --ca); the service's certificate must be valid
+    /// for HOST.
+    #[arg(long, env = "REGENT_CONNECT", value_name = "HOST:PORT", conflicts_with = "socket", requires_all = ["cert", "key", "ca"])]
+    pub connect: Option<String>,
+    /// This client's certificate (PEM) for --connect.
+    #[arg(long, env = "REGENT_CERT", value_name = "FILE", requires = "connect")]
+    pub cert: Option<PathBuf>,
+    /// This client's private key (PEM) for --connect.
+    #[arg(long, env = "REGENT_KEY", value_name = "FILE", requires = "connect")]
+    pub key: Option<PathBuf>,
+    /// The CA certificates (PEM) the service's certificate must chain to.
+    #[arg(long, env = "REGENT_CA", value_name = "FILE", requires = "connect")]
+    pub ca: Option<PathBuf>,
 }
 
 impl Target {
@@ -49,7 +63,14 @@ impl Target {
             server = server.or(config.service.socket_owner);
         }
         let socket = socket.unwrap_or_else(|| PathBuf::from(regent::config::DEFAULT_SOCKET));
-        let mut c = Client::new(socket).timeout(Duration::from_secs(self.timeout.max(1)));
+        let mut c = match (&self.connect, &self.cert, &self.key, &self.ca) {
+            (Some(at), Some(cert), Some(key), Some(ca)) => {
+                Client::tls(at, cert, key, ca).map_err(|e| e.to_string())?
+            }
+            (Some(_), ..) => return Err("--connect needs --cert, --key and --ca".into()),
+            _ => Client::new(socket),
+        }
+        .timeout(Duration::from_secs(self.timeout.max(1)));
         if let Some(owner) = server {
             let (uid, _) = regent::daemon::resolve_user(&owner)
                 .map_err(|e| format!("the service's user: {e}"))?;

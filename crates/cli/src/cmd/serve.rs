@@ -174,6 +174,9 @@ fn listen(
             )),
         }
     }
+    // The TCP addresses of `[service.tcp]` are bound here (a passed TCP socket
+    // is refused above until activation of the TCP listener is supported).
+    service.bind_tcp()?;
     Ok((service.socket_passed(), bound))
 }
 

@@ -52,7 +52,7 @@ const CA_DAYS: i64 = 3650;
 /// Certificates start this long before they are made (clocks differ a little).
 const BACKDATE: Duration = Duration::minutes(5);
 /// The longest client name (as the server accepts it).
-pub const MAX_CLIENT_NAME: usize = 64;
+pub const MAX_CLIENT_NAME: usize = regent::model::principal::MAX_CLIENT_NAME;
 /// Random serial bytes (RFC 5280 allows up to 20).
 const SERIAL_BYTES: usize = 16;
 
@@ -140,16 +140,14 @@ pub fn run(cmd: Command) -> ExitCode {
 
 /// Check a client name: `[A-Za-z0-9][A-Za-z0-9._@-]*`, at most 64 characters.
 pub fn check_client_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
     if name.len() > MAX_CLIENT_NAME {
         return Err(format!(
             "client name \"{}\" is too long: at most {MAX_CLIENT_NAME} characters",
             crate::out::escape_line(name)
         ));
     }
-    if !first_ok || !rest_ok {
+    // The rule the server applies to a certificate's name.
+    if !regent::model::principal::valid_client_name(name) {
         return Err(format!(
             "\"{}\" is not a client name: a letter or digit, then letters, digits, '.', '_', '@' or '-'",
             crate::out::escape_line(name)

@@ -1,5 +1,6 @@
-//! `regent totp enroll USER` and `regent totp remove USER`: manage TOTP secrets in
-//! the service's root-only store. Run as root on the service's machine.
+//! `regent totp enroll USER` and `regent totp remove USER` (or `--client NAME`
+//! for a TLS client, by its certificate's name): manage TOTP secrets in the
+//! service's root-only store. Run as root on the service's machine.
 
 use crate::exit;
 use regent::auth::TotpStore;
@@ -38,24 +39,59 @@ impl StoreArgs {
 pub enum Command {
     /// Enrol a user: show the otpauth:// URI and QR code, then ask for one valid code.
     Enroll {
-        /// The user name (as the kernel reports it for the caller).
-        user: String,
+        #[command(flatten)]
+        who: Who,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Remove a user's TOTP secret.
     Remove {
-        /// The user name.
-        user: String,
+        #[command(flatten)]
+        who: Who,
         #[command(flatten)]
         store: StoreArgs,
     },
 }
 
+/// Whose secret: a Unix user, or a TLS client.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Who {
+    /// The user name (as the kernel reports it for the caller).
+    user: Option<String>,
+    /// A TLS client, by the name its certificate gives (see `[service.tcp]`).
+    #[arg(long)]
+    client: Option<String>,
+}
+
+impl Who {
+    /// The TOTP account: the user name, or `tls:NAME` for a client.
+    fn account(self) -> Result<String, String> {
+        match (self.user, self.client) {
+            (_, Some(c)) if regent::model::valid_client_name(&c) => {
+                Ok(regent::auth::caller::totp_client(&c))
+            }
+            (_, Some(_)) => {
+                Err("--client: not a client name ([A-Za-z0-9][A-Za-z0-9._@-]*, at most 64)".into())
+            }
+            (Some(u), None) => Ok(u),
+            (None, None) => Err("name a user or a --client".into()),
+        }
+    }
+}
+
 pub fn run(cmd: Command) -> ExitCode {
-    match cmd {
-        Command::Enroll { user, store } => enroll(&user, &store),
-        Command::Remove { user, store } => {
+    let (who, store, enrolling) = match cmd {
+        Command::Enroll { who, store } => (who, store, true),
+        Command::Remove { who, store } => (who, store, false),
+    };
+    let user = match who.account() {
+        Ok(u) => u,
+        Err(e) => return super::call::fail(e, exit::INVALID),
+    };
+    match enrolling {
+        true => enroll(&user, &store),
+        false => {
             let store = match store.open() {
                 Ok(s) => s,
                 Err(e) => return super::call::fail(e, exit::OTHER),

@@ -18,5 +18,6 @@ mod sockets;
 mod status;
 mod store;
 mod systemd;
+mod tls;
 mod tls_tools;
 mod util;

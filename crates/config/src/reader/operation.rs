@@ -104,6 +104,22 @@ pub(super) fn read_operation(
         .allow
         .as_ref()
         .and_then(|v| read_allow(r, v, &at("allow")));
+    if let (Some(_), Some(cmd), Some(v)) = (&service.tcp, &command, &t.command) {
+        // A TLS client has no uid, gid or user name: an operation it may call
+        // must not be given one.
+        let tls_may_call = allow.as_ref().is_none_or(|a| !a.clients.is_empty());
+        let unix_only = cmd
+            .placeholders()
+            .find(|ph| ph.is_unix_identity())
+            .filter(|_| tls_may_call);
+        if let Some(ph) = unix_only {
+            r.err(
+                v.span(),
+                &at("command"),
+                format!("uses {{{ph}}}, which a TLS client does not have, and TLS clients may call it ([service.tcp] is set and allow does not restrict it to users and groups); use {{caller.client}} or restrict allow"),
+            );
+        }
+    }
     let timeout = match &t.timeout {
         Some(v) => r.duration(v, &at("timeout"), Duration::from_millis(1)),
         None => Some(DEFAULT_TIMEOUT),
@@ -332,18 +348,27 @@ fn read_allow(r: &mut Reader<'_>, v: &Spanned<Table<RawAllow>>, p: &str) -> Opti
         .as_ref()
         .and_then(|l| r.principals(l, &join(p, "groups")))
         .unwrap_or_default();
+    let clients = t
+        .clients
+        .as_ref()
+        .and_then(|l| super::service::read_clients(r, l.get_ref(), &join(p, "clients")))
+        .unwrap_or_default();
     if r.errors_since(before, p) {
         return None;
     }
-    if users.is_empty() && groups.is_empty() {
+    if users.is_empty() && groups.is_empty() && clients.is_empty() {
         r.err(
             v.span(),
             p,
-            "lists no users and no groups, which would allow nobody",
+            "lists no users and no groups (and no clients), which would allow nobody",
         );
         return None;
     }
-    Some(AllowDecl { users, groups })
+    Some(AllowDecl {
+        users,
+        groups,
+        clients,
+    })
 }
 
 /// Shells that would interpret a parameter as code when given `-c`.

@@ -128,6 +128,7 @@ pub(super) struct RawService {
     pub max_pending: Opt<i64>,
     pub max_pending_per_uid: Opt<i64>,
     pub command_path: Opt<String>,
+    pub admin_clients: Opt<List<String>>,
     pub smtp: Opt<Table<RawSmtp>>,
     pub tcp: Opt<Table<RawTcp>>,
     pub sockets: Opt<List<Table<RawSocket>>>,
@@ -161,10 +162,40 @@ pub(super) struct RawSmtp {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTcp {
-    pub listen: Opt<String>,
+    pub listen: Opt<OneOrMany>,
     pub cert: Opt<String>,
     pub key: Opt<String>,
     pub client_ca: Opt<String>,
+    pub crl: Opt<String>,
+    pub handshake_timeout: Opt<Period>,
+    pub max_connections: Opt<i64>,
+}
+
+/// One string, or a list of strings (`listen = "a"` or `listen = ["a", "b"]`).
+pub(super) struct OneOrMany(pub List<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                // The whole value's span is the caller's; one string has no other.
+                Ok(OneOrMany(vec![Spanned::new(0..0, v.to_string())]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Spanned<String>>()? {
+                    out.push(v);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[operations.NAME]`, its least-privilege keys included.
@@ -199,6 +230,7 @@ pub(super) struct RawOperation {
 pub(super) struct RawAllow {
     pub users: Opt<List<Who>>,
     pub groups: Opt<List<Who>>,
+    pub clients: Opt<List<String>>,
 }
 
 /// `run_as = { user, group }`.

@@ -5,11 +5,15 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::context::{closest, item, join, Reader};
-use super::raw::{List, Mode, RawService, RawSmtp, RawSocket, RawTcp, Scalar, Table};
-use crate::model::{LogFormat, ServiceConfig, SmtpDecl, SocketDecl, TcpDecl};
+use super::raw::{List, Mode, OneOrMany, RawService, RawSmtp, RawSocket, RawTcp, Scalar, Table};
+use crate::model::{
+    LogFormat, ServiceConfig, SmtpDecl, SocketDecl, TcpDecl, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_TCP_MAX_CONNECTIONS,
+};
 use crate::net::{check_email, check_hostname};
 use crate::units::{check_mode, parse_mode};
 use regent_model::SmtpSecurity;
+use std::net::SocketAddr;
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -139,6 +143,9 @@ pub(super) fn read_service(r: &mut Reader<'_>, raw: &Spanned<Table<RawService>>)
                 "must be a ':'-separated list of absolute directories",
             );
         }
+    }
+    if let Some(v) = &t.admin_clients {
+        s.admin_clients = read_clients(r, v.get_ref(), &at("admin_clients")).unwrap_or_default();
     }
     if let Some(v) = &t.smtp {
         s.smtp = read_smtp(r, v, &at("smtp"));
@@ -355,17 +362,7 @@ fn read_tcp(r: &mut Reader<'_>, raw: &Spanned<Table<RawTcp>>, p: &str) -> Option
     let key_span = r.key_span(raw);
     let before = r.errors();
     let listen = match &t.listen {
-        Some(v) => v
-            .get_ref()
-            .parse()
-            .map_err(|_| {
-                r.err(
-                    v.span(),
-                    &at("listen"),
-                    "expected an address:port such as \"0.0.0.0:8443\"",
-                );
-            })
-            .ok(),
+        Some(v) => read_listen(r, v, &at("listen")),
         None => {
             r.missing(key_span.clone(), p, "listen");
             None
@@ -380,10 +377,16 @@ fn read_tcp(r: &mut Reader<'_>, raw: &Spanned<Table<RawTcp>>, p: &str) -> Option
     };
     let cert = required(&t.cert, "cert");
     let key = required(&t.key, "key");
-    let client_ca = t
-        .client_ca
-        .as_ref()
-        .and_then(|v| r.abs_path(v, &at("client_ca")));
+    let client_ca = required(&t.client_ca, "client_ca");
+    let crl = t.crl.as_ref().and_then(|v| r.abs_path(v, &at("crl")));
+    let handshake_timeout = match &t.handshake_timeout {
+        Some(v) => r.duration(v, &at("handshake_timeout"), MS),
+        None => Some(DEFAULT_HANDSHAKE_TIMEOUT),
+    };
+    let max_connections = match &t.max_connections {
+        Some(v) => r.int_in(v, &at("max_connections"), 1, 1_000_000),
+        None => Some(DEFAULT_TCP_MAX_CONNECTIONS),
+    };
     if r.errors_since(before, p) {
         return None;
     }
@@ -391,6 +394,66 @@ fn read_tcp(r: &mut Reader<'_>, raw: &Spanned<Table<RawTcp>>, p: &str) -> Option
         listen: listen?,
         cert: cert?,
         key: key?,
-        client_ca,
+        client_ca: client_ca?,
+        crl,
+        handshake_timeout: handshake_timeout?,
+        max_connections: max_connections?,
     })
+}
+
+/// `listen`: one `ADDR:PORT` or a list of them (IPv6 as `[::1]:8443`), no
+/// address twice.
+fn read_listen(r: &mut Reader<'_>, v: &Spanned<OneOrMany>, p: &str) -> Option<Vec<SocketAddr>> {
+    let items = &v.get_ref().0;
+    if items.is_empty() {
+        r.err(v.span(), p, "lists no address");
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut ok = true;
+    for item in items {
+        // A single string carries no span of its own: it is the whole value.
+        let span = if item.span().is_empty() {
+            v.span()
+        } else {
+            item.span()
+        };
+        match item.get_ref().parse::<SocketAddr>() {
+            Ok(a) if out.contains(&a) => {
+                r.err(span, p, format!("{a} is listed twice"));
+                ok = false;
+            }
+            Ok(a) => out.push(a),
+            Err(_) => {
+                r.err(
+                    span,
+                    p,
+                    "expected an address:port such as \"0.0.0.0:8443\" or \"[::]:8443\"",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+/// A list of TLS client names (`clients`, `admin_clients`), each checked as a
+/// certificate's name must be.
+pub(super) fn read_clients(
+    r: &mut Reader<'_>,
+    list: &[Spanned<String>],
+    p: &str,
+) -> Option<Vec<String>> {
+    let mut ok = true;
+    for name in list {
+        if !regent_model::valid_client_name(name.get_ref()) {
+            r.err(
+                name.span(),
+                p,
+                "a client name is 1 to 64 characters from [A-Za-z0-9._@-], starting with a letter or digit",
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| list.iter().map(|n| n.get_ref().clone()).collect())
 }

@@ -1,6 +1,7 @@
 //! The audit trail: one record per request, except for floods of refusals.
 //!
-//! A record holds the caller's pid, uid and user, the operation, the outcome code,
+//! A record holds the caller's pid, uid and user (for a TLS client: its
+//! certificate's name and serial and its address), the operation, the outcome code,
 //! the duration, and the data with secret fields redacted. Never the secret: the
 //! pipeline never hands it here.
 //!
@@ -14,7 +15,7 @@
 //! as `restart outcome="ok"` cannot forge the fields that follow it. An operation
 //! name is cut to [`MAX_LOGGED_OP`] characters (its length in bytes follows).
 //!
-//! **Refusals are aggregated per uid** (`Refusals`): a request refused before it
+//! **Refusals are aggregated per caller (uid, or TLS client)** (`Refusals`): a request refused before it
 //! ran or was held (bad request, wrong secret, rate limited, unknown operation,
 //! denied by policy, invalid data, busy) is logged in full for the first
 //! [`REFUSALS_IN_FULL`] of a caller uid per [`REFUSAL_WINDOW`]; beyond that it is
@@ -25,6 +26,7 @@
 //! caller who is not an administrator) is a refusal like the others.
 
 use crate::identity::Caller;
+use regent_model::CallerKey;
 use regent_proto::Response;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -283,11 +285,24 @@ impl Audit {
             kept: &self.op,
             len: self.op_len,
         };
+        // A TLS client: its certificate's name (checked at the handshake to be
+        // a plain word) and serial, and its address.
+        let (client, serial, peer) = match &self.caller.peer {
+            regent_model::Peer::Unix => (None, None, None),
+            regent_model::Peer::Tls {
+                name,
+                serial,
+                address,
+            } => (Some(name.as_str()), Some(serial.as_str()), Some(address)),
+        };
         tracing::info!(
             target: "regent::audit",
             pid = self.caller.pid,
             uid = self.caller.uid,
             user = %UserOrUid(&self.caller),
+            client = client.map(Escaped::word).map(tracing::field::display),
+            serial = serial.map(Escaped::word).map(tracing::field::display),
+            peer = peer.map(tracing::field::display),
             op = %op,
             outcome,
             duration_us = micros,
@@ -314,10 +329,10 @@ impl fmt::Display for OpName<'_> {
     }
 }
 
-/// Counts refusals per caller uid so that a flood of them cannot flood the log
-/// (see the module documentation).
+/// Counts refusals per caller (uid, or TLS client by name) so that a flood of
+/// them cannot flood the log (see the module documentation).
 pub(crate) struct Refusals {
-    windows: Mutex<HashMap<u32, Window>>,
+    windows: Mutex<HashMap<CallerKey, Window>>,
     /// Set when some window is open (to be summarized or forgotten).
     open: AtomicBool,
 }
@@ -342,7 +357,7 @@ impl Refusals {
     /// Whether this refusal is logged in full (`true`) or only counted.
     fn admit(&self, caller: &Caller, code: &'static str, now: Instant) -> bool {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let w = windows.entry(caller.uid).or_insert_with(|| {
+        let w = windows.entry(caller.key()).or_insert_with(|| {
             self.open.store(true, Ordering::Relaxed);
             Window {
                 started: now,
@@ -352,7 +367,7 @@ impl Refusals {
             }
         });
         if now.saturating_duration_since(w.started) >= REFUSAL_WINDOW {
-            summarize(caller.uid, w, now);
+            summarize(&caller.key(), w, now);
             w.started = now;
             w.in_full = 0;
         }
@@ -386,10 +401,10 @@ impl Refusals {
         }
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        windows.retain(|uid, w| {
+        windows.retain(|key, w| {
             let ended = now.saturating_duration_since(w.started) >= REFUSAL_WINDOW;
             if ended || all {
-                summarize(*uid, w, now);
+                summarize(key, w, now);
                 return false;
             }
             true
@@ -399,7 +414,7 @@ impl Refusals {
 }
 
 /// One summary record for a window's counted refusals (none when nothing was counted).
-fn summarize(uid: u32, w: &mut Window, now: Instant) {
+fn summarize(key: &CallerKey, w: &mut Window, now: Instant) {
     if w.counted.is_empty() {
         return;
     }
@@ -412,10 +427,15 @@ fn summarize(uid: u32, w: &mut Window, now: Instant) {
         let _ = write!(codes, "{code}={n}");
     }
     let user = w.user.as_deref().map(Escaped::word);
+    let (uid, client) = match key {
+        CallerKey::Uid(uid) => (Some(*uid), None),
+        CallerKey::Client(name) => (None, Some(Escaped::word(name))),
+    };
     tracing::info!(
         target: "regent::audit",
         uid,
         user = user.map(tracing::field::display),
+        client = client.map(tracing::field::display),
         refused = total,
         codes = %codes,
         logged_in_full = w.in_full,

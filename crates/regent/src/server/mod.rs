@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod reload;
 pub mod sockets;
 mod stream;
+pub mod tls;
 
 pub use listener::SocketOptions;
 use regent_auth::RateLimiter;
@@ -32,6 +33,7 @@ pub use regent_auth::SharedSecret;
 use reload::Current;
 pub use reload::Reloader;
 pub use sockets::{BoundSocket, Exposure, SocketEntry};
+pub use tls::TlsOptions;
 
 use crate::error::Error;
 use crate::identity::{Caller, IdentityResolver};
@@ -41,7 +43,7 @@ use crate::registry::{OpOptions, Registry};
 use regent_auth::{
     AuthFlow, AuthMethod, FlowOptions, Mailer, MethodRegistry, SmtpConfig, TotpStore,
 };
-use regent_model::Account;
+use regent_model::{Account, CallerKey};
 use regent_proto::{ErrorCode, Response};
 use std::collections::HashMap;
 use std::future::Future;
@@ -67,13 +69,15 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// Only the secret's digest: the service never needs the secret itself.
     pub(crate) secret: Option<Arc<regent_auth::SecretDigest>>,
-    pub(crate) limiter: Arc<RateLimiter<u32>>,
-    /// Approval polls per caller uid ([`pending::poll_limiter`]).
-    pub(crate) poll_limiter: Arc<RateLimiter<u32>>,
+    pub(crate) limiter: Arc<RateLimiter<CallerKey>>,
+    /// Approval polls per caller ([`pending::poll_limiter`]).
+    pub(crate) poll_limiter: Arc<RateLimiter<CallerKey>>,
     /// Not reloaded: the limits the service started with.
     pub(crate) limits: Limits,
     pub(crate) flow: Option<AuthFlow>,
     pub(crate) admin_group: Option<Account>,
+    /// TLS clients who administer like `admin_group`'s members.
+    pub(crate) admin_clients: Vec<String>,
     pub(crate) allow_self_approval: bool,
     /// Refusals counted per uid, so a flood of them cannot flood the log.
     pub(crate) refusals: Arc<audit::Refusals>,
@@ -104,6 +108,7 @@ impl Shared {
         policy::Admins {
             group: self.admin_group.as_ref(),
             allow_self_approval: self.allow_self_approval,
+            clients: &self.admin_clients,
         }
     }
 
@@ -133,14 +138,23 @@ pub struct ServiceBuilder {
     methods: Vec<Arc<dyn AuthMethod>>,
     mailer: Option<(SmtpConfig, Duration)>,
     admin_group: Option<Account>,
+    admin_clients: Vec<String>,
     allow_self_approval: bool,
     flow_options: FlowOptions,
     identities: IdentityResolver,
     keep_secret: bool,
     status_extra: Option<StatusExtra>,
+    tls: Option<TlsOptions>,
 }
 
 impl ServiceBuilder {
+    /// Also serve TCP with mutual TLS ([`tls`]); the material is loaded (and the
+    /// key's mode checked) by [`ServiceBuilder::build`].
+    pub fn tls(mut self, options: TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
     /// Add the fields `extra` returns to every `regent.status` answer (called
     /// on the event loop: keep it cheap and non-blocking).
     pub fn status_extra(mut self, extra: StatusExtra) -> Self {
@@ -264,6 +278,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// TLS clients (by certificate name) who administer held requests like the
+    /// admin group's members.
+    pub fn admin_clients(mut self, clients: Vec<String>) -> Self {
+        self.admin_clients = clients;
+        self
+    }
+
     /// Allow an administrator to approve their own request (default: refused).
     pub fn allow_self_approval(mut self, allow: bool) -> Self {
         self.allow_self_approval = allow;
@@ -299,10 +320,18 @@ impl ServiceBuilder {
     /// Finish: open the pending store if one was given, and check that every
     /// stage an operation declares has a method.
     pub fn build(self) -> Result<Service, Error> {
+        let tls = self
+            .tls
+            .as_ref()
+            .map(tls::TlsTransport::load)
+            .transpose()?
+            .map(Arc::new);
         let (sockets, identities, shared) = self.snapshot(None)?;
         let shared = Arc::new(shared);
         Ok(Service {
             sockets,
+            tls,
+            tcp_bound: Mutex::new(None),
             identities,
             current: Arc::new(Current::new(shared.clone())),
             shared,
@@ -381,6 +410,7 @@ impl ServiceBuilder {
                 limits: self.limits,
                 flow,
                 admin_group: self.admin_group,
+                admin_clients: self.admin_clients,
                 allow_self_approval: self.allow_self_approval,
                 refusals: Arc::new(audit::Refusals::new()),
             },
@@ -399,6 +429,7 @@ impl ServiceBuilder {
                         .map(|f| f.reconfigured(f.methods().clone(), self.flow_options))
                 }),
                 admin_group: self.admin_group,
+                admin_clients: self.admin_clients,
                 allow_self_approval: self.allow_self_approval,
                 refusals: r.refusals.clone(),
                 started_with: r.started_with.clone(),
@@ -418,6 +449,11 @@ pub struct Service {
     /// The first is the one given to [`Service::builder`].
     sockets: Vec<Arc<SocketEntry>>,
     /// The configuration it was built with.
+    /// The TLS transport, if `[service.tcp]` is set (loaded at build; its
+    /// material needs a restart to change).
+    tls: Option<Arc<tls::TlsTransport>>,
+    /// Its listeners, once [`Service::bind_tcp`] bound them.
+    tcp_bound: Mutex<Option<Vec<std::net::TcpListener>>>,
     shared: Arc<Shared>,
     /// The configuration new requests are served under (see [`Reloader`]).
     current: Arc<Current>,
@@ -449,11 +485,13 @@ impl Service {
             methods: Vec::new(),
             mailer: None,
             admin_group: None,
+            admin_clients: Vec::new(),
             allow_self_approval: false,
             flow_options: FlowOptions::default(),
             identities: IdentityResolver::default(),
             keep_secret: false,
             status_extra: None,
+            tls: None,
         }
     }
 
@@ -487,11 +525,36 @@ impl Service {
     /// Bind the first socket (with its mode, owner and group). A service with
     /// several sockets binds them all with [`Service::bind_all`].
     pub fn bind(&self) -> Result<std::os::unix::net::UnixListener, Error> {
+        self.bind_tcp()?;
         self.sockets[0].bind()
+    }
+
+    /// Bind the TCP addresses of the TLS transport, if there is one (kept until
+    /// the service serves); [`Service::bind`] and [`Service::bind_all`] do it too.
+    pub fn bind_tcp(&self) -> Result<(), Error> {
+        if let Some(tls) = &self.tls {
+            let mut bound = self.tcp_bound.lock().unwrap_or_else(|e| e.into_inner());
+            if bound.is_none() {
+                *bound = Some(tls.bind()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The TCP addresses the TLS transport listens on (the ports the system
+    /// chose for port 0), once bound; empty without `[service.tcp]`.
+    pub fn tcp_addresses(&self) -> Vec<std::net::SocketAddr> {
+        let bound = self.tcp_bound.lock().unwrap_or_else(|e| e.into_inner());
+        bound
+            .iter()
+            .flatten()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// Bind every socket, each with its entry, ready for [`Service::run_on_sockets`].
     pub fn bind_all(&self) -> Result<Vec<BoundSocket>, Error> {
+        self.bind_tcp()?;
         self.sockets
             .iter()
             .map(|e| Ok(BoundSocket::new(e.clone(), e.bind()?)))
@@ -634,7 +697,7 @@ impl Service {
         let shared = self.current.load();
         let acceptor = Arc::new(Acceptor {
             identities: self.identities,
-            current: self.current,
+            current: self.current.clone(),
             slots: shared.slots.clone(),
             reserve: shared
                 .limits
@@ -692,6 +755,33 @@ impl Service {
                 .map_err(|e| Error::io("starting an acceptor thread", e))?;
             threads.push(t);
         }
+        let mut tls_loops = Vec::new();
+        if let Some(tls) = &self.tls {
+            let tcp = self
+                .tcp_bound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let tcp = match tcp {
+                Some(b) => b,
+                None => tls.bind()?,
+            };
+            // TLS clients are offered what the first socket offers (every
+            // operation); `allow.clients` and `admin_clients` decide who may call.
+            let entry = self.sockets[0].clone();
+            for l in tcp {
+                if let Ok(addr) = l.local_addr() {
+                    tracing::info!(address = %addr, "listening for TLS clients");
+                }
+                tls_loops.push(tokio::spawn(tls::accept_loop(
+                    self.current.clone(),
+                    tls.clone(),
+                    entry.clone(),
+                    l,
+                    shutdown.clone(),
+                )));
+            }
+        }
         // Listening already (connections wait in the backlog), and the daemon
         // dropped its privileges before starting this runtime.
         let paths: Vec<String> = bound
@@ -704,6 +794,13 @@ impl Service {
             paths.join(", ")
         ));
         let result = acceptor.accept_on_all(bound, shutdown).await;
+        for l in tls_loops {
+            match l.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "TLS listener"),
+                Err(e) => tracing::warn!(error = %e, "TLS listener task"),
+                Ok(Ok(())) => {}
+            }
+        }
         for t in threads {
             if let Ok(Err(e)) = tokio::task::spawn_blocking(move || t.join())
                 .await
@@ -864,15 +961,8 @@ impl Acceptor {
             }
         }
         drop(listener);
-        connections.close();
         let shared = &lasting;
-        let grace = shared.limits.shutdown_grace;
-        if tokio::time::timeout(grace, connections.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("requests still in flight after {grace:?}; exiting anyway");
-        }
+        finish_in_flight(connections, &shared.limits).await;
         shared.refusals.flush(true);
         Ok(())
     }
@@ -932,34 +1022,56 @@ async fn refuse_busy(mut stream: UnixStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
 }
 
-/// A connection slot counted against one uid; released on drop.
-struct PerUid {
-    counts: Arc<Mutex<HashMap<u32, usize>>>,
-    uid: u32,
+/// After the listener stopped: wait (up to the shutdown grace) for the
+/// connections' requests in flight.
+pub(crate) async fn finish_in_flight(connections: TaskTracker, limits: &Limits) {
+    connections.close();
+    let grace = limits.shutdown_grace;
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {grace:?}; exiting anyway");
+    }
 }
 
-impl PerUid {
-    fn acquire(counts: &Arc<Mutex<HashMap<u32, usize>>>, uid: u32, max: usize) -> Option<PerUid> {
+/// A connection slot counted against one uid; released on drop.
+type PerUid = Counted<u32>;
+
+/// A count held against one key of a map while it lives (the connections of a
+/// uid or of a TLS client, the handshakes of an address); released on drop.
+pub(crate) struct Counted<K: std::hash::Hash + Eq + Clone> {
+    counts: Arc<Mutex<HashMap<K, usize>>>,
+    key: K,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Counted<K> {
+    /// Count one more for `key`, unless it already has `max`.
+    pub(crate) fn acquire(
+        counts: &Arc<Mutex<HashMap<K, usize>>>,
+        key: K,
+        max: usize,
+    ) -> Option<Self> {
         let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(uid).or_insert(0);
+        let n = map.entry(key.clone()).or_insert(0);
         if *n >= max {
             return None;
         }
         *n += 1;
-        Some(PerUid {
+        Some(Counted {
             counts: counts.clone(),
-            uid,
+            key,
         })
     }
 }
 
-impl Drop for PerUid {
+impl<K: std::hash::Hash + Eq + Clone> Drop for Counted<K> {
     fn drop(&mut self) {
         let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.uid) {
+        if let Some(n) = map.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.uid);
+                map.remove(&self.key);
             }
         }
     }

@@ -34,9 +34,9 @@ pub(crate) const POLL_BURST: u32 = 10;
 /// --wait` polls once a second, so it is never limited).
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The approval-poll limiter, keyed by caller uid: [`POLL_BURST`] polls at once,
+/// The approval-poll limiter, keyed by caller (uid, or TLS client name): [`POLL_BURST`] polls at once,
 /// then one per [`POLL_INTERVAL`]; a limited caller waits at most one interval.
-pub(crate) fn poll_limiter() -> RateLimiter<u32> {
+pub(crate) fn poll_limiter() -> RateLimiter<regent_model::CallerKey> {
     RateLimiter::new(RateLimitConfig {
         burst: POLL_BURST,
         interval: POLL_INTERVAL,
@@ -194,7 +194,7 @@ impl Shared {
         audit: &mut Audit,
     ) -> Response {
         let Some(flow) = &self.flow else {
-            self.limiter.record_failure(&caller.uid);
+            self.limiter.record_failure(&caller.key());
             return Response::error(ErrorCode::NotFound);
         };
         // Approval polls are limited here, before the resume, because that is
@@ -206,7 +206,7 @@ impl Shared {
         // thus refused any continue until its next poll is due (at most
         // POLL_INTERVAL), a code submission included, which counts as neither
         // a poll nor a failure and may simply be sent again.
-        if self.poll_limiter.check(&caller.uid).is_err() {
+        if self.poll_limiter.check(&caller.key()).is_err() {
             audit.note("approval polls too fast");
             return Response::error(ErrorCode::RateLimited);
         }
@@ -216,10 +216,10 @@ impl Shared {
         };
         let outcome = flow.resume(uid, caller, &data, Some(&hook)).await;
         if outcome.is_failure() {
-            self.limiter.record_failure(&caller.uid);
+            self.limiter.record_failure(&caller.key());
         }
         if outcome.is_still_waiting(uid) {
-            self.poll_limiter.record_failure(&caller.uid);
+            self.poll_limiter.record_failure(&caller.key());
         }
         match outcome {
             FlowOutcome::Run {
@@ -279,7 +279,7 @@ mod tests {
     use crate::policy::AllowRule;
     use crate::registry::OpOptions;
     use crate::Service;
-    use regent_model::Stage;
+    use regent_model::{CallerKey, Stage};
     use std::time::Instant;
 
     #[test]
@@ -368,20 +368,23 @@ mod tests {
         // `regent call --wait` (one poll a second) is never limited.
         for i in 0..100 {
             let t = t0 + POLL_INTERVAL * i;
-            assert!(l.check_at(&1000, t).is_ok(), "poll {i}");
-            l.record_failure_at(&1000, t);
+            assert!(l.check_at(&CallerKey::Uid(1000), t).is_ok(), "poll {i}");
+            l.record_failure_at(&CallerKey::Uid(1000), t);
         }
         // A burst of POLL_BURST polls at once is allowed, then one is refused,
         // and the wait is at most one interval.
         let t1 = t0 + Duration::from_secs(1000);
         for _ in 0..POLL_BURST {
-            assert!(l.check_at(&7, t1).is_ok());
-            l.record_failure_at(&7, t1);
+            assert!(l.check_at(&CallerKey::Uid(7), t1).is_ok());
+            l.record_failure_at(&CallerKey::Uid(7), t1);
         }
-        let wait = l.check_at(&7, t1).unwrap_err().wait;
+        let wait = l.check_at(&CallerKey::Uid(7), t1).unwrap_err().wait;
         assert!(wait <= POLL_INTERVAL, "{wait:?}");
-        assert!(l.check_at(&7, t1 + POLL_INTERVAL).is_ok());
-        assert!(l.check_at(&8, t1).is_ok(), "another uid is not limited");
+        assert!(l.check_at(&CallerKey::Uid(7), t1 + POLL_INTERVAL).is_ok());
+        assert!(
+            l.check_at(&CallerKey::Uid(8), t1).is_ok(),
+            "another uid is not limited"
+        );
     }
 
     struct Say;
@@ -465,7 +468,10 @@ mod tests {
             "{r:?}"
         );
         assert!(shared.poll_limiter.is_empty(), "nothing counted as a poll");
-        assert!(shared.limiter.check(&alice.uid).is_ok(), "one failure only");
+        assert!(
+            shared.limiter.check(&alice.key()).is_ok(),
+            "one failure only"
+        );
         assert_eq!(shared.limiter.len(), 1, "the unknown uid is a failure");
 
         // The burst of polls is answered, then the next poll is refused at once.
@@ -479,7 +485,7 @@ mod tests {
         let r = ask(shared, &alice, poll.clone()).await;
         assert!(is_rate_limited(&r), "{r:?}");
         // Not a failure: the failure limiter saw only the unknown uid.
-        assert!(shared.limiter.check(&alice.uid).is_ok());
+        assert!(shared.limiter.check(&alice.key()).is_ok());
         // Another caller is not affected, nor is a first request.
         let bob_uid = pending_uid(&ask(shared, &bob, new.clone()).await);
         let bob_poll = serde_json::json!({"uid": bob_uid, "data": null});

@@ -70,7 +70,7 @@ impl Shared {
             }
         };
 
-        if let Err(limited) = self.limiter.check(&caller.uid) {
+        if let Err(limited) = self.limiter.check(&caller.key()) {
             audit.refused();
             // The first answer of a lockout goes out at once. A caller that asks
             // again while told to wait is flooding: its answer is held on its own
@@ -89,7 +89,7 @@ impl Shared {
 
         if let Some(secret) = &self.secret {
             if !secret.verify(request.secret().map(|s| s.expose())) {
-                self.limiter.record_failure(&caller.uid);
+                self.limiter.record_failure(&caller.key());
                 audit.refused();
                 audit.note("wrong or missing secret");
                 return Response::error(ErrorCode::PermissionDenied);

@@ -1,0 +1,505 @@
+//! TCP with mutual TLS (`[service.tcp]`), seen by peers that are not ours
+//! (`openssl s_client`, Python's `ssl` module) and by our own CLI. The test
+//! harness makes its certificates with the `openssl` command line: a CA, a
+//! server certificate for localhost and 127.0.0.1, clients `panel` and `other`,
+//! an expired and a revoked client (with a CRL), and one from another CA.
+
+use crate::pending::{assert_error, pending_of};
+use crate::util::*;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The test PKI, made with the `openssl` CLI (OpenSSL 3.0: the expired
+/// certificate comes from `openssl ca -startdate/-enddate`).
+const MKCERTS: &str = r#"set -eu
+cd "$1"
+mkdir -p db/newcerts; : > db/index.txt; echo 1000 > db/serial; echo 1000 > db/crlnumber
+cat > ca.cnf <<'CNF'
+[ ca ]
+default_ca = testca
+[ testca ]
+dir = ./db
+database = $dir/index.txt
+new_certs_dir = $dir/newcerts
+serial = $dir/serial
+crlnumber = $dir/crlnumber
+certificate = ./ca.crt
+private_key = ./ca.key
+default_md = sha256
+default_days = 825
+default_crl_days = 3650
+policy = policy_any
+unique_subject = no
+email_in_dn = no
+copy_extensions = none
+[ policy_any ]
+commonName = supplied
+[ server_ext ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[ client_ext ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[ client_san_ext ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectAltName = URI:https://example.org/x,DNS:backup.example.org,DNS:second.example.org
+[ crl_ext ]
+authorityKeyIdentifier = keyid
+CNF
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout ca.key -out ca.crt -days 3650 -subj "/CN=Regent Test CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -addext "subjectKeyIdentifier=hash" 2>/dev/null
+issue() {
+  name=$1; cn=$2; ext=$3; shift 3
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$name.key" -out "$name.csr" -subj "/CN=$cn" 2>/dev/null
+  openssl ca -batch -notext -config ca.cnf -extensions "$ext" -in "$name.csr" -out "$name.crt" "$@" 2>/dev/null
+  rm -f "$name.csr"
+}
+issue server localhost server_ext
+issue panel panel client_ext
+issue other other client_ext
+issue expired panel client_ext -startdate 20200101000000Z -enddate 20200201000000Z
+issue revoked panel client_ext
+issue badname "bad name" client_ext
+issue sanned panel client_san_ext
+openssl ca -batch -config ca.cnf -revoke revoked.crt -crl_reason keyCompromise 2>/dev/null
+openssl ca -batch -config ca.cnf -gencrl -crlexts crl_ext -out crl.pem 2>/dev/null
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout rogue.key -out rogue.crt -days 365 -subj "/CN=panel" 2>/dev/null
+chmod 600 ./*.key
+"#;
+
+/// One TLS request from Python's `ssl` module: prints the answer line, or
+/// `REFUSED ` and the error. argv: port, CA, cert or "", key or "", max TLS
+/// version ("1.2" or ""), line.
+const PY_CLIENT: &str = r#"
+import socket, ssl, sys
+port, ca, cert, key, maxv, line = sys.argv[1:]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(ca)
+if cert:
+    ctx.load_cert_chain(cert, key)
+if maxv == "1.2":
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+try:
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(line.encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            print(data.decode().strip() or "REFUSED closed without an answer")
+except Exception as e:
+    print("REFUSED", type(e).__name__, e)
+"#;
+
+/// The certificates, in a directory of their own.
+struct Pki {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        // Under the target directory: nothing else in the machine cleans it.
+        let dir = tempfile::Builder::new()
+            .prefix("regent-pki-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let mut c = Command::new("sh");
+        c.args(["-c", MKCERTS, "mkcerts"]).arg(dir.path());
+        let o = run(c);
+        assert!(o.status.success(), "mkcerts: {}", stderr(&o));
+        let path = dir.path().to_path_buf();
+        Pki { _dir: dir, path }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.path.join(name).display().to_string()
+    }
+
+    /// The `[service.tcp]` table for these certificates.
+    fn tcp_table(&self, extra: &str) -> String {
+        format!(
+            "[service.tcp]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ncrl = \"{}\"\n{extra}\n",
+            self.file("server.crt"),
+            self.file("server.key"),
+            self.file("ca.crt"),
+            self.file("crl.pem"),
+        )
+    }
+}
+
+const OPS: &str = r#"
+[operations.who]
+command = ["echo", "client {caller.client}"]
+allow = { users = ["root"], clients = ["panel", "other", "backup.example.org"] }
+
+[operations.panel-only]
+command = ["echo", "for panel"]
+allow = { clients = ["panel"] }
+
+[operations.approved]
+command = ["echo", "approved {caller.client}"]
+allow = { clients = ["panel", "other"] }
+auth = ["approval"]
+"#;
+
+/// The port the daemon's TLS listener got (it listens on port 0).
+fn tls_port(d: &Daemon) -> u16 {
+    let t = Instant::now();
+    loop {
+        let log = d.log_text();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("listening for TLS clients"))
+        {
+            let at = line.find("127.0.0.1:").expect("an address") + "127.0.0.1:".len();
+            let digits: String = line[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            return digits.parse().unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no TLS listener: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start(pki: &Pki, tcp_extra: &str) -> (Daemon, u16) {
+    let d = Daemon::start(&pki.tcp_table(tcp_extra), OPS);
+    let port = tls_port(&d);
+    (d, port)
+}
+
+fn request(op: &str) -> String {
+    format!(r#"{{"secret":"{SECRET}","op":"{op}"}}"#)
+}
+
+/// Python's `ssl` client: the answer line, or `REFUSED ...`.
+fn python(pki: &Pki, port: u16, who: Option<&str>, max_version: &str, line: &str) -> String {
+    let (cert, key) = match who {
+        Some(w) => (pki.file(&format!("{w}.crt")), pki.file(&format!("{w}.key"))),
+        None => (String::new(), String::new()),
+    };
+    let mut c = Command::new("/usr/bin/python3");
+    c.args(["-c", PY_CLIENT, &port.to_string(), &pki.file("ca.crt")])
+        .args([&cert, &key, max_version, line]);
+    let o = run(c);
+    assert!(o.status.success(), "python: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// `openssl s_client` as `who`, sending `line`: its standard output and error.
+fn s_client(pki: &Pki, port: u16, who: &str, extra: &[&str], line: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "localhost", "-verify_hostname", "localhost"])
+        .args([
+            "-CAfile",
+            &pki.file("ca.crt"),
+            "-verify_return_error",
+            "-quiet",
+            "-no_ign_eof",
+        ])
+        .args(["-cert", &pki.file(&format!("{who}.crt"))])
+        .args(["-key", &pki.file(&format!("{who}.key"))])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(format!("{line}\n").as_bytes());
+        // Keep stdin open until the answer came (s_client quits at its EOF),
+        // then close it.
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut out = String::new();
+        loop {
+            let mut line = String::new();
+            match std::io::BufRead::read_line(&mut stdout, &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    out.push_str(&line);
+                    if line.starts_with('{') {
+                        break;
+                    }
+                }
+            }
+        }
+        drop(stdin);
+        let _ = stdout.read_to_string(&mut out);
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        wait_timeout(&mut child, Duration::from_secs(20));
+        format!("{out}\n{err}")
+    }
+}
+
+/// Our CLI as a remote caller: `regent ARGS --connect localhost:PORT ...`.
+fn remote(pki: &Pki, port: u16, who: &str, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(regent());
+    c.args(args)
+        .args(["--connect", &format!("localhost:{port}")])
+        .args(["--cert", &pki.file(&format!("{who}.crt"))])
+        .args(["--key", &pki.file(&format!("{who}.key"))])
+        .args(["--ca", &pki.file("ca.crt")])
+        .env("REGENT_SECRET", SECRET);
+    run(c)
+}
+
+#[test]
+fn peers_not_ours_call_and_every_bad_client_is_refused() {
+    let pki = Pki::new();
+    let (d, port) = start(&pki, "");
+
+    // openssl s_client, then Python, as client "panel".
+    let out = s_client(&pki, port, "panel", &[], &request("who"));
+    assert!(out.contains(r#""data":"client panel""#), "{out}");
+    let answer = python(&pki, port, Some("panel"), "", &request("who"));
+    assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+    // The audit record names the client, its certificate's serial and address.
+    assert!(d.log_shows(r#""client":"panel""#), "{}", d.log_text());
+    assert!(d.log_shows(r#""serial":"1001""#), "{}", d.log_text());
+    assert!(d.log_shows(r#""peer":"127.0.0.1:"#), "{}", d.log_text());
+    // The socket secret is required on TCP too.
+    let answer = python(&pki, port, Some("panel"), "", r#"{"op":"who"}"#);
+    assert!(
+        answer.contains("permission_denied") || answer.contains("\"code\""),
+        "{answer}"
+    );
+    assert!(!answer.contains("client panel"), "{answer}");
+
+    // Refused: no certificate, an unknown CA, expired, revoked, a bad name, TLS 1.2.
+    let cases: &[(Option<&str>, &str, &[&str])] = &[
+        (None, "", &["certificate required", "certificate_required"]),
+        // Self-signed by another CA (and itself a CA certificate): rustls
+        // answers unknown_ca or certificate_unknown.
+        (
+            Some("rogue"),
+            "",
+            &["unknown ca", "unknown_ca", "certificate unknown"],
+        ),
+        (Some("expired"), "", &["expired"]),
+        (Some("revoked"), "", &["revoked"]),
+        (Some("badname"), "", &["access denied", "access_denied"]),
+        (
+            Some("panel"),
+            "1.2",
+            &[
+                "protocol version",
+                "protocol_version",
+                "unsupported protocol",
+            ],
+        ),
+    ];
+    for (who, max_version, why) in cases {
+        let answer = python(&pki, port, *who, max_version, &request("who"));
+        let lower = answer.to_lowercase();
+        assert!(
+            answer.starts_with("REFUSED"),
+            "{who:?} {max_version}: {answer}"
+        );
+        assert!(
+            why.iter().any(|w| lower.contains(w)),
+            "{who:?} {max_version}: expected one of {why:?}: {answer}"
+        );
+    }
+    // openssl's own TLS 1.2 client is refused too.
+    let out = s_client(&pki, port, "panel", &["-tls1_2"], &request("who"));
+    assert!(!out.contains("client panel"), "{out}");
+    assert!(out.to_lowercase().contains("protocol version"), "{out}");
+    // The daemon still serves.
+    let answer = python(&pki, port, Some("other"), "", &request("who"));
+    assert!(answer.contains(r#""data":"client other""#), "{answer}");
+    // Named by the first DNS subjectAltName, before any URI and the CN.
+    let answer = python(&pki, port, Some("sanned"), "", &request("who"));
+    assert!(
+        answer.contains(r#""data":"client backup.example.org""#),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_client_allowed_by_name_runs_what_another_is_denied_through_our_cli() {
+    let pki = Pki::new();
+    let (d, port) = start(&pki, "");
+    let o = remote(&pki, port, "panel", &["call", "panel-only"]);
+    assert_eq!(code(&o), 0, "{} {}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o), "for panel");
+    let o = remote(&pki, port, "other", &["call", "panel-only"]);
+    assert_error(&o, 3, "permission_denied");
+    // A Unix caller, even root, is never a client.
+    let o = d.cli(&["call", "panel-only"]);
+    assert_error(&o, 3, "permission_denied");
+    // Root on the socket may call `who` (users = ["root"]); `{caller.client}` is empty.
+    let o = d.cli(&["call", "who"]);
+    assert_eq!(stdout(&o), "client", "{}", stderr(&o));
+    // The server's name is verified: the CA file must vouch for it.
+    let mut c = Command::new(regent());
+    c.args(["call", "who", "--connect", &format!("localhost:{port}")])
+        .args([
+            "--cert",
+            &pki.file("panel.crt"),
+            "--key",
+            &pki.file("panel.key"),
+        ])
+        .args(["--ca", &pki.file("rogue.crt")])
+        .env("REGENT_SECRET", SECRET);
+    let o = run(c);
+    assert_eq!(code(&o), 6, "{} {}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("TLS with localhost"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_pending_request_of_one_client_cannot_be_completed_by_another() {
+    let pki = Pki::new();
+    let (_d, port) = start(&pki, "");
+    let held = pending_of(&remote(
+        &pki,
+        port,
+        "panel",
+        &["call", "approved", "--json"],
+    ));
+    // Another client presenting the uid: as if it did not exist.
+    let o = remote(&pki, port, "other", &["call", "--uid", &held.uid]);
+    assert_error(&o, 3, "not_found");
+    // Its own client still finds it waiting.
+    let again = pending_of(&remote(
+        &pki,
+        port,
+        "panel",
+        &["call", "--uid", &held.uid, "--json"],
+    ));
+    assert_eq!(again.request_id(), held.request_id());
+}
+
+#[test]
+fn a_stalled_handshake_is_closed_after_the_timeout() {
+    let pki = Pki::new();
+    let (d, port) = start(&pki, "handshake_timeout = \"1s\"");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // A limit far beyond the timeout: reaching it would mean the daemon kept us.
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = [0u8; 16];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("the daemon sent {n} bytes to a client that sent nothing"),
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the daemon kept a stalled handshake open: {e}"
+        ),
+    }
+    assert!(d.log_shows("handshake not finished within handshake_timeout"));
+}
+
+#[test]
+fn a_key_others_can_read_is_refused_at_start() {
+    let pki = Pki::new();
+    let key = Path::new(&pki.file("server.key")).to_path_buf();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_dir, _socket, config, _secret) = write_config(&pki.tcp_table(""), OPS);
+    let mut c = Command::new(regent());
+    c.args(["serve", "--config"]).arg(&config);
+    let o = run(c);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("server.key is accessible to group or others (mode 0644)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_rust_clients_blocking_and_async_call_over_tls() {
+    use regent::client::{AsyncClient, Client, Outcome};
+    let pki = Pki::new();
+    let (_d, port) = start(&pki, "");
+    let at = format!("localhost:{port}");
+    let (cert, key, ca) = (
+        pki.file("panel.crt"),
+        pki.file("panel.key"),
+        pki.file("ca.crt"),
+    );
+    let (cert, key, ca) = (Path::new(&cert), Path::new(&key), Path::new(&ca));
+    let client = Client::tls(&at, cert, key, ca).unwrap().secret(SECRET);
+    let want = Outcome::Done(serde_json::json!("client panel"));
+    assert_eq!(client.call("who", serde_json::Value::Null).unwrap(), want);
+    // A persistent connection serves several requests.
+    let mut conn = client.connect().unwrap();
+    for _ in 0..3 {
+        assert_eq!(conn.call("who", serde_json::Value::Null).unwrap(), want);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(async {
+        AsyncClient::tls(&at, cert, key, ca)
+            .unwrap()
+            .secret(SECRET)
+            .call("who", serde_json::Value::Null)
+            .await
+    });
+    assert_eq!(answer.unwrap(), want);
+    // Without the secret: refused, as on the socket.
+    let bare = Client::tls(&at, cert, key, ca).unwrap();
+    match bare.call("who", serde_json::Value::Null).unwrap() {
+        Outcome::Error { .. } => {}
+        other => panic!("no secret, yet {other:?}"),
+    }
+}
+
+#[test]
+fn totp_secrets_are_managed_for_a_client_by_name() {
+    let dir = tempfile::Builder::new()
+        .prefix("regent-totp-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let store = dir.path().join("state").join("pending.db");
+    let store = store.display().to_string();
+    let totp = |args: &[&str]| {
+        let mut c = Command::new(regent());
+        c.arg("totp").args(args).args(["--store", &store]);
+        run(c)
+    };
+    let o = totp(&["remove", "--client", "panel"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("tls:panel has no TOTP secret"),
+        "{}",
+        stderr(&o)
+    );
+    let o = totp(&["remove", "--client", "not a name"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a client name"), "{}", stderr(&o));
+    // A user and a client at once: a usage error.
+    let o = totp(&["remove", "alice", "--client", "panel"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}

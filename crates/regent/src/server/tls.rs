@@ -1,0 +1,452 @@
+//! The second transport: TCP with mutual TLS, served by the same connection code
+//! and [`pipeline`](super::pipeline) as the Unix socket.
+//!
+//! - rustls with the *ring* provider, given explicitly; TLS 1.3 only (no 1.2, no
+//!   anonymous fallback). Every client must present a certificate that chains to
+//!   `client_ca` and is not revoked by `crl` (rustls' `WebPkiClientVerifier`).
+//! - The client is named by its certificate ([`client_identity`]): the first valid
+//!   DNS name of its subjectAltName, else its first URI, else the subject's
+//!   commonName. A name outside `[A-Za-z0-9][A-Za-z0-9._@-]*` (at most 64 bytes)
+//!   fails the handshake (alert `access_denied`). The caller is then a
+//!   [`Principal::tls`](regent_model::Principal::tls): its name, the certificate's
+//!   serial (hex) and its address; no Unix account.
+//! - Bounds: a handshake must finish within `handshake_timeout`; at most
+//!   [`MAX_HANDSHAKES_PER_ADDRESS`] handshakes run at once per source address
+//!   (before any identity is known); at most `max_connections` TLS connections in
+//!   all, and `max_connections_per_uid` per client name; beyond either, `busy`.
+//! - The server ends every connection with `close_notify`.
+
+use super::connection;
+use super::reload::Current;
+use super::{Counted, SocketEntry};
+use crate::error::Error;
+use crate::identity::Caller;
+use regent_model::{valid_client_name, CallerKey};
+use regent_proto::{ErrorCode, Response};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
+
+/// Handshakes one source address may have in progress at once.
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 8;
+
+/// How long the server waits to send its `close_notify` and the last answer.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What `[service.tcp]` declares: the config's declaration, used as it is.
+pub use regent_config::TcpDecl as TlsOptions;
+
+/// The loaded TLS material and bounds.
+pub(crate) struct TlsTransport {
+    pub(crate) listen: Vec<SocketAddr>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    slots: Arc<Semaphore>,
+    handshakes: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_client: Arc<Mutex<HashMap<CallerKey, usize>>>,
+}
+
+fn config_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Config(format!("[service.tcp] {what} {}: {e}", path.display()))
+}
+
+/// Read a PEM file's certificates; an empty file is an error.
+fn certificates(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| config_error(what, path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| config_error(what, path, e))?;
+    if certs.is_empty() {
+        return Err(config_error(what, path, "no PEM certificate in it"));
+    }
+    Ok(certs)
+}
+
+/// Read the private key, refusing a file that group or others may access: the
+/// mode is checked on the descriptor the key is read from.
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+    let mut file = std::fs::File::open(path).map_err(|e| config_error("key", path, e))?;
+    let meta = file.metadata().map_err(|e| config_error("key", path, e))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(Error::Unsafe(format!(
+            "[service.tcp] key {} is accessible to group or others (mode {mode:04o}): make it readable by its owner only (chmod 600)",
+            path.display()
+        )));
+    }
+    let mut pem = zeroize::Zeroizing::new(Vec::new());
+    file.read_to_end(&mut pem)
+        .map_err(|e| config_error("key", path, e))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| config_error("key", path, e))
+}
+
+impl TlsTransport {
+    /// Load the certificate, key, client CAs and CRLs, and build the server's
+    /// TLS configuration.
+    pub(crate) fn load(opts: &TlsOptions) -> Result<TlsTransport, Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // The process's default too, so that no other provider is ever picked.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in certificates("client_ca", &opts.client_ca)? {
+            roots
+                .add(ca)
+                .map_err(|e| config_error("client_ca", &opts.client_ca, e))?;
+        }
+        let crls = match &opts.crl {
+            Some(path) => CertificateRevocationListDer::pem_file_iter(path)
+                .map_err(|e| config_error("crl", path, e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| config_error("crl", path, e))?,
+            None => Vec::new(),
+        };
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .with_crls(crls)
+                .build()
+                .map_err(|e| config_error("client_ca or crl", &opts.client_ca, e))?;
+        let chain = certificates("cert", &opts.cert)?;
+        let key = private_key(&opts.key)?;
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| Error::Config(format!("[service.tcp]: {e}")))?
+            .with_client_cert_verifier(Arc::new(NamedClients(verifier)))
+            .with_single_cert(chain, key)
+            .map_err(|e| config_error("cert and key", &opts.cert, e))?;
+        Ok(TlsTransport {
+            listen: opts.listen.clone(),
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            handshake_timeout: opts.handshake_timeout,
+            slots: Arc::new(Semaphore::new(opts.max_connections.max(1))),
+            handshakes: Arc::default(),
+            per_client: Arc::default(),
+        })
+    }
+
+    /// Bind every `listen` address (IPv6 addresses accept IPv6 only).
+    pub(crate) fn bind(&self) -> Result<Vec<std::net::TcpListener>, Error> {
+        self.listen
+            .iter()
+            .map(|addr| {
+                let l = std::net::TcpListener::bind(addr)
+                    .map_err(|e| Error::io(format!("binding TCP {addr}"), e))?;
+                l.set_nonblocking(true)
+                    .map_err(|e| Error::io(format!("setting TCP {addr} non-blocking"), e))?;
+                Ok(l)
+            })
+            .collect()
+    }
+}
+
+/// The client's name and certificate serial (upper-case hex), from its
+/// end-entity certificate: the first valid DNS name in its subjectAltName, else
+/// the first URI there, else the subject's first commonName. `Err` says why the
+/// certificate names no acceptable client.
+pub fn client_identity(cert: &CertificateDer<'_>) -> Result<(String, String), String> {
+    let ee = webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| format!("unreadable certificate: {e}"))?;
+    let name = ee
+        .valid_dns_names()
+        .next()
+        .or_else(|| ee.valid_uri_names().next())
+        .map(str::to_string)
+        .or_else(|| common_name(ee.subject()))
+        .ok_or("the certificate has no DNS or URI subjectAltName and no commonName")?;
+    if !valid_client_name(&name) {
+        return Err(format!(
+            "the certificate's name {:?} is not a client name ([A-Za-z0-9][A-Za-z0-9._@-]*, at most 64)",
+            name.chars().take(80).collect::<String>()
+        ));
+    }
+    let serial = ee.serial();
+    let serial = match serial {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        s => s,
+    };
+    Ok((name, serial.iter().map(|b| format!("{b:02X}")).collect()))
+}
+
+/// One DER element: its tag, its content and what follows it.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The first commonName (OID 2.5.4.3) of a DER Name's content, if it is a
+/// UTF8String, PrintableString or IA5String.
+fn common_name(mut name: &[u8]) -> Option<String> {
+    const CN: [u8; 3] = [0x55, 0x04, 0x03];
+    while !name.is_empty() {
+        let (tag, mut set, rest) = der(name)?;
+        name = rest;
+        if tag != 0x31 {
+            return None;
+        }
+        while !set.is_empty() {
+            let (tag, pair, rest) = der(set)?;
+            set = rest;
+            let (oid_tag, oid, value) = der(pair)?;
+            if tag == 0x30 && oid_tag == 0x06 && oid == CN {
+                let (kind, text, _) = der(value)?;
+                return match kind {
+                    0x0c | 0x13 | 0x16 => String::from_utf8(text.to_vec()).ok(),
+                    _ => None,
+                };
+            }
+        }
+    }
+    None
+}
+
+/// rustls' verifier (chain to `client_ca`, CRLs, validity), then a check that
+/// the certificate names an acceptable client: both at the handshake.
+#[derive(Debug)]
+struct NamedClients(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for NamedClients {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.0.verify_client_cert(end_entity, intermediates, now)?;
+        if let Err(why) = client_identity(end_entity) {
+            tracing::warn!(reason = %why.escape_debug(), "client certificate refused");
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// Accept TLS connections on `listener` until `shutdown`, then wait (up to the
+/// grace) for their requests in flight.
+pub(crate) async fn accept_loop(
+    current: Arc<Current>,
+    tls: Arc<TlsTransport>,
+    entry: Arc<SocketEntry>,
+    listener: std::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let listener =
+        TcpListener::from_std(listener).map_err(|e| Error::io("registering a TCP listener", e))?;
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, address) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(handshake) =
+            Counted::acquire(&tls.handshakes, address.ip(), MAX_HANDSHAKES_PER_ADDRESS)
+        else {
+            tracing::warn!(%address, "too many TLS handshakes from this address; closing");
+            continue;
+        };
+        let Ok(slot) = tls.slots.clone().try_acquire_owned() else {
+            tracing::warn!(%address, "TLS connections at max_connections; closing");
+            continue;
+        };
+        let (current, tls, entry, rx) = (
+            current.clone(),
+            tls.clone(),
+            entry.clone(),
+            shutdown.clone(),
+        );
+        connections.spawn(async move {
+            serve_one(current, &tls, &entry, stream, address, handshake, rx).await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    // The limits are the same in every configuration (not reloaded).
+    let limits = current.load().limits.clone();
+    super::finish_in_flight(connections, &limits).await;
+    Ok(())
+}
+
+/// Handshake (bounded), name the client, then serve it like any connection.
+async fn serve_one(
+    current: Arc<Current>,
+    tls: &TlsTransport,
+    entry: &SocketEntry,
+    stream: tokio::net::TcpStream,
+    address: SocketAddr,
+    handshake: Counted<IpAddr>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let accepted = tokio::select! {
+        r = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)) => r,
+        _ = shutdown.changed() => return,
+    };
+    drop(handshake);
+    let mut stream = match accepted {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%address, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_elapsed) => {
+            tracing::info!(%address, "TLS handshake not finished within handshake_timeout; closing");
+            return;
+        }
+    };
+    let identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| "no client certificate".to_string())
+        .and_then(client_identity);
+    let (name, serial) = match identity {
+        Ok(id) => id,
+        Err(why) => {
+            // The verifier already refused such a certificate: fail closed.
+            tracing::warn!(%address, reason = %why.escape_debug(), "TLS client refused");
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
+            return;
+        }
+    };
+    let caller = Caller::tls(name, serial, address);
+    let max_per_client = current.load().limits.max_connections_per_uid;
+    let Some(per_client) = Counted::acquire(&tls.per_client, caller.key(), max_per_client) else {
+        tracing::warn!(client = caller.client(), %address, "client at max_connections_per_uid; closing");
+        let line = Response::error(ErrorCode::Busy).to_line();
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = stream.write_all(&line).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+        return;
+    };
+    tracing::debug!(client = caller.client(), %address, "TLS client connected");
+    connection::serve(current, &mut stream, Arc::new(caller), entry, shutdown).await;
+    // close_notify, so that a client can tell the end from a cut connection.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
+    drop(per_client);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_first_common_name() {
+        // SET { SEQ { OID 2.5.4.6 (C), PrintableString "FR" } },
+        // SET { SEQ { OID 2.5.4.3 (CN), UTF8String "panel" } }
+        let name = [
+            0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x06, 0x13, 0x02, b'F', b'R', 0x31,
+            0x0e, 0x30, 0x0c, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x05, b'p', b'a', b'n', b'e',
+            b'l',
+        ];
+        assert_eq!(common_name(&name).as_deref(), Some("panel"));
+        assert_eq!(common_name(&name[..13]), None, "no CN");
+        assert_eq!(common_name(&name[..20]), None, "truncated");
+        assert_eq!(common_name(&[]), None);
+    }
+
+    #[test]
+    fn refuses_an_unreadable_certificate() {
+        let junk = CertificateDer::from(vec![0x30, 0x03, 1, 2, 3]);
+        assert!(client_identity(&junk).unwrap_err().contains("unreadable"));
+    }
+
+    #[test]
+    fn counts_are_bounded_and_released() {
+        let counts = Arc::default();
+        let a = Counted::acquire(&counts, 1u8, 2).unwrap();
+        let _b = Counted::acquire(&counts, 1u8, 2).unwrap();
+        assert!(Counted::acquire(&counts, 1u8, 2).is_none());
+        assert!(Counted::acquire(&counts, 2u8, 2).is_some());
+        drop(a);
+        assert!(Counted::acquire(&counts, 1u8, 2).is_some());
+    }
+
+    #[test]
+    fn a_key_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.pem");
+        std::fs::write(&key, "not a key").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = private_key(&key).unwrap_err().to_string();
+        assert!(
+            e.contains("accessible to group or others (mode 0644)"),
+            "{e}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = private_key(&key).unwrap_err().to_string();
+        assert!(!e.contains("accessible"), "{e}");
+    }
+}
