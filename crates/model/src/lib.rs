@@ -8,7 +8,8 @@
 //! [`Limits`] (a service's connection limits and the defaults written once), the
 //! execution part of an operation's declaration ([`ExecDecl`]: its [`Sandbox`] and
 //! [`SandboxAllow`] opt-ins, [`ResourceLimits`], [`OnUnsupported`]), [`Stage`] and
-//! [`Verdict`].
+//! [`Verdict`], and the declaration of a configuration file edited through Augeas
+//! ([`AugeasDecl`]: a lens, a file, [`AugAction`]s; `augeas.rs`).
 //!
 //! **Boundaries.** Owns the concepts (principal, account, capability, run-as, smtp,
 //! limits, sandbox, resource limits, execution declaration, stage, verdict) and
@@ -24,7 +25,9 @@ pub mod principal;
 pub mod run_as;
 pub mod smtp;
 
+pub mod augeas;
 pub mod exec;
+pub mod param;
 pub mod rlimits;
 pub mod sandbox;
 
@@ -38,6 +41,8 @@ pub use principal::{valid_client_name, CallerKey, Peer, Principal, TLS_ID};
 pub use run_as::RunAs;
 pub use smtp::SmtpSecurity;
 
+pub use augeas::{AugAction, AugeasDecl, InsertPosition};
 pub use exec::{ExecDecl, OnUnsupported};
+pub use param::is_valid_param_name;
 pub use rlimits::ResourceLimits;
 pub use sandbox::{Sandbox, SandboxAllow};
