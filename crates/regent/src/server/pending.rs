@@ -493,6 +493,67 @@ mod tests {
         pending_uid(&ask(shared, &alice, new.clone()).await);
     }
 
+    /// Says whether it ran as a dry run.
+    struct Dry;
+
+    impl Operation for Dry {
+        type Data = ();
+        type Output = &'static str;
+        fn dry_run(&self) -> bool {
+            true
+        }
+        async fn perform(&self, ctx: Context, _: ()) -> Result<&'static str, OpError> {
+            Ok(if ctx.dry_run { "dry" } else { "real" })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_reaches_only_an_operation_that_offers_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = OpOptions {
+            auth: [Stage::Approval].into_iter().collect(),
+            ..OpOptions::default()
+        };
+        let service = Service::builder(dir.path().join("s.sock"))
+            .register("say", Say)
+            .unwrap()
+            .register("dry", Dry)
+            .unwrap()
+            .register_with("dry-held", Dry, held)
+            .unwrap()
+            .pending_store(dir.path().join("pending.db"))
+            .build()
+            .unwrap();
+        let shared = &service.shared;
+        let alice = caller(1000);
+        let call =
+            |op: &str, dry: bool| serde_json::json!({"op": op, "data": null, "dry_run": dry});
+        let done = |r: Response| match r {
+            Response::Done(v) => v,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(done(ask(shared, &alice, call("dry", true)).await), "dry");
+        assert_eq!(done(ask(shared, &alice, call("dry", false)).await), "real");
+        assert_eq!(done(ask(shared, &alice, call("say", false)).await), "said");
+        for op in ["say", "dry-held", "regent.ops"] {
+            let r = ask(shared, &alice, call(op, true)).await;
+            let Response::Error { code, error } = &r else {
+                panic!("{op}: {r:?}");
+            };
+            assert_eq!(*code, Some(ErrorCode::BadRequest), "{op}");
+            assert!(error.contains("cannot do a dry run"), "{op}: {error}");
+        }
+        // Nothing was held for the refused dry run.
+        let ops = done(ask(shared, &alice, call("regent.ops", false)).await);
+        let offers: Vec<(&str, bool)> = ops
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["name"].as_str().unwrap(), o["dry_run"] == true))
+            .collect();
+        assert_eq!(offers, [("dry", true), ("dry-held", false), ("say", false)]);
+    }
+
     /// Counts its runs; after the first approval it asks for a second one.
     #[derive(Default)]
     struct TwoApprovals {
