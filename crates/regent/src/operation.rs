@@ -41,6 +41,11 @@ pub struct Context {
     /// The request asked for a dry run (only ever set for an operation whose
     /// [`DynOperation::dry_run`] is true): report what would change, change nothing.
     pub dry_run: bool,
+    /// For a request that was held for authorization, what a dry run of it
+    /// answered when it was held (only for an operation that offers dry runs):
+    /// the change the approvers saw. The operation refuses to run when what it
+    /// would change is no longer what they saw (for Augeas: the file's hash).
+    pub preview: Option<Value>,
 }
 
 /// `data` failed validation: which field and why.

@@ -187,6 +187,7 @@ impl Shared {
                 RunMode {
                     wait_for_slot: false,
                     dry_run,
+                    preview: None,
                 },
                 &mut refused,
             )
@@ -211,11 +212,33 @@ impl Shared {
         entry: &Entry,
         data: Value,
         wait_for_slot: bool,
+        preview: Option<Value>,
     ) -> Response {
         let mut refused = false;
         let mode = RunMode {
             wait_for_slot,
             dry_run: false,
+            preview,
+        };
+        self.execute_gated(caller, op, entry, data, mode, &mut refused)
+            .await
+    }
+
+    /// A dry run of a request about to be held (the operation offers dry
+    /// runs): what the approvers will approve. Within the operation's limits,
+    /// like a run.
+    pub(crate) async fn preview(
+        &self,
+        caller: &Arc<Caller>,
+        op: &str,
+        entry: &Entry,
+        data: Value,
+    ) -> Response {
+        let mut refused = false;
+        let mode = RunMode {
+            wait_for_slot: false,
+            dry_run: true,
+            preview: None,
         };
         self.execute_gated(caller, op, entry, data, mode, &mut refused)
             .await
@@ -235,6 +258,7 @@ impl Shared {
         let RunMode {
             wait_for_slot,
             dry_run,
+            preview,
         } = mode;
         let timeout = entry.options.timeout;
         // Only a held request waits for slots (the clock is read for it alone).
@@ -277,6 +301,7 @@ impl Shared {
             op: op.to_string(),
             deadline: Instant::now() + timeout,
             dry_run,
+            preview,
         };
         // Most operations answer on their first poll; only one that has to wait
         // gets a timer for its time limit (arming a timer costs more than a no-op).
@@ -300,12 +325,13 @@ impl Shared {
 }
 
 /// How [`Shared::execute_gated`] runs an operation.
-#[derive(Clone, Copy)]
 struct RunMode {
     /// An authorized held request: wait for a slot rather than answer `busy`.
     wait_for_slot: bool,
     /// A dry run ([`crate::operation::Context::dry_run`]).
     dry_run: bool,
+    /// What the dry run showed when it was held ([`crate::operation::Context::preview`]).
+    preview: Option<Value>,
 }
 
 /// The answer to a dry run an operation cannot do.
