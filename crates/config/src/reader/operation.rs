@@ -57,12 +57,16 @@ pub(super) fn read_operation(
     }
 
     let mut used: BTreeSet<String> = BTreeSet::new();
-    let command = match &t.command {
-        Some(v) => read_command(r, v, &at("command"), &param_keys, &params, &mut used),
-        None => {
-            r.missing(name_span.clone(), p, "command");
-            None
+    let action = super::module::action_key(r, t, p, name_span.clone());
+    let module = action
+        .filter(|k| *k != "command")
+        .and_then(|_| super::module::read_module(r, t, p, &param_keys, &params, &mut used));
+    let command = match (&t.command, action) {
+        (Some(v), Some("command")) => {
+            read_command(r, v, &at("command"), &param_keys, &params, &mut used)
         }
+        (_, Some(_)) if module.is_some() => Some(crate::model::module_command()),
+        _ => None,
     };
 
     let stdin = t.stdin.as_ref().and_then(|v| {
@@ -91,11 +95,20 @@ pub(super) fn read_operation(
     });
 
     for (name, span) in &param_keys {
-        if !used.contains(name) {
+        // Without exactly one of command and the modules (or with a module
+        // refused), nothing uses them.
+        let checked = action == Some("command") || module.is_some();
+        if checked && !used.contains(name) {
             r.err(
                 span.clone(),
                 &join(&at("params"), name),
-                format!("parameter '{name}' is declared but used neither in command nor as stdin"),
+                if module.is_some() {
+                    format!("parameter '{name}' is declared but used in no name of the module")
+                } else {
+                    format!(
+                        "parameter '{name}' is declared but used neither in command nor as stdin"
+                    )
+                },
             );
         }
     }
@@ -246,9 +259,15 @@ pub(super) fn read_operation(
     if r.errors_since(before, p) {
         return None;
     }
+    let output = if module.is_some() {
+        Some(OutputMode::Json)
+    } else {
+        output
+    };
     Some(OperationDecl {
         description,
         command: command?,
+        module,
         params,
         stdin,
         allow,
