@@ -75,7 +75,7 @@ pub use regent_model::{Account, Capability, Limits, Principal, RunAs, SmtpSecuri
 pub use regent_model::{ExecDecl, OnUnsupported, ResourceLimits, Sandbox, SandboxAllow};
 pub use regent_model::{
     ModuleAccess, ModuleDecl, ModulePlan, ModuleRequest, PackagesAction, PackagesDecl,
-    ServiceAction, ServiceDecl,
+    ServiceAction, ServiceBackend, ServiceDecl,
 };
 pub use regent_model::{Stage, Stages};
 

@@ -126,6 +126,7 @@ pub fn module_plan(
             render(&s.unit, params, "unit name", valid_unit_name).map(|unit| ModulePlan::Service {
                 unit,
                 action: s.action,
+                backend: s.backend,
             })
         }
         ModuleDecl::Packages(p) => p
@@ -139,4 +140,25 @@ pub fn module_plan(
                 allowed: allowed(decl),
             }),
     })
+}
+
+/// The names `decl`'s module lists (see [`module_targets`]) that are no valid
+/// unit or package name: a declaration naming one could never run.
+#[must_use]
+pub(crate) fn invalid_targets(decl: &OperationDecl) -> Vec<String> {
+    let Some(module) = &decl.module else {
+        return Vec::new();
+    };
+    let ok: fn(&str) -> bool = match module {
+        ModuleDecl::Service(_) => valid_unit_name,
+        ModuleDecl::Packages(_) => valid_package_name,
+    };
+    module_targets(decl)
+        .into_iter()
+        .flat_map(|(_, t)| match t {
+            Targets::Names(names) => names,
+            Targets::Open(_) => Vec::new(),
+        })
+        .filter(|n| !ok(n))
+        .collect()
 }

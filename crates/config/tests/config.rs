@@ -973,6 +973,7 @@ params.name = { type = "string", pattern = "[a-z0-9]{2,20}" }
         Some(ModuleDecl::Service(ServiceDecl {
             unit: "{unit}".into(),
             action: ServiceAction::Restart,
+            backend: ServiceBackend::Auto,
         }))
     );
     assert_eq!(r.output, OutputMode::Json);
@@ -1059,6 +1060,10 @@ fn module_declaration_errors_have_locations() {
         (
             format!("{op}packages = {{ install = [\"{{pw}}\"] }}\nparams.pw = {{ type = \"string\", secret = true }}\n"),
             "t.toml:3:25: operations.x.packages.install[0]: secret parameter 'pw' cannot fill a module's name",
+        ),
+        (
+            format!("{op}packages = {{ install = [\"app-{{u}}\"] }}\nparams.u = {{ type = \"enum\", values = [\"ok\", \"Bad\"] }}\n"),
+            "t.toml:3:1: operations.x.packages: names what is no valid package name: \"app-Bad\"",
         ),
     ];
     for (text, want) in cases {

@@ -43,7 +43,7 @@ pub use smtp::SmtpSecurity;
 pub use exec::{ExecDecl, OnUnsupported};
 pub use module::{
     valid_package_name, valid_unit_name, ModuleAccess, ModuleDecl, ModulePlan, ModuleRequest,
-    PackagesAction, PackagesDecl, ServiceAction, ServiceDecl,
+    PackagesAction, PackagesDecl, ServiceAction, ServiceBackend, ServiceDecl,
 };
 pub use rlimits::ResourceLimits;
 pub use sandbox::{Sandbox, SandboxAllow};

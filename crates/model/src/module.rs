@@ -106,6 +106,40 @@ pub struct ServiceDecl {
     pub unit: String,
     /// What to do.
     pub action: ServiceAction,
+    /// Which init system (`backend`, default `auto`).
+    pub backend: ServiceBackend,
+}
+
+/// Which init system a `service` operation talks to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceBackend {
+    /// systemd when it is the init (`/run/systemd/system` exists), else SysV.
+    #[default]
+    Auto,
+    /// Always `systemctl`.
+    Systemd,
+    /// Always the `/etc/init.d` script, even under systemd.
+    Sysv,
+}
+
+impl ServiceBackend {
+    /// Every backend, in the order the config lists them.
+    pub const ALL: [ServiceBackend; 3] = [
+        ServiceBackend::Auto,
+        ServiceBackend::Systemd,
+        ServiceBackend::Sysv,
+    ];
+
+    /// The name the config writes.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            ServiceBackend::Auto => "auto",
+            ServiceBackend::Systemd => "systemd",
+            ServiceBackend::Sysv => "sysv",
+        }
+    }
 }
 
 /// What a `service` operation does.
@@ -222,6 +256,9 @@ pub enum ModulePlan {
         unit: String,
         /// What to do.
         action: ServiceAction,
+        /// Which init system.
+        #[serde(default)]
+        backend: ServiceBackend,
     },
     /// A package action.
     Packages {
@@ -356,12 +393,13 @@ mod tests {
             plan: ModulePlan::Service {
                 unit: "x".into(),
                 action: ServiceAction::Restart,
+                backend: ServiceBackend::Auto,
             },
         })
         .unwrap();
         assert_eq!(
             json,
-            r#"{"timeout_ms":5,"plan":{"module":"service","unit":"x","action":"restart"}}"#
+            r#"{"timeout_ms":5,"plan":{"module":"service","unit":"x","action":"restart","backend":"auto"}}"#
         );
     }
 }

@@ -127,7 +127,11 @@ pub fn read_request(input: impl Read) -> Result<ModuleRequest, ModuleError> {
 pub fn run(request: &ModuleRequest) -> Option<Result<Value, ModuleError>> {
     let deadline = Deadline::from_request(request.timeout_ms);
     Some(match &request.plan {
-        ModulePlan::Service { unit, action } => service::run(unit, *action, deadline),
+        ModulePlan::Service {
+            unit,
+            action,
+            backend,
+        } => service::run(unit, *action, *backend, deadline),
         ModulePlan::Packages {
             action,
             names,

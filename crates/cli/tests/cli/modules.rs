@@ -140,7 +140,7 @@ fn service_ops(units: &[&str], timeout: &str) -> String {
     ] {
         ops.push_str(&format!(
             "[operations.svc-{action}]\ndescription = \"{action} a service\"\n\
-             service = {{ unit = \"{{unit}}\", action = \"{action}\" }}\n\
+             service = {{ unit = \"{{unit}}\", action = \"{action}\", backend = \"sysv\" }}\n\
              params.unit = {{ type = \"enum\", values = [{}] }}\ntimeout = \"{timeout}\"\n\n",
             values.join(", ")
         ));
@@ -295,4 +295,292 @@ fn a_missing_init_script_is_refused() {
     let (c, _, e) = call(&d, "svc-start", "regent-test-none");
     assert_eq!(c, 5, "{e}");
     assert!(e.contains("no such service"), "{e}");
+}
+
+/// A local apt repository built by the test (`dpkg-deb`, `dpkg-scanpackages`,
+/// a `[trusted=yes] file:` source, no network), its source and lists removed
+/// (and its packages purged) when dropped.
+struct AptRepo {
+    dir: tempfile::TempDir,
+    list: PathBuf,
+    packages: Vec<String>,
+}
+
+impl AptRepo {
+    /// `(name, depends)` packages, version 1.0, architecture `all`.
+    fn build(packages: &[(&str, &str)]) -> AptRepo {
+        let dir = tempfile::Builder::new()
+            .prefix("regent-apt-")
+            .tempdir()
+            .unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        for (name, depends) in packages {
+            let root = dir.path().join(name);
+            std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+            std::fs::create_dir_all(root.join("usr/share").join(name)).unwrap();
+            std::fs::write(root.join("usr/share").join(name).join("hello"), "hi\n").unwrap();
+            let depends = if depends.is_empty() {
+                String::new()
+            } else {
+                format!("Depends: {depends}\n")
+            };
+            std::fs::write(
+                root.join("DEBIAN/control"),
+                format!("Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: Regent tests <root@localhost>\n{depends}Description: a tiny package for Regent's tests\n"),
+            )
+            .unwrap();
+            let mut build = cmd("dpkg-deb", &["--root-owner-group", "--build"]);
+            build.arg(&root).arg(&repo);
+            let o = run(build);
+            assert_eq!(code(&o), 0, "{}", stderr(&o));
+        }
+        let mut scan = cmd("dpkg-scanpackages", &[".", "/dev/null"]);
+        scan.current_dir(&repo);
+        let o = run(scan);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        std::fs::write(repo.join("Packages"), o.stdout).unwrap();
+        let list = PathBuf::from(format!(
+            "/etc/apt/sources.list.d/regent-test-{}.list",
+            std::process::id()
+        ));
+        std::fs::write(
+            &list,
+            format!("deb [trusted=yes] file:{} ./\n", repo.display()),
+        )
+        .unwrap();
+        let r = AptRepo {
+            dir,
+            list,
+            packages: packages.iter().map(|(n, _)| n.to_string()).collect(),
+        };
+        // Only this source, and the machine's other lists kept.
+        let o = run(cmd(
+            "apt-get",
+            &[
+                "update",
+                "-qq",
+                "-o",
+                &format!("Dir::Etc::sourcelist={}", r.list.display()),
+                "-o",
+                "Dir::Etc::sourceparts=-",
+                "-o",
+                "APT::Get::List-Cleanup=0",
+            ],
+        ));
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        r
+    }
+
+    fn installed(&self, name: &str) -> bool {
+        let o = run(cmd(
+            "dpkg-query",
+            &["-W", "-f", "${db:Status-Status}", name],
+        ));
+        stdout(&o) == "installed"
+    }
+}
+
+impl Drop for AptRepo {
+    fn drop(&mut self) {
+        let mut purge = cmd("dpkg", &["--purge"]);
+        purge.args(&self.packages);
+        let _ = purge.output();
+        let _ = std::fs::remove_file(&self.list);
+        // The lists apt fetched from it: named after the repository's path.
+        let prefix = self.dir.path().display().to_string().replace('/', "_");
+        if let Ok(lists) = std::fs::read_dir("/var/lib/apt/lists") {
+            for e in lists.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+fn cmd(program: &str, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(program);
+    c.args(args);
+    c
+}
+
+/// Holds the dpkg frontend lock as dpkg and apt do (`fcntl`, not `flock`) for
+/// `secs` seconds; returns once it holds it.
+fn hold_dpkg_lock(secs: u32) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = cmd(
+        "/usr/bin/python3",
+        &[
+            "-c",
+            "import fcntl, os, sys, time\n\
+             fd = os.open('/var/lib/dpkg/lock-frontend', os.O_RDWR | os.O_CREAT, 0o640)\n\
+             fcntl.lockf(fd, fcntl.LOCK_EX)\n\
+             print('locked', flush=True)\n\
+             time.sleep(float(sys.argv[1]))",
+            &secs.to_string(),
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+    child
+}
+
+/// `packages = {ACTION = ["{package}"]}` operations over an enum allowlist.
+fn package_ops(allowed: &[&str], timeout: &str) -> String {
+    let values: Vec<String> = allowed.iter().map(|u| format!("\"{u}\"")).collect();
+    let mut ops = String::new();
+    for action in ["install", "remove", "update", "status"] {
+        ops.push_str(&format!(
+            "[operations.pkg-{action}]\ndescription = \"{action} an app\"\n\
+             packages = {{ {action} = [\"{{package}}\"] }}\n\
+             params.package = {{ type = \"enum\", values = [{}] }}\ntimeout = \"{timeout}\"\n\n",
+            values.join(", ")
+        ));
+    }
+    ops
+}
+
+fn call_pkg(d: &Daemon, op: &str, package: &str) -> (i32, Value, String) {
+    let data = format!(r#"{{"package": "{package}"}}"#);
+    let o = d.cli(&["call", op, "--json", "--data", &data]);
+    let v = serde_json::from_str(&stdout(&o)).unwrap_or(Value::Null);
+    (code(&o), v, format!("{}{}", stdout(&o), stderr(&o)))
+}
+
+/// One test for every apt scenario: they share the machine's dpkg lock.
+#[test]
+fn apt_packages_end_to_end() {
+    let tiny = format!("regent-test-tiny-{}", std::process::id());
+    let dep = format!("regent-test-dep-{}", std::process::id());
+    let other = format!("regent-test-other-{}", std::process::id());
+    let repo = AptRepo::build(&[(&tiny, ""), (&dep, &tiny), (&other, "")]);
+    let d = Daemon::start("", &package_ops(&[&tiny, &dep], "60s"));
+
+    let (c, v, e) = call_pkg(&d, "pkg-status", &tiny);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(
+        v["data"]["packages"][&tiny]["installed"],
+        Value::Null,
+        "{v}"
+    );
+    assert_eq!(v["data"]["packages"][&tiny]["candidate"], "1.0", "{v}");
+
+    let (c, v, e) = call_pkg(&d, "pkg-install", &tiny);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["packages"][&tiny]["installed"], "1.0", "{v}");
+    assert!(repo.installed(&tiny));
+    let (c, v, e) = call_pkg(&d, "pkg-status", &tiny);
+    assert_eq!(
+        (c, &v["data"]["packages"][&tiny]["installed"]),
+        (0, &Value::from("1.0")),
+        "{e}"
+    );
+    let (c, v, e) = call_pkg(&d, "pkg-update", &tiny);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["changed"], serde_json::json!([]), "{v}");
+
+    // Outside the allowlist: refused as invalid data, before apt runs.
+    let (c, _, e) = call_pkg(&d, "pkg-install", &other);
+    assert_eq!(c, 4, "{e}");
+    assert!(e.contains("invalid_data") && e.contains("package"), "{e}");
+    assert!(!repo.installed(&other));
+    // And `regent module` itself refuses a plan naming a package outside the
+    // declaration's list.
+    let mut m = std::process::Command::new(regent());
+    m.arg("module")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = m.spawn().unwrap();
+    {
+        use std::io::Write;
+        let plan = serde_json::json!({"timeout_ms": 10000, "plan": {
+            "module": "packages", "action": "install", "names": [&other], "allowed": [&tiny]}});
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(plan.to_string().as_bytes())
+            .unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("not in the declaration"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!repo.installed(&other));
+
+    // A removal apt would widen (the dependent package too) is refused.
+    let (c, _, e) = call_pkg(&d, "pkg-install", &dep);
+    assert_eq!(c, 0, "{e}");
+    let (c, _, e) = call_pkg(&d, "pkg-remove", &tiny);
+    assert_eq!(c, 5, "{e}");
+    assert!(e.contains("would also remove") && e.contains(&dep), "{e}");
+    assert!(repo.installed(&tiny) && repo.installed(&dep));
+    let (c, v, e) = call_pkg(&d, "pkg-remove", &dep);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["packages"][&dep]["installed"], Value::Null, "{v}");
+
+    // A held dpkg lock is waited for: the install ends after the holder let go.
+    let mut holder = hold_dpkg_lock(3);
+    let (c, v, e) = call_pkg(&d, "pkg-remove", &tiny);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(
+        v["data"]["packages"][&tiny]["installed"],
+        Value::Null,
+        "{v}"
+    );
+    assert!(
+        holder.try_wait().unwrap().is_some(),
+        "apt ran while the lock was held"
+    );
+    assert!(!repo.installed(&tiny));
+
+    // ... up to the operation's timeout: then the caller gets `timeout`.
+    let d = Daemon::start("", &package_ops(&[&tiny], "4s"));
+    let mut holder2 = hold_dpkg_lock(120);
+    let (c, _, e) = call_pkg(&d, "pkg-install", &tiny);
+    let _ = holder2.kill();
+    let _ = holder2.wait();
+    let _ = holder.wait();
+    assert!(e.contains("timeout"), "{c}: {e}");
+    assert!(!repo.installed(&tiny));
+}
+
+#[test]
+fn check_shows_what_a_module_operation_may_touch() {
+    let ops = r#"
+[operations.restart]
+description = "Restart the web server"
+service = { unit = "{unit}", action = "restart" }
+params.unit = { type = "enum", values = ["nginx", "apache2"] }
+
+[operations.any]
+description = "Any package's status"
+packages = { status = ["{name}"] }
+params.name = { type = "string", pattern = "[a-z]{2,20}" }
+"#;
+    let (_dir, _s, config, _) = write_config("", ops);
+    let mut check = cmd(regent().to_str().unwrap(), &["check", "--config"]);
+    check.arg(&config);
+    let o = run(check);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains("units: nginx, apache2"), "{out}");
+    assert!(
+        out.contains("runs: service restart in `regent module`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: {name}: name is not an enum"),
+        "{out}"
+    );
 }

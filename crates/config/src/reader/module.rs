@@ -12,7 +12,9 @@ use super::context::{item, join, Reader};
 use super::raw::{List, RawOperation, RawPackages, RawServiceModule, Table};
 use crate::param::{ParamKind, ParamSpec};
 use crate::template::{Placeholder, Template};
-use regent_model::{ModuleDecl, PackagesAction, PackagesDecl, ServiceAction, ServiceDecl};
+use regent_model::{
+    ModuleDecl, PackagesAction, PackagesDecl, ServiceAction, ServiceBackend, ServiceDecl,
+};
 
 /// The keys an operation takes exactly one of: `command` and each module.
 pub(super) const ACTION_KEYS: [&str; 3] = ["command", "service", "packages"];
@@ -160,9 +162,18 @@ fn read_service(
             None
         }
     };
+    let backend = match &t.backend {
+        Some(b) => r.choice(
+            b,
+            &join(p, "backend"),
+            &ServiceBackend::ALL.map(|b| (b.name(), b)),
+        ),
+        None => Some(ServiceBackend::Auto),
+    };
     Some(ModuleDecl::Service(ServiceDecl {
         unit: unit?,
         action: action?,
+        backend: backend?,
     }))
 }
 

@@ -192,7 +192,7 @@ pub(super) fn read_operation(
         );
     }
     if has(Stage::Email) {
-        let span = t.auth.as_ref().map_or(name_span, Spanned::span);
+        let span = t.auth.as_ref().map_or(name_span.clone(), Spanned::span);
         if approvers_key.is_none() {
             r.err(
                 span.clone(),
@@ -264,7 +264,7 @@ pub(super) fn read_operation(
     } else {
         output
     };
-    Some(OperationDecl {
+    let decl = OperationDecl {
         description,
         command: command?,
         module,
@@ -281,7 +281,30 @@ pub(super) fn read_operation(
         max_attempts: max_attempts?,
         max_pending_per_uid: max_pending_per_uid?,
         exec,
-    })
+    };
+    if let Some(module) = &decl.module {
+        let bad = crate::module::invalid_targets(&decl);
+        if !bad.is_empty() {
+            let key = module.key();
+            let span = r
+                .key_of(&t.service, &at(key))
+                .or_else(|| r.key_of(&t.packages, &at(key)));
+            let what = if key == "service" { "unit" } else { "package" };
+            r.err(
+                span.unwrap_or(name_span),
+                &at(key),
+                format!(
+                    "names what is no valid {what} name: {}",
+                    bad.iter()
+                        .map(|b| format!("{b:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            return None;
+        }
+    }
+    Some(decl)
 }
 
 fn read_command(

@@ -232,6 +232,7 @@ pub(super) struct RawOperation {
 pub(super) struct RawServiceModule {
     pub unit: Opt<String>,
     pub action: Opt<String>,
+    pub backend: Opt<String>,
 }
 
 /// `packages = { install | remove | update | status = [...] }`.

@@ -1,7 +1,8 @@
 //! `service` operations: status, start, stop, restart, reload, enable, disable
 //! of one unit.
 //!
-//! The backend is chosen per run: [`systemd`] when systemd is the init
+//! The backend is the declaration's (`backend = "systemd" | "sysv"`), or with
+//! `auto` (the default) chosen per run: [`systemd`] when systemd is the init
 //! (`/run/systemd/system` is a directory, as `sd_booted()` tests), else
 //! [`sysv`], the `/etc/init.d` scripts.
 //!
@@ -11,7 +12,7 @@
 
 use std::path::Path;
 
-use regent_model::ServiceAction;
+use regent_model::{ServiceAction, ServiceBackend};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -51,8 +52,18 @@ pub fn systemd_is_init() -> bool {
 }
 
 /// Carry out `action` on `unit`.
-pub fn run(unit: &str, action: ServiceAction, deadline: Deadline) -> Result<Value, ModuleError> {
-    let status = if systemd_is_init() {
+pub fn run(
+    unit: &str,
+    action: ServiceAction,
+    backend: ServiceBackend,
+    deadline: Deadline,
+) -> Result<Value, ModuleError> {
+    let systemd = match backend {
+        ServiceBackend::Auto => systemd_is_init(),
+        ServiceBackend::Systemd => true,
+        ServiceBackend::Sysv => false,
+    };
+    let status = if systemd {
         systemd::act(unit, action, deadline)?
     } else {
         sysv::act(unit, action)?
