@@ -7,9 +7,10 @@
 //! (a user or group by name or id), [`Capability`], [`RunAs`], [`SmtpSecurity`],
 //! [`Limits`] (a service's connection limits and the defaults written once), the
 //! execution part of an operation's declaration ([`ExecDecl`]: its [`Sandbox`] and
-//! [`SandboxAllow`] opt-ins, [`ResourceLimits`], [`OnUnsupported`]), [`Stage`] and
-//! [`Verdict`], and the declaration of a configuration file edited through Augeas
-//! ([`AugeasDecl`]: a lens, a file, [`AugAction`]s; `augeas.rs`).
+//! [`SandboxAllow`] opt-ins, [`ResourceLimits`], [`OnUnsupported`]), the system
+//! modules' declarations, plans and access ([`ModuleDecl`], [`ModulePlan`],
+//! [`ModuleAccess`]; a configuration file edited through Augeas: [`AugeasDecl`],
+//! a lens, a file, [`AugAction`]s, in `augeas.rs`), [`Stage`] and [`Verdict`].
 //!
 //! **Boundaries.** Owns the concepts (principal, account, capability, run-as, smtp,
 //! limits, sandbox, resource limits, execution declaration, stage, verdict) and
@@ -28,6 +29,7 @@ pub mod smtp;
 pub mod augeas;
 pub mod exec;
 pub mod param;
+pub mod module;
 pub mod rlimits;
 pub mod sandbox;
 
@@ -44,5 +46,9 @@ pub use smtp::SmtpSecurity;
 pub use augeas::{AugAction, AugeasDecl, InsertPosition};
 pub use exec::{ExecDecl, OnUnsupported};
 pub use param::is_valid_param_name;
+pub use module::{
+    valid_package_name, valid_unit_name, ModuleAccess, ModuleDecl, ModulePlan, ModuleRequest,
+    PackagesAction, PackagesDecl, ServiceAction, ServiceBackend, ServiceDecl,
+};
 pub use rlimits::ResourceLimits;
 pub use sandbox::{Sandbox, SandboxAllow};
