@@ -63,8 +63,8 @@ where
     F: Fn(&str) -> Option<String>,
 {
     let actions = decl.expand(lookup).map_err(|(i, e)| Error::Value {
-        what: format!("action {} ({}) {}", i + 1, decl.actions[i].name(), e.field),
-        message: e.message,
+        what: format!("action {} ({})", i + 1, decl.actions[i].name()),
+        message: e.to_string(),
     })?;
     run(&decl.lens, &decl.file, &actions, opts)
 }

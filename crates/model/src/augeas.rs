@@ -152,11 +152,26 @@ pub struct AugError {
     pub field: &'static str,
     /// Why.
     pub message: String,
+    /// The placeholder whose value was refused, if that is why.
+    pub placeholder: Option<String>,
+}
+
+impl AugError {
+    fn new(field: &'static str, message: String) -> AugError {
+        AugError {
+            field,
+            message,
+            placeholder: None,
+        }
+    }
 }
 
 impl fmt::Display for AugError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
+        match &self.placeholder {
+            Some(p) => write!(f, "{}: the value of {{{p}}}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
     }
 }
 
@@ -697,7 +712,7 @@ impl AugAction {
         let mut out = Vec::new();
         for (field, kind, s) in self.fields() {
             let pieces =
-                parse_field(kind, s, mode).map_err(|message| AugError { field, message })?;
+                parse_field(kind, s, mode).map_err(|message| AugError::new(field, message))?;
             out.extend(
                 holes(&pieces)
                     .into_iter()
@@ -720,7 +735,7 @@ impl AugAction {
             self.fields().into_iter().map(|(f, k, _)| (f, k)).collect();
         for ((field, kind), s) in kinds.into_iter().zip(out.fields_mut()) {
             let pieces = parse_field(kind, s, Mode::Template)
-                .map_err(|message| AugError { field, message })?;
+                .map_err(|message| AugError::new(field, message))?;
             let mut text = String::new();
             for piece in pieces {
                 match piece {
@@ -729,18 +744,17 @@ impl AugAction {
                         let Some(value) = lookup(&name) else {
                             return Ok(None);
                         };
-                        slot.check(&value).map_err(|m| AugError {
+                        slot.check(&value).map_err(|message| AugError {
                             field,
-                            message: format!("the value of {{{name}}}: {m}"),
+                            message,
+                            placeholder: Some(name.clone()),
                         })?;
                         text.push_str(&value);
                     }
                 }
             }
-            parse_field(kind, &text, Mode::Concrete).map_err(|m| AugError {
-                field,
-                message: format!("expanded: {m}"),
-            })?;
+            parse_field(kind, &text, Mode::Concrete)
+                .map_err(|m| AugError::new(field, format!("expanded: {m}")))?;
             *s = text;
         }
         Ok(Some(out))
@@ -751,24 +765,8 @@ impl AugeasDecl {
     /// Checks the lens, the file and every action (declared: placeholders allowed).
     /// The error names the action's index, or `None` for the lens or the file.
     pub fn check(&self) -> Result<(), (Option<usize>, AugError)> {
-        check_lens(&self.lens).map_err(|message| {
-            (
-                None,
-                AugError {
-                    field: "lens",
-                    message,
-                },
-            )
-        })?;
-        check_file(&self.file).map_err(|message| {
-            (
-                None,
-                AugError {
-                    field: "file",
-                    message,
-                },
-            )
-        })?;
+        check_lens(&self.lens).map_err(|m| (None, AugError::new("lens", m)))?;
+        check_file(&self.file).map_err(|m| (None, AugError::new("file", m)))?;
         for (i, a) in self.actions.iter().enumerate() {
             a.check(Mode::Template).map_err(|e| (Some(i), e))?;
         }

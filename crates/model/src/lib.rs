@@ -28,8 +28,8 @@ pub mod smtp;
 
 pub mod augeas;
 pub mod exec;
-pub mod param;
 pub mod module;
+pub mod param;
 pub mod rlimits;
 pub mod sandbox;
 
@@ -45,10 +45,10 @@ pub use smtp::SmtpSecurity;
 
 pub use augeas::{AugAction, AugeasDecl, InsertPosition};
 pub use exec::{ExecDecl, OnUnsupported};
-pub use param::is_valid_param_name;
 pub use module::{
     valid_package_name, valid_unit_name, ModuleAccess, ModuleDecl, ModulePlan, ModuleRequest,
     PackagesAction, PackagesDecl, ServiceAction, ServiceBackend, ServiceDecl,
 };
+pub use param::is_valid_param_name;
 pub use rlimits::ResourceLimits;
 pub use sandbox::{Sandbox, SandboxAllow};
