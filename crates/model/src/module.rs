@@ -88,9 +88,10 @@ impl ModuleDecl {
                 keep_descendants: true,
             },
             // Augeas reads the lenses and the file, and writes a temporary file
-            // beside it, then gives it the original's owner and mode and renames
-            // it into place: a file of another owner needs CAP_DAC_OVERRIDE,
-            // CAP_CHOWN and CAP_FOWNER, and nothing else. It starts nothing.
+            // beside it, then gives it the original's owner and mode (chown and
+            // chmod: the sandbox's `metadata` family) and renames it into place:
+            // a file of another owner needs CAP_DAC_OVERRIDE, CAP_CHOWN and
+            // CAP_FOWNER, and nothing else. It starts nothing.
             ModuleDecl::Augeas(a) => ModuleAccess {
                 capabilities: Some(vec![
                     Capability::parse("CAP_CHOWN").expect("a known capability"),
@@ -104,7 +105,10 @@ impl ModuleDecl {
                     .map(PathBuf::from)
                     .into_iter()
                     .collect(),
-                allow: SandboxAllow::default(),
+                allow: SandboxAllow {
+                    metadata: true,
+                    ..SandboxAllow::default()
+                },
                 keep_descendants: false,
             },
         }

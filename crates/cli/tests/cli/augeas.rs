@@ -18,6 +18,12 @@ description = "Set the SSH port"
 augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", set = { "Port" = "{port}" } }
 params.port = { type = "integer", min = 1024, max = 65535 }
 
+[operations.ssh-port-boxed]
+description = "Set the SSH port, sandboxed: the module adds what Augeas needs"
+augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", set = { "Port" = "{port}" } }
+params.port = { type = "integer", min = 1024, max = 65535 }
+sandbox = { read = ["/usr/lib", "/lib", "/etc/ld.so.cache"] }
+
 [operations.ssh-show]
 description = "Show the SSH settings"
 augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", get = ["Port"], match = ["ListenAddress"] }
@@ -99,7 +105,11 @@ fn augeas_operations_end_to_end() {
         .filter(|o| o["dry_run"] == true)
         .map(|o| o["name"].as_str().unwrap())
         .collect();
-    assert_eq!(dry, ["ssh-port", "ssh-set", "ssh-two"], "{ops}");
+    assert_eq!(
+        dry,
+        ["ssh-port", "ssh-port-boxed", "ssh-set", "ssh-two"],
+        "{ops}"
+    );
 
     // A dry run as an unprivileged caller: the diff, nothing written.
     let alice = who("regent-aug-alice");
@@ -141,6 +151,14 @@ fn augeas_operations_end_to_end() {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(&file).unwrap();
     assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o644));
+    // Under a sandbox (Landlock and the seccomp filter), extended by the module
+    // with the lenses, the file's directory and chown/chmod: the same change.
+    let (c, v, e) = call(&d, "ssh-port-boxed", r#"{"port": 2200}"#);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["changed"], true, "{v}");
+    assert_eq!(read(&file), SSHD.replace("Port 22\n", "Port 2200\n"));
+    let (c, _, e) = call(&d, "ssh-port", r#"{"port": 2222}"#);
+    assert_eq!(c, 0, "{e}");
     // Again: nothing changes, nothing is written.
     let (c, v, e) = call(&d, "ssh-port", r#"{"port": 2222}"#);
     assert_eq!(c, 0, "{e}");
