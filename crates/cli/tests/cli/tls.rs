@@ -131,6 +131,45 @@ impl Pki {
         Pki { _dir: dir, path }
     }
 
+    /// A lab made by our own `regent tls init` (server names localhost and
+    /// 127.0.0.1), with clients issued by `regent tls issue`, laid out as
+    /// [`MKCERTS`] lays its files out (`NAME.crt` and `NAME.key` link to
+    /// `clients/`). Returns each client's serial.
+    fn lab(clients: &[&str]) -> (Pki, Vec<String>) {
+        let top = tempfile::Builder::new()
+            .prefix("regent-lab-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let path = top.path().join("lab");
+        let tls = |args: &[&str]| {
+            let mut c = Command::new(regent());
+            c.arg("tls").args(args);
+            let o = run(c);
+            assert_eq!(code(&o), 0, "regent tls {args:?}: {}", stderr(&o));
+            stdout(&o)
+        };
+        let lab = path.display().to_string();
+        tls(&["init", &lab, "--name", "localhost", "--name", "127.0.0.1"]);
+        let mut serials = Vec::new();
+        for name in clients {
+            let out = tls(&["issue", name, &lab]);
+            let serial = out
+                .split_whitespace()
+                .skip_while(|w| *w != "serial")
+                .nth(1)
+                .unwrap_or_else(|| panic!("no serial in {out}"));
+            serials.push(serial.to_string());
+            for ext in ["crt", "key"] {
+                std::os::unix::fs::symlink(
+                    path.join(format!("clients/{name}.{ext}")),
+                    path.join(format!("{name}.{ext}")),
+                )
+                .unwrap();
+            }
+        }
+        (Pki { _dir: top, path }, serials)
+    }
+
     fn file(&self, name: &str) -> String {
         self.path.join(name).display().to_string()
     }
@@ -198,12 +237,24 @@ fn request(op: &str) -> String {
 
 /// Python's `ssl` client: the answer line, or `REFUSED ...`.
 fn python(pki: &Pki, port: u16, who: Option<&str>, max_version: &str, line: &str) -> String {
+    python_trusting(pki, &pki.file("ca.crt"), port, who, max_version, line)
+}
+
+/// [`python`], verifying the server against the CAs in `ca`.
+fn python_trusting(
+    pki: &Pki,
+    ca: &str,
+    port: u16,
+    who: Option<&str>,
+    max_version: &str,
+    line: &str,
+) -> String {
     let (cert, key) = match who {
         Some(w) => (pki.file(&format!("{w}.crt")), pki.file(&format!("{w}.key"))),
         None => (String::new(), String::new()),
     };
     let mut c = Command::new("/usr/bin/python3");
-    c.args(["-c", PY_CLIENT, &port.to_string(), &pki.file("ca.crt")])
+    c.args(["-c", PY_CLIENT, &port.to_string(), ca])
         .args([&cert, &key, max_version, line]);
     let o = run(c);
     assert!(o.status.success(), "python: {}", stderr(&o));
@@ -502,4 +553,234 @@ fn totp_secrets_are_managed_for_a_client_by_name() {
     // A user and a client at once: a usage error.
     let o = totp(&["remove", "alice", "--client", "panel"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+/// `regent tls revoke SERIAL DIR`.
+fn revoke(pki: &Pki, serial: &str) {
+    let mut c = Command::new(regent());
+    c.args(["tls", "revoke", serial]).arg(&pki.path);
+    let o = run(c);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn a_client_revoked_then_reloaded_is_refused_while_another_still_calls() {
+    use regent::client::{Client, Outcome};
+    let (pki, serials) = Pki::lab(&["panel", "other"]);
+    let (d, port) = start(&pki, "");
+    let at = format!("localhost:{port}");
+    let ca = pki.file("ca.crt");
+    let connect = |who: &str| {
+        let (cert, key) = (
+            pki.file(&format!("{who}.crt")),
+            pki.file(&format!("{who}.key")),
+        );
+        Client::tls(&at, Path::new(&cert), Path::new(&key), Path::new(&ca))
+            .unwrap()
+            .secret(SECRET)
+            .connect()
+            .unwrap()
+    };
+    let mut panel = connect("panel");
+    let mut other = connect("other");
+    let said = |who: &str| Outcome::Done(serde_json::json!(format!("client {who}")));
+    assert_eq!(
+        panel.call("who", serde_json::Value::Null).unwrap(),
+        said("panel")
+    );
+    assert_eq!(
+        other.call("who", serde_json::Value::Null).unwrap(),
+        said("other")
+    );
+
+    revoke(&pki, &serials[0]);
+    // The CRL is read at start and on a reload, not at each handshake.
+    let answer = python(&pki, port, Some("panel"), "", &request("who"));
+    assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+    crate::reload::hup(&d, crate::reload::RELOADED);
+    assert!(
+        d.log_shows("TLS certificate, key, client CAs and CRLs read again"),
+        "{}",
+        d.log_text()
+    );
+
+    // A new handshake with the revoked certificate is refused ...
+    let answer = python(&pki, port, Some("panel"), "", &request("who"));
+    assert!(
+        answer.starts_with("REFUSED") && answer.to_lowercase().contains("revoked"),
+        "{answer}"
+    );
+    let o = remote(&pki, port, "panel", &["call", "who"]);
+    assert_ne!(code(&o), 0, "{}", stdout(&o));
+    assert!(!stdout(&o).contains("client panel"), "{}", stdout(&o));
+    // ... and its established connection is closed at its next request, unanswered.
+    assert!(
+        panel.call("who", serde_json::Value::Null).is_err(),
+        "a revoked client's connection still answered"
+    );
+    assert!(
+        d.log_shows("closing a TLS connection whose certificate the reloaded CRL revokes"),
+        "{}",
+        d.log_text()
+    );
+    // The other client goes on, on its connection and on new ones.
+    assert_eq!(
+        other.call("who", serde_json::Value::Null).unwrap(),
+        said("other")
+    );
+    let answer = python(&pki, port, Some("other"), "", &request("who"));
+    assert!(answer.contains(r#""data":"client other""#), "{answer}");
+    let o = remote(&pki, port, "other", &["call", "who"]);
+    assert_eq!(stdout(&o), "client other", "{}", stderr(&o));
+}
+
+#[test]
+fn a_replaced_server_certificate_and_ca_serve_new_handshakes_after_a_reload() {
+    let (old, _) = Pki::lab(&["panel"]);
+    let (new, _) = Pki::lab(&["panel"]);
+    // Keep a copy of the old CA: the files at the configured paths are replaced.
+    let old_ca = old.path.join("old-ca.crt");
+    std::fs::copy(old.path.join("ca.crt"), &old_ca).unwrap();
+    let old_ca = old_ca.display().to_string();
+    let old_panel = |pki: &Pki| {
+        for ext in ["crt", "key"] {
+            let keep = pki.path.join(format!("old-panel.{ext}"));
+            std::fs::copy(pki.path.join(format!("panel.{ext}")), keep).unwrap();
+        }
+    };
+    old_panel(&old);
+    let serial = |cert: &str| {
+        let o = Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in", cert])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let old_serial = serial(&old.file("server.crt"));
+    let (d, port) = start(&old, "");
+    let answer = python_trusting(&old, &old_ca, port, Some("panel"), "", &request("who"));
+    assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+
+    // New material at the same paths: a new CA, server certificate and key,
+    // CRL and client `panel`; nothing changes until the reload.
+    for f in ["ca.crt", "server.crt", "server.key", "crl.pem"] {
+        std::fs::copy(new.path.join(f), old.path.join(f)).unwrap();
+    }
+    for ext in ["crt", "key"] {
+        let link = old.path.join(format!("panel.{ext}"));
+        std::fs::remove_file(&link).unwrap();
+        std::fs::copy(new.path.join(format!("clients/panel.{ext}")), &link).unwrap();
+    }
+    let new_ca = new.file("ca.crt");
+    let answer = python_trusting(&old, &new_ca, port, Some("panel"), "", &request("who"));
+    assert!(answer.starts_with("REFUSED"), "before the reload: {answer}");
+
+    crate::reload::hup(&d, crate::reload::RELOADED);
+    // The server now presents the new certificate, which the new CA verifies
+    // and the old one does not; client certificates chain to the new CA.
+    let answer = python_trusting(&old, &new_ca, port, Some("panel"), "", &request("who"));
+    assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+    let answer = python_trusting(&old, &old_ca, port, Some("panel"), "", &request("who"));
+    assert!(
+        answer.starts_with("REFUSED") && answer.contains("CERTIFICATE_VERIFY_FAILED"),
+        "the old CA still verifies the server: {answer}"
+    );
+    let answer = python_trusting(&old, &new_ca, port, Some("old-panel"), "", &request("who"));
+    assert!(
+        answer.starts_with("REFUSED"),
+        "a client of the old CA is still accepted: {answer}"
+    );
+    // openssl s_client sees the new certificate's serial.
+    let served = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername localhost -cert {} -key {} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+            old.file("panel.crt"),
+            old.file("panel.key")
+        ))
+        .output()
+        .unwrap();
+    let served = String::from_utf8_lossy(&served.stdout).trim().to_string();
+    assert_eq!(served, serial(&new.file("server.crt")));
+    assert_ne!(served, old_serial);
+}
+
+#[test]
+fn broken_tls_material_refuses_the_reload_and_the_old_material_serves() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (pki, _) = Pki::lab(&["panel"]);
+    let (other_lab, _) = Pki::lab(&[]);
+    let (d, port) = start(&pki, "");
+    let works = || {
+        let answer = python(&pki, port, Some("panel"), "", &request("who"));
+        assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+    };
+    works();
+    let key = pki.path.join("server.key");
+    let good_key = std::fs::read(&key).unwrap();
+    let refused = |what: &str| {
+        crate::reload::hup(&d, crate::reload::REFUSED);
+        let log = d.log_text();
+        let line = log
+            .lines()
+            .rfind(|l| l.contains(crate::reload::REFUSED))
+            .unwrap()
+            .to_string();
+        assert!(line.contains(what), "{what}: {line}");
+        // The daemon still serves with what it had.
+        works();
+        line
+    };
+
+    // A key that does not parse: its file named, none of its bytes quoted.
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nS3CR3TKEYBYTESxx\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let line = refused(&format!("key {}", key.display()));
+    assert!(!line.contains("S3CR3T"), "key bytes in the log: {line}");
+    assert!(!d.log_text().contains("S3CR3T"), "key bytes in the log");
+
+    // Both the certificate and the key broken: each error with its file.
+    let cert = pki.path.join("server.crt");
+    let good_cert = std::fs::read(&cert).unwrap();
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let line = refused(&format!("key {}", key.display()));
+    assert!(line.contains(&format!("cert {}", cert.display())), "{line}");
+    std::fs::write(&cert, &good_cert).unwrap();
+
+    // A key that others can read.
+    std::fs::write(&key, &good_key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused("accessible to group or others (mode 0644)");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A key that is not the certificate's (another lab's server key).
+    std::fs::write(
+        &key,
+        std::fs::read(other_lab.path.join("server.key")).unwrap(),
+    )
+    .unwrap();
+    refused(&format!(
+        "cert {} and key {}",
+        cert.display(),
+        key.display()
+    ));
+
+    // A CRL that does not parse.
+    std::fs::write(&key, &good_key).unwrap();
+    let crl = pki.path.join("crl.pem");
+    let good_crl = std::fs::read(&crl).unwrap();
+    std::fs::write(
+        &crl,
+        "-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    refused(&format!("crl {}", crl.display()));
+
+    // Repaired: the reload goes through.
+    std::fs::write(&crl, &good_crl).unwrap();
+    crate::reload::hup(&d, crate::reload::RELOADED);
+    works();
 }

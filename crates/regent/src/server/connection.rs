@@ -150,10 +150,21 @@ async fn finish_blocked_write<F: Future<Output = std::io::Result<()>>>(
     }
 }
 
+/// Whether `caller` is a TLS client whose certificate's serial the current CRLs
+/// list: one revoked after its handshake (a reload brought the new CRL).
+fn revoked_since_handshake(shared: &super::Shared, caller: &Caller) -> bool {
+    match (&caller.peer, &shared.tls) {
+        (regent_model::Peer::Tls { serial, .. }, Some(material)) => material.revokes(serial),
+        _ => false,
+    }
+}
+
 /// Serve one connection until it closes.
 ///
 /// Each request is served under the configuration current when it arrives
-/// (see [`super::reload`]); the limits are the same in every one.
+/// (see [`super::reload`]); the limits are the same in every one. A TLS client
+/// whose certificate a reloaded CRL revokes is closed at its next request,
+/// unanswered.
 pub(crate) async fn serve<S>(
     current: Arc<Current>,
     stream: S,
@@ -196,6 +207,14 @@ pub(crate) async fn serve<S>(
         // inline it would make every connection's task (allocated per connection)
         // too big for the allocator's fast path.
         let shared = current.load();
+        if revoked_since_handshake(&shared, &caller) {
+            // Not answered: the client is no longer one.
+            tracing::warn!(
+                client = caller.client(),
+                "closing a TLS connection whose certificate the reloaded CRL revokes"
+            );
+            break;
+        }
         let response = Box::pin(shared.handle_on(&caller, &socket.exposure, &line)).await;
         drop(shared);
         let line = response.to_line();
