@@ -111,7 +111,7 @@ except Exception as e:
 "#;
 
 /// The certificates, in a directory of their own.
-struct Pki {
+pub(crate) struct Pki {
     _dir: tempfile::TempDir,
     path: PathBuf,
 }
@@ -135,7 +135,7 @@ impl Pki {
     /// 127.0.0.1), with clients issued by `regent tls issue`, laid out as
     /// [`MKCERTS`] lays its files out (`NAME.crt` and `NAME.key` link to
     /// `clients/`). Returns each client's serial.
-    fn lab(clients: &[&str]) -> (Pki, Vec<String>) {
+    pub(crate) fn lab(clients: &[&str]) -> (Pki, Vec<String>) {
         let top = tempfile::Builder::new()
             .prefix("regent-lab-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -176,8 +176,13 @@ impl Pki {
 
     /// The `[service.tcp]` table for these certificates.
     fn tcp_table(&self, extra: &str) -> String {
+        self.tcp_table_on("127.0.0.1:0", extra)
+    }
+
+    /// [`Pki::tcp_table`] listening on `listen`.
+    pub(crate) fn tcp_table_on(&self, listen: &str, extra: &str) -> String {
         format!(
-            "[service.tcp]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ncrl = \"{}\"\n{extra}\n",
+            "[service.tcp]\nlisten = [\"{listen}\"]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ncrl = \"{}\"\n{extra}\n",
             self.file("server.crt"),
             self.file("server.key"),
             self.file("ca.crt"),
@@ -311,7 +316,7 @@ fn s_client(pki: &Pki, port: u16, who: &str, extra: &[&str], line: &str) -> Stri
 }
 
 /// Our CLI as a remote caller: `regent ARGS --connect localhost:PORT ...`.
-fn remote(pki: &Pki, port: u16, who: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn remote(pki: &Pki, port: u16, who: &str, args: &[&str]) -> std::process::Output {
     let mut c = Command::new(regent());
     c.args(args)
         .args(["--connect", &format!("localhost:{port}")])
