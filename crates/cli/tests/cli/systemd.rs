@@ -399,6 +399,10 @@ fn the_shipped_units_run_the_daemon_under_systemd() {
     let o = crate::tls::remote(&pki, port, "panel", &["call", "who"]);
     assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), m.log());
     assert_eq!(stdout(&o), "client panel");
+    m.wait("the TLS client's record in the journal", || {
+        m.journal(&["REGENT_CLIENT=panel", "REGENT_OP=who", "REGENT_OUTCOME=ok"])
+            .contains("request ")
+    });
 
     // The daemon's own process: the unit's bounding set, no_new_privs.
     let inner: i32 = m.show("regent.service", "MainPID").parse().unwrap();

@@ -408,6 +408,16 @@ fn a_client_allowed_by_name_runs_what_another_is_denied_through_our_cli() {
     assert_eq!(stdout(&o), "for panel");
     let o = remote(&pki, port, "other", &["call", "panel-only"]);
     assert_error(&o, 3, "permission_denied");
+    // `regent check` names the clients an operation admits.
+    let mut c = Command::new(regent());
+    c.args(["check", "--config"]).arg(&d.config);
+    let o = run(c);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("callers: users [] groups [] clients [panel]"),
+        "{}",
+        stdout(&o)
+    );
     // A Unix caller, even root, is never a client.
     let o = d.cli(&["call", "panel-only"]);
     assert_error(&o, 3, "permission_denied");
