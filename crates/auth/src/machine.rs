@@ -521,7 +521,9 @@ fn approve(r: &mut PendingRecord, by: &CallerId, allow_self: bool, now: SystemTi
             })
         }
     }
-    if !allow_self && by.uid == r.caller.uid {
+    // The same caller as the bounds count it: a uid on a Unix socket, a client
+    // name over TLS (every TLS client has the same placeholder uid).
+    if !allow_self && by.same_caller(&r.caller) {
         return Effect::NotAdmin(AdminRefusal::OwnRequest);
     }
     match StageState::read(&Stage::Approval, &r.stage_state) {
@@ -728,6 +730,32 @@ mod tests {
                 stage: "totp".into()
             })
         );
+    }
+
+    #[test]
+    fn a_tls_client_may_not_approve_its_own_request_and_another_client_may() {
+        let addr = "192.0.2.1:4000".parse().unwrap();
+        let panel = CallerId::tls("panel".into(), "01".into(), addr);
+        let other = CallerId::tls("other".into(), "02".into(), addr);
+        let r = PendingRecord {
+            caller: panel.clone(),
+            ..begun(&[Stage::Approval])
+        };
+        let approve = |by: &CallerId| {
+            step(
+                r.clone(),
+                Event::Approve {
+                    by,
+                    allow_self: false,
+                    now: now(),
+                },
+            )
+            .1
+        };
+        assert_eq!(approve(&panel), Effect::NotAdmin(AdminRefusal::OwnRequest));
+        assert!(matches!(approve(&other), Effect::Approved(_)));
+        // A Unix caller is never the same caller as a client.
+        assert!(matches!(approve(&root()), Effect::Approved(_)));
     }
 
     #[test]

@@ -136,6 +136,11 @@ impl Pki {
     /// [`MKCERTS`] lays its files out (`NAME.crt` and `NAME.key` link to
     /// `clients/`). Returns each client's serial.
     pub(crate) fn lab(clients: &[&str]) -> (Pki, Vec<String>) {
+        Pki::lab_for(&["localhost", "127.0.0.1"], clients)
+    }
+
+    /// [`Pki::lab`] with a server certificate for `names` alone.
+    fn lab_for(names: &[&str], clients: &[&str]) -> (Pki, Vec<String>) {
         let top = tempfile::Builder::new()
             .prefix("regent-lab-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -149,7 +154,11 @@ impl Pki {
             stdout(&o)
         };
         let lab = path.display().to_string();
-        tls(&["init", &lab, "--name", "localhost", "--name", "127.0.0.1"]);
+        let mut init = vec!["init", &lab];
+        for name in names {
+            init.extend(["--name", name]);
+        }
+        tls(&init);
         let mut serials = Vec::new();
         for name in clients {
             let out = tls(&["issue", name, &lab]);
@@ -317,9 +326,14 @@ fn s_client(pki: &Pki, port: u16, who: &str, extra: &[&str], line: &str) -> Stri
 
 /// Our CLI as a remote caller: `regent ARGS --connect localhost:PORT ...`.
 pub(crate) fn remote(pki: &Pki, port: u16, who: &str, args: &[&str]) -> std::process::Output {
+    remote_at(pki, &format!("localhost:{port}"), who, args)
+}
+
+/// [`remote`], connecting to `at` (`HOST:PORT`).
+fn remote_at(pki: &Pki, at: &str, who: &str, args: &[&str]) -> std::process::Output {
     let mut c = Command::new(regent());
     c.args(args)
-        .args(["--connect", &format!("localhost:{port}")])
+        .args(["--connect", at])
         .args(["--cert", &pki.file(&format!("{who}.crt"))])
         .args(["--key", &pki.file(&format!("{who}.key"))])
         .args(["--ca", &pki.file("ca.crt")])
@@ -798,4 +812,63 @@ fn broken_tls_material_refuses_the_reload_and_the_old_material_serves() {
     std::fs::write(&crl, &good_crl).unwrap();
     crate::reload::hup(&d, crate::reload::RELOADED);
     works();
+}
+
+#[test]
+fn an_admin_client_sees_and_approves_what_another_client_may_not() {
+    let pki = Pki::new();
+    let d = Daemon::start(
+        &format!("admin_clients = [\"other\"]\n{}", pki.tcp_table("")),
+        OPS,
+    );
+    let port = tls_port(&d);
+    let held = pending_of(&remote(
+        &pki,
+        port,
+        "panel",
+        &["call", "approved", "--json"],
+    ));
+    // `panel` is no administrator: it may neither list nor approve, its own
+    // request included.
+    let o = remote(&pki, port, "panel", &["pending"]);
+    assert_error(&o, 3, "permission_denied");
+    let o = remote(&pki, port, "panel", &["approve", held.request_id()]);
+    assert_error(&o, 3, "permission_denied");
+    // `other`, in admin_clients, sees it and approves it.
+    let o = remote(&pki, port, "other", &["pending"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains(held.request_id()), "{}", stdout(&o));
+    let o = remote(&pki, port, "other", &["approve", held.request_id()]);
+    assert_eq!(code(&o), 0, "{} {}", stdout(&o), stderr(&o));
+    // Its requester's next poll runs it, as `panel`.
+    let o = remote(&pki, port, "panel", &["call", "--uid", &held.uid]);
+    assert_eq!(stdout(&o), "approved panel", "{}", stderr(&o));
+}
+
+#[test]
+fn the_client_verifies_the_name_or_address_it_connected_to() {
+    // A server certificate for the IP address alone.
+    let (pki, _) = Pki::lab_for(&["127.0.0.1"], &["panel"]);
+    let (_d, port) = start(&pki, "");
+    let o = remote_at(
+        &pki,
+        &format!("127.0.0.1:{port}"),
+        "panel",
+        &["call", "who"],
+    );
+    assert_eq!(stdout(&o), "client panel", "{}", stderr(&o));
+    // The same server reached by a name its certificate does not give.
+    let o = remote_at(
+        &pki,
+        &format!("localhost:{port}"),
+        "panel",
+        &["call", "who"],
+    );
+    assert_eq!(code(&o), 6, "{} {}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("certificate not valid for name \"localhost\""),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("client panel"));
 }
