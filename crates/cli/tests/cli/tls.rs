@@ -85,10 +85,10 @@ chmod 600 ./*.key
 
 /// One TLS request from Python's `ssl` module: prints the answer line, or
 /// `REFUSED ` and the error. argv: port, CA, cert or "", key or "", max TLS
-/// version ("1.2" or ""), line.
+/// version ("1.2" or ""), line, the server's name.
 const PY_CLIENT: &str = r#"
 import socket, ssl, sys
-port, ca, cert, key, maxv, line = sys.argv[1:]
+port, ca, cert, key, maxv, line, name = sys.argv[1:]
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.load_verify_locations(ca)
 if cert:
@@ -97,7 +97,7 @@ if maxv == "1.2":
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
 try:
     with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        with ctx.wrap_socket(raw, server_hostname=name) as s:
             s.sendall(line.encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):
@@ -263,13 +263,26 @@ fn python_trusting(
     max_version: &str,
     line: &str,
 ) -> String {
+    python_to("localhost", pki, ca, port, who, max_version, line)
+}
+
+/// [`python_trusting`], verifying that the server's certificate names `server`.
+fn python_to(
+    server: &str,
+    pki: &Pki,
+    ca: &str,
+    port: u16,
+    who: Option<&str>,
+    max_version: &str,
+    line: &str,
+) -> String {
     let (cert, key) = match who {
         Some(w) => (pki.file(&format!("{w}.crt")), pki.file(&format!("{w}.key"))),
         None => (String::new(), String::new()),
     };
     let mut c = Command::new("/usr/bin/python3");
     c.args(["-c", PY_CLIENT, &port.to_string(), ca])
-        .args([&cert, &key, max_version, line]);
+        .args([&cert, &key, max_version, line, server]);
     let o = run(c);
     assert!(o.status.success(), "python: {}", stderr(&o));
     stdout(&o)
@@ -871,4 +884,69 @@ fn the_client_verifies_the_name_or_address_it_connected_to() {
         stderr(&o)
     );
     assert!(!stdout(&o).contains("client panel"));
+}
+
+/// The README's ```` ```sh ```` block under `heading`.
+fn readme_block(heading: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let after = &readme[readme.find(heading).expect(heading)..];
+    let start = after.find("```sh\n").unwrap() + "```sh\n".len();
+    let block = &after[start..];
+    block[..block.find("```").unwrap()].to_string()
+}
+
+#[test]
+fn the_readmes_openssl_pki_serves_its_client_and_revokes_it() {
+    let script = readme_block("### A production PKI: the same with openssl");
+    // First every command but the revocation (its -gencrl makes the first CRL).
+    let make: Vec<&str> = script
+        .lines()
+        .filter(|l| !l.contains(" -revoke "))
+        .collect();
+    let revoke: Vec<&str> = script
+        .lines()
+        .filter(|l| l.contains(" -revoke ") || l.contains(" -gencrl "))
+        .collect();
+    assert_eq!(revoke.len(), 2, "{script}");
+    let dir = tempfile::Builder::new()
+        .prefix("regent-readme-pki-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let path = dir.path().to_path_buf();
+    let sh = |lines: &[&str]| {
+        let mut c = Command::new("sh");
+        c.args(["-ec", &lines.join("\n")]).current_dir(&path);
+        let o = run(c);
+        assert!(o.status.success(), "{lines:?}: {}", stderr(&o));
+    };
+    sh(&make);
+    let pki = Pki {
+        path: path.clone(),
+        _dir: dir,
+    };
+    let (d, port) = start(&pki, "");
+    let ca = pki.file("ca.crt");
+    let ask = || {
+        python_to(
+            "regent.example.org",
+            &pki,
+            &ca,
+            port,
+            Some("panel"),
+            "",
+            &request("who"),
+        )
+    };
+    let answer = ask();
+    assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+    // `openssl ca -revoke`, `-gencrl`, then a reload: refused at the handshake.
+    sh(&revoke);
+    crate::reload::hup(&d, crate::reload::RELOADED);
+    let answer = ask();
+    assert!(
+        answer.starts_with("REFUSED") && answer.to_lowercase().contains("revoked"),
+        "{answer}"
+    );
 }
