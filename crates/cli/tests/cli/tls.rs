@@ -251,22 +251,19 @@ fn request(op: &str) -> String {
 
 /// Python's `ssl` client: the answer line, or `REFUSED ...`.
 fn python(pki: &Pki, port: u16, who: Option<&str>, max_version: &str, line: &str) -> String {
-    python_trusting(pki, &pki.file("ca.crt"), port, who, max_version, line)
+    python_to(
+        "localhost",
+        pki,
+        &pki.file("ca.crt"),
+        port,
+        who,
+        max_version,
+        line,
+    )
 }
 
-/// [`python`], verifying the server against the CAs in `ca`.
-fn python_trusting(
-    pki: &Pki,
-    ca: &str,
-    port: u16,
-    who: Option<&str>,
-    max_version: &str,
-    line: &str,
-) -> String {
-    python_to("localhost", pki, ca, port, who, max_version, line)
-}
-
-/// [`python_trusting`], verifying that the server's certificate names `server`.
+/// [`python`], verifying the server against the CAs in `ca` and its
+/// certificate's name against `server`.
 fn python_to(
     server: &str,
     pki: &Pki,
@@ -700,7 +697,19 @@ fn a_replaced_server_certificate_and_ca_serve_new_handshakes_after_a_reload() {
     };
     let old_serial = serial(&old.file("server.crt"));
     let (d, port) = start(&old, "");
-    let answer = python_trusting(&old, &old_ca, port, Some("panel"), "", &request("who"));
+    // `who` as `client`, trusting the server certificates of `ca`.
+    let who = |ca: &str, client: &str| {
+        python_to(
+            "localhost",
+            &old,
+            ca,
+            port,
+            Some(client),
+            "",
+            &request("who"),
+        )
+    };
+    let answer = who(&old_ca, "panel");
     assert!(answer.contains(r#""data":"client panel""#), "{answer}");
 
     // New material at the same paths: a new CA, server certificate and key,
@@ -714,20 +723,20 @@ fn a_replaced_server_certificate_and_ca_serve_new_handshakes_after_a_reload() {
         std::fs::copy(new.path.join(format!("clients/panel.{ext}")), &link).unwrap();
     }
     let new_ca = new.file("ca.crt");
-    let answer = python_trusting(&old, &new_ca, port, Some("panel"), "", &request("who"));
+    let answer = who(&new_ca, "panel");
     assert!(answer.starts_with("REFUSED"), "before the reload: {answer}");
 
     crate::reload::hup(&d, crate::reload::RELOADED);
     // The server now presents the new certificate, which the new CA verifies
     // and the old one does not; client certificates chain to the new CA.
-    let answer = python_trusting(&old, &new_ca, port, Some("panel"), "", &request("who"));
+    let answer = who(&new_ca, "panel");
     assert!(answer.contains(r#""data":"client panel""#), "{answer}");
-    let answer = python_trusting(&old, &old_ca, port, Some("panel"), "", &request("who"));
+    let answer = who(&old_ca, "panel");
     assert!(
         answer.starts_with("REFUSED") && answer.contains("CERTIFICATE_VERIFY_FAILED"),
         "the old CA still verifies the server: {answer}"
     );
-    let answer = python_trusting(&old, &new_ca, port, Some("old-panel"), "", &request("who"));
+    let answer = who(&new_ca, "old-panel");
     assert!(
         answer.starts_with("REFUSED"),
         "a client of the old CA is still accepted: {answer}"
