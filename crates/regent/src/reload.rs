@@ -286,6 +286,11 @@ capabilities = ["net_admin"]
             restart_only_changes(&running, &moved),
             ["socket", "threads", "max_runs", "store"]
         );
+        let more = config(
+            "threads = 1\n[[service.sockets]]\npath = \"/run/regent/web.sock\"\noperations = [\"fw\"]",
+            NET,
+        );
+        assert_eq!(restart_only_changes(&running, &more), ["sockets"]);
     }
 
     #[test]

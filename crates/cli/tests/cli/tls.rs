@@ -834,6 +834,17 @@ fn broken_tls_material_refuses_the_reload_and_the_old_material_serves() {
     std::fs::write(&crl, &good_crl).unwrap();
     crate::reload::hup(&d, crate::reload::RELOADED);
     works();
+
+    // New listen addresses or a new max_connections need a restart.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let moved = text.replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\", \"[::1]:0\"]\nmax_connections = 3",
+    );
+    assert_ne!(moved, text);
+    std::fs::write(&d.config, moved).unwrap();
+    let line = refused("need a restart");
+    assert!(line.contains("tcp.listen, tcp.max_connections"), "{line}");
 }
 
 #[test]
