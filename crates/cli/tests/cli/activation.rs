@@ -364,14 +364,17 @@ capabilities = []
     let o = d.cli(&["call", "who"]);
     assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), d.log_text());
     assert_eq!(stdout(&o), "client");
-    let log = d.log_text();
     assert!(
-        log.contains("serving the TCP socket passed by the service manager") && log.contains(&tcp),
-        "{log}"
+        d.log_shows(&format!(
+            "serving the TCP socket passed by the service manager\",\"address\":\"{tcp}\""
+        )),
+        "{}",
+        d.log_text()
     );
     assert!(
-        log.contains("serving the socket passed by the service manager"),
-        "{log}"
+        d.log_shows("serving the socket passed by the service manager"),
+        "{}",
+        d.log_text()
     );
     let st = d.stop();
     assert!(st.success(), "{st}: {}", d.log_text());

@@ -141,9 +141,15 @@ impl Pki {
 
     /// [`Pki::lab`] with a server certificate for `names` alone.
     fn lab_for(names: &[&str], clients: &[&str]) -> (Pki, Vec<String>) {
+        // Under the target directory: nothing else in the machine cleans it.
+        Pki::lab_in(Path::new(env!("CARGO_TARGET_TMPDIR")), names, clients)
+    }
+
+    /// [`Pki::lab_for`] in a new directory under `parent`.
+    pub(crate) fn lab_in(parent: &Path, names: &[&str], clients: &[&str]) -> (Pki, Vec<String>) {
         let top = tempfile::Builder::new()
             .prefix("regent-lab-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .tempdir_in(parent)
             .unwrap();
         let path = top.path().join("lab");
         let tls = |args: &[&str]| {
