@@ -496,7 +496,11 @@ fn a_pending_request_of_one_client_cannot_be_completed_by_another() {
 #[test]
 fn a_stalled_handshake_is_closed_after_the_timeout() {
     let pki = Pki::new();
-    let (d, port) = start(&pki, "handshake_timeout = \"1s\"");
+    let (d, port) = start(&pki, "handshake_timeout = \"1h\"");
+    // The timeout is reloaded, for new handshakes.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, text.replace("\"1h\"", "\"1s\"")).unwrap();
+    crate::reload::hup(&d, crate::reload::RELOADED);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     // A limit far beyond the timeout: reaching it would mean the daemon kept us.
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
