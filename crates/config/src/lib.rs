@@ -38,6 +38,7 @@ mod diag;
 mod error;
 mod examples;
 mod model;
+mod module;
 mod net;
 mod param;
 mod paths;
@@ -52,13 +53,14 @@ pub use data::{check_paths, validate_data, FieldError};
 pub use diag::{Diagnostic, Diagnostics};
 pub use error::Error;
 pub use examples::{demo_config, demo_config_text, example_config};
-pub use model::SocketDecl;
+pub use model::{module_command, SocketDecl};
 pub use model::{
     AllowDecl, Config, LogFormat, OperationDecl, OutputMode, ServiceConfig, SmtpDecl, TcpDecl,
     AUTH_METHODS, DEFAULT_COMMAND_PATH, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_OUTPUT,
     DEFAULT_PENDING_TTL, DEFAULT_SOCKET, DEFAULT_STORE, DEFAULT_TIMEOUT,
 };
 pub use model::{DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_UID, DEFAULT_OP_MAX_PENDING_PER_UID};
+pub use module::{module_plan, module_targets, Targets, MAX_TARGETS};
 pub use net::{check_hostname, is_public, non_public_reason};
 pub use param::{
     IpVersion, ParamKind, ParamSpec, PathAccess, Pattern, ValueKind, DEFAULT_STRING_MAX_LEN,
@@ -71,6 +73,10 @@ pub use values::{ParamValue, Params};
 /// The shared vocabulary the config is written in, re-exported for convenience.
 pub use regent_model::{Account, Capability, Limits, Principal, RunAs, SmtpSecurity};
 pub use regent_model::{ExecDecl, OnUnsupported, ResourceLimits, Sandbox, SandboxAllow};
+pub use regent_model::{
+    ModuleAccess, ModuleDecl, ModulePlan, ModuleRequest, PackagesAction, PackagesDecl,
+    ServiceAction, ServiceBackend, ServiceDecl,
+};
 pub use regent_model::{Stage, Stages};
 
 /// Largest config file accepted, in bytes.

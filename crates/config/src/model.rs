@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regent_model::{Account, ExecDecl, Limits, SmtpSecurity, Stages};
+use regent_model::{Account, ExecDecl, Limits, ModuleDecl, SmtpSecurity, Stages};
 use serde_json::{json, Value};
 
 use crate::param::ParamSpec;
@@ -299,8 +299,13 @@ pub struct AllowDecl {
 pub struct OperationDecl {
     /// Human description.
     pub description: String,
-    /// The argv template.
+    /// The argv template. For a module operation (`module` set) the fixed
+    /// `["regent", "module"]`: the daemon runs its own binary (see
+    /// [`ModuleDecl`]) with the plan on stdin.
     pub command: Template,
+    /// The system module (`service`, `packages`) an operation declares instead of
+    /// a `command`; its answer is JSON (`output = "json"`).
+    pub module: Option<ModuleDecl>,
     /// Declared parameters, by name.
     pub params: BTreeMap<String, ParamSpec>,
     /// Name of the parameter written to the command's stdin (the only way to pass a secret).
@@ -337,6 +342,7 @@ impl OperationDecl {
         OperationDecl {
             description: description.to_string(),
             command,
+            module: None,
             params: BTreeMap::new(),
             stdin: None,
             allow: None,
@@ -350,6 +356,17 @@ impl OperationDecl {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             max_pending_per_uid: DEFAULT_OP_MAX_PENDING_PER_UID,
             exec: ExecDecl::default(),
+        }
+    }
+
+    /// A module operation: `module` run by the daemon's own binary
+    /// (`["regent", "module"]`), answering JSON, defaults everywhere else.
+    #[must_use]
+    pub fn module(description: &str, module: ModuleDecl) -> Self {
+        OperationDecl {
+            module: Some(module),
+            output: OutputMode::Json,
+            ..OperationDecl::new(description, module_command())
         }
     }
 
@@ -368,4 +385,10 @@ impl OperationDecl {
             "auth": self.auth,
         })
     }
+}
+
+/// The command of a module operation, as `regent check` shows it.
+#[must_use]
+pub fn module_command() -> Template {
+    Template::parse(&["regent", "module"]).expect("a literal template")
 }

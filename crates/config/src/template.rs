@@ -161,6 +161,61 @@ impl Template {
         Ok(Template { args })
     }
 
+    /// Parses one text template (a module's name field, e.g. `"{unit}"` or
+    /// `"app-{name}"`): the syntax of one element, with no program rule.
+    pub fn parse_text(text: &str) -> Result<Template, String> {
+        Ok(Template {
+            args: vec![parse_element(text)?],
+        })
+    }
+
+    /// Renders a one-element template made by [`Template::parse_text`] from
+    /// parameters alone (`{caller.*}` renders empty: module templates refuse it);
+    /// `None` when it refers to an absent parameter or a secret one.
+    #[must_use]
+    pub fn render_text(&self, params: &Params) -> Option<String> {
+        let mut out = String::new();
+        for piece in self.args.first()? {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Hole(Placeholder::Param(name)) => match params.get(name) {
+                    Some(v) if !v.is_secret() => out.push_str(v.as_str()),
+                    _ => return None,
+                },
+                Piece::Hole(_) => {}
+            }
+        }
+        Some(out)
+    }
+
+    /// Every text a one-element template can render to when each of its
+    /// parameters takes one of `values(name)`; `None` when a parameter has no
+    /// finite list or there would be more than `max` texts.
+    #[must_use]
+    pub fn expand_text<'a, F>(&self, values: F, max: usize) -> Option<Vec<String>>
+    where
+        F: Fn(&str) -> Option<&'a [String]>,
+    {
+        let mut outs = vec![String::new()];
+        for piece in self.args.first()? {
+            match piece {
+                Piece::Text(t) => outs.iter_mut().for_each(|o| o.push_str(t)),
+                Piece::Hole(Placeholder::Param(name)) => {
+                    let vals = values(name)?;
+                    if outs.len().saturating_mul(vals.len()) > max {
+                        return None;
+                    }
+                    outs = outs
+                        .iter()
+                        .flat_map(|o| vals.iter().map(move |v| format!("{o}{v}")))
+                        .collect();
+                }
+                Piece::Hole(_) => return None,
+            }
+        }
+        Some(outs)
+    }
+
     /// The program (`command[0]`), literal.
     #[must_use]
     pub fn program(&self) -> &str {

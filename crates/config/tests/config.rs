@@ -943,3 +943,131 @@ fn an_operation_tls_clients_may_call_has_no_unix_identity_in_its_command() {
     )
     .unwrap();
 }
+
+#[test]
+fn module_operations_are_typed_declarations() {
+    let c = parse(
+        r#"
+[operations.restart]
+description = "Restart a web server"
+service = { unit = "{unit}", action = "restart" }
+params.unit = { type = "enum", values = ["nginx", "apache2"] }
+
+[operations.install]
+description = "Install an app"
+packages = { install = ["{app}", "app-{app}-data"] }
+params.app = { type = "enum", values = ["hello", "sl"] }
+timeout = "5m"
+
+[operations.status]
+description = "Any package's status"
+packages = { status = ["{name}"] }
+params.name = { type = "string", pattern = "[a-z0-9]{2,20}" }
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    let r = &c.operations["restart"];
+    assert_eq!(
+        r.module,
+        Some(ModuleDecl::Service(ServiceDecl {
+            unit: "{unit}".into(),
+            action: ServiceAction::Restart,
+            backend: ServiceBackend::Auto,
+        }))
+    );
+    assert_eq!(r.output, OutputMode::Json);
+    assert_eq!(r.command.to_string(), r#"["regent", "module"]"#);
+    assert_eq!(
+        module_targets(r),
+        [(
+            "{unit}".to_string(),
+            Targets::Names(vec!["nginx".into(), "apache2".into()])
+        )]
+    );
+    let i = &c.operations["install"];
+    let data = serde_json::json!({"app": "sl"});
+    let params = validate_data(i, &data).unwrap();
+    assert_eq!(
+        module_plan(i, &params).unwrap().unwrap(),
+        ModulePlan::Packages {
+            action: PackagesAction::Install,
+            names: vec!["sl".into(), "app-sl-data".into()],
+            allowed: Some(
+                ["app-hello-data", "app-sl-data", "hello", "sl"]
+                    .map(String::from)
+                    .to_vec()
+            ),
+        }
+    );
+    let s = &c.operations["status"];
+    assert_eq!(
+        module_targets(s),
+        [("{name}".to_string(), Targets::Open(vec!["name".into()]))]
+    );
+    let params = validate_data(s, &serde_json::json!({"name": "hello"})).unwrap();
+    assert!(matches!(
+        module_plan(s, &params),
+        Some(Ok(ModulePlan::Packages { allowed: None, .. }))
+    ));
+}
+
+#[test]
+fn module_declaration_errors_have_locations() {
+    let op = "[operations.x]\ndescription = \"x\"\n";
+    let enum_p = "params.u = { type = \"enum\", values = [\"a\"] }\n";
+    let cases: &[(String, &str)] = &[
+        (
+            format!("{op}command = [\"true\"]\nservice = {{ unit = \"{{u}}\", action = \"stop\" }}\n{enum_p}"),
+            "t.toml:4:1: operations.x.service: an operation has exactly one of command, service, packages ('command' is set too)",
+        ),
+        (
+            format!("{op}service = {{ unit = \"{{u}}\", action = \"bounce\" }}\n{enum_p}"),
+            "t.toml:3:36: operations.x.service.action: unknown value 'bounce' (expected one of: status, start, stop, restart, reload, enable, disable)",
+        ),
+        (
+            format!("{op}service = {{ action = \"stop\" }}\n"),
+            "t.toml:3:1: operations.x.service: missing required key 'unit'",
+        ),
+        (
+            format!("{op}service = {{ unit = \"{{nope}}\", action = \"stop\" }}\n"),
+            "t.toml:3:20: operations.x.service.unit: placeholder {nope} is not a declared parameter",
+        ),
+        (
+            format!("{op}service = {{ unit = \"{{caller.user}}\", action = \"stop\" }}\n"),
+            "t.toml:3:20: operations.x.service.unit: {caller.user} cannot fill a module's name",
+        ),
+        (
+            format!("{op}service = {{ unit = \"{{u}}\", action = \"stop\" }}\n{enum_p}sandbox = {{ read = [\"/usr\"] }}\n"),
+            "t.toml:5:1: operations.x.sandbox: a service operation cannot be confined with sandbox",
+        ),
+        (
+            format!("{op}packages = {{ install = [\"{{u}}\"] }}\n{enum_p}output = \"text\"\n"),
+            "t.toml:5:1: operations.x.output: a packages operation takes its input from its declaration and answers JSON",
+        ),
+        (
+            format!("{op}packages = {{ install = [\"{{u}}\"], remove = [\"{{u}}\"] }}\n{enum_p}"),
+            "t.toml:3:33: operations.x.packages.remove: takes exactly one of: install, remove, update, status ('install' is set too)",
+        ),
+        (
+            format!("{op}packages = {{ install = [] }}\n"),
+            "t.toml:3:24: operations.x.packages.install: names no package",
+        ),
+        (
+            format!("{op}packages = {{ install = [\"x\"] }}\n{enum_p}"),
+            "t.toml:4:8: operations.x.params.u: parameter 'u' is declared but used in no name of the module",
+        ),
+        (
+            format!("{op}packages = {{ install = [\"{{pw}}\"] }}\nparams.pw = {{ type = \"string\", secret = true }}\n"),
+            "t.toml:3:25: operations.x.packages.install[0]: secret parameter 'pw' cannot fill a module's name",
+        ),
+        (
+            format!("{op}packages = {{ install = [\"app-{{u}}\"] }}\nparams.u = {{ type = \"enum\", values = [\"ok\", \"Bad\"] }}\n"),
+            "t.toml:3:1: operations.x.packages: names what is no valid package name: \"app-Bad\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = one_error(text);
+        assert!(e.starts_with(want), "{text}\n got: {e}\nwant: {want}");
+    }
+}

@@ -167,6 +167,16 @@ pub struct ExecPolicy {
     /// The `PATH` a bare program name is resolved against and the command runs
     /// with (default [`FIXED_PATH`]); entries that are not absolute are skipped.
     pub command_path: String,
+    /// Let the command's descendants outlive it (default false). Normally, when
+    /// the command exits, whatever it left running in its tree is stopped
+    /// (SIGTERM, then SIGKILL). With this set, the supervisor exits with the
+    /// command instead and leaves its leftovers (a daemon an init script
+    /// started) to be re-parented to init; on timeout the whole tree is still
+    /// stopped. Only for the system modules whose work is starting services
+    /// (see `regent_model::ModuleAccess::keep_descendants`), which also make sure
+    /// nothing they start keeps the run's output pipes open. Never declared in
+    /// a config.
+    pub keep_descendants: bool,
 }
 
 impl Default for ExecPolicy {
@@ -182,6 +192,7 @@ impl Default for ExecPolicy {
             limits: ResourceLimits::default(),
             on_unsupported: OnUnsupported::Refuse,
             command_path: FIXED_PATH.to_string(),
+            keep_descendants: false,
         }
     }
 }

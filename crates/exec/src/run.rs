@@ -95,7 +95,8 @@ async fn read_capped<R: AsyncRead + Unpin>(
 /// `/proc/self/fd/N` (a file that cannot be opened gives [`ExecError::Path`] and
 /// nothing runs), stdin is `/dev/null` unless `spec.stdin` is given, and no shell is
 /// involved. The command runs in its own process group under a per-run supervisor
-/// (see the `postfork` module): when it exits, leftovers of its tree are stopped;
+/// (see the `postfork` module): when it exits, leftovers of its tree are stopped
+/// (unless [`ExecPolicy::keep_descendants`]);
 /// on timeout, the whole tree gets SIGTERM, then SIGKILL after `kill_grace`, and the
 /// result is [`ExecError::Timeout`]. A non-zero exit is not an error: see
 /// [`ExecOutput::code`].
@@ -141,7 +142,9 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
             reason: "the program path or command_path contains a NUL byte".into(),
         }
     })?;
-    let hook = Hook::new(confinement, image, policy.kill_grace, sys::getpid()).with_paths(paths);
+    let hook = Hook::new(confinement, image, policy.kill_grace, sys::getpid())
+        .with_paths(paths)
+        .keeping_descendants(policy.keep_descendants);
     let stdio = Stdio {
         stdin,
         stdout: out_write,

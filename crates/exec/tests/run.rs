@@ -604,6 +604,48 @@ async fn leftovers_die_when_the_command_exits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_descendants_outlive_the_command_but_not_a_timeout() {
+    // What an init script does: start a daemon (detached, its output away from
+    // the run's pipes) and exit.
+    let m = marker("kept");
+    let p = ExecPolicy {
+        kill_grace: Duration::from_millis(300),
+        keep_descendants: true,
+        ..policy()
+    };
+    let script = format!(
+        "(setsid sh -c 'sleep 1000' {m}-daemon </dev/null >/dev/null 2>&1 &); sleep 0.3; echo done"
+    );
+    let out = run(&sh(&script, "t"), &p).await.unwrap();
+    assert!(out.success());
+    assert_eq!(out.stdout, b"done\n");
+    let left = processes_with(&m);
+    assert_eq!(
+        left.len(),
+        1,
+        "the started daemon should keep running: {left:?}"
+    );
+    for pid in left {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    // On timeout the tree is stopped all the same.
+    let m = marker("kept-timeout");
+    let p = ExecPolicy {
+        timeout: Duration::from_secs(1),
+        ..p
+    };
+    let result = run(&stubborn_tree(&m), &p).await;
+    assert!(
+        matches!(result, Err(ExecError::Timeout { .. })),
+        "{result:?}"
+    );
+    let left = processes_with(&m);
+    assert!(left.is_empty(), "survivors after timeout: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_run_still_stops_its_tree() {
     let m = marker("abandon");
     let p = ExecPolicy {

@@ -7,8 +7,9 @@
 //! (a user or group by name or id), [`Capability`], [`RunAs`], [`SmtpSecurity`],
 //! [`Limits`] (a service's connection limits and the defaults written once), the
 //! execution part of an operation's declaration ([`ExecDecl`]: its [`Sandbox`] and
-//! [`SandboxAllow`] opt-ins, [`ResourceLimits`], [`OnUnsupported`]), [`Stage`] and
-//! [`Verdict`].
+//! [`SandboxAllow`] opt-ins, [`ResourceLimits`], [`OnUnsupported`]), the system
+//! modules' declarations, plans and access ([`ModuleDecl`], [`ModulePlan`],
+//! [`ModuleAccess`]), [`Stage`] and [`Verdict`].
 //!
 //! **Boundaries.** Owns the concepts (principal, account, capability, run-as, smtp,
 //! limits, sandbox, resource limits, execution declaration, stage, verdict) and
@@ -25,6 +26,7 @@ pub mod run_as;
 pub mod smtp;
 
 pub mod exec;
+pub mod module;
 pub mod rlimits;
 pub mod sandbox;
 
@@ -39,5 +41,9 @@ pub use run_as::RunAs;
 pub use smtp::SmtpSecurity;
 
 pub use exec::{ExecDecl, OnUnsupported};
+pub use module::{
+    valid_package_name, valid_unit_name, ModuleAccess, ModuleDecl, ModulePlan, ModuleRequest,
+    PackagesAction, PackagesDecl, ServiceAction, ServiceBackend, ServiceDecl,
+};
 pub use rlimits::ResourceLimits;
 pub use sandbox::{Sandbox, SandboxAllow};

@@ -111,7 +111,20 @@ fn path_args(decl: &OperationDecl, params: &Params) -> Result<Vec<PathArg>, Inva
     Ok(out)
 }
 
-fn tail(bytes: &[u8], n: usize) -> String {
+/// The answer for a run that did not complete (anything but a refused path).
+pub(crate) fn exec_error(op: &str, e: ExecError) -> OpError {
+    match e {
+        ExecError::Timeout { .. } => OpError::Timeout,
+        ExecError::NotFound { program } => OpError::failed(format!("command not found: {program}")),
+        ExecError::Unsupported { feature } => {
+            tracing::error!(op = %op, %feature, "refusing to run without a sandbox feature");
+            OpError::failed(format!("refused: the kernel lacks {feature}"))
+        }
+        e => OpError::Internal(format!("{op}: {e}")),
+    }
+}
+
+pub(crate) fn tail(bytes: &[u8], n: usize) -> String {
     let start = bytes.len().saturating_sub(n);
     String::from_utf8_lossy(&bytes[start..]).trim().to_string()
 }
@@ -154,6 +167,17 @@ impl DynOperation for CommandOperation {
             // raced): the command's process opens them, confined.
             let params = regent_config::validate_data(&self.decl, &data)
                 .map_err(|e| OpError::Invalid(invalid(e)))?;
+            let mut policy = self.policy.clone();
+            let remaining = ctx
+                .deadline
+                .saturating_duration_since(std::time::Instant::now());
+            policy.timeout = policy
+                .timeout
+                .min(remaining.max(std::time::Duration::from_millis(1)));
+            if let Some(plan) = regent_config::module_plan(&self.decl, &params) {
+                let plan = plan.map_err(|e| OpError::Invalid(invalid(e)))?;
+                return crate::module::run(&self.name, plan, &policy).await;
+            }
             let paths = path_args(&self.decl, &params).map_err(OpError::Invalid)?;
             let argv = self.decl.command.render_with(&params, &ctx.caller, |name| {
                 paths
@@ -170,16 +194,8 @@ impl DynOperation for CommandOperation {
                     spec = spec.with_stdin(bytes);
                 }
             }
-            let mut policy = self.policy.clone();
-            let remaining = ctx
-                .deadline
-                .saturating_duration_since(std::time::Instant::now());
-            policy.timeout = policy
-                .timeout
-                .min(remaining.max(std::time::Duration::from_millis(1)));
             let out = match regent_exec::run(&spec, &policy).await {
                 Ok(out) => out,
-                Err(ExecError::Timeout { .. }) => return Err(OpError::Timeout),
                 Err(ExecError::Path { field, refusal }) => {
                     // One answer for missing, escaping, symlinked or forbidden: the
                     // caller learns nothing about files it cannot see. The log says why.
@@ -193,16 +209,7 @@ impl DynOperation for CommandOperation {
                         regent_config::not_found_message(under.as_deref()),
                     )));
                 }
-                Err(ExecError::NotFound { program }) => {
-                    return Err(OpError::failed(format!("command not found: {program}")))
-                }
-                Err(ExecError::Unsupported { feature }) => {
-                    tracing::error!(op = %self.name, %feature, "refusing to run without a sandbox feature");
-                    return Err(OpError::failed(format!(
-                        "refused: the kernel lacks {feature}"
-                    )));
-                }
-                Err(e) => return Err(OpError::Internal(format!("{}: {e}", self.name))),
+                Err(e) => return Err(exec_error(&self.name, e)),
             };
             if !out.success() {
                 let status = match (out.code, out.signal) {

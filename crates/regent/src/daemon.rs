@@ -55,13 +55,52 @@ pub fn resolve_run_as(r: &RunAs) -> Result<RunAs, Error> {
 /// The execution policy an operation's declaration asks for: its declared
 /// [`ExecDecl`](regent_model::ExecDecl) as the executor takes it, with `run_as`
 /// resolved to ids, and the operation's `timeout` and `max_output`.
+///
+/// A module operation runs under what its module needs
+/// ([`ModuleDecl::access`](regent_model::ModuleDecl::access)): its
+/// capabilities when the operation declares none, its allowances (and the
+/// service's own binary) added to a declared sandbox; a module whose work
+/// outlives it (a started service) runs unconfined, without `no_new_privs`,
+/// and keeps its descendants ([`ExecPolicy::keep_descendants`]).
 pub fn exec_policy(decl: &OperationDecl) -> Result<ExecPolicy, Error> {
-    Ok(ExecPolicy {
+    let mut policy = ExecPolicy {
         timeout: decl.timeout,
         max_output: decl.max_output,
         run_as: decl.exec.run_as.as_ref().map(resolve_run_as).transpose()?,
         ..ExecPolicy::declared(&decl.exec)
-    })
+    };
+    if let Some(module) = &decl.module {
+        let access = module.access();
+        policy.capabilities = effective_capabilities(decl);
+        policy.keep_descendants = access.keep_descendants;
+        if access.may_sandbox {
+            if let Some(sandbox) = &mut policy.sandbox {
+                let program = crate::module::program().map_err(Error::Config)?;
+                sandbox.read.push(program.to_path_buf());
+                sandbox.read.extend(access.read.iter().cloned());
+                sandbox.write.extend(access.write.iter().cloned());
+                for name in access.allow.names() {
+                    sandbox.allow.set(name);
+                }
+            }
+        } else {
+            // What it starts inherits all of these: none applies.
+            policy.sandbox = None;
+            policy.limits = regent_model::ResourceLimits::default();
+            policy.no_new_privs = false;
+        }
+    }
+    Ok(policy)
+}
+
+/// The capabilities an operation runs with: its declared ones, else (for a
+/// module operation) what its module needs; `None`: the service's own.
+pub fn effective_capabilities(decl: &OperationDecl) -> Option<Vec<Capability>> {
+    match (&decl.exec.capabilities, &decl.module) {
+        (Some(caps), _) => Some(caps.clone()),
+        (None, Some(module)) => module.access().capabilities,
+        (None, None) => None,
+    }
 }
 
 /// The options (policy, limits, stages) an operation's declaration asks for.
@@ -99,6 +138,10 @@ pub fn declaration_digest(decl: &OperationDecl, command_path: &str) -> String {
 /// [`declaration_digest`].
 pub fn registry(config: &Config) -> Result<Registry, Error> {
     let mut registry = Registry::new();
+    if config.operations.values().any(|d| d.module.is_some()) {
+        // Resolved once, now: module work runs in this binary.
+        crate::module::program().map_err(Error::Config)?;
+    }
     for (name, decl) in &config.operations {
         let digest = declaration_digest(decl, &config.service.command_path);
         let mut policy = exec_policy(decl)?;
@@ -225,10 +268,10 @@ pub fn describe(config: &Config) -> Result<Vec<(String, String)>, Error> {
 pub fn needed_capabilities(config: &Config) -> Result<Option<Vec<Capability>>, Error> {
     let mut keep: Vec<Capability> = vec![Capability::SETPCAP, Capability::KILL];
     for decl in config.operations.values() {
-        let Some(caps) = &decl.exec.capabilities else {
+        let Some(caps) = effective_capabilities(decl) else {
             return Ok(None);
         };
-        for &cap in caps {
+        for cap in caps {
             if !keep.contains(&cap) {
                 keep.push(cap);
             }
@@ -255,7 +298,7 @@ pub fn drop_service_privileges(config: &Config) -> Result<String, Error> {
         let inheriting: Vec<&str> = config
             .operations
             .iter()
-            .filter(|(_, d)| d.exec.capabilities.is_none())
+            .filter(|(_, d)| effective_capabilities(d).is_none())
             .map(|(n, _)| n.as_str())
             .collect();
         return Ok(format!(
@@ -330,6 +373,24 @@ capabilities = ["net_admin"]
         for cap in [Capability::NET_ADMIN, Capability::SETUID, Capability::KILL] {
             assert!(keep.contains(&cap), "{cap} kept");
         }
+    }
+
+    #[test]
+    fn a_module_operation_runs_unconfined_and_its_declaration_is_digested() {
+        let op = |action: &str| {
+            let text = format!(
+                "[operations.s]\ndescription = \"s\"\nservice = {{ unit = \"{{u}}\", action = \"{action}\" }}\nparams.u = {{ type = \"enum\", values = [\"a\"] }}\n"
+            );
+            regent_config::parse(&text, "t.toml").unwrap().operations["s"].clone()
+        };
+        let (start, stop) = (op("start"), op("stop"));
+        assert_ne!(
+            declaration_digest(&start, "/bin"),
+            declaration_digest(&stop, "/bin")
+        );
+        let policy = exec_policy(&start).unwrap();
+        assert!(policy.keep_descendants && !policy.no_new_privs);
+        assert_eq!((policy.capabilities, policy.sandbox), (None, None));
     }
 
     #[test]

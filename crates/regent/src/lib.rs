@@ -28,6 +28,7 @@ pub mod command;
 pub mod daemon;
 pub mod error;
 pub mod identity;
+pub mod module;
 pub mod notify;
 pub mod operation;
 pub mod policy;

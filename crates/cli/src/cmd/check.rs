@@ -63,7 +63,10 @@ pub fn run(args: Args) -> ExitCode {
     for (name, privilege) in described {
         let decl = &config.operations[&name];
         println!("operation {name}: {}", decl.description);
-        println!("    runs: {}", decl.command);
+        match &decl.module {
+            Some(module) => print_module(module, decl),
+            None => println!("    runs: {}", decl.command),
+        }
         println!("    privilege: {privilege}");
         // `describe` above resolved the same policy, so this cannot fail here.
         let policy = regent::daemon::exec_policy(decl).ok();
@@ -126,6 +129,36 @@ pub fn run(args: Args) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// What a module operation may touch, and warnings about a declaration broader
+/// than needed.
+fn print_module(module: &regent::model::ModuleDecl, decl: &regent::config::OperationDecl) {
+    use regent::config::Targets;
+    use regent::model::ModuleDecl;
+    let (what, kind) = match module {
+        ModuleDecl::Service(s) => (format!("service {}", s.action.name()), "units"),
+        ModuleDecl::Packages(p) => (format!("packages {}", p.action.name()), "packages"),
+    };
+    println!("    runs: {what} in `regent module` (the service's own binary, a child process)");
+    for (template, targets) in regent::config::module_targets(decl) {
+        match targets {
+            Targets::Names(names) => println!("    {kind}: {}", names.join(", ")),
+            Targets::Open(params) => {
+                println!("    {kind}: any {template} its parameters allow");
+                println!(
+                    "    warning: {template}: {} {} not an enum: any value passing {} check may be named; list the {kind} with type = \"enum\"",
+                    params.join(", "),
+                    if params.len() == 1 { "is" } else { "are" },
+                    if params.len() == 1 { "its" } else { "their" },
+                );
+            }
+        }
+    }
+    let access = module.access();
+    if !access.may_sandbox {
+        println!("    unconfined: what it starts keeps running after the run and would inherit a sandbox, limits or no_new_privs, so none applies (a timeout still stops the run's whole tree)");
+    }
 }
 
 /// The sandbox's protections on this kernel, one per line, and what happens to a

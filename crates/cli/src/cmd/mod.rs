@@ -5,6 +5,7 @@ pub mod call;
 pub mod check;
 pub mod demo;
 pub mod docs;
+pub mod module;
 pub mod serve;
 pub mod status;
 pub mod tls;

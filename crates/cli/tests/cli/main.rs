@@ -6,6 +6,7 @@ mod client_safety;
 mod core;
 mod hostile;
 mod journal;
+mod modules;
 mod path_race;
 mod pending;
 mod privilege;

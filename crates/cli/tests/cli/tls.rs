@@ -371,6 +371,15 @@ fn peers_not_ours_call_and_every_bad_client_is_refused() {
     assert!(d.log_shows(r#""client":"panel""#), "{}", d.log_text());
     assert!(d.log_shows(r#""serial":"1001""#), "{}", d.log_text());
     assert!(d.log_shows(r#""peer":"127.0.0.1:"#), "{}", d.log_text());
+    // And no pid, uid or user: a TLS client has none (not 4294967295).
+    let log = d.log_text();
+    let record = log
+        .lines()
+        .find(|l| l.contains(r#""client":"panel""#))
+        .unwrap();
+    for absent in [r#""pid""#, r#""uid""#, r#""user""#] {
+        assert!(!record.contains(absent), "{absent} in {record}");
+    }
     // The socket secret is required on TCP too.
     let answer = python(&pki, port, Some("panel"), "", r#"{"op":"who"}"#);
     assert!(

@@ -35,6 +35,7 @@ use crate::model::{Config, ServiceConfig};
 mod context;
 mod decode;
 mod exec;
+mod module;
 mod operation;
 mod params;
 mod raw;

@@ -57,12 +57,16 @@ pub(super) fn read_operation(
     }
 
     let mut used: BTreeSet<String> = BTreeSet::new();
-    let command = match &t.command {
-        Some(v) => read_command(r, v, &at("command"), &param_keys, &params, &mut used),
-        None => {
-            r.missing(name_span.clone(), p, "command");
-            None
+    let action = super::module::action_key(r, t, p, name_span.clone());
+    let module = action
+        .filter(|k| *k != "command")
+        .and_then(|_| super::module::read_module(r, t, p, &param_keys, &params, &mut used));
+    let command = match (&t.command, action) {
+        (Some(v), Some("command")) => {
+            read_command(r, v, &at("command"), &param_keys, &params, &mut used)
         }
+        (_, Some(_)) if module.is_some() => Some(crate::model::module_command()),
+        _ => None,
     };
 
     let stdin = t.stdin.as_ref().and_then(|v| {
@@ -91,11 +95,20 @@ pub(super) fn read_operation(
     });
 
     for (name, span) in &param_keys {
-        if !used.contains(name) {
+        // Without exactly one of command and the modules (or with a module
+        // refused), nothing uses them.
+        let checked = action == Some("command") || module.is_some();
+        if checked && !used.contains(name) {
             r.err(
                 span.clone(),
                 &join(&at("params"), name),
-                format!("parameter '{name}' is declared but used neither in command nor as stdin"),
+                if module.is_some() {
+                    format!("parameter '{name}' is declared but used in no name of the module")
+                } else {
+                    format!(
+                        "parameter '{name}' is declared but used neither in command nor as stdin"
+                    )
+                },
             );
         }
     }
@@ -179,7 +192,7 @@ pub(super) fn read_operation(
         );
     }
     if has(Stage::Email) {
-        let span = t.auth.as_ref().map_or(name_span, Spanned::span);
+        let span = t.auth.as_ref().map_or(name_span.clone(), Spanned::span);
         if approvers_key.is_none() {
             r.err(
                 span.clone(),
@@ -246,9 +259,15 @@ pub(super) fn read_operation(
     if r.errors_since(before, p) {
         return None;
     }
-    Some(OperationDecl {
+    let output = if module.is_some() {
+        Some(OutputMode::Json)
+    } else {
+        output
+    };
+    let decl = OperationDecl {
         description,
         command: command?,
+        module,
         params,
         stdin,
         allow,
@@ -262,7 +281,30 @@ pub(super) fn read_operation(
         max_attempts: max_attempts?,
         max_pending_per_uid: max_pending_per_uid?,
         exec,
-    })
+    };
+    if let Some(module) = &decl.module {
+        let bad = crate::module::invalid_targets(&decl);
+        if !bad.is_empty() {
+            let key = module.key();
+            let span = r
+                .key_of(&t.service, &at(key))
+                .or_else(|| r.key_of(&t.packages, &at(key)));
+            let what = if key == "service" { "unit" } else { "package" };
+            r.err(
+                span.unwrap_or(name_span),
+                &at(key),
+                format!(
+                    "names what is no valid {what} name: {}",
+                    bad.iter()
+                        .map(|b| format!("{b:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            return None;
+        }
+    }
+    Some(decl)
 }
 
 fn read_command(

@@ -204,6 +204,8 @@ impl<'de> Deserialize<'de> for OneOrMany {
 pub(super) struct RawOperation {
     pub description: Opt<String>,
     pub command: Opt<List<String>>,
+    pub service: Opt<Table<RawServiceModule>>,
+    pub packages: Opt<Table<RawPackages>>,
     pub params: Opt<Named<RawParam>>,
     pub stdin: Opt<String>,
     pub allow: Opt<Table<RawAllow>>,
@@ -222,6 +224,25 @@ pub(super) struct RawOperation {
     pub limits: Opt<Table<RawLimits>>,
     pub on_unsupported: Opt<String>,
     pub concurrency: Opt<i64>,
+}
+
+/// `service = { unit, action }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServiceModule {
+    pub unit: Opt<String>,
+    pub action: Opt<String>,
+    pub backend: Opt<String>,
+}
+
+/// `packages = { install | remove | update | status = [...] }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPackages {
+    pub install: Opt<List<String>>,
+    pub remove: Opt<List<String>>,
+    pub update: Opt<List<String>>,
+    pub status: Opt<List<String>>,
 }
 
 /// `allow` and `approve`.
@@ -571,6 +592,14 @@ mod tests {
             (
                 format!("{op}allow = {{ zzzzzzzz = 1 }}\n"),
                 fields::<RawAllow>(),
+            ),
+            (
+                format!("{op}service = {{ zzzzzzzz = 1 }}\n"),
+                fields::<RawServiceModule>(),
+            ),
+            (
+                format!("{op}packages = {{ zzzzzzzz = 1 }}\n"),
+                fields::<RawPackages>(),
             ),
             (
                 format!("{op}run_as = {{ zzzzzzzz = 1 }}\n"),

@@ -89,6 +89,9 @@ pub(crate) struct Hook {
     confinement: Confinement,
     grace: Duration,
     service_pid: i32,
+    /// Exit with the command, leaving its leftovers running
+    /// ([`crate::ExecPolicy::keep_descendants`]).
+    keep_descendants: bool,
     /// Number of the write end of the report pipe in the supervisor's descriptor
     /// table (a copy of the service's, made when the supervisor starts); set by
     /// `spawn::start`, never a standard descriptor.
@@ -112,11 +115,19 @@ impl Hook {
             confinement,
             grace,
             service_pid,
+            keep_descendants: false,
             report: -1,
             paths: PathFds::default(),
             image,
             failed: AtomicI32::new(0),
         }
+    }
+
+    /// Let the command's leftovers outlive it (see
+    /// [`crate::ExecPolicy::keep_descendants`]).
+    pub(crate) fn keeping_descendants(mut self, keep: bool) -> Hook {
+        self.keep_descendants = keep;
+        self
     }
 
     /// The files to open in the command process, after its confinement.

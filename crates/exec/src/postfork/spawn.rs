@@ -469,5 +469,6 @@ unsafe fn start_command(launch: &mut Launch, command_stack: &Stack) -> Option<Wa
         signals,
         grace: hook.grace,
         service_pid: hook.service_pid,
+        keep_descendants: hook.keep_descendants,
     })
 }

@@ -18,6 +18,9 @@ pub(super) struct Watch {
     pub(super) signals: OwnedFd,
     pub(super) grace: Duration,
     pub(super) service_pid: i32,
+    /// Exit when the command does, leaving its leftovers running (they are
+    /// re-parented to the next subreaper or init); a timeout still stops them.
+    pub(super) keep_descendants: bool,
 }
 
 enum Phase {
@@ -53,6 +56,7 @@ pub(super) fn supervise(watch: Watch, scratch: &mut ProcScratch) -> ! {
         signals,
         grace,
         service_pid,
+        keep_descendants,
     } = watch;
     let me = sys::getpid();
     let have_signals = keep_only(signals);
@@ -81,6 +85,9 @@ pub(super) fn supervise(watch: Watch, scratch: &mut ProcScratch) -> ! {
             }
         }
         if main_status.is_some() && matches!(phase, Phase::Running) {
+            if keep_descendants {
+                finish(me, main_status);
+            }
             phase = terminate(me, grace, scratch);
         }
         if let Phase::Terminating { deadline } = phase {

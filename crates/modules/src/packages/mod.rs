@@ -1,0 +1,166 @@
+//! `packages` operations through Debian's apt: install, remove, update
+//! (upgrade what is installed) and status of the named packages.
+//!
+//! Every change is simulated first (`apt-get -s`): a plan that would remove a
+//! package (for `remove`: any package not named) is refused before anything
+//! is done. Then `apt-get -y` runs non-interactively (`DEBIAN_FRONTEND=
+//! noninteractive`, the configuration files kept as they are with
+//! `--force-confdef --force-confold`), `--` before the names, waiting for the
+//! dpkg lock (`DPkg::Lock::Timeout`) at most the time the run has left: a lock
+//! still held then answers `timeout`. Package lists are not refreshed
+//! (`apt-get update` is not run). The answer gives the installed versions.
+
+use std::collections::BTreeMap;
+
+use regent_model::PackagesAction;
+use serde_json::{json, Value};
+
+use crate::{Deadline, ModuleError, Output, Tool};
+
+/// `apt-get`.
+pub const APT_GET: &str = "/usr/bin/apt-get";
+
+/// Installed and candidate versions of `names` (`None`: not installed / none).
+pub fn versions(names: &[String]) -> Result<BTreeMap<String, Value>, ModuleError> {
+    let out = Tool::new("/usr/bin/apt-cache")
+        .args(["policy", "--"])
+        .args(names)
+        .run(None)?;
+    if !out.success() {
+        return Err(out.failure("apt-cache policy"));
+    }
+    let mut found: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in out.stdout.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            current = Some(line.trim_end_matches(':').to_string());
+            continue;
+        }
+        let (Some(name), Some((key, value))) = (&current, line.trim().split_once(": ")) else {
+            continue;
+        };
+        let v = (value != "(none)").then(|| value.to_string());
+        let entry = found.entry(name.clone()).or_default();
+        match key {
+            "Installed" => entry.0 = v,
+            "Candidate" => entry.1 = v,
+            _ => {}
+        }
+    }
+    Ok(names
+        .iter()
+        .map(|n| {
+            let (installed, candidate) = found.get(n).cloned().unwrap_or_default();
+            (
+                n.clone(),
+                json!({ "installed": installed, "candidate": candidate }),
+            )
+        })
+        .collect())
+}
+
+/// The apt-get arguments of an action (before `--` and the names).
+fn verb(action: PackagesAction) -> &'static [&'static str] {
+    match action {
+        PackagesAction::Install => &["install"],
+        PackagesAction::Remove => &["remove"],
+        PackagesAction::Update => &["install", "--only-upgrade"],
+        PackagesAction::Status => &[],
+    }
+}
+
+/// What a simulation would do: `(removed, installed or upgraded)` package names.
+fn simulate(
+    action: PackagesAction,
+    names: &[String],
+) -> Result<(Vec<String>, Vec<String>), ModuleError> {
+    let out = Tool::new(APT_GET)
+        .args(["-s", "-y", "-q", "-o", "Debug::NoLocking=1"])
+        .args(verb(action).iter().copied())
+        .args(["--"])
+        .args(names)
+        .run(None)?;
+    if !out.success() {
+        return Err(out.failure(&format!("apt-get -s {}", action.name())));
+    }
+    let (mut removed, mut installed) = (Vec::new(), Vec::new());
+    for line in out.stdout.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Remv" | "Purg"), Some(p)) => removed.push(p.to_string()),
+            (Some("Inst"), Some(p)) => installed.push(p.to_string()),
+            _ => {}
+        }
+    }
+    Ok((removed, installed))
+}
+
+fn failure(action: PackagesAction, out: &Output, lock_wait: u64) -> ModuleError {
+    let tail = out.tail();
+    if tail.contains("Could not get lock") || tail.contains("Unable to acquire the dpkg") {
+        return ModuleError::timeout(format!(
+            "the dpkg lock was held by another process for the {lock_wait} s this run could wait"
+        ));
+    }
+    out.failure(&format!("apt-get {}", action.name()))
+}
+
+/// Carry out `action` on `names`, each of which must be in `allowed` when it is
+/// given (checked before apt runs).
+pub fn run(
+    action: PackagesAction,
+    names: &[String],
+    allowed: Option<&[String]>,
+    deadline: Deadline,
+) -> Result<Value, ModuleError> {
+    if let Some(outside) = names
+        .iter()
+        .find(|n| allowed.is_some_and(|a| !a.contains(n)))
+    {
+        return Err(ModuleError::refused(format!(
+            "package {outside} is not in the declaration"
+        )));
+    }
+    if action == PackagesAction::Status {
+        return Ok(json!({ "packages": versions(names)? }));
+    }
+    let (removed, changed) = simulate(action, names)?;
+    let unasked: Vec<&String> = removed
+        .iter()
+        .filter(|p| action != PackagesAction::Remove || !names.contains(p))
+        .collect();
+    if !unasked.is_empty() {
+        return Err(ModuleError::refused(format!(
+            "refused: apt would also remove {}",
+            unasked
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let lock_wait = deadline.remaining().as_secs().max(1);
+    let out = Tool::new(APT_GET)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("APT_LISTCHANGES_FRONTEND", "none")
+        .args(["-y", "-q"])
+        // Beside the simulation's check: abort rather than remove anything.
+        .args((action != PackagesAction::Remove).then_some("--no-remove"))
+        .args(["-o", &format!("DPkg::Lock::Timeout={lock_wait}")])
+        .args(["-o", "Dpkg::Options::=--force-confdef"])
+        .args(["-o", "Dpkg::Options::=--force-confold"])
+        .args(verb(action).iter().copied())
+        .args(["--"])
+        .args(names)
+        .run(Some(deadline.at()))?;
+    if !out.success() {
+        return Err(failure(action, &out, lock_wait));
+    }
+    let mut changed_all = changed;
+    changed_all.extend(removed);
+    Ok(json!({
+        "action": action.name(),
+        "changed": changed_all,
+        "packages": versions(names)?,
+    }))
+}
