@@ -259,8 +259,10 @@ impl TlsTransport {
         }
     }
 
-    /// Bind every `listen` address (IPv6 addresses accept IPv6 only) that
-    /// `passed` has no listener for; `passed` is in `listen`'s order.
+    /// Bind every `listen` address that `passed` has no listener for; `passed`
+    /// is in `listen`'s order. An IPv6 socket is bound with the system's default
+    /// `IPV6_V6ONLY` (`net.ipv6.bindv6only`, 0 on Debian: `[::]` takes IPv4
+    /// connections too, and then conflicts with `0.0.0.0` on the same port).
     pub(crate) fn bind(
         &self,
         passed: Vec<Option<std::net::TcpListener>>,
