@@ -12,6 +12,7 @@
 //! nobody else.
 
 use super::reload::Current;
+use super::tls::Revoked;
 use super::{Limits, SocketEntry};
 use crate::identity::Caller;
 use regent_proto::{ErrorCode, FrameError, LineBuffer, Response};
@@ -150,11 +151,11 @@ async fn finish_blocked_write<F: Future<Output = std::io::Result<()>>>(
     }
 }
 
-/// Whether `caller` is a TLS client whose certificate's serial the current CRLs
-/// list: one revoked after its handshake (a reload brought the new CRL).
-fn revoked_since_handshake(shared: &super::Shared, caller: &Caller) -> bool {
-    match (&caller.peer, &shared.tls) {
-        (regent_model::Peer::Tls { serial, .. }, Some(material)) => material.revokes(serial),
+/// Whether the current CRLs revoke the TLS client certificate `cert` (one
+/// revoked after its handshake: a reload brought the new CRL).
+fn revoked_since_handshake(shared: &super::Shared, cert: Option<&Revoked>) -> bool {
+    match (cert, &shared.tls) {
+        (Some(cert), Some(material)) => material.revokes(cert),
         _ => false,
     }
 }
@@ -163,13 +164,14 @@ fn revoked_since_handshake(shared: &super::Shared, caller: &Caller) -> bool {
 ///
 /// Each request is served under the configuration current when it arrives
 /// (see [`super::reload`]); the limits are the same in every one. A TLS client
-/// whose certificate a reloaded CRL revokes is closed at its next request,
-/// unanswered.
+/// (`revocable`: its certificate) whose certificate a reloaded CRL revokes is
+/// closed at its next request, unanswered.
 pub(crate) async fn serve<S>(
     current: Arc<Current>,
     stream: S,
     caller: Arc<Caller>,
     socket: &SocketEntry,
+    revocable: Option<&Revoked>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -207,7 +209,7 @@ pub(crate) async fn serve<S>(
         // inline it would make every connection's task (allocated per connection)
         // too big for the allocator's fast path.
         let shared = current.load();
-        if revoked_since_handshake(&shared, &caller) {
+        if revoked_since_handshake(&shared, revocable) {
             // Not answered: the client is no longer one.
             tracing::warn!(
                 client = caller.client(),

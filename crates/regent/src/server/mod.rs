@@ -964,7 +964,8 @@ impl Acceptor {
                     let rx = shutdown.clone();
                     let entry = entry.clone();
                     connections.spawn(async move {
-                        connection::serve(current, stream, Arc::new(caller), &entry, rx).await;
+                        connection::serve(current, stream, Arc::new(caller), &entry, None, rx)
+                            .await;
                         drop(held);
                     });
                 }
@@ -1030,6 +1031,7 @@ impl Acceptor {
             stream,
             Arc::new(caller),
             entry,
+            None,
             shutdown,
         )
         .await;

@@ -71,9 +71,28 @@ pub(crate) struct TlsTransport {
 pub(crate) struct TlsMaterial {
     acceptor: tokio_rustls::TlsAcceptor,
     handshake_timeout: Duration,
-    /// The serials (upper-case hex, as [`client_identity`] gives them) every CRL
-    /// in `crl` lists, whoever its issuer.
-    revoked: HashSet<String>,
+    /// What the CRLs in `crl` revoke: each CRL's issuer with a serial it lists.
+    revoked: HashSet<Revoked>,
+}
+
+/// A certificate as a CRL names it: its issuer's distinguished name (DER, as
+/// webpki compares a CRL's with a certificate's) and its serial (upper-case
+/// hex, as [`client_identity`] gives it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Revoked {
+    issuer: Vec<u8>,
+    serial: String,
+}
+
+impl Revoked {
+    /// The end-entity certificate's issuer and serial, if it parses.
+    fn of(cert: &CertificateDer<'_>) -> Option<Revoked> {
+        let ee = webpki::EndEntityCert::try_from(cert).ok()?;
+        Some(Revoked {
+            issuer: ee.issuer().to_vec(),
+            serial: serial_hex(ee.serial()),
+        })
+    }
 }
 
 fn config_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
@@ -119,21 +138,29 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
     })
 }
 
-/// Read the CRLs of a PEM file, and the serials they list.
+/// Read the CRLs of a PEM file, and the certificates they revoke.
 fn revocation_lists(
     path: &Path,
-) -> Result<(Vec<CertificateRevocationListDer<'static>>, HashSet<String>), Error> {
+) -> Result<(Vec<CertificateRevocationListDer<'static>>, HashSet<Revoked>), Error> {
     let crls = CertificateRevocationListDer::pem_file_iter(path)
         .map_err(|e| config_error("crl", path, e))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| config_error("crl", path, e))?;
     let mut revoked = HashSet::new();
+    let bad = |e: webpki::Error| config_error("crl", path, format!("{e:?}"));
     for crl in &crls {
-        let list = webpki::BorrowedCertRevocationList::from_der(crl.as_ref())
-            .map_err(|e| config_error("crl", path, format!("{e:?}")))?;
+        let list = webpki::BorrowedCertRevocationList::from_der(crl.as_ref()).map_err(bad)?;
+        let issuer = webpki::BorrowedCertRevocationList::from_der(crl.as_ref())
+            .map(webpki::CertRevocationList::from)
+            .map_err(bad)?
+            .issuer()
+            .to_vec();
         for entry in &list {
-            let entry = entry.map_err(|e| config_error("crl", path, format!("{e:?}")))?;
-            revoked.insert(serial_hex(entry.serial_number));
+            let entry = entry.map_err(bad)?;
+            revoked.insert(Revoked {
+                issuer: issuer.clone(),
+                serial: serial_hex(entry.serial_number),
+            });
         }
     }
     Ok((crls, revoked))
@@ -239,11 +266,11 @@ impl TlsMaterial {
         })
     }
 
-    /// Whether the CRLs list `serial` (upper-case hex): a connection whose
-    /// certificate has it is closed at its next request.
+    /// Whether a CRL of this material's issuer revokes the certificate: a
+    /// connection whose certificate it is is closed at its next request.
     #[must_use]
-    pub(crate) fn revokes(&self, serial: &str) -> bool {
-        self.revoked.contains(serial)
+    pub(crate) fn revokes(&self, cert: &Revoked) -> bool {
+        self.revoked.contains(cert)
     }
 }
 
@@ -538,7 +565,22 @@ async fn serve_one(
         return;
     };
     tracing::debug!(client = caller.client(), %address, "TLS client connected");
-    connection::serve(current, &mut stream, Arc::new(caller), entry, shutdown).await;
+    // Checked at each request against the CRLs current then (see TlsMaterial).
+    let revocable = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(Revoked::of);
+    connection::serve(
+        current,
+        &mut stream,
+        Arc::new(caller),
+        entry,
+        revocable.as_ref(),
+        shutdown,
+    )
+    .await;
     // close_notify, so that a client can tell the end from a cut connection.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
     drop(per_client);
