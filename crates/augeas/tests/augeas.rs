@@ -217,7 +217,11 @@ fn hosts_by_quoted_placeholder() {
     };
     let e = run_decl(&decl, evil, &root.opts()).unwrap_err();
     assert!(matches!(e, Error::Value { .. }), "{e}");
-    assert!(e.to_string().contains("action 1 (set) path"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("action 1 (set) refused: path: the value of {host}"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -441,7 +445,11 @@ fn all_or_nothing() {
         _ => Some("x\nPermitRootLogin yes".to_string()),
     };
     let e = run_decl(&decl, lookup, &root.opts()).unwrap_err();
-    assert!(e.to_string().contains("action 2 (set) value"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("action 2 (set) refused: value: the value of {banner}"),
+        "{e}"
+    );
     assert_eq!(root.read(file), SSHD);
     // An absent optional value leaves its action out; the rest applies.
     let lookup = |n: &str| (n == "port").then(|| "2222".to_string());
