@@ -1019,7 +1019,7 @@ fn module_declaration_errors_have_locations() {
     let cases: &[(String, &str)] = &[
         (
             format!("{op}command = [\"true\"]\nservice = {{ unit = \"{{u}}\", action = \"stop\" }}\n{enum_p}"),
-            "t.toml:4:1: operations.x.service: an operation has exactly one of command, service, packages ('command' is set too)",
+            "t.toml:4:1: operations.x.service: an operation has exactly one of command, service, packages, augeas ('command' is set too)",
         ),
         (
             format!("{op}service = {{ unit = \"{{u}}\", action = \"bounce\" }}\n{enum_p}"),
