@@ -317,7 +317,11 @@ struct Parser<'a> {
     mode: Mode,
     pieces: Vec<Piece>,
     text: String,
+    depth: usize,
 }
+
+/// Predicates nested deeper than this are refused (the parser recurses).
+const MAX_NESTING: usize = 8;
 
 impl<'a> Parser<'a> {
     fn new(s: &'a str, mode: Mode) -> Self {
@@ -327,6 +331,7 @@ impl<'a> Parser<'a> {
             mode,
             pieces: Vec::new(),
             text: String::new(),
+            depth: 0,
         }
     }
 
@@ -453,6 +458,10 @@ impl<'a> Parser<'a> {
     }
 
     fn predicate(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return self.err(&format!("predicates nested deeper than {MAX_NESTING}"));
+        }
         self.take('[');
         self.skip_ws();
         self.expr()?;
@@ -461,6 +470,7 @@ impl<'a> Parser<'a> {
             return self.err("expected ']'");
         }
         self.take(']');
+        self.depth -= 1;
         Ok(())
     }
 
@@ -870,6 +880,9 @@ mod tests {
         ] {
             bad(p);
         }
+        let deep = |n: usize| format!("{}1{}", "a[".repeat(n), "]".repeat(n));
+        assert!(ok(&deep(8)).is_empty());
+        assert!(bad(&deep(9)).contains("nested deeper"));
     }
 
     #[test]
