@@ -276,8 +276,8 @@ fn sysv_service_actions_end_to_end() {
 fn a_hanging_init_script_is_stopped_by_the_timeout() {
     let s = InitScript::hanging("hang");
     let d = Daemon::start("", &service_ops(&[&s.name], "2s"));
-    let (c, _, e) = call(&d, "svc-start", &s.name);
-    assert!(e.contains("timeout"), "{c}: {e}");
+    let (c, v, e) = call(&d, "svc-start", &s.name);
+    assert_eq!(v["code"], "timeout", "{c}: {e}");
     let left = pids_with(&format!("{}-hung", s.name));
     assert!(left.is_empty(), "the hung script survived: {left:?}");
     // The service keeps serving.
@@ -547,11 +547,11 @@ fn apt_packages_end_to_end() {
     // ... up to the operation's timeout: then the caller gets `timeout`.
     let d = Daemon::start("", &package_ops(&[&tiny], "4s"));
     let mut holder2 = hold_dpkg_lock(120);
-    let (c, _, e) = call_pkg(&d, "pkg-install", &tiny);
+    let (c, v, e) = call_pkg(&d, "pkg-install", &tiny);
     let _ = holder2.kill();
     let _ = holder2.wait();
     let _ = holder.wait();
-    assert!(e.contains("timeout"), "{c}: {e}");
+    assert_eq!(v["code"], "timeout", "{c}: {e}");
     assert!(!repo.installed(&tiny));
 }
 
