@@ -584,3 +584,46 @@ params.name = { type = "string", pattern = "[a-z]{2,20}" }
         "{out}"
     );
 }
+
+#[test]
+fn the_home_server_example_checks_clean() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../dist/examples/home-server.toml");
+    let mut check = cmd(regent().to_str().unwrap(), &["check", "--config"]);
+    check.arg(&example);
+    let o = run(check);
+    let out = stdout(&o);
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+    assert!(out.contains("units: nginx, apache2"), "{out}");
+    assert!(
+        out.contains("packages: nextcloud-desktop, transmission-daemon, minidlna"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_timezone_parameter_names_a_zone_of_the_system() {
+    let d = Daemon::start(
+        "",
+        "[operations.tz]\ndescription = \"echo a zone\"\ncommand = [\"echo\", \"{zone}\"]\nparams.zone = { type = \"timezone\" }\n",
+    );
+    let o = d.cli(&["call", "tz", "--data", r#"{"zone": "Europe/Paris"}"#]);
+    assert_eq!(
+        (code(&o), stdout(&o).as_str()),
+        (0, "Europe/Paris"),
+        "{}",
+        stderr(&o)
+    );
+    for bad in [
+        "Europe/Atlantis",
+        "../../etc/passwd",
+        "localtime",
+        "Europe/../UTC",
+    ] {
+        let data = format!(r#"{{"zone": "{bad}"}}"#);
+        let o = d.cli(&["call", "tz", "--data", &data]);
+        assert_eq!(code(&o), 4, "{bad}: {}", stdout(&o));
+        assert!(stderr(&o).contains("zone"), "{}", stderr(&o));
+    }
+}
