@@ -443,7 +443,9 @@ fn service_operations_drive_real_units_through_systemctl() {
     let broken = "regent-e2e-broken.service";
     let hung = "regent-e2e-hung.service";
     let mut ops = String::new();
-    for action in ["status", "start", "stop", "restart", "reload"] {
+    for action in [
+        "status", "start", "stop", "restart", "reload", "enable", "disable",
+    ] {
         ops.push_str(&format!(
             "[operations.svc-{action}]\ndescription = \"{action}\"\n\
              service = {{ unit = \"{{unit}}\", action = \"{action}\" }}\n\
@@ -457,7 +459,7 @@ fn service_operations_drive_real_units_through_systemctl() {
         &[
             (
                 web,
-                "[Service]\nExecStart=/bin/sleep 100000\nExecReload=/bin/true\n",
+                "[Service]\nExecStart=/bin/sleep 100000\nExecReload=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
             ),
             (broken, "[Service]\nType=oneshot\nExecStart=/bin/false\n"),
             (
@@ -517,6 +519,16 @@ fn service_operations_drive_real_units_through_systemctl() {
     assert_eq!(c, 0, "{e}");
     assert_eq!(v["data"]["status"]["active"], "inactive", "{e}");
     assert_eq!(m.show(web, "ActiveState"), "inactive");
+
+    // Enabled at boot, then not.
+    let (c, v, e) = call("svc-enable", web);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["status"]["enabled"], true, "{e}");
+    assert_eq!(m.show(web, "UnitFileState"), "enabled");
+    let (c, v, e) = call("svc-disable", web);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["status"]["enabled"], false, "{e}");
+    assert_eq!(m.show(web, "UnitFileState"), "disabled");
 
     // A unit that fails to start: the failure, and `failed` in its status.
     let (c, _, e) = call("svc-start", broken);
