@@ -489,6 +489,15 @@ fn live(r: &PendingRecord, now: SystemTime) -> bool {
     r.status == RecordStatus::Pending && now < r.expires_at
 }
 
+/// Who a decision names: a Unix caller's user name, a TLS client as
+/// `tls:NAME` (its uid is the placeholder every client shares).
+fn decision_name(caller: &CallerId) -> Option<String> {
+    match caller.client() {
+        Some(name) => Some(crate::caller::totp_client(name)),
+        None => caller.user.clone(),
+    }
+}
+
 fn decision(
     r: &PendingRecord,
     what: &str,
@@ -500,10 +509,10 @@ fn decision(
         request_id: r.request_id.clone(),
         op: r.op.clone(),
         caller_uid: r.caller.uid,
-        caller_user: r.caller.user.clone(),
+        caller_user: decision_name(&r.caller),
         decision: what.into(),
         by_uid: by.uid,
-        by_user: by.user.clone(),
+        by_user: decision_name(by),
         reason,
         at: now,
     }
@@ -521,7 +530,9 @@ fn approve(r: &mut PendingRecord, by: &CallerId, allow_self: bool, now: SystemTi
             })
         }
     }
-    if !allow_self && by.uid == r.caller.uid {
+    // The same caller as the bounds count it: a uid on a Unix socket, a client
+    // name over TLS (every TLS client has the same placeholder uid).
+    if !allow_self && by.same_caller(&r.caller) {
         return Effect::NotAdmin(AdminRefusal::OwnRequest);
     }
     match StageState::read(&Stage::Approval, &r.stage_state) {
@@ -532,7 +543,7 @@ fn approve(r: &mut PendingRecord, by: &CallerId, allow_self: bool, now: SystemTi
     r.stage_state = StageState::Approval(ApprovalState {
         approved: true,
         by_uid: Some(by.uid),
-        by_user: by.user.clone(),
+        by_user: decision_name(by),
         at: Some(to_ms(now)),
     })
     .to_json();
@@ -728,6 +739,39 @@ mod tests {
                 stage: "totp".into()
             })
         );
+    }
+
+    #[test]
+    fn a_tls_client_may_not_approve_its_own_request_and_another_client_may() {
+        let addr = "192.0.2.1:4000".parse().unwrap();
+        let panel = CallerId::tls("panel".into(), "01".into(), addr);
+        let other = CallerId::tls("other".into(), "02".into(), addr);
+        let r = PendingRecord {
+            caller: panel.clone(),
+            ..begun(&[Stage::Approval])
+        };
+        let approve = |by: &CallerId| {
+            step(
+                r.clone(),
+                Event::Approve {
+                    by,
+                    allow_self: false,
+                    now: now(),
+                },
+            )
+            .1
+        };
+        assert_eq!(approve(&panel), Effect::NotAdmin(AdminRefusal::OwnRequest));
+        let Effect::Approved(d) = approve(&other) else {
+            panic!("other may approve panel's request")
+        };
+        // The decision names both clients, not their shared placeholder uid.
+        assert_eq!(
+            (d.caller_user.as_deref(), d.by_user.as_deref()),
+            (Some("tls:panel"), Some("tls:other"))
+        );
+        // A Unix caller is never the same caller as a client.
+        assert!(matches!(approve(&root()), Effect::Approved(_)));
     }
 
     #[test]

@@ -226,14 +226,17 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `max_connections` of `[service.tcp]`.
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 256;
 
-/// The `[service.tcp]` table: TCP with mutual TLS.
+/// The `[service.tcp]` table: TCP with mutual TLS. A reload reads `cert`,
+/// `key`, `client_ca` and `crl` again and takes `handshake_timeout`; `listen`
+/// and `max_connections` need a restart.
 #[derive(Debug, Clone)]
 pub struct TcpDecl {
     /// Addresses and ports to listen on (one or more; IPv4 and IPv6).
     pub listen: Vec<SocketAddr>,
     /// Server certificate chain (PEM).
     pub cert: PathBuf,
-    /// Server private key (PEM); refused at start if group or others may read it.
+    /// Server private key (PEM); refused at start and on a reload if group or
+    /// others may read it.
     pub key: PathBuf,
     /// CAs (PEM bundle) a client certificate must chain to (required).
     pub client_ca: PathBuf,

@@ -5,13 +5,14 @@
 //! 1. [`from_env`] takes the passed descriptors (once, at start-up, before the
 //!    process opens anything else), unsets the variables, marks each descriptor
 //!    close-on-exec and reads what the kernel says of it ([`SocketFacts`]);
-//! 2. [`plan`] matches them to the configured Unix sockets by bound path and
+//! 2. [`plan`] matches them to the configured Unix sockets by bound path, and
+//!    to `[service.tcp]`'s `listen` addresses by bound address and port, and
 //!    refuses anything else: a datagram socket, a socket not listening, an
-//!    unknown path, two for one path, a family that is neither Unix nor IP;
-//! 3. the daemon serves each matched descriptor ([`Passed::into_unix_listener`]);
-//!    an IPv4 or IPv6 one is for the TCP listener ([`Plan::tcp`]).
+//!    unknown path or address, two for one path or address, a family that is
+//!    neither Unix nor IPv4/IPv6;
+//! 3. the daemon serves each matched descriptor ([`listeners_for`]).
 //!
-//! Configured sockets that were not passed are bound as usual.
+//! Configured sockets and addresses that were not passed are bound as usual.
 
 use crate::error::Error;
 use nix::sys::socket::{
@@ -46,7 +47,7 @@ pub enum PassedAddress {
     /// A Unix socket without a path (abstract or unnamed): it cannot match a
     /// configured socket.
     UnixUnnamed,
-    /// An IPv4 or IPv6 socket: for the TCP listener.
+    /// An IPv4 or IPv6 socket: for a TCP listen address.
     Inet(SocketAddr),
     /// Not a socket, or another family (described).
     Other(String),
@@ -70,8 +71,9 @@ pub struct Plan {
     /// For each configured Unix socket, in order, the passed descriptor that
     /// serves it, or `None` if it was not passed (then it is bound as usual).
     pub unix: Vec<Option<usize>>,
-    /// The passed IP sockets, for the TCP listener.
-    pub tcp: Vec<(usize, SocketAddr)>,
+    /// For each configured TCP listen address, in order, the passed descriptor
+    /// bound to it, or `None` (then it is bound as usual).
+    pub tcp: Vec<Option<usize>>,
 }
 
 /// Why the passed sockets are refused.
@@ -102,24 +104,26 @@ pub enum ActivationError {
         what: String,
     },
     /// A passed descriptor matches no configured socket.
-    #[error("socket activation: passed descriptor {index} ({what}) is not a configured socket (configured: {configured}); make ListenStream= and the config's socket paths agree")]
+    #[error("socket activation: passed descriptor {index} ({what}) is not a configured socket (configured: {configured}); make ListenStream= and the config's socket paths and [service.tcp] listen addresses agree")]
     Unknown {
         /// Its position among the passed descriptors.
         index: usize,
         /// [`fmt::Display`] of its address and name.
         what: String,
-        /// The configured paths.
+        /// The configured paths and addresses.
         configured: String,
     },
-    /// Two passed descriptors for one configured path.
-    #[error("socket activation: passed descriptors {first} and {second} are both bound to {}", path.display())]
+    /// Two passed descriptors for one configured path or address.
+    #[error(
+        "socket activation: passed descriptors {first} and {second} are both bound to {address}"
+    )]
     Duplicate {
         /// The first one.
         first: usize,
         /// The second one.
         second: usize,
-        /// The path.
-        path: PathBuf,
+        /// The path or address.
+        address: String,
     },
 }
 
@@ -130,25 +134,32 @@ fn describe(facts: &SocketFacts) -> String {
     }
 }
 
-/// Match passed sockets to the configured Unix socket paths (pure).
+/// Match passed sockets to the configured Unix socket paths and TCP listen
+/// addresses (pure).
 ///
 /// Each passed socket must be a listening stream socket; a Unix one must be
-/// bound to exactly one of `configured` (compared as written: give absolute
-/// paths), at most once; an IP one goes to [`Plan::tcp`]. Anything else is
-/// refused, naming the descriptor.
-pub fn plan(passed: &[SocketFacts], configured: &[&Path]) -> Result<Plan, ActivationError> {
+/// bound to exactly one of `unix` (compared as written: give absolute paths),
+/// an IPv4 or IPv6 one to exactly one of `tcp` (address and port, as
+/// `getsockname` gives them: `0.0.0.0:7443` and `[::]:7443` differ), each at
+/// most once. Anything else is refused, naming the descriptor.
+pub fn plan(
+    passed: &[SocketFacts],
+    unix: &[&Path],
+    tcp: &[SocketAddr],
+) -> Result<Plan, ActivationError> {
     let mut out = Plan {
-        unix: vec![None; configured.len()],
-        tcp: Vec::new(),
+        unix: vec![None; unix.len()],
+        tcp: vec![None; tcp.len()],
     };
     for (index, facts) in passed.iter().enumerate() {
         let what = || describe(facts);
+        let unknown = || ActivationError::Unknown {
+            index,
+            what: what(),
+            configured: list(unix, tcp),
+        };
         if let PassedAddress::Other(_) = facts.address {
-            return Err(ActivationError::Unknown {
-                index,
-                what: what(),
-                configured: list(configured),
-            });
+            return Err(unknown());
         }
         if !facts.stream {
             return Err(ActivationError::NotStream {
@@ -162,46 +173,42 @@ pub fn plan(passed: &[SocketFacts], configured: &[&Path]) -> Result<Plan, Activa
                 what: what(),
             });
         }
-        match &facts.address {
-            PassedAddress::Inet(addr) => out.tcp.push((index, *addr)),
+        let (slot, address) = match &facts.address {
+            PassedAddress::Inet(addr) => {
+                let slot = tcp.iter().position(|c| c == addr).ok_or_else(unknown)?;
+                (&mut out.tcp[slot], addr.to_string())
+            }
             PassedAddress::UnixPath(path) => {
-                let Some(slot) = configured.iter().position(|c| *c == path.as_path()) else {
-                    return Err(ActivationError::Unknown {
-                        index,
-                        what: what(),
-                        configured: list(configured),
-                    });
-                };
-                if let Some(first) = out.unix[slot] {
-                    return Err(ActivationError::Duplicate {
-                        first,
-                        second: index,
-                        path: path.clone(),
-                    });
-                }
-                out.unix[slot] = Some(index);
+                let slot = unix
+                    .iter()
+                    .position(|c| *c == path.as_path())
+                    .ok_or_else(unknown)?;
+                (&mut out.unix[slot], path.display().to_string())
             }
-            PassedAddress::UnixUnnamed | PassedAddress::Other(_) => {
-                return Err(ActivationError::Unknown {
-                    index,
-                    what: what(),
-                    configured: list(configured),
-                })
-            }
+            PassedAddress::UnixUnnamed | PassedAddress::Other(_) => return Err(unknown()),
+        };
+        if let Some(first) = *slot {
+            return Err(ActivationError::Duplicate {
+                first,
+                second: index,
+                address,
+            });
         }
+        *slot = Some(index);
     }
     Ok(out)
 }
 
-fn list(configured: &[&Path]) -> String {
-    if configured.is_empty() {
-        return "none".into();
-    }
-    configured
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+fn list(unix: &[&Path], tcp: &[SocketAddr]) -> String {
+    let join = |items: Vec<String>| match items.is_empty() {
+        true => "none".to_string(),
+        false => items.join(", "),
+    };
+    format!(
+        "Unix sockets {}; [service.tcp] listen {}",
+        join(unix.iter().map(|p| p.display().to_string()).collect()),
+        join(tcp.iter().map(ToString::to_string).collect()),
+    )
 }
 
 /// One passed descriptor, owned, with what the kernel says of it.
@@ -314,30 +321,40 @@ fn address_of(fd: &OwnedFd, addr: &SockaddrStorage) -> PassedAddress {
     }
 }
 
-/// The passed Unix listeners for the configured sockets, in their order (`None`
-/// for a socket that was not passed: it is bound as usual). A passed TCP socket
-/// is refused while no TCP listener is configured.
-pub fn unix_listeners_for(
+/// The passed listeners, matched by [`plan`].
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// For each configured Unix socket, in order, its passed listener (`None`:
+    /// not passed, to be bound as usual).
+    pub unix: Vec<Option<std::os::unix::net::UnixListener>>,
+    /// For each configured TCP listen address, in order, its passed listener.
+    pub tcp: Vec<Option<std::net::TcpListener>>,
+}
+
+/// The passed listeners for the configured Unix sockets and TCP listen
+/// addresses, in their order; a passed socket that matches none of them is
+/// refused (see [`plan`]).
+pub fn listeners_for(
     passed: Vec<Passed>,
-    sockets: &[std::path::PathBuf],
-) -> Result<Vec<Option<std::os::unix::net::UnixListener>>, Error> {
+    unix: &[PathBuf],
+    tcp: &[SocketAddr],
+) -> Result<Listeners, Error> {
     let facts: Vec<SocketFacts> = passed.iter().map(|p| p.facts.clone()).collect();
-    let configured: Vec<&Path> = sockets.iter().map(|p| p.as_path()).collect();
-    let plan = plan(&facts, &configured).map_err(|e| Error::Config(e.to_string()))?;
-    if let Some((index, addr)) = plan.tcp.first() {
-        return Err(Error::Config(format!(
-            "socket activation: passed descriptor {index} (TCP socket {addr}) is for a TCP listener, and this daemon has none configured ([service.tcp]): remove it from the socket unit"
-        )));
-    }
-    let mut passed: Vec<Option<Passed>> = passed.into_iter().map(Some).collect();
-    Ok(plan
+    let paths: Vec<&Path> = unix.iter().map(PathBuf::as_path).collect();
+    let plan = plan(&facts, &paths, tcp).map_err(|e| Error::Config(e.to_string()))?;
+    let mut passed: Vec<Option<OwnedFd>> = passed.into_iter().map(|p| Some(p.fd)).collect();
+    let mut take = |i: &Option<usize>| i.and_then(|i| passed[i].take());
+    let unix = plan
         .unix
         .iter()
-        .map(|i| {
-            i.and_then(|i| passed[i].take())
-                .map(Passed::into_unix_listener)
-        })
-        .collect())
+        .map(|i| take(i).map(std::os::unix::net::UnixListener::from))
+        .collect();
+    let tcp = plan
+        .tcp
+        .iter()
+        .map(|i| take(i).map(std::net::TcpListener::from))
+        .collect();
+    Ok(Listeners { unix, tcp })
 }
 
 #[cfg(test)]
@@ -362,47 +379,75 @@ mod tests {
             address: PassedAddress::Inet("127.0.0.1:8443".parse().unwrap()),
             ..unix("")
         };
+        let listen: [SocketAddr; 2] = [
+            "[::1]:8443".parse().unwrap(),
+            "127.0.0.1:8443".parse().unwrap(),
+        ];
         let p = plan(
-            &[unix("/run/regent/b.sock"), tcp, unix("/run/regent/a.sock")],
+            &[
+                unix("/run/regent/b.sock"),
+                tcp.clone(),
+                unix("/run/regent/a.sock"),
+            ],
             &[a, b, c],
+            &listen,
         )
         .unwrap();
         assert_eq!(p.unix, vec![Some(2), Some(0), None]);
-        assert_eq!(p.tcp, vec![(1, "127.0.0.1:8443".parse().unwrap())]);
-        assert_eq!(plan(&[], &[a]).unwrap().unix, vec![None]);
+        assert_eq!(p.tcp, vec![None, Some(1)]);
+        assert_eq!(plan(&[], &[a], &[]).unwrap().unix, vec![None]);
+        // A TCP socket bound elsewhere, or with no TCP listener configured.
+        let e = plan(std::slice::from_ref(&tcp), &[a], &listen[..1]).unwrap_err();
+        assert!(
+            matches!(e, ActivationError::Unknown { index: 0, .. }),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("TCP socket 127.0.0.1:8443")
+                && e.to_string().contains("[service.tcp] listen [::1]:8443"),
+            "{e}"
+        );
+        let e = plan(std::slice::from_ref(&tcp), &[a], &[]).unwrap_err();
+        assert!(e.to_string().contains("[service.tcp] listen none"), "{e}");
     }
 
     #[test]
     fn refuses_unknown_duplicate_and_wrong_kinds() {
         let a = Path::new("/run/regent/a.sock");
-        let e = plan(&[unix("/run/other.sock")], &[a]).unwrap_err();
+        let e = plan(&[unix("/run/other.sock")], &[a], &[]).unwrap_err();
         assert!(
             matches!(e, ActivationError::Unknown { index: 0, .. }),
             "{e}"
         );
         assert!(e.to_string().contains("/run/other.sock") && e.to_string().contains("a.sock"));
-        let e = plan(
-            &[unix("/run/regent/a.sock"), unix("/run/regent/a.sock")],
-            &[a],
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ActivationError::Duplicate {
-                    first: 0,
-                    second: 1,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        let tcp = SocketFacts {
+            address: PassedAddress::Inet("127.0.0.1:8443".parse().unwrap()),
+            ..unix("")
+        };
+        let listen = ["127.0.0.1:8443".parse().unwrap()];
+        for twice in [
+            [unix("/run/regent/a.sock"), unix("/run/regent/a.sock")],
+            [tcp.clone(), tcp],
+        ] {
+            let e = plan(&twice, &[a], &listen).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ActivationError::Duplicate {
+                        first: 0,
+                        second: 1,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
         let dgram = SocketFacts {
             stream: false,
             ..unix("/run/regent/a.sock")
         };
         assert!(matches!(
-            plan(&[dgram], &[a]),
+            plan(&[dgram], &[a], &[]),
             Err(ActivationError::NotStream { index: 0, .. })
         ));
         let idle = SocketFacts {
@@ -410,7 +455,7 @@ mod tests {
             ..unix("/run/regent/a.sock")
         };
         assert!(matches!(
-            plan(&[idle], &[a]),
+            plan(&[idle], &[a], &[]),
             Err(ActivationError::NotListening { .. })
         ));
         let unnamed = SocketFacts {
@@ -418,7 +463,7 @@ mod tests {
             ..unix("")
         };
         assert!(matches!(
-            plan(&[unnamed], &[a]),
+            plan(&[unnamed], &[a], &[]),
             Err(ActivationError::Unknown { .. })
         ));
         let file = SocketFacts {
@@ -427,7 +472,7 @@ mod tests {
             listening: false,
             name: Some("x".into()),
         };
-        let e = plan(&[file], &[a]).unwrap_err();
+        let e = plan(&[file], &[a], &[]).unwrap_err();
         assert!(e.to_string().contains("not a socket"), "{e}");
     }
 

@@ -421,8 +421,14 @@ impl Client {
         let mut conn = rustls::ClientConnection::new(tls.config.clone(), tls.server_name.clone())
             .map_err(|e| tls_error(&self.path, e))?;
         while conn.is_handshaking() {
-            conn.complete_io(&mut tcp)
-                .map_err(|e| tls_error(&self.path, e))?;
+            match conn.complete_io(&mut tcp) {
+                // A caught signal interrupts a read with a timeout (SO_RCVTIMEO
+                // is never restarted): go on with the handshake.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => {
+                    r.map_err(|e| tls_error(&self.path, e))?;
+                }
+            }
         }
         Ok(Connection {
             stream: Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))),
@@ -505,10 +511,12 @@ impl Connection {
                 Ok(None) => {}
                 Err(e) => return Err(ClientError::Protocol(e.to_string())),
             }
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .map_err(|e| io_error(path, e))?;
+            // A signal caught by this process interrupts a read with a timeout
+            // (SO_RCVTIMEO: never restarted, whatever SA_RESTART says): read again.
+            let n = match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => r.map_err(|e| io_error(path, e))?,
+            };
             if n == 0 {
                 return Err(ClientError::Protocol(
                     "the service closed the connection without answering".into(),

@@ -19,7 +19,10 @@ use std::sync::Mutex;
 
 /// The `[service]` keys a reload cannot apply: the socket (bound at start), the
 /// serving threads and connection limits (sized at start), the log format, the
-/// pending store's path (open), and `[service.tcp]` (listeners bound at start).
+/// pending store's path (open), and `[service.tcp]`'s `listen` (bound at start;
+/// adding or removing the table changes it) and `max_connections` (sized at
+/// start). The rest of `[service.tcp]` (`cert`, `key`, `client_ca`, `crl`,
+/// `handshake_timeout`) is reloaded: its files are read again.
 pub const RESTART_ONLY: &[&str] = &[
     "socket",
     "socket_mode",
@@ -38,7 +41,8 @@ pub const RESTART_ONLY: &[&str] = &[
     "rate_limit_hold",
     "log_format",
     "store",
-    "tcp",
+    "tcp.listen",
+    "tcp.max_connections",
 ];
 
 /// The restart-only keys (of [`RESTART_ONLY`]) whose values differ.
@@ -64,10 +68,8 @@ pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str
             format!("{:?}", s.rate_limit_hold),
             format!("{:?}", s.log_format),
             format!("{:?}", s.store),
-            // TLS: the listen addresses need a restart; the certificate, key,
-            // client CA and CRL are to be reloaded (compare `listen` alone here
-            // once the TLS transport swaps its material on reload).
-            format!("{:?}", s.tcp),
+            format!("{:?}", s.tcp.as_ref().map(|t| &t.listen)),
+            format!("{:?}", s.tcp.as_ref().map(|t| t.max_connections)),
         ]
     };
     RESTART_ONLY
@@ -226,6 +228,10 @@ fn summary(running: &Config, next: &Config, ops: &Reloaded) -> String {
             "smtp",
             differ(format!("{:?}", a.smtp), format!("{:?}", b.smtp)),
         ),
+        (
+            "tcp",
+            differ(format!("{:?}", a.tcp), format!("{:?}", b.tcp)),
+        ),
     ] {
         if differs {
             changed.push(key);
@@ -236,8 +242,13 @@ fn summary(running: &Config, next: &Config, ops: &Reloaded) -> String {
     } else {
         format!("service settings changed: {}", changed.join(", "))
     };
+    // The TLS files are read again on every reload, changed or not.
+    let tls = match &b.tcp {
+        Some(_) => "; TLS certificate, key, client CAs and CRLs read again",
+        None => "",
+    };
     format!(
-        "{ops}; {service}; {} operation(s) served",
+        "{ops}; {service}{tls}; {} operation(s) served",
         next.operations.len()
     )
 }
@@ -274,6 +285,40 @@ capabilities = ["net_admin"]
         assert_eq!(
             restart_only_changes(&running, &moved),
             ["socket", "threads", "max_runs", "store"]
+        );
+        let more = config(
+            "threads = 1\n[[service.sockets]]\npath = \"/run/regent/web.sock\"\noperations = [\"fw\"]",
+            NET,
+        );
+        assert_eq!(restart_only_changes(&running, &more), ["sockets"]);
+    }
+
+    #[test]
+    fn tls_files_reload_and_listen_addresses_need_a_restart() {
+        let tcp = |listen: &str, dir: &str, extra: &str| {
+            config(
+                "",
+                &format!(
+                    "[service.tcp]\nlisten = \"{listen}\"\ncert = \"/{dir}/s.crt\"\nkey = \"/{dir}/s.key\"\nclient_ca = \"/{dir}/ca.crt\"\n{extra}"
+                ),
+            )
+        };
+        let running = tcp("127.0.0.1:8443", "a", "");
+        let files = tcp(
+            "127.0.0.1:8443",
+            "b",
+            "crl = \"/b/crl.pem\"\nhandshake_timeout = \"3s\"",
+        );
+        assert!(restart_only_changes(&running, &files).is_empty());
+        let moved = tcp("127.0.0.1:9443", "a", "max_connections = 3");
+        assert_eq!(
+            restart_only_changes(&running, &moved),
+            ["tcp.listen", "tcp.max_connections"]
+        );
+        assert_eq!(
+            restart_only_changes(&running, &config("", "")),
+            ["tcp.listen", "tcp.max_connections"],
+            "removing [service.tcp]"
         );
     }
 

@@ -103,8 +103,13 @@ pub fn run(args: Args) -> ExitCode {
         if let Some(allow) = &decl.allow {
             let users: Vec<String> = allow.users.iter().map(|p| p.to_string()).collect();
             let groups: Vec<String> = allow.groups.iter().map(|p| p.to_string()).collect();
+            // TLS clients only when the operation names some.
+            let clients = match allow.clients.is_empty() {
+                true => String::new(),
+                false => format!(" clients [{}]", allow.clients.join(", ")),
+            };
             println!(
-                "    callers: users [{}] groups [{}]",
+                "    callers: users [{}] groups [{}]{clients}",
                 users.join(", "),
                 groups.join(", ")
             );

@@ -135,8 +135,8 @@ fn status_extra() -> regent::server::StatusExtra {
     })
 }
 
-/// The listener: the one the service manager passed for the configured socket
-/// (socket activation), else a freshly bound one.
+/// The listeners: the ones the service manager passed for the configured
+/// sockets and TCP addresses (socket activation), else freshly bound ones.
 fn listen(
     service: regent::Service,
     passed: Result<Option<Vec<regent::activation::Passed>>, regent::activation::ActivationError>,
@@ -156,10 +156,11 @@ fn listen(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut listeners = regent::activation::unix_listeners_for(passed, &paths)?;
+    let tcp = service.tcp_listen().to_vec();
+    let listeners = regent::activation::listeners_for(passed, &paths, &tcp)?;
     let mut bound = Vec::new();
-    for (entry, listener) in service.sockets().iter().zip(listeners.iter_mut()) {
-        match listener.take() {
+    for (entry, listener) in service.sockets().iter().zip(listeners.unix) {
+        match listener {
             Some(l) => {
                 tracing::info!(
                     socket = %entry.path().display(),
@@ -174,9 +175,16 @@ fn listen(
             )),
         }
     }
-    // The TCP addresses of `[service.tcp]` are bound here (a passed TCP socket
-    // is refused above until activation of the TCP listener is supported).
-    service.bind_tcp()?;
+    for (address, listener) in tcp.iter().zip(&listeners.tcp) {
+        if listener.is_some() {
+            tracing::info!(
+                %address,
+                "serving the TCP socket passed by the service manager"
+            );
+        }
+    }
+    // The `[service.tcp]` addresses that were not passed are bound here.
+    service.bind_tcp_passed(listeners.tcp)?;
     Ok((service.socket_passed(), bound))
 }
 

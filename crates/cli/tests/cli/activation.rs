@@ -267,7 +267,16 @@ fn a_non_root_daemon_notifies_ready_and_stopping() {
 /// Start the activator with `args`, make the first connection with `trigger`,
 /// and return the daemon's exit status and log.
 fn refused(args: &[&str], trigger: impl FnOnce(&Daemon)) -> (std::process::ExitStatus, String) {
-    let (dir, socket, config, secret) = write_config("", OPS);
+    refused_with("", args, trigger)
+}
+
+/// [`refused`], with `service_extra` in the config's `[service]`.
+fn refused_with(
+    service_extra: &str,
+    args: &[&str],
+    trigger: impl FnOnce(&Daemon),
+) -> (std::process::ExitStatus, String) {
+    let (dir, socket, config, secret) = write_config(service_extra, OPS);
     let mut d = Daemon::from_parts(dir, socket, config, secret);
     let args: Vec<String> = args
         .iter()
@@ -316,8 +325,110 @@ fn a_passed_datagram_socket_is_refused() {
     assert!(log.contains("is not a stream socket"), "{log}");
 }
 
+/// A TCP port free a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 #[test]
-fn a_passed_tcp_socket_is_kept_for_a_tcp_listener_and_refused_without_one() {
+fn a_passed_tcp_socket_serves_tls_clients_beside_the_passed_unix_socket() {
+    if !activate_available() {
+        return;
+    }
+    let (pki, _) = crate::tls::Pki::lab(&["panel"]);
+    let port = free_port();
+    let tcp = format!("127.0.0.1:{port}");
+    let ops = r#"
+[operations.who]
+command = ["echo", "client {caller.client}"]
+allow = { users = ["root"], clients = ["panel"] }
+capabilities = []
+"#;
+    let (dir, socket, config, secret) = write_config(&pki.tcp_table_on(&tcp, ""), ops);
+    let mut d = Daemon::from_parts(dir, socket, config, secret);
+    let listen = d.socket.display().to_string();
+    activate(
+        &mut d,
+        &["-l", &listen, "-l", &tcp, "--fdname=unix:tcp"],
+        &[],
+    );
+    let socket = d.socket.clone();
+    wait_for_path(&mut d, &socket);
+    // The first connection, a TLS one, starts the daemon; it waits in the
+    // passed socket's backlog meanwhile. The activator still holds the port:
+    // a daemon that bound it itself would fail (address in use).
+    let o = crate::tls::remote(&pki, port, "panel", &["call", "who"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), d.log_text());
+    assert_eq!(stdout(&o), "client panel");
+    let o = d.cli(&["call", "who"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), d.log_text());
+    assert_eq!(stdout(&o), "client");
+    assert!(
+        d.log_shows(&format!(
+            "serving the TCP socket passed by the service manager\",\"address\":\"{tcp}\""
+        )),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        d.log_shows("serving the socket passed by the service manager"),
+        "{}",
+        d.log_text()
+    );
+    let st = d.stop();
+    assert!(st.success(), "{st}: {}", d.log_text());
+}
+
+#[test]
+fn a_passed_tcp_socket_no_listen_address_names_is_refused() {
+    if !activate_available() {
+        return;
+    }
+    let (pki, _) = crate::tls::Pki::lab(&[]);
+    let (configured, passed) = (free_port(), free_port());
+    let tcp = format!("127.0.0.1:{passed}");
+    let (st, log) = refused_with(
+        &pki.tcp_table_on(&format!("127.0.0.1:{configured}"), ""),
+        &["-l", "{dir}/regent.sock", "-l", &tcp, "--fdname=unix:tcp"],
+        |d| {
+            let _ = UnixStream::connect(&d.socket);
+        },
+    );
+    assert!(!st.success(), "{log}");
+    assert!(
+        log.contains(&format!("(TCP socket {tcp}, named "))
+            && log.contains("is not a configured socket")
+            && log.contains(&format!("[service.tcp] listen 127.0.0.1:{configured}")),
+        "{log}"
+    );
+    assert!(!log.contains("listening"), "{log}");
+}
+
+#[test]
+fn a_passed_udp_socket_at_a_listen_address_is_refused() {
+    if !activate_available() {
+        return;
+    }
+    let (pki, _) = crate::tls::Pki::lab(&[]);
+    let address = format!("127.0.0.1:{}", free_port());
+    let (st, log) = refused_with(
+        &pki.tcp_table_on(&address, ""),
+        &["-d", "-l", &address],
+        |_| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let _ = s.send_to(b"x", &address);
+        },
+    );
+    assert!(!st.success(), "{log}");
+    assert!(
+        log.contains(&format!("socket {address}")) && log.contains("is not a stream socket"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_passed_tcp_socket_is_refused_without_a_tcp_listener() {
     if !activate_available() {
         return;
     }

@@ -6,8 +6,8 @@ use crate::util::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const RELOADED: &str = "configuration reloaded";
-const REFUSED: &str = "configuration reload refused";
+pub(crate) const RELOADED: &str = "configuration reloaded";
+pub(crate) const REFUSED: &str = "configuration reload refused";
 
 /// Rewrite the daemon's config as [`write_config`] writes it.
 fn rewrite(d: &Daemon, service_extra: &str, ops: &str) {
@@ -24,7 +24,7 @@ fn rewrite(d: &Daemon, service_extra: &str, ops: &str) {
 
 /// Send SIGHUP and wait until the log has one more line containing `outcome`
 /// (each reload logs exactly one line, [`RELOADED`] or [`REFUSED`]).
-fn hup(d: &Daemon, outcome: &str) {
+pub(crate) fn hup(d: &Daemon, outcome: &str) {
     let before = d.log_text().matches(outcome).count();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(d.pid()),

@@ -114,6 +114,12 @@ fn each_socket_offers_only_its_operations() {
     assert_eq!(host["host-reboot"]["success"], true, "{host}");
     assert_eq!(host["web-status"]["data"], "0", "{host}");
 
+    // The second socket as its entry says (`mode = "0666"`), in the directory
+    // the daemon made 0755.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&web(&d)), 0o666);
+    assert_eq!(mode(web(&d).parent().unwrap()), 0o755);
     let second = ask(&web(&d), &ASKED);
     assert_eq!(listed(&second["regent.ops"]), ["web-status"]);
     assert_eq!(second["web-status"]["data"], "0", "{second}");
@@ -333,4 +339,43 @@ fn connection_limits_count_every_socket_together() {
     let codes = parse(&run(c));
     // One connection of this uid on the first socket: none more on the second.
     assert_eq!(codes, serde_json::json!(["ok", "busy", "ok"]));
+}
+
+#[test]
+fn a_caller_the_daemons_user_namespace_does_not_map_is_seen_as_65534() {
+    // The daemon in a user namespace that maps host root alone (root inside is
+    // host root), as in a container; the caller a host user it does not map.
+    let (uid, gid) = user("regent-e2e-unmapped");
+    let (dir, socket, config, secret) = write_config(
+        "socket_mode = \"0666\"",
+        "[operations.seen]\ndescription = \"the uid the daemon saw\"\ncommand = [\"/bin/echo\", \"{caller.uid}\"]\n",
+    );
+    let mut d = Daemon::from_parts(dir, socket, config, secret);
+    d.spawn_with(&["unshare", "--user", "--map-root-user"], "json");
+    let map = std::fs::read_to_string(format!("/proc/{}/uid_map", d.pid())).unwrap();
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "1"],
+        "{map}"
+    );
+    let o = d.cli_as(uid, gid, &["call", "seen"], Some(SECRET));
+    assert_eq!(code(&o), 0, "{o:?}\n{}", d.log_text());
+    assert_eq!(stdout(&o), "65534");
+    // The audit record shows the uid the daemon saw, not the caller's host uid.
+    assert!(d.log_shows("\"uid\":65534"), "{}", d.log_text());
+    assert!(
+        d.log_text()
+            .lines()
+            .any(|l| l.contains("\"op\":\"seen\"") && l.contains("\"uid\":65534")),
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        !d.log_text().contains(&format!("\"uid\":{uid}")),
+        "{}",
+        d.log_text()
+    );
+    // Host root, mapped, is root.
+    let o = d.cli(&["call", "seen"]);
+    assert_eq!(stdout(&o), "0", "{o:?}");
 }

@@ -6,8 +6,11 @@
 //! daemon starts on the first connection from the
 //! host, reaches `active` through `Type=notify`, runs with the unit's bounding
 //! set and no_new_privs, sends its records to the manager's journald with the
-//! audit fields as journal fields (`journalctl REGENT_OP=whoami` finds them), and
-//! `systemctl stop` stops it gracefully while the socket stays.
+//! audit fields as journal fields (`journalctl REGENT_OP=whoami` finds them),
+//! serves a TLS client on the TCP socket a drop-in adds to `regent.socket`,
+//! applies a new config on `systemctl reload` (polled: systemd 252 has no
+//! notify-reload), and `systemctl stop` stops it gracefully while the socket
+//! stays.
 
 use crate::util::*;
 use std::os::unix::fs::PermissionsExt;
@@ -19,6 +22,13 @@ const SYSTEMD: &str = "/lib/systemd/systemd";
 
 /// The socket's group.
 const GROUP: &str = "regent-e2e-sock";
+
+/// An operation that inherits the service's privilege, so the daemon keeps the
+/// unit's whole bounding set.
+const WHOAMI: &str = "[operations.whoami]\ndescription = \"who\"\ncommand = [\"whoami\"]\n";
+
+/// An operation for root and TLS client `panel`.
+const WHO: &str = "[operations.who]\ncommand = [\"echo\", \"client {caller.client}\"]\nallow = { users = [\"root\"], clients = [\"panel\"] }\n";
 
 /// The shipped unit's `CapabilityBoundingSet=`, as a mask (read from
 /// `dist/regent.service`, so the test follows the unit as it ships).
@@ -207,18 +217,26 @@ fn host_pid(inner: i32, comm: &str) -> Option<i32> {
     None
 }
 
-fn start_manager() -> Manager {
-    start_manager_with(
-        "units",
-        "[operations.whoami]\ndescription = \"who\"\ncommand = [\"whoami\"]\n",
-        &[],
-    )
+/// What the test adds to the shipped setup: a `[service.tcp]` table for the
+/// config, and a drop-in for `regent.socket` (as README's "Deploying" says).
+struct Extra {
+    tcp_table: String,
+    socket_dropin: String,
 }
 
-/// A manager whose daemon serves `ops`, with `units` (name, text) loaded
-/// besides the daemon's own (not started).
-/// `tag` tells apart the managers of tests running at once.
-fn start_manager_with(tag: &str, ops: &str, units_under_test: &[(&str, &str)]) -> Manager {
+fn start_manager(extra: &Extra) -> Manager {
+    start_manager_with("units", extra, &format!("{WHOAMI}{WHO}"), &[])
+}
+
+/// A manager whose daemon serves `ops`, with `units_under_test` (name, text)
+/// loaded besides the daemon's own (not started). `tag` tells apart the
+/// managers of tests running at once.
+fn start_manager_with(
+    tag: &str,
+    extra: &Extra,
+    ops: &str,
+    units_under_test: &[(&str, &str)],
+) -> Manager {
     // Outside /tmp (the unit has PrivateTmp=) and /var (private to the manager).
     let base = PathBuf::from(format!(
         "/opt/regent-e2e-sysmgr-{}-{tag}",
@@ -233,13 +251,13 @@ fn start_manager_with(tag: &str, ops: &str, units_under_test: &[(&str, &str)]) -
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = base.join("regent.toml");
-    // The shipped socket's path; an operation that inherits the service's
-    // privilege, so the daemon keeps the unit's whole bounding set.
+    // The shipped socket's path.
     std::fs::write(
         &config,
         format!(
-            "[service]\nsocket = \"/run/regent/regent.sock\"\nsocket_group = \"{GROUP}\"\nsecret_file = \"{}\"\n\n{ops}",
-            secret.display()
+            "[service]\nsocket = \"/run/regent/regent.sock\"\nsocket_group = \"{GROUP}\"\nsecret_file = \"{}\"\n\n{}\n{ops}",
+            secret.display(),
+            extra.tcp_table,
         ),
     )
     .unwrap();
@@ -251,6 +269,8 @@ fn start_manager_with(tag: &str, ops: &str, units_under_test: &[(&str, &str)]) -
         .replace("SocketGroup=regent\n", &format!("SocketGroup={GROUP}\n"));
     assert!(socket_unit.contains(&format!("SocketGroup={GROUP}\n")));
     std::fs::write(units.join("regent.socket"), socket_unit).unwrap();
+    std::fs::create_dir(units.join("regent.socket.d")).unwrap();
+    std::fs::write(units.join("regent.socket.d/tcp.conf"), &extra.socket_dropin).unwrap();
     let service = shipped("regent.service", &bin, &config);
     std::fs::write(units.join("regent.service"), service).unwrap();
     std::fs::write(
@@ -277,7 +297,7 @@ mount -t cgroup -o none,name=systemd nscgsd /sys/fs/cgroup/systemd
 # The manager shares the host's files but for these: its boot tasks
 # (tmpfiles --remove, the journal, StateDirectory=) must not touch the host's.
 for d in /tmp /var/tmp /var/lib /var/log /var/cache; do mount -t tmpfs tmpfs "$d"; done
-cp {units}/* /run/systemd/system/
+cp -r {units}/* /run/systemd/system/
 # Nothing but the units under test and journald: every other unit the system's
 # targets pull in (sysctl, sysusers, tmpfiles, utmp, ...) is masked.
 for f in /lib/systemd/system/*.wants/* /etc/systemd/system/*.wants/*; do
@@ -343,7 +363,23 @@ fn the_shipped_units_run_the_daemon_under_systemd() {
         eprintln!("skipped: cannot run a system manager here: {why}");
         return;
     }
-    let m = start_manager();
+    // TCP with mutual TLS, as README's "Deploying" enables it: a drop-in
+    // adding the address to regent.socket, the same address in `listen`. The
+    // shipped service (PrivateNetwork=, IPAddressDeny=any, AF_UNIX only) is
+    // unchanged: the socket is the socket unit's, opened in the host's network.
+    // Under /opt: the unit's ProtectHome= and PrivateTmp= hide /home, /root
+    // and /tmp, where the repository (and its target directory) may be.
+    let (pki, _) =
+        crate::tls::Pki::lab_in(Path::new("/opt"), &["localhost", "127.0.0.1"], &["panel"]);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let tcp = format!("127.0.0.1:{port}");
+    let m = start_manager(&Extra {
+        tcp_table: pki.tcp_table_on(&tcp, ""),
+        socket_dropin: format!("[Socket]\nListenStream={tcp}\n"),
+    });
     let socket = m.run_dir().join("regent/regent.sock");
     m.wait("the socket unit listens", || socket.exists());
     m.wait("the manager settles", || {
@@ -378,8 +414,16 @@ fn the_shipped_units_run_the_daemon_under_systemd() {
     assert_eq!(m.show("regent.service", "Type"), "notify");
     assert_eq!(
         m.show("regent.service", "StatusText"),
-        "serving 1 operation(s) on /run/regent/regent.sock"
+        "serving 2 operation(s) on /run/regent/regent.sock"
     );
+    // A remote client, on the TCP socket the socket unit passed.
+    let o = crate::tls::remote(&pki, port, "panel", &["call", "who"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), m.log());
+    assert_eq!(stdout(&o), "client panel");
+    m.wait("the TLS client's record in the journal", || {
+        m.journal(&["REGENT_CLIENT=panel", "REGENT_OP=who", "REGENT_OUTCOME=ok"])
+            .contains("request ")
+    });
 
     // The daemon's own process: the unit's bounding set, no_new_privs.
     let inner: i32 = m.show("regent.service", "MainPID").parse().unwrap();
@@ -401,12 +445,50 @@ fn the_shipped_units_run_the_daemon_under_systemd() {
         ])
         .contains("request ")
     });
+    let daemon_log = m.journal(&["SYSLOG_IDENTIFIER=regent"]);
     assert!(
-        m.journal(&["SYSLOG_IDENTIFIER=regent"])
-            .contains("serving the socket passed by the service manager"),
+        daemon_log.contains("serving the socket passed by the service manager")
+            && daemon_log.contains("serving the TCP socket passed by the service manager"),
         "{}",
         m.log()
     );
+
+    // `systemctl reload` applies a new config: `whoami` removed, `hello`
+    // added. systemd 252 has no Type=notify-reload: poll until it shows.
+    let config = m.base.join("regent.toml");
+    let before = std::fs::read_to_string(&config).unwrap();
+    let hello = "[operations.hello]\ncommand = [\"echo\", \"hello\"]\ncapabilities = []\n";
+    std::fs::write(&config, format!("{}{hello}", before.replace(WHOAMI, ""))).unwrap();
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(m.base.join("regent"));
+        c.args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--secret-file")
+            .arg(m.base.join("secret"));
+        run(c)
+    };
+    let o = m.systemctl(&["reload", "regent.service"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    m.wait("the reloaded operations", || {
+        let ops = stdout(&cli(&["ops"]));
+        ops.contains("hello") && !ops.contains("whoami")
+    });
+    let o = cli(&["call", "hello"]);
+    assert_eq!(stdout(&o), "hello", "{}\n{}", stderr(&o), m.log());
+    let o = cli(&["call", "whoami"]);
+    assert_eq!(code(&o), 4, "{}", stdout(&o));
+    assert!(stderr(&o).contains("unknown_operation"), "{}", stderr(&o));
+    // The log line follows (records are written in batches).
+    m.wait("the reload's log line", || {
+        m.journal(&["SYSLOG_IDENTIFIER=regent"])
+            .contains("configuration reloaded: operations added: hello, operations removed: whoami")
+    });
+    // The same process, still active; TLS clients still served.
+    assert_eq!(m.show("regent.service", "MainPID"), inner.to_string());
+    assert_eq!(m.show("regent.service", "ActiveState"), "active");
+    let o = crate::tls::remote(&pki, port, "panel", &["call", "who"]);
+    assert_eq!(stdout(&o), "client panel", "{}\n{}", stderr(&o), m.log());
 
     // A graceful stop: the daemon exits 0 on SIGTERM; the socket stays.
     let o = m.systemctl(&["stop", "regent.service"]);
@@ -425,9 +507,10 @@ fn the_shipped_units_run_the_daemon_under_systemd() {
     });
     assert!(socket.exists(), "the socket unit's socket was removed");
 
-    // The next connection starts it again.
-    let o = call(&socket);
+    // The next connection starts it again, with the reloaded config.
+    let o = cli(&["call", "hello"]);
     assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), m.log());
+    assert_eq!(stdout(&o), "hello");
 }
 
 /// `service` operations through the systemd backend: the daemon under the
@@ -453,8 +536,13 @@ fn service_operations_drive_real_units_through_systemctl() {
              timeout = \"4s\"\n\n"
         ));
     }
+    let none = Extra {
+        tcp_table: String::new(),
+        socket_dropin: String::new(),
+    };
     let m = start_manager_with(
         "service",
+        &none,
         &ops,
         &[
             (

@@ -85,10 +85,10 @@ chmod 600 ./*.key
 
 /// One TLS request from Python's `ssl` module: prints the answer line, or
 /// `REFUSED ` and the error. argv: port, CA, cert or "", key or "", max TLS
-/// version ("1.2" or ""), line.
+/// version ("1.2" or ""), line, the server's name.
 const PY_CLIENT: &str = r#"
 import socket, ssl, sys
-port, ca, cert, key, maxv, line = sys.argv[1:]
+port, ca, cert, key, maxv, line, name = sys.argv[1:]
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.load_verify_locations(ca)
 if cert:
@@ -97,7 +97,7 @@ if maxv == "1.2":
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
 try:
     with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        with ctx.wrap_socket(raw, server_hostname=name) as s:
             s.sendall(line.encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):
@@ -111,7 +111,7 @@ except Exception as e:
 "#;
 
 /// The certificates, in a directory of their own.
-struct Pki {
+pub(crate) struct Pki {
     _dir: tempfile::TempDir,
     path: PathBuf,
 }
@@ -131,14 +131,73 @@ impl Pki {
         Pki { _dir: dir, path }
     }
 
+    /// A lab made by our own `regent tls init` (server names localhost and
+    /// 127.0.0.1), with clients issued by `regent tls issue`, laid out as
+    /// [`MKCERTS`] lays its files out (`NAME.crt` and `NAME.key` link to
+    /// `clients/`). Returns each client's serial.
+    pub(crate) fn lab(clients: &[&str]) -> (Pki, Vec<String>) {
+        Pki::lab_for(&["localhost", "127.0.0.1"], clients)
+    }
+
+    /// [`Pki::lab`] with a server certificate for `names` alone.
+    fn lab_for(names: &[&str], clients: &[&str]) -> (Pki, Vec<String>) {
+        // Under the target directory: nothing else in the machine cleans it.
+        Pki::lab_in(Path::new(env!("CARGO_TARGET_TMPDIR")), names, clients)
+    }
+
+    /// [`Pki::lab_for`] in a new directory under `parent`.
+    pub(crate) fn lab_in(parent: &Path, names: &[&str], clients: &[&str]) -> (Pki, Vec<String>) {
+        let top = tempfile::Builder::new()
+            .prefix("regent-lab-")
+            .tempdir_in(parent)
+            .unwrap();
+        let path = top.path().join("lab");
+        let tls = |args: &[&str]| {
+            let mut c = Command::new(regent());
+            c.arg("tls").args(args);
+            let o = run(c);
+            assert_eq!(code(&o), 0, "regent tls {args:?}: {}", stderr(&o));
+            stdout(&o)
+        };
+        let lab = path.display().to_string();
+        let mut init = vec!["init", &lab];
+        for name in names {
+            init.extend(["--name", name]);
+        }
+        tls(&init);
+        let mut serials = Vec::new();
+        for name in clients {
+            let out = tls(&["issue", name, &lab]);
+            let serial = out
+                .split_whitespace()
+                .skip_while(|w| *w != "serial")
+                .nth(1)
+                .unwrap_or_else(|| panic!("no serial in {out}"));
+            serials.push(serial.to_string());
+            for ext in ["crt", "key"] {
+                std::os::unix::fs::symlink(
+                    path.join(format!("clients/{name}.{ext}")),
+                    path.join(format!("{name}.{ext}")),
+                )
+                .unwrap();
+            }
+        }
+        (Pki { _dir: top, path }, serials)
+    }
+
     fn file(&self, name: &str) -> String {
         self.path.join(name).display().to_string()
     }
 
     /// The `[service.tcp]` table for these certificates.
     fn tcp_table(&self, extra: &str) -> String {
+        self.tcp_table_on("127.0.0.1:0", extra)
+    }
+
+    /// [`Pki::tcp_table`] listening on `listen`.
+    pub(crate) fn tcp_table_on(&self, listen: &str, extra: &str) -> String {
         format!(
-            "[service.tcp]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ncrl = \"{}\"\n{extra}\n",
+            "[service.tcp]\nlisten = [\"{listen}\"]\ncert = \"{}\"\nkey = \"{}\"\nclient_ca = \"{}\"\ncrl = \"{}\"\n{extra}\n",
             self.file("server.crt"),
             self.file("server.key"),
             self.file("ca.crt"),
@@ -198,13 +257,35 @@ fn request(op: &str) -> String {
 
 /// Python's `ssl` client: the answer line, or `REFUSED ...`.
 fn python(pki: &Pki, port: u16, who: Option<&str>, max_version: &str, line: &str) -> String {
+    python_to(
+        "localhost",
+        pki,
+        &pki.file("ca.crt"),
+        port,
+        who,
+        max_version,
+        line,
+    )
+}
+
+/// [`python`], verifying the server against the CAs in `ca` and its
+/// certificate's name against `server`.
+fn python_to(
+    server: &str,
+    pki: &Pki,
+    ca: &str,
+    port: u16,
+    who: Option<&str>,
+    max_version: &str,
+    line: &str,
+) -> String {
     let (cert, key) = match who {
         Some(w) => (pki.file(&format!("{w}.crt")), pki.file(&format!("{w}.key"))),
         None => (String::new(), String::new()),
     };
     let mut c = Command::new("/usr/bin/python3");
-    c.args(["-c", PY_CLIENT, &port.to_string(), &pki.file("ca.crt")])
-        .args([&cert, &key, max_version, line]);
+    c.args(["-c", PY_CLIENT, &port.to_string(), ca])
+        .args([&cert, &key, max_version, line, server]);
     let o = run(c);
     assert!(o.status.success(), "python: {}", stderr(&o));
     stdout(&o)
@@ -260,10 +341,15 @@ fn s_client(pki: &Pki, port: u16, who: &str, extra: &[&str], line: &str) -> Stri
 }
 
 /// Our CLI as a remote caller: `regent ARGS --connect localhost:PORT ...`.
-fn remote(pki: &Pki, port: u16, who: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn remote(pki: &Pki, port: u16, who: &str, args: &[&str]) -> std::process::Output {
+    remote_at(pki, &format!("localhost:{port}"), who, args)
+}
+
+/// [`remote`], connecting to `at` (`HOST:PORT`).
+fn remote_at(pki: &Pki, at: &str, who: &str, args: &[&str]) -> std::process::Output {
     let mut c = Command::new(regent());
     c.args(args)
-        .args(["--connect", &format!("localhost:{port}")])
+        .args(["--connect", at])
         .args(["--cert", &pki.file(&format!("{who}.crt"))])
         .args(["--key", &pki.file(&format!("{who}.key"))])
         .args(["--ca", &pki.file("ca.crt")])
@@ -285,6 +371,15 @@ fn peers_not_ours_call_and_every_bad_client_is_refused() {
     assert!(d.log_shows(r#""client":"panel""#), "{}", d.log_text());
     assert!(d.log_shows(r#""serial":"1001""#), "{}", d.log_text());
     assert!(d.log_shows(r#""peer":"127.0.0.1:"#), "{}", d.log_text());
+    // And no pid, uid or user: a TLS client has none (not 4294967295).
+    let log = d.log_text();
+    let record = log
+        .lines()
+        .find(|l| l.contains(r#""client":"panel""#))
+        .unwrap();
+    for absent in [r#""pid""#, r#""uid""#, r#""user""#] {
+        assert!(!record.contains(absent), "{absent} in {record}");
+    }
     // The socket secret is required on TCP too.
     let answer = python(&pki, port, Some("panel"), "", r#"{"op":"who"}"#);
     assert!(
@@ -352,6 +447,16 @@ fn a_client_allowed_by_name_runs_what_another_is_denied_through_our_cli() {
     assert_eq!(stdout(&o), "for panel");
     let o = remote(&pki, port, "other", &["call", "panel-only"]);
     assert_error(&o, 3, "permission_denied");
+    // `regent check` names the clients an operation admits.
+    let mut c = Command::new(regent());
+    c.args(["check", "--config"]).arg(&d.config);
+    let o = run(c);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("callers: users [] groups [] clients [panel]"),
+        "{}",
+        stdout(&o)
+    );
     // A Unix caller, even root, is never a client.
     let o = d.cli(&["call", "panel-only"]);
     assert_error(&o, 3, "permission_denied");
@@ -400,7 +505,11 @@ fn a_pending_request_of_one_client_cannot_be_completed_by_another() {
 #[test]
 fn a_stalled_handshake_is_closed_after_the_timeout() {
     let pki = Pki::new();
-    let (d, port) = start(&pki, "handshake_timeout = \"1s\"");
+    let (d, port) = start(&pki, "handshake_timeout = \"1h\"");
+    // The timeout is reloaded, for new handshakes.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, text.replace("\"1h\"", "\"1s\"")).unwrap();
+    crate::reload::hup(&d, crate::reload::RELOADED);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     // A limit far beyond the timeout: reaching it would mean the daemon kept us.
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -502,4 +611,381 @@ fn totp_secrets_are_managed_for_a_client_by_name() {
     // A user and a client at once: a usage error.
     let o = totp(&["remove", "alice", "--client", "panel"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+/// `regent tls revoke SERIAL DIR`.
+fn revoke(pki: &Pki, serial: &str) {
+    let mut c = Command::new(regent());
+    c.args(["tls", "revoke", serial]).arg(&pki.path);
+    let o = run(c);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn a_client_revoked_then_reloaded_is_refused_while_another_still_calls() {
+    use regent::client::{Client, Outcome};
+    let (pki, serials) = Pki::lab(&["panel", "other"]);
+    let (d, port) = start(&pki, "");
+    let at = format!("localhost:{port}");
+    let ca = pki.file("ca.crt");
+    let connect = |who: &str| {
+        let (cert, key) = (
+            pki.file(&format!("{who}.crt")),
+            pki.file(&format!("{who}.key")),
+        );
+        Client::tls(&at, Path::new(&cert), Path::new(&key), Path::new(&ca))
+            .unwrap()
+            .secret(SECRET)
+            .connect()
+            .unwrap()
+    };
+    let mut panel = connect("panel");
+    let mut other = connect("other");
+    let said = |who: &str| Outcome::Done(serde_json::json!(format!("client {who}")));
+    assert_eq!(
+        panel.call("who", serde_json::Value::Null).unwrap(),
+        said("panel")
+    );
+    assert_eq!(
+        other.call("who", serde_json::Value::Null).unwrap(),
+        said("other")
+    );
+
+    revoke(&pki, &serials[0]);
+    // The CRL is read at start and on a reload, not at each handshake.
+    let answer = python(&pki, port, Some("panel"), "", &request("who"));
+    assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+    crate::reload::hup(&d, crate::reload::RELOADED);
+    assert!(
+        d.log_shows("TLS certificate, key, client CAs and CRLs read again"),
+        "{}",
+        d.log_text()
+    );
+
+    // A new handshake with the revoked certificate is refused ...
+    let answer = python(&pki, port, Some("panel"), "", &request("who"));
+    assert!(
+        answer.starts_with("REFUSED") && answer.to_lowercase().contains("revoked"),
+        "{answer}"
+    );
+    let o = remote(&pki, port, "panel", &["call", "who"]);
+    assert_ne!(code(&o), 0, "{}", stdout(&o));
+    assert!(!stdout(&o).contains("client panel"), "{}", stdout(&o));
+    // ... and its established connection is closed at its next request, unanswered.
+    assert!(
+        panel.call("who", serde_json::Value::Null).is_err(),
+        "a revoked client's connection still answered"
+    );
+    assert!(
+        d.log_shows("closing a TLS connection whose certificate the reloaded CRL revokes"),
+        "{}",
+        d.log_text()
+    );
+    // The other client goes on, on its connection and on new ones.
+    assert_eq!(
+        other.call("who", serde_json::Value::Null).unwrap(),
+        said("other")
+    );
+    let answer = python(&pki, port, Some("other"), "", &request("who"));
+    assert!(answer.contains(r#""data":"client other""#), "{answer}");
+    let o = remote(&pki, port, "other", &["call", "who"]);
+    assert_eq!(stdout(&o), "client other", "{}", stderr(&o));
+}
+
+#[test]
+fn a_replaced_server_certificate_and_ca_serve_new_handshakes_after_a_reload() {
+    let (old, _) = Pki::lab(&["panel"]);
+    let (new, _) = Pki::lab(&["panel"]);
+    // Keep a copy of the old CA: the files at the configured paths are replaced.
+    let old_ca = old.path.join("old-ca.crt");
+    std::fs::copy(old.path.join("ca.crt"), &old_ca).unwrap();
+    let old_ca = old_ca.display().to_string();
+    let old_panel = |pki: &Pki| {
+        for ext in ["crt", "key"] {
+            let keep = pki.path.join(format!("old-panel.{ext}"));
+            std::fs::copy(pki.path.join(format!("panel.{ext}")), keep).unwrap();
+        }
+    };
+    old_panel(&old);
+    let serial = |cert: &str| {
+        let o = Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in", cert])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let old_serial = serial(&old.file("server.crt"));
+    let (d, port) = start(&old, "");
+    // `who` as `client`, trusting the server certificates of `ca`.
+    let who = |ca: &str, client: &str| {
+        python_to(
+            "localhost",
+            &old,
+            ca,
+            port,
+            Some(client),
+            "",
+            &request("who"),
+        )
+    };
+    let answer = who(&old_ca, "panel");
+    assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+
+    // New material at the same paths: a new CA, server certificate and key,
+    // CRL and client `panel`; nothing changes until the reload.
+    for f in ["ca.crt", "server.crt", "server.key", "crl.pem"] {
+        std::fs::copy(new.path.join(f), old.path.join(f)).unwrap();
+    }
+    for ext in ["crt", "key"] {
+        let link = old.path.join(format!("panel.{ext}"));
+        std::fs::remove_file(&link).unwrap();
+        std::fs::copy(new.path.join(format!("clients/panel.{ext}")), &link).unwrap();
+    }
+    let new_ca = new.file("ca.crt");
+    let answer = who(&new_ca, "panel");
+    assert!(answer.starts_with("REFUSED"), "before the reload: {answer}");
+
+    crate::reload::hup(&d, crate::reload::RELOADED);
+    // The server now presents the new certificate, which the new CA verifies
+    // and the old one does not; client certificates chain to the new CA.
+    let answer = who(&new_ca, "panel");
+    assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+    let answer = who(&old_ca, "panel");
+    assert!(
+        answer.starts_with("REFUSED") && answer.contains("CERTIFICATE_VERIFY_FAILED"),
+        "the old CA still verifies the server: {answer}"
+    );
+    let answer = who(&new_ca, "old-panel");
+    assert!(
+        answer.starts_with("REFUSED"),
+        "a client of the old CA is still accepted: {answer}"
+    );
+    // openssl s_client sees the new certificate's serial.
+    let served = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername localhost -cert {} -key {} </dev/null 2>/dev/null | openssl x509 -noout -serial",
+            old.file("panel.crt"),
+            old.file("panel.key")
+        ))
+        .output()
+        .unwrap();
+    let served = String::from_utf8_lossy(&served.stdout).trim().to_string();
+    assert_eq!(served, serial(&new.file("server.crt")));
+    assert_ne!(served, old_serial);
+}
+
+#[test]
+fn broken_tls_material_refuses_the_reload_and_the_old_material_serves() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (pki, _) = Pki::lab(&["panel"]);
+    let (other_lab, _) = Pki::lab(&[]);
+    let (d, port) = start(&pki, "");
+    let works = || {
+        let answer = python(&pki, port, Some("panel"), "", &request("who"));
+        assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+    };
+    works();
+    let key = pki.path.join("server.key");
+    let good_key = std::fs::read(&key).unwrap();
+    let refused = |what: &str| {
+        crate::reload::hup(&d, crate::reload::REFUSED);
+        let log = d.log_text();
+        let line = log
+            .lines()
+            .rfind(|l| l.contains(crate::reload::REFUSED))
+            .unwrap()
+            .to_string();
+        assert!(line.contains(what), "{what}: {line}");
+        // The daemon still serves with what it had.
+        works();
+        line
+    };
+
+    // A key that does not parse: its file named, none of its bytes quoted.
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nS3CR3TKEYBYTESxx\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let line = refused(&format!("key {}", key.display()));
+    assert!(!line.contains("S3CR3T"), "key bytes in the log: {line}");
+    assert!(!d.log_text().contains("S3CR3T"), "key bytes in the log");
+
+    // Both the certificate and the key broken: each error with its file.
+    let cert = pki.path.join("server.crt");
+    let good_cert = std::fs::read(&cert).unwrap();
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let line = refused(&format!("key {}", key.display()));
+    assert!(line.contains(&format!("cert {}", cert.display())), "{line}");
+    std::fs::write(&cert, &good_cert).unwrap();
+
+    // A key that others can read.
+    std::fs::write(&key, &good_key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused("accessible to group or others (mode 0644)");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // A key that is not the certificate's (another lab's server key).
+    std::fs::write(
+        &key,
+        std::fs::read(other_lab.path.join("server.key")).unwrap(),
+    )
+    .unwrap();
+    refused(&format!(
+        "cert {} and key {}",
+        cert.display(),
+        key.display()
+    ));
+
+    // A CRL that does not parse.
+    std::fs::write(&key, &good_key).unwrap();
+    let crl = pki.path.join("crl.pem");
+    let good_crl = std::fs::read(&crl).unwrap();
+    std::fs::write(
+        &crl,
+        "-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    refused(&format!("crl {}", crl.display()));
+
+    // Repaired: the reload goes through.
+    std::fs::write(&crl, &good_crl).unwrap();
+    crate::reload::hup(&d, crate::reload::RELOADED);
+    works();
+
+    // New listen addresses or a new max_connections need a restart.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let moved = text.replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\", \"[::1]:0\"]\nmax_connections = 3",
+    );
+    assert_ne!(moved, text);
+    std::fs::write(&d.config, moved).unwrap();
+    let line = refused("need a restart");
+    assert!(line.contains("tcp.listen, tcp.max_connections"), "{line}");
+}
+
+#[test]
+fn an_admin_client_sees_and_approves_what_another_client_may_not() {
+    let pki = Pki::new();
+    let d = Daemon::start(
+        &format!("admin_clients = [\"other\"]\n{}", pki.tcp_table("")),
+        OPS,
+    );
+    let port = tls_port(&d);
+    let held = pending_of(&remote(
+        &pki,
+        port,
+        "panel",
+        &["call", "approved", "--json"],
+    ));
+    // `panel` is no administrator: it may neither list nor approve, its own
+    // request included.
+    let o = remote(&pki, port, "panel", &["pending"]);
+    assert_error(&o, 3, "permission_denied");
+    let o = remote(&pki, port, "panel", &["approve", held.request_id()]);
+    assert_error(&o, 3, "permission_denied");
+    // `other`, in admin_clients, sees it and approves it.
+    let o = remote(&pki, port, "other", &["pending"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains(held.request_id()), "{}", stdout(&o));
+    let o = remote(&pki, port, "other", &["approve", held.request_id()]);
+    assert_eq!(code(&o), 0, "{} {}", stdout(&o), stderr(&o));
+    // Its requester's next poll runs it, as `panel`.
+    let o = remote(&pki, port, "panel", &["call", "--uid", &held.uid]);
+    assert_eq!(stdout(&o), "approved panel", "{}", stderr(&o));
+}
+
+#[test]
+fn the_client_verifies_the_name_or_address_it_connected_to() {
+    // A server certificate for the IP address alone.
+    let (pki, _) = Pki::lab_for(&["127.0.0.1"], &["panel"]);
+    let (_d, port) = start(&pki, "");
+    let o = remote_at(
+        &pki,
+        &format!("127.0.0.1:{port}"),
+        "panel",
+        &["call", "who"],
+    );
+    assert_eq!(stdout(&o), "client panel", "{}", stderr(&o));
+    // The same server reached by a name its certificate does not give.
+    let o = remote_at(
+        &pki,
+        &format!("localhost:{port}"),
+        "panel",
+        &["call", "who"],
+    );
+    assert_eq!(code(&o), 6, "{} {}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("certificate not valid for name \"localhost\""),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("client panel"));
+}
+
+/// The README's ```` ```sh ```` block under `heading`.
+fn readme_block(heading: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let after = &readme[readme.find(heading).expect(heading)..];
+    let start = after.find("```sh\n").unwrap() + "```sh\n".len();
+    let block = &after[start..];
+    block[..block.find("```").unwrap()].to_string()
+}
+
+#[test]
+fn the_readmes_openssl_pki_serves_its_client_and_revokes_it() {
+    let script = readme_block("### A production PKI: the same with openssl");
+    // First every command but the revocation (its -gencrl makes the first CRL).
+    let make: Vec<&str> = script
+        .lines()
+        .filter(|l| !l.contains(" -revoke "))
+        .collect();
+    let revoke: Vec<&str> = script
+        .lines()
+        .filter(|l| l.contains(" -revoke ") || l.contains(" -gencrl "))
+        .collect();
+    assert_eq!(revoke.len(), 2, "{script}");
+    let dir = tempfile::Builder::new()
+        .prefix("regent-readme-pki-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let path = dir.path().to_path_buf();
+    let sh = |lines: &[&str]| {
+        let mut c = Command::new("sh");
+        c.args(["-ec", &lines.join("\n")]).current_dir(&path);
+        let o = run(c);
+        assert!(o.status.success(), "{lines:?}: {}", stderr(&o));
+    };
+    sh(&make);
+    let pki = Pki {
+        path: path.clone(),
+        _dir: dir,
+    };
+    let (d, port) = start(&pki, "");
+    let ca = pki.file("ca.crt");
+    let ask = || {
+        python_to(
+            "regent.example.org",
+            &pki,
+            &ca,
+            port,
+            Some("panel"),
+            "",
+            &request("who"),
+        )
+    };
+    let answer = ask();
+    assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+    // `openssl ca -revoke`, `-gencrl`, then a reload: refused at the handshake.
+    sh(&revoke);
+    crate::reload::hup(&d, crate::reload::RELOADED);
+    let answer = ask();
+    assert!(
+        answer.starts_with("REFUSED") && answer.to_lowercase().contains("revoked"),
+        "{answer}"
+    );
 }

@@ -295,11 +295,13 @@ impl Audit {
                 address,
             } => (Some(name.as_str()), Some(serial.as_str()), Some(address)),
         };
+        // A pid, uid and user name only for a Unix caller: a TLS client has none.
+        let unix = client.is_none();
         tracing::info!(
             target: "regent::audit",
-            pid = self.caller.pid,
-            uid = self.caller.uid,
-            user = %UserOrUid(&self.caller),
+            pid = unix.then_some(self.caller.pid),
+            uid = unix.then_some(self.caller.uid),
+            user = unix.then(|| tracing::field::display(UserOrUid(&self.caller))),
             client = client.map(Escaped::word).map(tracing::field::display),
             serial = serial.map(Escaped::word).map(tracing::field::display),
             peer = peer.map(tracing::field::display),

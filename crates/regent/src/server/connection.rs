@@ -12,6 +12,7 @@
 //! nobody else.
 
 use super::reload::Current;
+use super::tls::Revoked;
 use super::{Limits, SocketEntry};
 use crate::identity::Caller;
 use regent_proto::{ErrorCode, FrameError, LineBuffer, Response};
@@ -150,15 +151,27 @@ async fn finish_blocked_write<F: Future<Output = std::io::Result<()>>>(
     }
 }
 
+/// Whether the current CRLs revoke the TLS client certificate `cert` (one
+/// revoked after its handshake: a reload brought the new CRL).
+fn revoked_since_handshake(shared: &super::Shared, cert: Option<&Revoked>) -> bool {
+    match (cert, &shared.tls) {
+        (Some(cert), Some(material)) => material.revokes(cert),
+        _ => false,
+    }
+}
+
 /// Serve one connection until it closes.
 ///
 /// Each request is served under the configuration current when it arrives
-/// (see [`super::reload`]); the limits are the same in every one.
+/// (see [`super::reload`]); the limits are the same in every one. A TLS client
+/// (`revocable`: its certificate) whose certificate a reloaded CRL revokes is
+/// closed at its next request, unanswered.
 pub(crate) async fn serve<S>(
     current: Arc<Current>,
     stream: S,
     caller: Arc<Caller>,
     socket: &SocketEntry,
+    revocable: Option<&Revoked>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -196,6 +209,14 @@ pub(crate) async fn serve<S>(
         // inline it would make every connection's task (allocated per connection)
         // too big for the allocator's fast path.
         let shared = current.load();
+        if revoked_since_handshake(&shared, revocable) {
+            // Not answered: the client is no longer one.
+            tracing::warn!(
+                client = caller.client(),
+                "closing a TLS connection whose certificate the reloaded CRL revokes"
+            );
+            break;
+        }
         let response = Box::pin(shared.handle_on(&caller, &socket.exposure, &line)).await;
         drop(shared);
         let line = response.to_line();

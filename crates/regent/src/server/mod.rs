@@ -96,6 +96,9 @@ pub(crate) struct Shared {
     pub(crate) activated: Arc<std::sync::atomic::AtomicBool>,
     /// What the embedding program adds to `regent.status`.
     pub(crate) status_extra: Option<StatusExtra>,
+    /// The TLS material new handshakes use (reloaded with the rest), if the
+    /// service serves TCP.
+    pub(crate) tls: Option<Arc<tls::TlsMaterial>>,
 }
 
 /// A source of extra `regent.status` fields (e.g. the daemon's log queue), see
@@ -149,7 +152,9 @@ pub struct ServiceBuilder {
 
 impl ServiceBuilder {
     /// Also serve TCP with mutual TLS ([`tls`]); the material is loaded (and the
-    /// key's mode checked) by [`ServiceBuilder::build`].
+    /// key's mode checked) by [`ServiceBuilder::build`], and again by a
+    /// [`Reloader::apply`] given a builder with these options (the listen
+    /// addresses and `max_connections` stay the running service's).
     pub fn tls(mut self, options: TlsOptions) -> Self {
         self.tls = Some(options);
         self
@@ -320,12 +325,7 @@ impl ServiceBuilder {
     /// Finish: open the pending store if one was given, and check that every
     /// stage an operation declares has a method.
     pub fn build(self) -> Result<Service, Error> {
-        let tls = self
-            .tls
-            .as_ref()
-            .map(tls::TlsTransport::load)
-            .transpose()?
-            .map(Arc::new);
+        let tls = self.tls.as_ref().map(tls::TlsTransport::new).map(Arc::new);
         let (sockets, identities, shared) = self.snapshot(None)?;
         let shared = Arc::new(shared);
         Ok(Service {
@@ -388,6 +388,11 @@ impl ServiceBuilder {
             Some(r) if self.keep_secret => r.secret.clone(),
             _ => self.secret.map(|s| Arc::new(s.into_digest())),
         };
+        // A reload's builder without TLS options keeps the running material.
+        let tls = match &self.tls {
+            Some(options) => Some(Arc::new(tls::TlsMaterial::load(options)?)),
+            None => running.and_then(|r| r.tls.clone()),
+        };
         let shared = match running {
             None => Shared {
                 started_with: Arc::new(
@@ -413,6 +418,7 @@ impl ServiceBuilder {
                 admin_clients: self.admin_clients,
                 allow_self_approval: self.allow_self_approval,
                 refusals: Arc::new(audit::Refusals::new()),
+                tls,
             },
             Some(r) => Shared {
                 registry: self.registry.keeping_gates_of(&r.registry),
@@ -438,6 +444,7 @@ impl ServiceBuilder {
                 activated: r.activated.clone(),
                 // A reload's builder has none: the embedding program's stays.
                 status_extra: self.status_extra.or_else(|| r.status_extra.clone()),
+                tls,
             },
         };
         Ok((sockets, self.identities, shared))
@@ -449,8 +456,8 @@ pub struct Service {
     /// The first is the one given to [`Service::builder`].
     sockets: Vec<Arc<SocketEntry>>,
     /// The configuration it was built with.
-    /// The TLS transport, if `[service.tcp]` is set (loaded at build; its
-    /// material needs a restart to change).
+    /// The TLS transport's fixed part, if `[service.tcp]` is set (its material
+    /// is in the configuration snapshot, and reloaded with it).
     tls: Option<Arc<tls::TlsTransport>>,
     /// Its listeners, once [`Service::bind_tcp`] bound them.
     tcp_bound: Mutex<Option<Vec<std::net::TcpListener>>>,
@@ -532,13 +539,26 @@ impl Service {
     /// Bind the TCP addresses of the TLS transport, if there is one (kept until
     /// the service serves); [`Service::bind`] and [`Service::bind_all`] do it too.
     pub fn bind_tcp(&self) -> Result<(), Error> {
+        self.bind_tcp_passed(Vec::new())
+    }
+
+    /// Like [`Service::bind_tcp`], serving the listeners a service manager
+    /// passed instead of binding their addresses: `passed` is in the order of
+    /// [`Service::tcp_listen`] (`None`, or a short list: bound as usual).
+    pub fn bind_tcp_passed(&self, passed: Vec<Option<std::net::TcpListener>>) -> Result<(), Error> {
         if let Some(tls) = &self.tls {
             let mut bound = self.tcp_bound.lock().unwrap_or_else(|e| e.into_inner());
             if bound.is_none() {
-                *bound = Some(tls.bind()?);
+                *bound = Some(tls.bind(passed)?);
             }
         }
         Ok(())
+    }
+
+    /// The TCP addresses `[service.tcp]` lists (`listen`), as configured;
+    /// empty without it.
+    pub fn tcp_listen(&self) -> &[std::net::SocketAddr] {
+        self.tls.as_ref().map_or(&[], |t| &t.listen)
     }
 
     /// The TCP addresses the TLS transport listens on (the ports the system
@@ -764,7 +784,7 @@ impl Service {
                 .take();
             let tcp = match tcp {
                 Some(b) => b,
-                None => tls.bind()?,
+                None => tls.bind(Vec::new())?,
             };
             // TLS clients are offered what the first socket offers (every
             // operation); `allow.clients` and `admin_clients` decide who may call.
@@ -944,7 +964,8 @@ impl Acceptor {
                     let rx = shutdown.clone();
                     let entry = entry.clone();
                     connections.spawn(async move {
-                        connection::serve(current, stream, Arc::new(caller), &entry, rx).await;
+                        connection::serve(current, stream, Arc::new(caller), &entry, None, rx)
+                            .await;
                         drop(held);
                     });
                 }
@@ -1010,6 +1031,7 @@ impl Acceptor {
             stream,
             Arc::new(caller),
             entry,
+            None,
             shutdown,
         )
         .await;

@@ -31,11 +31,13 @@ impl Current {
     }
 }
 
-/// Swaps a running service's operations, policy, secret and authorization
-/// methods (e.g. SMTP settings) for new requests. Get one with
+/// Swaps a running service's operations, policy, secret, authorization
+/// methods (e.g. SMTP settings) and TLS material for new requests (and new
+/// TLS handshakes). Get one with
 /// [`crate::Service::reloader`] before running the service.
 ///
-/// Not reloaded: the socket, the limits and the pending store's path (the
+/// Not reloaded: the socket, the TCP listen addresses and connection bound,
+/// the limits and the pending store's path (the
 /// daemon's reload refuses a config that changes them, see
 /// [`crate::reload`]).
 #[derive(Clone)]
@@ -101,8 +103,8 @@ impl Reloader {
     pub fn apply(&self, next: ServiceBuilder) -> Result<Reloaded, Error> {
         let running = self.current.load();
         let (_, _, shared) = next.snapshot(Some(&running))?;
-        // TLS material (certificates, client CA, CRL) is swapped here too, as
-        // part of the snapshot, once the service has a TLS transport.
+        // The TLS material (certificate, key, client CAs, CRLs) is part of the
+        // snapshot: new handshakes use the new one.
         let reloaded = compare(&running, &shared);
         drop(self.current.store(Arc::new(shared)));
         Ok(reloaded)

@@ -32,7 +32,15 @@ impl Service {
         let (never, rx) = watch::channel(false);
         // As on the first socket: everything the service offers.
         let first = &self.sockets[0];
-        connection::serve(self.current.clone(), stream, Arc::new(caller), first, rx).await;
+        connection::serve(
+            self.current.clone(),
+            stream,
+            Arc::new(caller),
+            first,
+            None,
+            rx,
+        )
+        .await;
         drop(never);
         self.shared.refusals.flush(true);
         Ok(())

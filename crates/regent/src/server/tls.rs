@@ -15,6 +15,9 @@
 //!   (before any identity is known); at most `max_connections` TLS connections in
 //!   all, and `max_connections_per_uid` per client name; beyond either, `busy`.
 //! - The server ends every connection with `close_notify`.
+//! - A reload swaps the material (`TlsMaterial`: certificate, key, client CAs,
+//!   CRLs, handshake timeout) for new handshakes; the listeners and bounds
+//!   (`TlsTransport`) stay.
 
 use super::connection;
 use super::reload::Current;
@@ -29,7 +32,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
@@ -50,14 +53,46 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What `[service.tcp]` declares: the config's declaration, used as it is.
 pub use regent_config::TcpDecl as TlsOptions;
 
-/// The loaded TLS material and bounds.
+/// The TLS transport's fixed part: what was bound and sized at start (a
+/// restart changes it), and the counts that outlive a reload.
 pub(crate) struct TlsTransport {
     pub(crate) listen: Vec<SocketAddr>,
-    acceptor: tokio_rustls::TlsAcceptor,
-    handshake_timeout: Duration,
     slots: Arc<Semaphore>,
     handshakes: Arc<Mutex<HashMap<IpAddr, usize>>>,
     per_client: Arc<Mutex<HashMap<CallerKey, usize>>>,
+}
+
+/// The TLS material a reload replaces ([`super::Reloader`]): the server's
+/// certificate and key, the client CAs, the CRLs and the handshake timeout. It
+/// lives in the configuration snapshot, so a new handshake uses the material
+/// current when it starts; an established connection keeps its session, but is
+/// closed at its next request once a reloaded CRL lists its serial
+/// ([`TlsMaterial::revokes`]).
+pub(crate) struct TlsMaterial {
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    /// What the CRLs in `crl` revoke: each CRL's issuer with a serial it lists.
+    revoked: HashSet<Revoked>,
+}
+
+/// A certificate as a CRL names it: its issuer's distinguished name (DER, as
+/// webpki compares a CRL's with a certificate's) and its serial (upper-case
+/// hex, as [`client_identity`] gives it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Revoked {
+    issuer: Vec<u8>,
+    serial: String,
+}
+
+impl Revoked {
+    /// The end-entity certificate's issuer and serial, if it parses.
+    fn of(cert: &CertificateDer<'_>) -> Option<Revoked> {
+        let ee = webpki::EndEntityCert::try_from(cert).ok()?;
+        Some(Revoked {
+            issuer: ee.issuer().to_vec(),
+            serial: serial_hex(ee.serial()),
+        })
+    }
 }
 
 fn config_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
@@ -77,7 +112,8 @@ fn certificates(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>,
 }
 
 /// Read the private key, refusing a file that group or others may access: the
-/// mode is checked on the descriptor the key is read from.
+/// mode is checked on the descriptor the key is read from. A parse error is
+/// described without quoting the file (which could quote key bytes).
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
     let mut file = std::fs::File::open(path).map_err(|e| config_error("key", path, e))?;
     let meta = file.metadata().map_err(|e| config_error("key", path, e))?;
@@ -91,59 +127,182 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
     let mut pem = zeroize::Zeroizing::new(Vec::new());
     file.read_to_end(&mut pem)
         .map_err(|e| config_error("key", path, e))?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| config_error("key", path, e))
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        use rustls::pki_types::pem::Error as Pem;
+        let why = match e {
+            Pem::NoItemsFound => "no PEM private key in it (PKCS#8, PKCS#1 or SEC1)",
+            Pem::Io(_) => "unreadable",
+            _ => "not a well-formed PEM private key",
+        };
+        config_error("key", path, why)
+    })
 }
 
-impl TlsTransport {
+/// Read the CRLs of a PEM file, and the certificates they revoke.
+fn revocation_lists(
+    path: &Path,
+) -> Result<(Vec<CertificateRevocationListDer<'static>>, HashSet<Revoked>), Error> {
+    let crls = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| config_error("crl", path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| config_error("crl", path, e))?;
+    let mut revoked = HashSet::new();
+    let bad = |e: webpki::Error| config_error("crl", path, format!("{e:?}"));
+    for crl in &crls {
+        let list = webpki::BorrowedCertRevocationList::from_der(crl.as_ref()).map_err(bad)?;
+        let issuer = webpki::BorrowedCertRevocationList::from_der(crl.as_ref())
+            .map(webpki::CertRevocationList::from)
+            .map_err(bad)?
+            .issuer()
+            .to_vec();
+        for entry in &list {
+            let entry = entry.map_err(bad)?;
+            revoked.insert(Revoked {
+                issuer: issuer.clone(),
+                serial: serial_hex(entry.serial_number),
+            });
+        }
+    }
+    Ok((crls, revoked))
+}
+
+/// A serial's upper-case hex, without DER's leading zero byte.
+fn serial_hex(serial: &[u8]) -> String {
+    let serial = match serial {
+        [0, rest @ ..] if !rest.is_empty() => rest,
+        s => s,
+    };
+    serial.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// One error, or several joined (each names its file).
+fn one_error(mut errors: Vec<Error>) -> Error {
+    if errors.len() == 1 {
+        return errors.remove(0);
+    }
+    Error::Config(
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
+impl TlsMaterial {
     /// Load the certificate, key, client CAs and CRLs, and build the server's
-    /// TLS configuration.
-    pub(crate) fn load(opts: &TlsOptions) -> Result<TlsTransport, Error> {
+    /// TLS configuration. Every file is read, and every error reported (each
+    /// naming its file, never quoting a key); a key that does not match the
+    /// certificate is refused.
+    pub(crate) fn load(opts: &TlsOptions) -> Result<TlsMaterial, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         // The process's default too, so that no other provider is ever picked.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut errors = Vec::new();
         let mut roots = rustls::RootCertStore::empty();
-        for ca in certificates("client_ca", &opts.client_ca)? {
-            roots
-                .add(ca)
-                .map_err(|e| config_error("client_ca", &opts.client_ca, e))?;
+        match certificates("client_ca", &opts.client_ca) {
+            Ok(cas) => {
+                for ca in cas {
+                    if let Err(e) = roots.add(ca) {
+                        errors.push(config_error("client_ca", &opts.client_ca, e));
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
         }
-        let crls = match &opts.crl {
-            Some(path) => CertificateRevocationListDer::pem_file_iter(path)
-                .map_err(|e| config_error("crl", path, e))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| config_error("crl", path, e))?,
-            None => Vec::new(),
+        let (crls, revoked) = match opts.crl.as_deref().map(revocation_lists) {
+            None => (Vec::new(), HashSet::new()),
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                errors.push(e);
+                (Vec::new(), HashSet::new())
+            }
         };
+        let chain = certificates("cert", &opts.cert).map_err(|e| errors.push(e));
+        // The key alone first, so that its error names it whatever the cert.
+        let key = private_key(&opts.key)
+            .and_then(|k| {
+                provider.key_provider.load_private_key(k).map_err(|_| {
+                    config_error(
+                        "key",
+                        &opts.key,
+                        "not a usable private key (RSA, ECDSA or Ed25519)",
+                    )
+                })
+            })
+            .map_err(|e| errors.push(e));
+        let (Ok(chain), Ok(key), true) = (chain, key, errors.is_empty()) else {
+            return Err(one_error(errors));
+        };
+        let certified = rustls::sign::CertifiedKey::new(chain, key);
+        match certified.keys_match() {
+            // A key whose public half rustls cannot tell is taken as it is.
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(e @ rustls::Error::InvalidCertificate(_)) => {
+                return Err(config_error("cert", &opts.cert, e))
+            }
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "[service.tcp] cert {} and key {} do not belong together: {e}",
+                    opts.cert.display(),
+                    opts.key.display()
+                )))
+            }
+        }
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .with_crls(crls)
                 .build()
                 .map_err(|e| config_error("client_ca or crl", &opts.client_ca, e))?;
-        let chain = certificates("cert", &opts.cert)?;
-        let key = private_key(&opts.key)?;
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| Error::Config(format!("[service.tcp]: {e}")))?
             .with_client_cert_verifier(Arc::new(NamedClients(verifier)))
-            .with_single_cert(chain, key)
-            .map_err(|e| config_error("cert and key", &opts.cert, e))?;
-        Ok(TlsTransport {
-            listen: opts.listen.clone(),
+            .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(certified)));
+        Ok(TlsMaterial {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             handshake_timeout: opts.handshake_timeout,
-            slots: Arc::new(Semaphore::new(opts.max_connections.max(1))),
-            handshakes: Arc::default(),
-            per_client: Arc::default(),
+            revoked,
         })
     }
 
-    /// Bind every `listen` address (IPv6 addresses accept IPv6 only).
-    pub(crate) fn bind(&self) -> Result<Vec<std::net::TcpListener>, Error> {
+    /// Whether a CRL of this material's issuer revokes the certificate: a
+    /// connection whose certificate it is is closed at its next request.
+    #[must_use]
+    pub(crate) fn revokes(&self, cert: &Revoked) -> bool {
+        self.revoked.contains(cert)
+    }
+}
+
+impl TlsTransport {
+    /// The transport's fixed part for `opts` (its material is loaded into the
+    /// configuration snapshot, see [`TlsMaterial`]).
+    pub(crate) fn new(opts: &TlsOptions) -> TlsTransport {
+        TlsTransport {
+            listen: opts.listen.clone(),
+            slots: Arc::new(Semaphore::new(opts.max_connections.max(1))),
+            handshakes: Arc::default(),
+            per_client: Arc::default(),
+        }
+    }
+
+    /// Bind every `listen` address that `passed` has no listener for; `passed`
+    /// is in `listen`'s order. An IPv6 socket is bound with the system's default
+    /// `IPV6_V6ONLY` (`net.ipv6.bindv6only`, 0 on Debian: `[::]` takes IPv4
+    /// connections too, and then conflicts with `0.0.0.0` on the same port).
+    pub(crate) fn bind(
+        &self,
+        passed: Vec<Option<std::net::TcpListener>>,
+    ) -> Result<Vec<std::net::TcpListener>, Error> {
+        let mut passed = passed.into_iter();
         self.listen
             .iter()
             .map(|addr| {
-                let l = std::net::TcpListener::bind(addr)
-                    .map_err(|e| Error::io(format!("binding TCP {addr}"), e))?;
+                let l = match passed.next().flatten() {
+                    Some(l) => l,
+                    None => std::net::TcpListener::bind(addr)
+                        .map_err(|e| Error::io(format!("binding TCP {addr}"), e))?,
+                };
                 l.set_nonblocking(true)
                     .map_err(|e| Error::io(format!("setting TCP {addr} non-blocking"), e))?;
                 Ok(l)
@@ -172,12 +331,7 @@ pub fn client_identity(cert: &CertificateDer<'_>) -> Result<(String, String), St
             name.chars().take(80).collect::<String>()
         ));
     }
-    let serial = ee.serial();
-    let serial = match serial {
-        [0, rest @ ..] if !rest.is_empty() => rest,
-        s => s,
-    };
-    Ok((name, serial.iter().map(|b| format!("{b:02X}")).collect()))
+    Ok((name, serial_hex(ee.serial())))
 }
 
 /// One DER element: its tag, its content and what follows it.
@@ -317,6 +471,11 @@ pub(crate) async fn accept_loop(
             tracing::warn!(%address, "TLS connections at max_connections; closing");
             continue;
         };
+        // The material current now serves this handshake (a reload may swap it).
+        let Some(material) = current.load().tls.clone() else {
+            tracing::warn!(%address, "no TLS material configured; closing");
+            continue;
+        };
         let (current, tls, entry, rx) = (
             current.clone(),
             tls.clone(),
@@ -324,7 +483,12 @@ pub(crate) async fn accept_loop(
             shutdown.clone(),
         );
         connections.spawn(async move {
-            serve_one(current, &tls, &entry, stream, address, handshake, rx).await;
+            let endpoint = Endpoint {
+                tls: &tls,
+                material: &material,
+                entry: &entry,
+            };
+            serve_one(current, endpoint, stream, address, handshake, rx).await;
             drop(slot);
         });
     }
@@ -335,11 +499,21 @@ pub(crate) async fn accept_loop(
     Ok(())
 }
 
+/// What a TLS connection is served with.
+struct Endpoint<'a> {
+    tls: &'a TlsTransport,
+    material: &'a TlsMaterial,
+    entry: &'a SocketEntry,
+}
+
 /// Handshake (bounded), name the client, then serve it like any connection.
 async fn serve_one(
     current: Arc<Current>,
-    tls: &TlsTransport,
-    entry: &SocketEntry,
+    Endpoint {
+        tls,
+        material,
+        entry,
+    }: Endpoint<'_>,
     stream: tokio::net::TcpStream,
     address: SocketAddr,
     handshake: Counted<IpAddr>,
@@ -347,7 +521,7 @@ async fn serve_one(
 ) {
     let _ = stream.set_nodelay(true);
     let accepted = tokio::select! {
-        r = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream)) => r,
+        r = tokio::time::timeout(material.handshake_timeout, material.acceptor.accept(stream)) => r,
         _ = shutdown.changed() => return,
     };
     drop(handshake);
@@ -391,7 +565,22 @@ async fn serve_one(
         return;
     };
     tracing::debug!(client = caller.client(), %address, "TLS client connected");
-    connection::serve(current, &mut stream, Arc::new(caller), entry, shutdown).await;
+    // Checked at each request against the CRLs current then (see TlsMaterial).
+    let revocable = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(Revoked::of);
+    connection::serve(
+        current,
+        &mut stream,
+        Arc::new(caller),
+        entry,
+        revocable.as_ref(),
+        shutdown,
+    )
+    .await;
     // close_notify, so that a client can tell the end from a cut connection.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, stream.shutdown()).await;
     drop(per_client);

@@ -388,3 +388,39 @@ async fn shut_down_during_a_request(s: TestService, client: &AsyncClient) {
     assert_eq!(in_flight.await.unwrap().unwrap(), Outcome::Done(json!(300)));
     s.task.await.unwrap().unwrap();
 }
+
+/// Regression (the demo's `regent call` failed with "Interrupted system call"): a
+/// signal caught by the client's process while its blocking client waits for an
+/// answer interrupts the read (a socket read with a timeout is never restarted,
+/// whatever `SA_RESTART` says); the client reads again instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_call_survives_signals_caught_while_it_waits() {
+    use nix::sys::pthread::{pthread_kill, pthread_self};
+    use nix::sys::signal::Signal;
+    let s = start().await;
+    // A handler for SIGUSR1 in this process (tokio's, installed with SA_RESTART).
+    let mut usr1 =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).unwrap();
+    let path = s.path.clone();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let caller = std::thread::spawn(move || {
+        tid_tx.send(pthread_self()).unwrap();
+        Client::new(&path)
+            .secret(SECRET)
+            .call("sleep", json!({"ms": 400}))
+    });
+    let tid = tid_rx.recv().unwrap();
+    let mut sent = 0;
+    while !caller.is_finished() {
+        std::thread::sleep(Duration::from_millis(10));
+        if !caller.is_finished() && pthread_kill(tid, Signal::SIGUSR1).is_ok() {
+            sent += 1;
+        }
+    }
+    match caller.join().unwrap() {
+        Ok(Outcome::Done(_)) => {}
+        other => panic!("the call failed when signalled ({sent} signals): {other:?}"),
+    }
+    assert!(sent > 5, "the call ended before it was signalled ({sent})");
+    assert!(usr1.recv().await.is_some());
+}
