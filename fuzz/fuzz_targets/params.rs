@@ -238,6 +238,12 @@ fn check_value(op: &str, name: &str, kind: &ParamKind, text: &str) {
                 assert!(non_public_reason(addr).is_none(), "{at}: not public");
             }
         }
+        ParamKind::Timezone => {
+            assert!(
+                !text.is_empty() && !text.contains("..") && !text.starts_with('/'),
+                "{at}: not a zone name"
+            );
+        }
         ParamKind::Hostname => {
             assert_eq!(check_hostname(text).as_deref(), Ok(text), "{at}");
             assert!(!text.chars().any(|c| c.is_ascii_uppercase()), "{at}");

@@ -63,7 +63,8 @@ pub use model::{DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_UID, DEFAULT_OP_MAX
 pub use module::{module_plan, module_targets, Targets, MAX_TARGETS};
 pub use net::{check_hostname, is_public, non_public_reason};
 pub use param::{
-    IpVersion, ParamKind, ParamSpec, PathAccess, Pattern, ValueKind, DEFAULT_STRING_MAX_LEN,
+    check_timezone, IpVersion, ParamKind, ParamSpec, PathAccess, Pattern, ValueKind,
+    DEFAULT_STRING_MAX_LEN, ZONEINFO,
 };
 pub use paths::{check_path_no_symlink_escape, normalize_path, not_found_message, MAX_PATH_LEN};
 pub use template::{is_valid_param_name, Placeholder, Template};

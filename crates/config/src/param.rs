@@ -2,7 +2,7 @@
 //! declaration, producing the canonical text passed in argv.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use regex::Regex;
 use serde_json::{json, Value};
@@ -159,6 +159,11 @@ pub enum ParamKind {
     },
     /// An RFC 1123 hostname, rendered lowercase.
     Hostname,
+    /// A time zone name (`Europe/Paris`, `UTC`): components of ASCII letters,
+    /// digits, `_`, `+` and `-` joined by `/`, naming a time zone file (TZif)
+    /// of the system's `/usr/share/zoneinfo`, checked when a request arrives
+    /// (the one check of a value that reads a file).
+    Timezone,
     /// An absolute path, lexically normalised, no `..`, handed to the command as
     /// a descriptor (see [`PathAccess`]).
     Path {
@@ -206,6 +211,7 @@ impl ParamKind {
                 ..
             } => "ipv6",
             ParamKind::Hostname => "hostname",
+            ParamKind::Timezone => "timezone",
             ParamKind::Path { .. } => "path",
         }
     }
@@ -331,6 +337,10 @@ impl ParamKind {
                 let s = value.as_str().ok_or("expected a string")?;
                 net::check_hostname(s).map_err(|why| format!("not a valid hostname: {why}"))
             }
+            ParamKind::Timezone => {
+                let s = value.as_str().ok_or("expected a string")?;
+                check_timezone(Path::new(ZONEINFO), s)
+            }
             ParamKind::Path { under, .. } => {
                 let s = value.as_str().ok_or("expected a string")?;
                 let p = paths::normalize_path(s)?;
@@ -392,7 +402,7 @@ impl ParamKind {
                     m.insert("must_exist".into(), json!(true));
                 }
             }
-            ParamKind::Bool | ParamKind::Hostname => {}
+            ParamKind::Bool | ParamKind::Hostname | ParamKind::Timezone => {}
         }
         v
     }
@@ -445,6 +455,40 @@ pub(crate) fn canonical_json(kind: ValueKind, text: &str) -> Value {
             .parse::<i64>()
             .map_or_else(|_| Value::String(text.to_string()), Value::from),
         ValueKind::Bool => Value::Bool(text == "true"),
+    }
+}
+
+/// Where [`ParamKind::Timezone`] names are looked up.
+pub const ZONEINFO: &str = "/usr/share/zoneinfo";
+
+/// Checks a time zone name against the time zone files beneath `zoneinfo`:
+/// 1 to 64 bytes, components of `[A-Za-z0-9_+-]` joined by `/` (so no `.`,
+/// `..`, empty component or absolute path), not `localtime` or `posixrules`
+/// (links to the current zone, not zones), naming a regular file that starts
+/// with the `TZif` magic. Returns the name.
+pub fn check_timezone(zoneinfo: &Path, name: &str) -> Result<String, String> {
+    let component_ok = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_+-".contains(&b))
+    };
+    if name.is_empty() || name.len() > 64 || !name.split('/').all(component_ok) {
+        return Err("not a valid time zone name (such as Europe/Paris or UTC)".into());
+    }
+    if matches!(name, "localtime" | "posixrules") {
+        return Err("not a time zone".into());
+    }
+    let mut magic = [0u8; 4];
+    let file = std::fs::File::open(zoneinfo.join(name));
+    let is_zone = file.is_ok_and(|mut f| {
+        f.metadata().is_ok_and(|m| m.is_file())
+            && std::io::Read::read_exact(&mut f, &mut magic).is_ok()
+            && &magic == b"TZif"
+    });
+    if is_zone {
+        Ok(name.to_string())
+    } else {
+        Err(format!("no such time zone in {}", zoneinfo.display()))
     }
 }
 
@@ -730,6 +774,30 @@ mod tests {
                 (json!("2606:4700::1"), Some("2606:4700::1")),
                 (json!("::1"), None),
                 (json!("example.org"), None),
+            ],
+        );
+    }
+
+    #[test]
+    fn timezone_type() {
+        table(
+            &ParamKind::Timezone,
+            &[
+                (json!("Europe/Paris"), Some("Europe/Paris")),
+                (json!("UTC"), Some("UTC")),
+                (
+                    json!("America/Argentina/Buenos_Aires"),
+                    Some("America/Argentina/Buenos_Aires"),
+                ),
+                (json!("Etc/GMT+5"), Some("Etc/GMT+5")),
+                (json!("Europe/Nowhere"), None),
+                (json!("Europe"), None),
+                (json!("../../etc/passwd"), None),
+                (json!("/etc/localtime"), None),
+                (json!("localtime"), None),
+                (json!("Europe//Paris"), None),
+                (json!(""), None),
+                (json!(3), None),
             ],
         );
     }

@@ -144,7 +144,7 @@ fn unknown_type_diagnostic_has_location_and_path() {
     assert_eq!(
         one_error(text),
         "t.toml:3:22: operations.firewall-open.params.ip: unknown type 'ipv5' \
-         (expected one of string, enum, integer, bool, ip, ipv4, ipv6, hostname, path)"
+         (expected one of string, enum, integer, bool, ip, ipv4, ipv6, hostname, timezone, path)"
     );
 }
 

@@ -74,18 +74,30 @@ impl ModuleDecl {
     /// What the module's process needs.
     #[must_use]
     pub fn access(&self) -> ModuleAccess {
+        // An init script (or a maintainer script) starts daemons that must
+        // keep running, unconfined, after the run: no sandbox, no resource
+        // limits, no `no_new_privs` (all inherited over fork and exec), the
+        // service's full privilege, and no tree kill when the run ends. A
+        // `status` starts nothing: its tree is stopped when it ends, and it
+        // runs with `no_new_privs`.
+        let status = matches!(
+            self,
+            ModuleDecl::Service(ServiceDecl {
+                action: ServiceAction::Status,
+                ..
+            }) | ModuleDecl::Packages(PackagesDecl {
+                action: PackagesAction::Status,
+                ..
+            })
+        );
         match self {
-            // An init script (or a maintainer script) starts daemons that must
-            // keep running, unconfined, after the run: no sandbox, no resource
-            // limits, no `no_new_privs` (all inherited over fork and exec), the
-            // service's full privilege, and no tree kill when the run ends.
             ModuleDecl::Service(_) | ModuleDecl::Packages(_) => ModuleAccess {
                 capabilities: None,
                 may_sandbox: false,
                 read: Vec::new(),
                 write: Vec::new(),
                 allow: SandboxAllow::default(),
-                keep_descendants: true,
+                keep_descendants: !status,
             },
             // Augeas reads the lenses and the file, and writes a temporary file
             // beside it, then gives it the original's owner and mode (chown and
@@ -125,7 +137,7 @@ pub struct ModuleAccess {
     /// Whether the operation's `sandbox` and `limits` may apply. `false` when
     /// what the module starts would inherit them (a service started by an init
     /// script): the config refuses `sandbox`, `limits`, `capabilities` and
-    /// `run_as` on such an operation, and it runs without `no_new_privs`.
+    /// `run_as` on such an operation.
     pub may_sandbox: bool,
     /// Trees a declared sandbox must also let it read (beside its own binary).
     pub read: Vec<PathBuf>,
@@ -135,7 +147,8 @@ pub struct ModuleAccess {
     pub allow: SandboxAllow,
     /// Whether the processes the module starts may outlive the run (a started
     /// daemon): when the module's process exits, its leftovers are not stopped;
-    /// on timeout its whole tree still is.
+    /// on timeout its whole tree still is. Such a module also runs without
+    /// `no_new_privs` (what it starts would inherit it).
     pub keep_descendants: bool,
 }
 

@@ -156,3 +156,50 @@ pub fn write_answer(mut out: impl Write, answer: Result<Value, ModuleError>) -> 
     let _ = out.flush();
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked_before_any_work() {
+        let refused = |text: &[u8]| read_request(text).map(|_| ()).unwrap_err().code;
+        assert_eq!(refused(b"not json"), "refused");
+        assert_eq!(
+            refused(br#"{"timeout_ms":1,"plan":{"module":"service","unit":"x","action":"start","extra":1}}"#),
+            "refused"
+        );
+        assert_eq!(
+            refused(br#"{"timeout_ms":1,"plan":{"module":"service","unit":"../../bin/sh","action":"start"}}"#),
+            "refused"
+        );
+        assert_eq!(
+            refused(br#"{"timeout_ms":1,"plan":{"module":"packages","action":"install","names":["-oAPT::x"],"allowed":null}}"#),
+            "refused"
+        );
+        assert_eq!(
+            refused(br#"{"timeout_ms":1,"plan":{"module":"shell","command":"id"}}"#),
+            "refused"
+        );
+        let big = vec![b' '; usize::try_from(MAX_REQUEST).unwrap() + 1];
+        assert_eq!(refused(&big), "refused");
+        let ok = read_request(
+            &br#"{"timeout_ms":1,"plan":{"module":"service","unit":"nginx","action":"status"}}"#[..],
+        )
+        .unwrap();
+        assert_eq!(ok.plan.module(), "service");
+    }
+
+    #[test]
+    fn answers_are_one_json_object() {
+        let mut out = Vec::new();
+        assert_eq!(write_answer(&mut out, Ok(json!({"a": 1}))), 0);
+        assert_eq!(out, b"{\"ok\":{\"a\":1}}\n");
+        let mut out = Vec::new();
+        assert_eq!(write_answer(&mut out, Err(ModuleError::timeout("slow"))), 1);
+        assert_eq!(
+            out,
+            b"{\"error\":{\"code\":\"timeout\",\"message\":\"slow\"}}\n"
+        );
+    }
+}

@@ -59,9 +59,10 @@ pub fn resolve_run_as(r: &RunAs) -> Result<RunAs, Error> {
 /// A module operation runs under what its module needs
 /// ([`ModuleDecl::access`](regent_model::ModuleDecl::access)): its
 /// capabilities when the operation declares none, its allowances (and the
-/// service's own binary) added to a declared sandbox; a module whose work
-/// outlives it (a started service) runs unconfined, without `no_new_privs`,
-/// and keeps its descendants ([`ExecPolicy::keep_descendants`]).
+/// service's own binary) added to a declared sandbox; a module that may not
+/// be sandboxed runs without sandbox and limits, and one whose work outlives
+/// it (a started service) without `no_new_privs`, keeping its descendants
+/// ([`ExecPolicy::keep_descendants`]).
 pub fn exec_policy(decl: &OperationDecl) -> Result<ExecPolicy, Error> {
     let mut policy = ExecPolicy {
         timeout: decl.timeout,
@@ -84,11 +85,12 @@ pub fn exec_policy(decl: &OperationDecl) -> Result<ExecPolicy, Error> {
                 }
             }
         } else {
-            // What it starts inherits all of these: none applies.
+            // What it starts inherits these: none applies.
             policy.sandbox = None;
             policy.limits = regent_model::ResourceLimits::default();
-            policy.no_new_privs = false;
         }
+        // What outlives the run would inherit it too.
+        policy.no_new_privs = !access.keep_descendants;
     }
     Ok(policy)
 }
@@ -391,6 +393,9 @@ capabilities = ["net_admin"]
         let policy = exec_policy(&start).unwrap();
         assert!(policy.keep_descendants && !policy.no_new_privs);
         assert_eq!((policy.capabilities, policy.sandbox), (None, None));
+        // A status starts nothing: no_new_privs, and its tree stopped.
+        let policy = exec_policy(&op("status")).unwrap();
+        assert!(!policy.keep_descendants && policy.no_new_privs);
     }
 
     #[test]

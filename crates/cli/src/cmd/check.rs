@@ -160,8 +160,10 @@ fn print_module(module: &regent::model::ModuleDecl, decl: &regent::config::Opera
         }
     }
     let access = module.access();
-    if !access.may_sandbox {
+    if access.keep_descendants {
         println!("    unconfined: what it starts keeps running after the run and would inherit a sandbox, limits or no_new_privs, so none applies (a timeout still stops the run's whole tree)");
+    } else if !access.may_sandbox {
+        println!("    confinement: no_new_privs and the run's tree stopped when it ends; no sandbox or limits (the module declares none)");
     }
 }
 

@@ -276,8 +276,8 @@ fn sysv_service_actions_end_to_end() {
 fn a_hanging_init_script_is_stopped_by_the_timeout() {
     let s = InitScript::hanging("hang");
     let d = Daemon::start("", &service_ops(&[&s.name], "2s"));
-    let (c, _, e) = call(&d, "svc-start", &s.name);
-    assert!(e.contains("timeout"), "{c}: {e}");
+    let (c, v, e) = call(&d, "svc-start", &s.name);
+    assert_eq!(v["code"], "timeout", "{c}: {e}");
     let left = pids_with(&format!("{}-hung", s.name));
     assert!(left.is_empty(), "the hung script survived: {left:?}");
     // The service keeps serving.
@@ -547,11 +547,11 @@ fn apt_packages_end_to_end() {
     // ... up to the operation's timeout: then the caller gets `timeout`.
     let d = Daemon::start("", &package_ops(&[&tiny], "4s"));
     let mut holder2 = hold_dpkg_lock(120);
-    let (c, _, e) = call_pkg(&d, "pkg-install", &tiny);
+    let (c, v, e) = call_pkg(&d, "pkg-install", &tiny);
     let _ = holder2.kill();
     let _ = holder2.wait();
     let _ = holder.wait();
-    assert!(e.contains("timeout"), "{c}: {e}");
+    assert_eq!(v["code"], "timeout", "{c}: {e}");
     assert!(!repo.installed(&tiny));
 }
 
@@ -583,4 +583,47 @@ params.name = { type = "string", pattern = "[a-z]{2,20}" }
         out.contains("warning: {name}: name is not an enum"),
         "{out}"
     );
+}
+
+#[test]
+fn the_home_server_example_checks_clean() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../dist/examples/home-server.toml");
+    let mut check = cmd(regent().to_str().unwrap(), &["check", "--config"]);
+    check.arg(&example);
+    let o = run(check);
+    let out = stdout(&o);
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+    assert!(out.contains("units: nginx, apache2"), "{out}");
+    assert!(
+        out.contains("packages: nextcloud-desktop, transmission-daemon, minidlna"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_timezone_parameter_names_a_zone_of_the_system() {
+    let d = Daemon::start(
+        "",
+        "[operations.tz]\ndescription = \"echo a zone\"\ncommand = [\"echo\", \"{zone}\"]\nparams.zone = { type = \"timezone\" }\n",
+    );
+    let o = d.cli(&["call", "tz", "--data", r#"{"zone": "Europe/Paris"}"#]);
+    assert_eq!(
+        (code(&o), stdout(&o).as_str()),
+        (0, "Europe/Paris"),
+        "{}",
+        stderr(&o)
+    );
+    for bad in [
+        "Europe/Atlantis",
+        "../../etc/passwd",
+        "localtime",
+        "Europe/../UTC",
+    ] {
+        let data = format!(r#"{{"zone": "{bad}"}}"#);
+        let o = d.cli(&["call", "tz", "--data", &data]);
+        assert_eq!(code(&o), 4, "{bad}: {}", stdout(&o));
+        assert!(stderr(&o).contains("zone"), "{}", stderr(&o));
+    }
 }

@@ -225,8 +225,23 @@ struct Extra {
 }
 
 fn start_manager(extra: &Extra) -> Manager {
+    start_manager_with("units", extra, &format!("{WHOAMI}{WHO}"), &[])
+}
+
+/// A manager whose daemon serves `ops`, with `units_under_test` (name, text)
+/// loaded besides the daemon's own (not started). `tag` tells apart the
+/// managers of tests running at once.
+fn start_manager_with(
+    tag: &str,
+    extra: &Extra,
+    ops: &str,
+    units_under_test: &[(&str, &str)],
+) -> Manager {
     // Outside /tmp (the unit has PrivateTmp=) and /var (private to the manager).
-    let base = PathBuf::from(format!("/opt/regent-e2e-sysmgr-{}", std::process::id()));
+    let base = PathBuf::from(format!(
+        "/opt/regent-e2e-sysmgr-{}-{tag}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("units")).unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -240,7 +255,7 @@ fn start_manager(extra: &Extra) -> Manager {
     std::fs::write(
         &config,
         format!(
-            "[service]\nsocket = \"/run/regent/regent.sock\"\nsocket_group = \"{GROUP}\"\nsecret_file = \"{}\"\n\n{}\n{WHOAMI}{WHO}",
+            "[service]\nsocket = \"/run/regent/regent.sock\"\nsocket_group = \"{GROUP}\"\nsecret_file = \"{}\"\n\n{}\n{ops}",
             secret.display(),
             extra.tcp_table,
         ),
@@ -263,6 +278,9 @@ fn start_manager(extra: &Extra) -> Manager {
         "[Unit]\nDescription=regent e2e\nDefaultDependencies=no\nWants=regent.socket\n",
     )
     .unwrap();
+    for (name, text) in units_under_test {
+        std::fs::write(units.join(name), text).unwrap();
+    }
     let inner = base.join("inner.sh");
     std::fs::write(
         &inner,
@@ -294,7 +312,7 @@ exec {SYSTEMD} --system --unit=regent-e2e.target --log-target=console --log-leve
         ),
     )
     .unwrap();
-    let cg = format!("regent-e2e-{}", std::process::id());
+    let cg = format!("regent-e2e-{}-{tag}", std::process::id());
     let outer = format!(
         r#"set -e
 mkdir -p /sys/fs/cgroup/unified/{cg} /sys/fs/cgroup/systemd/{cg}
@@ -493,4 +511,132 @@ fn the_shipped_units_run_the_daemon_under_systemd() {
     let o = cli(&["call", "hello"]);
     assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), m.log());
     assert_eq!(stdout(&o), "hello");
+}
+
+/// `service` operations through the systemd backend: the daemon under the
+/// manager (socket activated, the shipped unit's confinement) runs `regent
+/// module`, which drives real units with `systemctl`.
+#[test]
+fn service_operations_drive_real_units_through_systemctl() {
+    if let Some(why) = unavailable() {
+        eprintln!("skipped: cannot run a system manager here: {why}");
+        return;
+    }
+    let web = "regent-e2e-web.service";
+    let broken = "regent-e2e-broken.service";
+    let hung = "regent-e2e-hung.service";
+    let mut ops = String::new();
+    for action in [
+        "status", "start", "stop", "restart", "reload", "enable", "disable",
+    ] {
+        ops.push_str(&format!(
+            "[operations.svc-{action}]\ndescription = \"{action}\"\n\
+             service = {{ unit = \"{{unit}}\", action = \"{action}\" }}\n\
+             params.unit = {{ type = \"enum\", values = [\"{web}\", \"{broken}\", \"{hung}\"] }}\n\
+             timeout = \"4s\"\n\n"
+        ));
+    }
+    let none = Extra {
+        tcp_table: String::new(),
+        socket_dropin: String::new(),
+    };
+    let m = start_manager_with(
+        "service",
+        &none,
+        &ops,
+        &[
+            (
+                web,
+                "[Service]\nExecStart=/bin/sleep 100000\nExecReload=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+            ),
+            (broken, "[Service]\nType=oneshot\nExecStart=/bin/false\n"),
+            (
+                hung,
+                "[Service]\nExecStart=/bin/sleep 100000\nExecStop=/bin/sleep 100000\nTimeoutStopSec=600\n",
+            ),
+        ],
+    );
+    let socket = m.run_dir().join("regent/regent.sock");
+    m.wait("the socket unit listens", || socket.exists());
+    let call = |op: &str, unit: &str| {
+        let mut c = Command::new(m.base.join("regent"));
+        c.args([
+            "call",
+            op,
+            "--json",
+            "--data",
+            &format!(r#"{{"unit": "{unit}"}}"#),
+            "--socket",
+        ])
+        .arg(&socket)
+        .arg("--secret-file")
+        .arg(m.base.join("secret"));
+        let o = run(c);
+        let v: serde_json::Value =
+            serde_json::from_str(&stdout(&o)).unwrap_or(serde_json::Value::Null);
+        (
+            code(&o),
+            v,
+            format!("{}{}\n{}", stdout(&o), stderr(&o), m.log()),
+        )
+    };
+
+    let (c, v, e) = call("svc-status", web);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["backend"], "systemd", "{e}");
+    assert_eq!(v["data"]["active"], "inactive", "{e}");
+
+    let (c, v, e) = call("svc-start", web);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["status"]["active"], "active", "{e}");
+    assert_eq!(v["data"]["status"]["sub"], "running", "{e}");
+    assert!(v["data"]["status"]["since"].is_string(), "{e}");
+    assert_eq!(m.show(web, "ActiveState"), "active");
+    let first: u32 = m.show(web, "MainPID").parse().unwrap();
+
+    let (c, v, e) = call("svc-reload", web);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["status"]["active"], "active", "{e}");
+
+    let (c, _, e) = call("svc-restart", web);
+    assert_eq!(c, 0, "{e}");
+    let second: u32 = m.show(web, "MainPID").parse().unwrap();
+    assert!(second != 0 && second != first, "{e}");
+
+    let (c, v, e) = call("svc-stop", web);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["status"]["active"], "inactive", "{e}");
+    assert_eq!(m.show(web, "ActiveState"), "inactive");
+
+    // Enabled at boot, then not.
+    let (c, v, e) = call("svc-enable", web);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["status"]["enabled"], true, "{e}");
+    assert_eq!(m.show(web, "UnitFileState"), "enabled");
+    let (c, v, e) = call("svc-disable", web);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["status"]["enabled"], false, "{e}");
+    assert_eq!(m.show(web, "UnitFileState"), "disabled");
+
+    // A unit that fails to start: the failure, and `failed` in its status.
+    let (c, _, e) = call("svc-start", broken);
+    assert_eq!(c, 5, "{e}");
+    assert!(e.contains("operation_failed") && e.contains(broken), "{e}");
+    let (c, v, e) = call("svc-status", broken);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["active"], "failed", "{e}");
+    assert_eq!(v["data"]["detail"]["result"], "exit-code", "{e}");
+
+    // A hung ExecStop: the run's timeout cancels the job; the caller gets
+    // `timeout`.
+    let (c, _, e) = call("svc-start", hung);
+    assert_eq!(c, 0, "{e}");
+    let (_, v, e) = call("svc-stop", hung);
+    assert_eq!(v["code"], "timeout", "{e}");
+    let jobs = m.systemctl(&["list-jobs", "--no-legend", hung]);
+    assert!(
+        String::from_utf8_lossy(&jobs.stdout).trim().is_empty(),
+        "the stop job was not cancelled: {}",
+        String::from_utf8_lossy(&jobs.stdout)
+    );
 }

@@ -21,7 +21,7 @@ use crate::param::{
 };
 
 const PARAM_TYPES: &[&str] = &[
-    "string", "enum", "integer", "bool", "ip", "ipv4", "ipv6", "hostname", "path",
+    "string", "enum", "integer", "bool", "ip", "ipv4", "ipv6", "hostname", "timezone", "path",
 ];
 
 /// Every key some parameter type takes, each once.
@@ -207,7 +207,7 @@ pub(super) fn read_param(
             }
             t.common()
         }
-        ParamKind::Bool | ParamKind::Hostname => {
+        ParamKind::Bool | ParamKind::Hostname | ParamKind::Timezone => {
             let mut t: PlainParam = decode(r, node, p, &other_type)?;
             t.common()
         }
@@ -332,6 +332,7 @@ fn param_kind_defaults(ty: &str) -> Option<ParamKind> {
             public: false,
         },
         "hostname" => ParamKind::Hostname,
+        "timezone" => ParamKind::Timezone,
         "path" => ParamKind::Path {
             under: None,
             must_exist: true,

@@ -375,7 +375,7 @@ param_table! {
     PathParam { under: String, must_exist: bool, access: String, }
 }
 param_table! {
-    /// `type = "bool"`, `"hostname"`: the common keys only.
+    /// `type = "bool"`, `"hostname"`, `"timezone"`: the common keys only.
     PlainParam {}
 }
 

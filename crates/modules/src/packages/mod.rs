@@ -29,9 +29,24 @@ pub fn versions(names: &[String]) -> Result<BTreeMap<String, Value>, ModuleError
     if !out.success() {
         return Err(out.failure("apt-cache policy"));
     }
+    let found = parse_policy(&out.stdout);
+    Ok(names
+        .iter()
+        .map(|n| {
+            let (installed, candidate) = found.get(n).cloned().unwrap_or_default();
+            (
+                n.clone(),
+                json!({ "installed": installed, "candidate": candidate }),
+            )
+        })
+        .collect())
+}
+
+/// `apt-cache policy` output: `(installed, candidate)` by package.
+fn parse_policy(text: &str) -> BTreeMap<String, (Option<String>, Option<String>)> {
     let mut found: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
     let mut current: Option<String> = None;
-    for line in out.stdout.lines() {
+    for line in text.lines() {
         if !line.starts_with(' ') && line.ends_with(':') {
             current = Some(line.trim_end_matches(':').to_string());
             continue;
@@ -47,16 +62,21 @@ pub fn versions(names: &[String]) -> Result<BTreeMap<String, Value>, ModuleError
             _ => {}
         }
     }
-    Ok(names
-        .iter()
-        .map(|n| {
-            let (installed, candidate) = found.get(n).cloned().unwrap_or_default();
-            (
-                n.clone(),
-                json!({ "installed": installed, "candidate": candidate }),
-            )
-        })
-        .collect())
+    found
+}
+
+/// `apt-get -s` output: `(removed, installed or upgraded)` package names.
+fn parse_simulation(text: &str) -> (Vec<String>, Vec<String>) {
+    let (mut removed, mut installed) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Remv" | "Purg"), Some(p)) => removed.push(p.to_string()),
+            (Some("Inst"), Some(p)) => installed.push(p.to_string()),
+            _ => {}
+        }
+    }
+    (removed, installed)
 }
 
 /// The apt-get arguments of an action (before `--` and the names).
@@ -83,16 +103,7 @@ fn simulate(
     if !out.success() {
         return Err(out.failure(&format!("apt-get -s {}", action.name())));
     }
-    let (mut removed, mut installed) = (Vec::new(), Vec::new());
-    for line in out.stdout.lines() {
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next()) {
-            (Some("Remv" | "Purg"), Some(p)) => removed.push(p.to_string()),
-            (Some("Inst"), Some(p)) => installed.push(p.to_string()),
-            _ => {}
-        }
-    }
-    Ok((removed, installed))
+    Ok(parse_simulation(&out.stdout))
 }
 
 fn failure(action: PackagesAction, out: &Output, lock_wait: u64) -> ModuleError {
@@ -163,4 +174,19 @@ pub fn run(
         "changed": changed_all,
         "packages": versions(names)?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_outputs() {
+        let policy = "hello:\n  Installed: (none)\n  Candidate: 2.10-3\n  Version table:\n     2.10-3 500\nbash:\n  Installed: 5.2.15-2+b8\n  Candidate: 5.2.15-2+b8\n";
+        let p = parse_policy(policy);
+        assert_eq!(p["hello"], (None, Some("2.10-3".into())));
+        assert_eq!(p["bash"].0.as_deref(), Some("5.2.15-2+b8"));
+        let sim = "NOTE: This is only a simulation!\nRemv b [1.0]\nInst a (1.0 local [all])\nConf a (1.0 local [all])\n";
+        assert_eq!(parse_simulation(sim), (vec!["b".into()], vec!["a".into()]));
+    }
 }

@@ -164,3 +164,19 @@ fn check(out: &crate::Output, what: &str) -> Result<(), ModuleError> {
         }
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsb_codes() {
+        assert_eq!(status_code(Some(0)), ("active", "running"));
+        assert_eq!(status_code(Some(1)), ("failed", "dead"));
+        assert_eq!(status_code(Some(3)), ("inactive", "dead"));
+        assert_eq!(status_code(Some(4)), ("unknown", "unknown"));
+        assert_eq!(status_code(None), ("unknown", "unknown"));
+        assert_eq!(action_code(7), "program is not running");
+        assert!(script("../passwd").is_err());
+    }
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""A home server's web panel over Regent, as a sketch: the operations of
+home-server.toml driven with the Python Regent 0.1.0 client (PyPI `regent`).
+
+Run it as the panel's unprivileged user (www-data), next to a daemon serving
+home-server.toml:
+
+    REGENT_SOCKET=/run/regent/regent.sock python3 home-panel.py 127.0.0.1 8080
+
+It holds no privilege: every change is a declared, typed operation the daemon
+checks (an unknown app or time zone is refused there, not here). Standard
+library only, besides the client.
+"""
+import html
+import json
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs
+
+from regent.client import Client
+
+SOCKET = os.environ.get("REGENT_SOCKET", "/run/regent/regent.sock")
+SECRET = os.environ.get("REGENT_SECRET", "")
+APPS = ["nextcloud-desktop", "transmission-daemon", "minidlna"]
+
+# Form field -> (operation, parameter); None: the operation takes no data.
+ACTIONS = {
+    "set-hostname": "name",
+    "set-timezone": "zone",
+    "restart-web": None,
+    "install-app": "app",
+}
+
+
+def call(op, data=None):
+    """One request; installing can take minutes, so wait long enough."""
+    client = Client(socket_path=SOCKET, socket_secret=SECRET, socket_timeout=900)
+    try:
+        return client.request(op, data)
+    except OSError as e:
+        return {"success": False, "error": f"cannot reach the service: {e}"}
+
+
+def show(answer):
+    return "<pre>" + html.escape(json.dumps(answer, indent=2)) + "</pre>"
+
+
+def page(result=""):
+    apps = "".join(f"<option>{html.escape(a)}</option>" for a in APPS)
+    return f"""<!doctype html><title>Home server</title>
+<h1>Home server</h1>{result}
+<h2>Web server</h2>{show(call("web-status"))}
+<form method=post action=restart-web><button>Restart</button></form>
+<h2>Apps</h2>{show(call("app-status"))}
+<form method=post action=install-app><select name=app>{apps}</select><button>Install</button></form>
+<h2>System</h2>
+<form method=post action=set-hostname><input name=name placeholder="host name"><button>Set</button></form>
+<form method=post action=set-timezone><input name=zone placeholder="Europe/Paris"><button>Set</button></form>
+"""
+
+
+class Panel(BaseHTTPRequestHandler):
+    def reply(self, body, status=200):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self.reply(page())
+
+    def do_POST(self):
+        op = self.path.strip("/")
+        if op not in ACTIONS:
+            return self.reply("unknown action", 404)
+        length = min(int(self.headers.get("Content-Length") or 0), 4096)
+        form = parse_qs(self.rfile.read(length).decode(errors="replace"))
+        field = ACTIONS[op]
+        data = {field: form.get(field, [""])[0]} if field else None
+        answer = call(op, data)
+        # A held request (install-app asks an administrator) answers with its id.
+        self.reply(page(f"<h2>{html.escape(op)}</h2>{show(answer)}"))
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:3] + ["127.0.0.1", "8080"][len(sys.argv[1:3]) :]
+    HTTPServer((args[0], int(args[1])), Panel).serve_forever()
