@@ -227,8 +227,10 @@ fn print_augeas(a: &regent::model::AugeasDecl, decl: &regent::config::OperationD
             "    warning: {w}: it may change any top-level node of the file; name the node (a label, or an enum parameter)"
         );
     }
-    if a.changes() {
-        println!("    dry run: `regent call ... --dry-run` shows the diff; a held request's approvers see it");
+    if a.changes() && decl.auth.is_empty() {
+        println!("    dry run: `regent call ... --dry-run` shows the diff");
+    } else if a.changes() {
+        println!("    dry run: its approvers see the diff in `regent pending` (none for the caller: it is held)");
     }
 }
 
