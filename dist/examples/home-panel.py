@@ -24,13 +24,16 @@ SOCKET = os.environ.get("REGENT_SOCKET", "/run/regent/regent.sock")
 SECRET = os.environ.get("REGENT_SECRET", "")
 APPS = ["nextcloud-desktop", "transmission-daemon", "minidlna"]
 
-# Form field -> (operation, parameter); None: the operation takes no data.
+# Operation -> the form fields it takes (each a parameter; an empty field is
+# left out, and the operation leaves that setting alone).
 ACTIONS = {
-    "set-hostname": "name",
-    "set-timezone": "zone",
-    "restart-web": None,
-    "install-app": "app",
+    "set-hostname": ("name",),
+    "set-timezone": ("zone",),
+    "restart-web": (),
+    "install-app": ("app",),
+    "ssh-settings": ("port", "root_login"),
 }
+INTEGERS = {"port"}
 
 
 def call(op, data=None):
@@ -57,6 +60,10 @@ def page(result=""):
 <h2>System</h2>
 <form method=post action=set-hostname><input name=name placeholder="host name"><button>Set</button></form>
 <form method=post action=set-timezone><input name=zone placeholder="Europe/Paris"><button>Set</button></form>
+<h2>SSH</h2>{show(call("ssh-show"))}
+<form method=post action=ssh-settings><input name=port placeholder="port">
+<select name=root_login><option value="">root login: unchanged</option><option>no</option><option>prohibit-password</option></select>
+<button>Ask for the change</button></form>
 """
 
 
@@ -78,10 +85,14 @@ class Panel(BaseHTTPRequestHandler):
             return self.reply("unknown action", 404)
         length = min(int(self.headers.get("Content-Length") or 0), 4096)
         form = parse_qs(self.rfile.read(length).decode(errors="replace"))
-        field = ACTIONS[op]
-        data = {field: form.get(field, [""])[0]} if field else None
-        answer = call(op, data)
-        # A held request (install-app asks an administrator) answers with its id.
+        data = {}
+        for field in ACTIONS[op]:
+            value = form.get(field, [""])[0]
+            if value:
+                data[field] = int(value) if field in INTEGERS and value.isdigit() else value
+        answer = call(op, data or None)
+        # A held request (install-app and ssh-settings ask an administrator)
+        # answers with its id.
         self.reply(page(f"<h2>{html.escape(op)}</h2>{show(answer)}"))
 
 

@@ -71,6 +71,7 @@ fn held() -> &'static Held {
             approvers: Vec::new(),
             max_pending_per_uid: 8,
             declaration: None,
+            preview: None,
         }));
         let FlowOutcome::Pending { uid, .. } = outcome else {
             panic!("the request was not held: {outcome:?}");

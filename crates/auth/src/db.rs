@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: the pending requests, the decisions audit and the TOTP secrets.
 pub const SCHEMA_V1: &str = "
@@ -89,6 +89,12 @@ CREATE TABLE IF NOT EXISTS totp_failures (
 /// have none (NULL), and the service decides what that means.
 const SCHEMA_V3: &str = "
 ALTER TABLE pending ADD COLUMN declaration TEXT;
+";
+
+/// Version 4: each held request keeps what a dry run of it showed when it was
+/// held (see `PendingRecord::preview`); NULL for none.
+const SCHEMA_V4: &str = "
+ALTER TABLE pending ADD COLUMN preview TEXT;
 ";
 
 /// An open database: one SQLite connection behind a lock. The descriptors of the
@@ -318,6 +324,9 @@ fn migrate(path: &Path, mut conn: Connection) -> Result<Connection> {
     if version < 3 {
         tx.execute_batch(SCHEMA_V3)?;
     }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4)?;
+    }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         if version > 0 {
@@ -469,7 +478,7 @@ mod tests {
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 3);
+        assert_eq!(v, SCHEMA_VERSION);
         let n: i64 = conn
             .query_row("SELECT count(*) FROM totp_failures", [], |r| r.get(0))
             .unwrap();
@@ -477,6 +486,11 @@ mod tests {
         // Version 3's column, empty.
         let n: i64 = conn
             .query_row("SELECT count(declaration) FROM pending", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        // Version 4's column, empty.
+        let n: i64 = conn
+            .query_row("SELECT count(preview) FROM pending", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
     }

@@ -42,6 +42,9 @@ pub struct CodeMail<'a> {
     pub op: &'a str,
     /// The request's data, secret parameters already redacted by the caller.
     pub display_data: &'a serde_json::Value,
+    /// What a dry run of it showed when it was held: its `diff` (secrets
+    /// redacted) is shown as the change the code approves.
+    pub preview: Option<&'a serde_json::Value>,
     /// Who asked.
     pub caller: &'a CallerId,
     /// Until when the code is valid.
@@ -212,6 +215,18 @@ pub fn body(mail: &CodeMail<'_>) -> Zeroizing<String> {
         &serde_json::to_string_pretty(mail.display_data).unwrap_or_else(|_| "(unprintable)".into()),
     )
     .into_owned();
+    let change = match mail
+        .preview
+        .and_then(|p| p.get("diff"))
+        .and_then(serde_json::Value::as_str)
+    {
+        Some("") => "Change:      none\n".to_string(),
+        Some(diff) => format!(
+            "Change (what the code approves; refused if it no longer applies as shown):\n{}\n",
+            regent_proto::text::escape_lines(diff.trim_end_matches('\n'))
+        ),
+        None => String::new(),
+    };
     Zeroizing::new(format!(
         "A privileged operation is waiting for authorization.\n\
          \n\
@@ -220,6 +235,7 @@ pub fn body(mail: &CodeMail<'_>) -> Zeroizing<String> {
          Asked by:    {user} (uid {uid}, gid {gid}, pid {pid})\n\
          Valid until: {until}\n\
          Data:\n{data}\n\
+         {change}\
          \n\
          Authorization code: {code}\n\
          \n\
@@ -251,6 +267,7 @@ mod tests {
             caller: &caller,
             expires_at: std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             code: "012345",
+            preview: None,
         };
         let b = body(&mail);
         for needle in [
@@ -265,6 +282,20 @@ mod tests {
         ] {
             assert!(b.contains(needle), "{needle} missing from:\n{}", *b);
         }
+        assert!(!b.contains("Change"), "no preview, no change shown");
+        // A dry run's diff is shown as the change approved, escaped.
+        let preview = json!({"diff": "--- /etc/x\n+++ /etc/x\n-Port 22\n+Port 2222\u{1b}[2J\n", "hash": "sha256:00"});
+        let b = body(&CodeMail {
+            preview: Some(&preview),
+            ..mail
+        });
+        assert!(b.contains("-Port 22\n+Port 2222\\u{001b}[2J\n"), "{}", *b);
+        let none = json!({"diff": ""});
+        let b = body(&CodeMail {
+            preview: Some(&none),
+            ..mail
+        });
+        assert!(b.contains("Change:      none\n"), "{}", *b);
     }
 
     #[test]
@@ -278,6 +309,7 @@ mod tests {
             caller: &caller,
             expires_at: std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
             code: "012345",
+            preview: None,
         };
         let b = body(&mail);
         for raw in ['\u{202e}', '\u{200b}', '\u{1b}', '\u{9b}', '\u{2028}'] {

@@ -81,6 +81,10 @@ pub struct StartRequest {
     /// back by [`FlowOutcome::Run`], so the service runs it only under the
     /// declaration it was held under.
     pub declaration: Option<String>,
+    /// What a dry run of the request answered when it was held (see
+    /// [`PendingRecord::preview`]): shown to approvers, given back by
+    /// [`FlowOutcome::Run`].
+    pub preview: Option<Value>,
 }
 
 /// What the service does next.
@@ -95,6 +99,8 @@ pub enum FlowOutcome {
         data: Value,
         /// The request id, for logs.
         request_id: String,
+        /// What a dry run showed when it was held ([`StartRequest::preview`]).
+        preview: Option<Value>,
         /// The declaration digest the request was held under
         /// ([`StartRequest::declaration`]).
         declaration: Option<String>,
@@ -235,6 +241,9 @@ pub struct PendingSummary {
     pub op: String,
     /// Its data, secret parameters redacted.
     pub display_data: Value,
+    /// What a dry run showed when it was held ([`PendingRecord::preview`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Value>,
     /// Who asked.
     pub caller: CallerId,
     /// The current stage (none for a corrupt record whose index is past its
@@ -422,6 +431,7 @@ impl AuthFlow {
                 op: req.op,
                 data: req.data,
                 request_id,
+                preview: req.preview,
                 declaration: req.declaration,
             };
         }
@@ -456,6 +466,7 @@ impl AuthFlow {
             status: RecordStatus::Pending,
             status_reason: None,
             declaration: req.declaration,
+            preview: req.preview,
         };
         let (record, effect) = step(record, Event::Begin);
         self.drive(Phase::Start(caps), record, effect).await
@@ -688,6 +699,7 @@ impl AuthFlow {
                                 op: rec.op,
                                 data: rec.data,
                                 request_id: rec.request_id,
+                                preview: rec.preview,
                                 declaration: rec.declaration,
                             }
                         }
@@ -841,11 +853,13 @@ impl AuthFlow {
             rec.caller.clone(),
             rec.expires_at,
         );
+        let preview = rec.preview.clone();
         Some(Box::pin(async move {
             let mail = CodeMail {
                 request_id: &request_id,
                 op: &op,
                 display_data: &data,
+                preview: preview.as_ref(),
                 caller: &caller,
                 expires_at,
                 code: &code,
@@ -936,6 +950,7 @@ impl AuthFlow {
             request_id: r.request_id,
             op: r.op,
             display_data: r.display_data,
+            preview: r.preview,
             caller: r.caller,
             stage_index: r.stage_index,
             stages: r.stages,

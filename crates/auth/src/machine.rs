@@ -630,6 +630,7 @@ mod tests {
             status: RecordStatus::Pending,
             status_reason: None,
             declaration: None,
+            preview: None,
         }
     }
 

@@ -112,6 +112,11 @@ pub struct PendingRecord {
     /// the request was held; `None` for a request held by a build before schema
     /// version 3, or by a service whose operation has no declaration.
     pub declaration: Option<String>,
+    /// What a dry run of the request answered when it was held (for an
+    /// operation that offers dry runs: the change an approver approves, e.g. a
+    /// diff and the hash of the file it was made from); approvers see it, and
+    /// the run gets it back to refuse a world that changed since.
+    pub preview: Option<Value>,
 }
 
 impl PendingRecord {
@@ -205,7 +210,7 @@ impl std::fmt::Debug for PendingStore {
 const COLUMNS: &str =
     "request_id, stage_uid_hash, op, data, display_data, caller_uid, caller_gid, caller_pid,
     caller_user, approvers, stages, stage_index, stage_state, pending_info, attempts, max_attempts,
-    created_at, expires_at, status, status_reason, declaration";
+    created_at, expires_at, status, status_reason, declaration, preview";
 
 // Statements on the administrator's and the caps' paths; each finds its rows
 // through an index (see the query-plan test).
@@ -271,6 +276,7 @@ struct RawRecord {
     user: Option<String>,
     reason: Option<String>,
     declaration: Option<String>,
+    preview: Option<String>,
 }
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<RawRecord> {
@@ -303,6 +309,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<RawRecord> {
         user: r.get(8)?,
         reason: r.get(19)?,
         declaration: r.get(20)?,
+        preview: r.get(21)?,
     })
 }
 
@@ -334,6 +341,7 @@ fn decode(r: RawRecord) -> Result<PendingRecord> {
         status: RecordStatus::parse(&status).ok_or_else(|| corrupt(id, "status", &status))?,
         status_reason: r.reason,
         declaration: r.declaration,
+        preview: r.preview.map(|p| json("preview", &p)).transpose()?,
         stage_uid_hash,
         op,
         request_id,
@@ -453,7 +461,7 @@ impl PendingStore {
 fn insert_record(conn: &Connection, r: &PendingRecord) -> Result<bool> {
     let n = conn.execute(
             &format!("INSERT OR IGNORE INTO pending ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                      ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"),
+                      ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"),
             params![
                 r.request_id,
                 r.stage_uid_hash,
@@ -476,6 +484,7 @@ fn insert_record(conn: &Connection, r: &PendingRecord) -> Result<bool> {
                 r.status.as_str(),
                 r.status_reason,
                 r.declaration,
+                r.preview.as_ref().map(json_text),
             ],
         )?;
     Ok(n == 1)
@@ -687,6 +696,7 @@ mod tests {
             status: RecordStatus::Pending,
             status_reason: None,
             declaration: Some(declaration_digest(b"test")),
+            preview: None,
         }
     }
 

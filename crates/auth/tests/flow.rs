@@ -69,7 +69,13 @@ fn request(stages: &[&str]) -> StartRequest {
         approvers: vec![],
         max_pending_per_uid: 100,
         declaration: Some("digest-of-the-declaration".into()),
+        preview: Some(preview_shown()),
     }
+}
+
+/// What a dry run showed when the request was held.
+fn preview_shown() -> Value {
+    json!({"diff": "-Port 22\n+Port 2222\n", "hash": "sha256:00"})
 }
 
 fn pending(o: FlowOutcome) -> (String, regent_proto::PendingInfo) {
@@ -93,8 +99,14 @@ fn assert_run(o: FlowOutcome) -> String {
             data,
             request_id,
             declaration,
+            preview,
         } => {
             assert_eq!(op, "restart");
+            assert_eq!(
+                preview,
+                Some(preview_shown()),
+                "the preview held is given back"
+            );
             assert_eq!(declaration.as_deref(), Some("digest-of-the-declaration"));
             assert_eq!(
                 data,

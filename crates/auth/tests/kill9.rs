@@ -44,6 +44,7 @@ async fn kill9_child_helper() {
             approvers: vec![],
             max_pending_per_uid: 100,
             declaration: None,
+            preview: None,
         })
         .await;
     let FlowOutcome::Pending { uid, info } = outcome else {
@@ -101,6 +102,7 @@ async fn a_pending_request_survives_kill_9() {
             data,
             request_id,
             declaration: None,
+            preview: None,
         } => {
             assert_eq!((op.as_str(), request_id.as_str()), ("reboot", id));
             assert_eq!(data, json!({"delay": 5}));

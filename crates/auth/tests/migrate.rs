@@ -148,8 +148,10 @@ async fn a_version_1_store_opens_and_its_held_requests_complete() {
                 data,
                 request_id,
                 declaration,
+                preview,
             } => {
                 assert_eq!((op.as_str(), request_id.as_str()), ("restart", id));
+                assert_eq!(preview, None, "held before previews were kept");
                 // Held before digests were kept: the service decides (see
                 // the README, "Reloading the configuration").
                 assert_eq!(declaration, None);
@@ -463,8 +465,10 @@ async fn a_version_2_store_opens_and_its_held_requests_complete_without_a_digest
             data,
             request_id,
             declaration,
+            preview,
         } => {
             assert_eq!((op.as_str(), request_id.as_str()), ("restart", "v2aaaaaa"));
+            assert_eq!(preview, None);
             assert_eq!(data, json!({"service": "v2aaaaaa"}));
             assert_eq!(declaration, None, "version 2 kept no digest");
         }
@@ -485,6 +489,7 @@ async fn a_version_2_store_opens_and_its_held_requests_complete_without_a_digest
             approvers: vec![],
             max_pending_per_uid: 10,
             declaration: Some(digest.clone()),
+            preview: None,
         })
         .await;
     let FlowOutcome::Pending { uid, info } = outcome else {

@@ -129,6 +129,7 @@ fn request(stages: &[&str]) -> StartRequest {
         approvers: vec!["admin@example.org".into(), "second@example.org".into()],
         max_pending_per_uid: 100,
         declaration: None,
+        preview: None,
     }
 }
 

@@ -11,7 +11,8 @@
 //! regent-cli` first),
 //! `REGENT_SHARED` (the shared/ directory), `REGENT_BENCH_PARTS` (what to run,
 //! comma-separated: `roundtrip` (the Unix-socket figures), `tls` (TLS beside an
-//! echo server); default both).
+//! echo server), `augeas` (one sshd_config change through an `augeas`
+//! operation beside `augtool`); default all three).
 
 use regent_bench::{run, BenchOptions, Variant};
 use std::path::{Path, PathBuf};
@@ -52,26 +53,29 @@ fn daemon_program() -> Result<PathBuf, String> {
 }
 
 /// The parts to run: `$REGENT_BENCH_PARTS`, else all.
-fn parts() -> (bool, bool) {
+fn parts() -> (bool, bool, bool) {
     let Ok(list) = std::env::var("REGENT_BENCH_PARTS") else {
-        return (true, true);
+        return (true, true, true);
     };
-    let (mut roundtrip, mut tls) = (false, false);
+    let (mut roundtrip, mut tls, mut augeas) = (false, false, false);
     for part in list.split(',').map(str::trim) {
         match part {
             "roundtrip" => roundtrip = true,
             "tls" => tls = true,
+            "augeas" => augeas = true,
             other => {
-                eprintln!("regent-bench: REGENT_BENCH_PARTS: roundtrip or tls, not {other:?}");
+                eprintln!(
+                    "regent-bench: REGENT_BENCH_PARTS: roundtrip, tls or augeas, not {other:?}"
+                );
                 std::process::exit(2);
             }
         }
     }
-    (roundtrip, tls)
+    (roundtrip, tls, augeas)
 }
 
 fn main() {
-    let (roundtrip, tls) = parts();
+    let (roundtrip, tls, augeas) = parts();
     let server = std::env::var_os("REGENT_BENCH_SERVER")
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_regent-bench-server").into());
     let mut opts = BenchOptions::new(vec![server]);
@@ -95,7 +99,7 @@ fn main() {
         .variants
         .iter()
         .any(|v| v.audit == regent_bench::AuditLog::Daemon);
-    if tls || (roundtrip && daemon_variant) {
+    if tls || augeas || (roundtrip && daemon_variant) {
         match daemon_program() {
             Ok(p) => opts.daemon_program = Some(p),
             Err(e) => {
@@ -125,6 +129,22 @@ fn main() {
             }
             Err(e) => {
                 eprintln!("regent-bench: TLS: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if augeas {
+        match regent_bench::augeas::run(&opts) {
+            Ok(lines) => {
+                if roundtrip || tls {
+                    println!();
+                }
+                for line in lines {
+                    println!("{line}");
+                }
+            }
+            Err(e) => {
+                eprintln!("regent-bench: Augeas: {e}");
                 std::process::exit(1);
             }
         }

@@ -22,6 +22,7 @@
 //! `regent` binary).
 #![forbid(unsafe_code)]
 
+pub mod augeas;
 pub mod extra;
 pub mod load;
 pub mod procs;

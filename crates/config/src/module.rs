@@ -139,6 +139,38 @@ pub fn module_plan(
                 names,
                 allowed: allowed(decl),
             }),
+        ModuleDecl::Augeas(a) => augeas_plan(a, params),
+    })
+}
+
+/// An Augeas declaration's actions expanded with the request's parameters
+/// (an action naming an absent optional parameter left out), each value
+/// checked for the slot it fills: a refused value is a [`FieldError`] naming
+/// its parameter. Secret values go along to be redacted from a diff.
+fn augeas_plan(a: &regent_model::AugeasDecl, params: &Params) -> Result<ModulePlan, FieldError> {
+    let actions = a
+        .expand(|n| params.get(n).map(|v| v.as_str().to_string()))
+        .map_err(|(i, e)| FieldError {
+            field: e.placeholder.clone().unwrap_or_else(|| "data".into()),
+            reason: format!(
+                "cannot fill augeas action {} ({}) {}: {}",
+                i + 1,
+                a.actions[i].name(),
+                e.field,
+                e.message
+            ),
+        })?;
+    Ok(ModulePlan::Augeas {
+        lens: a.lens.clone(),
+        file: a.file.clone(),
+        actions,
+        dry_run: false,
+        expect_hash: None,
+        secrets: params
+            .iter()
+            .filter(|(_, v)| v.is_secret())
+            .map(|(_, v)| v.as_str().to_string())
+            .collect(),
     })
 }
 
@@ -152,6 +184,7 @@ pub(crate) fn invalid_targets(decl: &OperationDecl) -> Vec<String> {
     let ok: fn(&str) -> bool = match module {
         ModuleDecl::Service(_) => valid_unit_name,
         ModuleDecl::Packages(_) => valid_package_name,
+        ModuleDecl::Augeas(_) => return Vec::new(),
     };
     module_targets(decl)
         .into_iter()

@@ -71,16 +71,7 @@ pub struct Template {
     args: Vec<Vec<Piece>>,
 }
 
-/// True for a valid parameter name: `[A-Za-z_][A-Za-z0-9_-]*`, at most 64 bytes.
-#[must_use]
-pub fn is_valid_param_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() <= 64
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
+pub use regent_model::is_valid_param_name;
 
 fn parse_element(s: &str) -> Result<Vec<Piece>, String> {
     if s.contains('\0') {

@@ -1019,7 +1019,7 @@ fn module_declaration_errors_have_locations() {
     let cases: &[(String, &str)] = &[
         (
             format!("{op}command = [\"true\"]\nservice = {{ unit = \"{{u}}\", action = \"stop\" }}\n{enum_p}"),
-            "t.toml:4:1: operations.x.service: an operation has exactly one of command, service, packages ('command' is set too)",
+            "t.toml:4:1: operations.x.service: an operation has exactly one of command, service, packages, augeas ('command' is set too)",
         ),
         (
             format!("{op}service = {{ unit = \"{{u}}\", action = \"bounce\" }}\n{enum_p}"),
@@ -1070,4 +1070,96 @@ fn module_declaration_errors_have_locations() {
         let e = one_error(text);
         assert!(e.starts_with(want), "{text}\n got: {e}\nwant: {want}");
     }
+}
+
+#[test]
+fn augeas_declarations_read_and_expand() {
+    use regent_model::{AugAction, AugeasDecl, InsertPosition};
+    let c = parse(
+        r#"
+[operations.ssh]
+description = "SSH settings"
+augeas = { lens = "Sshd", file = "/etc/ssh/sshd_config", set = { "Port" = "{port}", "Banner" = "{banner}", "PermitRootLogin" = "no" }, get = ["Port"] }
+params.port = { type = "integer", min = 1024, max = 65535 }
+params.banner = { type = "string", secret = true, optional = true }
+
+[operations.hosts]
+description = "Hosts"
+params.host = { type = "enum", values = ["a.example.org", "b'x"] }
+[operations.hosts.augeas]
+lens = "Hosts.lns"
+file = "/etc/hosts"
+actions = [
+  { insert = "01", after = "*[last()]" },
+  { set = "01/canonical", value = "{host}" },
+  { setm = "*", sub = "comment", value = "seen" },
+  { move = "01", to = "02" },
+  { remove = "*[canonical = '{host}']" },
+  { match = "*" },
+]
+"#,
+        "t.toml",
+    )
+    .unwrap();
+    let set = |path: &str, value: &str| AugAction::Set {
+        path: path.into(),
+        value: value.into(),
+    };
+    let ssh = &c.operations["ssh"];
+    // The table form keeps the order written; the shorthands apply set, then get.
+    assert_eq!(
+        ssh.module,
+        Some(ModuleDecl::Augeas(AugeasDecl {
+            lens: "Sshd.lns".into(),
+            file: "/etc/ssh/sshd_config".into(),
+            actions: vec![
+                set("Port", "{port}"),
+                set("Banner", "{banner}"),
+                set("PermitRootLogin", "no"),
+                AugAction::Get {
+                    path: "Port".into()
+                },
+            ],
+        }))
+    );
+    // An absent optional parameter leaves its action out; a secret value goes
+    // along to be redacted from a diff.
+    let params = validate_data(ssh, &serde_json::json!({"port": 2222})).unwrap();
+    let Some(Ok(ModulePlan::Augeas {
+        actions, secrets, ..
+    })) = module_plan(ssh, &params)
+    else {
+        panic!("an augeas plan");
+    };
+    assert_eq!(actions.len(), 3);
+    assert_eq!(actions[0], set("Port", "2222"));
+    assert!(secrets.is_empty());
+    let params = validate_data(
+        ssh,
+        &serde_json::json!({"port": 2222, "banner": "s3cret-b"}),
+    )
+    .unwrap();
+    let Some(Ok(ModulePlan::Augeas { secrets, .. })) = module_plan(ssh, &params) else {
+        panic!("an augeas plan");
+    };
+    assert_eq!(secrets, ["s3cret-b"]);
+
+    let hosts = &c.operations["hosts"];
+    let Some(ModuleDecl::Augeas(a)) = &hosts.module else {
+        panic!("augeas");
+    };
+    assert_eq!(
+        a.actions[0],
+        AugAction::Insert {
+            label: "01".into(),
+            path: "*[last()]".into(),
+            position: InsertPosition::After
+        }
+    );
+    assert_eq!(a.actions.len(), 6);
+    // A value that would change a path's structure names its parameter.
+    let params = validate_data(hosts, &serde_json::json!({"host": "b'x"})).unwrap();
+    let e = module_plan(hosts, &params).unwrap().unwrap_err();
+    assert_eq!(e.field, "host");
+    assert!(e.reason.contains("action 5 (remove)"), "{}", e.reason);
 }

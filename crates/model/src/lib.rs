@@ -9,7 +9,8 @@
 //! execution part of an operation's declaration ([`ExecDecl`]: its [`Sandbox`] and
 //! [`SandboxAllow`] opt-ins, [`ResourceLimits`], [`OnUnsupported`]), the system
 //! modules' declarations, plans and access ([`ModuleDecl`], [`ModulePlan`],
-//! [`ModuleAccess`]), [`Stage`] and [`Verdict`].
+//! [`ModuleAccess`]; a configuration file edited through Augeas: [`AugeasDecl`],
+//! a lens, a file, [`AugAction`]s, in `augeas.rs`), [`Stage`] and [`Verdict`].
 //!
 //! **Boundaries.** Owns the concepts (principal, account, capability, run-as, smtp,
 //! limits, sandbox, resource limits, execution declaration, stage, verdict) and
@@ -25,8 +26,10 @@ pub mod principal;
 pub mod run_as;
 pub mod smtp;
 
+pub mod augeas;
 pub mod exec;
 pub mod module;
+pub mod param;
 pub mod rlimits;
 pub mod sandbox;
 
@@ -40,10 +43,12 @@ pub use principal::{valid_client_name, CallerKey, Peer, Principal, TLS_ID};
 pub use run_as::RunAs;
 pub use smtp::SmtpSecurity;
 
+pub use augeas::{AugAction, AugeasDecl, InsertPosition};
 pub use exec::{ExecDecl, OnUnsupported};
 pub use module::{
     valid_package_name, valid_unit_name, ModuleAccess, ModuleDecl, ModulePlan, ModuleRequest,
     PackagesAction, PackagesDecl, ServiceAction, ServiceBackend, ServiceDecl,
 };
+pub use param::is_valid_param_name;
 pub use rlimits::ResourceLimits;
 pub use sandbox::{Sandbox, SandboxAllow};

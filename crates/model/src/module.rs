@@ -23,8 +23,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::augeas::{check_file, check_lens, AugAction, AugeasDecl, Mode};
 use crate::capability::Capability;
 use crate::sandbox::SandboxAllow;
+
+/// Where Augeas's lenses are (a sandboxed Augeas operation may read them).
+pub const AUGEAS_LENSES: &str = "/usr/share/augeas";
 
 /// A module operation's declaration (`service = {...}` or `packages = {...}`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,6 +38,8 @@ pub enum ModuleDecl {
     Service(ServiceDecl),
     /// `packages = { install = ["{package}"] }`.
     Packages(PackagesDecl),
+    /// `augeas = { lens = "Sshd", file = "/etc/ssh/sshd_config", ... }`.
+    Augeas(AugeasDecl),
 }
 
 impl ModuleDecl {
@@ -43,16 +49,26 @@ impl ModuleDecl {
         match self {
             ModuleDecl::Service(_) => "service",
             ModuleDecl::Packages(_) => "packages",
+            ModuleDecl::Augeas(_) => "augeas",
         }
     }
 
-    /// The name templates it declares, in order.
+    /// The name templates it declares, in order (none for `augeas`, whose
+    /// paths and values are not names: see [`AugeasDecl`]).
     #[must_use]
     pub fn templates(&self) -> Vec<&str> {
         match self {
             ModuleDecl::Service(s) => vec![s.unit.as_str()],
             ModuleDecl::Packages(p) => p.names.iter().map(String::as_str).collect(),
+            ModuleDecl::Augeas(_) => Vec::new(),
         }
+    }
+
+    /// Whether a request may ask for a dry run: an `augeas` operation that
+    /// changes the file (the answer is the diff).
+    #[must_use]
+    pub fn dry_run(&self) -> bool {
+        matches!(self, ModuleDecl::Augeas(a) if a.changes())
     }
 
     /// What the module's process needs.
@@ -82,6 +98,30 @@ impl ModuleDecl {
                 write: Vec::new(),
                 allow: SandboxAllow::default(),
                 keep_descendants: !status,
+            },
+            // Augeas reads the lenses and the file, and writes a temporary file
+            // beside it, then gives it the original's owner and mode (chown and
+            // chmod: the sandbox's `metadata` family) and renames it into place:
+            // a file of another owner needs CAP_DAC_OVERRIDE, CAP_CHOWN and
+            // CAP_FOWNER, and nothing else. It starts nothing.
+            ModuleDecl::Augeas(a) => ModuleAccess {
+                capabilities: Some(vec![
+                    Capability::parse("CAP_CHOWN").expect("a known capability"),
+                    Capability::parse("CAP_DAC_OVERRIDE").expect("a known capability"),
+                    Capability::parse("CAP_FOWNER").expect("a known capability"),
+                ]),
+                may_sandbox: true,
+                read: vec![PathBuf::from(AUGEAS_LENSES)],
+                write: PathBuf::from(&a.file)
+                    .parent()
+                    .map(PathBuf::from)
+                    .into_iter()
+                    .collect(),
+                allow: SandboxAllow {
+                    metadata: true,
+                    ..SandboxAllow::default()
+                },
+                keep_descendants: false,
             },
         }
     }
@@ -284,6 +324,25 @@ pub enum ModulePlan {
         /// apt runs.
         allowed: Option<Vec<String>>,
     },
+    /// Augeas actions on one file: all applied, then saved once.
+    Augeas {
+        /// The lens, `Sshd.lns`.
+        lens: String,
+        /// The file.
+        file: String,
+        /// The actions, expanded (every placeholder filled and checked).
+        actions: Vec<AugAction>,
+        /// Show the diff instead of saving.
+        #[serde(default)]
+        dry_run: bool,
+        /// Save only if the file still has this hash (the one its approvers
+        /// were shown a diff of).
+        #[serde(default)]
+        expect_hash: Option<String>,
+        /// Values to redact from a diff (the request's secret parameters).
+        #[serde(default)]
+        secrets: Vec<String>,
+    },
 }
 
 impl ModulePlan {
@@ -293,6 +352,7 @@ impl ModulePlan {
         match self {
             ModulePlan::Service { .. } => "service",
             ModulePlan::Packages { .. } => "packages",
+            ModulePlan::Augeas { .. } => "augeas",
         }
     }
 
@@ -318,6 +378,20 @@ impl ModulePlan {
                     if allowed.as_ref().is_some_and(|a| !a.contains(n)) {
                         return Err(format!("package {n:?} is not in the declaration"));
                     }
+                }
+                Ok(())
+            }
+            ModulePlan::Augeas {
+                lens,
+                file,
+                actions,
+                ..
+            } => {
+                check_lens(lens)?;
+                check_file(file)?;
+                for (i, a) in actions.iter().enumerate() {
+                    a.check(Mode::Concrete)
+                        .map_err(|e| format!("action {} ({}): {e}", i + 1, a.name()))?;
                 }
                 Ok(())
             }

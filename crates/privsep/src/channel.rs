@@ -87,6 +87,7 @@ impl Channel {
             secret: None,
             op: op.to_string(),
             data,
+            dry_run: false,
         };
         self.stream
             .write_all(&request.to_line())

@@ -37,6 +37,11 @@ pub enum Request {
         op: String,
         /// The operation's data.
         data: Value,
+        /// *Extension*: `"dry_run": true` asks for what the operation would do,
+        /// doing nothing. Sent only to a service whose `regent.ops` lists the
+        /// operation with `"dry_run": true`; an operation that cannot do one
+        /// answers `bad_request`. Absent, `null` and `false` are the same.
+        dry_run: bool,
     },
     /// The next step of an operation held for out-of-channel authorization.
     Continue {
@@ -95,8 +100,18 @@ impl Request {
         let op = take_string(&mut fields.op, "op")?;
         let uid = take_string(&mut fields.uid, "uid")?;
         let data = fields.data.take().unwrap_or(Value::Null);
+        let dry_run = match fields.dry_run.take() {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(RequestError::WrongType("dry_run", "a boolean")),
+        };
         match (op, uid) {
-            (Some(op), None) => Ok(Request::New { secret, op, data }),
+            (Some(op), None) => Ok(Request::New {
+                secret,
+                op,
+                data,
+                dry_run,
+            }),
             (None, Some(uid)) => Ok(Request::Continue { secret, uid, data }),
             (Some(_), Some(_)) => Err(RequestError::Both),
             (None, None) => Err(RequestError::Neither),
@@ -114,8 +129,16 @@ impl Request {
     pub fn to_line(&self) -> Vec<u8> {
         let mut map = Map::new();
         let (secret, data) = match self {
-            Request::New { secret, op, data } => {
+            Request::New {
+                secret,
+                op,
+                data,
+                dry_run,
+            } => {
                 map.insert("op".into(), Value::String(op.clone()));
+                if *dry_run {
+                    map.insert("dry_run".into(), Value::Bool(true));
+                }
                 (secret, data)
             }
             Request::Continue { secret, uid, data } => {
@@ -140,6 +163,7 @@ struct Fields {
     op: Option<Value>,
     uid: Option<Value>,
     data: Option<Value>,
+    dry_run: Option<Value>,
 }
 
 impl Drop for Fields {
@@ -170,6 +194,7 @@ impl<'de> Visitor<'de> for TopVisitor {
                 Key::Op => &mut fields.op,
                 Key::Uid => &mut fields.uid,
                 Key::Data => &mut fields.data,
+                Key::DryRun => &mut fields.dry_run,
                 Key::Other => {
                     map.next_value::<Checked>()?;
                     continue;
@@ -269,6 +294,7 @@ enum Key {
     Op,
     Uid,
     Data,
+    DryRun,
     Other,
 }
 
@@ -286,6 +312,7 @@ impl<'de> Deserialize<'de> for Key {
                     "op" => Key::Op,
                     "uid" => Key::Uid,
                     "data" => Key::Data,
+                    "dry_run" => Key::DryRun,
                     _ => Key::Other,
                 })
             }
@@ -330,7 +357,13 @@ mod tests {
     fn python_client_request_parses() {
         let r = Request::parse(br#"{"secret": "123456", "op": "whoami", "data": null}"#).unwrap();
         match r {
-            Request::New { secret, op, data } => {
+            Request::New {
+                secret,
+                op,
+                data,
+                dry_run,
+            } => {
+                assert!(!dry_run);
                 assert_eq!(secret.unwrap().expose(), "123456");
                 assert_eq!(op, "whoami");
                 assert_eq!(data, Value::Null);
@@ -407,8 +440,18 @@ mod tests {
         let op = take("op")?;
         let uid = take("uid")?;
         let data = map.remove("data").unwrap_or(Value::Null);
+        let dry_run = match map.remove("dry_run") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => return Err(RequestError::WrongType("dry_run", "a boolean")),
+        };
         match (op, uid) {
-            (Some(op), None) => Ok(Request::New { secret, op, data }),
+            (Some(op), None) => Ok(Request::New {
+                secret,
+                op,
+                data,
+                dry_run,
+            }),
             (None, Some(uid)) => Ok(Request::Continue { secret, uid, data }),
             (Some(_), Some(_)) => Err(RequestError::Both),
             (None, None) => Err(RequestError::Neither),
@@ -513,11 +556,40 @@ mod tests {
             secret: Some(Secret::new("s")),
             op: "o".into(),
             data: json!({"a": 1}),
+            dry_run: false,
         };
         let line = r.to_line();
         assert_eq!(line.last(), Some(&b'\n'));
+        assert!(!String::from_utf8_lossy(&line).contains("dry_run"));
         let back = Request::parse(&line[..line.len() - 1]).unwrap();
-        assert!(matches!(back, Request::New { op, .. } if op == "o"));
+        assert!(matches!(back, Request::New { op, dry_run: false, .. } if op == "o"));
+        let dry = Request::New {
+            secret: None,
+            op: "o".into(),
+            data: Value::Null,
+            dry_run: true,
+        };
+        let line = dry.to_line();
+        let back = Request::parse(&line[..line.len() - 1]).unwrap();
+        assert!(matches!(back, Request::New { dry_run: true, .. }));
+    }
+
+    #[test]
+    fn dry_run_is_a_boolean() {
+        for (line, dry) in [
+            (r#"{"op": "o", "dry_run": true}"#, true),
+            (r#"{"op": "o", "dry_run": false}"#, false),
+            (r#"{"op": "o", "dry_run": null}"#, false),
+            (r#"{"op": "o"}"#, false),
+        ] {
+            let r = Request::parse(line.as_bytes()).unwrap();
+            assert!(
+                matches!(r, Request::New { dry_run, .. } if dry_run == dry),
+                "{line}"
+            );
+        }
+        let e = Request::parse(br#"{"op": "o", "dry_run": "yes"}"#).unwrap_err();
+        assert_eq!(e, RequestError::WrongType("dry_run", "a boolean"));
     }
 }
 

@@ -179,12 +179,19 @@ pub(crate) async fn handle(
                 })
                 .map(|(name, e)| {
                     let info = e.op.info();
-                    json!({
+                    let mut op = json!({
                         "name": name,
                         "description": info.description,
                         "params": info.params,
                         "auth": e.options.auth,
-                    })
+                    });
+                    if e.op.dry_run() && e.options.auth.is_empty() {
+                        // The request key `dry_run` is sent only to an operation
+                        // that lists it here (see PROTOCOL.md); one held for
+                        // authorization has none (its approver sees the change).
+                        op["dry_run"] = Value::Bool(true);
+                    }
+                    op
                 })
                 .collect();
             Response::Done(Value::Array(ops))

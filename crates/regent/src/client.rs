@@ -442,6 +442,25 @@ impl Client {
         self.connect()?.call(op, data)
     }
 
+    /// Ask for a dry run of an operation (`"dry_run": true`): what it would do,
+    /// done by nothing. Send it only to an operation `regent.ops` lists with
+    /// `"dry_run": true` ([`Client::offers_dry_run`]): a service that does not
+    /// know the key ignores it and runs the operation for real.
+    pub fn dry_run(&self, op: &str, data: Value) -> Result<Outcome, ClientError> {
+        self.connect()?.send_new(op, data, true)
+    }
+
+    /// Whether the service's `regent.ops` lists `op` for this caller with
+    /// `"dry_run": true`.
+    pub fn offers_dry_run(&self, op: &str) -> Result<bool, ClientError> {
+        let ops: Value = self.call_as("regent.ops", Value::Null)?;
+        Ok(ops
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|o| o["name"].as_str() == Some(op) && o["dry_run"].as_bool() == Some(true)))
+    }
+
     /// Send the next step of a pending operation.
     pub fn resume(&self, uid: &str, data: Value) -> Result<Outcome, ClientError> {
         self.connect()?.resume(uid, data)
@@ -463,10 +482,15 @@ pub struct Connection {
 impl Connection {
     /// Ask for an operation.
     pub fn call(&mut self, op: &str, data: Value) -> Result<Outcome, ClientError> {
+        self.send_new(op, data, false)
+    }
+
+    fn send_new(&mut self, op: &str, data: Value, dry_run: bool) -> Result<Outcome, ClientError> {
         let req = Request::New {
             secret: self.client.secret.clone(),
             op: op.to_string(),
             data,
+            dry_run,
         };
         self.exchange(&req.to_line())
     }
@@ -572,6 +596,7 @@ impl AsyncClient {
             secret: self.inner.secret.clone(),
             op: op.to_string(),
             data,
+            dry_run: false,
         };
         self.exchange(req.to_line()).await
     }

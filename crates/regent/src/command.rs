@@ -160,6 +160,10 @@ impl DynOperation for CommandOperation {
         Authorization::continue_with(remaining)
     }
 
+    fn dry_run(&self) -> bool {
+        self.decl.module.as_ref().is_some_and(|m| m.dry_run())
+    }
+
     fn perform(self: Arc<Self>, ctx: Context, data: Value) -> BoxResult {
         Box::pin(async move {
             // Data was checked when the request arrived (possibly long ago, if it
@@ -175,7 +179,22 @@ impl DynOperation for CommandOperation {
                 .timeout
                 .min(remaining.max(std::time::Duration::from_millis(1)));
             if let Some(plan) = regent_config::module_plan(&self.decl, &params) {
-                let plan = plan.map_err(|e| OpError::Invalid(invalid(e)))?;
+                let mut plan = plan.map_err(|e| OpError::Invalid(invalid(e)))?;
+                if let regent_model::ModulePlan::Augeas {
+                    dry_run,
+                    expect_hash,
+                    ..
+                } = &mut plan
+                {
+                    *dry_run = ctx.dry_run;
+                    // Held: save only the file its approvers saw the diff of.
+                    *expect_hash = ctx
+                        .preview
+                        .as_ref()
+                        .and_then(|p| p.get("hash"))
+                        .and_then(Value::as_str)
+                        .map(String::from);
+                }
                 return crate::module::run(&self.name, plan, &policy).await;
             }
             let paths = path_args(&self.decl, &params).map_err(OpError::Invalid)?;

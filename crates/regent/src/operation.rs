@@ -38,6 +38,14 @@ pub struct Context {
     pub op: String,
     /// When the operation's time limit runs out.
     pub deadline: Instant,
+    /// The request asked for a dry run (only ever set for an operation whose
+    /// [`DynOperation::dry_run`] is true): report what would change, change nothing.
+    pub dry_run: bool,
+    /// For a request that was held for authorization, what a dry run of it
+    /// answered when it was held (only for an operation that offers dry runs):
+    /// the change the approvers saw. The operation refuses to run when what it
+    /// would change is no longer what they saw (for Augeas: the file's hash).
+    pub preview: Option<Value>,
 }
 
 /// `data` failed validation: which field and why.
@@ -199,6 +207,13 @@ pub trait Operation: Send + Sync + 'static {
         Authorization::continue_with(remaining)
     }
 
+    /// Whether it can do a dry run: `perform` with [`Context::dry_run`] set
+    /// reports what it would do and changes nothing (see
+    /// [`DynOperation::dry_run`]). Default: no.
+    fn dry_run(&self) -> bool {
+        false
+    }
+
     /// Do the work.
     fn perform(
         &self,
@@ -231,6 +246,12 @@ pub trait DynOperation: Send + Sync {
     ) -> Authorization;
     /// Perform on checked data.
     fn perform(self: Arc<Self>, ctx: Context, data: Value) -> BoxResult;
+    /// Whether it can do a dry run (`"dry_run": true` in a request, advertised
+    /// in `regent.ops`): perform with [`Context::dry_run`] set changes nothing.
+    /// Others answer such a request `bad_request`.
+    fn dry_run(&self) -> bool {
+        false
+    }
 }
 
 /// Validated request data.
@@ -312,6 +333,10 @@ impl<O: Operation> DynOperation for Erased<O> {
             Some(d) => self.0.after_stage(caller, &d, stage, remaining),
             None => Authorization::Deny("data no longer decodes".into()),
         }
+    }
+
+    fn dry_run(&self) -> bool {
+        self.0.dry_run()
     }
 
     fn perform(self: Arc<Self>, ctx: Context, data: Value) -> BoxResult {

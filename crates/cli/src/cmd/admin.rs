@@ -142,6 +142,17 @@ pub fn pending(args: PendingArgs) -> ExitCode {
                     r["expires_at"].as_str().unwrap_or("?"),
                     r["display_data"]
                 );
+                // What a dry run showed when it was held: the change approved.
+                match r["preview"]["diff"].as_str() {
+                    Some("") => println!("    change: none"),
+                    Some(diff) => {
+                        println!("    change (runs only while it still applies as shown):");
+                        for line in diff.lines() {
+                            println_escaped!("      {line}");
+                        }
+                    }
+                    None => {}
+                }
             }
             if more > 0 {
                 println!(

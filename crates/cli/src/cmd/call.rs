@@ -104,6 +104,10 @@ pub struct Args {
     /// Print the raw JSON response.
     #[arg(long)]
     pub json: bool,
+    /// Show what the operation would change (a unified diff), changing nothing:
+    /// only for an operation `regent ops` marks "dry run".
+    #[arg(long, conflicts_with_all = ["uid", "wait"])]
+    pub dry_run: bool,
     #[command(flatten)]
     pub target: Target,
 }
@@ -207,10 +211,29 @@ pub fn call(args: Args) -> ExitCode {
             Err(e) => return fail(format!("--data is not JSON: {e}"), exit::INVALID),
         },
     };
+    let op = args.op.as_deref().unwrap_or_default();
+    if args.dry_run {
+        // Sent only where advertised: a service that does not know the key
+        // would ignore it and run the operation for real.
+        return match client.offers_dry_run(op) {
+            Ok(true) => match client.dry_run(op, data) {
+                Ok(outcome) => exit::code(report_dry_run(&outcome, args.json)),
+                Err(e) => connection_failure(e),
+            },
+            Ok(false) => fail(
+                format!(
+                    "the service offers no dry run of '{}' (see regent ops)",
+                    escape_line(op)
+                ),
+                exit::INVALID,
+            ),
+            Err(e) => connection_failure(e),
+        };
+    }
     let first = match (&args.uid, &args.code) {
         (Some(uid), Some(code)) => client.resume(uid, serde_json::json!({ "code": code })),
         (Some(uid), None) => client.resume(uid, data),
-        (None, _) => client.call(args.op.as_deref().unwrap_or_default(), data),
+        (None, _) => client.call(op, data),
     };
     let mut outcome = match first {
         Ok(o) => o,
@@ -238,6 +261,28 @@ pub fn call(args: Args) -> ExitCode {
     exit::code(report(&outcome, args.json))
 }
 
+/// A dry run's answer: its `diff` as lines (escaped), or a note that nothing
+/// would change; anything else as [`report`] shows it.
+fn report_dry_run(outcome: &Outcome, json: bool) -> u8 {
+    match outcome {
+        Outcome::Done(v) if !json => match v.get("diff").and_then(Value::as_str) {
+            Some("") => {
+                eprintln!("dry run: nothing would change");
+                exit::OK
+            }
+            Some(diff) => {
+                print!("{}", escape_lines(diff));
+                if !diff.ends_with('\n') {
+                    println!();
+                }
+                exit::OK
+            }
+            None => report(outcome, json),
+        },
+        _ => report(outcome, json),
+    }
+}
+
 pub fn ops(args: OpsArgs) -> ExitCode {
     let client = match args.target.client() {
         Ok(c) => c,
@@ -257,6 +302,9 @@ pub fn ops(args: OpsArgs) -> ExitCode {
                     for (p, spec) in params {
                         println!("    {}: {}", escape_line(p), escape_line(&spec.to_string()));
                     }
+                }
+                if op["dry_run"].as_bool() == Some(true) {
+                    println!("    dry run: regent call {name} --dry-run");
                 }
                 if let Some(auth) = op["auth"].as_array().filter(|a| !a.is_empty()) {
                     let stages: Vec<&str> = auth.iter().filter_map(Value::as_str).collect();

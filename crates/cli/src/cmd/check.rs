@@ -139,6 +139,10 @@ fn print_module(module: &regent::model::ModuleDecl, decl: &regent::config::Opera
     let (what, kind) = match module {
         ModuleDecl::Service(s) => (format!("service {}", s.action.name()), "units"),
         ModuleDecl::Packages(p) => (format!("packages {}", p.action.name()), "packages"),
+        ModuleDecl::Augeas(a) => {
+            print_augeas(a, decl);
+            return;
+        }
     };
     println!("    runs: {what} in `regent module` (the service's own binary, a child process)");
     for (template, targets) in regent::config::module_targets(decl) {
@@ -160,6 +164,73 @@ fn print_module(module: &regent::model::ModuleDecl, decl: &regent::config::Opera
         println!("    unconfined: what it starts keeps running after the run and would inherit a sandbox, limits or no_new_privs, so none applies (a timeout still stops the run's whole tree)");
     } else if !access.may_sandbox {
         println!("    confinement: no_new_privs and the run's tree stopped when it ends; no sandbox or limits (the module declares none)");
+    }
+}
+
+/// What an Augeas operation may touch: its file and lens, each action's paths,
+/// and warnings about paths broader than needed.
+fn print_augeas(a: &regent::model::AugeasDecl, decl: &regent::config::OperationDecl) {
+    use regent::config::ParamKind;
+    use regent::model::augeas::{check_path, Mode, Slot};
+    use regent::model::AugAction;
+    // A changed path whose first step is a bare `*`, or filled by a parameter
+    // that is not an enum, may name any top-level node.
+    let open = |p: &str| -> Option<String> {
+        if p == "*" || p.starts_with("*/") {
+            return Some("its first step is * without a predicate".into());
+        }
+        let holes = check_path(p, Mode::Template).ok()?;
+        let (name, slot) = holes.first()?;
+        if *slot != Slot::Label || !p.starts_with(&format!("{{{name}}}")) {
+            return None;
+        }
+        match decl.params.get(name).map(|s| &s.kind) {
+            Some(ParamKind::Enum { .. }) => None,
+            _ => Some("filled by a parameter that is not an enum".into()),
+        }
+    };
+    println!("    runs: augeas in `regent module` (the service's own binary, a child process)");
+    println!("    file: {} (lens {}, no other)", a.file, a.lens);
+    let mut wide = Vec::new();
+    for action in &a.actions {
+        let line = match action {
+            AugAction::Get { path } | AugAction::Match { path } | AugAction::Remove { path } => {
+                format!("{} {path}", action.name())
+            }
+            AugAction::Set { path, value } => format!("set {path} = {value}"),
+            AugAction::Setm { base, sub, value } => format!("setm {base} {sub} = {value}"),
+            AugAction::Insert {
+                label,
+                path,
+                position,
+            } => format!("insert {label} {position:?} {path}").to_lowercase(),
+            AugAction::Move { path, to } => format!("move {path} to {to}"),
+        };
+        println_escaped!("    {line}");
+        let paths: Vec<&str> = match action {
+            AugAction::Get { path }
+            | AugAction::Match { path }
+            | AugAction::Remove { path }
+            | AugAction::Set { path, .. }
+            | AugAction::Insert { path, .. } => vec![path],
+            AugAction::Setm { base, .. } => vec![base],
+            AugAction::Move { path, to } => vec![path, to],
+        };
+        for p in paths.into_iter().filter(|_| action.changes()) {
+            if let Some(why) = open(p) {
+                wide.push(format!("{p}: {why}"));
+            }
+        }
+    }
+    for w in wide {
+        println_escaped!(
+            "    warning: {w}: it may change any top-level node of the file; name the node (a label, or an enum parameter)"
+        );
+    }
+    if a.changes() && decl.auth.is_empty() {
+        println!("    dry run: `regent call ... --dry-run` shows the diff");
+    } else if a.changes() {
+        println!("    dry run: its approvers see the diff in `regent pending` (none for the caller: it is held)");
     }
 }
 

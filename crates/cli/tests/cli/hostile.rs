@@ -429,8 +429,17 @@ fn odd_but_valid_lines_and_duplicate_keys() {
     let v = c.ask(format!(r#"{{"secret": "{}", "\u006fp": "greet"}}"#, SECRET).as_bytes());
     expect_ok(&v, hello);
     // Unknown keys are ignored, whatever valid JSON they hold.
-    let v = c.ask(format!(r#"{{"secret": "{}", "op": "greet", "dry_run": true, "x": {{"\ud83d\ude00": [1e300, null]}}}}"#, SECRET).as_bytes());
+    let v = c.ask(format!(r#"{{"secret": "{}", "op": "greet", "trace": true, "x": {{"\ud83d\ude00": [1e300, null]}}}}"#, SECRET).as_bytes());
     expect_ok(&v, hello);
+    // `dry_run` is known (an extension): a command cannot do one, so nothing runs.
+    let v = c.ask(
+        format!(
+            r#"{{"secret": "{}", "op": "greet", "dry_run": true}}"#,
+            SECRET
+        )
+        .as_bytes(),
+    );
+    assert_eq!(v["code"], "bad_request", "{v}");
     // Duplicate op: the last wins (one reading for the daemon and its audit).
     let v = c.ask(
         format!(

@@ -2,6 +2,7 @@
 //! processes, and genuinely unprivileged users created for the purpose.
 mod activation;
 mod audit_log;
+mod augeas;
 mod client_safety;
 mod core;
 mod hostile;

@@ -600,6 +600,10 @@ fn the_home_server_example_checks_clean() {
         out.contains("packages: nextcloud-desktop, transmission-daemon, minidlna"),
         "{out}"
     );
+    assert!(
+        out.contains("file: /etc/ssh/sshd_config (lens Sshd.lns, no other)\n    set Port = {port}\n    set PermitRootLogin = {root_login}\n    dry run: its approvers see the diff"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -32,6 +32,7 @@ use toml::Spanned;
 use crate::diag::{Diagnostics, Sink};
 use crate::model::{Config, ServiceConfig};
 
+mod augeas;
 mod context;
 mod decode;
 mod exec;

@@ -1,5 +1,5 @@
 //! The semantic pass over a module operation's declaration (`service = {...}`,
-//! `packages = {...}`): exactly one of `command` and the modules, each name
+//! `packages = {...}`; `augeas = {...}` is read by [`super::augeas`]): exactly one of `command` and the modules, each name
 //! template filled only by declared, non-secret, non-path parameters, and the
 //! keys the module's access rules out.
 
@@ -17,7 +17,7 @@ use regent_model::{
 };
 
 /// The keys an operation takes exactly one of: `command` and each module.
-pub(super) const ACTION_KEYS: [&str; 3] = ["command", "service", "packages"];
+pub(super) const ACTION_KEYS: [&str; 4] = ["command", "service", "packages", "augeas"];
 
 /// Which of [`ACTION_KEYS`] the operation at `p` sets, checking it sets exactly
 /// one; `None` after reporting the problem.
@@ -31,6 +31,7 @@ pub(super) fn action_key(
         r.key_of(&t.command, &join(p, "command")),
         r.key_of(&t.service, &join(p, "service")),
         r.key_of(&t.packages, &join(p, "packages")),
+        r.key_of(&t.augeas, &join(p, "augeas")),
     ];
     let set: Vec<(&str, Range<usize>)> = ACTION_KEYS
         .iter()
@@ -69,6 +70,18 @@ pub(super) fn read_module(
     params: &BTreeMap<String, ParamSpec>,
     used: &mut BTreeSet<String>,
 ) -> Option<ModuleDecl> {
+    if let Some(v) = &t.augeas {
+        let module = ModuleDecl::Augeas(super::augeas::read_augeas(
+            r,
+            v,
+            &join(p, "augeas"),
+            declared,
+            params,
+            used,
+        )?);
+        check_access(r, t, p, &module);
+        return Some(module);
+    }
     let mut names = Names {
         declared,
         params,

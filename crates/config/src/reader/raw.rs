@@ -206,6 +206,7 @@ pub(super) struct RawOperation {
     pub command: Opt<List<String>>,
     pub service: Opt<Table<RawServiceModule>>,
     pub packages: Opt<Table<RawPackages>>,
+    pub augeas: Opt<Table<RawAugeas>>,
     pub params: Opt<Named<RawParam>>,
     pub stdin: Opt<String>,
     pub allow: Opt<Table<RawAllow>>,
@@ -243,6 +244,37 @@ pub(super) struct RawPackages {
     pub remove: Opt<List<String>>,
     pub update: Opt<List<String>>,
     pub status: Opt<List<String>>,
+}
+
+/// `augeas = { lens, file, set, remove, get, match, actions }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAugeas {
+    pub lens: Opt<String>,
+    pub file: Opt<String>,
+    pub set: Opt<Named<String>>,
+    pub remove: Opt<List<String>>,
+    pub get: Opt<List<String>>,
+    pub r#match: Opt<List<String>>,
+    pub actions: Opt<List<Table<RawAugAction>>>,
+}
+
+/// One element of `augeas.actions`: one action key, and the keys it takes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAugAction {
+    pub get: Opt<String>,
+    pub r#match: Opt<String>,
+    pub set: Opt<String>,
+    pub setm: Opt<String>,
+    pub insert: Opt<String>,
+    pub r#move: Opt<String>,
+    pub remove: Opt<String>,
+    pub value: Opt<String>,
+    pub sub: Opt<String>,
+    pub before: Opt<String>,
+    pub after: Opt<String>,
+    pub to: Opt<String>,
 }
 
 /// `allow` and `approve`.
@@ -600,6 +632,14 @@ mod tests {
             (
                 format!("{op}packages = {{ zzzzzzzz = 1 }}\n"),
                 fields::<RawPackages>(),
+            ),
+            (
+                format!("{op}augeas = {{ zzzzzzzz = 1 }}\n"),
+                fields::<RawAugeas>(),
+            ),
+            (
+                format!("{op}augeas = {{ actions = [{{ zzzzzzzz = 1 }}] }}\n"),
+                fields::<RawAugAction>(),
             ),
             (
                 format!("{op}run_as = {{ zzzzzzzz = 1 }}\n"),

@@ -164,6 +164,19 @@ impl Shared {
             );
             return Response::error(ErrorCode::Internal);
         };
+        // The change the approvers approve: a dry run of exactly this request,
+        // made now. One that cannot be made is answered now, not held.
+        let preview = if entry.op.dry_run() {
+            match self.preview(caller, op, entry, checked.data.clone()).await {
+                Response::Done(v) => Some(v),
+                other => {
+                    audit.note("its dry run failed: not held");
+                    return other;
+                }
+            }
+        } else {
+            None
+        };
         audit.note(&format!("held for {}", stage_names(&stages).join(" then ")));
         let request = StartRequest {
             op: op.to_string(),
@@ -176,11 +189,12 @@ impl Shared {
             approvers: entry.options.approvers.clone(),
             max_pending_per_uid: entry.options.max_pending_per_uid,
             declaration: entry.declaration.clone(),
+            preview,
         };
         match flow.start(request).await {
-            FlowOutcome::Run { op, data, .. } => {
-                self.execute(caller, &op, entry, data, false).await
-            }
+            FlowOutcome::Run {
+                op, data, preview, ..
+            } => self.execute(caller, &op, entry, data, false, preview).await,
             other => outcome_response(other),
         }
     }
@@ -227,6 +241,7 @@ impl Shared {
                 data,
                 request_id,
                 declaration,
+                preview,
             } => {
                 audit.op(&op);
                 audit.note(&format!("request {request_id} authorized"));
@@ -256,7 +271,7 @@ impl Shared {
                 // The data approved is the data that runs, and only if the
                 // caller still may run it.
                 match evaluate(caller, &entry.options.rule(), Standing::StagesPassed) {
-                    Verdict::Run => self.execute(caller, &op, entry, data, true).await,
+                    Verdict::Run => self.execute(caller, &op, entry, data, true, preview).await,
                     Verdict::Deny(why) => {
                         audit.note(&why);
                         Response::error(ErrorCode::PermissionDenied)
@@ -413,6 +428,21 @@ mod tests {
         shared.handle(who, line.to_string().as_bytes()).await
     }
 
+    /// A service in `dir` offering `op` as `name`, with a pending store.
+    fn one_op<O: Operation>(
+        dir: &std::path::Path,
+        name: &str,
+        op: O,
+        options: OpOptions,
+    ) -> Service {
+        Service::builder(dir.join("s.sock"))
+            .register_with(name, op, options)
+            .unwrap()
+            .pending_store(dir.join("pending.db"))
+            .build()
+            .unwrap()
+    }
+
     fn pending_uid(r: &Response) -> String {
         match r {
             Response::Pending { uid, .. } => uid.clone(),
@@ -439,12 +469,7 @@ mod tests {
             max_pending_per_uid: 100,
             ..OpOptions::default()
         };
-        let service = Service::builder(dir.path().join("s.sock"))
-            .register_with("say", Say, options)
-            .unwrap()
-            .pending_store(dir.path().join("pending.db"))
-            .build()
-            .unwrap();
+        let service = one_op(dir.path(), "say", Say, options);
         let shared = &service.shared;
         let (alice, bob) = (caller(1000), caller(1001));
         let new = serde_json::json!({"op": "say", "data": null});
@@ -493,6 +518,67 @@ mod tests {
         pending_uid(&ask(shared, &alice, new.clone()).await);
     }
 
+    /// Says whether it ran as a dry run.
+    struct Dry;
+
+    impl Operation for Dry {
+        type Data = ();
+        type Output = &'static str;
+        fn dry_run(&self) -> bool {
+            true
+        }
+        async fn perform(&self, ctx: Context, _: ()) -> Result<&'static str, OpError> {
+            Ok(if ctx.dry_run { "dry" } else { "real" })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_reaches_only_an_operation_that_offers_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = OpOptions {
+            auth: [Stage::Approval].into_iter().collect(),
+            ..OpOptions::default()
+        };
+        let service = Service::builder(dir.path().join("s.sock"))
+            .register("say", Say)
+            .unwrap()
+            .register("dry", Dry)
+            .unwrap()
+            .register_with("dry-held", Dry, held)
+            .unwrap()
+            .pending_store(dir.path().join("pending.db"))
+            .build()
+            .unwrap();
+        let shared = &service.shared;
+        let alice = caller(1000);
+        let call =
+            |op: &str, dry: bool| serde_json::json!({"op": op, "data": null, "dry_run": dry});
+        let done = |r: Response| match r {
+            Response::Done(v) => v,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(done(ask(shared, &alice, call("dry", true)).await), "dry");
+        assert_eq!(done(ask(shared, &alice, call("dry", false)).await), "real");
+        assert_eq!(done(ask(shared, &alice, call("say", false)).await), "said");
+        for op in ["say", "dry-held", "regent.ops"] {
+            let r = ask(shared, &alice, call(op, true)).await;
+            let Response::Error { code, error } = &r else {
+                panic!("{op}: {r:?}");
+            };
+            assert_eq!(*code, Some(ErrorCode::BadRequest), "{op}");
+            assert!(error.contains("cannot do a dry run"), "{op}: {error}");
+        }
+        // Nothing was held for the refused dry run.
+        let ops = done(ask(shared, &alice, call("regent.ops", false)).await);
+        let offers: Vec<(&str, bool)> = ops
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["name"].as_str().unwrap(), o["dry_run"] == true))
+            .collect();
+        assert_eq!(offers, [("dry", true), ("dry-held", false), ("say", false)]);
+    }
+
     /// Counts its runs; after the first approval it asks for a second one.
     #[derive(Default)]
     struct TwoApprovals {
@@ -535,6 +621,88 @@ mod tests {
         let line = serde_json::json!({"op": "regent.approve", "data": {"id": id}});
         let r = ask(shared, &caller(0), line).await;
         assert!(matches!(r, Response::Done(_)), "{r:?}");
+    }
+
+    /// Offers dry runs: shows a change (or fails to, when asked), and when run
+    /// answers what it was shown.
+    struct Shows;
+
+    #[derive(serde::Deserialize, serde::Serialize)]
+    struct ShowsData {
+        fail: bool,
+    }
+
+    impl Operation for Shows {
+        type Data = ShowsData;
+        type Output = Value;
+        fn dry_run(&self) -> bool {
+            true
+        }
+        async fn perform(&self, ctx: Context, data: ShowsData) -> Result<Value, OpError> {
+            if data.fail {
+                return Err(OpError::Failed("cannot be made".into()));
+            }
+            Ok(if ctx.dry_run {
+                serde_json::json!({"diff": "-a\n+b\n", "hash": "h1"})
+            } else {
+                serde_json::json!({"ran with": ctx.preview})
+            })
+        }
+    }
+
+    /// Issue 10: a held request of an operation that offers dry runs is held
+    /// with its dry run's answer, which the approver sees and the run gets
+    /// back; one whose dry run fails is answered at once, not held.
+    #[tokio::test]
+    async fn a_held_request_keeps_its_dry_run_for_the_approver_and_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = one_op(
+            dir.path(),
+            "shows",
+            Shows,
+            OpOptions::new().auth([Stage::Approval]),
+        );
+        let shared = &service.shared;
+        let alice = caller(1000);
+        let new = |fail: bool| serde_json::json!({"op": "shows", "data": {"fail": fail}});
+
+        let r = ask(shared, &alice, new(true)).await;
+        assert!(
+            matches!(
+                &r,
+                Response::Error {
+                    code: Some(ErrorCode::OperationFailed),
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        let held = ask(shared, &alice, new(false)).await;
+        let (id, uid) = (request_id(&held), pending_uid(&held));
+        let list = ask(
+            shared,
+            &caller(0),
+            serde_json::json!({"op": "regent.pending", "data": null}),
+        )
+        .await;
+        let Response::Done(list) = list else {
+            panic!("{list:?}");
+        };
+        let shown = serde_json::json!({"diff": "-a\n+b\n", "hash": "h1"});
+        let requests = list["requests"].as_array().unwrap();
+        assert_eq!(requests.len(), 1, "the failed one was not held: {list}");
+        assert_eq!(requests[0]["preview"], shown);
+        approve(shared, &id).await;
+        let r = ask(
+            shared,
+            &alice,
+            serde_json::json!({"uid": uid, "data": null}),
+        )
+        .await;
+        let Response::Done(ran) = r else {
+            panic!("{r:?}");
+        };
+        assert_eq!(ran, serde_json::json!({"ran with": shown}));
     }
 
     /// Review of issue 8: a stage the operation adds after a stage passed is

@@ -97,7 +97,9 @@ impl Shared {
         }
 
         match request {
-            Request::New { op, data, .. } => {
+            Request::New {
+                op, data, dry_run, ..
+            } => {
                 audit.op(&op);
                 // Not offered on this socket: the same answer as no such
                 // operation, so that nothing tells it exists elsewhere.
@@ -106,13 +108,18 @@ impl Shared {
                     return Response::error(ErrorCode::UnknownOperation);
                 }
                 if op.starts_with(RESERVED_PREFIX) {
+                    if dry_run {
+                        audit.refused();
+                        return no_dry_run(&op, "it is the service's own");
+                    }
                     return crate::builtin::handle(self, caller, exposure, &op, data, audit).await;
                 }
                 let Some(entry) = self.registry.get(&op) else {
                     audit.refused();
                     return Response::error(ErrorCode::UnknownOperation);
                 };
-                self.new_request(caller, &op, entry, data, audit).await
+                self.new_request(caller, &op, entry, data, dry_run, audit)
+                    .await
             }
             Request::Continue { uid, data, .. } => {
                 audit.op("(continue)");
@@ -130,12 +137,20 @@ impl Shared {
         op: &str,
         entry: &Entry,
         data: Value,
+        dry_run: bool,
         audit: &mut Audit,
     ) -> Response {
         if let Decision::Deny(why) = may_call(caller, entry.options.allow.as_ref()) {
             audit.refused();
             audit.note(&why);
             return Response::error(ErrorCode::PermissionDenied);
+        }
+        if dry_run {
+            audit.note("dry run");
+            if !entry.op.dry_run() {
+                audit.refused();
+                return no_dry_run(op, "it does not offer one");
+            }
         }
         let checked = match entry.op.check(data) {
             Ok(c) => c,
@@ -154,13 +169,28 @@ impl Shared {
                 audit.note(&why);
                 return Response::error(ErrorCode::PermissionDenied);
             }
+            Verdict::Hold(_) if dry_run => {
+                audit.refused();
+                return no_dry_run(op, "it is held for authorization");
+            }
             Verdict::Hold(stages) => {
                 return Box::pin(self.hold(caller, op, entry, checked, stages, audit)).await;
             }
         }
         let mut refused = false;
         let response = self
-            .execute_gated(caller, op, entry, checked.data, false, &mut refused)
+            .execute_gated(
+                caller,
+                op,
+                entry,
+                checked.data,
+                RunMode {
+                    wait_for_slot: false,
+                    dry_run,
+                    preview: None,
+                },
+                &mut refused,
+            )
             .await;
         if refused {
             audit.refused();
@@ -182,13 +212,39 @@ impl Shared {
         entry: &Entry,
         data: Value,
         wait_for_slot: bool,
+        preview: Option<Value>,
     ) -> Response {
         let mut refused = false;
-        self.execute_gated(caller, op, entry, data, wait_for_slot, &mut refused)
+        let mode = RunMode {
+            wait_for_slot,
+            dry_run: false,
+            preview,
+        };
+        self.execute_gated(caller, op, entry, data, mode, &mut refused)
             .await
     }
 
-    /// [`Shared::execute`], telling through `refused` whether the answer is a
+    /// A dry run of a request about to be held (the operation offers dry
+    /// runs): what the approvers will approve. Within the operation's limits,
+    /// like a run.
+    pub(crate) async fn preview(
+        &self,
+        caller: &Arc<Caller>,
+        op: &str,
+        entry: &Entry,
+        data: Value,
+    ) -> Response {
+        let mut refused = false;
+        let mode = RunMode {
+            wait_for_slot: false,
+            dry_run: true,
+            preview: None,
+        };
+        self.execute_gated(caller, op, entry, data, mode, &mut refused)
+            .await
+    }
+
+    /// [`Shared::execute`] (or a dry run of it), telling through `refused` whether the answer is a
     /// `busy` given before the operation ran.
     async fn execute_gated(
         &self,
@@ -196,9 +252,14 @@ impl Shared {
         op: &str,
         entry: &Entry,
         data: Value,
-        wait_for_slot: bool,
+        mode: RunMode,
         refused: &mut bool,
     ) -> Response {
+        let RunMode {
+            wait_for_slot,
+            dry_run,
+            preview,
+        } = mode;
         let timeout = entry.options.timeout;
         // Only a held request waits for slots (the clock is read for it alone).
         let waiting_until = wait_for_slot.then(|| tokio::time::Instant::now() + timeout);
@@ -239,6 +300,8 @@ impl Shared {
             caller: caller.clone(),
             op: op.to_string(),
             deadline: Instant::now() + timeout,
+            dry_run,
+            preview,
         };
         // Most operations answer on their first poll; only one that has to wait
         // gets a timer for its time limit (arming a timer costs more than a no-op).
@@ -259,4 +322,22 @@ impl Shared {
             Err(_) => Response::error(ErrorCode::Timeout),
         }
     }
+}
+
+/// How [`Shared::execute_gated`] runs an operation.
+struct RunMode {
+    /// An authorized held request: wait for a slot rather than answer `busy`.
+    wait_for_slot: bool,
+    /// A dry run ([`crate::operation::Context::dry_run`]).
+    dry_run: bool,
+    /// What the dry run showed when it was held ([`crate::operation::Context::preview`]).
+    preview: Option<Value>,
+}
+
+/// The answer to a dry run an operation cannot do.
+fn no_dry_run(op: &str, why: &str) -> Response {
+    Response::error_with(
+        ErrorCode::BadRequest,
+        format!("operation '{op}' cannot do a dry run: {why}"),
+    )
 }

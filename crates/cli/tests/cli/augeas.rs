@@ -1,0 +1,345 @@
+//! Configuration files through Augeas end to end (issue 10): `augeas = {...}`
+//! operations through `regent serve` and `regent call`, the work run by
+//! `regent module` (a child of the daemon) on real files with the real
+//! libaugeas and lenses; callers running as unprivileged users.
+
+use crate::pending::{assert_error, pending_of, who, OPEN};
+use crate::util::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SSHD: &str = "Port 22\nPermitRootLogin no\nListenAddress 0.0.0.0\nListenAddress ::\n";
+
+/// The operations, on `{dir}/etc/ssh/sshd_config`.
+const OPS: &str = r#"
+[operations.ssh-port]
+description = "Set the SSH port"
+augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", set = { "Port" = "{port}" } }
+params.port = { type = "integer", min = 1024, max = 65535 }
+
+[operations.ssh-port-boxed]
+description = "Set the SSH port, sandboxed: the module adds what Augeas needs"
+augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", set = { "Port" = "{port}" } }
+params.port = { type = "integer", min = 1024, max = 65535 }
+sandbox = { read = ["/usr/lib", "/lib", "/etc/ld.so.cache"] }
+
+[operations.ssh-show]
+description = "Show the SSH settings"
+augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", get = ["Port"], match = ["ListenAddress"] }
+
+[operations.ssh-set]
+description = "Set one SSH setting"
+params.key = { type = "enum", values = ["PermitRootLogin", "Banner", "../../x"] }
+params.value = { type = "string", max_len = 64 }
+[operations.ssh-set.augeas]
+lens = "Sshd"
+file = "{dir}/etc/ssh/sshd_config"
+actions = [ { set = "{key}", value = "{value}" } ]
+
+[operations.ssh-two]
+description = "Set the port and add a banner after the listen address (which is two nodes)"
+params.port = { type = "integer", min = 1024, max = 65535 }
+[operations.ssh-two.augeas]
+lens = "Sshd"
+file = "{dir}/etc/ssh/sshd_config"
+actions = [
+  { set = "Port", value = "{port}" },
+  { insert = "Banner", after = "ListenAddress" },
+]
+
+[operations.ssh-held]
+description = "Set the SSH port, once an administrator approves"
+augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", set = { "Port" = "{port}", "PermitRootLogin" = "{root}" } }
+params.port = { type = "integer", min = 1024, max = 65535 }
+params.root = { type = "enum", values = ["yes", "no"], optional = true }
+auth = ["approval"]
+"#;
+
+fn start() -> (Daemon, PathBuf) {
+    let d = Daemon::start(OPEN, OPS);
+    let file = d.dir.path().join("etc/ssh/sshd_config");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, SSHD).unwrap();
+    (d, file)
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
+/// `regent call OP --data DATA --json` as root: the exit code and the response.
+fn call(d: &Daemon, op: &str, data: &str) -> (i32, Value, String) {
+    let o = d.cli(&["call", op, "--json", "--data", data]);
+    let v = serde_json::from_str(&stdout(&o)).unwrap_or(Value::Null);
+    (code(&o), v, format!("{}{}", stdout(&o), stderr(&o)))
+}
+
+#[test]
+fn augeas_operations_end_to_end() {
+    let (d, file) = start();
+    let name = file.display().to_string();
+
+    // get and match: the values as JSON.
+    let (c, v, e) = call(&d, "ssh-show", "null");
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(
+        v["data"],
+        serde_json::json!({
+            "file": name, "changed": false, "saved": [],
+            "results": [
+                {"get": "Port", "value": "22"},
+                {"match": "ListenAddress", "nodes": [
+                    {"path": "ListenAddress[1]", "value": "0.0.0.0"},
+                    {"path": "ListenAddress[2]", "value": "::"}]}]
+        })
+    );
+
+    // regent ops marks the operations that change the file as offering a dry run.
+    let o = d.cli(&["ops", "--json"]);
+    let ops: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let dry: Vec<&str> = ops["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["dry_run"] == true)
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dry,
+        ["ssh-port", "ssh-port-boxed", "ssh-set", "ssh-two"],
+        "{ops}"
+    );
+
+    // A dry run as an unprivileged caller: the diff, nothing written.
+    let alice = who("regent-aug-alice");
+    let o = alice.run(
+        &d,
+        &[
+            "call",
+            "ssh-port",
+            "--data",
+            r#"{"port": 2222}"#,
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let diff = stdout(&o);
+    assert_eq!(
+        diff,
+        format!("--- {name}\n+++ {name}\n@@ -1,4 +1,4 @@\n-Port 22\n+Port 2222\n PermitRootLogin no\n ListenAddress 0.0.0.0\n ListenAddress ::")
+    );
+    assert_eq!(read(&file), SSHD, "a dry run writes nothing");
+    // A read-only operation offers none: refused before anything is sent.
+    let o = alice.run(&d, &["call", "ssh-show", "--dry-run"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("offers no dry run"), "{}", stderr(&o));
+
+    // The change for real, asked by the unprivileged caller: the file is
+    // changed as the dry run showed, and stays root's with its mode.
+    let o = alice.run(
+        &d,
+        &["call", "ssh-port", "--data", r#"{"port": 2222}"#, "--json"],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v["data"],
+        serde_json::json!({"file": name, "changed": true, "saved": [name], "results": []})
+    );
+    assert_eq!(read(&file), SSHD.replace("Port 22\n", "Port 2222\n"));
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o644));
+    // Under a sandbox (Landlock and the seccomp filter), extended by the module
+    // with the lenses, the file's directory and chown/chmod: the same change.
+    let (c, v, e) = call(&d, "ssh-port-boxed", r#"{"port": 2200}"#);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["changed"], true, "{v}");
+    assert_eq!(read(&file), SSHD.replace("Port 22\n", "Port 2200\n"));
+    let (c, _, e) = call(&d, "ssh-port", r#"{"port": 2222}"#);
+    assert_eq!(c, 0, "{e}");
+    // Again: nothing changes, nothing is written.
+    let (c, v, e) = call(&d, "ssh-port", r#"{"port": 2222}"#);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["changed"], false, "{v}");
+
+    // A label from an enum value; one that would leave the file is refused
+    // before Augeas runs, naming the parameter.
+    let (c, _, e) = call(
+        &d,
+        "ssh-set",
+        r#"{"key": "Banner", "value": "/etc/issue.net"}"#,
+    );
+    assert_eq!(c, 0, "{e}");
+    assert!(
+        read(&file).ends_with("Banner /etc/issue.net\n"),
+        "{}",
+        read(&file)
+    );
+    let before = read(&file);
+    let (c, _, e) = call(&d, "ssh-set", r#"{"key": "../../x", "value": "1"}"#);
+    assert_eq!(c, 4, "{e}");
+    assert!(e.contains("invalid_data") && e.contains("key"), "{e}");
+    assert_eq!(read(&file), before);
+}
+
+#[test]
+fn augeas_writes_all_or_nothing_and_reports_a_failed_save() {
+    let (d, file) = start();
+    // The second action fails (ListenAddress is two nodes): the first is not
+    // written either.
+    let (c, _, e) = call(&d, "ssh-two", r#"{"port": 2200}"#);
+    assert_eq!(c, 5, "{e}");
+    assert!(e.contains("insert") && e.contains("matches 2 nodes"), "{e}");
+    assert_eq!(read(&file), SSHD);
+
+    // A directory Augeas cannot write its temporary file in: libaugeas says
+    // the save succeeded, the module reads /augeas//error and fails.
+    let dir = file.parent().unwrap();
+    let st = Command::new("chattr").arg("+i").arg(dir).status().unwrap();
+    assert!(st.success(), "chattr +i (the tests run as root on ext4)");
+    let (c, _, e) = call(&d, "ssh-port", r#"{"port": 2200}"#);
+    let _ = Command::new("chattr").arg("-i").arg(dir).status();
+    assert_eq!(c, 5, "{e}");
+    assert!(
+        e.contains("operation_failed") && e.contains("saving failed"),
+        "{e}"
+    );
+    assert_eq!(read(&file), SSHD);
+}
+
+#[test]
+fn a_held_augeas_change_shows_its_diff_and_refuses_a_changed_file() {
+    let (d, file) = start();
+    let alice = who("regent-aug-alice");
+    let name = file.display().to_string();
+
+    // Held: the administrator sees the diff it will apply.
+    let p = pending_of(&alice.run(
+        &d,
+        &[
+            "call",
+            "ssh-held",
+            "--data",
+            r#"{"port": 2022, "root": "yes"}"#,
+            "--json",
+        ],
+    ));
+    let o = d.cli(&["pending"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let listing = stdout(&o);
+    assert!(
+        listing.contains("change (runs only while it still applies as shown):"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(&format!("      --- {name}\n      +++ {name}\n")),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("      -Port 22\n      -PermitRootLogin no\n      +Port 2022\n      +PermitRootLogin yes\n"),
+        "{listing}"
+    );
+    assert_eq!(read(&file), SSHD, "held: nothing written");
+    let o = d.cli(&["approve", p.request_id()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = alice.poll(&d, &p.uid);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        read(&file),
+        SSHD.replace("Port 22\n", "Port 2022\n")
+            .replace("PermitRootLogin no", "PermitRootLogin yes")
+    );
+
+    // The file changes between the diff and the approval: the approved change
+    // is refused, and the file is left as it now is.
+    let p = pending_of(&alice.run(
+        &d,
+        &["call", "ssh-held", "--data", r#"{"port": 2023}"#, "--json"],
+    ));
+    std::fs::write(&file, "Port 2024\n").unwrap();
+    let o = d.cli(&["approve", p.request_id()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = alice.poll(&d, &p.uid);
+    assert_error(&o, 5, "changed since the change was shown");
+    assert_eq!(read(&file), "Port 2024\n");
+
+    // A dry run of a held operation is refused, not held.
+    let o = alice.run(
+        &d,
+        &[
+            "call",
+            "ssh-held",
+            "--data",
+            r#"{"port": 2025}"#,
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+}
+
+#[test]
+fn augeas_declarations_are_checked_at_load_with_locations() {
+    let (_dir, _socket, config, _secret) = write_config(
+        "",
+        r#"
+[operations.bad-path]
+description = "x"
+augeas = { lens = "Sshd", file = "/etc/ssh/sshd_config", set = { "../shadow" = "1" } }
+
+[operations.bad-file]
+description = "x"
+augeas = { lens = "Sshd", file = "/etc/ssh/*", get = ["Port"] }
+
+[operations.secret-label]
+description = "x"
+params.k = { type = "string", secret = true }
+augeas = { lens = "Sshd", file = "/etc/ssh/sshd_config", remove = ["{k}"] }
+
+[operations.undeclared]
+description = "x"
+augeas = { lens = "Sshd", file = "/etc/ssh/sshd_config", get = ["*[x = '{who}']"] }
+
+[operations.both]
+description = "x"
+augeas = { lens = "Sshd", file = "/etc/ssh/sshd_config", get = ["Port"], actions = [{ get = "Port" }] }
+
+[operations.insert-nowhere]
+description = "x"
+augeas = { lens = "Sshd", file = "/etc/ssh/sshd_config", actions = [{ insert = "Banner", value = "x" }] }
+"#,
+    );
+    let o = run({
+        let mut c = Command::new(regent());
+        c.args(["check", "--config"]).arg(&config);
+        c
+    });
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let err = stdout(&o);
+    let file = config.display().to_string();
+    // Lines counted from the first operation's header.
+    let first = read(&config)
+        .lines()
+        .position(|l| l == "[operations.bad-path]")
+        .unwrap();
+    for (line, needle) in [
+        (
+            2,
+            "operations.bad-path.augeas.set.\"../shadow\": path: '..'",
+        ),
+        (6, "operations.bad-file.augeas.file: '*' in the file name"),
+        (11, "secret parameter 'k' can only fill a value"),
+        (15, "placeholder {who} is not a declared parameter"),
+        (19, "'get' and 'actions' cannot be used together"),
+        (23, "'value' does not apply to insert"),
+        (23, "insert needs before = PATH or after = PATH"),
+    ] {
+        let at = format!("{file}:{}:", first + 1 + line);
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&at) && l.contains(needle)),
+            "no {at}...{needle} in:\n{err}"
+        );
+    }
+}
