@@ -544,6 +544,40 @@ fn apt_packages_end_to_end() {
     );
     assert!(!repo.installed(&tiny));
 
+    // A name apt does not know exactly is a pattern to apt-get: a trailing
+    // `+` makes a removal install, a `.` a regular expression matching other
+    // packages. Both are refused before apt acts (found in review).
+    let pid = std::process::id();
+    let open_ops = "[operations.app-install]\ndescription = \"install an app\"\n\
+         packages = { install = [\"regent-test-{app}\"] }\n\
+         params.app = { type = \"string\", pattern = \"[a-z0-9.+-]{1,40}\" }\n\n\
+         [operations.app-remove]\ndescription = \"remove an app\"\n\
+         packages = { remove = [\"regent-test-{app}\"] }\n\
+         params.app = { type = \"string\", pattern = \"[a-z0-9.+-]{1,40}\" }\n";
+    let d = Daemon::start("", open_ops);
+    let call_app = |op: &str, app: &str| {
+        let data = format!(r#"{{"app": "{app}"}}"#);
+        let o = d.cli(&["call", op, "--json", "--data", &data]);
+        (code(&o), format!("{}{}", stdout(&o), stderr(&o)))
+    };
+    assert!(!repo.installed(&tiny));
+    let (c, e) = call_app("app-remove", &format!("tiny-{pid}+"));
+    assert_eq!(c, 5, "{e}");
+    assert!(e.contains("no package is named exactly"), "{e}");
+    assert!(!repo.installed(&tiny), "a removal installed {tiny}");
+    let (c, e) = call_app("app-install", &format!("other.{pid}"));
+    assert_eq!(c, 5, "{e}");
+    assert!(e.contains("no package is named exactly"), "{e}");
+    assert!(!repo.installed(&other), "a pattern installed {other}");
+    // The exact names still work through the same operations.
+    let (c, e) = call_app("app-install", &format!("other-{pid}"));
+    assert_eq!(c, 0, "{e}");
+    assert!(repo.installed(&other));
+    let (c, e) = call_app("app-remove", &format!("other-{pid}"));
+    assert_eq!(c, 0, "{e}");
+    assert!(!repo.installed(&other));
+    drop(d);
+
     // ... up to the operation's timeout: then the caller gets `timeout`.
     let d = Daemon::start("", &package_ops(&[&tiny], "4s"));
     let mut holder2 = hold_dpkg_lock(120);

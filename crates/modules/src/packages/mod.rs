@@ -9,6 +9,13 @@
 //! dpkg lock (`DPkg::Lock::Timeout`) at most the time the run has left: a lock
 //! still held then answers `timeout`. Package lists are not refreshed
 //! (`apt-get update` is not run). The answer gives the installed versions.
+//!
+//! Every name must be a package apt knows by exactly that name (a header of
+//! `apt-cache policy`), checked before the simulation: apt-get reads a name it
+//! does not know as a regular expression (`app.x` installs every package
+//! matching it) and a trailing `+` or `-` as "install" or "remove" (`remove
+//! app+` would install `app`). A `remove` whose simulation would install or
+//! upgrade anything is refused as well.
 
 use std::collections::BTreeMap;
 
@@ -33,13 +40,41 @@ pub fn versions(names: &[String]) -> Result<BTreeMap<String, Value>, ModuleError
     Ok(names
         .iter()
         .map(|n| {
-            let (installed, candidate) = found.get(n).cloned().unwrap_or_default();
+            let (installed, candidate) = known_as(&found, n).cloned().unwrap_or_default();
             (
                 n.clone(),
                 json!({ "installed": installed, "candidate": candidate }),
             )
         })
         .collect())
+}
+
+/// The entry of `name` (`PKG` or `PKG:ARCH`) in `apt-cache policy`'s output,
+/// when apt knows it by exactly that name (policy heads a native `PKG:ARCH`
+/// as `PKG`); `None` when the name would be a pattern to apt.
+fn known_as<'a, V>(found: &'a BTreeMap<String, V>, name: &str) -> Option<&'a V> {
+    found.get(name).or_else(|| {
+        let (pkg, _arch) = name.split_once(':')?;
+        found.get(pkg)
+    })
+}
+
+/// Refuse any of `names` that apt does not know by exactly that name.
+fn check_exact(names: &[String]) -> Result<(), ModuleError> {
+    let out = Tool::new("/usr/bin/apt-cache")
+        .args(["policy", "--"])
+        .args(names)
+        .run(None)?;
+    if !out.success() {
+        return Err(out.failure("apt-cache policy"));
+    }
+    let found = parse_policy(&out.stdout);
+    match names.iter().find(|n| known_as(&found, n).is_none()) {
+        Some(n) => Err(ModuleError::refused(format!(
+            "no package is named exactly {n} (apt would read the name as a pattern)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `apt-cache policy` output: `(installed, candidate)` by package.
@@ -135,7 +170,14 @@ pub fn run(
     if action == PackagesAction::Status {
         return Ok(json!({ "packages": versions(names)? }));
     }
+    check_exact(names)?;
     let (removed, changed) = simulate(action, names)?;
+    if action == PackagesAction::Remove && !changed.is_empty() {
+        return Err(ModuleError::refused(format!(
+            "refused: apt would install or upgrade {} in a removal",
+            changed.join(", ")
+        )));
+    }
     let unasked: Vec<&String> = removed
         .iter()
         .filter(|p| action != PackagesAction::Remove || !names.contains(p))
@@ -188,5 +230,11 @@ mod tests {
         assert_eq!(p["bash"].0.as_deref(), Some("5.2.15-2+b8"));
         let sim = "NOTE: This is only a simulation!\nRemv b [1.0]\nInst a (1.0 local [all])\nConf a (1.0 local [all])\n";
         assert_eq!(parse_simulation(sim), (vec!["b".into()], vec!["a".into()]));
+        // A pattern's policy heads the packages it matches, not the pattern.
+        let regex = parse_policy("hello-traditional:\n  Installed: (none)\n  Candidate: 2.10-2\n");
+        assert!(known_as(&regex, "hello+").is_none());
+        assert!(known_as(&regex, "hello-traditional").is_some());
+        assert!(known_as(&p, "bash:amd64").is_some());
+        assert!(known_as(&p, "bas.").is_none());
     }
 }
