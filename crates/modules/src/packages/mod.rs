@@ -29,14 +29,7 @@ pub const APT_GET: &str = "/usr/bin/apt-get";
 
 /// Installed and candidate versions of `names` (`None`: not installed / none).
 pub fn versions(names: &[String]) -> Result<BTreeMap<String, Value>, ModuleError> {
-    let out = Tool::new("/usr/bin/apt-cache")
-        .args(["policy", "--"])
-        .args(names)
-        .run(None)?;
-    if !out.success() {
-        return Err(out.failure("apt-cache policy"));
-    }
-    let found = parse_policy(&out.stdout);
+    let found = policy(names)?;
     Ok(names
         .iter()
         .map(|n| {
@@ -61,14 +54,7 @@ fn known_as<'a, V>(found: &'a BTreeMap<String, V>, name: &str) -> Option<&'a V> 
 
 /// Refuse any of `names` that apt does not know by exactly that name.
 fn check_exact(names: &[String]) -> Result<(), ModuleError> {
-    let out = Tool::new("/usr/bin/apt-cache")
-        .args(["policy", "--"])
-        .args(names)
-        .run(None)?;
-    if !out.success() {
-        return Err(out.failure("apt-cache policy"));
-    }
-    let found = parse_policy(&out.stdout);
+    let found = policy(names)?;
     match names.iter().find(|n| known_as(&found, n).is_none()) {
         Some(n) => Err(ModuleError::refused(format!(
             "no package is named exactly {n} (apt would read the name as a pattern)"
@@ -77,9 +63,24 @@ fn check_exact(names: &[String]) -> Result<(), ModuleError> {
     }
 }
 
+/// `apt-cache policy NAMES`, parsed.
+fn policy(names: &[String]) -> Result<Policy, ModuleError> {
+    let out = Tool::new("/usr/bin/apt-cache")
+        .args(["policy", "--"])
+        .args(names)
+        .run(None)?;
+    if !out.success() {
+        return Err(out.failure("apt-cache policy"));
+    }
+    Ok(parse_policy(&out.stdout))
+}
+
+/// `(installed, candidate)` by the package names `apt-cache policy` heads.
+type Policy = BTreeMap<String, (Option<String>, Option<String>)>;
+
 /// `apt-cache policy` output: `(installed, candidate)` by package.
-fn parse_policy(text: &str) -> BTreeMap<String, (Option<String>, Option<String>)> {
-    let mut found: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+fn parse_policy(text: &str) -> Policy {
+    let mut found = Policy::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
         if !line.starts_with(' ') && line.ends_with(':') {
