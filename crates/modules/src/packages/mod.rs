@@ -142,9 +142,18 @@ fn simulate(
     Ok(parse_simulation(&out.stdout))
 }
 
+/// Whether apt's error says another process held the dpkg lock (`Could not
+/// get lock`, or after `DPkg::Lock::Timeout` only `Unable to acquire the dpkg
+/// frontend lock ..., is another process using it?`), not that this one may
+/// not take it (`Could not open lock file ... Permission denied` and `...,
+/// are you root?`).
+#[must_use]
+fn lock_held(tail: &str) -> bool {
+    tail.contains("Could not get lock") || tail.contains("is another process using it?")
+}
+
 fn failure(action: PackagesAction, out: &Output, lock_wait: u64) -> ModuleError {
-    let tail = out.tail();
-    if tail.contains("Could not get lock") || tail.contains("Unable to acquire the dpkg") {
+    if lock_held(&out.tail()) {
         return ModuleError::timeout(format!(
             "the dpkg lock was held by another process for the {lock_wait} s this run could wait"
         ));
@@ -231,6 +240,9 @@ mod tests {
         assert_eq!(p["bash"].0.as_deref(), Some("5.2.15-2+b8"));
         let sim = "NOTE: This is only a simulation!\nRemv b [1.0]\nInst a (1.0 local [all])\nConf a (1.0 local [all])\n";
         assert_eq!(parse_simulation(sim), (vec!["b".into()], vec!["a".into()]));
+        assert!(lock_held("E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 7 (python3)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?"));
+        assert!(lock_held("E: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?"));
+        assert!(!lock_held("E: Could not open lock file /var/lib/dpkg/lock-frontend - open (13: Permission denied)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), are you root?"));
         // A pattern's policy heads the packages it matches, not the pattern.
         let regex = parse_policy("hello-traditional:\n  Installed: (none)\n  Candidate: 2.10-2\n");
         assert!(known_as(&regex, "hello+").is_none());
