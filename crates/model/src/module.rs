@@ -415,7 +415,8 @@ pub fn valid_unit_name(name: &str) -> bool {
 
 /// True for a Debian package name (policy 5.6.1: lowercase letters, digits,
 /// `+ - .`, at least two characters, starting with a letter or digit, at most
-/// 128), optionally followed by `:ARCH` (lowercase letters, digits, `-`).
+/// 128), optionally followed by `:ARCH` (lowercase letters, digits, `-`, not
+/// at either end: apt reads a name ending in `-` as "remove it").
 #[must_use]
 pub fn valid_package_name(name: &str) -> bool {
     let (pkg, arch) = match name.split_once(':') {
@@ -431,6 +432,8 @@ pub fn valid_package_name(name: &str) -> bool {
     let arch_ok = arch.is_none_or(|a| {
         !a.is_empty()
             && a.len() <= 32
+            && !a.starts_with('-')
+            && !a.ends_with('-')
             && a.bytes()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
     });
@@ -458,7 +461,18 @@ mod tests {
         for ok in ["hello", "libc6:amd64", "g++", "0ad", "python3.11"] {
             assert!(valid_package_name(ok), "{ok}");
         }
-        for bad in ["", "a", "-x", "Hello", "a b", "x:", "a/b", "x_y", "x:AMD"] {
+        for bad in [
+            "",
+            "a",
+            "-x",
+            "Hello",
+            "a b",
+            "x:",
+            "a/b",
+            "x_y",
+            "x:AMD",
+            "hello:amd64-",
+        ] {
             assert!(!valid_package_name(bad), "{bad}");
         }
     }

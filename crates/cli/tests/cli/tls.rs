@@ -775,6 +775,65 @@ fn a_replaced_server_certificate_and_ca_serve_new_handshakes_after_a_reload() {
     assert_ne!(served, old_serial);
 }
 
+/// A client CA or CRL another user could replace would let that user in: one
+/// owned by another user, or writable by group or others, is refused at start
+/// and on a reload (found in review: both were read).
+#[test]
+fn tls_files_another_user_could_replace_are_refused_at_start_and_on_reload() {
+    let (uid, _) = user("regent-t-tlsown");
+    let (pki, _) = Pki::lab(&["panel"]);
+    let ca = pki.path.join("ca.crt");
+    std::os::unix::fs::chown(&ca, Some(uid), None).unwrap();
+    let (_dir, _socket, config, _secret) = write_config(&pki.tcp_table(""), OPS);
+    let mut child = Command::new(regent())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A daemon that serves instead of refusing is a failure, not a hang.
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("client_ca {} is owned by uid {uid}", ca.display())),
+        "{err}"
+    );
+    std::os::unix::fs::chown(&ca, Some(0), None).unwrap();
+
+    let (d, port) = start(&pki, "");
+    let works = || {
+        let answer = python(&pki, port, Some("panel"), "", &request("who"));
+        assert!(answer.contains(r#""data":"client panel""#), "{answer}");
+    };
+    works();
+    let crl = pki.path.join("crl.pem");
+    std::fs::set_permissions(&crl, std::fs::Permissions::from_mode(0o666)).unwrap();
+    crate::reload::hup(&d, crate::reload::REFUSED);
+    let log = d.log_text();
+    let line = log
+        .lines()
+        .rfind(|l| l.contains(crate::reload::REFUSED))
+        .unwrap();
+    assert!(
+        line.contains(&format!(
+            "crl {} is writable by group or others",
+            crl.display()
+        )),
+        "{line}"
+    );
+    works();
+    std::fs::set_permissions(&crl, std::fs::Permissions::from_mode(0o644)).unwrap();
+    crate::reload::hup(&d, crate::reload::RELOADED);
+    works();
+}
+
 #[test]
 fn broken_tls_material_refuses_the_reload_and_the_old_material_serves() {
     use std::os::unix::fs::PermissionsExt as _;

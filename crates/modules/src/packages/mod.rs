@@ -9,6 +9,13 @@
 //! dpkg lock (`DPkg::Lock::Timeout`) at most the time the run has left: a lock
 //! still held then answers `timeout`. Package lists are not refreshed
 //! (`apt-get update` is not run). The answer gives the installed versions.
+//!
+//! Every name must be a package apt knows by exactly that name (a header of
+//! `apt-cache policy`), checked before the simulation: apt-get reads a name it
+//! does not know as a regular expression (`app.x` installs every package
+//! matching it) and a trailing `+` or `-` as "install" or "remove" (`remove
+//! app+` would install `app`). A `remove` whose simulation would install or
+//! upgrade anything is refused as well.
 
 use std::collections::BTreeMap;
 
@@ -22,18 +29,11 @@ pub const APT_GET: &str = "/usr/bin/apt-get";
 
 /// Installed and candidate versions of `names` (`None`: not installed / none).
 pub fn versions(names: &[String]) -> Result<BTreeMap<String, Value>, ModuleError> {
-    let out = Tool::new("/usr/bin/apt-cache")
-        .args(["policy", "--"])
-        .args(names)
-        .run(None)?;
-    if !out.success() {
-        return Err(out.failure("apt-cache policy"));
-    }
-    let found = parse_policy(&out.stdout);
+    let found = policy(names)?;
     Ok(names
         .iter()
         .map(|n| {
-            let (installed, candidate) = found.get(n).cloned().unwrap_or_default();
+            let (installed, candidate) = known_as(&found, n).cloned().unwrap_or_default();
             (
                 n.clone(),
                 json!({ "installed": installed, "candidate": candidate }),
@@ -42,9 +42,45 @@ pub fn versions(names: &[String]) -> Result<BTreeMap<String, Value>, ModuleError
         .collect())
 }
 
+/// The entry of `name` (`PKG` or `PKG:ARCH`) in `apt-cache policy`'s output,
+/// when apt knows it by exactly that name (policy heads a native `PKG:ARCH`
+/// as `PKG`); `None` when the name would be a pattern to apt.
+fn known_as<'a, V>(found: &'a BTreeMap<String, V>, name: &str) -> Option<&'a V> {
+    found.get(name).or_else(|| {
+        let (pkg, _arch) = name.split_once(':')?;
+        found.get(pkg)
+    })
+}
+
+/// Refuse any of `names` that apt does not know by exactly that name.
+fn check_exact(names: &[String]) -> Result<(), ModuleError> {
+    let found = policy(names)?;
+    match names.iter().find(|n| known_as(&found, n).is_none()) {
+        Some(n) => Err(ModuleError::refused(format!(
+            "no package is named exactly {n} (apt would read the name as a pattern)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `apt-cache policy NAMES`, parsed.
+fn policy(names: &[String]) -> Result<Policy, ModuleError> {
+    let out = Tool::new("/usr/bin/apt-cache")
+        .args(["policy", "--"])
+        .args(names)
+        .run(None)?;
+    if !out.success() {
+        return Err(out.failure("apt-cache policy"));
+    }
+    Ok(parse_policy(&out.stdout))
+}
+
+/// `(installed, candidate)` by the package names `apt-cache policy` heads.
+type Policy = BTreeMap<String, (Option<String>, Option<String>)>;
+
 /// `apt-cache policy` output: `(installed, candidate)` by package.
-fn parse_policy(text: &str) -> BTreeMap<String, (Option<String>, Option<String>)> {
-    let mut found: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+fn parse_policy(text: &str) -> Policy {
+    let mut found = Policy::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
         if !line.starts_with(' ') && line.ends_with(':') {
@@ -106,9 +142,18 @@ fn simulate(
     Ok(parse_simulation(&out.stdout))
 }
 
+/// Whether apt's error says another process held the dpkg lock (`Could not
+/// get lock`, or after `DPkg::Lock::Timeout` only `Unable to acquire the dpkg
+/// frontend lock ..., is another process using it?`), not that this one may
+/// not take it (`Could not open lock file ... Permission denied` and `...,
+/// are you root?`).
+#[must_use]
+fn lock_held(tail: &str) -> bool {
+    tail.contains("Could not get lock") || tail.contains("is another process using it?")
+}
+
 fn failure(action: PackagesAction, out: &Output, lock_wait: u64) -> ModuleError {
-    let tail = out.tail();
-    if tail.contains("Could not get lock") || tail.contains("Unable to acquire the dpkg") {
+    if lock_held(&out.tail()) {
         return ModuleError::timeout(format!(
             "the dpkg lock was held by another process for the {lock_wait} s this run could wait"
         ));
@@ -135,7 +180,14 @@ pub fn run(
     if action == PackagesAction::Status {
         return Ok(json!({ "packages": versions(names)? }));
     }
+    check_exact(names)?;
     let (removed, changed) = simulate(action, names)?;
+    if action == PackagesAction::Remove && !changed.is_empty() {
+        return Err(ModuleError::refused(format!(
+            "refused: apt would install or upgrade {} in a removal",
+            changed.join(", ")
+        )));
+    }
     let unasked: Vec<&String> = removed
         .iter()
         .filter(|p| action != PackagesAction::Remove || !names.contains(p))
@@ -188,5 +240,14 @@ mod tests {
         assert_eq!(p["bash"].0.as_deref(), Some("5.2.15-2+b8"));
         let sim = "NOTE: This is only a simulation!\nRemv b [1.0]\nInst a (1.0 local [all])\nConf a (1.0 local [all])\n";
         assert_eq!(parse_simulation(sim), (vec!["b".into()], vec!["a".into()]));
+        assert!(lock_held("E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 7 (python3)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?"));
+        assert!(lock_held("E: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), is another process using it?"));
+        assert!(!lock_held("E: Could not open lock file /var/lib/dpkg/lock-frontend - open (13: Permission denied)\nE: Unable to acquire the dpkg frontend lock (/var/lib/dpkg/lock-frontend), are you root?"));
+        // A pattern's policy heads the packages it matches, not the pattern.
+        let regex = parse_policy("hello-traditional:\n  Installed: (none)\n  Candidate: 2.10-2\n");
+        assert!(known_as(&regex, "hello+").is_none());
+        assert!(known_as(&regex, "hello-traditional").is_some());
+        assert!(known_as(&p, "bash:amd64").is_some());
+        assert!(known_as(&p, "bas.").is_none());
     }
 }

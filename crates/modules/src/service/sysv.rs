@@ -75,6 +75,13 @@ fn name_of(script: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Whether an rc link's file name (`S01NAME`) starts the script `name`; a
+/// name with a multi-byte character at its fourth byte is no such link.
+#[must_use]
+fn starts(link: &str, name: &str) -> bool {
+    link.starts_with('S') && link.get(3..) == Some(name)
+}
+
 /// Whether `/etc/rc[2-5].d` start the script (an `S` link in any of them);
 /// `None` when none of those directories can be read.
 fn enabled(name: &str) -> Option<bool> {
@@ -87,7 +94,7 @@ fn enabled(name: &str) -> Option<bool> {
         for e in dir.flatten() {
             let f = e.file_name();
             let f = f.to_string_lossy();
-            if f.starts_with('S') && f.len() > 3 && &f[3..] == name {
+            if starts(&f, name) {
                 return Some(true);
             }
         }
@@ -178,5 +185,9 @@ mod tests {
         assert_eq!(status_code(None), ("unknown", "unknown"));
         assert_eq!(action_code(7), "program is not running");
         assert!(script("../passwd").is_err());
+        assert!(starts("S01nginx", "nginx"));
+        assert!(!starts("K01nginx", "nginx") && !starts("S01nginx", "ngin"));
+        // Slicing at a byte inside a character panicked the module.
+        assert!(!starts("S0é", "x"));
     }
 }

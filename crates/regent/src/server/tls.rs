@@ -35,6 +35,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -99,10 +100,54 @@ fn config_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Config(format!("[service.tcp] {what} {}: {e}", path.display()))
 }
 
+/// Open a TLS file (certificate, key, client CAs, CRLs), refusing one that a
+/// user other than root and the service's own could change: the file (checked
+/// on the descriptor it is read from) must be owned by one of them and not
+/// writable by group or others, and no directory on its path, as written or as
+/// resolved (`/proc/self/fd`), may be writable by group or others unless
+/// sticky (as `/tmp`, where others cannot replace an entry they do not own).
+/// Whoever could replace `client_ca` or `crl` could let in any client.
+fn open_trusted(what: &str, path: &Path) -> Result<std::fs::File, Error> {
+    let file = std::fs::File::open(path).map_err(|e| config_error(what, path, e))?;
+    let meta = file.metadata().map_err(|e| config_error(what, path, e))?;
+    let me = nix::unistd::geteuid().as_raw();
+    let unsafe_file = |why: String| {
+        Error::Unsafe(format!(
+            "[service.tcp] {what} {} {why}: make it root's (or the service user's) and writable by its owner only",
+            path.display()
+        ))
+    };
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(unsafe_file(format!("is owned by uid {}", meta.uid())));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_file(format!(
+            "is writable by group or others (mode {:04o})",
+            meta.mode() & 0o7777
+        )));
+    }
+    let resolved = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|e| config_error(what, path, e))?;
+    let written = std::path::absolute(path).map_err(|e| config_error(what, path, e))?;
+    for dir in written.ancestors().chain(resolved.ancestors()) {
+        if dir == written || dir == resolved {
+            continue;
+        }
+        let m = std::fs::metadata(dir).map_err(|e| config_error(what, dir, e))?;
+        if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+            return Err(unsafe_file(format!(
+                "is in {}, which group or others may write (mode {:04o})",
+                dir.display(),
+                m.mode() & 0o7777
+            )));
+        }
+    }
+    Ok(file)
+}
+
 /// Read a PEM file's certificates; an empty file is an error.
 fn certificates(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| config_error(what, path, e))?
+    let certs = CertificateDer::pem_reader_iter(open_trusted(what, path)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| config_error(what, path, e))?;
     if certs.is_empty() {
@@ -115,7 +160,7 @@ fn certificates(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>,
 /// mode is checked on the descriptor the key is read from. A parse error is
 /// described without quoting the file (which could quote key bytes).
 fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
-    let mut file = std::fs::File::open(path).map_err(|e| config_error("key", path, e))?;
+    let mut file = open_trusted("key", path)?;
     let meta = file.metadata().map_err(|e| config_error("key", path, e))?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {
@@ -142,8 +187,7 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
 fn revocation_lists(
     path: &Path,
 ) -> Result<(Vec<CertificateRevocationListDer<'static>>, HashSet<Revoked>), Error> {
-    let crls = CertificateRevocationListDer::pem_file_iter(path)
-        .map_err(|e| config_error("crl", path, e))?
+    let crls = CertificateRevocationListDer::pem_reader_iter(open_trusted("crl", path)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| config_error("crl", path, e))?;
     let mut revoked = HashSet::new();
@@ -620,6 +664,44 @@ mod tests {
         assert!(Counted::acquire(&counts, 2u8, 2).is_some());
         drop(a);
         assert!(Counted::acquire(&counts, 1u8, 2).is_some());
+    }
+
+    #[test]
+    fn a_tls_file_others_could_replace_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("tls");
+        std::fs::create_dir(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        mode(&ca, 0o644);
+        assert!(open_trusted("client_ca", &ca).is_ok());
+        mode(&ca, 0o664);
+        let e = open_trusted("client_ca", &ca).unwrap_err().to_string();
+        assert!(e.contains("writable by group or others (mode 0664)"), "{e}");
+        mode(&ca, 0o644);
+        // A directory others may write, on the path as written or resolved.
+        mode(&dir, 0o777);
+        let e = open_trusted("client_ca", &ca).unwrap_err().to_string();
+        assert!(
+            e.contains("which group or others may write (mode 0777)"),
+            "{e}"
+        );
+        let link = top.path().join("link.pem");
+        std::os::unix::fs::symlink(&ca, &link).unwrap();
+        assert!(open_trusted("client_ca", &link).is_err());
+        // ... unless sticky (as /tmp).
+        mode(&dir, 0o1777);
+        assert!(open_trusted("client_ca", &link).is_ok());
+        mode(&dir, 0o755);
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&ca, Some(65534), None).unwrap();
+            let e = open_trusted("client_ca", &ca).unwrap_err().to_string();
+            assert!(e.contains("is owned by uid 65534"), "{e}");
+        }
     }
 
     #[test]
