@@ -75,32 +75,11 @@ pub struct ServiceConfig {
     pub socket_group: Option<Account>,
     /// File holding the socket secret (`secret_file`); none means no secret.
     pub secret_file: Option<PathBuf>,
-    /// Longest request line in bytes (`max_line = "1M"`).
-    pub max_line: usize,
-    /// Time allowed to finish a started line (`line_timeout = "10s"`).
-    pub line_timeout: Duration,
-    /// Idle time allowed between requests (`idle_timeout = "60s"`).
-    pub idle_timeout: Duration,
-    /// Connections served at once (`max_connections`); beyond it: `busy`.
-    pub max_connections: usize,
-    /// Connections one caller uid may hold at once (`max_connections_per_uid`).
-    pub max_connections_per_uid: usize,
-    /// Connections kept for root and `admin_group` (`reserved_connections`); unset:
-    /// 8, at most a quarter of `max_connections`.
-    pub reserved_connections: usize,
-    /// Operations running at once across the service (`max_runs`); beyond: `busy`.
-    pub max_runs: usize,
-    /// Time a client has to take an answer (`write_timeout`), else it is closed.
-    pub write_timeout: Duration,
-    /// Serving threads (`threads`), each an event loop accepting on the socket and
-    /// serving its connections start to finish. Default 1: one thread answers tens
-    /// of thousands of requests a second, and commands run as their own processes.
-    pub threads: usize,
-    /// Pace a flood (`rate_limit_hold`): a rate-limited caller's first answer goes
-    /// out at once; further requests during the same lockout are answered after up
-    /// to this long, held on the caller's own connection. Default 1 s; zero answers
-    /// every one at once.
-    pub rate_limit_hold: Duration,
+    /// The connection limits (`max_line`, `line_timeout`, `idle_timeout`,
+    /// `max_connections`, `max_connections_per_uid`, `reserved_connections`,
+    /// `max_runs`, `write_timeout`, `threads` as [`Limits::acceptors`],
+    /// `rate_limit_hold`), the model's own type with its defaults.
+    pub limits: Limits,
     /// `log_format = "text" | "json"`.
     pub log_format: LogFormat,
     /// SQLite store for pending requests (`store`).
@@ -133,23 +112,13 @@ impl Default for ServiceConfig {
     /// The connection limits are [`Limits`]' defaults, written once for the
     /// config and for a library service.
     fn default() -> Self {
-        let limits = Limits::default();
         ServiceConfig {
             socket: PathBuf::from(DEFAULT_SOCKET),
             socket_mode: 0o660,
             socket_owner: None,
             socket_group: None,
             secret_file: None,
-            max_line: limits.max_line,
-            line_timeout: limits.line_timeout,
-            idle_timeout: limits.idle_timeout,
-            max_connections: limits.max_connections,
-            max_connections_per_uid: limits.max_connections_per_uid,
-            reserved_connections: limits.reserved_connections,
-            max_runs: limits.max_runs,
-            write_timeout: limits.write_timeout,
-            threads: limits.acceptors,
-            rate_limit_hold: limits.rate_limit_hold,
+            limits: Limits::default(),
             log_format: LogFormat::Text,
             store: PathBuf::from(DEFAULT_STORE),
             admin_group: None,
@@ -187,19 +156,7 @@ impl ServiceConfig {
     /// The connection limits this table declares (the rest at their defaults).
     #[must_use]
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_line: self.max_line,
-            line_timeout: self.line_timeout,
-            idle_timeout: self.idle_timeout,
-            max_connections: self.max_connections,
-            max_connections_per_uid: self.max_connections_per_uid,
-            reserved_connections: self.reserved_connections,
-            max_runs: self.max_runs,
-            write_timeout: self.write_timeout,
-            rate_limit_hold: self.rate_limit_hold,
-            acceptors: self.threads,
-            ..Limits::default()
-        }
+        self.limits.clone()
     }
 }
 

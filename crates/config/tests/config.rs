@@ -25,7 +25,7 @@ fn example_config_parses_with_every_feature() {
     assert_eq!(s.socket, PathBuf::from("/run/regent/regent.sock"));
     assert_eq!(s.socket_mode, 0o660);
     assert_eq!(s.socket_group, Some(Account::Name("regent".into())));
-    assert_eq!(s.max_line, 1 << 20);
+    assert_eq!(s.limits.max_line, 1 << 20);
     assert_eq!(s.admin_group, Some(Account::Name("regent-admins".into())));
     let smtp = s.smtp.as_ref().unwrap();
     assert_eq!((smtp.port, smtp.security), (587, SmtpSecurity::StartTls));
@@ -120,10 +120,10 @@ fn defaults_apply() {
     let s = &c.service;
     assert_eq!(s.socket, PathBuf::from("/run/regent/regent.sock"));
     assert_eq!(s.socket_mode, 0o660);
-    assert_eq!(s.max_line, 1 << 20);
-    assert_eq!(s.line_timeout, Duration::from_secs(10));
-    assert_eq!(s.idle_timeout, Duration::from_secs(60));
-    assert_eq!(s.max_connections, 512);
+    assert_eq!(s.limits.max_line, 1 << 20);
+    assert_eq!(s.limits.line_timeout, Duration::from_secs(10));
+    assert_eq!(s.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(s.limits.max_connections, 512);
     assert_eq!(s.log_format, LogFormat::Text);
     assert_eq!(s.store, PathBuf::from("/var/lib/regent/pending.db"));
     assert!(!s.allow_self_approval);
@@ -599,7 +599,7 @@ client_ca = "/etc/regent/clients.pem"
     assert_eq!(s.socket_mode, 0o600);
     assert_eq!(s.socket_owner, Some(Account::Id(0)));
     assert_eq!(s.socket_group, Some(Account::Id(33)));
-    assert_eq!(s.max_line, 65536);
+    assert_eq!(s.limits.max_line, 65536);
     assert_eq!(s.log_format, LogFormat::Json);
     assert_eq!(s.command_path, "/usr/bin:/bin");
     let smtp = s.smtp.as_ref().unwrap();

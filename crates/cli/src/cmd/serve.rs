@@ -270,10 +270,10 @@ fn check_descriptor_limit(config: &regent::config::Config) {
             Err(e) => tracing::warn!(error = %e, soft, hard, "cannot raise the descriptor limit"),
         }
     }
-    let s = &config.service;
+    let s = &config.service.limits;
     let needed = s.max_connections as u64
         + s.max_runs as u64 * FDS_PER_RUN
-        + s.threads as u64 * 4
+        + s.acceptors as u64 * 4
         + FDS_BASE;
     if soft < needed {
         tracing::warn!(

@@ -42,64 +42,69 @@ pub(super) fn read_service(r: &mut Reader<'_>, raw: &Spanned<Table<RawService>>)
     }
     if let Some(v) = &t.max_line {
         if let Some(n) = r.size(v, &at("max_line"), 256) {
-            s.max_line = usize::try_from(n).unwrap_or(usize::MAX);
+            s.limits.max_line = usize::try_from(n).unwrap_or(usize::MAX);
         }
     }
     if let Some(v) = &t.line_timeout {
-        s.line_timeout = r
+        s.limits.line_timeout = r
             .duration(v, &at("line_timeout"), MS)
-            .unwrap_or(s.line_timeout);
+            .unwrap_or(s.limits.line_timeout);
     }
     if let Some(v) = &t.idle_timeout {
-        s.idle_timeout = r
+        s.limits.idle_timeout = r
             .duration(v, &at("idle_timeout"), MS)
-            .unwrap_or(s.idle_timeout);
+            .unwrap_or(s.limits.idle_timeout);
     }
     if let Some(v) = &t.max_connections {
-        s.max_connections = r
+        s.limits.max_connections = r
             .int_in(v, &at("max_connections"), 1, 1_000_000)
-            .unwrap_or(s.max_connections);
+            .unwrap_or(s.limits.max_connections);
     }
     if let Some(v) = &t.max_connections_per_uid {
-        s.max_connections_per_uid = r
+        s.limits.max_connections_per_uid = r
             .int_in(v, &at("max_connections_per_uid"), 1, 1_000_000)
-            .unwrap_or(s.max_connections_per_uid);
+            .unwrap_or(s.limits.max_connections_per_uid);
     }
     // Unset: 8, but never more than a quarter of the slots.
-    s.reserved_connections = s.reserved_connections.min(s.max_connections / 4);
+    s.limits.reserved_connections = s
+        .limits
+        .reserved_connections
+        .min(s.limits.max_connections / 4);
     if let Some(v) = &t.reserved_connections {
         if let Some(n) = r.int_in(v, &at("reserved_connections"), 0, 1_000_000) {
-            if n < s.max_connections {
-                s.reserved_connections = n;
+            if n < s.limits.max_connections {
+                s.limits.reserved_connections = n;
             } else {
                 r.err(
                     v.span(),
                     &at("reserved_connections"),
                     format!(
                         "must be less than max_connections ({}): others would get no slot",
-                        s.max_connections
+                        s.limits.max_connections
                     ),
                 );
             }
         }
     }
     if let Some(v) = &t.max_runs {
-        s.max_runs = r
+        s.limits.max_runs = r
             .int_in(v, &at("max_runs"), 1, 1_000_000)
-            .unwrap_or(s.max_runs);
+            .unwrap_or(s.limits.max_runs);
     }
     if let Some(v) = &t.write_timeout {
-        s.write_timeout = r
+        s.limits.write_timeout = r
             .duration(v, &at("write_timeout"), MS)
-            .unwrap_or(s.write_timeout);
+            .unwrap_or(s.limits.write_timeout);
     }
     if let Some(v) = &t.threads {
-        s.threads = r.int_in(v, &at("threads"), 1, 256).unwrap_or(s.threads);
+        s.limits.acceptors = r
+            .int_in(v, &at("threads"), 1, 256)
+            .unwrap_or(s.limits.acceptors);
     }
     if let Some(v) = &t.rate_limit_hold {
-        s.rate_limit_hold = r
+        s.limits.rate_limit_hold = r
             .duration(v, &at("rate_limit_hold"), Duration::ZERO)
-            .unwrap_or(s.rate_limit_hold);
+            .unwrap_or(s.limits.rate_limit_hold);
     }
     if let Some(v) = &t.log_format {
         s.log_format = r
