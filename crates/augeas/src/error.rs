@@ -39,6 +39,14 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// Starting Augeas or compiling the lens failed (before any file was read).
+    #[error("compiling the lens {lens} failed: {message}")]
+    Compile {
+        /// The lens.
+        lens: String,
+        /// Augeas's errors.
+        message: String,
+    },
     /// Starting Augeas, loading the lens or parsing the file failed.
     #[error("{file}: loading with {lens} failed: {message}")]
     Load {
@@ -93,14 +101,15 @@ pub enum Error {
 
 impl Error {
     /// A stable machine-readable kind: `declaration`, `path`, `value`, `load`,
-    /// `action`, `save`, `changed` or `io`.
+    /// `action`, `save`, `changed` or `io` (a lens that does not compile is
+    /// `load`).
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Declaration { .. } => "declaration",
             Error::Path { .. } | Error::Outside { .. } => "path",
             Error::Value { .. } => "value",
-            Error::Load { .. } => "load",
+            Error::Compile { .. } | Error::Load { .. } => "load",
             Error::Action { .. } => "action",
             Error::Save { .. } => "save",
             Error::Changed { .. } => "changed",

@@ -134,21 +134,113 @@ fn tree_errors(aug: &Augeas) -> Vec<String> {
         .collect()
 }
 
-impl AugFile {
-    /// Loads `file` with `lens` (`Sshd` or `Sshd.lns`), under `root` (Augeas's
-    /// root: a temporary directory in tests; none: `/`). Fails when the lens does
-    /// not exist or does not parse the file. A missing file loads as empty and is
-    /// created by a save.
-    pub fn open(lens: &str, file: &str, root: Option<&Path>) -> Result<AugFile, Error> {
+/// A lens, compiled once and kept: the part of loading a file that costs
+/// (compiling `Sshd.lns` and the modules it uses takes tens of milliseconds;
+/// parsing a small file with it, well under one).
+///
+/// [`Lens::compile`] compiles it without reading any file (Augeas parses an
+/// empty text with it); [`Lens::open`] then loads the declared file into this
+/// handle. A program serving many requests compiles once and, for each
+/// request, forks and opens the file in the child (`regent module
+/// --augeas-worker`): every request starts from the compiled lens and nothing
+/// else, and no state of one request reaches the next.
+pub struct Lens {
+    aug: Augeas,
+    lens: String,
+    root: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Lens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lens")
+            .field("lens", &self.lens)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where [`Lens::compile`] parses its empty text (outside `/files`, removed after).
+const WARM: &str = "/regent-compile";
+
+impl Lens {
+    /// Starts Augeas for `lens` (`Sshd` or `Sshd.lns`) under `root` (Augeas's
+    /// root: a temporary directory in tests; none: `/`), module autoload off.
+    /// Nothing is compiled or read yet.
+    pub fn new(lens: &str, root: Option<&Path>) -> Result<Lens, Error> {
         let lens = check_lens(lens).map_err(|message| Error::Declaration {
             what: "lens",
             message,
         })?;
+        let aug = Augeas::init(
+            root.map(Path::as_os_str),
+            "",
+            Flags::NO_LOAD | Flags::NO_MODULE_AUTOLOAD,
+        )
+        .map_err(|e| Error::Compile {
+            lens: lens.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Lens {
+            aug,
+            lens,
+            root: root.map(Path::to_path_buf),
+        })
+    }
+
+    /// The lens, as Augeas names it (`Sshd.lns`).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.lens
+    }
+
+    /// Compiles the lens now (Augeas compiles it on first use): parses an empty
+    /// text with it, outside the file tree, and removes what that left. Fails
+    /// when the lens does not exist or does not compile; an empty text the lens
+    /// rejects is not a failure (the lens was compiled to find that out).
+    pub fn compile(&mut self) -> Result<(), Error> {
+        let err = |message: String| Error::Compile {
+            lens: self.lens.clone(),
+            message,
+        };
+        let input = format!("{WARM}/text");
+        let output = format!("{WARM}/tree");
+        self.aug.set(&input, "").map_err(|e| err(e.to_string()))?;
+        let stored = self.aug.text_store(&self.lens, &input, &output);
+        // A lens that does not exist or does not compile: an error of the call,
+        // or under /augeas/text for the output path. A parse error of the empty
+        // text is also recorded there, as `parse_failed`: the lens compiled.
+        let mut errors: Vec<String> = tree_errors(&self.aug)
+            .into_iter()
+            .filter(|e| !e.contains("parse_failed"))
+            .collect();
+        if let Err(e) = stored {
+            if errors.is_empty() && !e.to_string().contains("parse") {
+                errors.push(e.to_string());
+            }
+        }
+        let _ = self.aug.rm(WARM);
+        let _ = self.aug.rm("/augeas/text");
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(err(errors.join("; ")))
+        }
+    }
+
+    /// Loads `file` into this handle with the lens (compiled now if
+    /// [`Lens::compile`] was not called). Fails when the lens does not parse
+    /// the file. A missing file loads as empty and is created by a save.
+    pub fn open(self, file: &str) -> Result<AugFile, Error> {
+        let Lens {
+            mut aug,
+            lens,
+            root,
+        } = self;
         check_file(file).map_err(|message| Error::Declaration {
             what: "file",
             message,
         })?;
-        let disk = match root {
+        let disk = match &root {
             Some(r) => r.join(&file[1..]),
             None => PathBuf::from(file),
         };
@@ -158,12 +250,6 @@ impl AugFile {
             message,
         };
         let before = read(&disk)?;
-        let mut aug = Augeas::init(
-            root.map(Path::as_os_str),
-            "",
-            Flags::NO_LOAD | Flags::NO_MODULE_AUTOLOAD,
-        )
-        .map_err(|e| load_err(e.to_string()))?;
         aug.set(format!("{XFM}/lens"), &lens)
             .and_then(|()| aug.set(format!("{XFM}/incl"), file))
             .and_then(|()| aug.load())
@@ -186,6 +272,16 @@ impl AugFile {
             before,
             hash,
         })
+    }
+}
+
+impl AugFile {
+    /// Loads `file` with `lens` (`Sshd` or `Sshd.lns`), under `root` (Augeas's
+    /// root: a temporary directory in tests; none: `/`). Fails when the lens does
+    /// not exist or does not parse the file. A missing file loads as empty and is
+    /// created by a save. The same as [`Lens::new`] then [`Lens::open`].
+    pub fn open(lens: &str, file: &str, root: Option<&Path>) -> Result<AugFile, Error> {
+        Lens::new(lens, root)?.open(file)
     }
 
     /// The declared file.

@@ -10,7 +10,10 @@
 //!   [`AugFile::setm`], [`AugFile::insert`], [`AugFile::mv`],
 //!   [`AugFile::remove`], [`AugFile::save`]), plus [`AugFile::preview`], the
 //!   unified diff a save would make.
-//! - [`run`] / [`run_decl`]: a declared [`regent_model::AugeasDecl`]'s actions,
+//! - [`Lens`]: a lens compiled once ([`Lens::compile`], the costly part of a
+//!   load), then a file opened with it ([`Lens::open`]): how a worker that
+//!   forks per request answers in a millisecond or two.
+//! - [`run`] / [`run_decl`] / [`run_with`]: a declared [`regent_model::AugeasDecl`]'s actions,
 //!   expanded, applied together and saved once, or nothing written; the
 //!   [`Answer`] as JSON.
 //!
@@ -35,5 +38,5 @@ mod run;
 
 pub use diff::{redact, unified, REDACTED};
 pub use error::Error;
-pub use file::{content_hash, AugFile, Node, Preview, Saved};
-pub use run::{run, run_decl, Answer, RunOptions};
+pub use file::{content_hash, AugFile, Lens, Node, Preview, Saved};
+pub use run::{run, run_decl, run_with, Answer, RunOptions};

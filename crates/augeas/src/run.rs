@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::Error;
-use crate::file::AugFile;
+use crate::file::{AugFile, Lens};
 
 /// How a request runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +78,19 @@ pub fn run(
     actions: &[AugAction],
     opts: &RunOptions,
 ) -> Result<Answer, Error> {
-    let mut f = AugFile::open(lens, file, opts.root.as_deref())?;
+    run_with(Lens::new(lens, opts.root.as_deref())?, file, actions, opts)
+}
+
+/// [`run`] with a [`Lens`] already started (and usually compiled: see
+/// [`Lens::compile`]); its root is the one it was started with
+/// (`opts.root` is not read).
+pub fn run_with(
+    lens: Lens,
+    file: &str,
+    actions: &[AugAction],
+    opts: &RunOptions,
+) -> Result<Answer, Error> {
+    let mut f = lens.open(file)?;
     if let Some(expected) = &opts.expect_hash {
         if expected != f.hash() {
             return Err(Error::Changed {

@@ -5,7 +5,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use regent_augeas::{content_hash, run, run_decl, unified, AugFile, Error, RunOptions};
+use regent_augeas::{
+    content_hash, run, run_decl, run_with, unified, AugFile, Error, Lens, RunOptions,
+};
 use regent_model::{AugAction, AugeasDecl, InsertPosition};
 
 const SSHD: &str = "\
@@ -541,4 +543,36 @@ fn preview_then_save_writes() {
     assert_eq!(root.read("/etc/ssh/sshd_config"), SSHD);
     assert!(f.save().unwrap().changed);
     assert!(root.read("/etc/ssh/sshd_config").contains("Port 2200\n"));
+}
+
+#[test]
+fn a_lens_compiled_once_opens_files_as_a_fresh_load_does() {
+    let root = Root::new();
+    let mut lens = Lens::new("Sshd", Some(root.path())).unwrap();
+    assert_eq!(lens.name(), "Sshd.lns");
+    lens.compile().unwrap();
+    let answer = run_with(
+        lens,
+        "/etc/ssh/sshd_config",
+        &[get("Port"), set("Port", "2200")],
+        &root.opts(),
+    )
+    .unwrap();
+    let fresh = AugFile::open("Sshd", "/etc/ssh/sshd_config", Some(root.path())).unwrap();
+    assert_eq!(fresh.get("Port").unwrap().as_deref(), Some("2200"));
+    assert_eq!(answer.results[0]["value"], "22");
+    assert!(answer.changed);
+
+    // A lens that does not exist fails when compiled, naming it; a lens that
+    // rejects the empty text it is compiled with still compiles.
+    let mut missing = Lens::new("NoSuchLens", Some(root.path())).unwrap();
+    let e = missing.compile().unwrap_err();
+    assert_eq!(e.kind(), "load");
+    assert!(e.to_string().contains("NoSuchLens.lns"), "{e}");
+    let mut hosts = Lens::new("Hosts", Some(root.path())).unwrap();
+    hosts.compile().unwrap();
+    let f = hosts.open("/etc/hosts").unwrap();
+    assert!(!f.matches("*/ipaddr").unwrap().is_empty());
+    // A name that is not a lens name is refused before Augeas starts.
+    assert_eq!(Lens::new("../x", None).unwrap_err().kind(), "declaration");
 }

@@ -65,4 +65,4 @@ pub use error::ExecError;
 pub use pathfd::{reserve_path_descriptors, untrusted_directory, PathRefusal, MAX_PATHS};
 pub use policy::{CommandSpec, ExecOutput, ExecPolicy, FileAccess, PathArg, FIXED_PATH};
 pub use regent_model::{ExecDecl, OnUnsupported, ResourceLimits, RunAs, Sandbox, SandboxAllow};
-pub use run::run;
+pub use run::{run, spawn, Spawned};

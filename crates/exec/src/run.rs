@@ -12,7 +12,7 @@ use crate::child::{Confinement, SetupFailure, Step};
 use crate::error::ExecError;
 use crate::pathfd::{self, PathFailure, PathFds};
 use crate::policy::{CommandSpec, ExecOutput, ExecPolicy};
-use crate::postfork::{self, Hook, StartError, Stdio};
+use crate::postfork::{self, Hook, StartError, Stdio, Supervisor};
 use crate::resolve::resolve_program;
 use crate::sys::{self, Ended};
 
@@ -87,20 +87,75 @@ async fn read_capped<R: AsyncRead + Unpin>(
     }
 }
 
-/// Run `spec` under `policy`.
-///
-/// The environment is cleared (`PATH` is the policy's `command_path`,
-/// `LANG=C.UTF-8`), the working directory is `/`, the files of `spec.paths` are
-/// opened in the command's process after its confinement and passed as
-/// `/proc/self/fd/N` (a file that cannot be opened gives [`ExecError::Path`] and
-/// nothing runs), stdin is `/dev/null` unless `spec.stdin` is given, and no shell is
-/// involved. The command runs in its own process group under a per-run supervisor
-/// (see the `postfork` module): when it exits, leftovers of its tree are stopped
-/// (unless [`ExecPolicy::keep_descendants`]);
-/// on timeout, the whole tree gets SIGTERM, then SIGKILL after `kill_grace`, and the
-/// result is [`ExecError::Timeout`]. A non-zero exit is not an error: see
-/// [`ExecOutput::code`].
-pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, ExecError> {
+/// A command started by [`spawn`], running under its policy until it exits or
+/// is stopped. Dropped before [`Spawned::wait`] returned, its supervisor gets
+/// SIGTERM and stops the whole tree (as at a timeout).
+pub struct Spawned {
+    supervisor: Supervisor,
+    name: String,
+    grace: Duration,
+    /// Its standard input: a pipe when the spec had `stdin` (whose bytes
+    /// [`spawn`] does not write: the caller writes what it wants), else none
+    /// (`/dev/null`).
+    pub stdin: Option<pipe::Sender>,
+    /// Its standard output (always there until taken).
+    pub stdout: Option<pipe::Receiver>,
+    /// Its standard error (always there until taken).
+    pub stderr: Option<pipe::Receiver>,
+}
+
+impl std::fmt::Debug for Spawned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawned")
+            .field("program", &self.name)
+            .field("pid", &self.supervisor.pid())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spawned {
+    /// The pid of its supervisor (also the command's process group).
+    #[must_use]
+    pub fn pid(&self) -> i32 {
+        self.supervisor.pid()
+    }
+
+    /// Wait until the command has ended and its tree is gone: its exit code,
+    /// or the signal that killed it.
+    pub async fn wait(&mut self) -> std::io::Result<Ended> {
+        self.supervisor.wait().await
+    }
+
+    /// Stop the whole tree now (SIGTERM, SIGKILL after the policy's
+    /// `kill_grace`) and wait until it is gone.
+    pub async fn stop(&mut self) {
+        stop(&mut self.supervisor, self.grace).await;
+    }
+}
+
+/// Stop a supervisor's tree: SIGTERM to the supervisor, which stops the tree;
+/// if it has not finished `grace` and a margin later, SIGKILL to its group.
+async fn stop(supervisor: &mut Supervisor, grace: Duration) {
+    let pid = supervisor.pid();
+    let _ = supervisor.signal(libc::SIGTERM);
+    let bound = grace.saturating_add(SUPERVISOR_MARGIN);
+    if tokio::time::timeout(bound, supervisor.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(pid, "supervisor did not finish; killing its process group");
+        let _ = sys::kill_group(pid, libc::SIGKILL);
+        let _ = supervisor.signal(libc::SIGKILL);
+        let _ = supervisor.wait().await;
+    }
+}
+
+/// Start `spec` under `policy` and return at once, the command running: what
+/// [`run`] does before it waits, for a caller that talks with the command for
+/// as long as it runs (the daemon's Augeas workers). The policy's `timeout` is
+/// not applied: the caller stops the command ([`Spawned::stop`], or dropping
+/// it). Call it within a Tokio runtime.
+pub fn spawn(spec: &CommandSpec, policy: &ExecPolicy) -> Result<Spawned, ExecError> {
     let paths = PathFds::prepare(&spec.paths)?;
     let numbers: Vec<i32> = paths.numbers().collect();
     if let (Some(limit), Some(high)) = (policy.limits.open_files, paths.highest()) {
@@ -151,7 +206,7 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
         stderr: err_write,
     };
     // Blocks until the command has exec'd (or failed to), as fork+exec does.
-    let mut supervisor = match postfork::start(hook, stdio, report_write, report_read) {
+    let supervisor = match postfork::start(hook, stdio, report_write, report_read) {
         Ok(supervisor) => supervisor,
         Err(StartError::Report(report)) => return Err(start_failure(spec, name, &report)),
         Err(StartError::Os(e)) => {
@@ -172,6 +227,39 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
         .map(pipe::Sender::from_owned_fd_unchecked)
         .transpose()
         .map_err(pipe_error)?;
+    Ok(Spawned {
+        supervisor,
+        name,
+        grace: policy.kill_grace,
+        stdin,
+        stdout,
+        stderr,
+    })
+}
+
+/// Run `spec` under `policy`.
+///
+/// The environment is cleared (`PATH` is the policy's `command_path`,
+/// `LANG=C.UTF-8`), the working directory is `/`, the files of `spec.paths` are
+/// opened in the command's process after its confinement and passed as
+/// `/proc/self/fd/N` (a file that cannot be opened gives [`ExecError::Path`] and
+/// nothing runs), stdin is `/dev/null` unless `spec.stdin` is given, and no shell is
+/// involved. The command runs in its own process group under a per-run supervisor
+/// (see the `postfork` module): when it exits, leftovers of its tree are stopped
+/// (unless [`ExecPolicy::keep_descendants`]);
+/// on timeout, the whole tree gets SIGTERM, then SIGKILL after `kill_grace`, and the
+/// result is [`ExecError::Timeout`]. A non-zero exit is not an error: see
+/// [`ExecOutput::code`].
+pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, ExecError> {
+    let Spawned {
+        mut supervisor,
+        name,
+        stdin,
+        stdout,
+        stderr,
+        ..
+    } = spawn(spec, policy)?;
+    let pid = supervisor.pid();
     let input = spec.stdin.as_ref();
     let max = policy.max_output;
     let feed = async move {
@@ -220,17 +308,7 @@ pub async fn run(spec: &CommandSpec, policy: &ExecPolicy) -> Result<ExecOutput, 
         }
         Err(_) => {
             tracing::info!(program = %name, pid, timeout = ?policy.timeout, "command timed out; stopping its tree");
-            let _ = supervisor.signal(libc::SIGTERM);
-            let bound = policy.kill_grace.saturating_add(SUPERVISOR_MARGIN);
-            if tokio::time::timeout(bound, supervisor.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!(pid, "supervisor did not finish; killing its process group");
-                let _ = sys::kill_group(pid, libc::SIGKILL);
-                let _ = supervisor.signal(libc::SIGKILL);
-                let _ = supervisor.wait().await;
-            }
+            stop(&mut supervisor, policy.kill_grace).await;
             Err(ExecError::Timeout {
                 after: policy.timeout,
             })

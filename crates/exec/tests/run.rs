@@ -692,3 +692,71 @@ async fn the_supervisor_is_invisible_to_the_command() {
         "the supervisor outlived the run"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawned_command_is_talked_with_and_stopped_with_its_tree() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let m = marker("spawned");
+    let p = ExecPolicy {
+        kill_grace: Duration::from_millis(300),
+        // Not applied to a spawned command: the caller stops it.
+        timeout: Duration::from_millis(1),
+        ..policy()
+    };
+    let script = format!(
+        "setsid sh -c \"trap '' TERM; sleep 1000\" {m}-daemon & \
+         while read -r line; do echo \"got $line\"; done"
+    );
+    let mut spawned = regent_exec::spawn(
+        &sh(&script, &format!("{m}-main")).with_stdin(Vec::new()),
+        &p,
+    )
+    .unwrap();
+    let mut input = spawned.stdin.take().expect("a stdin pipe");
+    let mut output = BufReader::new(spawned.stdout.take().unwrap());
+    for word in ["one", "two"] {
+        input
+            .write_all(format!("{word}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut line = String::new();
+        output.read_line(&mut line).await.unwrap();
+        assert_eq!(line, format!("got {word}\n"));
+    }
+    // Well past the policy's timeout: still running.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(processes_with(&m).len() >= 2, "{:?}", processes_with(&m));
+    spawned.stop().await;
+    let left = processes_with(&m);
+    assert!(left.is_empty(), "survivors after stop: {left:?}");
+    assert!(spawned.wait().await.is_ok(), "reaped");
+
+    // Dropped without stop: its tree goes too.
+    let m = marker("dropped");
+    let spawned = regent_exec::spawn(&sh("sleep 1000", &format!("{m}-main")), &p).unwrap();
+    assert!(spawned.stdin.is_none(), "no stdin asked for: /dev/null");
+    assert_eq!(processes_with(&m).len(), 1);
+    drop(spawned);
+    let t = Instant::now();
+    while !processes_with(&m).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            processes_with(&m)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn fork_is_refused_while_other_threads_run() {
+    // A second thread, alive during the checks (whatever thread the harness
+    // runs this test on).
+    let (stop, wait) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || wait.recv());
+    assert!(!sys::single_threaded().unwrap());
+    let e = sys::fork_single_threaded().map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("fork refused"), "{e}");
+    stop.send(()).unwrap();
+    other.join().unwrap().unwrap();
+}

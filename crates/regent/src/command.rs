@@ -29,6 +29,8 @@ pub struct CommandOperation {
     name: String,
     decl: OperationDecl,
     policy: ExecPolicy,
+    /// An Augeas operation's worker (started at its first request).
+    worker: crate::module::AugeasWorker,
 }
 
 impl CommandOperation {
@@ -38,6 +40,7 @@ impl CommandOperation {
             name: name.to_string(),
             decl,
             policy,
+            worker: crate::module::AugeasWorker::default(),
         }
     }
 
@@ -194,6 +197,7 @@ impl DynOperation for CommandOperation {
                         .and_then(|p| p.get("hash"))
                         .and_then(Value::as_str)
                         .map(String::from);
+                    return self.worker.run(&self.name, plan, &policy).await;
                 }
                 return crate::module::run(&self.name, plan, &policy).await;
             }

@@ -1,21 +1,33 @@
-//! Module operations (`service = {...}`, `packages = {...}`): where their work
-//! runs.
+//! Module operations (`service = {...}`, `packages = {...}`, `augeas =
+//! {...}`): where their work runs.
 //!
-//! Never in the daemon's process: each request runs the daemon's own binary as
-//! `regent module` ([`program`], resolved once from `/proc/self/exe`) through
-//! [`regent_exec::run`], under the operation's execution policy (capabilities,
-//! `run_as`, sandbox, limits, timeout and tree kill, as a command's), with the
-//! [`ModuleRequest`] as one JSON object on stdin. It answers one JSON object on
-//! stdout: `{"ok": ANSWER}`, or `{"error": {"code", "message"}}` (`timeout`
-//! answers `timeout`, anything else `operation_failed` with the message). A
-//! crash, a hang or a misbehaving tool fails that one request.
+//! Never in the daemon's process: the daemon's own binary ([`program`],
+//! resolved once from `/proc/self/exe`) runs it, under the operation's
+//! execution policy (capabilities, `run_as`, sandbox, limits, timeout and tree
+//! kill, as a command's), and answers one JSON object per request:
+//! `{"ok": ANSWER}`, or `{"error": {"code", "message"}}` (`timeout` answers
+//! `timeout`, anything else `operation_failed` with the message). A crash, a
+//! hang or a misbehaving tool fails that one request.
+//!
+//! - Services and packages: [`run`], one `regent module` per request through
+//!   [`regent_exec::run`], the [`ModuleRequest`] on stdin.
+//! - Augeas: [`AugeasWorker`], one `regent module --augeas-worker LENS` per
+//!   operation, started through [`regent_exec::spawn`] at the operation's
+//!   first request and kept: it compiled the lens once, and runs each request
+//!   (one JSON line on its stdin, one answer line on its stdout) in a fork of
+//!   itself. A request that outlives its time limit stops the worker's whole
+//!   tree (the next request starts a new one); a reload builds new operations
+//!   and so new workers, the old ones stopped when their operation goes.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
-use regent_exec::{CommandSpec, ExecPolicy};
+use regent_exec::{CommandSpec, ExecPolicy, Spawned};
 use regent_model::{ModulePlan, ModuleRequest};
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::pipe;
 
 use crate::command::{exec_error, tail};
 use crate::operation::OpError;
@@ -41,16 +53,21 @@ pub fn set_program(path: PathBuf) -> bool {
     PROGRAM.set(Ok(path)).is_ok()
 }
 
-/// Run `plan` as operation `op` under `policy` (its timeout already cut to what
-/// is left of the request's).
-pub(crate) async fn run(op: &str, plan: ModulePlan, policy: &ExecPolicy) -> Result<Value, OpError> {
-    let program = program().map_err(OpError::Internal)?;
+/// The request's JSON text.
+fn encode(op: &str, plan: ModulePlan, policy: &ExecPolicy) -> Result<Vec<u8>, OpError> {
     let request = ModuleRequest {
         timeout_ms: u64::try_from(policy.timeout.as_millis()).unwrap_or(u64::MAX),
         plan,
     };
-    let input = serde_json::to_vec(&request)
-        .map_err(|e| OpError::Internal(format!("{op}: encoding the module plan: {e}")))?;
+    serde_json::to_vec(&request)
+        .map_err(|e| OpError::Internal(format!("{op}: encoding the module plan: {e}")))
+}
+
+/// Run `plan` as operation `op` under `policy` (its timeout already cut to what
+/// is left of the request's).
+pub(crate) async fn run(op: &str, plan: ModulePlan, policy: &ExecPolicy) -> Result<Value, OpError> {
+    let program = program().map_err(OpError::Internal)?;
+    let input = encode(op, plan, policy)?;
     let argv = [program.to_string_lossy().into_owned(), "module".to_string()];
     let spec = CommandSpec::new(argv).with_stdin(input);
     let out = regent_exec::run(&spec, policy)
@@ -70,6 +87,191 @@ pub(crate) async fn run(op: &str, plan: ModulePlan, policy: &ExecPolicy) -> Resu
             format!("module failed ({status}): {err}")
         }))
     })
+}
+
+/// The largest answer line read from a worker (a `match` of a large file).
+const MAX_ANSWER: usize = 64 << 20;
+/// How much of a worker's stderr is kept for a failure's message.
+const STDERR_KEEP: usize = 2048;
+
+/// The worker of one Augeas operation (see the module's head). Requests of the
+/// operation run one at a time: the next waits (within its own time limit)
+/// until the worker has answered the last.
+#[derive(Default)]
+pub(crate) struct AugeasWorker {
+    live: tokio::sync::Mutex<Option<Live>>,
+}
+
+/// A running worker.
+struct Live {
+    lens: String,
+    process: Spawned,
+    stdin: pipe::Sender,
+    stdout: BufReader<pipe::Receiver>,
+    /// The end of what it wrote on stderr (drained by a task of its own).
+    stderr: Arc<Mutex<Vec<u8>>>,
+    /// A request was sent and its answer not read (yet, or ever: the request
+    /// abandoned midway). Such a worker is out of step with its requests and
+    /// never used again.
+    in_flight: bool,
+}
+
+impl Live {
+    fn start(lens: &str, policy: &ExecPolicy, op: &str) -> Result<Live, OpError> {
+        let program = program().map_err(OpError::Internal)?;
+        let argv = [
+            program.to_string_lossy().into_owned(),
+            "module".to_string(),
+            "--augeas-worker".to_string(),
+            lens.to_string(),
+        ];
+        let spec = CommandSpec::new(argv).with_stdin(Vec::new());
+        let mut process = regent_exec::spawn(&spec, policy).map_err(|e| exec_error(op, e))?;
+        let stdin = process
+            .stdin
+            .take()
+            .ok_or_else(|| OpError::Internal(format!("{op}: the worker has no stdin")))?;
+        let (Some(stdout), Some(mut stderr)) = (process.stdout.take(), process.stderr.take())
+        else {
+            return Err(OpError::Internal(format!("{op}: the worker has no output")));
+        };
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let tail = Arc::clone(&kept);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = tail
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                kept.extend_from_slice(&buf[..n]);
+                let excess = kept.len().saturating_sub(STDERR_KEEP);
+                kept.drain(..excess);
+            }
+        });
+        tracing::debug!(op = %op, pid = process.pid(), lens, "Augeas worker started");
+        Ok(Live {
+            lens: lens.to_string(),
+            process,
+            stdin,
+            stdout: BufReader::new(stdout),
+            stderr: kept,
+            in_flight: false,
+        })
+    }
+
+    fn stderr_tail(&self) -> String {
+        let kept = self
+            .stderr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tail(&kept, STDERR_KEEP)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        tracing::debug!(pid = self.process.pid(), "Augeas worker stopped");
+    }
+}
+
+impl AugeasWorker {
+    /// Run `plan` (an Augeas plan) as operation `op` in its worker, started
+    /// under `policy` if none runs; `policy.timeout` (already cut to what is
+    /// left of the request's) bounds the wait for the worker and the work.
+    pub(crate) async fn run(
+        &self,
+        op: &str,
+        plan: ModulePlan,
+        policy: &ExecPolicy,
+    ) -> Result<Value, OpError> {
+        let deadline = tokio::time::Instant::from_std(Instant::now() + policy.timeout);
+        let ModulePlan::Augeas { lens, .. } = &plan else {
+            return run(op, plan, policy).await;
+        };
+        let lens = lens.clone();
+        let mut line = encode(op, plan, policy)?;
+        line.push(b'\n');
+        let Ok(mut slot) = tokio::time::timeout_at(deadline, self.live.lock()).await else {
+            return Err(OpError::Timeout);
+        };
+        let exchange = async {
+            // A worker that died since its last answer (stopped, or its CPU
+            // limit) cannot have read this request: start another and send it
+            // there. One that dies after reading it fails the request.
+            let mut fresh = false;
+            loop {
+                // Another lens (cannot happen: one worker per operation), or a
+                // worker whose last request was abandoned after it was sent
+                // (its answer would be taken for this one's): stopped.
+                if slot.as_ref().is_some_and(|l| l.lens != lens || l.in_flight) {
+                    *slot = None;
+                }
+                if slot.is_none() {
+                    *slot = Some(Live::start(&lens, policy, op)?);
+                    fresh = true;
+                }
+                let live = slot.as_mut().expect("a worker was just started");
+                live.in_flight = true;
+                match live.stdin.write_all(&line).await {
+                    Ok(()) => break,
+                    Err(e) if !fresh => {
+                        tracing::debug!(op = %op, error = %e, "Augeas worker gone; starting another");
+                        *slot = None;
+                    }
+                    Err(e) => {
+                        let err = live.stderr_tail();
+                        *slot = None;
+                        return Err(OpError::Failed(if err.is_empty() {
+                            format!("module failed: the worker did not take the request ({e})")
+                        } else {
+                            format!("module failed: {err}")
+                        }));
+                    }
+                }
+            }
+            let live = slot.as_mut().expect("the request was sent to a worker");
+            let mut answer_line = Vec::new();
+            let read = (&mut live.stdout)
+                .take(MAX_ANSWER as u64 + 1)
+                .read_until(b'\n', &mut answer_line)
+                .await;
+            match read {
+                Ok(_) if answer_line.last() == Some(&b'\n') => {
+                    live.in_flight = false;
+                    Ok(answer_line)
+                }
+                _ => {
+                    // Died (or said too much): what it wrote on stderr says why.
+                    let mut dead = slot.take().expect("a worker");
+                    dead.process.stop().await;
+                    let err = dead.stderr_tail();
+                    tracing::warn!(op = %op, "Augeas worker gave no answer");
+                    Err(OpError::Failed(if err.is_empty() {
+                        "module failed: the worker gave no answer".to_string()
+                    } else {
+                        format!("module failed: the worker gave no answer: {err}")
+                    }))
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(Ok(answer_line)) => answer(&answer_line).unwrap_or_else(|| {
+                Err(OpError::Failed("module failed: not an answer".to_string()))
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                // Stop the whole tree: the request's process and the worker.
+                if let Some(mut live) = slot.take() {
+                    tracing::info!(op = %op, pid = live.process.pid(), "Augeas request timed out; stopping its worker");
+                    live.process.stop().await;
+                }
+                Err(OpError::Timeout)
+            }
+        }
+    }
 }
 
 /// The module's answer, `None` when stdout is not one.

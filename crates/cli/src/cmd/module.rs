@@ -1,63 +1,98 @@
 //! `regent module` (hidden): the child process a module operation's work runs
-//! in. The daemon starts its own binary this way per request, under the
-//! operation's execution policy; nobody else needs to. Reads one
-//! [`regent::model::ModuleRequest`] (JSON) on stdin, dispatches on the plan's
-//! `module` (`augeas` to regent-augeas, the others to regent-modules), prints
-//! one JSON answer on stdout (`{"ok": ...}` or `{"error": {"code", "message"}}`)
-//! and exits 0 or 1.
+//! in. The daemon starts its own binary this way, under the operation's
+//! execution policy; nobody else needs to.
+//!
+//! - `regent module`: one request. Reads one [`regent::model::ModuleRequest`]
+//!   (JSON) on stdin, dispatches on the plan's `module` (`augeas` to
+//!   regent-augeas, the others to regent-modules), prints one JSON answer on
+//!   stdout (`{"ok": ...}` or `{"error": {"code", "message"}}`) and exits 0 or 1.
+//!   Service and package operations run this way, one process per request.
+//! - `regent module --augeas-worker LENS`: many requests, for one Augeas
+//!   operation. Compiles the lens once ([`regent_augeas::Lens::compile`]: the
+//!   costly part of a load), then reads requests on stdin, one JSON line each,
+//!   and answers each with one line on stdout, in order, until end of input.
+//!   Each request runs in a fork of this process ([`worker`]): it starts from
+//!   the compiled lens and nothing else, and whatever it does (a crash in
+//!   libaugeas included) ends with it; the worker stays as it was.
 
+use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 
-use regent::model::{AugAction, ModulePlan};
+use regent::exec::sys::{self, Forked};
+use regent::model::{AugAction, ModulePlan, ModuleRequest};
+use regent_augeas::Lens;
 use regent_modules::ModuleError;
 use serde_json::Value;
 
 /// `regent module`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Serve Augeas requests for LENS, one JSON line each, each in a fork of a
+    /// process that compiled the lens once (the daemon starts one per Augeas
+    /// operation).
+    #[arg(long, value_name = "LENS")]
+    augeas_worker: Option<String>,
+}
 
-pub fn run(_: Args) -> ExitCode {
-    let answer = regent_modules::read_request(std::io::stdin().lock()).and_then(|request| {
-        if let ModulePlan::Augeas {
-            lens,
-            file,
-            actions,
-            dry_run,
-            expect_hash,
-            secrets,
-        } = &request.plan
-        {
-            let opts = regent_augeas::RunOptions {
-                root: None,
-                dry_run: *dry_run,
-                expect_hash: expect_hash.clone(),
-                secrets: secrets.clone(),
-            };
-            return augeas(lens, file, actions, &opts);
-        }
-        regent_modules::run(&request).unwrap_or_else(|| {
-            Err(ModuleError::refused(format!(
-                "no module '{}' in this build",
-                request.plan.module()
-            )))
-        })
-    });
+pub fn run(args: Args) -> ExitCode {
+    if let Some(lens) = args.augeas_worker {
+        return worker(&lens);
+    }
+    let answer = regent_modules::read_request(std::io::stdin().lock())
+        .and_then(|request| dispatch(&request, None));
     ExitCode::from(regent_modules::write_answer(
         std::io::stdout().lock(),
         answer,
     ))
 }
 
+/// One request's work; `lens`: a compiled lens to load an Augeas plan's file
+/// with, if it is the plan's.
+fn dispatch(request: &ModuleRequest, lens: Option<Lens>) -> Result<Value, ModuleError> {
+    if let ModulePlan::Augeas {
+        lens: name,
+        file,
+        actions,
+        dry_run,
+        expect_hash,
+        secrets,
+    } = &request.plan
+    {
+        let opts = regent_augeas::RunOptions {
+            root: None,
+            dry_run: *dry_run,
+            expect_hash: expect_hash.clone(),
+            secrets: secrets.clone(),
+        };
+        let lens = match lens {
+            Some(l) if same_lens(l.name(), name) => Ok(l),
+            _ => Lens::new(name, None),
+        };
+        return augeas(lens, file, actions, &opts);
+    }
+    regent_modules::run(request).unwrap_or_else(|| {
+        Err(ModuleError::refused(format!(
+            "no module '{}' in this build",
+            request.plan.module()
+        )))
+    })
+}
+
+/// `Sshd` and `Sshd.lns` name the same lens.
+fn same_lens(a: &str, b: &str) -> bool {
+    a.strip_suffix(".lns").unwrap_or(a) == b.strip_suffix(".lns").unwrap_or(b)
+}
+
 /// An Augeas plan: its answer as JSON, or why not (`refused` when nothing was
 /// attempted: a path or value outside the rules, a file that changed since its
 /// diff was shown; `failed` otherwise).
 fn augeas(
-    lens: &str,
+    lens: Result<Lens, regent_augeas::Error>,
     file: &str,
     actions: &[AugAction],
     opts: &regent_augeas::RunOptions,
 ) -> Result<Value, ModuleError> {
-    match regent_augeas::run(lens, file, actions, opts) {
+    match lens.and_then(|lens| regent_augeas::run_with(lens, file, actions, opts)) {
         Ok(answer) => serde_json::to_value(answer)
             .map_err(|e| ModuleError::failed(format!("encoding the answer: {e}"))),
         Err(e) => Err(match e.kind() {
@@ -65,4 +100,121 @@ fn augeas(
             _ => ModuleError::failed(e.to_string()),
         }),
     }
+}
+
+/// The largest answer a request's process may give (a `match` of a large file).
+const MAX_ANSWER: u64 = 64 << 20;
+
+/// `regent module --augeas-worker LENS`: see the module's head.
+///
+/// The daemon sends a request only once the previous one is answered, and
+/// stops the whole worker (its supervisor kills the tree) when a request
+/// outlives its time limit: a hung request holds nothing but this worker.
+fn worker(lens: &str) -> ExitCode {
+    // A lens that does not compile is not fatal here: each request then starts
+    // Augeas afresh and answers the error a one-shot `regent module` would.
+    let mut compiled = match Lens::new(lens, None).and_then(|mut l| l.compile().map(|()| l)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("regent module: {e}");
+            None
+        }
+    };
+    let mut input = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let mut line = Vec::new();
+        let n = match (&mut input)
+            .take(regent_modules::MAX_REQUEST + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("regent module: reading a request: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if n == 0 {
+            return ExitCode::SUCCESS;
+        }
+        if line.last() != Some(&b'\n') {
+            // Too long, or cut short: answer, and stop (the stream is out of step).
+            let e = ModuleError::refused("the request is too large or not one line");
+            regent_modules::write_answer(&mut stdout, Err(e));
+            return ExitCode::FAILURE;
+        }
+        let answer = in_child(lens, &mut compiled, &line);
+        if stdout
+            .write_all(&answer)
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            // The daemon is gone.
+            return ExitCode::FAILURE;
+        }
+    }
+}
+
+/// Runs one request line in a fork of this process; its answer line (one is
+/// made up when the child gave none).
+fn in_child(name: &str, compiled: &mut Option<Lens>, line: &[u8]) -> Vec<u8> {
+    let made_up = |e: ModuleError| {
+        let mut out = Vec::new();
+        regent_modules::write_answer(&mut out, Err(e));
+        out
+    };
+    let (read, write) = match sys::pipe_cloexec() {
+        Ok(p) => p,
+        Err(e) => return made_up(ModuleError::failed(format!("cannot create a pipe: {e}"))),
+    };
+    let pid = match sys::fork_single_threaded() {
+        Err(e) => return made_up(ModuleError::failed(format!("cannot fork: {e}"))),
+        Ok(Forked::Child) => {
+            drop(read);
+            // This process's copy of the compiled lens: the worker keeps its own.
+            let lens = compiled.take();
+            let answer = regent_modules::read_request(line).and_then(|request| {
+                // Nothing but what it was started for.
+                match &request.plan {
+                    ModulePlan::Augeas { lens: named, .. } if same_lens(name, named) => {
+                        dispatch(&request, lens)
+                    }
+                    _ => Err(ModuleError::refused(format!(
+                        "this worker runs Augeas plans with the lens {name} only"
+                    ))),
+                }
+            });
+            let status = regent_modules::write_answer(std::fs::File::from(write), answer);
+            sys::exit_now(i32::from(status));
+        }
+        Ok(Forked::Parent(pid)) => pid,
+    };
+    drop(write);
+    let mut answer = Vec::new();
+    let read_ok = std::fs::File::from(read)
+        .take(MAX_ANSWER + 1)
+        .read_to_end(&mut answer)
+        .is_ok();
+    let status = sys::wait_blocking(pid);
+    let whole = read_ok
+        && (answer.len() as u64) <= MAX_ANSWER
+        && answer.last() == Some(&b'\n')
+        && !answer[..answer.len() - 1].contains(&b'\n');
+    if whole {
+        return answer;
+    }
+    let how = match status {
+        Ok(s) if libc_signaled(s) => format!("killed by signal {}", s & 0x7f),
+        Ok(s) => format!("exit status {}", (s >> 8) & 0xff),
+        Err(e) => format!("not reaped: {e}"),
+    };
+    made_up(ModuleError::failed(format!(
+        "the request's process gave no answer ({how})"
+    )))
+}
+
+/// `WIFSIGNALED` of a wait status.
+fn libc_signaled(status: i32) -> bool {
+    let sig = status & 0x7f;
+    sig != 0 && sig != 0x7f
 }

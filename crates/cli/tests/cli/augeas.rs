@@ -343,3 +343,282 @@ augeas = { lens = "Sshd", file = "/etc/ssh/sshd_config", actions = [{ insert = "
         );
     }
 }
+
+/// The Augeas workers (`regent module --augeas-worker LENS`) running under the
+/// daemon `daemon`, by lens: the workers themselves, not the processes they
+/// fork per request (whose parent is a worker).
+fn workers(daemon: i32) -> Vec<(i32, String)> {
+    let argv = |pid: i32| -> Vec<String> {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    };
+    let is_worker = |pid: i32| {
+        let a = argv(pid);
+        a.len() >= 4 && a[1] == "module" && a[2] == "--augeas-worker"
+    };
+    let ppid = |pid: i32| -> i32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // After the command name's closing parenthesis: state, then ppid.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !is_worker(pid) || is_worker(ppid(pid)) {
+            continue;
+        }
+        // Under the daemon (through the run's supervisor).
+        let mut p = ppid(pid);
+        while p > 1 && p != daemon {
+            p = ppid(p);
+        }
+        if p == daemon {
+            out.push((pid, argv(pid)[3].clone()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Polls until `f` holds (at most 10 s).
+fn eventually(what: impl Fn() -> String, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{}",
+            what()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_augeas_worker_compiles_once_and_reads_the_file_anew_for_each_request() {
+    let (d, file) = start();
+    let port = |d: &Daemon| {
+        let (c, v, e) = call(d, "ssh-show", "null");
+        assert_eq!(c, 0, "{e}");
+        v["data"]["results"][0]["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(workers(d.pid()).is_empty(), "started at the first request");
+    assert_eq!(port(&d), "22");
+    let first = workers(d.pid());
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].1, "Sshd.lns");
+    // Changed behind its back, same size, within the same second: the next
+    // request reads the file as it is now (Augeas alone would keep its tree of
+    // a file whose mtime, to the second, did not change).
+    std::fs::write(&file, SSHD.replace("Port 22\n", "Port 23\n")).unwrap();
+    assert_eq!(port(&d), "23");
+    let (c, _, e) = call(&d, "ssh-port", r#"{"port": 2222}"#);
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(port(&d), "2222");
+    // One worker per operation, each kept: the first is the same process.
+    let now = workers(d.pid());
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(now.contains(&first[0]), "{now:?} {first:?}");
+
+    // A reload builds new operations: the old workers are stopped, and the
+    // next request starts a new one.
+    crate::reload::hup(&d, crate::reload::RELOADED);
+    eventually(
+        || {
+            format!(
+                "the old workers stopped after the reload: {:?}\n{}",
+                workers(d.pid()),
+                d.log_text()
+            )
+        },
+        || workers(d.pid()).is_empty(),
+    );
+    assert_eq!(port(&d), "2222");
+    let after = workers(d.pid());
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after[0].0, first[0].0);
+}
+
+#[test]
+fn a_hung_augeas_request_stops_its_worker_and_the_next_one_works() {
+    let ops = r#"
+[operations.hosts]
+description = "The host names of 127.0.0.1"
+augeas = { lens = "Hosts", file = "{dir}/etc/hosts", match = ["*[ipaddr = '127.0.0.1']/canonical"] }
+timeout = "1s"
+"#;
+    let d = Daemon::start(OPEN, ops);
+    let hosts = d.dir.path().join("etc/hosts");
+    std::fs::create_dir_all(hosts.parent().unwrap()).unwrap();
+    // A FIFO with no writer: opening it blocks, as a hung read would.
+    nix::unistd::mkfifo(&hosts, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (c, v, e) = call(&d, "hosts", "null");
+    assert_eq!(v["code"], "timeout", "{c}: {e}");
+    // The worker and its request's process are gone, not left hanging.
+    eventually(
+        || format!("the hung worker stopped: {:?}", workers(d.pid())),
+        || workers(d.pid()).is_empty(),
+    );
+    std::fs::remove_file(&hosts).unwrap();
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let (c, v, e) = call(&d, "hosts", "null");
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(
+        v["data"]["results"][0]["nodes"][0]["value"], "localhost",
+        "{v}"
+    );
+    assert_eq!(workers(d.pid()).len(), 1);
+}
+
+/// A worker started by hand, as the daemon starts it (without its policy).
+struct Worker {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Worker {
+    fn start(lens: &str) -> Worker {
+        let mut child = Command::new(regent())
+            .args(["module", "--augeas-worker", lens])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take().unwrap();
+        let output = std::io::BufReader::new(child.stdout.take().unwrap());
+        Worker {
+            child,
+            input,
+            output,
+        }
+    }
+
+    fn send(&mut self, line: &[u8]) {
+        use std::io::Write;
+        self.input.write_all(line).unwrap();
+        self.input.flush().unwrap();
+    }
+
+    fn answer(&mut self) -> Value {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.output.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+
+    fn ask(&mut self, request: &Value) -> Value {
+        self.send(format!("{request}\n").as_bytes());
+        self.answer()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn get_port(file: &Path, lens: &str) -> Value {
+    serde_json::json!({"timeout_ms": 10000, "plan": {
+        "module": "augeas", "lens": lens, "file": file.display().to_string(),
+        "actions": [{"get": {"path": "Port"}}],
+        "dry_run": false, "expect_hash": null, "secrets": []}})
+}
+
+#[test]
+fn the_augeas_worker_answers_each_line_and_outlives_its_requests() {
+    // (Files under a directory whose name starts with a dot are refused.)
+    let dir = tempfile::Builder::new()
+        .prefix("regent-aug-worker-")
+        .tempdir()
+        .unwrap();
+    let file = dir.path().join("sshd_config");
+    std::fs::write(&file, SSHD).unwrap();
+    let mut w = Worker::start("Sshd");
+    let ok = w.ask(&get_port(&file, "Sshd"));
+    assert_eq!(ok["ok"]["results"][0]["value"], "22", "{ok}");
+
+    // Not a request; another module's plan; another lens: refused, and the
+    // worker goes on.
+    w.send(b"{not json\n");
+    assert_eq!(w.answer()["error"]["code"], "refused");
+    let service = serde_json::json!({"timeout_ms": 1000, "plan":
+        {"module": "service", "unit": "nginx", "action": "status"}});
+    let e = w.ask(&service);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Augeas plans with the lens Sshd only"),
+        "{e}"
+    );
+    let e = w.ask(&get_port(&file, "Hosts"));
+    assert_eq!(e["error"]["code"], "refused", "{e}");
+    assert_eq!(
+        w.ask(&get_port(&file, "Sshd.lns"))["ok"]["results"][0]["value"],
+        "22"
+    );
+
+    // A request's process that dies (here: SIGKILLed while blocked on a FIFO;
+    // a SIGSEGV sent by kill would only reset Rust's stack-overflow handler):
+    // that request fails, the worker answers the next.
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    w.send(format!("{}\n", get_port(&fifo, "Sshd")).as_bytes());
+    let pid = w.child.id();
+    let mut forked = 0;
+    eventually(
+        || "the request's process appears".into(),
+        || {
+            forked = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            forked > 0
+        },
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(forked),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let e = w.answer();
+    assert_eq!(e["error"]["code"], "failed", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("killed by signal 9"),
+        "{e}"
+    );
+    assert_eq!(
+        w.ask(&get_port(&file, "Sshd"))["ok"]["results"][0]["value"],
+        "22"
+    );
+
+    // A line longer than a request may be: refused, and the worker stops (the
+    // stream is out of step).
+    w.send(&vec![b' '; (1 << 20) + 10]);
+    assert_eq!(w.answer()["error"]["code"], "refused");
+    let status = wait_timeout(&mut w.child, std::time::Duration::from_secs(10));
+    assert!(!status.success());
+}

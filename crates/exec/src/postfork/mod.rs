@@ -75,7 +75,7 @@ mod spawn;
 mod supervise;
 pub mod tree;
 
-pub(crate) use spawn::{start, StartError, Stdio};
+pub(crate) use spawn::{start, StartError, Stdio, Supervisor};
 
 /// The signals the supervisor waits for (through a signalfd; all are blocked).
 fn watched() -> SigSet {

@@ -758,24 +758,44 @@ pub fn thread_count() -> io::Result<usize> {
         })
 }
 
-/// `fork(2)` for a program that is single-threaded right now (checked: `Err` with
-/// `io::ErrorKind::Other` otherwise). In a single-threaded process the child is an
-/// exact copy with no lock held by a vanished thread, so it may go on running
-/// ordinary Rust code.
+/// Whether this process is single-threaded right now, as the kernel sees it:
+/// no other thread, and no other process sharing its memory. Asks
+/// `unshare(CLONE_VM)`, which changes nothing and succeeds exactly then
+/// (`EINVAL` otherwise): no `/proc` needed, so it also works under a Landlock
+/// sandbox that does not grant `/proc`.
+pub fn single_threaded() -> io::Result<bool> {
+    // SAFETY: `unshare` with only CLONE_VM changes nothing: the kernel refuses it
+    // (EINVAL) unless the memory is shared with no other task, in which case
+    // there is nothing to unshare. No memory is passed.
+    match unsafe { libc::unshare(libc::CLONE_VM) } {
+        0 => Ok(true),
+        _ => match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+            e => Err(e),
+        },
+    }
+}
+
+/// `fork(2)` for a program that is single-threaded right now (checked with
+/// [`single_threaded`]: `Err` with `io::ErrorKind::Other` otherwise). In a
+/// single-threaded process the child is an exact copy with no lock held by a
+/// vanished thread, so it may go on running ordinary Rust code.
 ///
 /// Safe, unlike `clone_shared` and `vfork_on`: the one precondition that would make the
-/// child's code restricted (other threads) is checked here at run time, and only
-/// the calling thread could start another thread between the check and the fork.
+/// child's code restricted (other threads, or other processes sharing the memory) is
+/// checked here at run time, and only the calling thread could start another thread
+/// between the check and the fork.
 pub fn fork_single_threaded() -> io::Result<Forked> {
-    let threads = thread_count()?;
-    if threads != 1 {
+    if !single_threaded()? {
+        let threads = thread_count().map_or_else(|_| "several".to_string(), |n| n.to_string());
         return Err(io::Error::other(format!(
             "fork refused: the process has {threads} threads (fork before starting any thread or runtime)"
         )));
     }
-    // SAFETY: the process has exactly one thread (checked above, and only this thread
-    // could have created another), so the child inherits no lock held by another
-    // thread and may continue running arbitrary code.
+    // SAFETY: the process has exactly one thread and shares its memory with no
+    // other process (checked above, and only this thread could have created
+    // another), so the child inherits no lock held by another thread and may
+    // continue running arbitrary code.
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),

@@ -333,8 +333,7 @@ impl ServiceBuilder {
             tls,
             tcp_bound: Mutex::new(None),
             identities,
-            current: Arc::new(Current::new(shared.clone())),
-            shared,
+            current: Arc::new(Current::new(shared)),
         })
     }
 
@@ -461,7 +460,6 @@ pub struct Service {
     tls: Option<Arc<tls::TlsTransport>>,
     /// Its listeners, once [`Service::bind_tcp`] bound them.
     tcp_bound: Mutex<Option<Vec<std::net::TcpListener>>>,
-    shared: Arc<Shared>,
     /// The configuration new requests are served under (see [`Reloader`]).
     current: Arc<Current>,
     identities: IdentityResolver,
@@ -517,7 +515,9 @@ impl Service {
     /// file belongs to the manager: it is left in place when the service stops
     /// (see [`BoundSocket::passed`]).
     pub fn socket_passed(self) -> Self {
-        self.shared
+        // (Lasting state: every later configuration shares the flag.)
+        self.current
+            .load()
             .activated
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self
@@ -754,7 +754,12 @@ impl Service {
         // single-threaded runtime accepting on the same listening socket, so a
         // connection is served start to finish on the thread that accepted it.
         let mut threads = Vec::new();
-        for i in 1..shared.limits.acceptors.max(1) {
+        let acceptors = shared.limits.acceptors.max(1);
+        let operations = shared.registry.len();
+        // Not kept: a reload must be able to drop this configuration (its
+        // operations, and their Augeas workers).
+        drop(shared);
+        for i in 1..acceptors {
             let l = bound
                 .iter()
                 .map(|b| {
@@ -810,7 +815,7 @@ impl Service {
             .collect();
         crate::notify::ready_with_status(&format!(
             "serving {} operation(s) on {}",
-            shared.registry.len(),
+            operations,
             paths.join(", ")
         ));
         let result = acceptor.accept_on_all(bound, shutdown).await;
@@ -898,9 +903,13 @@ impl Acceptor {
         let entry = bound.entry;
         let listener = UnixListener::from_std(bound.listener)
             .map_err(|e| Error::io("registering the listener", e))?;
-        // For what no reload changes (the limits, the refusal counts).
-        let lasting = self.current.load();
-        let shared = &lasting;
+        // For what no reload changes (the limits, the refusal counts); not the
+        // whole configuration, which a reload must be able to drop (its
+        // operations, and their Augeas workers).
+        let (limits, refusals) = {
+            let first = self.current.load();
+            (first.limits.clone(), Arc::clone(&first.refusals))
+        };
         let connections = TaskTracker::new();
         // A timer that is always armed on this runtime. Tokio's timer driver wakes
         // its own thread (an eventfd write and an extra epoll round) whenever a new
@@ -912,7 +921,7 @@ impl Acceptor {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
                 _ = tick.tick() => {
-                    shared.refusals.flush(false);
+                    refusals.flush(false);
                     continue;
                 }
                 _ = shutdown.changed() => break,
@@ -935,11 +944,8 @@ impl Acceptor {
                     continue;
                 }
             };
-            let per_uid = PerUid::acquire(
-                &self.per_uid,
-                cred.uid(),
-                shared.limits.max_connections_per_uid,
-            );
+            let per_uid =
+                PerUid::acquire(&self.per_uid, cred.uid(), limits.max_connections_per_uid);
             let permit = self.slots.clone().try_acquire_owned().ok();
             let (Some(per_uid), Some(permit)) = (per_uid, permit) else {
                 connections.spawn(refuse_busy(stream));
@@ -982,9 +988,8 @@ impl Acceptor {
             }
         }
         drop(listener);
-        let shared = &lasting;
-        finish_in_flight(connections, &shared.limits).await;
-        shared.refusals.flush(true);
+        finish_in_flight(connections, &limits).await;
+        refusals.flush(true);
         Ok(())
     }
 
@@ -1000,7 +1005,7 @@ impl Acceptor {
         admin_only: bool,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let shared = &self.current.load();
+        let shared = self.current.load();
         let stopping = async {
             if shutdown.changed().await.is_err() {
                 // No one can stop the service any more: only the timeout applies.
@@ -1026,6 +1031,10 @@ impl Acceptor {
         if admin_only && !shared.is_admin(&caller) {
             return refuse_busy(stream).await;
         }
+        // Each request loads the configuration it is served under: holding this
+        // one for the connection's life would keep it (its operations and their
+        // Augeas workers) past a reload.
+        drop(shared);
         connection::serve(
             self.current.clone(),
             stream,

@@ -470,7 +470,7 @@ mod tests {
             ..OpOptions::default()
         };
         let service = one_op(dir.path(), "say", Say, options);
-        let shared = &service.shared;
+        let shared = &service.current.load();
         let (alice, bob) = (caller(1000), caller(1001));
         let new = serde_json::json!({"op": "say", "data": null});
         let uid = pending_uid(&ask(shared, &alice, new.clone()).await);
@@ -549,7 +549,7 @@ mod tests {
             .pending_store(dir.path().join("pending.db"))
             .build()
             .unwrap();
-        let shared = &service.shared;
+        let shared = &service.current.load();
         let alice = caller(1000);
         let call =
             |op: &str, dry: bool| serde_json::json!({"op": op, "data": null, "dry_run": dry});
@@ -662,7 +662,7 @@ mod tests {
             Shows,
             OpOptions::new().auth([Stage::Approval]),
         );
-        let shared = &service.shared;
+        let shared = &service.current.load();
         let alice = caller(1000);
         let new = |fail: bool| serde_json::json!({"op": "shows", "data": {"fail": fail}});
 
@@ -723,7 +723,7 @@ mod tests {
             .pending_store(dir.path().join("pending.db"))
             .build()
             .unwrap();
-        let shared = &service.shared;
+        let shared = &service.current.load();
         let (alice, alice_removed) = (member(1000, &[60]), member(1000, &[]));
         let new = serde_json::json!({"op": "two", "data": null});
         let poll = |uid: &str| serde_json::json!({"uid": uid, "data": null});
@@ -766,7 +766,7 @@ mod tests {
             .pending_store(dir.path().join("pending.db"))
             .build()
             .unwrap();
-        let shared = &service.shared;
+        let shared = &service.current.load();
         let alice = caller(1000);
         let held = ask(
             shared,

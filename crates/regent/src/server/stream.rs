@@ -42,7 +42,7 @@ impl Service {
         )
         .await;
         drop(never);
-        self.shared.refusals.flush(true);
+        self.current.load().refusals.flush(true);
         Ok(())
     }
 }
