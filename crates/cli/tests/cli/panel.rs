@@ -218,34 +218,41 @@ impl Panel {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// One HTTP/1.0 request; the status and the body.
+    /// One HTTP/1.0 request with a form; the status and the body.
     fn http(&self, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, String) {
         let body = form
             .iter()
             .map(|(k, v)| format!("{}={}", url_encode(k), url_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
+        self.raw(
+            &format!("{method} {path}"),
+            &format!(
+                "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    }
+
+    /// Send `request` as it is and read the answer to its end: the status and
+    /// the body.
+    fn raw(&self, what: &str, request: &str) -> (u16, String) {
         let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).unwrap();
         // Generous: a page asks the daemon three things (one reads apt's cache).
         s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
+        s.write_all(request.as_bytes()).unwrap();
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).unwrap_or_else(|e| {
             panic!(
-                "{method} {path}: no answer ({e}); the panel says: {}",
+                "{what}: no answer ({e}); the panel says: {}",
                 self.log_text()
             )
         });
         let raw = String::from_utf8(raw).unwrap();
         let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| {
             panic!(
-                "{method} {path}: not HTTP: {raw:?}; the panel says: {}",
+                "{what}: not HTTP: {raw:?}; the panel says: {}",
                 self.log_text()
             )
         });
@@ -253,7 +260,7 @@ impl Panel {
             .split(' ')
             .nth(1)
             .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("{method} {path}: no status: {head}"));
+            .unwrap_or_else(|| panic!("{what}: no status: {head}"));
         (status, body.to_string())
     }
 
@@ -577,6 +584,19 @@ fn the_home_panel_drives_the_home_server_example() {
     let (status, body) = panel.http("POST", "/regent.approve", &[("id", &id)]);
     assert_eq!(status, 404, "{body}");
     assert_eq!(body, "unknown action");
+    // A body length that is no number, or too long, is refused before reading
+    // (a negative one once had the panel read until the client hung up).
+    for (length, status) in [("-1", 400), ("1e3", 400), ("4097", 413)] {
+        let (got, body) = panel.raw(
+            &format!("Content-Length: {length}"),
+            &format!("POST /set-hostname HTTP/1.0\r\nContent-Length: {length}\r\n\r\nname=x"),
+        );
+        assert_eq!(got, status, "Content-Length: {length}: {body}");
+    }
+    assert_eq!(
+        argv_of(&base, "hostnamectl"),
+        "[set-hostname][--][panel-test-host]\n"
+    );
 
     // Through all of it the panel served every request.
     let mut panel = panel;
@@ -590,4 +610,18 @@ fn the_home_panel_drives_the_home_server_example() {
         "{}",
         panel.log_text()
     );
+
+    // The daemon gone: the page says the service cannot be reached.
+    assert!(d.stop().success(), "{}", d.log_text());
+    let page = panel.get();
+    for shown in [&page.web, &page.apps, &page.ssh] {
+        assert_eq!(shown["success"], false, "{}", page.body);
+        assert!(
+            shown["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("cannot reach the service: ")),
+            "{}",
+            page.body
+        );
+    }
 }
