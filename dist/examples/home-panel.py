@@ -8,8 +8,14 @@ home-server.toml:
     REGENT_SOCKET=/run/regent/regent.sock python3 home-panel.py 127.0.0.1 8080
 
 It holds no privilege: every change is a declared, typed operation the daemon
-checks (an unknown app or time zone is refused there, not here). Standard
-library only, besides the client.
+checks (an unknown app or time zone is refused there, not here). A change an
+administrator must approve (installing an app, the SSH settings) is held: the
+page shows its uid and a button that asks again, which runs it once approved
+(`regent pending`, `regent approve ID`). Standard library only, besides the
+client.
+
+Tested end to end against home-server.toml by the CLI integration test
+`panel::the_home_panel_drives_the_home_server_example`.
 """
 import html
 import json
@@ -19,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs
 
 from regent.client import Client
+from regent.exceptions import ProcessError, SocketError
 
 SOCKET = os.environ.get("REGENT_SOCKET", "/run/regent/regent.sock")
 SECRET = os.environ.get("REGENT_SECRET", "")
@@ -34,19 +41,37 @@ ACTIONS = {
     "ssh-settings": ("port", "root_login"),
 }
 INTEGERS = {"port"}
+# The form that asks again for a held request (by its uid).
+CONTINUE = "continue"
 
 
-def call(op, data=None):
-    """One request; installing can take minutes, so wait long enough."""
+def call(op, data=None, uid=None):
+    """One request, or with `uid` the next step of a held one; installing can
+    take minutes, so wait long enough. A service that cannot be reached, or
+    that closes the connection without an answer, is shown as an error."""
     client = Client(socket_path=SOCKET, socket_secret=SECRET, socket_timeout=900)
     try:
-        return client.request(op, data)
-    except OSError as e:
+        return client.request(op, data) if uid is None else client.auth(uid)
+    except (OSError, SocketError, ProcessError) as e:
         return {"success": False, "error": f"cannot reach the service: {e}"}
 
 
 def show(answer):
     return "<pre>" + html.escape(json.dumps(answer, indent=2)) + "</pre>"
+
+
+def held(answer):
+    """For a held request, the button that asks again (it runs once approved)."""
+    if not (isinstance(answer, dict) and answer.get("success")):
+        return ""
+    uid = answer.get("uid")
+    if not (isinstance(uid, str) and uid):
+        return ""
+    return (
+        f"<form method=post action={CONTINUE}>"
+        f'<input type=hidden name=uid value="{html.escape(uid)}">'
+        "<button>Run it once approved</button></form>"
+    )
 
 
 def page(result=""):
@@ -81,19 +106,29 @@ class Panel(BaseHTTPRequestHandler):
 
     def do_POST(self):
         op = self.path.strip("/")
-        if op not in ACTIONS:
+        if op not in ACTIONS and op != CONTINUE:
             return self.reply("unknown action", 404)
-        length = min(int(self.headers.get("Content-Length") or 0), 4096)
-        form = parse_qs(self.rfile.read(length).decode(errors="replace"))
-        data = {}
-        for field in ACTIONS[op]:
-            value = form.get(field, [""])[0]
-            if value:
-                data[field] = int(value) if field in INTEGERS and value.isdigit() else value
-        answer = call(op, data or None)
+        length = self.headers.get("Content-Length") or "0"
+        if not (length.isascii() and length.isdigit()):
+            return self.reply("bad request", 400)
+        if int(length) > 4096:
+            return self.reply("too large", 413)
+        form = parse_qs(self.rfile.read(int(length)).decode(errors="replace"))
+        if op == CONTINUE:
+            answer = call(None, uid=form.get("uid", [""])[0])
+        else:
+            data = {}
+            for field in ACTIONS[op]:
+                value = form.get(field, [""])[0]
+                if value:
+                    # ASCII digits only: int() takes other scripts' digits too
+                    # (and fails on some that isdigit() accepts, such as "²").
+                    number = field in INTEGERS and value.isascii() and value.isdigit()
+                    data[field] = int(value) if number else value
+            answer = call(op, data or None)
         # A held request (install-app and ssh-settings ask an administrator)
-        # answers with its id.
-        self.reply(page(f"<h2>{html.escape(op)}</h2>{show(answer)}"))
+        # answers with its uid, which the button sends back.
+        self.reply(page(f"<h2>{html.escape(op)}</h2>{show(answer)}{held(answer)}"))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ mod core;
 mod hostile;
 mod journal;
 mod modules;
+mod panel;
 mod path_race;
 mod pending;
 mod privilege;
