@@ -363,6 +363,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_module_program_must_be_writable_by_no_one_else() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        // Under /tmp (sticky: allowed above the program).
+        let dir = tempfile::Builder::new()
+            .prefix("regent-module-trust-")
+            .tempdir()
+            .unwrap();
+        mode(dir.path(), 0o755);
+        let program = dir.path().join(MODULE_PROGRAM);
+        std::fs::write(&program, b"").unwrap();
+        mode(&program, 0o755);
+        assert_eq!(trusted(&program), Ok(()));
+        mode(&program, 0o775);
+        assert!(trusted(&program).unwrap_err().contains("writable by its group or others"));
+        mode(&program, 0o755);
+        mode(dir.path(), 0o777);
+        assert!(trusted(&program).unwrap_err().contains("writable"));
+        mode(dir.path(), 0o755);
+        if regent_exec::sys::geteuid() == 0 {
+            std::os::unix::fs::chown(&program, Some(65534), None).unwrap();
+            assert!(trusted(&program).unwrap_err().contains("owned by another user"));
+        }
+    }
+
+    #[test]
     fn answers() {
         assert!(matches!(answer(br#"{"ok": {"a": 1}}"#), Some(Ok(v)) if v["a"] == 1));
         assert!(matches!(
