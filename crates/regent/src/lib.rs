@@ -35,6 +35,7 @@ pub mod policy;
 pub mod registry;
 pub mod reload;
 pub mod server;
+pub mod trust;
 
 pub use error::Error;
 pub use identity::Caller;

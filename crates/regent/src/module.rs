@@ -66,39 +66,16 @@ pub fn program() -> Result<&'static Path, String> {
             })?;
             let path =
                 std::fs::canonicalize(found).map_err(|e| format!("{}: {e}", found.display()))?;
-            trusted(&path)?;
+            crate::trust::check(&path).map_err(|e| {
+                format!(
+                    "refusing to run {}: {e} (module work runs with the operations' privileges)",
+                    path.display()
+                )
+            })?;
             Ok(path)
         })
         .as_deref()
         .map_err(Clone::clone)
-}
-
-/// `path` and every directory above it: owned by root or this process's user,
-/// writable by no one else (a sticky directory excepted for its parents).
-fn trusted(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let me = regent_exec::sys::geteuid();
-    let mut at = Some(path);
-    while let Some(p) = at {
-        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let owner_ok = meta.uid() == 0 || meta.uid() == me;
-        let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
-        let others_write = meta.mode() & 0o022 != 0 && !(sticky_dir && p != path);
-        if !owner_ok || others_write {
-            return Err(format!(
-                "refusing to run {}: {} is {} (module work runs with the operations' privileges)",
-                path.display(),
-                p.display(),
-                if owner_ok {
-                    "writable by its group or others"
-                } else {
-                    "owned by another user"
-                }
-            ));
-        }
-        at = p.parent();
-    }
-    Ok(())
 }
 
 /// Name the `regent-module` binary module work runs in (for a program
@@ -377,16 +354,22 @@ mod tests {
         let program = dir.path().join(MODULE_PROGRAM);
         std::fs::write(&program, b"").unwrap();
         mode(&program, 0o755);
-        assert_eq!(trusted(&program), Ok(()));
+        assert_eq!(crate::trust::check(&program), Ok(()));
         mode(&program, 0o775);
-        assert!(trusted(&program).unwrap_err().contains("writable by its group or others"));
+        assert!(crate::trust::check(&program)
+            .unwrap_err()
+            .contains("writable by its group or others"));
         mode(&program, 0o755);
         mode(dir.path(), 0o777);
-        assert!(trusted(&program).unwrap_err().contains("writable"));
+        assert!(crate::trust::check(&program)
+            .unwrap_err()
+            .contains("writable"));
         mode(dir.path(), 0o755);
         if regent_exec::sys::geteuid() == 0 {
             std::os::unix::fs::chown(&program, Some(65534), None).unwrap();
-            assert!(trusted(&program).unwrap_err().contains("owned by another user"));
+            assert!(crate::trust::check(&program)
+                .unwrap_err()
+                .contains("owned by uid 65534"));
         }
     }
 

@@ -29,6 +29,14 @@ pub fn run(args: Args) -> ExitCode {
     // anything else (their numbers are 3, 4, ...); refused further down, once
     // the log is set up, if they do not match the config.
     let passed = regent::activation::from_env();
+    // Whoever could change the config would choose what this service runs.
+    if let Err(e) = regent::trust::check(&args.config) {
+        eprintln!(
+            "regent: refusing to start: {}: {e}: whoever can change the config chooses what the service runs",
+            args.config.display()
+        );
+        return ExitCode::from(crate::exit::INVALID);
+    }
     let config = match regent::config::load(&args.config) {
         Ok(c) => c,
         Err(diags) => {

@@ -4,6 +4,7 @@
 use crate::pending::{assert_error, pending_of, Pending};
 use crate::util::*;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub(crate) const RELOADED: &str = "configuration reloaded";
@@ -325,4 +326,44 @@ fn requests_held_without_a_digest_run_until_a_reload_changes_their_operation() {
     hup(&d, RELOADED);
     let o = d.cli(&["call", "--uid", &changed.uid]);
     assert_error(&o, 3, "denied");
+}
+
+#[test]
+fn a_config_another_user_could_change_is_refused_at_start_and_at_reload() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    // Group-writable: the daemon does not start, and says why.
+    let (dir, socket, config, secret_file) = write_config("", TWO_OPS);
+    chmod(&config, 0o664);
+    let mut serve = Command::new(regent());
+    serve.args(["serve", "--config"]).arg(&config);
+    let o = run(serve);
+    assert_ne!(code(&o), 0);
+    let e = stderr(&o);
+    assert!(
+        e.contains("refusing to start") && e.contains("writable by its group or others"),
+        "{e}"
+    );
+    assert!(!socket.exists());
+
+    // Trusted at start, then made world-writable (or its directory): the
+    // reload is refused and the running operations stay.
+    chmod(&config, 0o644);
+    let mut d = Daemon::from_parts(dir, socket, config, secret_file);
+    d.spawn();
+    rewrite(&d, "", FIRST_AND_THIRD);
+    chmod(&d.config, 0o646);
+    hup(&d, REFUSED);
+    let line = reload_lines(&d).pop().unwrap();
+    assert!(line.contains("writable by its group or others"), "{line}");
+    chmod(&d.config, 0o644);
+    chmod(d.dir.path(), 0o777);
+    hup(&d, REFUSED);
+    chmod(d.dir.path(), 0o755);
+    assert!(ops_listed(&d).contains("second"));
+    // Trusted again: the same file reloads.
+    hup(&d, RELOADED);
+    assert!(ops_listed(&d).contains("third"));
 }
