@@ -472,6 +472,17 @@ impl AuthFlow {
         self.drive(Phase::Start(caps), record, effect).await
     }
 
+    /// The operation the held request `uid` of `caller` is for, read without
+    /// changing anything; none when no request has that uid, it is another
+    /// caller's, or the store failed (then [`Flow::resume`] answers as it
+    /// would). For a check the request must pass before it is resumed (and so
+    /// perhaps consumed), such as the socket offering its operation.
+    pub async fn op_of(&self, uid: &str, caller: &CallerId) -> Option<String> {
+        let hash = uid_hash(uid);
+        let rec = self.on_store(move |s| s.by_uid_hash(&hash)).await.ok()??;
+        rec.caller.same_caller(caller).then_some(rec.op)
+    }
+
     /// Take the caller's next step: `uid` from the last pending response, `data`
     /// its response (e.g. `{"code": "123456"}`), `hook` to let the operation react
     /// after a passed stage.

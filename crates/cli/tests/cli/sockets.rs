@@ -379,3 +379,43 @@ fn a_caller_the_daemons_user_namespace_does_not_map_is_seen_as_65534() {
     let o = d.cli(&["call", "seen"]);
     assert_eq!(stdout(&o), "0", "{o:?}");
 }
+
+/// Regression: a held request taken up on a socket that does not offer its
+/// operation was consumed before it was refused (once approved, it then ran
+/// nowhere and its caller could not take it up on the right socket).
+#[test]
+fn a_held_request_taken_up_on_the_wrong_socket_is_refused_and_kept() {
+    let ops = r#"
+[[service.sockets]]
+path = "{dir}/web/regent.sock"
+mode = "0666"
+operations = ["web-status"]
+
+[operations.web-status]
+description = "for the web socket"
+command = ["/bin/true"]
+
+[operations.held-reboot]
+description = "main socket only, approved first"
+command = ["/bin/echo", "rebooted"]
+auth = ["approval"]
+"#;
+    let d = Daemon::start("socket_mode = \"0666\"", ops);
+    let alice = crate::pending::who("regent-e2e-sock-alice");
+    let held = alice.start(&d, "held-reboot", "null");
+    let o = d.cli(&["approve", held.request_id()]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    for _ in 0..2 {
+        let mut c = Command::new(regent());
+        c.args(["call", "--uid", &held.uid, "--socket"])
+            .arg(web(&d))
+            .uid(alice.uid)
+            .gid(alice.gid)
+            .env_clear()
+            .env("REGENT_SECRET", SECRET);
+        crate::pending::assert_error(&run(c), 4, "unknown_operation");
+    }
+    // Still there, and it runs where it is offered.
+    let o = alice.poll(&d, &held.uid);
+    crate::pending::assert_ran(&o, "rebooted");
+}

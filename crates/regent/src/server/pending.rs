@@ -224,6 +224,16 @@ impl Shared {
             audit.note("approval polls too fast");
             return Response::error(ErrorCode::RateLimited);
         }
+        // Its operation not offered on this socket: as if unknown, and left as
+        // it is (resuming it could consume it: an approved request would run
+        // nowhere, and its caller could not take it up on the right socket).
+        if let Some(op) = flow.op_of(uid, caller).await {
+            if !exposure.offers(&op) {
+                audit.op(&op);
+                audit.note("not offered on this socket");
+                return Response::error(ErrorCode::UnknownOperation);
+            }
+        }
         let hook = OpHook {
             registry: &self.registry,
             caller,
