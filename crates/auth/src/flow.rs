@@ -474,7 +474,7 @@ impl AuthFlow {
 
     /// The operation the held request `uid` of `caller` is for, read without
     /// changing anything; none when no request has that uid, it is another
-    /// caller's, or the store failed (then [`Flow::resume`] answers as it
+    /// caller's, or the store failed (then [`AuthFlow::resume`] answers as it
     /// would). For a check the request must pass before it is resumed (and so
     /// perhaps consumed), such as the socket offering its operation.
     pub async fn op_of(&self, uid: &str, caller: &CallerId) -> Option<String> {
