@@ -1048,3 +1048,63 @@ fn the_readmes_openssl_pki_serves_its_client_and_revokes_it() {
         "{answer}"
     );
 }
+
+/// A connection outliving its client's certificate is closed at its next
+/// request, unanswered (the handshake checked the validity once).
+#[test]
+fn a_connection_whose_certificate_expires_is_closed_at_its_next_request() {
+    use regent::client::{Client, Outcome};
+    let pki = Pki::new();
+    // A client certificate valid for a few more seconds.
+    let end = std::time::SystemTime::now() + Duration::from_secs(4);
+    let mut c = Command::new("sh");
+    c.current_dir(&pki.path).args([
+        "-c",
+        "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+           -keyout brief.key -out brief.csr -subj /CN=panel 2>/dev/null && \
+         openssl ca -batch -notext -config ca.cnf -extensions client_ext \
+           -in brief.csr -out brief.crt -enddate \"$1\" 2>/dev/null && chmod 600 brief.key",
+        "sh",
+        &openssl_time(end),
+    ]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (d, port) = start(&pki, "");
+    let mut client = Client::tls(
+        &format!("localhost:{port}"),
+        Path::new(&pki.file("brief.crt")),
+        Path::new(&pki.file("brief.key")),
+        Path::new(&pki.file("ca.crt")),
+    )
+    .unwrap()
+    .secret(SECRET)
+    .connect()
+    .unwrap();
+    assert_eq!(
+        client.call("who", serde_json::Value::Null).unwrap(),
+        Outcome::Done(serde_json::json!("client panel"))
+    );
+    while std::time::SystemTime::now() < end + Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        client.call("who", serde_json::Value::Null).is_err(),
+        "an expired client's connection still answered"
+    );
+    assert!(
+        d.log_shows("closing a TLS connection whose certificate has expired"),
+        "{}",
+        d.log_text()
+    );
+}
+
+/// `YYYYMMDDHHMMSSZ`, as `openssl ca -enddate` takes it.
+fn openssl_time(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let o = run({
+        let mut c = Command::new("date");
+        c.args(["-u", "-d", &format!("@{secs}"), "+%Y%m%d%H%M%SZ"]);
+        c
+    });
+    stdout(&o).trim().to_string()
+}

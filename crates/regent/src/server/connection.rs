@@ -12,7 +12,7 @@
 //! nobody else.
 
 use super::reload::Current;
-use super::tls::Revoked;
+use super::tls::ClientCert;
 use super::{Limits, SocketEntry};
 use crate::identity::Caller;
 use regent_proto::{ErrorCode, FrameError, LineBuffer, Response};
@@ -153,9 +153,9 @@ async fn finish_blocked_write<F: Future<Output = std::io::Result<()>>>(
 
 /// Whether the current CRLs revoke the TLS client certificate `cert` (one
 /// revoked after its handshake: a reload brought the new CRL).
-fn revoked_since_handshake(shared: &super::Shared, cert: Option<&Revoked>) -> bool {
+fn revoked_since_handshake(shared: &super::Shared, cert: Option<&ClientCert>) -> bool {
     match (cert, &shared.tls) {
-        (Some(cert), Some(material)) => material.revokes(cert),
+        (Some(cert), Some(material)) => material.revokes(&cert.revocable),
         _ => false,
     }
 }
@@ -164,14 +164,15 @@ fn revoked_since_handshake(shared: &super::Shared, cert: Option<&Revoked>) -> bo
 ///
 /// Each request is served under the configuration current when it arrives
 /// (see [`super::reload`]); the limits are the same in every one. A TLS client
-/// (`revocable`: its certificate) whose certificate a reloaded CRL revokes is
-/// closed at its next request, unanswered.
+/// (`cert`: its certificate) whose certificate a reloaded CRL revokes, or
+/// whose certificate has expired since its handshake, is closed at its next
+/// request, unanswered.
 pub(crate) async fn serve<S>(
     current: Arc<Current>,
     stream: S,
     caller: Arc<Caller>,
     socket: &SocketEntry,
-    revocable: Option<&Revoked>,
+    cert: Option<&ClientCert>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -209,7 +210,15 @@ pub(crate) async fn serve<S>(
         // inline it would make every connection's task (allocated per connection)
         // too big for the allocator's fast path.
         let shared = current.load();
-        if revoked_since_handshake(&shared, revocable) {
+        if cert.is_some_and(|c| c.expired_at(std::time::SystemTime::now())) {
+            // Not answered: the client is no longer one.
+            tracing::warn!(
+                client = caller.client(),
+                "closing a TLS connection whose certificate has expired"
+            );
+            break;
+        }
+        if revoked_since_handshake(&shared, cert) {
             // Not answered: the client is no longer one.
             tracing::warn!(
                 client = caller.client(),

@@ -378,6 +378,89 @@ pub fn client_identity(cert: &CertificateDer<'_>) -> Result<(String, String), St
     Ok((name, serial_hex(ee.serial())))
 }
 
+/// The client certificate of a TLS connection, as each request checks it: its
+/// issuer and serial (against the CRLs current then) and the end of its
+/// validity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClientCert {
+    /// Its issuer and serial.
+    pub(crate) revocable: Revoked,
+    /// Its `notAfter`; none if it could not be read (the handshake checked it).
+    pub(crate) not_after: Option<std::time::SystemTime>,
+}
+
+impl ClientCert {
+    fn of(cert: &CertificateDer<'_>) -> Option<ClientCert> {
+        Some(ClientCert {
+            revocable: Revoked::of(cert)?,
+            not_after: not_after(cert),
+        })
+    }
+
+    /// Past its `notAfter` at `now`.
+    pub(crate) fn expired_at(&self, now: std::time::SystemTime) -> bool {
+        self.not_after.is_some_and(|end| now > end)
+    }
+}
+
+/// A certificate's `notAfter` (RFC 5280: `Certificate` → `tbsCertificate` →
+/// `validity`), from its DER.
+fn not_after(cert: &[u8]) -> Option<std::time::SystemTime> {
+    let (0x30, certificate, _) = der(cert)? else {
+        return None;
+    };
+    let (0x30, mut tbs, _) = der(certificate)? else {
+        return None;
+    };
+    // [0] version (optional), serialNumber, signature, issuer, validity.
+    if tbs.first() == Some(&0xa0) {
+        tbs = der(tbs)?.2;
+    }
+    for _ in 0..3 {
+        tbs = der(tbs)?.2;
+    }
+    let (0x30, validity, _) = der(tbs)? else {
+        return None;
+    };
+    let (_, _, after) = der(validity)?;
+    let (tag, time, _) = der(after)?;
+    der_time(tag, time)
+}
+
+/// A DER UTCTime (`YYMMDDHHMMSSZ`, tag 0x17) or GeneralizedTime
+/// (`YYYYMMDDHHMMSSZ`, tag 0x18) as a system time.
+fn der_time(tag: u8, text: &[u8]) -> Option<std::time::SystemTime> {
+    let digits = text.strip_suffix(b"Z")?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let num = |d: &[u8]| d.iter().fold(0i64, |n, b| n * 10 + i64::from(b - b'0'));
+    let (year, rest) = match (tag, digits.len()) {
+        (0x17, 12) => {
+            let yy = num(&digits[..2]);
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
+        }
+        (0x18, 14) => (num(&digits[..4]), &digits[4..]),
+        _ => return None,
+    };
+    let (month, day) = (num(&rest[..2]), num(&rest[2..4]));
+    let (hour, min, sec) = (num(&rest[4..6]), num(&rest[6..8]), num(&rest[8..10]));
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3_600 + min * 60 + sec;
+    let secs = u64::try_from(secs).ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
+}
+
 /// One DER element: its tag, its content and what follows it.
 fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
@@ -609,19 +692,20 @@ async fn serve_one(
         return;
     };
     tracing::debug!(client = caller.client(), %address, "TLS client connected");
-    // Checked at each request against the CRLs current then (see TlsMaterial).
-    let revocable = stream
+    // Checked at each request against the CRLs current then (see TlsMaterial)
+    // and against the clock.
+    let cert = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .and_then(Revoked::of);
+        .and_then(ClientCert::of);
     connection::serve(
         current,
         &mut stream,
         Arc::new(caller),
         entry,
-        revocable.as_ref(),
+        cert.as_ref(),
         shutdown,
     )
     .await;
@@ -633,6 +717,27 @@ async fn serve_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_der_times() {
+        let at = |tag, text: &[u8]| {
+            der_time(tag, text).map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+        };
+        assert_eq!(at(0x17, b"250101000000Z"), Some(1_735_689_600));
+        assert_eq!(at(0x17, b"700101000001Z"), Some(1));
+        assert_eq!(at(0x18, b"20500101000000Z"), Some(2_524_608_000));
+        assert_eq!(at(0x18, b"20240229235959Z"), Some(1_709_251_199));
+        for (tag, bad) in [
+            (0x17, &b"2501010000Z"[..]),
+            (0x17, b"250101000000"),
+            (0x18, b"250101000000Z"),
+            (0x17, b"251301000000Z"),
+            (0x17, b"25010100000aZ"),
+            (0x05, b"250101000000Z"),
+        ] {
+            assert_eq!(at(tag, bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn reads_the_first_common_name() {
