@@ -78,8 +78,9 @@ pub enum Error {
         /// Augeas's errors.
         message: String,
     },
-    /// The file no longer has the content it had when a change was shown.
-    #[error("{file} changed since the change was shown (hash {expected}, now {actual}); refusing to apply it")]
+    /// The file no longer has the content it had when a change was shown, or
+    /// when it was loaded.
+    #[error("{file} changed since the change was shown or the file read (hash {expected}, now {actual}); refusing to apply it")]
     Changed {
         /// The declared file.
         file: String,

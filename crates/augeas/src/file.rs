@@ -296,7 +296,7 @@ impl AugFile {
         &self.lens
     }
 
-    /// The hash of the file as loaded ([`content_hash`]).
+    /// The hash of the file as loaded, or as last saved ([`content_hash`]).
     #[must_use]
     pub fn hash(&self) -> &str {
         &self.hash
@@ -482,9 +482,24 @@ impl AugFile {
 
     /// `save`: writes the file if the tree changed. Success only when Augeas
     /// reports no error under `/augeas//error` (its own return value says
-    /// success even when the write failed).
+    /// success even when the write failed). A file whose content changed on
+    /// disk since it was loaded is not written ([`Error::Changed`]): the
+    /// change made meanwhile (by hand, or by another program) is not lost.
     pub fn save(&mut self) -> Result<Saved, Error> {
+        let now = read(&self.disk)?;
+        if now != self.before {
+            return Err(Error::Changed {
+                file: self.file.clone(),
+                expected: self.hash.clone(),
+                actual: content_hash(now.as_deref().unwrap_or_default()),
+            });
+        }
         let files = self.save_as(SaveMode::Overwrite)?;
+        if !files.is_empty() {
+            // What it wrote is what the next save compares with.
+            self.before = read(&self.disk)?;
+            self.hash = content_hash(self.before.as_deref().unwrap_or_default());
+        }
         Ok(Saved {
             changed: !files.is_empty(),
             files,

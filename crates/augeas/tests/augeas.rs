@@ -576,3 +576,16 @@ fn a_lens_compiled_once_opens_files_as_a_fresh_load_does() {
     // A name that is not a lens name is refused before Augeas starts.
     assert_eq!(Lens::new("../x", None).unwrap_err().kind(), "declaration");
 }
+
+#[test]
+fn a_file_changed_on_disk_after_its_load_is_not_overwritten() {
+    let root = Root::new();
+    let mut f = root.sshd();
+    f.set("Port", "2200").unwrap();
+    // Edited by hand meanwhile (same size, even).
+    let edited = SSHD.replacen("Port 22", "Port 23", 1);
+    fs::write(root.disk("/etc/ssh/sshd_config"), &edited).unwrap();
+    let e = f.save().unwrap_err();
+    assert_eq!(e.kind(), "changed", "{e}");
+    assert_eq!(root.read("/etc/ssh/sshd_config"), edited);
+}
