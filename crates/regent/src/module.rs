@@ -89,7 +89,8 @@ pub(crate) async fn run(op: &str, plan: ModulePlan, policy: &ExecPolicy) -> Resu
     })
 }
 
-/// The largest answer line read from a worker (a `match` of a large file).
+/// The largest answer line read from a worker (a `match` of a large file),
+/// whatever the operation's `max_output`.
 const MAX_ANSWER: usize = 64 << 20;
 /// How much of a worker's stderr is kept for a failure's message.
 const STDERR_KEEP: usize = 2048;
@@ -192,6 +193,9 @@ impl AugeasWorker {
             return run(op, plan, policy).await;
         };
         let lens = lens.clone();
+        // An answer line (newline included) is held within the operation's
+        // `max_output`, as a one-shot module's stdout is.
+        let max = policy.max_output.clamp(1, MAX_ANSWER);
         let mut line = encode(op, plan, policy)?;
         line.push(b'\n');
         let Ok(mut slot) = tokio::time::timeout_at(deadline, self.live.lock()).await else {
@@ -235,13 +239,22 @@ impl AugeasWorker {
             let live = slot.as_mut().expect("the request was sent to a worker");
             let mut answer_line = Vec::new();
             let read = (&mut live.stdout)
-                .take(MAX_ANSWER as u64 + 1)
+                .take(max as u64)
                 .read_until(b'\n', &mut answer_line)
                 .await;
             match read {
                 Ok(_) if answer_line.last() == Some(&b'\n') => {
                     live.in_flight = false;
                     Ok(answer_line)
+                }
+                Ok(n) if n >= max => {
+                    // The rest of the line is still to come: out of step.
+                    let mut big = slot.take().expect("a worker");
+                    big.process.stop().await;
+                    tracing::warn!(op = %op, max, "Augeas answer larger than max_output");
+                    Err(OpError::Failed(format!(
+                        "module failed: the answer is larger than max_output ({max} bytes)"
+                    )))
                 }
                 _ => {
                     // Died (or said too much): what it wrote on stderr says why.

@@ -455,15 +455,7 @@ fn an_augeas_worker_compiles_once_and_reads_the_file_anew_for_each_request() {
 
 #[test]
 fn a_hung_augeas_request_stops_its_worker_and_the_next_one_works() {
-    let ops = r#"
-[operations.hosts]
-description = "The host names of 127.0.0.1"
-augeas = { lens = "Hosts", file = "{dir}/etc/hosts", match = ["*[ipaddr = '127.0.0.1']/canonical"] }
-timeout = "1s"
-"#;
-    let d = Daemon::start(OPEN, ops);
-    let hosts = d.dir.path().join("etc/hosts");
-    std::fs::create_dir_all(hosts.parent().unwrap()).unwrap();
+    let (d, hosts) = hosts_daemon(LOCALHOST, "timeout = \"1s\"");
     // A FIFO with no writer: opening it blocks, as a hung read would.
     nix::unistd::mkfifo(&hosts, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let (c, v, e) = call(&d, "hosts", "null");
@@ -621,4 +613,50 @@ fn the_augeas_worker_answers_each_line_and_outlives_its_requests() {
     assert_eq!(w.answer()["error"]["code"], "refused");
     let status = wait_timeout(&mut w.child, std::time::Duration::from_secs(10));
     assert!(!status.success());
+}
+
+/// The host names of 127.0.0.1, as a path of the Hosts lens.
+const LOCALHOST: &str = "*[ipaddr = '127.0.0.1']/canonical";
+
+/// A daemon serving one operation, `hosts`: a `match` of `matched` in
+/// `{dir}/etc/hosts` (not created; its directory is), with `extra` keys; and
+/// that file.
+fn hosts_daemon(matched: &str, extra: &str) -> (Daemon, PathBuf) {
+    let ops = format!(
+        "[operations.hosts]\ndescription = \"Host names\"\n\
+         augeas = {{ lens = \"Hosts\", file = \"{{dir}}/etc/hosts\", match = [\"{matched}\"] }}\n{extra}\n"
+    );
+    let d = Daemon::start(OPEN, &ops);
+    let hosts = d.dir.path().join("etc/hosts");
+    std::fs::create_dir_all(hosts.parent().unwrap()).unwrap();
+    (d, hosts)
+}
+
+/// `n` lines of `/etc/hosts`, about 40 bytes of answer each for a `match` of
+/// their canonical names.
+fn many_hosts(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("10.0.{}.{} host{i}.example.org\n", i / 250, i % 250))
+        .collect()
+}
+
+#[test]
+fn an_augeas_answer_is_held_within_the_operations_max_output() {
+    let (d, hosts) = hosts_daemon("*/canonical", "max_output = \"64K\"");
+    // About 200 KiB of answer: more than the operation may answer.
+    std::fs::write(&hosts, many_hosts(5000)).unwrap();
+    let bob = who("regent-aug-bob");
+    let o = bob.run(&d, &["call", "hosts"]);
+    assert_error(&o, 5, "larger than max_output (65536 bytes)");
+    assert!(stdout(&o).is_empty(), "{} bytes", stdout(&o).len());
+    // The worker that was cut short is not reused: the next request gets its
+    // own answer.
+    std::fs::write(&hosts, many_hosts(3)).unwrap();
+    let o = bob.run(&d, &["call", "hosts", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v["data"]["results"][0]["nodes"][2]["value"], "host2.example.org",
+        "{v}"
+    );
 }
