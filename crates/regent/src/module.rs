@@ -120,14 +120,22 @@ struct Live {
 impl Live {
     fn start(lens: &str, policy: &ExecPolicy, op: &str) -> Result<Live, OpError> {
         let program = program().map_err(OpError::Internal)?;
-        let argv = [
+        let mut argv = vec![
             program.to_string_lossy().into_owned(),
             "module".to_string(),
             "--augeas-worker".to_string(),
             lens.to_string(),
         ];
+        // The CPU limit is each request's, as when each ran in a process of
+        // its own: put on the worker, it would add up over all its requests
+        // and kill it in the middle of one.
+        let mut policy = policy.clone();
+        if let Some(s) = policy.limits.cpu_seconds() {
+            argv.extend(["--request-cpu".to_string(), s.to_string()]);
+            policy.limits.cpu = None;
+        }
         let spec = CommandSpec::new(argv).with_stdin(Vec::new());
-        let mut process = regent_exec::spawn(&spec, policy).map_err(|e| exec_error(op, e))?;
+        let mut process = regent_exec::spawn(&spec, &policy).map_err(|e| exec_error(op, e))?;
         let stdin = process
             .stdin
             .take()

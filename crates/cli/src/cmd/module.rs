@@ -32,11 +32,16 @@ pub struct Args {
     /// operation).
     #[arg(long, value_name = "LENS")]
     augeas_worker: Option<String>,
+    /// With `--augeas-worker`: the CPU limit of each request's process, in
+    /// seconds (the operation's `limits.cpu`, which the daemon does not put on
+    /// the long-lived worker itself: it would add up over all its requests).
+    #[arg(long, value_name = "SECONDS", requires = "augeas_worker")]
+    request_cpu: Option<u64>,
 }
 
 pub fn run(args: Args) -> ExitCode {
     if let Some(lens) = args.augeas_worker {
-        return worker(&lens);
+        return worker(&lens, args.request_cpu);
     }
     let answer = regent_modules::read_request(std::io::stdin().lock())
         .and_then(|request| dispatch(&request, None));
@@ -110,7 +115,7 @@ const MAX_ANSWER: u64 = 64 << 20;
 /// The daemon sends a request only once the previous one is answered, and
 /// stops the whole worker (its supervisor kills the tree) when a request
 /// outlives its time limit: a hung request holds nothing but this worker.
-fn worker(lens: &str) -> ExitCode {
+fn worker(lens: &str, request_cpu: Option<u64>) -> ExitCode {
     // A lens that does not compile is not fatal here: each request then starts
     // Augeas afresh and answers the error a one-shot `regent module` would.
     let mut compiled = match Lens::new(lens, None).and_then(|mut l| l.compile().map(|()| l)) {
@@ -143,7 +148,7 @@ fn worker(lens: &str) -> ExitCode {
             regent_modules::write_answer(&mut stdout, Err(e));
             return ExitCode::FAILURE;
         }
-        let answer = in_child(lens, &mut compiled, &line);
+        let answer = in_child(lens, request_cpu, &mut compiled, &line);
         if stdout
             .write_all(&answer)
             .and_then(|()| stdout.flush())
@@ -155,9 +160,9 @@ fn worker(lens: &str) -> ExitCode {
     }
 }
 
-/// Runs one request line in a fork of this process; its answer line (one is
-/// made up when the child gave none).
-fn in_child(name: &str, compiled: &mut Option<Lens>, line: &[u8]) -> Vec<u8> {
+/// Runs one request line in a fork of this process, under `cpu` seconds of
+/// CPU; its answer line (one is made up when the child gave none).
+fn in_child(name: &str, cpu: Option<u64>, compiled: &mut Option<Lens>, line: &[u8]) -> Vec<u8> {
     let made_up = |e: ModuleError| {
         let mut out = Vec::new();
         regent_modules::write_answer(&mut out, Err(e));
@@ -173,7 +178,8 @@ fn in_child(name: &str, compiled: &mut Option<Lens>, line: &[u8]) -> Vec<u8> {
             drop(read);
             // This process's copy of the compiled lens: the worker keeps its own.
             let lens = compiled.take();
-            let answer = regent_modules::read_request(line).and_then(|request| {
+            let answer = confine_request(cpu).and_then(|()| regent_modules::read_request(line));
+            let answer = answer.and_then(|request| {
                 // Nothing but what it was started for.
                 match &request.plan {
                     ModulePlan::Augeas { lens: named, .. } if same_lens(name, named) => {
@@ -211,6 +217,17 @@ fn in_child(name: &str, compiled: &mut Option<Lens>, line: &[u8]) -> Vec<u8> {
     made_up(ModuleError::failed(format!(
         "the request's process gave no answer ({how})"
     )))
+}
+
+/// What a request's process does first: its own CPU limit (soft, and the hard
+/// one a second later, as the daemon sets them).
+fn confine_request(cpu: Option<u64>) -> Result<(), ModuleError> {
+    use nix::sys::resource::{setrlimit, Resource};
+    if let Some(s) = cpu {
+        setrlimit(Resource::RLIMIT_CPU, s, s.saturating_add(1))
+            .map_err(|e| ModuleError::failed(format!("cannot limit the CPU time: {e}")))?;
+    }
+    Ok(())
 }
 
 /// `WIFSIGNALED` of a wait status.

@@ -476,6 +476,24 @@ fn a_hung_augeas_request_stops_its_worker_and_the_next_one_works() {
     assert_eq!(workers(d.pid()).len(), 1);
 }
 
+/// The process the worker `worker` forked for its request, once there.
+fn request_process(worker: i32) -> i32 {
+    let mut forked = 0;
+    eventually(
+        || "the request's process appears".into(),
+        || {
+            forked = std::fs::read_to_string(format!("/proc/{worker}/task/{worker}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            forked > 0
+        },
+    );
+    forked
+}
+
 /// A worker started by hand, as the daemon starts it (without its policy).
 struct Worker {
     child: std::process::Child,
@@ -574,20 +592,7 @@ fn the_augeas_worker_answers_each_line_and_outlives_its_requests() {
     let fifo = dir.path().join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     w.send(format!("{}\n", get_port(&fifo, "Sshd")).as_bytes());
-    let pid = w.child.id();
-    let mut forked = 0;
-    eventually(
-        || "the request's process appears".into(),
-        || {
-            forked = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
-            forked > 0
-        },
-    );
+    let forked = request_process(w.child.id() as i32);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(forked),
         nix::sys::signal::Signal::SIGKILL,
@@ -659,4 +664,59 @@ fn an_augeas_answer_is_held_within_the_operations_max_output() {
         v["data"]["results"][0]["nodes"][2]["value"], "host2.example.org",
         "{v}"
     );
+}
+
+/// The value of `field` (`Max cpu time`) in `/proc/PID/limits`: soft, hard.
+fn proc_limit(pid: i32, field: &str) -> (String, String) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = text.lines().find(|l| l.starts_with(field)).unwrap();
+    let mut words = line[field.len()..].split_whitespace();
+    let soft = words.next().unwrap().to_string();
+    (soft, words.next().unwrap().to_string())
+}
+
+#[test]
+fn the_cpu_limit_of_an_augeas_operation_is_each_requests_not_its_workers() {
+    // The CPU limit is each request's: on the long-lived worker it would add
+    // up over every request it ever served (with `cpu = "1s"`, a worker forking
+    // for a `match` of a large file died mid-request after about 150, failing
+    // that request, whoever had sent it).
+    let (d, hosts) = hosts_daemon(LOCALHOST, "limits = { cpu = \"3s\" }\ntimeout = \"2s\"");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let bob = who("regent-aug-bob");
+    let o = bob.run(&d, &["call", "hosts", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let worker = workers(d.pid());
+    assert_eq!(worker.len(), 1, "{worker:?}");
+    let worker = worker[0].0;
+    assert_eq!(
+        proc_limit(worker, "Max cpu time"),
+        ("unlimited".to_string(), "unlimited".to_string())
+    );
+
+    // A request held on a FIFO: its process, forked by the worker.
+    std::fs::remove_file(&hosts).unwrap();
+    nix::unistd::mkfifo(&hosts, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let caller = {
+        use std::os::unix::process::CommandExt;
+        let d_socket = d.socket.clone();
+        let (uid, gid) = (bob.uid, bob.gid);
+        std::thread::spawn(move || {
+            let mut c = Command::new(regent());
+            c.args(["call", "hosts", "--socket"])
+                .arg(d_socket)
+                .uid(uid)
+                .gid(gid)
+                .env_clear()
+                .env("REGENT_SECRET", SECRET);
+            run(c)
+        })
+    };
+    let forked = request_process(worker);
+    assert_eq!(
+        proc_limit(forked, "Max cpu time"),
+        ("3".to_string(), "4".to_string())
+    );
+    let o = caller.join().unwrap();
+    assert_error(&o, 5, "timeout");
 }
