@@ -279,9 +279,18 @@ impl AugeasWorker {
             }
         };
         match tokio::time::timeout_at(deadline, exchange).await {
-            Ok(Ok(answer_line)) => answer(&answer_line).unwrap_or_else(|| {
-                Err(OpError::Failed("module failed: not an answer".to_string()))
-            }),
+            Ok(Ok(answer_line)) => match answer(&answer_line) {
+                Some(answer) => answer,
+                None => {
+                    // Not the worker's own line: whatever it is, the next line
+                    // could be this request's answer. Never used again.
+                    if let Some(mut live) = slot.take() {
+                        tracing::warn!(op = %op, "Augeas worker gave something else than an answer; stopping it");
+                        live.process.stop().await;
+                    }
+                    Err(OpError::Failed("module failed: not an answer".to_string()))
+                }
+            },
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 // Stop the whole tree: the request's process and the worker.

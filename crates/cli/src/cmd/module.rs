@@ -16,6 +16,7 @@
 //!   libaugeas included) ends with it; the worker stays as it was.
 
 use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::process::ExitCode;
 
 use regent::exec::sys::{self, Forked};
@@ -178,7 +179,8 @@ fn in_child(name: &str, cpu: Option<u64>, compiled: &mut Option<Lens>, line: &[u
             drop(read);
             // This process's copy of the compiled lens: the worker keeps its own.
             let lens = compiled.take();
-            let answer = confine_request(cpu).and_then(|()| regent_modules::read_request(line));
+            let answer = confine_request(write.as_fd(), cpu)
+                .and_then(|()| regent_modules::read_request(line));
             let answer = answer.and_then(|request| {
                 // Nothing but what it was started for.
                 match &request.plan {
@@ -220,9 +222,17 @@ fn in_child(name: &str, cpu: Option<u64>, compiled: &mut Option<Lens>, line: &[u
 }
 
 /// What a request's process does first: its own CPU limit (soft, and the hard
-/// one a second later, as the daemon sets them).
-fn confine_request(cpu: Option<u64>) -> Result<(), ModuleError> {
+/// one a second later, as the daemon sets them), and no access to the
+/// worker's stdin and stdout, the daemon's request stream (a stray write there,
+/// a library printing, would be read as this request's answer, and the real
+/// one as the next request's): both become `answer`, this request's own pipe
+/// (where a stray write spoils this answer only; a read fails). Not
+/// `/dev/null`: a sandbox may not grant it.
+fn confine_request(answer: BorrowedFd<'_>, cpu: Option<u64>) -> Result<(), ModuleError> {
     use nix::sys::resource::{setrlimit, Resource};
+    sys::dup_onto(answer, 0)
+        .and_then(|()| sys::dup_onto(answer, 1))
+        .map_err(|e| ModuleError::failed(format!("cannot detach the request's process: {e}")))?;
     if let Some(s) = cpu {
         setrlimit(Resource::RLIMIT_CPU, s, s.saturating_add(1))
             .map_err(|e| ModuleError::failed(format!("cannot limit the CPU time: {e}")))?;

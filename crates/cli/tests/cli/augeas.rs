@@ -676,7 +676,7 @@ fn proc_limit(pid: i32, field: &str) -> (String, String) {
 }
 
 #[test]
-fn the_cpu_limit_of_an_augeas_operation_is_each_requests_not_its_workers() {
+fn an_augeas_requests_process_has_its_own_cpu_limit_and_not_the_workers_stream() {
     // The CPU limit is each request's: on the long-lived worker it would add
     // up over every request it ever served (with `cpu = "1s"`, a worker forking
     // for a `match` of a large file died mid-request after about 150, failing
@@ -717,6 +717,12 @@ fn the_cpu_limit_of_an_augeas_operation_is_each_requests_not_its_workers() {
         proc_limit(forked, "Max cpu time"),
         ("3".to_string(), "4".to_string())
     );
+    // Its stdin and stdout are not the worker's (the daemon's request stream):
+    // nothing it prints can be taken for an answer, this one or the next.
+    let fd = |pid: i32, n: i32| std::fs::read_link(format!("/proc/{pid}/fd/{n}")).unwrap();
+    for n in [0, 1] {
+        assert_ne!(fd(forked, n), fd(worker, n), "fd {n}");
+    }
     let o = caller.join().unwrap();
     assert_error(&o, 5, "timeout");
 }
