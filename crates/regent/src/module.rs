@@ -19,8 +19,9 @@
 //!   tree (the next request starts a new one); a reload builds new operations
 //!   and so new workers, the old ones stopped when their operation goes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use regent_exec::{CommandSpec, ExecPolicy, Spawned};
@@ -96,8 +97,9 @@ const MAX_ANSWER: usize = 64 << 20;
 const STDERR_KEEP: usize = 2048;
 
 /// The worker of one Augeas operation (see the module's head). Requests of the
-/// operation run one at a time: the next waits (within its own time limit)
-/// until the worker has answered the last.
+/// operation, and of every other on the same file ([`file_lock`]), run one at
+/// a time: the next waits (within its own time limit) until the last is
+/// answered.
 #[derive(Default)]
 pub(crate) struct AugeasWorker {
     live: tokio::sync::Mutex<Option<Live>>,
@@ -197,10 +199,18 @@ impl AugeasWorker {
         policy: &ExecPolicy,
     ) -> Result<Value, OpError> {
         let deadline = tokio::time::Instant::from_std(Instant::now() + policy.timeout);
-        let ModulePlan::Augeas { lens, .. } = &plan else {
+        let ModulePlan::Augeas { lens, file, .. } = &plan else {
             return run(op, plan, policy).await;
         };
         let lens = lens.clone();
+        // Every operation on this file, this configuration's or one a reload
+        // replaced, waits for the one at work: two requests that load the file
+        // at once would each save their own change, the second one's undoing
+        // the first's, both answering success.
+        let file_lock = file_lock(file);
+        let Ok(_file_turn) = tokio::time::timeout_at(deadline, file_lock.lock()).await else {
+            return Err(OpError::Timeout);
+        };
         // An answer line (newline included) is held within the operation's
         // `max_output`, as a one-shot module's stdout is.
         let max = policy.max_output.clamp(1, MAX_ANSWER);
@@ -218,8 +228,12 @@ impl AugeasWorker {
                 // Another lens (cannot happen: one worker per operation), or a
                 // worker whose last request was abandoned after it was sent
                 // (its answer would be taken for this one's): stopped.
+                // (Its tree gone before this request begins: that request's
+                // process could still be saving the file.)
                 if slot.as_ref().is_some_and(|l| l.lens != lens || l.in_flight) {
-                    *slot = None;
+                    if let Some(mut old) = slot.take() {
+                        old.process.stop().await;
+                    }
                 }
                 if slot.is_none() {
                     *slot = Some(Live::start(&lens, policy, op)?);
@@ -302,6 +316,26 @@ impl AugeasWorker {
             }
         }
     }
+}
+
+/// The lock of the declared file `file` (by its path as declared), shared by
+/// every Augeas operation that declares it while one of them holds or waits
+/// for it.
+fn file_lock(file: &str) -> Arc<tokio::sync::Mutex<()>> {
+    type Locks = HashMap<String, Weak<tokio::sync::Mutex<()>>>;
+    static LOCKS: OnceLock<Mutex<Locks>> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(lock) = locks.get(file).and_then(Weak::upgrade) {
+        return lock;
+    }
+    // Those of files nobody uses now go (a reload may declare others).
+    locks.retain(|_, l| l.strong_count() > 0);
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(file.to_string(), Arc::downgrade(&lock));
+    lock
 }
 
 /// The module's answer, `None` when stdout is not one.

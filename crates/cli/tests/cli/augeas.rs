@@ -726,3 +726,38 @@ fn an_augeas_requests_process_has_its_own_cpu_limit_and_not_the_workers_stream()
     let o = caller.join().unwrap();
     assert_error(&o, 5, "timeout");
 }
+
+#[test]
+fn augeas_operations_on_one_file_take_turns_and_lose_no_change() {
+    // Two operations, two workers, one file: an unprivileged caller's change
+    // and an administrator's, sent at once. Each request loads the file,
+    // changes it and saves it whole: at the same time, the second save undid
+    // the first change while both answered success (29 times out of 30).
+    let ops = r#"
+[operations.ssh-port]
+description = "Set the SSH port"
+augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", set = { "Port" = "{v}" } }
+params.v = { type = "integer", min = 1024, max = 65535 }
+
+[operations.ssh-banner]
+description = "Set the SSH banner"
+augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", set = { "Banner" = "/etc/issue.{v}" } }
+params.v = { type = "integer", min = 1024, max = 65535 }
+"#;
+    let d = Daemon::start(OPEN, ops);
+    let file = d.dir.path().join("etc/ssh/sshd_config");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "Port 22\nBanner /etc/issue\n").unwrap();
+    let bob = who("regent-aug-bob");
+    for v in 2000..2010 {
+        let data = format!(r#"{{"v": {v}}}"#);
+        let (port, banner) = std::thread::scope(|s| {
+            let port = s.spawn(|| bob.run(&d, &["call", "ssh-port", "--data", &data]));
+            let banner = s.spawn(|| d.cli(&["call", "ssh-banner", "--data", &data]));
+            (port.join().unwrap(), banner.join().unwrap())
+        });
+        assert_eq!(code(&port), 0, "{}", stderr(&port));
+        assert_eq!(code(&banner), 0, "{}", stderr(&banner));
+        assert_eq!(read(&file), format!("Port {v}\nBanner /etc/issue.{v}\n"));
+    }
+}
