@@ -9,9 +9,9 @@
 //! `timeout`, anything else `operation_failed` with the message). A crash, a
 //! hang or a misbehaving tool fails that one request.
 //!
-//! - Services and packages: [`run`], one `regent module` per request through
+//! - Services and packages: `run`, one `regent module` per request through
 //!   [`regent_exec::run`], the [`ModuleRequest`] on stdin.
-//! - Augeas: [`AugeasWorker`], one `regent module --augeas-worker LENS` per
+//! - Augeas: `AugeasWorker`, one `regent module --augeas-worker LENS` per
 //!   operation, started through [`regent_exec::spawn`] at the operation's
 //!   first request and kept: it compiled the lens once, and runs each request
 //!   (one JSON line on its stdin, one answer line on its stdout) in a fork of
