@@ -173,13 +173,26 @@ fn in_child(name: &str, cpu: Option<u64>, compiled: &mut Option<Lens>, line: &[u
         Ok(p) => p,
         Err(e) => return made_up(ModuleError::failed(format!("cannot create a pipe: {e}"))),
     };
+    // Its stderr, its own: what a request's process writes there is read for
+    // its own failure's message, and never left in the worker's stderr, where
+    // the daemon keeps the end for whichever request meets a dead worker next.
+    // Never blocks the request's process: what the pipe cannot hold is lost.
+    let (err_read, err_write) = match sys::pipe_cloexec().and_then(|(r, w)| {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        fcntl(&w, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+        Ok((r, w))
+    }) {
+        Ok(p) => p,
+        Err(e) => return made_up(ModuleError::failed(format!("cannot create a pipe: {e}"))),
+    };
     let pid = match sys::fork_single_threaded() {
         Err(e) => return made_up(ModuleError::failed(format!("cannot fork: {e}"))),
         Ok(Forked::Child) => {
             drop(read);
+            drop(err_read);
             // This process's copy of the compiled lens: the worker keeps its own.
             let lens = compiled.take();
-            let answer = confine_request(write.as_fd(), cpu)
+            let answer = confine_request(write.as_fd(), err_write.as_fd(), cpu)
                 .and_then(|()| regent_modules::read_request(line));
             let answer = answer.and_then(|request| {
                 // Nothing but what it was started for.
@@ -198,6 +211,7 @@ fn in_child(name: &str, cpu: Option<u64>, compiled: &mut Option<Lens>, line: &[u
         Ok(Forked::Parent(pid)) => pid,
     };
     drop(write);
+    drop(err_write);
     let mut answer = Vec::new();
     let read_ok = std::fs::File::from(read)
         .take(MAX_ANSWER + 1)
@@ -216,10 +230,24 @@ fn in_child(name: &str, cpu: Option<u64>, compiled: &mut Option<Lens>, line: &[u
         Ok(s) => format!("exit status {}", (s >> 8) & 0xff),
         Err(e) => format!("not reaped: {e}"),
     };
-    made_up(ModuleError::failed(format!(
-        "the request's process gave no answer ({how})"
-    )))
+    // The process is gone: the pipe holds all that is left of its stderr.
+    let mut err = Vec::new();
+    let _ = std::fs::File::from(err_read)
+        .take(STDERR_KEEP)
+        .read_to_end(&mut err);
+    let err = String::from_utf8_lossy(&err[err.len().saturating_sub(STDERR_TAIL)..]);
+    let err = err.trim();
+    made_up(ModuleError::failed(if err.is_empty() {
+        format!("the request's process gave no answer ({how})")
+    } else {
+        format!("the request's process gave no answer ({how}): {err}")
+    }))
 }
+
+/// How much of a request's process's stderr is read, and how much of its end
+/// a failure's message carries.
+const STDERR_KEEP: u64 = 64 << 10;
+const STDERR_TAIL: usize = 2048;
 
 /// What a request's process does first: its own CPU limit (soft, and the hard
 /// one a second later, as the daemon sets them), and no access to the
@@ -227,11 +255,16 @@ fn in_child(name: &str, cpu: Option<u64>, compiled: &mut Option<Lens>, line: &[u
 /// a library printing, would be read as this request's answer, and the real
 /// one as the next request's): both become `answer`, this request's own pipe
 /// (where a stray write spoils this answer only; a read fails). Not
-/// `/dev/null`: a sandbox may not grant it.
-fn confine_request(answer: BorrowedFd<'_>, cpu: Option<u64>) -> Result<(), ModuleError> {
+/// `/dev/null`: a sandbox may not grant it. Its stderr becomes `stderr`.
+fn confine_request(
+    answer: BorrowedFd<'_>,
+    stderr: BorrowedFd<'_>,
+    cpu: Option<u64>,
+) -> Result<(), ModuleError> {
     use nix::sys::resource::{setrlimit, Resource};
     sys::dup_onto(answer, 0)
         .and_then(|()| sys::dup_onto(answer, 1))
+        .and_then(|()| sys::dup_onto(stderr, 2))
         .map_err(|e| ModuleError::failed(format!("cannot detach the request's process: {e}")))?;
     if let Some(s) = cpu {
         setrlimit(Resource::RLIMIT_CPU, s, s.saturating_add(1))

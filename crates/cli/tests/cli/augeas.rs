@@ -718,9 +718,12 @@ fn an_augeas_requests_process_has_its_own_cpu_limit_and_not_the_workers_stream()
         ("3".to_string(), "4".to_string())
     );
     // Its stdin and stdout are not the worker's (the daemon's request stream):
-    // nothing it prints can be taken for an answer, this one or the next.
+    // nothing it prints can be taken for an answer, this one or the next. Nor
+    // its stderr (whose end the daemon keeps for the message of whichever
+    // request meets a dead worker next): what it writes there goes to its own
+    // failure's message only.
     let fd = |pid: i32, n: i32| std::fs::read_link(format!("/proc/{pid}/fd/{n}")).unwrap();
-    for n in [0, 1] {
+    for n in [0, 1, 2] {
         assert_ne!(fd(forked, n), fd(worker, n), "fd {n}");
     }
     let o = caller.join().unwrap();
