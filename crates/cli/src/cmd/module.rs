@@ -117,6 +117,14 @@ const MAX_ANSWER: u64 = 64 << 20;
 /// stops the whole worker (its supervisor kills the tree) when a request
 /// outlives its time limit: a hung request holds nothing but this worker.
 fn worker(lens: &str, request_cpu: Option<u64>) -> ExitCode {
+    // Long-lived, it holds the daemon's request stream (every caller's
+    // values, secret ones too) and answers for them: not open to the other
+    // processes of its user (`run_as`), which could otherwise trace it or read
+    // its memory at leisure. Its forks inherit the flag.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("regent module: cannot clear the dumpable flag: {e}");
+        return ExitCode::FAILURE;
+    }
     // A lens that does not compile is not fatal here: each request then starts
     // Augeas afresh and answers the error a one-shot `regent module` would.
     let mut compiled = match Lens::new(lens, None).and_then(|mut l| l.compile().map(|()| l)) {

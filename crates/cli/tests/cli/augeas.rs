@@ -666,6 +666,18 @@ fn an_augeas_answer_is_held_within_the_operations_max_output() {
     );
 }
 
+/// `hosts` (see [`hosts_daemon`]) on a one-line `hosts`, called by an
+/// unprivileged caller: the caller, and the worker that answered.
+fn first_call(d: &Daemon, hosts: &Path) -> (crate::pending::Who, i32) {
+    std::fs::write(hosts, "127.0.0.1 localhost\n").unwrap();
+    let bob = who("regent-aug-bob");
+    let o = bob.run(d, &["call", "hosts", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let worker = workers(d.pid());
+    assert_eq!(worker.len(), 1, "{worker:?}");
+    (bob, worker[0].0)
+}
+
 /// The value of `field` (`Max cpu time`) in `/proc/PID/limits`: soft, hard.
 fn proc_limit(pid: i32, field: &str) -> (String, String) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
@@ -682,13 +694,7 @@ fn an_augeas_requests_process_has_its_own_cpu_limit_and_not_the_workers_stream()
     // for a `match` of a large file died mid-request after about 150, failing
     // that request, whoever had sent it).
     let (d, hosts) = hosts_daemon(LOCALHOST, "limits = { cpu = \"3s\" }\ntimeout = \"2s\"");
-    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
-    let bob = who("regent-aug-bob");
-    let o = bob.run(&d, &["call", "hosts", "--json"]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let worker = workers(d.pid());
-    assert_eq!(worker.len(), 1, "{worker:?}");
-    let worker = worker[0].0;
+    let (bob, worker) = first_call(&d, &hosts);
     assert_eq!(
         proc_limit(worker, "Max cpu time"),
         ("unlimited".to_string(), "unlimited".to_string())
@@ -763,4 +769,31 @@ params.v = { type = "integer", min = 1024, max = 65535 }
         assert_eq!(code(&banner), 0, "{}", stderr(&banner));
         assert_eq!(read(&file), format!("Port {v}\nBanner /etc/issue.{v}\n"));
     }
+}
+
+#[test]
+fn an_augeas_worker_run_as_a_user_is_closed_to_that_users_other_processes() {
+    // The worker lives on and holds every caller's requests (secret values
+    // too): another process of its `run_as` user could trace it, or read its
+    // memory or environment, at leisure.
+    let (uid, gid) = user("regent-aug-runas");
+    let (d, hosts) = hosts_daemon(
+        LOCALHOST,
+        "run_as = { user = \"regent-aug-runas\" }\ncapabilities = []",
+    );
+    let (bob, worker) = first_call(&d, &hosts);
+    assert_eq!(
+        proc_status_field(worker, "Uid").split_whitespace().next(),
+        Some(&*uid.to_string())
+    );
+    // As that user, as any other process of it would.
+    let mut c = Command::new("cat");
+    c.arg(format!("/proc/{worker}/environ")).uid(uid).gid(gid);
+    use std::os::unix::process::CommandExt;
+    let o = run(c);
+    assert_ne!(code(&o), 0, "{}", stdout(&o));
+    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+    // The worker still answers.
+    let o = bob.run(&d, &["call", "hosts", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
