@@ -30,7 +30,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 bin=${1:-target/debug/regent}
-[ -x "$bin" ] || cargo build -p regent-cli --quiet
+{ [ -x "$bin" ] && [ -x "$(dirname "$bin")/regent-module" ]; } || cargo build -p regent-cli --quiet
 out=$(mktemp -d)
 installed=no
 cleanup() {
@@ -68,6 +68,22 @@ getent group regent >/dev/null || fail "the group regent was not created"
 
 echo "-- regent check on the installed config"
 regent check --config /etc/regent/regent.toml || fail "regent check refuses the shipped config"
+
+echo "-- regent-module, where the daemon finds it"
+module=/usr/libexec/regent/regent-module
+[ "$(stat -c '%U %a' "$module")" = "root 755" ] || fail "$module is not root's, 0755"
+answer=$(printf 'not a plan' | "$module") && fail "$module accepted a bad plan"
+grep -q '"refused"' <<<"$answer" || fail "$module did not refuse a bad plan: $answer"
+cat >"$out/augeas.toml" <<'TOML'
+[operations.ssh-port]
+description = "Set the SSH port"
+augeas = { lens = "Sshd", file = "/etc/ssh/sshd_config", set = { "Port" = "{port}" } }
+params.port = { type = "integer", min = 1024, max = 65535 }
+TOML
+check=$(regent check --config "$out/augeas.toml") || fail "regent check (an augeas operation): $check"
+grep -q 'runs: augeas in `regent-module`' <<<"$check" || fail "regent check did not describe the module: $check"
+ldd /usr/bin/regent | grep -q libaugeas && fail "/usr/bin/regent links libaugeas (only regent-module should)"
+echo "regent-module: refuses a bad plan; regent check finds it; /usr/bin/regent does not link libaugeas"
 
 echo "-- units, as shipped"
 units=(/usr/lib/systemd/system/regent*.service)
@@ -107,7 +123,7 @@ while read -r f; do
   [ -e "$f" ] || [ -L "$f" ] || continue
   grep -qxF "$f" "$out/before" || left+=("$f")
 done <"$out/files"
-for f in /etc/regent /var/lib/regent /run/regent /usr/share/doc/regent /usr/share/regent; do
+for f in /etc/regent /var/lib/regent /run/regent /usr/share/doc/regent /usr/share/regent /usr/libexec/regent; do
   [ -e "$f" ] && left+=("$f")
 done
 [ ${#left[@]} -eq 0 ] || fail "left after purge: ${left[*]}"

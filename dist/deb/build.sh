@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build the Debian package regent_VERSION_ARCH.deb from a built `regent` binary
-# and what dist/ contains, with dpkg-deb alone (no debhelper, no cargo-deb):
+# (and `regent-module`, built beside it: installed as
+# /usr/libexec/regent/regent-module, where the daemon looks for it) and what
+# dist/ contains, with dpkg-deb alone (no debhelper, no cargo-deb):
 #
 #   dist/deb/build.sh BINARY OUTDIR      e.g. dist/deb/build.sh target/release/regent target/deb
 #
@@ -17,6 +19,8 @@ if [ $# -ne 2 ]; then
   exit 2
 fi
 bin=$(realpath "$1")
+module=$(dirname "$bin")/regent-module
+[ -x "$module" ] || { echo "no regent-module beside $bin (cargo build -p regent-cli builds both)" >&2; exit 1; }
 out=$2
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dist=$root/dist
@@ -29,7 +33,10 @@ pkg=$stage/regent
 umask 022
 
 install -D -m 0755 "$bin" "$pkg/usr/bin/regent"
-command -v strip >/dev/null && strip --strip-unneeded "$pkg/usr/bin/regent"
+install -D -m 0755 "$module" "$pkg/usr/libexec/regent/regent-module"
+if command -v strip >/dev/null; then
+  strip --strip-unneeded "$pkg/usr/bin/regent" "$pkg/usr/libexec/regent/regent-module"
+fi
 
 units=0
 for unit in "$dist"/*.service "$dist"/*.socket; do
@@ -73,11 +80,11 @@ for script in postinst prerm postrm; do
 done
 echo /etc/regent/regent.toml >"$pkg/DEBIAN/conffiles"
 # What dpkg-shlibdeps would say, without a debian/ tree: the packages of the
-# shared libraries the binary loads, and glibc's newest symbol version it uses.
-depends=$(ldd "$bin" | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
+# shared libraries the binaries load, and glibc's newest symbol version they use.
+depends=$( (ldd "$bin"; ldd "$module") | awk '$3 ~ /^\// {print $3}' | sort -u | while read -r lib; do
   dpkg -S "$(realpath "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null || true
 done | cut -d: -f1 | sort -u | paste -sd, | sed 's/,/, /g')
-glibc=$( (objdump -T "$bin" 2>/dev/null || true) | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1 | cut -d_ -f2)
+glibc=$( (objdump -T "$bin" "$module" 2>/dev/null || true) | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1 | cut -d_ -f2)
 if [ -n "$glibc" ]; then
   depends=$(echo "$depends" | sed "s/\blibc6\b/libc6 (>= $glibc)/")
 fi

@@ -141,7 +141,7 @@ fn tree_errors(aug: &Augeas) -> Vec<String> {
 /// [`Lens::compile`] compiles it without reading any file (Augeas parses an
 /// empty text with it); [`Lens::open`] then loads the declared file into this
 /// handle. A program serving many requests compiles once and, for each
-/// request, forks and opens the file in the child (`regent module
+/// request, forks and opens the file in the child (`regent-module
 /// --augeas-worker`): every request starts from the compiled lens and nothing
 /// else, and no state of one request reaches the next.
 pub struct Lens {

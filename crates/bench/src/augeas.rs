@@ -1,6 +1,6 @@
 //! The Augeas part (issue 10 §6): one `set` plus save on a copy of
 //! sshd_config, timed end to end, through `regent serve` (a request to an
-//! `augeas = {...}` operation: the operation's worker, `regent module
+//! `augeas = {...}` operation: the operation's worker, `regent-module
 //! --augeas-worker`, compiled the lens once and forks per request, which loads
 //! the file, applies the change and saves) beside `augtool -s set` with every
 //! lens and `augtool -A -t 'Sshd incl ...' -s set` with the one lens, measured

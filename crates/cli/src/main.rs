@@ -2,8 +2,7 @@
 //! each subcommand parses its arguments into validated settings and calls it.
 //!
 //! **Boundaries.** Imports `regent` (and what it re-exports) and `regent-proto`, and
-//! `rcgen`/`x509-parser` only for `regent tls`'s lab certificates, and `regent-modules`
-//! for `regent module` (the child process module work runs in); no policy,
+//! `rcgen`/`x509-parser` only for `regent tls`'s lab certificates; no policy,
 //! parsing of requests or command execution of its own.
 
 #![forbid(unsafe_code)]
@@ -53,9 +52,6 @@ enum Command {
     /// Make certificates for a lab or a test: a CA, server and client certificates, a CRL.
     #[command(subcommand)]
     Tls(cmd::tls::Command),
-    /// Carry out one module operation's work (the daemon runs this; plan on stdin).
-    #[command(hide = true)]
-    Module(cmd::module::Args),
     /// Write the man pages, generated from this definition (for packagers).
     #[command(hide = true)]
     Man(cmd::docs::ManArgs),
@@ -71,7 +67,6 @@ fn main() -> ExitCode {
         Command::Ops(a) => cmd::call::ops(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Check(a) => cmd::check::run(a),
-        Command::Module(a) => cmd::module::run(a),
         Command::Pending(a) => cmd::admin::pending(a),
         Command::Approve(a) => cmd::admin::approve(a),
         Command::Deny(a) => cmd::admin::deny(a),

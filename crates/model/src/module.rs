@@ -9,7 +9,7 @@
 //!   ([`valid_unit_name`], [`valid_package_name`]).
 //! - [`ModulePlan`]: one request's expanded work, every name rendered and
 //!   checked. The daemon never carries it out itself: it runs its own binary as
-//!   `regent module` under the operation's execution policy, the
+//!   `regent-module` under the operation's execution policy, the
 //!   [`ModuleRequest`] as one JSON object on stdin, and reads one JSON object
 //!   back on stdout: `{"ok": ANSWER}` (exit status 0) or
 //!   `{"error": {"code": "failed" | "timeout" | "refused", "message": TEXT}}`
@@ -287,7 +287,7 @@ impl PackagesAction {
     }
 }
 
-/// One request's work: what `regent module` reads on stdin.
+/// One request's work: what `regent-module` reads on stdin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleRequest {

@@ -1,11 +1,11 @@
 //! Regent's system modules: the work of `service` and `packages` operations.
 //!
-//! This code runs only in `regent module`, the child process the daemon starts
+//! This code runs only in `regent-module`, the child process the daemon starts
 //! per request under the operation's execution policy (never in the daemon):
 //! [`read_request`] takes the [`ModuleRequest`] from stdin, [`run`] does the
 //! work, [`write_answer`] prints one JSON object: `{"ok": ANSWER}` or
 //! `{"error": {"code", "message"}}`. Other modules (Augeas) live in their own
-//! crates and plug into the same three steps: `regent module` dispatches on the
+//! crates and plug into the same three steps: `regent-module` dispatches on the
 //! plan's `module`.
 //!
 //! - [`service`]: systemd when it is the init (`systemctl`), SysV
@@ -143,7 +143,7 @@ pub fn run(request: &ModuleRequest) -> Option<Result<Value, ModuleError>> {
 }
 
 /// Print the answer to `out` as one JSON object and a newline; the exit status
-/// `regent module` should end with (0: ok, 1: error).
+/// `regent-module` should end with (0: ok, 1: error).
 pub fn write_answer(mut out: impl Write, answer: Result<Value, ModuleError>) -> u8 {
     let (value, status) = match answer {
         Ok(v) => (json!({ "ok": v }), 0),

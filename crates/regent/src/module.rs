@@ -1,17 +1,17 @@
 //! Module operations (`service = {...}`, `packages = {...}`, `augeas =
 //! {...}`): where their work runs.
 //!
-//! Never in the daemon's process: the daemon's own binary ([`program`],
-//! resolved once from `/proc/self/exe`) runs it, under the operation's
+//! Never in the daemon's process: `regent-module` ([`program`], found once
+//! beside the daemon's own binary) runs it, under the operation's
 //! execution policy (capabilities, `run_as`, sandbox, limits, timeout and tree
 //! kill, as a command's), and answers one JSON object per request:
 //! `{"ok": ANSWER}`, or `{"error": {"code", "message"}}` (`timeout` answers
 //! `timeout`, anything else `operation_failed` with the message). A crash, a
 //! hang or a misbehaving tool fails that one request.
 //!
-//! - Services and packages: `run`, one `regent module` per request through
+//! - Services and packages: `run`, one `regent-module` per request through
 //!   [`regent_exec::run`], the [`ModuleRequest`] on stdin.
-//! - Augeas: `AugeasWorker`, one `regent module --augeas-worker LENS` per
+//! - Augeas: `AugeasWorker`, one `regent-module --augeas-worker LENS` per
 //!   operation, started through [`regent_exec::spawn`] at the operation's
 //!   first request and kept: it compiled the lens once, and runs each request
 //!   (one JSON line on its stdin, one answer line on its stdout) in a fork of
@@ -35,21 +35,75 @@ use crate::operation::OpError;
 
 static PROGRAM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
-/// The binary module work runs in: set by [`set_program`], else this
-/// process's own executable (`/proc/self/exe`), resolved on the first call
-/// (the daemon makes it when it builds its operations, at start-up) and kept:
-/// a binary replaced on disk later (an upgrade) is found at the same path.
+/// The name of the binary module work runs in.
+pub const MODULE_PROGRAM: &str = "regent-module";
+
+/// The binary module work runs in: set by [`set_program`], else
+/// `regent-module` beside this process's own executable (`/proc/self/exe`), or
+/// else `../libexec/regent/regent-module` from its directory (where the
+/// package installs it: `/usr/bin/regent` and
+/// `/usr/libexec/regent/regent-module`). Resolved on the first call (the
+/// daemon makes it when it builds its operations, at start-up) and kept: a
+/// binary replaced on disk later (an upgrade) is found at the same path. The
+/// file must be owned by root or by this process's user and writable by no
+/// one else, as the directories it lies in: the daemon runs it with the
+/// operations' privileges.
 pub fn program() -> Result<&'static Path, String> {
     PROGRAM
         .get_or_init(|| {
-            std::env::current_exe().map_err(|e| format!("finding the service's own binary: {e}"))
+            let exe = std::env::current_exe()
+                .map_err(|e| format!("finding the service's own binary: {e}"))?;
+            let dir = exe.parent().unwrap_or(Path::new("/"));
+            let candidates = [
+                dir.join(MODULE_PROGRAM),
+                dir.join("../libexec/regent").join(MODULE_PROGRAM),
+            ];
+            let found = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
+                format!(
+                    "module operations need {MODULE_PROGRAM}, found neither at {} nor at {}",
+                    candidates[0].display(),
+                    candidates[1].display()
+                )
+            })?;
+            let path =
+                std::fs::canonicalize(found).map_err(|e| format!("{}: {e}", found.display()))?;
+            trusted(&path)?;
+            Ok(path)
         })
         .as_deref()
         .map_err(Clone::clone)
 }
 
-/// Name the `regent` binary module work runs in (for a program embedding the
-/// service); `false` when it was fixed already.
+/// `path` and every directory above it: owned by root or this process's user,
+/// writable by no one else (a sticky directory excepted for its parents).
+fn trusted(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = regent_exec::sys::geteuid();
+    let mut at = Some(path);
+    while let Some(p) = at {
+        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let owner_ok = meta.uid() == 0 || meta.uid() == me;
+        let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
+        let others_write = meta.mode() & 0o022 != 0 && !(sticky_dir && p != path);
+        if !owner_ok || others_write {
+            return Err(format!(
+                "refusing to run {}: {} is {} (module work runs with the operations' privileges)",
+                path.display(),
+                p.display(),
+                if owner_ok {
+                    "writable by its group or others"
+                } else {
+                    "owned by another user"
+                }
+            ));
+        }
+        at = p.parent();
+    }
+    Ok(())
+}
+
+/// Name the `regent-module` binary module work runs in (for a program
+/// embedding the service); `false` when it was fixed already.
 pub fn set_program(path: PathBuf) -> bool {
     PROGRAM.set(Ok(path)).is_ok()
 }
@@ -69,7 +123,7 @@ fn encode(op: &str, plan: ModulePlan, policy: &ExecPolicy) -> Result<Vec<u8>, Op
 pub(crate) async fn run(op: &str, plan: ModulePlan, policy: &ExecPolicy) -> Result<Value, OpError> {
     let program = program().map_err(OpError::Internal)?;
     let input = encode(op, plan, policy)?;
-    let argv = [program.to_string_lossy().into_owned(), "module".to_string()];
+    let argv = [program.to_string_lossy().into_owned()];
     let spec = CommandSpec::new(argv).with_stdin(input);
     let out = regent_exec::run(&spec, policy)
         .await
@@ -124,7 +178,6 @@ impl Live {
         let program = program().map_err(OpError::Internal)?;
         let mut argv = vec![
             program.to_string_lossy().into_owned(),
-            "module".to_string(),
             "--augeas-worker".to_string(),
             lens.to_string(),
         ];
@@ -360,6 +413,38 @@ fn answer(stdout: &[u8]) -> Option<Result<Value, OpError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_module_program_must_be_writable_by_no_one_else() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        // Under /tmp (sticky: allowed above the program).
+        let dir = tempfile::Builder::new()
+            .prefix("regent-module-trust-")
+            .tempdir()
+            .unwrap();
+        mode(dir.path(), 0o755);
+        let program = dir.path().join(MODULE_PROGRAM);
+        std::fs::write(&program, b"").unwrap();
+        mode(&program, 0o755);
+        assert_eq!(trusted(&program), Ok(()));
+        mode(&program, 0o775);
+        assert!(trusted(&program)
+            .unwrap_err()
+            .contains("writable by its group or others"));
+        mode(&program, 0o755);
+        mode(dir.path(), 0o777);
+        assert!(trusted(&program).unwrap_err().contains("writable"));
+        mode(dir.path(), 0o755);
+        if regent_exec::sys::geteuid() == 0 {
+            std::os::unix::fs::chown(&program, Some(65534), None).unwrap();
+            assert!(trusted(&program)
+                .unwrap_err()
+                .contains("owned by another user"));
+        }
+    }
 
     #[test]
     fn answers() {

@@ -144,7 +144,7 @@ fn print_module(module: &regent::model::ModuleDecl, decl: &regent::config::Opera
             return;
         }
     };
-    println!("    runs: {what} in `regent module` (the service's own binary, a child process)");
+    println!("    runs: {what} in `regent-module` (a child process of the service)");
     for (template, targets) in regent::config::module_targets(decl) {
         match targets {
             Targets::Names(names) => println!("    {kind}: {}", names.join(", ")),
@@ -189,7 +189,7 @@ fn print_augeas(a: &regent::model::AugeasDecl, decl: &regent::config::OperationD
             _ => Some("filled by a parameter that is not an enum".into()),
         }
     };
-    println!("    runs: augeas in `regent module` (the service's own binary, a child process)");
+    println!("    runs: augeas in `regent-module` (a child process of the service)");
     println!("    file: {} (lens {}, no other)", a.file, a.lens);
     let mut wide = Vec::new();
     for action in &a.actions {

@@ -5,7 +5,6 @@ pub mod call;
 pub mod check;
 pub mod demo;
 pub mod docs;
-pub mod module;
 pub mod serve;
 pub mod status;
 pub mod tls;

@@ -1,6 +1,6 @@
 //! Configuration files through Augeas end to end (issue 10): `augeas = {...}`
 //! operations through `regent serve` and `regent call`, the work run by
-//! `regent module` (a child of the daemon) on real files with the real
+//! `regent-module` (a child of the daemon) on real files with the real
 //! libaugeas and lenses; callers running as unprivileged users.
 
 use crate::pending::{assert_error, pending_of, who, OPEN};
@@ -344,7 +344,7 @@ augeas = { lens = "Sshd", file = "/etc/ssh/sshd_config", actions = [{ insert = "
     }
 }
 
-/// The Augeas workers (`regent module --augeas-worker LENS`) running under the
+/// The Augeas workers (`regent-module --augeas-worker LENS`) running under the
 /// daemon `daemon`, by lens: the workers themselves, not the processes they
 /// fork per request (whose parent is a worker).
 fn workers(daemon: i32) -> Vec<(i32, String)> {
@@ -357,7 +357,7 @@ fn workers(daemon: i32) -> Vec<(i32, String)> {
     };
     let is_worker = |pid: i32| {
         let a = argv(pid);
-        a.len() >= 4 && a[1] == "module" && a[2] == "--augeas-worker"
+        a.len() >= 3 && a[0].ends_with("/regent-module") && a[1] == "--augeas-worker"
     };
     let ppid = |pid: i32| -> i32 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -385,7 +385,7 @@ fn workers(daemon: i32) -> Vec<(i32, String)> {
             p = ppid(p);
         }
         if p == daemon {
-            out.push((pid, argv(pid)[3].clone()));
+            out.push((pid, argv(pid)[2].clone()));
         }
     }
     out.sort();
@@ -503,8 +503,8 @@ struct Worker {
 
 impl Worker {
     fn start(lens: &str) -> Worker {
-        let mut child = Command::new(regent())
-            .args(["module", "--augeas-worker", lens])
+        let mut child = Command::new(regent_module())
+            .args(["--augeas-worker", lens])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())

@@ -1,6 +1,6 @@
 //! System modules end to end: `service` operations on real SysV init scripts
 //! installed in /etc/init.d by the test, through `regent serve` and `regent
-//! call` (the work runs in `regent module`, a child of the daemon).
+//! call` (the work runs in `regent-module`, a child of the daemon).
 
 use crate::util::*;
 use serde_json::Value;
@@ -491,7 +491,7 @@ fn apt_packages_end_to_end() {
     assert_eq!(c, 4, "{e}");
     assert!(e.contains("invalid_data") && e.contains("package"), "{e}");
     assert!(!repo.installed(&other));
-    // And `regent module` itself refuses a plan naming a package outside the
+    // And `regent-module` itself refuses a plan naming a package outside the
     // declaration's list.
     let plan = serde_json::json!({"timeout_ms": 10000, "plan": {
         "module": "packages", "action": "install", "names": [&other], "allowed": [&tiny]}});
@@ -596,7 +596,7 @@ params.name = { type = "string", pattern = "[a-z]{2,20}" }
     let out = stdout(&o);
     assert!(out.contains("units: nginx, apache2"), "{out}");
     assert!(
-        out.contains("runs: service restart in `regent module`"),
+        out.contains("runs: service restart in `regent-module`"),
         "{out}"
     );
     assert!(
@@ -652,7 +652,7 @@ fn a_timezone_parameter_names_a_zone_of_the_system() {
     }
 }
 
-/// `regent module` run directly by an unprivileged user runs as that user: an
+/// `regent-module` run directly by an unprivileged user runs as that user: an
 /// install goes as far as apt lets that user (the simulation) and fails on the
 /// dpkg lock it may not take, answered `failed` (found in review: it was
 /// answered `timeout`, as if another process held the lock).
@@ -673,13 +673,12 @@ fn regent_module_run_by_an_unprivileged_user_gains_nothing() {
     );
 }
 
-/// `regent module` with `plan` on stdin, as `who` (uid, gid) or as root.
+/// `regent-module` with `plan` on stdin, as `who` (uid, gid) or as root.
 fn module_as(who: Option<(u32, u32)>, plan: &Value) -> std::process::Output {
     use std::io::Write;
     use std::os::unix::process::CommandExt;
-    let mut m = std::process::Command::new(regent());
-    m.arg("module")
-        .env_clear()
+    let mut m = std::process::Command::new(regent_module());
+    m.env_clear()
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped());
     if let Some((uid, gid)) = who {

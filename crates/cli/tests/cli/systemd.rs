@@ -247,6 +247,8 @@ fn start_manager_with(
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = base.join("regent");
     std::fs::copy(regent(), &bin).unwrap();
+    // Module operations' work runs in `regent-module`, found beside `regent`.
+    std::fs::copy(regent_module(), base.join("regent-module")).unwrap();
     let secret = base.join("secret");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -22,7 +22,9 @@ pub fn test_python() -> String {
 }
 
 /// The regent binary, copied into a world-readable directory so that unprivileged
-/// users can run it wherever the checkout lives.
+/// users can run it wherever the checkout lives; `regent-module` (which the
+/// daemon runs for module operations, from beside its own binary) is copied
+/// beside it.
 pub fn regent() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -37,13 +39,23 @@ pub fn regent() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("regent-e2e-bin-{checkout:016x}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let dst = dir.join("regent");
-        let tmp = dir.join(format!(".regent.{}", std::process::id()));
-        std::fs::copy(env!("CARGO_BIN_EXE_regent"), &tmp).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::rename(&tmp, &dst).unwrap();
-        dst
+        for (name, from) in [
+            ("regent-module", env!("CARGO_BIN_EXE_regent-module")),
+            ("regent", env!("CARGO_BIN_EXE_regent")),
+        ] {
+            let dst = dir.join(name);
+            let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+            std::fs::copy(from, &tmp).unwrap();
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&tmp, &dst).unwrap();
+        }
+        dir.join("regent")
     })
+}
+
+/// `regent-module`, beside [`regent`].
+pub fn regent_module() -> PathBuf {
+    regent().with_file_name("regent-module")
 }
 
 /// Serialises changes to the user and group databases across test threads and

@@ -1,19 +1,28 @@
-//! `regent module` (hidden): the child process a module operation's work runs
-//! in. The daemon starts its own binary this way, under the operation's
-//! execution policy; nobody else needs to.
+//! `regent-module`: the process a module operation's work runs in. The daemon
+//! starts it, under the operation's execution policy, from beside its own
+//! binary (`regent-module` in the same directory, or
+//! `../libexec/regent/regent-module`: see `regent::module::program`); nobody
+//! else needs to. A binary of its own so that the daemon (`regent serve`)
+//! neither links nor maps libaugeas and what it pulls in (libxml2, ICU,
+//! libstdc++): none of that code is in the privileged daemon's address space.
 //!
-//! - `regent module`: one request. Reads one [`regent::model::ModuleRequest`]
+//! - `regent-module`: one request. Reads one [`regent::model::ModuleRequest`]
 //!   (JSON) on stdin, dispatches on the plan's `module` (`augeas` to
 //!   regent-augeas, the others to regent-modules), prints one JSON answer on
 //!   stdout (`{"ok": ...}` or `{"error": {"code", "message"}}`) and exits 0 or 1.
 //!   Service and package operations run this way, one process per request.
-//! - `regent module --augeas-worker LENS`: many requests, for one Augeas
+//! - `regent-module --augeas-worker LENS`: many requests, for one Augeas
 //!   operation. Compiles the lens once ([`regent_augeas::Lens::compile`]: the
 //!   costly part of a load), then reads requests on stdin, one JSON line each,
 //!   and answers each with one line on stdout, in order, until end of input.
 //!   Each request runs in a fork of this process ([`worker`]): it starts from
 //!   the compiled lens and nothing else, and whatever it does (a crash in
 //!   libaugeas included) ends with it; the worker stays as it was.
+//!
+//! **Boundaries.** Imports `regent` (for the model and `regent_exec::sys`'s
+//! fork), `regent-modules` and `regent-augeas`; the `regent` binary imports
+//! neither of the last two.
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -25,9 +34,10 @@ use regent_augeas::Lens;
 use regent_modules::ModuleError;
 use serde_json::Value;
 
-/// `regent module`.
-#[derive(clap::Args)]
-pub struct Args {
+/// Carry out module operations' work (the daemon runs this; plans on stdin).
+#[derive(clap::Parser)]
+#[command(name = "regent-module", version, about)]
+struct Args {
     /// Serve Augeas requests for LENS, one JSON line each, each in a fork of a
     /// process that compiled the lens once (the daemon starts one per Augeas
     /// operation).
@@ -40,7 +50,8 @@ pub struct Args {
     request_cpu: Option<u64>,
 }
 
-pub fn run(args: Args) -> ExitCode {
+fn main() -> ExitCode {
+    let args = <Args as clap::Parser>::parse();
     if let Some(lens) = args.augeas_worker {
         return worker(&lens, args.request_cpu);
     }
@@ -111,7 +122,7 @@ fn augeas(
 /// The largest answer a request's process may give (a `match` of a large file).
 const MAX_ANSWER: u64 = 64 << 20;
 
-/// `regent module --augeas-worker LENS`: see the module's head.
+/// `regent-module --augeas-worker LENS`: see the module's head.
 ///
 /// The daemon sends a request only once the previous one is answered, and
 /// stops the whole worker (its supervisor kills the tree) when a request
@@ -122,15 +133,15 @@ fn worker(lens: &str, request_cpu: Option<u64>) -> ExitCode {
     // processes of its user (`run_as`), which could otherwise trace it or read
     // its memory at leisure. Its forks inherit the flag.
     if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-        eprintln!("regent module: cannot clear the dumpable flag: {e}");
+        eprintln!("regent-module: cannot clear the dumpable flag: {e}");
         return ExitCode::FAILURE;
     }
     // A lens that does not compile is not fatal here: each request then starts
-    // Augeas afresh and answers the error a one-shot `regent module` would.
+    // Augeas afresh and answers the error a one-shot `regent-module` would.
     let mut compiled = match Lens::new(lens, None).and_then(|mut l| l.compile().map(|()| l)) {
         Ok(l) => Some(l),
         Err(e) => {
-            eprintln!("regent module: {e}");
+            eprintln!("regent-module: {e}");
             None
         }
     };
@@ -144,7 +155,7 @@ fn worker(lens: &str, request_cpu: Option<u64>) -> ExitCode {
         {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("regent module: reading a request: {e}");
+                eprintln!("regent-module: reading a request: {e}");
                 return ExitCode::FAILURE;
             }
         };
