@@ -287,6 +287,10 @@ impl PackagesAction {
     }
 }
 
+/// The largest [`ModuleRequest`] (its JSON text) `regent-module` reads: the
+/// daemon refuses to send a larger one.
+pub const MAX_MODULE_REQUEST: u64 = 1 << 20;
+
 /// One request's work: what `regent-module` reads on stdin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -33,7 +33,7 @@ mod tool;
 pub use tool::{Output, Tool};
 
 /// The largest request read from stdin.
-pub const MAX_REQUEST: u64 = 1 << 20;
+pub const MAX_REQUEST: u64 = regent_model::module::MAX_MODULE_REQUEST;
 
 /// Why a module's work failed: the answer's `error` object.
 #[derive(Debug, Clone, PartialEq, Eq)]

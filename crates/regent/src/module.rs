@@ -19,8 +19,9 @@
 //!   tree (the next request starts a new one); a reload builds new operations
 //!   and so new workers, the old ones stopped when their operation goes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use regent_exec::{CommandSpec, ExecPolicy, Spawned};
@@ -90,8 +91,17 @@ fn encode(op: &str, plan: ModulePlan, policy: &ExecPolicy) -> Result<Vec<u8>, Op
         timeout_ms: u64::try_from(policy.timeout.as_millis()).unwrap_or(u64::MAX),
         plan,
     };
-    serde_json::to_vec(&request)
-        .map_err(|e| OpError::Internal(format!("{op}: encoding the module plan: {e}")))
+    let text = serde_json::to_vec(&request)
+        .map_err(|e| OpError::Internal(format!("{op}: encoding the module plan: {e}")))?;
+    // Larger, `regent-module` would refuse it; a worker would also stop, out of
+    // step, after answering: refused here, nothing sent.
+    if text.len() as u64 >= regent_model::module::MAX_MODULE_REQUEST {
+        return Err(OpError::Failed(format!(
+            "the request's plan is larger than {} bytes",
+            regent_model::module::MAX_MODULE_REQUEST
+        )));
+    }
+    Ok(text)
 }
 
 /// Run `plan` as operation `op` under `policy` (its timeout already cut to what
@@ -120,18 +130,16 @@ pub(crate) async fn run(op: &str, plan: ModulePlan, policy: &ExecPolicy) -> Resu
     })
 }
 
-/// The largest answer line read from a worker (a `match` of a large file).
+/// The largest answer line read from a worker (a `match` of a large file),
+/// whatever the operation's `max_output`.
 const MAX_ANSWER: usize = 64 << 20;
 /// How much of a worker's stderr is kept for a failure's message.
 const STDERR_KEEP: usize = 2048;
-/// Requests a worker serves before it is replaced (at the next request): its
-/// own CPU time, counted against the operation's `cpu` limit, grows a little
-/// with each fork, and it must never reach the limit in the middle of one.
-const WORKER_REQUESTS: u32 = 1000;
 
 /// The worker of one Augeas operation (see the module's head). Requests of the
-/// operation run one at a time: the next waits (within its own time limit)
-/// until the worker has answered the last.
+/// operation, and of every other on the same file ([`file_lock`]), run one at
+/// a time: the next waits (within its own time limit) until the last is
+/// answered.
 #[derive(Default)]
 pub(crate) struct AugeasWorker {
     live: tokio::sync::Mutex<Option<Live>>,
@@ -149,20 +157,26 @@ struct Live {
     /// abandoned midway). Such a worker is out of step with its requests and
     /// never used again.
     in_flight: bool,
-    /// Requests answered.
-    served: u32,
 }
 
 impl Live {
     fn start(lens: &str, policy: &ExecPolicy, op: &str) -> Result<Live, OpError> {
         let program = program().map_err(OpError::Internal)?;
-        let argv = [
+        let mut argv = vec![
             program.to_string_lossy().into_owned(),
             "--augeas-worker".to_string(),
             lens.to_string(),
         ];
+        // The CPU limit is each request's, as when each ran in a process of
+        // its own: put on the worker, it would add up over all its requests
+        // and kill it in the middle of one.
+        let mut policy = policy.clone();
+        if let Some(s) = policy.limits.cpu_seconds() {
+            argv.extend(["--request-cpu".to_string(), s.to_string()]);
+            policy.limits.cpu = None;
+        }
         let spec = CommandSpec::new(argv).with_stdin(Vec::new());
-        let mut process = regent_exec::spawn(&spec, policy).map_err(|e| exec_error(op, e))?;
+        let mut process = regent_exec::spawn(&spec, &policy).map_err(|e| exec_error(op, e))?;
         let stdin = process
             .stdin
             .take()
@@ -195,7 +209,6 @@ impl Live {
             stdout: BufReader::new(stdout),
             stderr: kept,
             in_flight: false,
-            served: 0,
         })
     }
 
@@ -225,10 +238,21 @@ impl AugeasWorker {
         policy: &ExecPolicy,
     ) -> Result<Value, OpError> {
         let deadline = tokio::time::Instant::from_std(Instant::now() + policy.timeout);
-        let ModulePlan::Augeas { lens, .. } = &plan else {
+        let ModulePlan::Augeas { lens, file, .. } = &plan else {
             return run(op, plan, policy).await;
         };
         let lens = lens.clone();
+        // Every operation on this file, this configuration's or one a reload
+        // replaced, waits for the one at work: two requests that load the file
+        // at once would each save their own change, the second one's undoing
+        // the first's, both answering success.
+        let file_lock = file_lock(file);
+        let Ok(_file_turn) = tokio::time::timeout_at(deadline, file_lock.lock()).await else {
+            return Err(OpError::Timeout);
+        };
+        // An answer line (newline included) is held within the operation's
+        // `max_output`, as a one-shot module's stdout is.
+        let max = policy.max_output.clamp(1, MAX_ANSWER);
         let mut line = encode(op, plan, policy)?;
         line.push(b'\n');
         let Ok(mut slot) = tokio::time::timeout_at(deadline, self.live.lock()).await else {
@@ -243,12 +267,12 @@ impl AugeasWorker {
                 // Another lens (cannot happen: one worker per operation), or a
                 // worker whose last request was abandoned after it was sent
                 // (its answer would be taken for this one's): stopped.
-                // Also one that served its share ([`WORKER_REQUESTS`]).
-                if slot
-                    .as_ref()
-                    .is_some_and(|l| l.lens != lens || l.in_flight || l.served >= WORKER_REQUESTS)
-                {
-                    *slot = None;
+                // (Its tree gone before this request begins: that request's
+                // process could still be saving the file.)
+                if slot.as_ref().is_some_and(|l| l.lens != lens || l.in_flight) {
+                    if let Some(mut old) = slot.take() {
+                        old.process.stop().await;
+                    }
                 }
                 if slot.is_none() {
                     *slot = Some(Live::start(&lens, policy, op)?);
@@ -276,14 +300,22 @@ impl AugeasWorker {
             let live = slot.as_mut().expect("the request was sent to a worker");
             let mut answer_line = Vec::new();
             let read = (&mut live.stdout)
-                .take(MAX_ANSWER as u64 + 1)
+                .take(max as u64)
                 .read_until(b'\n', &mut answer_line)
                 .await;
             match read {
                 Ok(_) if answer_line.last() == Some(&b'\n') => {
                     live.in_flight = false;
-                    live.served += 1;
                     Ok(answer_line)
+                }
+                Ok(n) if n >= max => {
+                    // The rest of the line is still to come: out of step.
+                    let mut big = slot.take().expect("a worker");
+                    big.process.stop().await;
+                    tracing::warn!(op = %op, max, "Augeas answer larger than max_output");
+                    Err(OpError::Failed(format!(
+                        "module failed: the answer is larger than max_output ({max} bytes)"
+                    )))
                 }
                 _ => {
                     // Died (or said too much): what it wrote on stderr says why.
@@ -300,9 +332,18 @@ impl AugeasWorker {
             }
         };
         match tokio::time::timeout_at(deadline, exchange).await {
-            Ok(Ok(answer_line)) => answer(&answer_line).unwrap_or_else(|| {
-                Err(OpError::Failed("module failed: not an answer".to_string()))
-            }),
+            Ok(Ok(answer_line)) => match answer(&answer_line) {
+                Some(answer) => answer,
+                None => {
+                    // Not the worker's own line: whatever it is, the next line
+                    // could be this request's answer. Never used again.
+                    if let Some(mut live) = slot.take() {
+                        tracing::warn!(op = %op, "Augeas worker gave something else than an answer; stopping it");
+                        live.process.stop().await;
+                    }
+                    Err(OpError::Failed("module failed: not an answer".to_string()))
+                }
+            },
             Ok(Err(e)) => Err(e),
             Err(_) => {
                 // Stop the whole tree: the request's process and the worker.
@@ -314,6 +355,26 @@ impl AugeasWorker {
             }
         }
     }
+}
+
+/// The lock of the declared file `file` (by its path as declared), shared by
+/// every Augeas operation that declares it while one of them holds or waits
+/// for it.
+fn file_lock(file: &str) -> Arc<tokio::sync::Mutex<()>> {
+    type Locks = HashMap<String, Weak<tokio::sync::Mutex<()>>>;
+    static LOCKS: OnceLock<Mutex<Locks>> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(lock) = locks.get(file).and_then(Weak::upgrade) {
+        return lock;
+    }
+    // Those of files nobody uses now go (a reload may declare others).
+    locks.retain(|_, l| l.strong_count() > 0);
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(file.to_string(), Arc::downgrade(&lock));
+    lock
 }
 
 /// The module's answer, `None` when stdout is not one.

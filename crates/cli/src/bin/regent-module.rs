@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::process::ExitCode;
 
 use regent::exec::sys::{self, Forked};
@@ -42,12 +43,17 @@ struct Args {
     /// operation).
     #[arg(long, value_name = "LENS")]
     augeas_worker: Option<String>,
+    /// With `--augeas-worker`: the CPU limit of each request's process, in
+    /// seconds (the operation's `limits.cpu`, which the daemon does not put on
+    /// the long-lived worker itself: it would add up over all its requests).
+    #[arg(long, value_name = "SECONDS", requires = "augeas_worker")]
+    request_cpu: Option<u64>,
 }
 
 fn main() -> ExitCode {
     let args = <Args as clap::Parser>::parse();
     if let Some(lens) = args.augeas_worker {
-        return worker(&lens);
+        return worker(&lens, args.request_cpu);
     }
     let answer = regent_modules::read_request(std::io::stdin().lock())
         .and_then(|request| dispatch(&request, None));
@@ -121,7 +127,15 @@ const MAX_ANSWER: u64 = 64 << 20;
 /// The daemon sends a request only once the previous one is answered, and
 /// stops the whole worker (its supervisor kills the tree) when a request
 /// outlives its time limit: a hung request holds nothing but this worker.
-fn worker(lens: &str) -> ExitCode {
+fn worker(lens: &str, request_cpu: Option<u64>) -> ExitCode {
+    // Long-lived, it holds the daemon's request stream (every caller's
+    // values, secret ones too) and answers for them: not open to the other
+    // processes of its user (`run_as`), which could otherwise trace it or read
+    // its memory at leisure. Its forks inherit the flag.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("regent-module: cannot clear the dumpable flag: {e}");
+        return ExitCode::FAILURE;
+    }
     // A lens that does not compile is not fatal here: each request then starts
     // Augeas afresh and answers the error a one-shot `regent-module` would.
     let mut compiled = match Lens::new(lens, None).and_then(|mut l| l.compile().map(|()| l)) {
@@ -154,7 +168,7 @@ fn worker(lens: &str) -> ExitCode {
             regent_modules::write_answer(&mut stdout, Err(e));
             return ExitCode::FAILURE;
         }
-        let answer = in_child(lens, &mut compiled, &line);
+        let answer = in_child(lens, request_cpu, &mut compiled, &line);
         if stdout
             .write_all(&answer)
             .and_then(|()| stdout.flush())
@@ -166,9 +180,9 @@ fn worker(lens: &str) -> ExitCode {
     }
 }
 
-/// Runs one request line in a fork of this process; its answer line (one is
-/// made up when the child gave none).
-fn in_child(name: &str, compiled: &mut Option<Lens>, line: &[u8]) -> Vec<u8> {
+/// Runs one request line in a fork of this process, under `cpu` seconds of
+/// CPU; its answer line (one is made up when the child gave none).
+fn in_child(name: &str, cpu: Option<u64>, compiled: &mut Option<Lens>, line: &[u8]) -> Vec<u8> {
     let made_up = |e: ModuleError| {
         let mut out = Vec::new();
         regent_modules::write_answer(&mut out, Err(e));
@@ -178,13 +192,28 @@ fn in_child(name: &str, compiled: &mut Option<Lens>, line: &[u8]) -> Vec<u8> {
         Ok(p) => p,
         Err(e) => return made_up(ModuleError::failed(format!("cannot create a pipe: {e}"))),
     };
+    // Its stderr, its own: what a request's process writes there is read for
+    // its own failure's message, and never left in the worker's stderr, where
+    // the daemon keeps the end for whichever request meets a dead worker next.
+    // Never blocks the request's process: what the pipe cannot hold is lost.
+    let (err_read, err_write) = match sys::pipe_cloexec().and_then(|(r, w)| {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        fcntl(&w, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+        Ok((r, w))
+    }) {
+        Ok(p) => p,
+        Err(e) => return made_up(ModuleError::failed(format!("cannot create a pipe: {e}"))),
+    };
     let pid = match sys::fork_single_threaded() {
         Err(e) => return made_up(ModuleError::failed(format!("cannot fork: {e}"))),
         Ok(Forked::Child) => {
             drop(read);
+            drop(err_read);
             // This process's copy of the compiled lens: the worker keeps its own.
             let lens = compiled.take();
-            let answer = regent_modules::read_request(line).and_then(|request| {
+            let answer = confine_request(write.as_fd(), err_write.as_fd(), cpu)
+                .and_then(|()| regent_modules::read_request(line));
+            let answer = answer.and_then(|request| {
                 // Nothing but what it was started for.
                 match &request.plan {
                     ModulePlan::Augeas { lens: named, .. } if same_lens(name, named) => {
@@ -201,6 +230,7 @@ fn in_child(name: &str, compiled: &mut Option<Lens>, line: &[u8]) -> Vec<u8> {
         Ok(Forked::Parent(pid)) => pid,
     };
     drop(write);
+    drop(err_write);
     let mut answer = Vec::new();
     let read_ok = std::fs::File::from(read)
         .take(MAX_ANSWER + 1)
@@ -219,9 +249,47 @@ fn in_child(name: &str, compiled: &mut Option<Lens>, line: &[u8]) -> Vec<u8> {
         Ok(s) => format!("exit status {}", (s >> 8) & 0xff),
         Err(e) => format!("not reaped: {e}"),
     };
-    made_up(ModuleError::failed(format!(
-        "the request's process gave no answer ({how})"
-    )))
+    // The process is gone: the pipe holds all that is left of its stderr.
+    let mut err = Vec::new();
+    let _ = std::fs::File::from(err_read)
+        .take(STDERR_KEEP)
+        .read_to_end(&mut err);
+    let err = String::from_utf8_lossy(&err[err.len().saturating_sub(STDERR_TAIL)..]);
+    let err = err.trim();
+    made_up(ModuleError::failed(if err.is_empty() {
+        format!("the request's process gave no answer ({how})")
+    } else {
+        format!("the request's process gave no answer ({how}): {err}")
+    }))
+}
+
+/// How much of a request's process's stderr is read, and how much of its end
+/// a failure's message carries.
+const STDERR_KEEP: u64 = 64 << 10;
+const STDERR_TAIL: usize = 2048;
+
+/// What a request's process does first: its own CPU limit (soft, and the hard
+/// one a second later, as the daemon sets them), and no access to the
+/// worker's stdin and stdout, the daemon's request stream (a stray write there,
+/// a library printing, would be read as this request's answer, and the real
+/// one as the next request's): both become `answer`, this request's own pipe
+/// (where a stray write spoils this answer only; a read fails). Not
+/// `/dev/null`: a sandbox may not grant it. Its stderr becomes `stderr`.
+fn confine_request(
+    answer: BorrowedFd<'_>,
+    stderr: BorrowedFd<'_>,
+    cpu: Option<u64>,
+) -> Result<(), ModuleError> {
+    use nix::sys::resource::{setrlimit, Resource};
+    sys::dup_onto(answer, 0)
+        .and_then(|()| sys::dup_onto(answer, 1))
+        .and_then(|()| sys::dup_onto(stderr, 2))
+        .map_err(|e| ModuleError::failed(format!("cannot detach the request's process: {e}")))?;
+    if let Some(s) = cpu {
+        setrlimit(Resource::RLIMIT_CPU, s, s.saturating_add(1))
+            .map_err(|e| ModuleError::failed(format!("cannot limit the CPU time: {e}")))?;
+    }
+    Ok(())
 }
 
 /// `WIFSIGNALED` of a wait status.

@@ -455,15 +455,7 @@ fn an_augeas_worker_compiles_once_and_reads_the_file_anew_for_each_request() {
 
 #[test]
 fn a_hung_augeas_request_stops_its_worker_and_the_next_one_works() {
-    let ops = r#"
-[operations.hosts]
-description = "The host names of 127.0.0.1"
-augeas = { lens = "Hosts", file = "{dir}/etc/hosts", match = ["*[ipaddr = '127.0.0.1']/canonical"] }
-timeout = "1s"
-"#;
-    let d = Daemon::start(OPEN, ops);
-    let hosts = d.dir.path().join("etc/hosts");
-    std::fs::create_dir_all(hosts.parent().unwrap()).unwrap();
+    let (d, hosts) = hosts_daemon(LOCALHOST, "timeout = \"1s\"");
     // A FIFO with no writer: opening it blocks, as a hung read would.
     nix::unistd::mkfifo(&hosts, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let (c, v, e) = call(&d, "hosts", "null");
@@ -482,6 +474,24 @@ timeout = "1s"
         "{v}"
     );
     assert_eq!(workers(d.pid()).len(), 1);
+}
+
+/// The process the worker `worker` forked for its request, once there.
+fn request_process(worker: i32) -> i32 {
+    let mut forked = 0;
+    eventually(
+        || "the request's process appears".into(),
+        || {
+            forked = std::fs::read_to_string(format!("/proc/{worker}/task/{worker}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            forked > 0
+        },
+    );
+    forked
 }
 
 /// A worker started by hand, as the daemon starts it (without its policy).
@@ -582,20 +592,7 @@ fn the_augeas_worker_answers_each_line_and_outlives_its_requests() {
     let fifo = dir.path().join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     w.send(format!("{}\n", get_port(&fifo, "Sshd")).as_bytes());
-    let pid = w.child.id();
-    let mut forked = 0;
-    eventually(
-        || "the request's process appears".into(),
-        || {
-            forked = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
-            forked > 0
-        },
-    );
+    let forked = request_process(w.child.id() as i32);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(forked),
         nix::sys::signal::Signal::SIGKILL,
@@ -621,4 +618,225 @@ fn the_augeas_worker_answers_each_line_and_outlives_its_requests() {
     assert_eq!(w.answer()["error"]["code"], "refused");
     let status = wait_timeout(&mut w.child, std::time::Duration::from_secs(10));
     assert!(!status.success());
+}
+
+/// The host names of 127.0.0.1, as a path of the Hosts lens.
+const LOCALHOST: &str = "*[ipaddr = '127.0.0.1']/canonical";
+
+/// A daemon serving one operation, `hosts`: a `match` of `matched` in
+/// `{dir}/etc/hosts` (not created; its directory is), with `extra` keys; and
+/// that file.
+fn hosts_daemon(matched: &str, extra: &str) -> (Daemon, PathBuf) {
+    let ops = format!(
+        "[operations.hosts]\ndescription = \"Host names\"\n\
+         augeas = {{ lens = \"Hosts\", file = \"{{dir}}/etc/hosts\", match = [\"{matched}\"] }}\n{extra}\n"
+    );
+    let d = Daemon::start(OPEN, &ops);
+    let hosts = d.dir.path().join("etc/hosts");
+    std::fs::create_dir_all(hosts.parent().unwrap()).unwrap();
+    (d, hosts)
+}
+
+/// `n` lines of `/etc/hosts`, about 40 bytes of answer each for a `match` of
+/// their canonical names.
+fn many_hosts(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("10.0.{}.{} host{i}.example.org\n", i / 250, i % 250))
+        .collect()
+}
+
+#[test]
+fn an_augeas_answer_is_held_within_the_operations_max_output() {
+    let (d, hosts) = hosts_daemon("*/canonical", "max_output = \"64K\"");
+    // About 200 KiB of answer: more than the operation may answer.
+    std::fs::write(&hosts, many_hosts(5000)).unwrap();
+    let bob = who("regent-aug-bob");
+    let o = bob.run(&d, &["call", "hosts"]);
+    assert_error(&o, 5, "larger than max_output (65536 bytes)");
+    assert!(stdout(&o).is_empty(), "{} bytes", stdout(&o).len());
+    // The worker that was cut short is not reused: the next request gets its
+    // own answer.
+    std::fs::write(&hosts, many_hosts(3)).unwrap();
+    let o = bob.run(&d, &["call", "hosts", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        v["data"]["results"][0]["nodes"][2]["value"], "host2.example.org",
+        "{v}"
+    );
+}
+
+/// `hosts` (see [`hosts_daemon`]) on a one-line `hosts`, called by an
+/// unprivileged caller: the caller, and the worker that answered.
+fn first_call(d: &Daemon, hosts: &Path) -> (crate::pending::Who, i32) {
+    std::fs::write(hosts, "127.0.0.1 localhost\n").unwrap();
+    let bob = who("regent-aug-bob");
+    let o = bob.run(d, &["call", "hosts", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let worker = workers(d.pid());
+    assert_eq!(worker.len(), 1, "{worker:?}");
+    (bob, worker[0].0)
+}
+
+/// The value of `field` (`Max cpu time`) in `/proc/PID/limits`: soft, hard.
+fn proc_limit(pid: i32, field: &str) -> (String, String) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = text.lines().find(|l| l.starts_with(field)).unwrap();
+    let mut words = line[field.len()..].split_whitespace();
+    let soft = words.next().unwrap().to_string();
+    (soft, words.next().unwrap().to_string())
+}
+
+#[test]
+fn an_augeas_requests_process_has_its_own_cpu_limit_and_not_the_workers_stream() {
+    // The CPU limit is each request's: on the long-lived worker it would add
+    // up over every request it ever served (with `cpu = "1s"`, a worker forking
+    // for a `match` of a large file died mid-request after about 150, failing
+    // that request, whoever had sent it).
+    let (d, hosts) = hosts_daemon(LOCALHOST, "limits = { cpu = \"3s\" }\ntimeout = \"2s\"");
+    let (bob, worker) = first_call(&d, &hosts);
+    assert_eq!(
+        proc_limit(worker, "Max cpu time"),
+        ("unlimited".to_string(), "unlimited".to_string())
+    );
+
+    // A request held on a FIFO: its process, forked by the worker.
+    std::fs::remove_file(&hosts).unwrap();
+    nix::unistd::mkfifo(&hosts, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let caller = {
+        use std::os::unix::process::CommandExt;
+        let d_socket = d.socket.clone();
+        let (uid, gid) = (bob.uid, bob.gid);
+        std::thread::spawn(move || {
+            let mut c = Command::new(regent());
+            c.args(["call", "hosts", "--socket"])
+                .arg(d_socket)
+                .uid(uid)
+                .gid(gid)
+                .env_clear()
+                .env("REGENT_SECRET", SECRET);
+            run(c)
+        })
+    };
+    let forked = request_process(worker);
+    assert_eq!(
+        proc_limit(forked, "Max cpu time"),
+        ("3".to_string(), "4".to_string())
+    );
+    // Its stdin and stdout are not the worker's (the daemon's request stream):
+    // nothing it prints can be taken for an answer, this one or the next. Nor
+    // its stderr (whose end the daemon keeps for the message of whichever
+    // request meets a dead worker next): what it writes there goes to its own
+    // failure's message only.
+    let fd = |pid: i32, n: i32| std::fs::read_link(format!("/proc/{pid}/fd/{n}")).unwrap();
+    for n in [0, 1, 2] {
+        assert_ne!(fd(forked, n), fd(worker, n), "fd {n}");
+    }
+    let o = caller.join().unwrap();
+    assert_error(&o, 5, "timeout");
+}
+
+#[test]
+fn augeas_operations_on_one_file_take_turns_and_lose_no_change() {
+    // Two operations, two workers, one file: an unprivileged caller's change
+    // and an administrator's, sent at once. Each request loads the file,
+    // changes it and saves it whole: at the same time, the second save undid
+    // the first change while both answered success (29 times out of 30).
+    let ops = r#"
+[operations.ssh-port]
+description = "Set the SSH port"
+augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", set = { "Port" = "{v}" } }
+params.v = { type = "integer", min = 1024, max = 65535 }
+
+[operations.ssh-banner]
+description = "Set the SSH banner"
+augeas = { lens = "Sshd", file = "{dir}/etc/ssh/sshd_config", set = { "Banner" = "/etc/issue.{v}" } }
+params.v = { type = "integer", min = 1024, max = 65535 }
+"#;
+    let d = Daemon::start(OPEN, ops);
+    let file = d.dir.path().join("etc/ssh/sshd_config");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "Port 22\nBanner /etc/issue\n").unwrap();
+    let bob = who("regent-aug-bob");
+    for v in 2000..2010 {
+        let data = format!(r#"{{"v": {v}}}"#);
+        let (port, banner) = std::thread::scope(|s| {
+            let port = s.spawn(|| bob.run(&d, &["call", "ssh-port", "--data", &data]));
+            let banner = s.spawn(|| d.cli(&["call", "ssh-banner", "--data", &data]));
+            (port.join().unwrap(), banner.join().unwrap())
+        });
+        assert_eq!(code(&port), 0, "{}", stderr(&port));
+        assert_eq!(code(&banner), 0, "{}", stderr(&banner));
+        assert_eq!(read(&file), format!("Port {v}\nBanner /etc/issue.{v}\n"));
+    }
+}
+
+#[test]
+fn an_augeas_worker_run_as_a_user_is_closed_to_that_users_other_processes() {
+    // The worker lives on and holds every caller's requests (secret values
+    // too): another process of its `run_as` user could trace it, or read its
+    // memory or environment, at leisure.
+    let (uid, gid) = user("regent-aug-runas");
+    let (d, hosts) = hosts_daemon(
+        LOCALHOST,
+        "run_as = { user = \"regent-aug-runas\" }\ncapabilities = []",
+    );
+    let (bob, worker) = first_call(&d, &hosts);
+    assert_eq!(
+        proc_status_field(worker, "Uid").split_whitespace().next(),
+        Some(&*uid.to_string())
+    );
+    // As that user, as any other process of it would.
+    let mut c = Command::new("cat");
+    c.arg(format!("/proc/{worker}/environ")).uid(uid).gid(gid);
+    use std::os::unix::process::CommandExt;
+    let o = run(c);
+    assert_ne!(code(&o), 0, "{}", stdout(&o));
+    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+    // The worker still answers.
+    let o = bob.run(&d, &["call", "hosts", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+/// A plan larger than `regent-module` reads (a value of 4,000 bytes, the most an
+/// Augeas value may be, set at 300 keys) is refused by the daemon before it is
+/// sent: the worker is not left out of step, and the next request runs.
+#[test]
+fn a_plan_too_large_for_the_module_is_refused_before_it_is_sent() {
+    let actions: Vec<String> = (0..300)
+        .map(|i| format!("{{ set = \"Key{i}\", value = \"{{text}}\" }}"))
+        .collect();
+    let ops = format!(
+        r#"
+[operations.banner-many]
+description = "Set many keys to one long value"
+params.text = {{ type = "string", max_len = 4000 }}
+[operations.banner-many.augeas]
+lens = "Sshd"
+file = "{{dir}}/etc/ssh/sshd_config"
+actions = [ {} ]
+
+[operations.ssh-show]
+description = "Show the SSH settings"
+augeas = {{ lens = "Sshd", file = "{{dir}}/etc/ssh/sshd_config", get = ["Port"] }}
+"#,
+        actions.join(", ")
+    );
+    let d = Daemon::start("", &ops);
+    let file = d.dir.path().join("etc/ssh/sshd_config");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, SSHD).unwrap();
+    let long = "x".repeat(4000);
+    let client = regent::client::Client::new(&d.socket).secret(SECRET);
+    let out = client.call("banner-many", serde_json::json!({ "text": long }));
+    let e = format!("{out:?}");
+    let e = &e[..e.len().min(300)];
+    assert!(
+        matches!(&out, Ok(regent::client::Outcome::Error { message, .. }) if message.contains("larger than")),
+        "{e}"
+    );
+    assert_eq!(read(&file), SSHD);
+    let (c, v, e) = call(&d, "ssh-show", "null");
+    assert_eq!(c, 0, "{e}");
+    assert_eq!(v["data"]["results"][0]["value"], "22");
 }
