@@ -378,28 +378,52 @@ pub fn client_identity(cert: &CertificateDer<'_>) -> Result<(String, String), St
     Ok((name, serial_hex(ee.serial())))
 }
 
-/// The client certificate of a TLS connection, as each request checks it: its
-/// issuer and serial (against the CRLs current then) and the end of its
-/// validity.
+/// The client certificate of a TLS connection, as each request checks it: the
+/// issuer and serial of each certificate the client presented (against the
+/// CRLs current then) and the end of their validity.
+///
+/// Each certificate the client presented counts, its own first, then the
+/// intermediate CAs that chained it to `client_ca` at the handshake: one of
+/// those revoked or expired, a new handshake would fail, so the connection is
+/// closed too. (A certificate the client sent that was not on the chain can
+/// only close its own connection sooner.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClientCert {
-    /// Its issuer and serial.
-    pub(crate) revocable: Revoked,
-    /// Its `notAfter`; none if it could not be read (the handshake checked it).
-    pub(crate) not_after: Option<std::time::SystemTime>,
+    /// The issuer and serial of each certificate presented (the client's own
+    /// first; one that does not parse was not on the verified chain).
+    pub(crate) revocable: Vec<Revoked>,
+    /// The earliest `notAfter` among them. The client's own not read (the
+    /// handshake read it): the epoch, so that the connection is closed at its
+    /// first request rather than never.
+    pub(crate) not_after: std::time::SystemTime,
 }
 
 impl ClientCert {
-    fn of(cert: &CertificateDer<'_>) -> Option<ClientCert> {
+    fn of(chain: &[CertificateDer<'_>]) -> Option<ClientCert> {
+        let (own, intermediates) = chain.split_first()?;
+        let mut revocable = vec![Revoked::of(own)?];
+        revocable.extend(intermediates.iter().filter_map(Revoked::of));
+        let own_end = not_after(own).unwrap_or(std::time::UNIX_EPOCH);
+        let not_after = intermediates
+            .iter()
+            .filter_map(|c| not_after(c))
+            .fold(own_end, std::cmp::min);
         Some(ClientCert {
-            revocable: Revoked::of(cert)?,
-            not_after: not_after(cert),
+            revocable,
+            not_after,
         })
     }
 
-    /// Past its `notAfter` at `now`.
+    /// Past the `notAfter` of one of its certificates at `now`.
+    #[must_use]
     pub(crate) fn expired_at(&self, now: std::time::SystemTime) -> bool {
-        self.not_after.is_some_and(|end| now > end)
+        now > self.not_after
+    }
+
+    /// Whether `material`'s CRLs revoke one of its certificates.
+    #[must_use]
+    pub(crate) fn revoked_by(&self, material: &TlsMaterial) -> bool {
+        self.revocable.iter().any(|r| material.revokes(r))
     }
 }
 
@@ -698,7 +722,6 @@ async fn serve_one(
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|c| c.first())
         .and_then(ClientCert::of);
     connection::serve(
         current,
