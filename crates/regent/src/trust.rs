@@ -30,6 +30,13 @@ pub fn check(path: &Path) -> Result<(), String> {
 /// (see the module's head): what is read from it is what was checked.
 pub fn open(path: &Path) -> Result<std::fs::File, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    leads_to(path, &file)?;
+    Ok(file)
+}
+
+/// [`check`] on `path`, and that it leads to `file`, opened from it before:
+/// a path changed in between is refused.
+pub fn leads_to(path: &Path, file: &std::fs::File) -> Result<(), String> {
     let opened = file
         .metadata()
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -37,7 +44,7 @@ pub fn open(path: &Path) -> Result<std::fs::File, String> {
     if (opened.dev(), opened.ino()) != (checked.dev(), checked.ino()) {
         return Err(format!("{} changed while it was checked", path.display()));
     }
-    Ok(file)
+    Ok(())
 }
 
 /// Resolve `path` entry by entry (see the module's head), checking each;

@@ -35,7 +35,6 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -103,9 +102,11 @@ fn config_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
 /// Open a TLS file (certificate, key, client CAs, CRLs), refusing one that a
 /// user other than root and the service's own could change: the file (checked
 /// on the descriptor it is read from) must be owned by one of them and not
-/// writable by group or others, and no directory on its path, as written or as
-/// resolved (`/proc/self/fd`), may be writable by group or others unless
-/// sticky (as `/tmp`, where others cannot replace an entry they do not own).
+/// writable by group or others, and its path must pass [`crate::trust`]'s
+/// check and lead to the file opened: every entry met on the way (symlinks
+/// included) owned by one of them, every directory looked into writable by no
+/// one else unless sticky (as `/tmp`, where others cannot replace an entry
+/// they do not own).
 /// Whoever could replace `client_ca` or `crl` could let in any client.
 fn open_trusted(what: &str, path: &Path) -> Result<std::fs::File, Error> {
     let file = std::fs::File::open(path).map_err(|e| config_error(what, path, e))?;
@@ -126,22 +127,13 @@ fn open_trusted(what: &str, path: &Path) -> Result<std::fs::File, Error> {
             meta.mode() & 0o7777
         )));
     }
-    let resolved = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .map_err(|e| config_error(what, path, e))?;
-    let written = std::path::absolute(path).map_err(|e| config_error(what, path, e))?;
-    for dir in written.ancestors().chain(resolved.ancestors()) {
-        if dir == written || dir == resolved {
-            continue;
-        }
-        let m = std::fs::metadata(dir).map_err(|e| config_error(what, dir, e))?;
-        if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
-            return Err(unsafe_file(format!(
-                "is in {}, which group or others may write (mode {:04o})",
-                dir.display(),
-                m.mode() & 0o7777
-            )));
-        }
-    }
+    // The way to it: each entry owned by root or the service's user, each
+    // directory writable by no one else unless sticky, every symlink met.
+    crate::trust::leads_to(path, &file).map_err(|e| {
+        unsafe_file(format!(
+            "is reached through a path another user could change ({e})"
+        ))
+    })?;
     Ok(file)
 }
 
@@ -815,7 +807,7 @@ mod tests {
         mode(&dir, 0o777);
         let e = open_trusted("client_ca", &ca).unwrap_err().to_string();
         assert!(
-            e.contains("which group or others may write (mode 0777)"),
+            e.contains("writable by its group or others (mode 777)"),
             "{e}"
         );
         let link = top.path().join("link.pem");
@@ -828,6 +820,18 @@ mod tests {
         if nix::unistd::geteuid().is_root() {
             std::os::unix::fs::chown(&ca, Some(65534), None).unwrap();
             let e = open_trusted("client_ca", &ca).unwrap_err().to_string();
+            assert!(e.contains("is owned by uid 65534"), "{e}");
+            std::os::unix::fs::chown(&ca, Some(0), None).unwrap();
+            // Regression: a directory on the way another user owns (not
+            // writable by others) was accepted; its owner could put another
+            // file there (a symlink to any of root's) in the file's place.
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            let e = open_trusted("client_ca", &ca).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{} is owned by uid 65534", dir.display())),
+                "{e}"
+            );
+            let e = open_trusted("client_ca", &link).unwrap_err().to_string();
             assert!(e.contains("is owned by uid 65534"), "{e}");
         }
     }
