@@ -86,22 +86,39 @@ pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
 /// Reads, parses and validates the config file at `path`. Errors (including a
 /// file that cannot be read) come back as [`Diagnostics`] naming the file.
 pub fn load(path: &Path) -> Result<Config, Diagnostics> {
-    let origin = path.display().to_string();
-    let fail = |message: String| {
-        Diagnostics(vec![Diagnostic {
-            origin: origin.clone(),
-            location: None,
-            path: String::new(),
-            message,
-        }])
-    };
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    if meta.len() > MAX_CONFIG_SIZE {
-        return Err(fail(format!("file is larger than {MAX_CONFIG_SIZE} bytes")));
+    let file = std::fs::File::open(path).map_err(|e| failure(path, format!("cannot read: {e}")))?;
+    load_file(file, path)
+}
+
+/// [`load`] from `file`, opened already (by a caller that checked the file it
+/// opened); `path` names it in diagnostics.
+pub fn load_file(file: std::fs::File, path: &Path) -> Result<Config, Diagnostics> {
+    use std::io::Read;
+    let too_large = || failure(path, format!("file is larger than {MAX_CONFIG_SIZE} bytes"));
+    let unreadable = |e: std::io::Error| failure(path, format!("cannot read: {e}"));
+    if file.metadata().map_err(unreadable)?.len() > MAX_CONFIG_SIZE {
+        return Err(too_large());
     }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|_| fail("file is not valid UTF-8".into()))?;
-    parse(&text, &origin)
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(too_large());
+    }
+    let text =
+        String::from_utf8(bytes).map_err(|_| failure(path, "file is not valid UTF-8".into()))?;
+    parse(&text, &path.display().to_string())
+}
+
+/// One diagnostic about the config file at `path` as a whole.
+fn failure(path: &Path, message: String) -> Diagnostics {
+    Diagnostics(vec![Diagnostic {
+        origin: path.display().to_string(),
+        location: None,
+        path: String::new(),
+        message,
+    }])
 }
 
 /// Parses and validates config text; `origin` names it in diagnostics.

@@ -155,13 +155,13 @@ impl DaemonReload {
     /// Reload once: what changed, or why nothing did.
     pub fn try_reload(&self) -> Result<String, Vec<String>> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        crate::trust::check(&self.path).map_err(|e| {
+        let file = crate::trust::open(&self.path).map_err(|e| {
             vec![format!(
                 "{}: {e}: whoever can change the config chooses what the service runs",
                 self.path.display()
             )]
         })?;
-        let next = regent_config::load(&self.path)
+        let next = regent_config::load_file(file, &self.path)
             .map_err(|diags| diags.iter().map(|d| d.to_string()).collect::<Vec<_>>())?;
         let restart = restart_only_changes(&running, &next);
         if !restart.is_empty() {

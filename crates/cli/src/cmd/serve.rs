@@ -30,14 +30,17 @@ pub fn run(args: Args) -> ExitCode {
     // the log is set up, if they do not match the config.
     let passed = regent::activation::from_env();
     // Whoever could change the config would choose what this service runs.
-    if let Err(e) = regent::trust::check(&args.config) {
-        eprintln!(
-            "regent: refusing to start: {}: {e}: whoever can change the config chooses what the service runs",
-            args.config.display()
-        );
-        return ExitCode::from(crate::exit::INVALID);
-    }
-    let config = match regent::config::load(&args.config) {
+    let file = match regent::trust::open(&args.config) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!(
+                "regent: refusing to start: {}: {e}: whoever can change the config chooses what the service runs",
+                args.config.display()
+            );
+            return ExitCode::from(crate::exit::INVALID);
+        }
+    };
+    let config = match regent::config::load_file(file, &args.config) {
         Ok(c) => c,
         Err(diags) => {
             eprintln!("{diags}");

@@ -328,6 +328,46 @@ fn requests_held_without_a_digest_run_until_a_reload_changes_their_operation() {
     assert_error(&o, 3, "denied");
 }
 
+/// Regression: a symlink the path to the config met only while resolving
+/// another symlink's target (on the path neither as written nor as resolved)
+/// was not checked: its owner, another user, could point it at a config of
+/// their own between the check and the read.
+#[test]
+fn a_config_reached_through_another_users_symlink_is_refused_at_reload_and_start() {
+    use std::os::unix::fs::{lchown, symlink, PermissionsExt};
+    let (dir, socket, config, secret_file) = write_config("", TWO_OPS);
+    // A shared sticky directory (as /tmp), a symlink in it to the config's
+    // directory, and the path given to the daemon: root's symlink through it.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let stage = shared.join("stage");
+    symlink(dir.path(), &stage).unwrap();
+    let via = dir.path().join("via.toml");
+    symlink(stage.join(config.file_name().unwrap()), &via).unwrap();
+    let mut d = Daemon::from_parts(dir, socket, via.clone(), secret_file);
+    d.spawn();
+    hup(&d, RELOADED);
+    // The symlink in the shared directory another user's (pointing at the
+    // same place for now): the reload is refused, and a start.
+    lchown(&stage, Some(65534), Some(65534)).unwrap();
+    hup(&d, REFUSED);
+    let line = reload_lines(&d).pop().unwrap();
+    assert!(
+        line.contains(&format!("{} is owned by uid 65534", stage.display())),
+        "{line}"
+    );
+    let mut serve = Command::new(regent());
+    serve.args(["serve", "--config"]).arg(&via);
+    let o = run(serve);
+    assert_ne!(code(&o), 0);
+    let e = stderr(&o);
+    assert!(
+        e.contains("refusing to start") && e.contains("is owned by uid 65534"),
+        "{e}"
+    );
+}
+
 #[test]
 fn a_config_another_user_could_change_is_refused_at_start_and_at_reload() {
     use std::os::unix::fs::PermissionsExt;

@@ -1053,7 +1053,6 @@ fn the_readmes_openssl_pki_serves_its_client_and_revokes_it() {
 /// request, unanswered (the handshake checked the validity once).
 #[test]
 fn a_connection_whose_certificate_expires_is_closed_at_its_next_request() {
-    use regent::client::{Client, Outcome};
     let pki = Pki::new();
     // A client certificate valid for a few more seconds.
     let end = std::time::SystemTime::now() + Duration::from_secs(4);
@@ -1070,10 +1069,76 @@ fn a_connection_whose_certificate_expires_is_closed_at_its_next_request() {
     let o = run(c);
     assert!(o.status.success(), "{}", stderr(&o));
     let (d, port) = start(&pki, "");
+    let client = panel_answered(&pki, port, "brief");
+    closed_after(&d, client, end);
+}
+
+/// Once `end` has passed, `client`'s next request is not answered and its
+/// connection is closed as expired.
+fn closed_after(d: &Daemon, mut client: regent::client::Connection, end: std::time::SystemTime) {
+    while std::time::SystemTime::now() < end + Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        client.call("who", serde_json::Value::Null).is_err(),
+        "an expired client's connection still answered"
+    );
+    assert!(
+        d.log_shows("closing a TLS connection whose certificate has expired"),
+        "{}",
+        d.log_text()
+    );
+}
+
+/// An intermediate CA (`sub.crt`, issued by the test CA with `args`, such as
+/// `-enddate`) and a client "panel" it issued (`subpanel.crt`: its
+/// certificate then the intermediate's, as the client presents them); the
+/// intermediate's CRL is added to `crl.pem` (every CA of a chain needs one).
+const MKSUB: &str = r#"set -eu
+cat >> ca.cnf <<'CNF'
+[ subca_ext ]
+basicConstraints = critical,CA:TRUE,pathlen:0
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout sub.key -out sub.csr -subj "/CN=Regent Test Sub CA" 2>/dev/null
+openssl ca -batch -notext -config ca.cnf -extensions subca_ext -in sub.csr -out sub.crt "$@" 2>/dev/null
+mkdir -p subdb/newcerts; : > subdb/index.txt; echo 2000 > subdb/serial; echo 2000 > subdb/crlnumber
+sed -e 's|^dir = ./db$|dir = ./subdb|' -e 's|^certificate = ./ca.crt$|certificate = ./sub.crt|' \
+  -e 's|^private_key = ./ca.key$|private_key = ./sub.key|' ca.cnf > sub.cnf
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout subpanel.key -out subpanel.csr -subj /CN=panel 2>/dev/null
+openssl ca -batch -notext -config sub.cnf -extensions client_ext -in subpanel.csr -out subpanel.leaf 2>/dev/null
+cat subpanel.leaf sub.crt > subpanel.crt
+openssl ca -batch -config sub.cnf -gencrl -crlexts crl_ext -out sub-crl.pem 2>/dev/null
+cat sub-crl.pem >> crl.pem
+chmod 600 sub.key subpanel.key
+"#;
+
+/// [`MKSUB`] in `pki` with `args`; then the daemon and a connection of client
+/// "panel" (issued by the intermediate) that has been answered once.
+fn through_an_intermediate(pki: &Pki, args: &[&str]) -> (Daemon, regent::client::Connection) {
+    let mut c = Command::new("sh");
+    c.current_dir(&pki.path)
+        .args(["-c", MKSUB, "mksub"])
+        .args(args);
+    let o = run(c);
+    assert!(o.status.success(), "mksub: {}", stderr(&o));
+    let (d, port) = start(pki, "");
+    let client = panel_answered(pki, port, "subpanel");
+    (d, client)
+}
+
+/// A connection with `NAME.crt` and `NAME.key` (a certificate of client
+/// "panel"), answered once.
+fn panel_answered(pki: &Pki, port: u16, name: &str) -> regent::client::Connection {
+    use regent::client::{Client, Outcome};
     let mut client = Client::tls(
         &format!("localhost:{port}"),
-        Path::new(&pki.file("brief.crt")),
-        Path::new(&pki.file("brief.key")),
+        Path::new(&pki.file(&format!("{name}.crt"))),
+        Path::new(&pki.file(&format!("{name}.key"))),
         Path::new(&pki.file("ca.crt")),
     )
     .unwrap()
@@ -1084,15 +1149,43 @@ fn a_connection_whose_certificate_expires_is_closed_at_its_next_request() {
         client.call("who", serde_json::Value::Null).unwrap(),
         Outcome::Done(serde_json::json!("client panel"))
     );
-    while std::time::SystemTime::now() < end + Duration::from_secs(1) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    client
+}
+
+/// Regression: only the client's own certificate was checked after the
+/// handshake; a connection outlived the intermediate CA that chained it to
+/// `client_ca` (a new handshake fails once it has expired).
+#[test]
+fn a_connection_whose_intermediate_ca_expires_is_closed_at_its_next_request() {
+    let pki = Pki::new();
+    let end = std::time::SystemTime::now() + Duration::from_secs(4);
+    let (d, client) = through_an_intermediate(&pki, &["-enddate", &openssl_time(end)]);
+    closed_after(&d, client, end);
+}
+
+/// Regression: only the client's own certificate was looked up in a reloaded
+/// CRL; a connection outlived the revocation of the intermediate CA that
+/// chained it to `client_ca` (a new handshake is refused).
+#[test]
+fn a_connection_whose_intermediate_ca_is_revoked_is_closed_after_the_reload() {
+    let pki = Pki::new();
+    let (d, mut client) = through_an_intermediate(&pki, &[]);
+    let mut c = Command::new("sh");
+    c.current_dir(&pki.path).args([
+        "-c",
+        "set -eu; openssl ca -batch -config ca.cnf -revoke sub.crt -crl_reason cACompromise 2>/dev/null; \
+         openssl ca -batch -config ca.cnf -gencrl -crlexts crl_ext -out root-crl.pem 2>/dev/null; \
+         cat root-crl.pem sub-crl.pem > crl.pem",
+    ]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", stderr(&o));
+    crate::reload::hup(&d, crate::reload::RELOADED);
     assert!(
         client.call("who", serde_json::Value::Null).is_err(),
-        "an expired client's connection still answered"
+        "a connection whose intermediate CA was revoked still answered"
     );
     assert!(
-        d.log_shows("closing a TLS connection whose certificate has expired"),
+        d.log_shows("closing a TLS connection whose certificate the reloaded CRL revokes"),
         "{}",
         d.log_text()
     );

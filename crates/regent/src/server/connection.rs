@@ -151,11 +151,12 @@ async fn finish_blocked_write<F: Future<Output = std::io::Result<()>>>(
     }
 }
 
-/// Whether the current CRLs revoke the TLS client certificate `cert` (one
-/// revoked after its handshake: a reload brought the new CRL).
+/// Whether the current CRLs revoke the TLS client certificate `cert` or a CA
+/// certificate its client presented with it (one revoked after its handshake:
+/// a reload brought the new CRL).
 fn revoked_since_handshake(shared: &super::Shared, cert: Option<&ClientCert>) -> bool {
     match (cert, &shared.tls) {
-        (Some(cert), Some(material)) => material.revokes(&cert.revocable),
+        (Some(cert), Some(material)) => cert.revoked_by(material),
         _ => false,
     }
 }

@@ -35,7 +35,6 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -103,9 +102,11 @@ fn config_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
 /// Open a TLS file (certificate, key, client CAs, CRLs), refusing one that a
 /// user other than root and the service's own could change: the file (checked
 /// on the descriptor it is read from) must be owned by one of them and not
-/// writable by group or others, and no directory on its path, as written or as
-/// resolved (`/proc/self/fd`), may be writable by group or others unless
-/// sticky (as `/tmp`, where others cannot replace an entry they do not own).
+/// writable by group or others, and its path must pass [`crate::trust`]'s
+/// check and lead to the file opened: every entry met on the way (symlinks
+/// included) owned by one of them, every directory looked into writable by no
+/// one else unless sticky (as `/tmp`, where others cannot replace an entry
+/// they do not own).
 /// Whoever could replace `client_ca` or `crl` could let in any client.
 fn open_trusted(what: &str, path: &Path) -> Result<std::fs::File, Error> {
     let file = std::fs::File::open(path).map_err(|e| config_error(what, path, e))?;
@@ -126,22 +127,13 @@ fn open_trusted(what: &str, path: &Path) -> Result<std::fs::File, Error> {
             meta.mode() & 0o7777
         )));
     }
-    let resolved = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .map_err(|e| config_error(what, path, e))?;
-    let written = std::path::absolute(path).map_err(|e| config_error(what, path, e))?;
-    for dir in written.ancestors().chain(resolved.ancestors()) {
-        if dir == written || dir == resolved {
-            continue;
-        }
-        let m = std::fs::metadata(dir).map_err(|e| config_error(what, dir, e))?;
-        if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
-            return Err(unsafe_file(format!(
-                "is in {}, which group or others may write (mode {:04o})",
-                dir.display(),
-                m.mode() & 0o7777
-            )));
-        }
-    }
+    // The way to it: each entry owned by root or the service's user, each
+    // directory writable by no one else unless sticky, every symlink met.
+    crate::trust::leads_to(path, &file).map_err(|e| {
+        unsafe_file(format!(
+            "is reached through a path another user could change ({e})"
+        ))
+    })?;
     Ok(file)
 }
 
@@ -378,28 +370,52 @@ pub fn client_identity(cert: &CertificateDer<'_>) -> Result<(String, String), St
     Ok((name, serial_hex(ee.serial())))
 }
 
-/// The client certificate of a TLS connection, as each request checks it: its
-/// issuer and serial (against the CRLs current then) and the end of its
-/// validity.
+/// The client certificate of a TLS connection, as each request checks it: the
+/// issuer and serial of each certificate the client presented (against the
+/// CRLs current then) and the end of their validity.
+///
+/// Each certificate the client presented counts, its own first, then the
+/// intermediate CAs that chained it to `client_ca` at the handshake: one of
+/// those revoked or expired, a new handshake would fail, so the connection is
+/// closed too. (A certificate the client sent that was not on the chain can
+/// only close its own connection sooner.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClientCert {
-    /// Its issuer and serial.
-    pub(crate) revocable: Revoked,
-    /// Its `notAfter`; none if it could not be read (the handshake checked it).
-    pub(crate) not_after: Option<std::time::SystemTime>,
+    /// The issuer and serial of each certificate presented (the client's own
+    /// first; one that does not parse was not on the verified chain).
+    pub(crate) revocable: Vec<Revoked>,
+    /// The earliest `notAfter` among them. The client's own not read (the
+    /// handshake read it): the epoch, so that the connection is closed at its
+    /// first request rather than never.
+    pub(crate) not_after: std::time::SystemTime,
 }
 
 impl ClientCert {
-    fn of(cert: &CertificateDer<'_>) -> Option<ClientCert> {
+    fn of(chain: &[CertificateDer<'_>]) -> Option<ClientCert> {
+        let (own, intermediates) = chain.split_first()?;
+        let mut revocable = vec![Revoked::of(own)?];
+        revocable.extend(intermediates.iter().filter_map(Revoked::of));
+        let own_end = not_after(own).unwrap_or(std::time::UNIX_EPOCH);
+        let not_after = intermediates
+            .iter()
+            .filter_map(|c| not_after(c))
+            .fold(own_end, std::cmp::min);
         Some(ClientCert {
-            revocable: Revoked::of(cert)?,
-            not_after: not_after(cert),
+            revocable,
+            not_after,
         })
     }
 
-    /// Past its `notAfter` at `now`.
+    /// Past the `notAfter` of one of its certificates at `now`.
+    #[must_use]
     pub(crate) fn expired_at(&self, now: std::time::SystemTime) -> bool {
-        self.not_after.is_some_and(|end| now > end)
+        now > self.not_after
+    }
+
+    /// Whether `material`'s CRLs revoke one of its certificates.
+    #[must_use]
+    pub(crate) fn revoked_by(&self, material: &TlsMaterial) -> bool {
+        self.revocable.iter().any(|r| material.revokes(r))
     }
 }
 
@@ -698,7 +714,6 @@ async fn serve_one(
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|c| c.first())
         .and_then(ClientCert::of);
     connection::serve(
         current,
@@ -792,7 +807,7 @@ mod tests {
         mode(&dir, 0o777);
         let e = open_trusted("client_ca", &ca).unwrap_err().to_string();
         assert!(
-            e.contains("which group or others may write (mode 0777)"),
+            e.contains("writable by its group or others (mode 777)"),
             "{e}"
         );
         let link = top.path().join("link.pem");
@@ -805,6 +820,18 @@ mod tests {
         if nix::unistd::geteuid().is_root() {
             std::os::unix::fs::chown(&ca, Some(65534), None).unwrap();
             let e = open_trusted("client_ca", &ca).unwrap_err().to_string();
+            assert!(e.contains("is owned by uid 65534"), "{e}");
+            std::os::unix::fs::chown(&ca, Some(0), None).unwrap();
+            // Regression: a directory on the way another user owns (not
+            // writable by others) was accepted; its owner could put another
+            // file there (a symlink to any of root's) in the file's place.
+            std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+            let e = open_trusted("client_ca", &ca).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{} is owned by uid 65534", dir.display())),
+                "{e}"
+            );
+            let e = open_trusted("client_ca", &link).unwrap_err().to_string();
             assert!(e.contains("is owned by uid 65534"), "{e}");
         }
     }
