@@ -26,6 +26,7 @@
 
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 
 use regent::exec::sys::{self, Forked};
@@ -244,9 +245,12 @@ fn in_child(name: &str, cpu: Option<u64>, compiled: &mut Option<Lens>, line: &[u
     if whole {
         return answer;
     }
-    let how = match status {
-        Ok(s) if libc_signaled(s) => format!("killed by signal {}", s & 0x7f),
-        Ok(s) => format!("exit status {}", (s >> 8) & 0xff),
+    let how = match status.map(std::process::ExitStatus::from_raw) {
+        Ok(s) => match (s.signal(), s.code()) {
+            (Some(sig), _) => format!("killed by signal {sig}"),
+            (None, Some(code)) => format!("exit status {code}"),
+            (None, None) => s.to_string(),
+        },
         Err(e) => format!("not reaped: {e}"),
     };
     // The process is gone: the pipe holds all that is left of its stderr.
@@ -290,10 +294,4 @@ fn confine_request(
             .map_err(|e| ModuleError::failed(format!("cannot limit the CPU time: {e}")))?;
     }
     Ok(())
-}
-
-/// `WIFSIGNALED` of a wait status.
-fn libc_signaled(status: i32) -> bool {
-    let sig = status & 0x7f;
-    sig != 0 && sig != 0x7f
 }
